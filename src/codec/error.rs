@@ -1,0 +1,156 @@
+use std::fmt;
+
+use crate::topic::TopicError;
+
+/// Why a packet could not be decoded or encoded; one variant per rule broken.
+/// After a decode error the stream is out of step: MQTT 3.1.1 section 4.8 says to close the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodecError {
+    /// The 4th remaining-length byte has its continuation bit set (section 2.2.3).
+    MalformedRemainingLength,
+    /// Fixed header plus remaining length exceed the limit the caller set.
+    PacketTooLarge { size: usize, max: usize },
+    /// Packet type 0 or 15, both reserved (section 2.2.1).
+    InvalidPacketType(u8),
+    /// Fixed-header flags differ from the ones the packet type requires (section 2.2.2).
+    ReservedFlags { packet_type: u8, flags: u8 },
+    /// A QoS of 3 (PUBLISH flags, will QoS, requested QoS).
+    InvalidQoS(u8),
+    /// A QoS 0 PUBLISH with DUP set (MQTT-3.3.1-2).
+    DupOnQoS0,
+    /// A QoS 0 PUBLISH given a packet id, which has no place on the wire (section 3.3.2.2). Encode only.
+    PacketIdOnQoS0(u16),
+    /// A string that is not well-formed UTF-8 (MQTT-1.5.3-1).
+    InvalidUtf8,
+    /// A string containing U+0000 (MQTT-1.5.3-2).
+    NulInString,
+    /// A string longer than 65535 bytes (section 1.5.3).
+    StringTooLong(usize),
+    /// Binary data (will payload, password) longer than 65535 bytes. Encode only.
+    BinaryTooLong(usize),
+    /// Packet id 0 where one is required (section 2.3.1).
+    ZeroPacketId,
+    /// Invalid topic name in PUBLISH or will, or invalid filter in SUBSCRIBE/UNSUBSCRIBE.
+    Topic(TopicError),
+    /// CONNECT protocol name other than "MQTT" (MQTT-3.1.2-1).
+    InvalidProtocolName,
+    /// CONNECT protocol level other than 4 (section 3.1.2.2).
+    UnsupportedProtocolLevel(u8),
+    /// CONNECT flags that contradict each other or set the reserved bit (section 3.1.2.3).
+    InvalidConnectFlags(u8),
+    /// CONNACK flags with reserved bits, or session present with a refusal (MQTT-3.2.2-4).
+    InvalidConnAckFlags(u8),
+    /// CONNACK return code above 5 (section 3.2.2.3).
+    InvalidConnectReturnCode(u8),
+    /// SUBACK return code other than 0, 1, 2, 0x80 (section 3.9.3).
+    InvalidSubAckCode(u8),
+    /// SUBSCRIBE or UNSUBSCRIBE without a topic filter (MQTT-3.8.3-3, MQTT-3.10.3-2).
+    NoFilters,
+    /// Reserved bits set in a SUBSCRIBE requested-QoS byte (MQTT-3.8.3-4).
+    InvalidSubscribeOptions(u8),
+    /// The body ends before its fields do.
+    Truncated,
+    /// The body goes on after its last field.
+    TrailingBytes,
+    /// Encode: the remaining length would exceed MAX_REMAINING_LENGTH.
+    PayloadTooLarge(usize),
+}
+
+impl fmt::Display for CodecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CodecError::MalformedRemainingLength => f.write_str("the remaining length is longer than 4 bytes"),
+            CodecError::PacketTooLarge { size, max } => {
+                write!(f, "the packet is {size} bytes, more than the maximum of {max}")
+            }
+            CodecError::InvalidPacketType(t) => write!(f, "packet type {t} is reserved"),
+            CodecError::ReservedFlags { packet_type, flags } => write!(
+                f,
+                "packet type {packet_type} has invalid fixed-header flags {flags:#06b}"
+            ),
+            CodecError::InvalidQoS(q) => write!(f, "{q} is not a QoS level"),
+            CodecError::DupOnQoS0 => f.write_str("a QoS 0 PUBLISH must not have DUP set"),
+            CodecError::PacketIdOnQoS0(id) => {
+                write!(f, "a QoS 0 PUBLISH has no packet id, but {id} was given")
+            }
+            CodecError::InvalidUtf8 => f.write_str("a string is not well-formed UTF-8"),
+            CodecError::NulInString => f.write_str("a string contains the character U+0000"),
+            CodecError::StringTooLong(n) => {
+                write!(f, "a string of {n} bytes is longer than 65535 bytes")
+            }
+            CodecError::BinaryTooLong(n) => {
+                write!(f, "binary data of {n} bytes is longer than 65535 bytes")
+            }
+            CodecError::ZeroPacketId => f.write_str("the packet id must not be 0"),
+            CodecError::Topic(e) => write!(f, "invalid topic: {e}"),
+            CodecError::InvalidProtocolName => f.write_str("the protocol name is not \"MQTT\""),
+            CodecError::UnsupportedProtocolLevel(l) => {
+                write!(f, "protocol level {l} is not supported (only 4, MQTT 3.1.1)")
+            }
+            CodecError::InvalidConnectFlags(b) => write!(f, "invalid CONNECT flags {b:#010b}"),
+            CodecError::InvalidConnAckFlags(b) => write!(f, "invalid CONNACK flags {b:#010b}"),
+            CodecError::InvalidConnectReturnCode(c) => {
+                write!(f, "{c} is not a CONNACK return code")
+            }
+            CodecError::InvalidSubAckCode(c) => write!(f, "{c:#04x} is not a SUBACK return code"),
+            CodecError::NoFilters => f.write_str("a SUBSCRIBE or UNSUBSCRIBE must carry at least one topic filter"),
+            CodecError::InvalidSubscribeOptions(b) => {
+                write!(f, "requested QoS byte {b:#010b} has reserved bits set")
+            }
+            CodecError::Truncated => f.write_str("the packet ends before its fields do"),
+            CodecError::TrailingBytes => f.write_str("the packet has bytes after its last field"),
+            CodecError::PayloadTooLarge(n) => write!(
+                f,
+                "the remaining length {n} exceeds the maximum of {}",
+                super::MAX_REMAINING_LENGTH
+            ),
+        }
+    }
+}
+
+impl std::error::Error for CodecError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CodecError::Topic(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<TopicError> for CodecError {
+    fn from(e: TopicError) -> Self {
+        CodecError::Topic(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error;
+
+    #[test]
+    fn topic_error_converts_and_is_the_source() {
+        let e = CodecError::from(TopicError::HashNotLast);
+        assert_eq!(e, CodecError::Topic(TopicError::HashNotLast));
+        assert_eq!(
+            e.source().map(|s| s.to_string()),
+            Some(TopicError::HashNotLast.to_string())
+        );
+        assert!(CodecError::Truncated.source().is_none());
+    }
+
+    #[test]
+    fn display_includes_the_values() {
+        let e = CodecError::PacketTooLarge { size: 300, max: 200 };
+        assert_eq!(e.to_string(), "the packet is 300 bytes, more than the maximum of 200");
+        let e = CodecError::ReservedFlags {
+            packet_type: 8,
+            flags: 0,
+        };
+        assert_eq!(e.to_string(), "packet type 8 has invalid fixed-header flags 0b0000");
+        assert_eq!(
+            CodecError::InvalidSubAckCode(0x81).to_string(),
+            "0x81 is not a SUBACK return code"
+        );
+    }
+}

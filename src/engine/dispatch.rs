@@ -1,0 +1,99 @@
+//! The callback thread: the only place user code runs. One per client, so a slow callback in one
+//! client never stalls another; events are handled one at a time in arrival order.
+//!
+//! No lock is held while a handler runs: the trie lock is taken only to collect the matching
+//! subscriptions, so handlers may subscribe, unsubscribe, publish or even free the client.
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::sync::mpsc;
+
+use crate::codec::Publish;
+
+use super::tokens::{Token, TokenResult};
+use super::{Shared, Subscription};
+
+pub type MessageHandler = Box<dyn Fn(&Publish) + Send + Sync>;
+pub type CompletionHandler = Arc<dyn Fn(Token, &TokenResult) + Send + Sync>;
+pub type LogHandler = Arc<dyn Fn(LogLevel, &str) + Send + Sync>;
+
+/// Log levels, most severe first; a handler receives its level and every more severe one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum LogLevel {
+    Off = 0,
+    Error = 1,
+    Warning = 2,
+    Info = 3,
+    Debug = 4,
+}
+
+#[derive(Debug)]
+pub(crate) enum Event {
+    Message(Publish),
+    Completed(Token, TokenResult),
+    Log(LogLevel, String),
+    /// Registrations to drop (filter, subscription id): a SUBSCRIBE the broker refused or that never
+    /// went out. Only that registration goes; a newer one for the same filter stays.
+    Unregister(Vec<(String, u64)>),
+}
+
+pub(crate) fn spawn(
+    shared: Arc<Shared>,
+    events: mpsc::Receiver<Event>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("mqttc-callbacks".into())
+        .spawn(move || run(shared, events))
+}
+
+fn run(shared: Arc<Shared>, mut events: mpsc::Receiver<Event>) {
+    let _ = shared.callback_thread.set(std::thread::current().id());
+    let mut matched: Vec<Arc<Subscription>> = Vec::new();
+    while let Some(event) = events.blocking_recv() {
+        match event {
+            Event::Message(publish) => {
+                shared
+                    .subs()
+                    .for_each_match(publish.topic.as_str(), |s| matched.push(s.clone()));
+                for sub in matched.drain(..) {
+                    if shared.closed.load(Ordering::Acquire) {
+                        break;
+                    }
+                    guarded(|| (sub.handler)(&publish));
+                }
+            }
+            Event::Completed(token, result) => {
+                let handler = shared.on_complete.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                if let Some(h) = handler.filter(|_| !shared.closed.load(Ordering::Acquire)) {
+                    guarded(|| h(token, &result));
+                }
+            }
+            Event::Unregister(filters) => {
+                let removed: Vec<_> = {
+                    let mut subs = shared.subs();
+                    filters
+                        .iter()
+                        .filter_map(|(f, id)| subs.remove_if(f, |s| s.id == *id))
+                        .collect()
+                };
+                drop(removed);
+            }
+            Event::Log(level, line) => {
+                let handler = shared.log.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                if let Some(h) = handler.filter(|_| shared.wants_log(level) && !shared.closed.load(Ordering::Acquire)) {
+                    guarded(|| h(level, &line));
+                }
+            }
+        }
+        if shared.closed.load(Ordering::Acquire) {
+            break;
+        }
+    }
+}
+
+/// A panicking handler must not take the callback thread (and every later callback) with it.
+fn guarded(f: impl FnOnce()) {
+    let _ = catch_unwind(AssertUnwindSafe(f));
+}

@@ -1,0 +1,67 @@
+//! Why an operation failed. One variant per cause the caller can act on; the C layer maps each to a
+//! stable status code.
+use std::fmt;
+
+use crate::codec::{CodecError, ConnectReturnCode};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// The client is not connected and the operation cannot be queued.
+    NotConnected,
+    /// `connect` was called while a connection exists or is being made.
+    AlreadyConnected,
+    /// The broker answered CONNACK with a non-zero return code.
+    Refused(ConnectReturnCode),
+    /// Name resolution, TCP/Unix connect or a socket read/write failed.
+    Io(String),
+    /// No CONNACK (or no connection) within the connect timeout.
+    ConnectTimeout,
+    /// No PINGRESP within the ping timeout: the link is considered dead.
+    KeepAliveTimeout,
+    /// The broker closed the connection.
+    ConnectionClosed,
+    /// The broker sent bytes that are not valid MQTT; the connection was closed.
+    Protocol(CodecError),
+    /// The broker sent a packet a client must never receive, or one out of place.
+    UnexpectedPacket(&'static str),
+    /// All 65535 packet ids are in use by unacknowledged operations.
+    PacketIdsExhausted,
+    /// The broker refused one or more filters of a SUBSCRIBE (return code 0x80); `codes` holds the
+    /// SUBACK's return code for every filter, in request order.
+    SubscribeRefused { codes: Vec<u8> },
+    /// The operation was abandoned: disconnect, client free, or connection loss while it was queued.
+    Cancelled,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::NotConnected => write!(f, "the client is not connected"),
+            Error::AlreadyConnected => write!(f, "the client is already connected or connecting"),
+            Error::Refused(code) => write!(f, "the broker refused the connection: {code:?}"),
+            Error::Io(e) => write!(f, "network error: {e}"),
+            Error::ConnectTimeout => write!(f, "connect timed out"),
+            Error::KeepAliveTimeout => write!(f, "no PINGRESP from the broker within the ping timeout"),
+            Error::ConnectionClosed => write!(f, "the broker closed the connection"),
+            Error::Protocol(e) => write!(f, "protocol violation by the broker: {e}"),
+            Error::UnexpectedPacket(what) => write!(f, "protocol violation by the broker: unexpected {what}"),
+            Error::PacketIdsExhausted => write!(f, "all 65535 packet ids are in use"),
+            Error::SubscribeRefused { .. } => write!(f, "the broker refused the subscription"),
+            Error::Cancelled => write!(f, "the operation was cancelled"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Io(e.to_string())
+    }
+}
+
+impl From<CodecError> for Error {
+    fn from(e: CodecError) -> Self {
+        Error::Protocol(e)
+    }
+}

@@ -1,0 +1,353 @@
+//! The async engine: one client = one network thread (a current-thread tokio runtime) plus one
+//! callback thread ([`dispatch`]). Nothing here knows about C.
+//!
+//! Flow: API calls validate, issue a token and send a [`Command`] to the network task, returning at
+//! once. The network task owns the socket and the [`session::Session`]; it completes tokens in the
+//! shared [`tokens::Tokens`] table (so waits never depend on the callback thread) and hands messages,
+//! completions and log lines to the callback thread as [`dispatch::Event`]s through a bounded queue.
+//! When that queue is full the network task stops reading the socket (TCP back-pressure) but keeps
+//! writing and pinging.
+mod connection;
+pub mod dispatch;
+mod error;
+pub mod session;
+pub mod tokens;
+pub mod transport;
+
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::thread::{JoinHandle, ThreadId};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{Notify, mpsc};
+
+use crate::codec::{MqttStr, Publish, QoS, Will};
+use crate::trie::Trie;
+
+pub use dispatch::{CompletionHandler, LogHandler, LogLevel, MessageHandler};
+pub use error::Error;
+pub use tokens::{Outcome, Token, TokenResult, TokenState};
+pub use transport::Address;
+
+/// Everything about a connection that is fixed when the client is made (MQTTClient.jl's
+/// `MakeConnection` arguments plus the knobs C users expect).
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub client_id: String,
+    pub clean_session: bool,
+    /// Seconds; 0 turns keep-alive off.
+    pub keep_alive: u16,
+    /// How long to wait for PINGRESP before declaring the link dead.
+    pub ping_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// How long `disconnect` waits for in-flight QoS 1/2 publishes to be acknowledged.
+    pub disconnect_timeout: Duration,
+    pub username: Option<MqttStr>,
+    pub password: Option<Bytes>,
+    pub will: Option<Will>,
+    /// Outbound QoS 1/2 publishes awaiting acknowledgement at once; the rest wait in order.
+    pub max_inflight: usize,
+    /// Largest inbound packet accepted; a larger one closes the connection with an error.
+    pub max_packet_size: usize,
+    /// Completed token results kept for polling (older ones report `Expired`).
+    pub token_history: usize,
+    /// Events (messages, completions) queued for the callback thread before reading pauses.
+    pub callback_queue: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            client_id: String::new(),
+            clean_session: true,
+            keep_alive: 60,
+            ping_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(30),
+            disconnect_timeout: Duration::from_secs(10),
+            username: None,
+            password: None,
+            will: None,
+            max_inflight: 100,
+            max_packet_size: 256 * 1024 * 1024,
+            token_history: 65536,
+            callback_queue: 4096,
+        }
+    }
+}
+
+/// One registration in the subscription trie.
+pub struct Subscription {
+    /// Unique for the client's life: tells a registration from a later one for the same filter.
+    pub id: u64,
+    pub qos: QoS,
+    pub handler: MessageHandler,
+}
+
+#[derive(Debug)]
+pub(crate) enum Command {
+    Connect(Token),
+    Publish(Token, Publish),
+    Subscribe(Token, Vec<(MqttStr, QoS, u64)>),
+    Unsubscribe(Token, Vec<MqttStr>),
+    Disconnect(Token),
+}
+
+/// Connection state as API calls see it (the network task is the only writer after `connect`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum State {
+    Disconnected = 0,
+    Connecting = 1,
+    Connected = 2,
+    Disconnecting = 3,
+}
+
+/// State shared by the API, the network task and the callback thread. Locks here are held only for
+/// short, callback-free sections.
+pub(crate) struct Shared {
+    pub tokens: tokens::Tokens,
+    pub subs: Mutex<Trie<Arc<Subscription>>>,
+    state: AtomicU8,
+    /// Set by `Client::close`: the callback thread runs no further callback.
+    pub closed: AtomicBool,
+    pub callback_thread: OnceLock<ThreadId>,
+    pub on_complete: Mutex<Option<CompletionHandler>>,
+    pub has_on_complete: AtomicBool,
+    pub log: Mutex<Option<LogHandler>>,
+    /// The most verbose level wanted; `LogLevel::Off` when no log handler is set.
+    pub log_level: AtomicU8,
+    next_sub_id: AtomicU64,
+}
+
+impl Shared {
+    pub fn state(&self) -> State {
+        match self.state.load(Ordering::Acquire) {
+            1 => State::Connecting,
+            2 => State::Connected,
+            3 => State::Disconnecting,
+            _ => State::Disconnected,
+        }
+    }
+
+    pub fn set_state(&self, s: State) {
+        self.state.store(s as u8, Ordering::Release);
+    }
+
+    pub fn subs(&self) -> MutexGuard<'_, Trie<Arc<Subscription>>> {
+        self.subs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn wants_log(&self, level: LogLevel) -> bool {
+        level as u8 <= self.log_level.load(Ordering::Relaxed)
+    }
+}
+
+/// The client handle. Dropping it (or calling [`Client::close`]) stops both threads; after that no
+/// callback runs.
+pub struct Client {
+    shared: Arc<Shared>,
+    commands: mpsc::UnboundedSender<Command>,
+    shutdown: Arc<Notify>,
+    network: Option<JoinHandle<()>>,
+    callbacks: Option<JoinHandle<()>>,
+}
+
+impl Client {
+    pub fn new(address: Address, options: Options) -> std::io::Result<Client> {
+        let shared = Arc::new(Shared {
+            tokens: tokens::Tokens::new(options.token_history),
+            subs: Mutex::new(Trie::new()),
+            state: AtomicU8::new(State::Disconnected as u8),
+            closed: AtomicBool::new(false),
+            callback_thread: OnceLock::new(),
+            on_complete: Mutex::new(None),
+            has_on_complete: AtomicBool::new(false),
+            log: Mutex::new(None),
+            log_level: AtomicU8::new(LogLevel::Off as u8),
+            next_sub_id: AtomicU64::new(1),
+        });
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (ev_tx, ev_rx) = mpsc::channel(options.callback_queue.max(1));
+        let shutdown = Arc::new(Notify::new());
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let callbacks = dispatch::spawn(shared.clone(), ev_rx)?;
+        let net_shared = shared.clone();
+        let net_shutdown = shutdown.clone();
+        let network = std::thread::Builder::new().name("mqttc-net".into()).spawn(move || {
+            runtime.block_on(async move {
+                let ctx = connection::Ctx {
+                    shared: net_shared,
+                    events: ev_tx,
+                    options,
+                    address,
+                };
+                tokio::select! {
+                    _ = connection::run(ctx, cmd_rx) => {}
+                    _ = net_shutdown.notified() => {}
+                }
+            });
+            // A name lookup stuck in the blocking pool must not hold up `close`.
+            runtime.shutdown_background();
+        })?;
+        Ok(Client {
+            shared,
+            commands: cmd_tx,
+            shutdown,
+            network: Some(network),
+            callbacks: Some(callbacks),
+        })
+    }
+
+    fn send(&self, make: impl FnOnce(Token) -> Command) -> Result<Token, Error> {
+        let token = self.shared.tokens.issue();
+        if self.commands.send(make(token)).is_err() {
+            // The network thread is gone (only after close): nothing can run this operation.
+            self.shared.tokens.complete(token, Err(Error::Cancelled));
+            return Err(Error::Cancelled);
+        }
+        Ok(token)
+    }
+
+    fn require_session(&self) -> Result<(), Error> {
+        match self.shared.state() {
+            State::Disconnected | State::Disconnecting => Err(Error::NotConnected),
+            State::Connecting | State::Connected => Ok(()),
+        }
+    }
+
+    pub fn state(&self) -> State {
+        self.shared.state()
+    }
+
+    pub fn connect(&self) -> Result<Token, Error> {
+        self.shared
+            .state
+            .compare_exchange(
+                State::Disconnected as u8,
+                State::Connecting as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .map_err(|_| Error::AlreadyConnected)?;
+        self.send(Command::Connect)
+    }
+
+    /// Queues a publish; `topic` must already be a valid topic name.
+    pub fn publish(&self, topic: MqttStr, payload: Bytes, qos: QoS, retain: bool) -> Result<Token, Error> {
+        self.require_session()?;
+        self.send(|t| {
+            Command::Publish(
+                t,
+                Publish {
+                    dup: false,
+                    qos,
+                    retain,
+                    topic,
+                    pkid: 0,
+                    payload,
+                },
+            )
+        })
+    }
+
+    /// Registers the handlers (replacing any for the same filter) and sends one SUBSCRIBE for all
+    /// filters. Messages matching a filter reach its handler from the moment this returns.
+    pub fn subscribe(&self, filters: Vec<(MqttStr, QoS, MessageHandler)>) -> Result<Token, Error> {
+        self.require_session()?;
+        let mut request = Vec::with_capacity(filters.len());
+        let mut replaced = Vec::new();
+        {
+            let mut subs = self.shared.subs();
+            for (filter, qos, handler) in filters {
+                let id = self.shared.next_sub_id.fetch_add(1, Ordering::Relaxed);
+                replaced.extend(subs.insert(filter.as_str(), Arc::new(Subscription { id, qos, handler })));
+                request.push((filter, qos, id));
+            }
+        }
+        // Replaced handlers are dropped here, outside the lock: their drop may run user code.
+        drop(replaced);
+        self.send(|t| Command::Subscribe(t, request))
+    }
+
+    /// Removes the handlers at once (no further delivery to them) and sends one UNSUBSCRIBE.
+    pub fn unsubscribe(&self, filters: Vec<MqttStr>) -> Result<Token, Error> {
+        self.require_session()?;
+        let removed: Vec<_> = {
+            let mut subs = self.shared.subs();
+            filters.iter().filter_map(|f| subs.remove(f.as_str())).collect()
+        };
+        drop(removed);
+        self.send(|t| Command::Unsubscribe(t, filters))
+    }
+
+    /// Sends what was queued before it, waits (up to the disconnect timeout) for in-flight QoS 1/2
+    /// acknowledgements, then sends DISCONNECT and closes the socket.
+    pub fn disconnect(&self) -> Result<Token, Error> {
+        self.require_session()?;
+        self.shared.set_state(State::Disconnecting);
+        self.send(Command::Disconnect)
+    }
+
+    pub fn token_state(&self, token: Token) -> TokenState {
+        self.shared.tokens.state(token)
+    }
+
+    /// True on this client's callback thread, where blocking waits are refused.
+    pub fn on_callback_thread(&self) -> bool {
+        self.shared.callback_thread.get() == Some(&std::thread::current().id())
+    }
+
+    /// Blocks until the token completes or `timeout` passes. Refused on the callback thread: the
+    /// network task may be waiting for that very thread to drain the event queue.
+    pub fn wait(&self, token: Token, timeout: Duration) -> Option<TokenState> {
+        if self.on_callback_thread() {
+            return None;
+        }
+        Some(self.shared.tokens.wait(token, timeout))
+    }
+
+    pub fn set_on_complete(&self, handler: Option<CompletionHandler>) {
+        self.shared.has_on_complete.store(handler.is_some(), Ordering::Release);
+        let old = std::mem::replace(
+            &mut *self.shared.on_complete.lock().unwrap_or_else(|p| p.into_inner()),
+            handler,
+        );
+        drop(old);
+    }
+
+    pub fn set_log(&self, level: LogLevel, handler: Option<LogHandler>) {
+        let level = if handler.is_some() { level } else { LogLevel::Off };
+        let old = std::mem::replace(&mut *self.shared.log.lock().unwrap_or_else(|p| p.into_inner()), handler);
+        self.shared.log_level.store(level as u8, Ordering::Release);
+        drop(old);
+    }
+
+    /// Stops the client: the socket is closed without DISCONNECT (like a crash, so the will is sent),
+    /// both threads end, and no callback runs after this returns. Called on the callback thread, the
+    /// callback in progress finishes and the thread ends right after it.
+    pub fn close(&mut self) {
+        self.shared.closed.store(true, Ordering::Release);
+        self.shutdown.notify_one();
+        if let Some(h) = self.network.take() {
+            let _ = h.join();
+        }
+        if let Some(h) = self.callbacks.take() {
+            if self.on_callback_thread() {
+                drop(h); // detach: it exits when the current callback returns
+            } else {
+                let _ = h.join();
+            }
+        }
+        let pending = self.shared.tokens.pending();
+        self.shared
+            .tokens
+            .complete_all(pending.into_iter().map(|t| (t, Err(Error::Cancelled))));
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.close();
+    }
+}

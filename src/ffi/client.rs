@@ -1,0 +1,496 @@
+//! Client lifecycle: options, create, connect, disconnect, free; per-client log and completion
+//! callbacks.
+use std::ffi::{c_char, c_int, c_void};
+use std::mem::size_of;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::{Failure, arg_bytes, arg_str, guard, mqttc_status, opt_str, write_out};
+use crate::codec::{MqttStr, QoS, Will};
+use crate::engine::{self, Address, Client, LogLevel, State};
+use crate::topic::validate_topic_name;
+
+/// A client: one connection to one broker, with its subscriptions and tokens.
+///
+/// Opaque. Made by `mqttc_client_new` / `mqttc_client_new_unix`, released by `mqttc_client_free`.
+pub struct mqttc_client {
+    /// `LIVE` while usable; cleared by free so that a call with a stale pointer is caught while the
+    /// memory has not been reused (best effort: use after free is still a bug in the caller).
+    magic: AtomicU64,
+    pub(crate) inner: Client,
+}
+
+const LIVE: u64 = 0x6d71_7474_635f_6c69;
+
+/// Identifies one asynchronous operation of a client: unique for the client's life, never 0.
+pub type mqttc_token = u64;
+
+/// Connection options. Always initialise with `mqttc_options_init`, which sets `struct_size` and
+/// the defaults, then change what you need: fields may be appended in later versions, and
+/// `struct_size` tells the library which ones your program knows.
+///
+/// Strings and buffers are borrowed for the duration of `mqttc_client_new*` only; the library
+/// copies them.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct mqttc_options {
+    /// sizeof(mqttc_options) as compiled into the caller; set by `mqttc_options_init`.
+    pub struct_size: u32,
+    /// Keep-alive interval in seconds; 0 turns keep-alive off. Default 60.
+    pub keep_alive: u16,
+    /// Start without a session (and discard any on the broker). Default true.
+    pub clean_session: bool,
+    /// Client identifier. NULL (the default) makes a random one ("mqttc-" + 16 hex digits); "" asks
+    /// the broker to assign one (requires clean_session).
+    pub client_id: *const c_char,
+    /// User name, or NULL.
+    pub username: *const c_char,
+    /// Password bytes (need not be text), or NULL; requires a user name.
+    pub password: *const u8,
+    pub password_len: usize,
+    /// Will topic, or NULL for no will.
+    pub will_topic: *const c_char,
+    pub will_payload: *const u8,
+    pub will_payload_len: usize,
+    pub will_qos: c_int,
+    pub will_retain: bool,
+    /// Milliseconds to wait for PINGRESP before the connection is declared lost. Default 30000.
+    pub ping_timeout_ms: u32,
+    /// Milliseconds for TCP connect plus CONNACK. Default 30000.
+    pub connect_timeout_ms: u32,
+    /// Milliseconds `mqttc_disconnect` waits for in-flight QoS 1/2 acknowledgements. Default 10000.
+    pub disconnect_timeout_ms: u32,
+    /// Outbound QoS 1/2 messages awaiting acknowledgement at once; later ones wait in order.
+    /// Default 100.
+    pub max_inflight: u32,
+    /// Largest inbound packet in bytes; a larger one closes the connection. Default 268435460.
+    pub max_packet_size: u32,
+    /// How many completed token results are kept for polling. Default 65536.
+    pub token_history: u32,
+    /// Events queued for the callback thread before the library stops reading the socket.
+    /// Default 4096.
+    pub callback_queue: u32,
+}
+
+/// Fills `opts` with the defaults and sets `struct_size`. NULL is ignored.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mqttc_options_init(opts: *mut mqttc_options) {
+    let d = engine::Options::default();
+    let defaults = mqttc_options {
+        struct_size: size_of::<mqttc_options>() as u32,
+        keep_alive: d.keep_alive,
+        clean_session: d.clean_session,
+        client_id: std::ptr::null(),
+        username: std::ptr::null(),
+        password: std::ptr::null(),
+        password_len: 0,
+        will_topic: std::ptr::null(),
+        will_payload: std::ptr::null(),
+        will_payload_len: 0,
+        will_qos: 0,
+        will_retain: false,
+        ping_timeout_ms: millis(d.ping_timeout),
+        connect_timeout_ms: millis(d.connect_timeout),
+        disconnect_timeout_ms: millis(d.disconnect_timeout),
+        max_inflight: d.max_inflight as u32,
+        max_packet_size: d.max_packet_size.min(u32::MAX as usize) as u32,
+        token_history: d.token_history as u32,
+        callback_queue: d.callback_queue as u32,
+    };
+    // SAFETY: NULL or writable per the documented contract.
+    unsafe { write_out(opts, defaults) };
+}
+
+fn millis(d: Duration) -> u32 {
+    d.as_millis().min(u32::MAX as u128) as u32
+}
+
+pub(crate) fn qos_arg(qos: c_int, name: &str) -> Result<QoS, Failure> {
+    u8::try_from(qos)
+        .ok()
+        .and_then(|q| QoS::from_u8(q).ok())
+        .ok_or_else(|| {
+            Failure::new(
+                mqttc_status::MQTTC_ERR_INVALID_QOS,
+                format!("{name} is {qos}; it must be 0, 1 or 2"),
+            )
+        })
+}
+
+fn random_client_id() -> String {
+    use std::hash::{BuildHasher, RandomState};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let seed = (
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        std::time::SystemTime::now(),
+    );
+    format!("mqttc-{:016x}", RandomState::new().hash_one(seed))
+}
+
+/// Reads the caller's options (which may be an older, shorter struct) into engine options.
+///
+/// # Safety
+/// `opts` is NULL or points to `opts->struct_size` readable bytes laid out as `mqttc_options`.
+unsafe fn read_options(opts: *const mqttc_options) -> Result<engine::Options, Failure> {
+    let mut o = std::mem::MaybeUninit::<mqttc_options>::uninit();
+    // SAFETY: `o` is a valid destination for a full struct.
+    unsafe { mqttc_options_init(o.as_mut_ptr()) };
+    // SAFETY: initialised just above.
+    let mut o = unsafe { o.assume_init() };
+    if !opts.is_null() {
+        // SAFETY: the caller's struct has at least its `struct_size` field.
+        let size = unsafe { (*opts).struct_size } as usize;
+        if size < size_of::<u32>() || size > size_of::<mqttc_options>() {
+            return Err(Failure::new(
+                mqttc_status::MQTTC_ERR_OPTIONS_SIZE,
+                format!("options struct_size is {size}; call mqttc_options_init first"),
+            ));
+        }
+        // Copy only the prefix the caller's version has; the rest keeps its defaults.
+        // SAFETY: `size` bytes are readable per the contract and fit in `o`.
+        unsafe { std::ptr::copy_nonoverlapping(opts.cast::<u8>(), (&raw mut o).cast::<u8>(), size) };
+    }
+    let mut e = engine::Options {
+        keep_alive: o.keep_alive,
+        clean_session: o.clean_session,
+        ping_timeout: Duration::from_millis(o.ping_timeout_ms.into()),
+        connect_timeout: Duration::from_millis(o.connect_timeout_ms.into()),
+        disconnect_timeout: Duration::from_millis(o.disconnect_timeout_ms.into()),
+        max_inflight: (o.max_inflight as usize).clamp(1, 65535),
+        max_packet_size: (o.max_packet_size as usize).max(2),
+        token_history: (o.token_history as usize).max(1),
+        callback_queue: (o.callback_queue as usize).max(1),
+        ..engine::Options::default()
+    };
+    let text = |s: &str, name: &str| {
+        MqttStr::new(s).map_err(|err| Failure::new(mqttc_status::MQTTC_ERR_INVALID_ARGUMENT, format!("{name}: {err}")))
+    };
+    // SAFETY (all string/byte reads below): borrowed for this call per the documented contract.
+    e.client_id = match unsafe { opt_str(o.client_id, "client_id") }? {
+        Some(id) => text(id, "client_id")?.as_str().to_owned(),
+        None => random_client_id(),
+    };
+    if e.client_id.is_empty() && !e.clean_session {
+        return Err(Failure::new(
+            mqttc_status::MQTTC_ERR_INVALID_ARGUMENT,
+            "an empty client_id requires clean_session",
+        ));
+    }
+    e.username = unsafe { opt_str(o.username, "username") }?
+        .map(|u| text(u, "username"))
+        .transpose()?;
+    if !o.password.is_null() {
+        if e.username.is_none() {
+            return Err(Failure::new(
+                mqttc_status::MQTTC_ERR_INVALID_ARGUMENT,
+                "a password requires a username (MQTT 3.1.1)",
+            ));
+        }
+        e.password = Some(Bytes::copy_from_slice(unsafe {
+            arg_bytes(o.password, o.password_len, "password")
+        }?));
+    }
+    if let Some(topic) = unsafe { opt_str(o.will_topic, "will_topic") }? {
+        validate_topic_name(topic).map_err(|err| {
+            Failure::new(
+                mqttc_status::MQTTC_ERR_INVALID_TOPIC,
+                format!("will_topic \"{topic}\": {err}"),
+            )
+        })?;
+        e.will = Some(Will {
+            topic: text(topic, "will_topic")?,
+            payload: Bytes::copy_from_slice(unsafe { arg_bytes(o.will_payload, o.will_payload_len, "will_payload") }?),
+            qos: qos_arg(o.will_qos, "will_qos")?,
+            retain: o.will_retain,
+        });
+    }
+    Ok(e)
+}
+
+fn make_client(address: Address, opts: *const mqttc_options, out: *mut *mut mqttc_client) -> Result<(), Failure> {
+    if out.is_null() {
+        return Err(Failure::new(mqttc_status::MQTTC_ERR_NULL, "out is NULL"));
+    }
+    // SAFETY: as documented on the exported constructors.
+    let options = unsafe { read_options(opts) }?;
+    let inner = Client::new(address, options).map_err(|e| {
+        Failure::new(
+            mqttc_status::MQTTC_ERR_RESOURCE,
+            format!("cannot start the client: {e}"),
+        )
+    })?;
+    let client = Box::new(mqttc_client {
+        magic: AtomicU64::new(LIVE),
+        inner,
+    });
+    // SAFETY: checked non-NULL above.
+    unsafe { out.write(Box::into_raw(client)) };
+    Ok(())
+}
+
+/// Makes a client for the broker at `host` (name or IP address) and `port` (MQTTClient.jl's
+/// `MakeConnection` + `Client`). Nothing is sent until `mqttc_connect`; name resolution happens
+/// then, on the library's thread.
+///
+/// `opts` may be NULL for the defaults. On success `*out` receives the client, which the caller
+/// releases with `mqttc_client_free`; on failure `*out` is not written.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mqttc_client_new(
+    host: *const c_char,
+    port: u16,
+    opts: *const mqttc_options,
+    out: *mut *mut mqttc_client,
+) -> mqttc_status {
+    guard(|| {
+        // SAFETY: borrowed for the call per the contract.
+        let host = unsafe { arg_str(host, "host") }?;
+        if host.is_empty() || port == 0 {
+            return Err(Failure::new(
+                mqttc_status::MQTTC_ERR_INVALID_ARGUMENT,
+                "host must be non-empty and port non-zero",
+            ));
+        }
+        make_client(
+            Address::Tcp {
+                host: host.to_owned(),
+                port,
+            },
+            opts,
+            out,
+        )
+    })
+}
+
+/// Makes a client for a broker listening on the Unix-domain socket at `path`. As `mqttc_client_new`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mqttc_client_new_unix(
+    path: *const c_char,
+    opts: *const mqttc_options,
+    out: *mut *mut mqttc_client,
+) -> mqttc_status {
+    guard(|| {
+        // SAFETY: borrowed for the call per the contract.
+        let path = unsafe { arg_str(path, "path") }?;
+        if path.is_empty() {
+            return Err(Failure::new(mqttc_status::MQTTC_ERR_INVALID_ARGUMENT, "path is empty"));
+        }
+        make_client(Address::Unix(PathBuf::from(path)), opts, out)
+    })
+}
+
+/// Checks a client pointer from C.
+///
+/// # Safety
+/// `p` is NULL or a pointer returned by `mqttc_client_new*` (a freed one is detected while its
+/// memory is not reused).
+pub(crate) unsafe fn client_arg<'a>(p: *const mqttc_client) -> Result<&'a mqttc_client, Failure> {
+    if p.is_null() {
+        return Err(Failure::new(mqttc_status::MQTTC_ERR_NULL, "client is NULL"));
+    }
+    // SAFETY: per the contract, `p` came from `Box::into_raw` in `make_client`.
+    let c = unsafe { &*p };
+    if c.magic.load(Ordering::Acquire) != LIVE {
+        return Err(Failure::new(
+            mqttc_status::MQTTC_ERR_INVALID_HANDLE,
+            "client was freed or is not a client",
+        ));
+    }
+    Ok(c)
+}
+
+/// Releases the client: the connection is dropped at once (no DISCONNECT is sent, so the broker
+/// publishes the will; call `mqttc_disconnect` and wait on its token first for a clean goodbye),
+/// pending tokens are cancelled, every subscription's `drop_userdata` runs, and all memory is
+/// released. NULL is a no-op.
+///
+/// May be called from any thread, including inside one of this client's callbacks: then the
+/// callback in progress finishes normally and none runs after it. Otherwise, when this returns no
+/// callback of this client is running or will run.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mqttc_client_free(client: *mut mqttc_client) {
+    let _ = guard(|| {
+        // SAFETY: per the contract of `client_arg`.
+        let c = match unsafe { client_arg(client) } {
+            Ok(c) => c,
+            Err(f) if f.status == mqttc_status::MQTTC_ERR_NULL => return Ok(()),
+            Err(f) => return Err(f),
+        };
+        // Only one of several racing frees proceeds.
+        if c.magic
+            .compare_exchange(LIVE, 0, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return Err(Failure::new(
+                mqttc_status::MQTTC_ERR_INVALID_HANDLE,
+                "client freed twice",
+            ));
+        }
+        // SAFETY: made by Box::into_raw and now exclusively ours.
+        drop(unsafe { Box::from_raw(client) });
+        Ok(())
+    });
+}
+
+/// Starts connecting (MQTTClient.jl's `connect_async`). Returns at once; `*token` (if not NULL)
+/// completes when the broker accepted (MQTTC_OK; `mqttc_token_codes` gives [session_present]) or
+/// refused the connection (one MQTTC_ERR_REFUSED_* per CONNACK code), or it failed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mqttc_connect(client: *mut mqttc_client, token: *mut mqttc_token) -> mqttc_status {
+    guard(|| {
+        // SAFETY: per the contracts of `client_arg` and `write_out`.
+        let c = unsafe { client_arg(client) }?;
+        let t = c.inner.connect()?;
+        unsafe { write_out(token, t) };
+        Ok(())
+    })
+}
+
+/// Starts a clean disconnect: what was queued before this call is sent first, in-flight QoS 1/2
+/// messages get up to `disconnect_timeout_ms` to be acknowledged, then DISCONNECT is sent and the
+/// socket closed. Operations still pending then complete with MQTTC_ERR_CANCELLED.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mqttc_disconnect(client: *mut mqttc_client, token: *mut mqttc_token) -> mqttc_status {
+    guard(|| {
+        // SAFETY: per the contracts of `client_arg` and `write_out`.
+        let c = unsafe { client_arg(client) }?;
+        let t = c.inner.disconnect()?;
+        unsafe { write_out(token, t) };
+        Ok(())
+    })
+}
+
+/// Connection states reported by `mqttc_client_state`.
+#[repr(C)]
+pub enum mqttc_state {
+    MQTTC_STATE_DISCONNECTED = 0,
+    MQTTC_STATE_CONNECTING = 1,
+    MQTTC_STATE_CONNECTED = 2,
+    MQTTC_STATE_DISCONNECTING = 3,
+}
+
+/// The client's connection state (an `mqttc_state` value), or a negative `mqttc_status` when the
+/// handle is invalid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mqttc_client_state(client: *const mqttc_client) -> c_int {
+    let mut state = 0;
+    let status = guard(|| {
+        // SAFETY: per the contract of `client_arg`.
+        state = match unsafe { client_arg(client) }?.inner.state() {
+            State::Disconnected => mqttc_state::MQTTC_STATE_DISCONNECTED,
+            State::Connecting => mqttc_state::MQTTC_STATE_CONNECTING,
+            State::Connected => mqttc_state::MQTTC_STATE_CONNECTED,
+            State::Disconnecting => mqttc_state::MQTTC_STATE_DISCONNECTING,
+        } as c_int;
+        Ok(())
+    });
+    if status == mqttc_status::MQTTC_OK {
+        state
+    } else {
+        status as c_int
+    }
+}
+
+/// Log levels for `mqttc_set_log`, most severe first.
+#[repr(C)]
+pub enum mqttc_log_level {
+    MQTTC_LOG_OFF = 0,
+    MQTTC_LOG_ERROR = 1,
+    MQTTC_LOG_WARNING = 2,
+    MQTTC_LOG_INFO = 3,
+    MQTTC_LOG_DEBUG = 4,
+}
+
+/// Log callback: `line` is borrowed for the call. Runs on the client's callback thread.
+pub type mqttc_log_cb =
+    Option<unsafe extern "C" fn(client: *mut mqttc_client, level: c_int, line: *const c_char, userdata: *mut c_void)>;
+
+/// Completion callback: called once for every token of this client as it completes, on the
+/// client's callback thread, in completion order.
+pub type mqttc_complete_cb = Option<
+    unsafe extern "C" fn(client: *mut mqttc_client, token: mqttc_token, status: mqttc_status, userdata: *mut c_void),
+>;
+
+/// A C function pointer with its userdata, made sendable: the caller promised (in the header) that
+/// the userdata may be used from the callback thread.
+pub(crate) struct Callback<F> {
+    pub f: F,
+    pub client: *mut mqttc_client,
+    pub userdata: *mut c_void,
+}
+
+// SAFETY: see the struct doc; the library only passes the pointers back to the caller's function.
+unsafe impl<F: Send> Send for Callback<F> {}
+// SAFETY: as above; the function is called from one thread at a time.
+unsafe impl<F: Sync> Sync for Callback<F> {}
+
+/// Sets (or with NULL `cb`, removes) the log callback; messages at `level` (an `mqttc_log_level`)
+/// and more severe are passed to it. Lines are produced only while a callback is set.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mqttc_set_log(
+    client: *mut mqttc_client,
+    level: c_int,
+    cb: mqttc_log_cb,
+    userdata: *mut c_void,
+) -> mqttc_status {
+    guard(|| {
+        // SAFETY: per the contract of `client_arg`.
+        let c = unsafe { client_arg(client) }?;
+        let level = match level {
+            0 => LogLevel::Off,
+            1 => LogLevel::Error,
+            2 => LogLevel::Warning,
+            3 => LogLevel::Info,
+            4 => LogLevel::Debug,
+            _ => {
+                return Err(Failure::new(
+                    mqttc_status::MQTTC_ERR_INVALID_ARGUMENT,
+                    format!("log level {level} is not 0..4"),
+                ));
+            }
+        };
+        let handler = cb.map(|f| {
+            let cb = Callback { f, client, userdata };
+            Arc::new(move |level: LogLevel, line: &str| {
+                let cb = &cb; // capture the whole (Send + Sync) struct, not its raw-pointer fields
+                let line = std::ffi::CString::new(line.replace('\0', " ")).unwrap_or_default();
+                // SAFETY: the caller's function, called with its own userdata and a borrowed line.
+                unsafe { (cb.f)(cb.client, level as c_int, line.as_ptr(), cb.userdata) }
+            }) as engine::LogHandler
+        });
+        c.inner.set_log(level, handler);
+        Ok(())
+    })
+}
+
+/// Sets (or with NULL `cb`, removes) the completion callback. Tokens keep working with poll and
+/// wait whether or not a callback is set.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mqttc_set_on_complete(
+    client: *mut mqttc_client,
+    cb: mqttc_complete_cb,
+    userdata: *mut c_void,
+) -> mqttc_status {
+    guard(|| {
+        // SAFETY: per the contract of `client_arg`.
+        let c = unsafe { client_arg(client) }?;
+        let handler = cb.map(|f| {
+            let cb = Callback { f, client, userdata };
+            Arc::new(move |token, result: &engine::TokenResult| {
+                let cb = &cb; // capture the whole (Send + Sync) struct, not its raw-pointer fields
+                let status = match result {
+                    Ok(_) => mqttc_status::MQTTC_OK,
+                    Err(e) => mqttc_status::from(e),
+                };
+                // SAFETY: the caller's function, called with its own userdata.
+                unsafe { (cb.f)(cb.client, token, status, cb.userdata) }
+            }) as engine::CompletionHandler
+        });
+        c.inner.set_on_complete(handler);
+        Ok(())
+    })
+}

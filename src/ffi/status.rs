@@ -1,0 +1,186 @@
+//! The status enum every exported function returns, and its names.
+use std::ffi::c_char;
+
+use crate::codec::ConnectReturnCode;
+use crate::engine::Error;
+
+/// Result of every mqttclient call and of every token. Values are stable and never reused:
+/// 0 is success, 1 means "still pending", negative values are errors. MQTT return/reason codes
+/// from the broker are reported separately (`mqttc_token_codes`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum mqttc_status {
+    MQTTC_OK = 0,
+    /// The token's operation has not completed yet.
+    MQTTC_PENDING = 1,
+    /// A required pointer argument was NULL.
+    MQTTC_ERR_NULL = -1,
+    /// A string argument is not valid UTF-8.
+    MQTTC_ERR_INVALID_UTF8 = -2,
+    /// A QoS outside 0..2.
+    MQTTC_ERR_INVALID_QOS = -3,
+    /// A topic name that is empty, too long, contains U+0000 or wildcards ('+', '#').
+    MQTTC_ERR_INVALID_TOPIC = -4,
+    /// A malformed topic filter ('#' not last, '+'/'#' not a whole level, empty, ...).
+    MQTTC_ERR_INVALID_FILTER = -5,
+    /// A payload or packet larger than MQTT allows (268,435,455 bytes of remaining length).
+    MQTTC_ERR_PAYLOAD_TOO_LARGE = -6,
+    /// Some other argument is out of range (see `mqttc_last_error`).
+    MQTTC_ERR_INVALID_ARGUMENT = -7,
+    /// The client pointer is not a live client (freed, or never made by `mqttc_client_new*`).
+    MQTTC_ERR_INVALID_HANDLE = -8,
+    /// The options struct's `struct_size` is not one this library knows.
+    MQTTC_ERR_OPTIONS_SIZE = -9,
+    /// The client is not connected (connect first, or it was disconnected).
+    MQTTC_ERR_NOT_CONNECTED = -20,
+    /// `mqttc_connect` while connected or connecting.
+    MQTTC_ERR_ALREADY_CONNECTED = -21,
+    /// A blocking wait was called on the client's callback thread, where it could deadlock.
+    MQTTC_ERR_IN_CALLBACK = -22,
+    /// `mqttc_token_wait` timed out; the operation is still pending.
+    MQTTC_ERR_TIMEOUT = -23,
+    /// The token was never issued by this client.
+    MQTTC_ERR_TOKEN_UNKNOWN = -24,
+    /// The token completed long ago and its result is no longer kept (see `token_history`).
+    MQTTC_ERR_TOKEN_EXPIRED = -25,
+    /// The operation was abandoned: disconnect, client free, or connection loss.
+    MQTTC_ERR_CANCELLED = -26,
+    /// All 65535 packet ids are in use by unacknowledged operations.
+    MQTTC_ERR_PACKET_IDS_EXHAUSTED = -27,
+    /// A network error: name resolution, connect, read or write failed.
+    MQTTC_ERR_IO = -40,
+    /// No connection or CONNACK within the connect timeout.
+    MQTTC_ERR_CONNECT_TIMEOUT = -41,
+    /// No PINGRESP within the ping timeout: the connection was dropped.
+    MQTTC_ERR_KEEPALIVE_TIMEOUT = -42,
+    /// The broker closed the connection.
+    MQTTC_ERR_CONNECTION_CLOSED = -43,
+    /// The broker violated the protocol; the connection was closed.
+    MQTTC_ERR_PROTOCOL = -44,
+    /// CONNACK 1: the broker does not support this protocol version.
+    MQTTC_ERR_REFUSED_PROTOCOL_VERSION = -61,
+    /// CONNACK 2: the client identifier was rejected.
+    MQTTC_ERR_REFUSED_IDENTIFIER = -62,
+    /// CONNACK 3: the server is unavailable.
+    MQTTC_ERR_REFUSED_SERVER_UNAVAILABLE = -63,
+    /// CONNACK 4: bad user name or password.
+    MQTTC_ERR_REFUSED_BAD_CREDENTIALS = -64,
+    /// CONNACK 5: not authorized.
+    MQTTC_ERR_REFUSED_NOT_AUTHORIZED = -65,
+    /// The broker refused at least one filter of a subscribe (SUBACK 0x80); see `mqttc_token_codes`.
+    MQTTC_ERR_SUBSCRIBE_REFUSED = -66,
+    /// A thread or runtime could not be created.
+    MQTTC_ERR_RESOURCE = -98,
+    /// An internal error (a caught panic); please report it.
+    MQTTC_ERR_PANIC = -99,
+}
+
+impl From<&Error> for mqttc_status {
+    fn from(e: &Error) -> Self {
+        use mqttc_status::*;
+        match e {
+            Error::NotConnected => MQTTC_ERR_NOT_CONNECTED,
+            Error::AlreadyConnected => MQTTC_ERR_ALREADY_CONNECTED,
+            Error::Refused(code) => match code {
+                ConnectReturnCode::UnacceptableProtocolVersion => MQTTC_ERR_REFUSED_PROTOCOL_VERSION,
+                ConnectReturnCode::IdentifierRejected => MQTTC_ERR_REFUSED_IDENTIFIER,
+                ConnectReturnCode::ServerUnavailable => MQTTC_ERR_REFUSED_SERVER_UNAVAILABLE,
+                ConnectReturnCode::BadUserNameOrPassword => MQTTC_ERR_REFUSED_BAD_CREDENTIALS,
+                ConnectReturnCode::NotAuthorized => MQTTC_ERR_REFUSED_NOT_AUTHORIZED,
+                // A CONNACK with code 0 is success and never becomes an error.
+                ConnectReturnCode::Accepted => MQTTC_ERR_PROTOCOL,
+            },
+            Error::Io(_) => MQTTC_ERR_IO,
+            Error::ConnectTimeout => MQTTC_ERR_CONNECT_TIMEOUT,
+            Error::KeepAliveTimeout => MQTTC_ERR_KEEPALIVE_TIMEOUT,
+            Error::ConnectionClosed => MQTTC_ERR_CONNECTION_CLOSED,
+            Error::Protocol(_) | Error::UnexpectedPacket(_) => MQTTC_ERR_PROTOCOL,
+            Error::PacketIdsExhausted => MQTTC_ERR_PACKET_IDS_EXHAUSTED,
+            Error::SubscribeRefused { .. } => MQTTC_ERR_SUBSCRIBE_REFUSED,
+            Error::Cancelled => MQTTC_ERR_CANCELLED,
+        }
+    }
+}
+
+const ALL: &[(mqttc_status, &str)] = {
+    use mqttc_status::*;
+    &[
+        (MQTTC_OK, "success\0"),
+        (MQTTC_PENDING, "pending\0"),
+        (MQTTC_ERR_NULL, "a required pointer argument is NULL\0"),
+        (MQTTC_ERR_INVALID_UTF8, "a string argument is not valid UTF-8\0"),
+        (MQTTC_ERR_INVALID_QOS, "QoS must be 0, 1 or 2\0"),
+        (MQTTC_ERR_INVALID_TOPIC, "invalid topic name\0"),
+        (MQTTC_ERR_INVALID_FILTER, "invalid topic filter\0"),
+        (MQTTC_ERR_PAYLOAD_TOO_LARGE, "payload too large\0"),
+        (MQTTC_ERR_INVALID_ARGUMENT, "invalid argument\0"),
+        (MQTTC_ERR_INVALID_HANDLE, "not a live client handle\0"),
+        (MQTTC_ERR_OPTIONS_SIZE, "unknown options struct_size\0"),
+        (MQTTC_ERR_NOT_CONNECTED, "not connected\0"),
+        (MQTTC_ERR_ALREADY_CONNECTED, "already connected or connecting\0"),
+        (MQTTC_ERR_IN_CALLBACK, "blocking wait refused on the callback thread\0"),
+        (MQTTC_ERR_TIMEOUT, "timed out\0"),
+        (MQTTC_ERR_TOKEN_UNKNOWN, "unknown token\0"),
+        (MQTTC_ERR_TOKEN_EXPIRED, "token result expired\0"),
+        (MQTTC_ERR_CANCELLED, "cancelled\0"),
+        (MQTTC_ERR_PACKET_IDS_EXHAUSTED, "all packet ids in use\0"),
+        (MQTTC_ERR_IO, "network error\0"),
+        (MQTTC_ERR_CONNECT_TIMEOUT, "connect timed out\0"),
+        (MQTTC_ERR_KEEPALIVE_TIMEOUT, "keep-alive timeout\0"),
+        (MQTTC_ERR_CONNECTION_CLOSED, "connection closed by the broker\0"),
+        (MQTTC_ERR_PROTOCOL, "protocol violation by the broker\0"),
+        (
+            MQTTC_ERR_REFUSED_PROTOCOL_VERSION,
+            "connection refused: unacceptable protocol version\0",
+        ),
+        (
+            MQTTC_ERR_REFUSED_IDENTIFIER,
+            "connection refused: identifier rejected\0",
+        ),
+        (
+            MQTTC_ERR_REFUSED_SERVER_UNAVAILABLE,
+            "connection refused: server unavailable\0",
+        ),
+        (
+            MQTTC_ERR_REFUSED_BAD_CREDENTIALS,
+            "connection refused: bad user name or password\0",
+        ),
+        (MQTTC_ERR_REFUSED_NOT_AUTHORIZED, "connection refused: not authorized\0"),
+        (MQTTC_ERR_SUBSCRIBE_REFUSED, "subscription refused by the broker\0"),
+        (MQTTC_ERR_RESOURCE, "could not create a thread or runtime\0"),
+        (MQTTC_ERR_PANIC, "internal error\0"),
+    ]
+};
+
+/// A static, NUL-terminated English name for a status value. Takes a plain `int` so that any value
+/// is safe to pass; unknown values give "unknown status".
+#[unsafe(no_mangle)]
+pub extern "C" fn mqttc_status_str(status: i32) -> *const c_char {
+    let s = ALL
+        .iter()
+        .find(|(st, _)| *st as i32 == status)
+        .map_or("unknown status\0", |(_, s)| s);
+    s.as_ptr().cast()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+    use std::ffi::CStr;
+
+    #[test]
+    fn every_status_has_a_distinct_name_and_value() {
+        let values: HashSet<i32> = ALL.iter().map(|(s, _)| *s as i32).collect();
+        let names: HashSet<&str> = ALL.iter().map(|(_, n)| *n).collect();
+        assert_eq!(values.len(), ALL.len());
+        assert_eq!(names.len(), ALL.len());
+        for (s, n) in ALL {
+            assert!(n.ends_with('\0'));
+            let got = unsafe { CStr::from_ptr(mqttc_status_str(*s as i32)) };
+            assert_eq!(got.to_bytes(), n.trim_end_matches('\0').as_bytes());
+        }
+        let unknown = unsafe { CStr::from_ptr(mqttc_status_str(12345)) };
+        assert_eq!(unknown.to_str().unwrap(), "unknown status");
+    }
+}

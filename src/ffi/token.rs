@@ -1,0 +1,111 @@
+//! Polling and waiting on tokens, and reading the codes a completed token carries.
+use std::time::Duration;
+
+use super::client::{client_arg, mqttc_client, mqttc_token};
+use super::{Failure, guard, mqttc_status, set_last_error, write_out};
+use crate::engine::{Error, TokenState};
+
+fn state_status(state: TokenState) -> mqttc_status {
+    match state {
+        TokenState::Pending => mqttc_status::MQTTC_PENDING,
+        TokenState::Done(Ok(_)) => mqttc_status::MQTTC_OK,
+        TokenState::Done(Err(e)) => {
+            // The token's own failure is the detail a caller will want from mqttc_last_error.
+            set_last_error(&e.to_string());
+            mqttc_status::from(&e)
+        }
+        TokenState::Expired => mqttc_status::MQTTC_ERR_TOKEN_EXPIRED,
+        TokenState::Unknown => mqttc_status::MQTTC_ERR_TOKEN_UNKNOWN,
+    }
+}
+
+/// Polls a token without blocking: MQTTC_PENDING, MQTTC_OK, the operation's error status, or
+/// MQTTC_ERR_TOKEN_UNKNOWN / MQTTC_ERR_TOKEN_EXPIRED (see `token_history` in `mqttc_options`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mqttc_token_poll(client: *const mqttc_client, token: mqttc_token) -> mqttc_status {
+    let mut status = mqttc_status::MQTTC_OK;
+    let call = guard(|| {
+        // SAFETY: per the contract of `client_arg`.
+        status = state_status(unsafe { client_arg(client) }?.inner.token_state(token));
+        Ok(())
+    });
+    if call == mqttc_status::MQTTC_OK { status } else { call }
+}
+
+/// Waits up to `timeout_ms` milliseconds for a token to complete and returns what
+/// `mqttc_token_poll` would then return, or MQTTC_ERR_TIMEOUT if it is still pending. Refused with
+/// MQTTC_ERR_IN_CALLBACK on the client's callback thread (blocking there could deadlock: the library
+/// may need that thread to make progress).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mqttc_token_wait(
+    client: *const mqttc_client,
+    token: mqttc_token,
+    timeout_ms: u32,
+) -> mqttc_status {
+    let mut status = mqttc_status::MQTTC_OK;
+    let call = guard(|| {
+        // SAFETY: per the contract of `client_arg`.
+        let c = unsafe { client_arg(client) }?;
+        let state = c
+            .inner
+            .wait(token, Duration::from_millis(timeout_ms.into()))
+            .ok_or_else(|| {
+                Failure::new(
+                    mqttc_status::MQTTC_ERR_IN_CALLBACK,
+                    "mqttc_token_wait called on the client's callback thread",
+                )
+            })?;
+        status = match state {
+            TokenState::Pending => {
+                set_last_error(&format!("token {token} still pending after {timeout_ms} ms"));
+                mqttc_status::MQTTC_ERR_TIMEOUT
+            }
+            other => state_status(other),
+        };
+        Ok(())
+    });
+    if call == mqttc_status::MQTTC_OK { status } else { call }
+}
+
+/// Copies the codes a completed token carries into `codes` (up to `capacity`) and their number into
+/// `*count`: for a connect, [session_present]; for a subscribe, the SUBACK return code of every
+/// filter in order (granted QoS 0/1/2, or 0x80 for refused), also when the token failed with
+/// MQTTC_ERR_SUBSCRIBE_REFUSED; for other operations, none. `codes` may be NULL when `capacity` is 0
+/// (to learn the count). Returns the token's poll status when it has no codes to give.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mqttc_token_codes(
+    client: *const mqttc_client,
+    token: mqttc_token,
+    codes: *mut u8,
+    capacity: usize,
+    count: *mut usize,
+) -> mqttc_status {
+    guard(|| {
+        // SAFETY: per the contracts of `client_arg` and `write_out`.
+        let c = unsafe { client_arg(client) }?;
+        if count.is_null() || (codes.is_null() && capacity > 0) {
+            return Err(Failure::new(
+                mqttc_status::MQTTC_ERR_NULL,
+                "count is NULL, or codes is NULL with a capacity",
+            ));
+        }
+        let got = match c.inner.token_state(token) {
+            TokenState::Done(Ok(outcome)) => outcome.codes,
+            TokenState::Done(Err(Error::SubscribeRefused { codes })) => codes,
+            other => {
+                let status = state_status(other);
+                return Err(Failure::new(
+                    status,
+                    format!("token {token} has no codes: {:?}", status),
+                ));
+            }
+        };
+        let n = got.len().min(capacity);
+        if n > 0 {
+            // SAFETY: `codes` has room for `capacity` >= n bytes per the contract.
+            unsafe { std::ptr::copy_nonoverlapping(got.as_ptr(), codes, n) };
+        }
+        unsafe { write_out(count, got.len()) };
+        Ok(())
+    })
+}

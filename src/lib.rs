@@ -1,0 +1,13 @@
+//! mqttclient: an MQTT client library with a C ABI.
+//!
+//! Layers, each importing only those above it in this list:
+//! - [`topic`] and [`codec`]: pure validation and packet encoding/decoding (bytes in, packets out);
+//! - [`trie`]: the pure subscription trie (topic filter -> subscription);
+//! - [`engine`]: the tokio network task, session state, tokens, and the per-client callback thread
+//!   (`engine::dispatch`; user code never runs on the network thread). Knows nothing of C;
+//! - [`ffi`]: the C ABI, the only module with `extern "C"` and raw pointers.
+pub mod codec;
+pub mod engine;
+pub mod ffi;
+pub mod topic;
+pub mod trie;

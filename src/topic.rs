@@ -1,0 +1,174 @@
+//! Topic name and topic filter rules of MQTT 3.1.1 section 4.7.
+
+use std::fmt;
+
+/// The longest string a two-byte length prefix can describe (section 1.5.3).
+const MAX_LEN: usize = 65_535;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicError {
+    /// Names and filters must be at least one character long (MQTT-4.7.3-1).
+    Empty,
+    /// Longer than 65535 bytes.
+    TooLong,
+    /// Contains U+0000 (MQTT-4.7.3-2).
+    Nul,
+    /// `+` or `#` in a topic name (MQTT-3.3.2-2).
+    WildcardInName,
+    /// `#` is not the last level of a filter (MQTT-4.7.1-2).
+    HashNotLast,
+    /// `+` or `#` shares a level with other characters, e.g. "a+/b", "a/b#" (MQTT-4.7.1-2, MQTT-4.7.1-3).
+    WildcardNotWholeLevel,
+}
+
+impl fmt::Display for TopicError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TopicError::Empty => "the topic is empty",
+            TopicError::TooLong => "the topic is longer than 65535 bytes",
+            TopicError::Nul => "the topic contains the character U+0000",
+            TopicError::WildcardInName => "a topic name must not contain the wildcards '+' or '#'",
+            TopicError::HashNotLast => "the wildcard '#' must be the last level of a topic filter",
+            TopicError::WildcardNotWholeLevel => "a wildcard '+' or '#' must occupy a whole level of a topic filter",
+        })
+    }
+}
+
+impl std::error::Error for TopicError {}
+
+/// The checks names and filters share; `+`/`#` are where they differ.
+fn validate_common(topic: &str) -> Result<(), TopicError> {
+    if topic.is_empty() {
+        Err(TopicError::Empty)
+    } else if topic.len() > MAX_LEN {
+        Err(TopicError::TooLong)
+    } else if topic.contains('\0') {
+        Err(TopicError::Nul)
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks a topic name, the topic a PUBLISH (or a will) is sent to.
+/// Names starting with '$' are allowed: the server, not the client, decides what they mean (section 4.7.2).
+pub fn validate_topic_name(topic: &str) -> Result<(), TopicError> {
+    validate_common(topic)?;
+    if topic.contains(['+', '#']) {
+        return Err(TopicError::WildcardInName);
+    }
+    Ok(())
+}
+
+/// Checks a topic filter, the pattern a SUBSCRIBE or UNSUBSCRIBE names.
+pub fn validate_topic_filter(filter: &str) -> Result<(), TopicError> {
+    validate_common(filter)?;
+    let mut levels = filter.split('/').peekable();
+    while let Some(level) = levels.next() {
+        let has_hash = level.contains('#');
+        if (has_hash || level.contains('+')) && level.len() != 1 {
+            return Err(TopicError::WildcardNotWholeLevel);
+        }
+        if has_hash && levels.peek().is_some() {
+            return Err(TopicError::HashNotLast);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_table() {
+        let long_ok = "a".repeat(MAX_LEN);
+        let too_long = "a".repeat(MAX_LEN + 1);
+        let cases: &[(&str, Result<(), TopicError>)] = &[
+            ("a", Ok(())),
+            ("/", Ok(())),
+            ("a/b/c", Ok(())),
+            ("a//b", Ok(())),
+            ("/a/", Ok(())),
+            (" ", Ok(())),
+            ("$SYS/broker/uptime", Ok(())),
+            ("ünï/cødé", Ok(())),
+            (&long_ok, Ok(())),
+            ("", Err(TopicError::Empty)),
+            (&too_long, Err(TopicError::TooLong)),
+            ("a\0b", Err(TopicError::Nul)),
+            ("+", Err(TopicError::WildcardInName)),
+            ("#", Err(TopicError::WildcardInName)),
+            ("a/+/b", Err(TopicError::WildcardInName)),
+            ("a/#", Err(TopicError::WildcardInName)),
+            ("a+b", Err(TopicError::WildcardInName)),
+        ];
+        for (name, expected) in cases {
+            assert_eq!(
+                validate_topic_name(name),
+                *expected,
+                "name {:?}",
+                &name[..name.len().min(20)]
+            );
+        }
+    }
+
+    #[test]
+    fn topic_filters_table() {
+        let long_ok = "+/".repeat(MAX_LEN / 2) + "#";
+        assert_eq!(long_ok.len(), MAX_LEN);
+        let too_long = "a".repeat(MAX_LEN + 1);
+        let cases: &[(&str, Result<(), TopicError>)] = &[
+            ("a", Ok(())),
+            ("/", Ok(())),
+            ("a//b", Ok(())),
+            ("+", Ok(())),
+            ("#", Ok(())),
+            ("+/+", Ok(())),
+            ("/#", Ok(())),
+            ("+/#", Ok(())),
+            ("a/+/c", Ok(())),
+            ("sport/tennis/#", Ok(())),
+            ("$SYS/#", Ok(())),
+            ("/+/", Ok(())),
+            (&long_ok, Ok(())),
+            ("", Err(TopicError::Empty)),
+            (&too_long, Err(TopicError::TooLong)),
+            ("a/\0", Err(TopicError::Nul)),
+            ("#/a", Err(TopicError::HashNotLast)),
+            ("a/#/b", Err(TopicError::HashNotLast)),
+            ("#/", Err(TopicError::HashNotLast)),
+            ("a#", Err(TopicError::WildcardNotWholeLevel)),
+            ("#a", Err(TopicError::WildcardNotWholeLevel)),
+            ("a/b#", Err(TopicError::WildcardNotWholeLevel)),
+            ("##", Err(TopicError::WildcardNotWholeLevel)),
+            ("++", Err(TopicError::WildcardNotWholeLevel)),
+            ("a+", Err(TopicError::WildcardNotWholeLevel)),
+            ("a+/b", Err(TopicError::WildcardNotWholeLevel)),
+            ("a/+b/c", Err(TopicError::WildcardNotWholeLevel)),
+            ("+#", Err(TopicError::WildcardNotWholeLevel)),
+        ];
+        for (filter, expected) in cases {
+            assert_eq!(
+                validate_topic_filter(filter),
+                *expected,
+                "filter {:?}",
+                &filter[..filter.len().min(20)]
+            );
+        }
+    }
+
+    #[test]
+    fn display_is_a_sentence_per_variant() {
+        let all = [
+            TopicError::Empty,
+            TopicError::TooLong,
+            TopicError::Nul,
+            TopicError::WildcardInName,
+            TopicError::HashNotLast,
+            TopicError::WildcardNotWholeLevel,
+        ];
+        let texts: std::collections::HashSet<String> = all.iter().map(|e| e.to_string()).collect();
+        assert_eq!(texts.len(), all.len(), "messages must be distinct");
+        assert!(texts.iter().all(|t| t.len() > 10));
+    }
+}
