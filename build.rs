@@ -8,6 +8,11 @@ use std::{env, fs, path::PathBuf};
 fn main() {
     let crate_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     println!("cargo:rerun-if-changed=src/ffi");
+    // Integration tests compile C programs with the `cc` crate, which wants the target triple.
+    println!(
+        "cargo:rustc-env=MQTTC_TARGET={}",
+        env::var("TARGET").expect("cargo sets TARGET")
+    );
     println!("cargo:rerun-if-changed=cbindgen.toml");
     let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).expect("cbindgen.toml is valid");
     let bindings = match cbindgen::Builder::new()

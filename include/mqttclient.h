@@ -156,6 +156,27 @@ typedef enum mqttc_status {
 } mqttc_status;
 
 /**
+ * Log levels for `mqttc_set_log`, most severe first.
+ */
+typedef enum mqttc_log_level {
+  MQTTC_LOG_OFF = 0,
+  MQTTC_LOG_ERROR = 1,
+  MQTTC_LOG_WARNING = 2,
+  MQTTC_LOG_INFO = 3,
+  MQTTC_LOG_DEBUG = 4,
+} mqttc_log_level;
+
+/**
+ * Connection states reported by `mqttc_client_state`.
+ */
+typedef enum mqttc_state {
+  MQTTC_STATE_DISCONNECTED = 0,
+  MQTTC_STATE_CONNECTING = 1,
+  MQTTC_STATE_CONNECTED = 2,
+  MQTTC_STATE_DISCONNECTING = 3,
+} mqttc_state;
+
+/**
  * A client: one connection to one broker, with its subscriptions and tokens.
  *
  * Opaque. Made by `mqttc_client_new` / `mqttc_client_new_unix`, released by `mqttc_client_free`.
@@ -219,7 +240,7 @@ typedef struct mqttc_options {
   uint32_t disconnect_timeout_ms;
   /**
    * Outbound QoS 1/2 messages awaiting acknowledgement at once; later ones wait in order.
-   * Default 100.
+   * Default 20 (as libmosquitto, and mosquitto's max_inflight_messages).
    */
   uint32_t max_inflight;
   /**

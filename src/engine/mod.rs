@@ -68,7 +68,9 @@ impl Default for Options {
             username: None,
             password: None,
             will: None,
-            max_inflight: 100,
+            // libmosquitto's default, and mosquitto's own max_inflight_messages: with more QoS 2
+            // messages in flight than that, mosquitto 2.0 accepts them but forwards only some.
+            max_inflight: 20,
             max_packet_size: 256 * 1024 * 1024,
             token_history: 65536,
             callback_queue: 4096,

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs every check CI runs: formatting, lints, header drift, all tests (each starts its own
+# mosquitto on a free loopback port), and the CMake build of the library and C examples.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+cargo fmt --all -- --check
+cargo clippy --all-targets -- -D warnings
+# build.rs regenerates include/mqttclient.h; the committed copy must match it.
+if git rev-parse --git-dir >/dev/null 2>&1 && ! git diff --quiet -- include/mqttclient.h; then
+  echo "include/mqttclient.h is out of date: commit the regenerated header" >&2
+  git --no-pager diff --stat -- include/mqttclient.h >&2
+  exit 1
+fi
+cargo test --all-targets
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j "$(nproc)"
+echo "all checks passed"

@@ -1,0 +1,144 @@
+/*
+ * Bad input through the C API: every call gets a clear status (and a detail from
+ * mqttc_last_error), never a crash. Usage: bad_input <port of a running broker>
+ * Prints one line per case; exits non-zero if any case got an unexpected status.
+ */
+#include <mqttclient.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int failures;
+
+static void expect(const char *name, mqttc_status got, mqttc_status want) {
+    const char *detail = mqttc_last_error();
+    int ok = got == want && (want == MQTTC_OK || (detail && detail[0]));
+    printf("%-44s %-4s got %d (%s) want %d; detail: %s\n", name, ok ? "ok" : "FAIL", got,
+           mqttc_status_str(got), want, detail ? detail : "(null)");
+    if (!ok)
+        failures++;
+}
+
+static void on_msg(mqttc_client *c, const mqttc_message *m, void *u) {
+    (void)c;
+    (void)m;
+    (void)u;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2)
+        return 2;
+    uint16_t port = (uint16_t)atoi(argv[1]);
+    mqttc_client *c = NULL;
+    mqttc_token t = 0;
+    static const char bad_utf8[] = {'a', (char)0xff, 'b', 0};
+    static const char overlong_nul[] = {'a', (char)0xc0, (char)0x80, 0};
+    mqttc_options opts;
+
+    /* Construction. */
+    expect("client_new NULL host", mqttc_client_new(NULL, port, NULL, &c), MQTTC_ERR_NULL);
+    expect("client_new NULL out", mqttc_client_new("127.0.0.1", port, NULL, NULL), MQTTC_ERR_NULL);
+    expect("client_new port 0", mqttc_client_new("127.0.0.1", 0, NULL, &c), MQTTC_ERR_INVALID_ARGUMENT);
+    expect("client_new empty host", mqttc_client_new("", port, NULL, &c), MQTTC_ERR_INVALID_ARGUMENT);
+    expect("client_new invalid UTF-8 host", mqttc_client_new(bad_utf8, port, NULL, &c), MQTTC_ERR_INVALID_UTF8);
+    expect("client_new_unix NULL path", mqttc_client_new_unix(NULL, NULL, &c), MQTTC_ERR_NULL);
+    mqttc_options_init(&opts);
+    opts.struct_size = 2;
+    expect("options struct_size too small", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_OPTIONS_SIZE);
+    opts.struct_size = 100000;
+    expect("options struct_size too large", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_OPTIONS_SIZE);
+    mqttc_options_init(&opts);
+    opts.will_topic = "a/+";
+    expect("will topic with wildcard", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_TOPIC);
+    mqttc_options_init(&opts);
+    opts.will_topic = "w";
+    opts.will_qos = 3;
+    expect("will qos 3", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_QOS);
+    mqttc_options_init(&opts);
+    opts.client_id = bad_utf8;
+    expect("client id invalid UTF-8", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_UTF8);
+    mqttc_options_init(&opts);
+    opts.client_id = "";
+    opts.clean_session = false;
+    expect("empty client id without clean session", mqttc_client_new("127.0.0.1", port, &opts, &c),
+           MQTTC_ERR_INVALID_ARGUMENT);
+    mqttc_options_init(&opts);
+    opts.password = (const uint8_t *)"pw";
+    opts.password_len = 2;
+    expect("password without username", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_ARGUMENT);
+
+    /* NULL client everywhere. */
+    expect("connect NULL client", mqttc_connect(NULL, &t), MQTTC_ERR_NULL);
+    expect("publish NULL client", mqttc_publish(NULL, "t", "x", 1, 0, false, &t), MQTTC_ERR_NULL);
+    expect("subscribe NULL client", mqttc_subscribe(NULL, "t", 0, on_msg, NULL, &t), MQTTC_ERR_NULL);
+    expect("unsubscribe NULL client", mqttc_unsubscribe(NULL, "t", &t), MQTTC_ERR_NULL);
+    expect("disconnect NULL client", mqttc_disconnect(NULL, &t), MQTTC_ERR_NULL);
+    expect("token_poll NULL client", mqttc_token_poll(NULL, 1), MQTTC_ERR_NULL);
+    expect("token_wait NULL client", mqttc_token_wait(NULL, 1, 10), MQTTC_ERR_NULL);
+    expect("set_log NULL client", mqttc_set_log(NULL, 1, NULL, NULL), MQTTC_ERR_NULL);
+    mqttc_client_free(NULL); /* a no-op */
+
+    /* A real client, before connecting. */
+    expect("client_new ok", mqttc_client_new("127.0.0.1", port, NULL, &c), MQTTC_OK);
+    expect("publish before connect", mqttc_publish(c, "t", "x", 1, 0, false, &t), MQTTC_ERR_NOT_CONNECTED);
+    expect("disconnect before connect", mqttc_disconnect(c, &t), MQTTC_ERR_NOT_CONNECTED);
+    expect("token_poll never issued", mqttc_token_poll(c, 424242), MQTTC_ERR_TOKEN_UNKNOWN);
+    expect("token_poll zero", mqttc_token_poll(c, 0), MQTTC_ERR_TOKEN_UNKNOWN);
+    expect("set_log bad level", mqttc_set_log(c, 9, NULL, NULL), MQTTC_ERR_INVALID_ARGUMENT);
+    expect("connect", mqttc_connect(c, &t), MQTTC_OK);
+    expect("connect wait", mqttc_token_wait(c, t, 10000), MQTTC_OK);
+    expect("connect again", mqttc_connect(c, &t), MQTTC_ERR_ALREADY_CONNECTED);
+
+    /* Publish arguments. */
+    expect("publish NULL topic", mqttc_publish(c, NULL, "x", 1, 0, false, &t), MQTTC_ERR_NULL);
+    expect("publish empty topic", mqttc_publish(c, "", "x", 1, 0, false, &t), MQTTC_ERR_INVALID_TOPIC);
+    expect("publish topic with +", mqttc_publish(c, "a/+/b", "x", 1, 0, false, &t), MQTTC_ERR_INVALID_TOPIC);
+    expect("publish topic with #", mqttc_publish(c, "a/#", "x", 1, 0, false, &t), MQTTC_ERR_INVALID_TOPIC);
+    expect("publish topic invalid UTF-8", mqttc_publish(c, bad_utf8, "x", 1, 0, false, &t), MQTTC_ERR_INVALID_UTF8);
+    expect("publish topic overlong NUL", mqttc_publish(c, overlong_nul, "x", 1, 0, false, &t),
+           MQTTC_ERR_INVALID_UTF8);
+    expect("publish qos 3", mqttc_publish(c, "t", "x", 1, 3, false, &t), MQTTC_ERR_INVALID_QOS);
+    expect("publish qos -1", mqttc_publish(c, "t", "x", 1, -1, false, &t), MQTTC_ERR_INVALID_QOS);
+    expect("publish NULL payload with length", mqttc_publish(c, "t", NULL, 5, 0, false, &t), MQTTC_ERR_NULL);
+    expect("publish oversize payload", mqttc_publish(c, "t", "x", (size_t)1 << 40, 0, false, &t),
+           MQTTC_ERR_PAYLOAD_TOO_LARGE);
+    expect("publish NULL payload length 0", mqttc_publish(c, "t", NULL, 0, 0, false, &t), MQTTC_OK);
+    expect("publish NULL token pointer", mqttc_publish(c, "t", "x", 1, 1, false, NULL), MQTTC_OK);
+
+    /* Subscribe / unsubscribe arguments. */
+    expect("subscribe NULL filter", mqttc_subscribe(c, NULL, 0, on_msg, NULL, &t), MQTTC_ERR_NULL);
+    expect("subscribe NULL callback", mqttc_subscribe(c, "t", 0, NULL, NULL, &t), MQTTC_ERR_NULL);
+    expect("subscribe filter a/#/b", mqttc_subscribe(c, "a/#/b", 0, on_msg, NULL, &t), MQTTC_ERR_INVALID_FILTER);
+    expect("subscribe filter a+", mqttc_subscribe(c, "a+", 0, on_msg, NULL, &t), MQTTC_ERR_INVALID_FILTER);
+    expect("subscribe empty filter", mqttc_subscribe(c, "", 0, on_msg, NULL, &t), MQTTC_ERR_INVALID_FILTER);
+    expect("subscribe invalid UTF-8", mqttc_subscribe(c, bad_utf8, 0, on_msg, NULL, &t), MQTTC_ERR_INVALID_UTF8);
+    expect("subscribe qos 7", mqttc_subscribe(c, "t", 7, on_msg, NULL, &t), MQTTC_ERR_INVALID_QOS);
+    expect("subscribe_many NULL array", mqttc_subscribe_many(c, NULL, 1, &t), MQTTC_ERR_NULL);
+    mqttc_subscription none[1];
+    memset(none, 0, sizeof none);
+    expect("subscribe_many count 0", mqttc_subscribe_many(c, none, 0, &t), MQTTC_ERR_INVALID_ARGUMENT);
+    expect("unsubscribe NULL filter", mqttc_unsubscribe(c, NULL, &t), MQTTC_ERR_NULL);
+    expect("unsubscribe bad filter", mqttc_unsubscribe(c, "#/x", &t), MQTTC_ERR_INVALID_FILTER);
+    expect("unsubscribe_many NULL", mqttc_unsubscribe_many(c, NULL, 2, &t), MQTTC_ERR_NULL);
+
+    /* Token queries. */
+    size_t n = 0;
+    expect("token_codes NULL count", mqttc_token_codes(c, t, NULL, 0, NULL), MQTTC_ERR_NULL);
+    expect("token_codes NULL codes with capacity", mqttc_token_codes(c, t, NULL, 4, &n), MQTTC_ERR_NULL);
+    expect("message_copy NULL", mqttc_message_copy(NULL, NULL), MQTTC_ERR_NULL);
+    mqttc_message_free(NULL);
+
+    /* Names for every status, including unknown ones. */
+    if (strcmp(mqttc_status_str(12345), "unknown status") != 0 || strcmp(mqttc_status_str(MQTTC_OK), "success") != 0) {
+        printf("mqttc_status_str FAIL\n");
+        failures++;
+    }
+
+    expect("disconnect", mqttc_disconnect(c, &t), MQTTC_OK);
+    expect("disconnect wait", mqttc_token_wait(c, t, 10000), MQTTC_OK);
+    expect("publish after disconnect", mqttc_publish(c, "t", "x", 1, 0, false, &t), MQTTC_ERR_NOT_CONNECTED);
+    mqttc_client_free(c);
+    printf("%d failure(s)\n", failures);
+    return failures ? 1 : 0;
+}

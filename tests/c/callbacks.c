@@ -1,0 +1,171 @@
+/*
+ * Callbacks may call the API: publish, subscribe and unsubscribe from inside a message callback;
+ * a blocking wait there is refused with MQTTC_ERR_IN_CALLBACK instead of hanging; the client can
+ * be freed from inside its own callback, after which no callback runs and every userdata
+ * destructor has run exactly once. Also checks the completion and log callbacks.
+ * Usage: callbacks <port of a running broker>
+ */
+#include <mqttclient.h>
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define FAIL(...)                                                                                  \
+    do {                                                                                           \
+        printf("FAIL: " __VA_ARGS__);                                                              \
+        printf(" (%s)\n", mqttc_last_error());                                                     \
+        exit(1);                                                                                   \
+    } while (0)
+#define CHECK(call)                                                                                \
+    do {                                                                                           \
+        mqttc_status st_ = (call);                                                                 \
+        if (st_ != MQTTC_OK)                                                                       \
+            FAIL("%s -> %s", #call, mqttc_status_str(st_));                                        \
+    } while (0)
+
+static atomic_int in_count, out_count, sub2_count, free_count, drops, completions, log_lines;
+static atomic_int wait_in_callback_status = 1;
+static atomic_int publish_in_callback_status = 1;
+
+static void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Waits (polling) up to 10 s for *counter to reach want. */
+static void await_count(atomic_int *counter, int want, const char *what) {
+    for (int i = 0; i < 1000 && atomic_load(counter) < want; i++)
+        sleep_ms(10);
+    if (atomic_load(counter) < want)
+        FAIL("%s: %d of %d", what, atomic_load(counter), want);
+}
+
+static void wait_ok(mqttc_client *c, mqttc_token t, const char *what) {
+    mqttc_status st = mqttc_token_wait(c, t, 10000);
+    if (st != MQTTC_OK)
+        FAIL("%s: %s", what, mqttc_status_str(st));
+}
+
+static void on_drop(void *userdata) {
+    (void)userdata;
+    atomic_fetch_add(&drops, 1);
+}
+
+static void on_sub2(mqttc_client *c, const mqttc_message *m, void *u) {
+    (void)c, (void)m, (void)u;
+    atomic_fetch_add(&sub2_count, 1);
+}
+
+static void on_out(mqttc_client *c, const mqttc_message *m, void *u) {
+    (void)c, (void)u;
+    if (m->payload_len == 5 && memcmp(m->payload, "reply", 5) == 0)
+        atomic_fetch_add(&out_count, 1);
+}
+
+/* Calls the API from inside a callback. */
+static void on_in(mqttc_client *c, const mqttc_message *m, void *u) {
+    (void)m, (void)u;
+    mqttc_token t = 0;
+    atomic_store(&publish_in_callback_status, mqttc_publish(c, "cb/out", "reply", 5, 1, false, &t));
+    atomic_store(&wait_in_callback_status, mqttc_token_wait(c, t, 5000));
+    mqttc_subscription s = {"cb/sub2", 1, on_sub2, NULL, on_drop};
+    mqttc_token st;
+    if (mqttc_subscribe_many(c, &s, 1, &st) != MQTTC_OK)
+        printf("FAIL: subscribe inside callback: %s\n", mqttc_last_error());
+    if (mqttc_unsubscribe(c, "cb/never", NULL) != MQTTC_OK)
+        printf("FAIL: unsubscribe inside callback: %s\n", mqttc_last_error());
+    atomic_fetch_add(&in_count, 1);
+}
+
+/* Frees its own client. */
+static void on_free(mqttc_client *c, const mqttc_message *m, void *u) {
+    (void)m, (void)u;
+    atomic_fetch_add(&free_count, 1);
+    mqttc_client_free(c);
+}
+
+static void on_complete(mqttc_client *c, mqttc_token t, mqttc_status st, void *u) {
+    (void)c, (void)t, (void)st, (void)u;
+    atomic_fetch_add(&completions, 1);
+}
+
+static void on_log(mqttc_client *c, int level, const char *line, void *u) {
+    (void)c, (void)u;
+    if (level >= MQTTC_LOG_ERROR && level <= MQTTC_LOG_INFO && line && line[0])
+        atomic_fetch_add(&log_lines, 1);
+}
+
+static mqttc_client *connected(uint16_t port) {
+    mqttc_client *c = NULL;
+    mqttc_token t;
+    CHECK(mqttc_client_new("127.0.0.1", port, NULL, &c));
+    CHECK(mqttc_set_on_complete(c, on_complete, NULL));
+    CHECK(mqttc_set_log(c, MQTTC_LOG_INFO, on_log, NULL));
+    CHECK(mqttc_connect(c, &t));
+    wait_ok(c, t, "connect");
+    return c;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2)
+        return 2;
+    uint16_t port = (uint16_t)atoi(argv[1]);
+    mqttc_client *a = connected(port), *b = connected(port);
+    mqttc_token t;
+
+    mqttc_subscription subs[] = {
+        {"cb/in", 1, on_in, NULL, on_drop},
+        {"cb/out", 1, on_out, NULL, on_drop},
+        {"cb/free", 0, on_free, NULL, on_drop},
+    };
+    CHECK(mqttc_subscribe_many(a, subs, 3, &t));
+    wait_ok(a, t, "subscribe");
+    size_t n = 0;
+    uint8_t codes[3];
+    CHECK(mqttc_token_codes(a, t, codes, 3, &n));
+    if (n != 3 || codes[0] != 1 || codes[1] != 1 || codes[2] != 0)
+        FAIL("granted QoS: n=%zu %d %d %d", n, codes[0], codes[1], codes[2]);
+
+    CHECK(mqttc_publish(b, "cb/in", "go", 2, 1, false, &t));
+    wait_ok(b, t, "publish cb/in");
+    await_count(&in_count, 1, "callback on cb/in");
+    await_count(&out_count, 1, "reply published from inside a callback");
+    if (atomic_load(&publish_in_callback_status) != MQTTC_OK)
+        FAIL("publish inside callback: %d", atomic_load(&publish_in_callback_status));
+    if (atomic_load(&wait_in_callback_status) != MQTTC_ERR_IN_CALLBACK)
+        FAIL("wait inside callback returned %d, want MQTTC_ERR_IN_CALLBACK", atomic_load(&wait_in_callback_status));
+
+    /* The subscription made inside the callback works (poll until its SUBACK has surely arrived). */
+    for (int i = 0; i < 100 && atomic_load(&sub2_count) == 0; i++) {
+        CHECK(mqttc_publish(b, "cb/sub2", "x", 1, 1, false, &t));
+        wait_ok(b, t, "publish cb/sub2");
+        sleep_ms(20);
+    }
+    await_count(&sub2_count, 1, "subscription made inside a callback");
+
+    /* Free from inside a callback: two messages, but the callback runs once and then none. */
+    CHECK(mqttc_publish(b, "cb/free", "1", 1, 0, false, NULL));
+    CHECK(mqttc_publish(b, "cb/free", "2", 1, 0, false, NULL));
+    await_count(&free_count, 1, "callback that frees its client");
+    /* Four registrations with a destructor (cb/in, cb/out, cb/free, cb/sub2): each dropped once. */
+    await_count(&drops, 4, "userdata destructors after free");
+    sleep_ms(300);
+    if (atomic_load(&free_count) != 1)
+        FAIL("a callback ran after its client was freed (%d)", atomic_load(&free_count));
+    if (atomic_load(&drops) != 4)
+        FAIL("destructors ran %d times, want 4", atomic_load(&drops));
+    if (atomic_load(&completions) < 4)
+        FAIL("completion callback ran %d times", atomic_load(&completions));
+    if (atomic_load(&log_lines) < 2)
+        FAIL("log callback got %d lines", atomic_load(&log_lines));
+
+    mqttc_token d;
+    CHECK(mqttc_disconnect(b, &d));
+    wait_ok(b, d, "disconnect");
+    mqttc_client_free(b);
+    printf("callbacks: ok (completions %d, log lines %d)\n", atomic_load(&completions), atomic_load(&log_lines));
+    return 0;
+}

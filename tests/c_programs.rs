@@ -1,0 +1,30 @@
+//! C test programs compiled with `cc` against the library and run against a real mosquitto.
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Broker, compile_c, project_dir, run_program};
+
+fn run_c_test(name: &str, broker: &Broker) -> String {
+    let exe = compile_c(name, &[project_dir().join(format!("tests/c/{name}.c"))]);
+    let (code, out, err) = run_program(Command::new(&exe).arg(broker.port.to_string()), Duration::from_secs(60));
+    assert_eq!(code, 0, "{name} failed\nstdout:\n{out}\nstderr:\n{err}");
+    out
+}
+
+#[test]
+fn bad_input_through_the_c_api_gets_clear_errors_not_crashes() {
+    let broker = Broker::start();
+    let out = run_c_test("bad_input", &broker);
+    assert!(out.contains("0 failure(s)"), "{out}");
+    // The table really ran: one line per case.
+    assert!(out.lines().filter(|l| l.contains(" ok ")).count() >= 50, "{out}");
+}
+
+#[test]
+fn callbacks_can_call_the_api_and_free_their_own_client() {
+    let broker = Broker::start();
+    let out = run_c_test("callbacks", &broker);
+    assert!(out.contains("callbacks: ok"), "{out}");
+}

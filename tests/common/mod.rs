@@ -1,0 +1,200 @@
+//! Shared helpers for the integration tests: a real mosquitto on a free loopback port, and C test
+//! programs compiled with the `cc` crate against the library cargo just built.
+#![allow(dead_code)] // each test binary uses a different subset
+
+pub mod fake;
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// A mosquitto process owned by one test; killed when dropped.
+pub struct Broker {
+    pub port: u16,
+    pub dir: PathBuf,
+    child: Child,
+}
+
+pub fn mosquitto_path() -> PathBuf {
+    for dir in std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .chain(["/usr/sbin", "/usr/local/sbin"])
+    {
+        let p = Path::new(dir).join("mosquitto");
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!("mosquitto not found: install it (apt-get install mosquitto) or run .ci/run");
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn temp_dir(tag: &str) -> PathBuf {
+    static N: Mutex<u32> = Mutex::new(0);
+    let mut n = N.lock().unwrap();
+    *n += 1;
+    let d = std::env::temp_dir().join(format!("mqttc-test-{}-{}-{}", std::process::id(), tag, *n));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    // mosquitto started as root drops to its own user before binding Unix sockets or writing
+    // persistence files: let it write here.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
+    d
+}
+
+impl Broker {
+    pub fn start() -> Broker {
+        Broker::start_with("")
+    }
+
+    /// Starts mosquitto with a loopback listener on a free port plus `extra` config lines.
+    pub fn start_with(extra: &str) -> Broker {
+        let dir = temp_dir("broker");
+        for _ in 0..5 {
+            let port = free_port();
+            let conf = dir.join("mosquitto.conf");
+            std::fs::write(
+                &conf,
+                format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type error\nlog_type warning\n{extra}\n"),
+            )
+            .unwrap();
+            let child = Command::new(mosquitto_path())
+                .arg("-c")
+                .arg(&conf)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start mosquitto");
+            let mut b = Broker {
+                port,
+                dir: dir.clone(),
+                child,
+            };
+            if b.wait_ready() {
+                return b;
+            }
+            // Port taken between probe and bind: try another.
+        }
+        panic!("mosquitto did not start");
+    }
+
+    fn wait_ready(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// target/<profile>, where cargo put libmqttclient.so for this test run.
+pub fn lib_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+pub fn project_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Compiles C sources into an executable linked against libmqttclient.so, with the project's
+/// warning flags. Each test binary compiles into its own directory, so parallel tests don't race.
+pub fn compile_c(name: &str, sources: &[PathBuf]) -> PathBuf {
+    let out_dir = lib_dir().join("c-tests").join(std::process::id().to_string());
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let exe = out_dir.join(name);
+    let target = env!("MQTTC_TARGET");
+    let compiler = cc::Build::new()
+        .cargo_metadata(false)
+        .cargo_warnings(false)
+        .target(target)
+        .host(target)
+        .opt_level(1)
+        .debug(true)
+        .out_dir(&out_dir)
+        .get_compiler();
+    let mut cmd = compiler.to_command();
+    cmd.args(["-std=c11", "-D_POSIX_C_SOURCE=200809L", "-Wall", "-Wextra", "-Werror"])
+        .arg("-I")
+        .arg(project_dir().join("include"))
+        .args(sources)
+        .arg("-o")
+        .arg(&exe)
+        .arg("-L")
+        .arg(lib_dir())
+        .arg(format!("-Wl,-rpath,{}", lib_dir().display()))
+        .args(["-lmqttclient", "-lpthread"]);
+    let out = cmd.output().expect("run the C compiler");
+    assert!(
+        out.status.success(),
+        "compiling {name} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    exe
+}
+
+/// Runs a program with a timeout; returns (exit code, stdout, stderr).
+pub fn run_program(cmd: &mut Command, timeout: Duration) -> (i32, String, String) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let out_t = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap_or_default());
+    let err_t = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
+    let deadline = Instant::now() + timeout;
+    let code = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st.code().unwrap_or(-1);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break -999;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    (code, out_t.join().unwrap(), err_t.join().unwrap())
+}
+
+/// Reads lines from a child's stdout on a thread; `recv_line` waits with a timeout.
+pub fn line_reader(stdout: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            match line {
+                Ok(l) => {
+                    if tx.send(l).is_err() {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+    });
+    rx
+}
