@@ -28,3 +28,23 @@ fn callbacks_can_call_the_api_and_free_their_own_client() {
     let out = run_c_test("callbacks", &broker);
     assert!(out.contains("callbacks: ok"), "{out}");
 }
+
+/// Compiles a source with the given compiler and flags, checking for zero warnings.
+fn compiles_cleanly(compiler: &str, flags: &[&str], source: &std::path::Path) {
+    let out = Command::new(compiler)
+        .args(flags)
+        .args(["-Wall", "-Wextra", "-Werror", "-pedantic", "-fsyntax-only", "-I"])
+        .arg(project_dir().join("include"))
+        .arg(source)
+        .output()
+        .expect("run the compiler");
+    assert!(out.status.success(), "{compiler} {flags:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn header_compiles_warning_free_as_c11_and_cxx17() {
+    let c_file = common::temp_dir("header").join("include_only.c");
+    std::fs::write(&c_file, "#include <mqttclient.h>\nint main(void) { return mqttc_status_str(0) == 0; }\n").unwrap();
+    compiles_cleanly("cc", &["-std=c11"], &c_file);
+    compiles_cleanly("c++", &["-std=c++17", "-x", "c++"], &project_dir().join("tests/c/header_cxx.cpp"));
+}
