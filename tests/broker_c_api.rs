@@ -11,15 +11,18 @@ use std::time::{Duration, Instant};
 use common::Broker;
 use mqttclient::ffi::*;
 
-/// Messages one subscription received: (topic, payload, qos, retain).
+/// One received message: (topic, payload, qos, retain).
+type Received = (String, Vec<u8>, i32, bool);
+
+/// Messages one subscription received.
 #[derive(Default)]
 struct Inbox {
-    messages: Mutex<Vec<(String, Vec<u8>, i32, bool)>>,
+    messages: Mutex<Vec<Received>>,
     arrived: Condvar,
 }
 
 impl Inbox {
-    fn wait_for(&self, n: usize, timeout: Duration) -> Vec<(String, Vec<u8>, i32, bool)> {
+    fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Received> {
         let deadline = Instant::now() + timeout;
         let mut m = self.messages.lock().unwrap();
         while m.len() < n && Instant::now() < deadline {

@@ -38,13 +38,25 @@ fn compiles_cleanly(compiler: &str, flags: &[&str], source: &std::path::Path) {
         .arg(source)
         .output()
         .expect("run the compiler");
-    assert!(out.status.success(), "{compiler} {flags:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{compiler} {flags:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn header_compiles_warning_free_as_c11_and_cxx17() {
     let c_file = common::temp_dir("header").join("include_only.c");
-    std::fs::write(&c_file, "#include <mqttclient.h>\nint main(void) { return mqttc_status_str(0) == 0; }\n").unwrap();
+    std::fs::write(
+        &c_file,
+        "#include <mqttclient.h>\nint main(void) { return mqttc_status_str(0) == 0; }\n",
+    )
+    .unwrap();
     compiles_cleanly("cc", &["-std=c11"], &c_file);
-    compiles_cleanly("c++", &["-std=c++17", "-x", "c++"], &project_dir().join("tests/c/header_cxx.cpp"));
+    compiles_cleanly(
+        "c++",
+        &["-std=c++17", "-x", "c++"],
+        &project_dir().join("tests/c/header_cxx.cpp"),
+    );
 }

@@ -263,6 +263,12 @@ impl KeepAlive {
             None => self.last_sent.min(self.last_received) + interval,
         })
     }
+
+    /// When the loop's timer must next fire: the keep-alive deadline or the disconnect deadline.
+    fn next_wakeup(&self, disconnecting: Option<(Token, Instant)>, far: Instant) -> Instant {
+        let next = self.deadline().unwrap_or(far);
+        disconnecting.map_or(next, |(_, d)| next.min(d))
+    }
 }
 
 fn encode(wbuf: &mut BytesMut, packet: &Packet) -> Result<(), Error> {
@@ -317,8 +323,13 @@ async fn serve(
                 Ok(0) => return Ended::Lost(Error::ConnectionClosed),
                 Ok(_) => {
                     ka.last_received = Instant::now();
+                    let pinging = ka.ping_sent.is_some();
                     if let Err(e) = process_input(&mut rbuf, &mut wbuf, session, out, &mut ka) {
                         return Ended::Lost(e);
+                    }
+                    if pinging && ka.ping_sent.is_none() {
+                        // PINGRESP: the timer still points at the ping deadline; the next PINGREQ is due earlier.
+                        timer.as_mut().reset(ka.next_wakeup(disconnecting, far));
                     }
                 }
                 Err(e) => return Ended::Lost(e.into()),
@@ -349,7 +360,7 @@ async fn serve(
                 loop {
                     if let Command::Disconnect(t) = command {
                         disconnecting = Some((t, Instant::now() + ctx.options.disconnect_timeout));
-                        timer.as_mut().reset(ka.deadline().unwrap_or(far).min(Instant::now() + ctx.options.disconnect_timeout));
+                        timer.as_mut().reset(ka.next_wakeup(disconnecting, far));
                         break;
                     }
                     if let Err(e) = handle_command(command, &mut wbuf, session, out, &mut written_tokens) {
@@ -377,9 +388,7 @@ async fn serve(
                     out.log(LogLevel::Debug, || "sending PINGREQ".into());
                     ka.ping_sent = Some(now);
                 }
-                let next = ka.deadline().unwrap_or(far);
-                let next = disconnecting.map_or(next, |(_, d)| next.min(d));
-                timer.as_mut().reset(next);
+                timer.as_mut().reset(ka.next_wakeup(disconnecting, far));
             },
         }
     }

@@ -1,0 +1,618 @@
+//! The engine against a scripted fake broker (tests/common/fake.rs): exact packets on the wire,
+//! and faults a real broker would not produce.
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mqttclient::codec::{CodecError, ConnectReturnCode, Packet, Publish, QoS, SubAck, SubAckCode, Will};
+use mqttclient::engine::{Client, Error, MessageHandler, Options, Outcome, State, Token, TokenResult, TokenState};
+use mqttclient::ffi::mqttc_status;
+
+use common::fake::{FakeBroker, FakeConn, TIMEOUT, mqtt_str, publish};
+
+/// Options for scripted tests: keep-alive off, so no PINGREQ interleaves with the script.
+fn options() -> Options {
+    Options {
+        client_id: "fake-test".into(),
+        keep_alive: 0,
+        connect_timeout: TIMEOUT,
+        ..Options::default()
+    }
+}
+
+/// Waits (bounded) for the token to complete and returns its result.
+fn done(client: &Client, token: Token) -> TokenResult {
+    match client.wait(token, TIMEOUT) {
+        Some(TokenState::Done(r)) => r,
+        other => panic!("token {token} did not complete within {TIMEOUT:?}: {other:?}"),
+    }
+}
+
+/// Connects `client` to the next connection of `broker` (CONNACK accepted).
+fn connect(client: &Client, broker: &FakeBroker) -> FakeConn {
+    let token = client.connect().unwrap();
+    let mut conn = broker.accept();
+    conn.accept_connect();
+    // The outcome of a connect is [session present].
+    assert_eq!(done(client, token), Ok(Outcome { codes: vec![0] }));
+    assert_eq!(client.state(), State::Connected);
+    conn
+}
+
+/// A fake broker, a client with `options`, and the connection between them.
+fn start(options: Options) -> (FakeBroker, Client, FakeConn) {
+    let broker = FakeBroker::new();
+    let client = Client::new(broker.address(), options).unwrap();
+    let conn = connect(&client, &broker);
+    (broker, client, conn)
+}
+
+/// A message handler that forwards every message to the returned receiver.
+fn collector() -> (MessageHandler, mpsc::Receiver<Publish>) {
+    let (tx, rx) = mpsc::channel();
+    let handler: MessageHandler = Box::new(move |p: &Publish| {
+        let _ = tx.send(p.clone());
+    });
+    (handler, rx)
+}
+
+/// Subscribes to one filter (the fake grants it) and returns what its handler receives.
+fn subscribe_one(client: &Client, conn: &mut FakeConn, filter: &str, qos: QoS) -> mpsc::Receiver<Publish> {
+    let (handler, rx) = collector();
+    let token = client.subscribe(vec![(mqtt_str(filter), qos, handler)]).unwrap();
+    conn.answer_subscribe(&[qos as u8]);
+    assert_eq!(done(client, token), Ok(Outcome { codes: vec![qos as u8] }));
+    rx
+}
+
+fn publish_qos1(client: &Client, topic: &str, payload: &str) -> Token {
+    client
+        .publish(
+            mqtt_str(topic),
+            Bytes::copy_from_slice(payload.as_bytes()),
+            QoS::AtLeastOnce,
+            false,
+        )
+        .unwrap()
+}
+
+fn ok() -> TokenResult {
+    Ok(Default::default())
+}
+
+#[test]
+fn connect_carries_client_id_clean_session_keep_alive_credentials_and_will() {
+    let broker = FakeBroker::new();
+    let client = Client::new(
+        broker.address(),
+        Options {
+            client_id: "id-ünï-42".into(),
+            clean_session: false,
+            keep_alive: 17,
+            username: Some(mqtt_str("alice")),
+            password: Some(Bytes::from_static(b"s3cr\0t\xff")),
+            will: Some(Will {
+                topic: mqtt_str("clients/gone"),
+                payload: Bytes::from_static(b"bye \x00\x01"),
+                qos: QoS::ExactlyOnce,
+                retain: true,
+            }),
+            ..options()
+        },
+    )
+    .unwrap();
+    let token = client.connect().unwrap();
+    let mut conn = broker.accept();
+    let c = conn.accept_connect();
+    assert_eq!(c.protocol_level, 4);
+    assert_eq!(c.client_id.as_str(), "id-ünï-42");
+    assert!(!c.clean_session);
+    assert_eq!(c.keep_alive, 17);
+    assert_eq!(c.username.as_ref().map(|u| u.as_str()), Some("alice"));
+    assert_eq!(c.password.as_deref(), Some(&b"s3cr\0t\xff"[..]));
+    let will = c.will.expect("the CONNECT carries the will");
+    assert_eq!(will.topic.as_str(), "clients/gone");
+    assert_eq!(&will.payload[..], b"bye \x00\x01");
+    assert_eq!(will.qos, QoS::ExactlyOnce);
+    assert!(will.retain);
+    assert!(done(&client, token).is_ok());
+
+    // And the opposite settings: clean session, no keep-alive, no credentials, no will.
+    let broker = FakeBroker::new();
+    let client = Client::new(
+        broker.address(),
+        Options {
+            client_id: "plain".into(),
+            clean_session: true,
+            keep_alive: 0,
+            ..options()
+        },
+    )
+    .unwrap();
+    let token = client.connect().unwrap();
+    let mut conn = broker.accept();
+    let c = conn.accept_connect();
+    assert_eq!(c.client_id.as_str(), "plain");
+    assert!(c.clean_session);
+    assert_eq!(c.keep_alive, 0);
+    assert!(c.username.is_none() && c.password.is_none() && c.will.is_none());
+    assert!(done(&client, token).is_ok());
+}
+
+#[test]
+fn refused_connack_codes_1_to_5_fail_the_connect_token_with_distinct_statuses() {
+    use ConnectReturnCode::*;
+    use mqttc_status::*;
+    let broker = FakeBroker::new();
+    let client = Client::new(broker.address(), options()).unwrap();
+    let cases = [
+        (UnacceptableProtocolVersion, MQTTC_ERR_REFUSED_PROTOCOL_VERSION),
+        (IdentifierRejected, MQTTC_ERR_REFUSED_IDENTIFIER),
+        (ServerUnavailable, MQTTC_ERR_REFUSED_SERVER_UNAVAILABLE),
+        (BadUserNameOrPassword, MQTTC_ERR_REFUSED_BAD_CREDENTIALS),
+        (NotAuthorized, MQTTC_ERR_REFUSED_NOT_AUTHORIZED),
+    ];
+    let mut statuses = HashSet::new();
+    for (i, (code, status)) in cases.into_iter().enumerate() {
+        assert_eq!(code as u8, i as u8 + 1);
+        // The same client tries again after each refusal.
+        let token = client.connect().unwrap();
+        let mut conn = broker.accept();
+        conn.expect_connect();
+        conn.connack(code);
+        let err = done(&client, token).expect_err("a refused CONNACK fails the connect token");
+        assert_eq!(err, Error::Refused(code));
+        assert_eq!(mqttc_status::from(&err), status);
+        statuses.insert(mqttc_status::from(&err) as i32);
+        assert_eq!(client.state(), State::Disconnected);
+        conn.expect_eof(TIMEOUT);
+    }
+    assert_eq!(statuses.len(), 5);
+}
+
+#[test]
+fn connect_times_out_when_the_broker_accepts_and_stays_silent() {
+    let connect_timeout = Duration::from_millis(500);
+    let broker = FakeBroker::new();
+    let client = Client::new(
+        broker.address(),
+        Options {
+            connect_timeout,
+            ..options()
+        },
+    )
+    .unwrap();
+    let fake = broker.spawn(|broker| {
+        let mut conn = broker.accept();
+        conn.expect_connect();
+        // No CONNACK: the client must give up and close the socket.
+        conn.expect_eof(TIMEOUT);
+    });
+    let started = Instant::now();
+    let token = client.connect().unwrap();
+    let result = done(&client, token);
+    let elapsed = started.elapsed();
+    assert_eq!(result, Err(Error::ConnectTimeout));
+    assert!(
+        elapsed >= connect_timeout - Duration::from_millis(20),
+        "gave up too early: {elapsed:?}"
+    );
+    assert!(
+        elapsed < connect_timeout + Duration::from_millis(500),
+        "gave up too late: {elapsed:?}"
+    );
+    assert_eq!(client.state(), State::Disconnected);
+    fake.join().unwrap();
+}
+
+/// Answers three PINGREQs and checks they come about once a second on an idle link, whatever
+/// the ping timeout; then checks the link still carries a publish.
+fn pings_every_second_on_an_idle_link(ping_timeout: Duration) {
+    let (_broker, client, mut conn) = start(Options {
+        keep_alive: 1,
+        ping_timeout,
+        ..options()
+    });
+    let mut pings = Vec::new();
+    for _ in 0..3 {
+        let r = conn.expect_within(Duration::from_millis(2500), "PINGREQ", |p| *p == Packet::PingReq);
+        pings.push(r.at);
+        conn.send(Packet::PingResp);
+    }
+    let first = pings[0] - conn.accepted_at;
+    assert!(
+        first > Duration::from_millis(700) && first < Duration::from_millis(1600),
+        "first PINGREQ after {first:?}"
+    );
+    for pair in pings.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap > Duration::from_millis(700) && gap < Duration::from_millis(1600),
+            "PINGREQ spacing {gap:?}"
+        );
+    }
+    assert_eq!(client.state(), State::Connected);
+    let token = publish_qos1(&client, "still/up", "x");
+    let p = conn.expect_publish();
+    conn.send(Packet::PubAck(p.pkid));
+    assert_eq!(done(&client, token), ok());
+    assert_eq!(client.state(), State::Connected);
+}
+
+#[test]
+fn keep_alive_sends_pingreq_every_second_when_ping_timeout_is_longer() {
+    // As with keep_alive < 30 s and the default 30 s ping_timeout: after a PINGRESP the next
+    // PINGREQ is due one interval later, not at the old ping deadline.
+    pings_every_second_on_an_idle_link(Duration::from_secs(5));
+}
+
+#[test]
+fn keep_alive_sends_pingreq_every_second_when_ping_timeout_is_shorter() {
+    pings_every_second_on_an_idle_link(Duration::from_millis(500));
+}
+
+#[test]
+fn no_pingresp_loses_the_connection_and_fails_inflight_publishes() {
+    let keep_alive = Duration::from_secs(1);
+    let ping_timeout = Duration::from_millis(700);
+    let (_broker, client, mut conn) = start(Options {
+        keep_alive: 1,
+        ping_timeout,
+        ..options()
+    });
+    let connected = Instant::now();
+    let token = publish_qos1(&client, "never/acked", "x");
+    conn.expect_publish();
+    conn.expect_within(Duration::from_millis(2000), "PINGREQ", |p| *p == Packet::PingReq);
+    // No PINGRESP, no PUBACK.
+    assert_eq!(done(&client, token), Err(Error::KeepAliveTimeout));
+    let elapsed = connected.elapsed();
+    assert!(
+        elapsed < keep_alive + ping_timeout + Duration::from_millis(600),
+        "connection declared lost only after {elapsed:?}"
+    );
+    assert!(
+        elapsed >= keep_alive + ping_timeout - Duration::from_millis(100),
+        "too early: {elapsed:?}"
+    );
+    assert_eq!(client.state(), State::Disconnected);
+    conn.expect_eof(TIMEOUT);
+}
+
+#[test]
+fn inbound_qos1_is_delivered_and_acknowledged() {
+    let (_broker, client, mut conn) = start(options());
+    let rx = subscribe_one(&client, &mut conn, "in/#", QoS::AtLeastOnce);
+    conn.send(Packet::Publish(publish("in/one", QoS::AtLeastOnce, 7, b"hello")));
+    conn.expect_packet(&Packet::PubAck(7));
+    let m = rx.recv_timeout(TIMEOUT).expect("the handler gets the message");
+    assert_eq!(m.topic.as_str(), "in/one");
+    assert_eq!(&m.payload[..], b"hello");
+    assert_eq!(m.qos, QoS::AtLeastOnce);
+    assert_eq!(m.pkid, 7);
+}
+
+#[test]
+fn inbound_qos2_is_delivered_exactly_once() {
+    let (_broker, client, mut conn) = start(options());
+    let rx = subscribe_one(&client, &mut conn, "q2", QoS::ExactlyOnce);
+    let first = publish("q2", QoS::ExactlyOnce, 9, b"first");
+    conn.send(Packet::Publish(first.clone()));
+    conn.expect_packet(&Packet::PubRec(9));
+    // The broker resends before it got our PUBREC: same id, DUP set.
+    conn.send(Packet::Publish(Publish { dup: true, ..first }));
+    conn.expect_packet(&Packet::PubRec(9));
+    conn.send(Packet::PubRel(9));
+    conn.expect_packet(&Packet::PubComp(9));
+    // After PUBCOMP, id 9 is free: a new PUBLISH with it is a new message.
+    conn.send(Packet::Publish(publish("q2", QoS::ExactlyOnce, 9, b"second")));
+    conn.expect_packet(&Packet::PubRec(9));
+    conn.send(Packet::PubRel(9));
+    conn.expect_packet(&Packet::PubComp(9));
+    // Handlers run in arrival order, so "second" arriving right after "first" proves the resend
+    // was not delivered.
+    let got: Vec<_> = (0..2)
+        .map(|_| rx.recv_timeout(TIMEOUT).expect("a message").payload)
+        .collect();
+    assert_eq!(got, vec![Bytes::from_static(b"first"), Bytes::from_static(b"second")]);
+    assert!(rx.recv_timeout(Duration::from_millis(100)).is_err(), "a third delivery");
+    conn.expect_silence(Duration::from_millis(50));
+}
+
+/// Takes the next PUBLISH of the window test: it must carry message `next` and an id not in use.
+fn take_publish(conn: &mut FakeConn, outstanding: &mut HashMap<u16, usize>, next: &mut usize) {
+    let p = conn.expect_publish();
+    assert_eq!(p.qos, QoS::AtLeastOnce);
+    assert_ne!(p.pkid, 0);
+    assert!(!p.dup);
+    assert_eq!(
+        p.payload,
+        Bytes::from(format!("m{next}")),
+        "publishes leave in submission order"
+    );
+    assert!(
+        outstanding.insert(p.pkid, *next).is_none(),
+        "id {} reused while still unacknowledged",
+        p.pkid
+    );
+    *next += 1;
+}
+
+#[test]
+fn outbound_window_holds_max_inflight_and_releases_one_per_ack_in_order() {
+    const TOTAL: usize = 20;
+    const WINDOW: usize = 5;
+    let (_broker, client, mut conn) = start(Options {
+        max_inflight: WINDOW,
+        ..options()
+    });
+    let tokens: Vec<Token> = (0..TOTAL)
+        .map(|i| publish_qos1(&client, "win", &format!("m{i}")))
+        .collect();
+    // pkid -> index of the message it carries, for every PUBLISH not yet acknowledged.
+    let mut outstanding: HashMap<u16, usize> = HashMap::new();
+    let mut next = 0;
+    for _ in 0..WINDOW {
+        take_publish(&mut conn, &mut outstanding, &mut next);
+    }
+    conn.expect_silence(Duration::from_millis(200));
+    for &t in &tokens {
+        assert_eq!(client.token_state(t), TokenState::Pending);
+    }
+    // Acknowledge in a scrambled order (newest outstanding id on odd rounds, oldest on even ones):
+    // each ack frees exactly one slot, filled by the next queued message.
+    let mut round = 0;
+    while !outstanding.is_empty() {
+        let mut ids: Vec<u16> = outstanding.keys().copied().collect();
+        ids.sort_by_key(|id| outstanding[id]);
+        let id = if round % 2 == 1 { ids[ids.len() - 1] } else { ids[0] };
+        let index = outstanding.remove(&id).unwrap();
+        conn.send(Packet::PubAck(id));
+        assert_eq!(done(&client, tokens[index]), ok(), "message {index} acked");
+        if next < TOTAL {
+            take_publish(&mut conn, &mut outstanding, &mut next);
+        }
+        conn.expect_silence(Duration::from_millis(30));
+        assert!(outstanding.len() <= WINDOW);
+        round += 1;
+    }
+    assert_eq!(next, TOTAL);
+    for &t in &tokens {
+        assert_eq!(done(&client, t), ok());
+    }
+}
+
+#[test]
+fn outbound_qos2_completes_only_after_pubcomp() {
+    let (_broker, client, mut conn) = start(options());
+    let token = client
+        .publish(mqtt_str("q2/out"), Bytes::from_static(b"x"), QoS::ExactlyOnce, false)
+        .unwrap();
+    let p = conn.expect_publish();
+    assert_eq!(p.qos, QoS::ExactlyOnce);
+    assert_ne!(p.pkid, 0);
+    assert_eq!(client.token_state(token), TokenState::Pending);
+    conn.send(Packet::PubRec(p.pkid));
+    let pubrel = conn.expect_packet(&Packet::PubRel(p.pkid));
+    assert_eq!(pubrel.raw[0], 0x62, "PUBREL fixed header: type 6, flags 0b0010");
+    assert_eq!(&pubrel.raw[1..], &[2, (p.pkid >> 8) as u8, p.pkid as u8]);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(client.token_state(token), TokenState::Pending, "pending until PUBCOMP");
+    conn.send(Packet::PubComp(p.pkid));
+    assert_eq!(done(&client, token), ok());
+}
+
+#[test]
+fn subscribe_sends_one_packet_and_a_refused_filter_gets_no_messages() {
+    let (_broker, client, mut conn) = start(options());
+    let (granted_handler, granted_rx) = collector();
+    let (refused_handler, refused_rx) = collector();
+    let token = client
+        .subscribe(vec![
+            (mqtt_str("granted/+"), QoS::AtLeastOnce, granted_handler),
+            (mqtt_str("refused/#"), QoS::ExactlyOnce, refused_handler),
+        ])
+        .unwrap();
+    let sub = conn.answer_subscribe(&[1, 0x80]);
+    assert_ne!(sub.pkid, 0);
+    assert_eq!(
+        sub.filters,
+        vec![
+            (mqtt_str("granted/+"), QoS::AtLeastOnce),
+            (mqtt_str("refused/#"), QoS::ExactlyOnce)
+        ]
+    );
+    assert_eq!(
+        done(&client, token),
+        Err(Error::SubscribeRefused { codes: vec![1, 0x80] })
+    );
+    // Only one SUBSCRIBE went out.
+    conn.expect_silence(Duration::from_millis(50));
+    conn.send(Packet::Publish(publish("refused/x", QoS::AtMostOnce, 0, b"no")));
+    conn.send(Packet::Publish(publish("granted/x", QoS::AtMostOnce, 0, b"yes")));
+    let m = granted_rx
+        .recv_timeout(TIMEOUT)
+        .expect("the granted filter still delivers");
+    assert_eq!(&m.payload[..], b"yes");
+    // Messages are handled in order: "no" was handled (or dropped) before "yes".
+    assert!(
+        refused_rx.try_recv().is_err(),
+        "a message reached the handler of a refused filter"
+    );
+}
+
+#[test]
+fn garbage_from_the_broker_is_a_protocol_error_and_the_client_can_reconnect() {
+    let broker = FakeBroker::new();
+    let client = Client::new(broker.address(), options()).unwrap();
+    let cases: [(&[u8], CodecError); 2] = [
+        (&[0xF0, 0x00], CodecError::InvalidPacketType(15)),
+        (
+            &[0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F],
+            CodecError::MalformedRemainingLength,
+        ),
+    ];
+    for (garbage, expected) in cases {
+        let mut conn = connect(&client, &broker);
+        let token = publish_qos1(&client, "in/flight", "x");
+        conn.expect_publish();
+        conn.send_raw(garbage);
+        assert_eq!(done(&client, token), Err(Error::Protocol(expected)));
+        assert_eq!(client.state(), State::Disconnected);
+        conn.expect_eof(TIMEOUT);
+    }
+    // The same client connects again and works.
+    let mut conn = connect(&client, &broker);
+    let token = publish_qos1(&client, "after/garbage", "ok");
+    let p = conn.expect_publish();
+    assert_eq!(&p.payload[..], b"ok");
+    conn.send(Packet::PubAck(p.pkid));
+    assert_eq!(done(&client, token), ok());
+}
+
+#[test]
+fn oversize_packet_header_closes_the_connection_before_the_body_arrives() {
+    let (_broker, client, mut conn) = start(Options {
+        max_packet_size: 1024,
+        ..options()
+    });
+    let token = publish_qos1(&client, "in/flight", "x");
+    conn.expect_publish();
+    // PUBLISH, remaining length 1,000,000 (0xC0 0x84 0x3D); the body never comes.
+    conn.send_raw(&[0x30, 0xC0, 0x84, 0x3D]);
+    let sent = Instant::now();
+    let result = client.wait(token, Duration::from_secs(1));
+    assert_eq!(
+        result,
+        Some(TokenState::Done(Err(Error::Protocol(CodecError::PacketTooLarge {
+            size: 1 + 3 + 1_000_000,
+            max: 1024
+        }))))
+    );
+    assert!(sent.elapsed() < Duration::from_millis(500), "took {:?}", sent.elapsed());
+    assert_eq!(client.state(), State::Disconnected);
+    conn.expect_eof(Duration::from_secs(1));
+}
+
+#[test]
+fn disconnect_sends_everything_queued_before_it() {
+    let (_broker, client, mut conn) = start(options());
+    let tokens: Vec<Token> = (0..50)
+        .map(|i| {
+            client
+                .publish(mqtt_str("burst"), Bytes::from(format!("{i}")), QoS::AtMostOnce, false)
+                .unwrap()
+        })
+        .collect();
+    let disconnect = client.disconnect().unwrap();
+    for i in 0..50 {
+        let p = conn.expect_publish();
+        assert_eq!(p.qos, QoS::AtMostOnce);
+        assert_eq!(p.payload, Bytes::from(format!("{i}")), "publish {i} in order");
+    }
+    conn.expect_packet(&Packet::Disconnect);
+    conn.expect_eof(TIMEOUT);
+    assert_eq!(done(&client, disconnect), ok());
+    for t in tokens {
+        assert_eq!(done(&client, t), ok());
+    }
+    assert_eq!(client.state(), State::Disconnected);
+}
+
+#[test]
+fn packets_split_across_writes_and_packed_into_one_write_are_both_decoded() {
+    let (_broker, client, mut conn) = start(options());
+    let rx = subscribe_one(&client, &mut conn, "s/#", QoS::ExactlyOnce);
+
+    // One PUBLISH, one byte per write.
+    let mut wire = bytes::BytesMut::new();
+    Packet::Publish(publish("s/slow", QoS::AtLeastOnce, 300, b"dribbled in, byte by byte"))
+        .encode(&mut wire)
+        .unwrap();
+    conn.send_slowly(&wire, Duration::from_millis(2));
+    conn.expect_packet(&Packet::PubAck(300));
+    let m = rx.recv_timeout(TIMEOUT).unwrap();
+    assert_eq!(m.topic.as_str(), "s/slow");
+    assert_eq!(&m.payload[..], b"dribbled in, byte by byte");
+
+    // Four packets in one write, the last one a QoS 2 PUBLISH with its PUBREL right behind it.
+    let mut wire = bytes::BytesMut::new();
+    for p in [
+        Packet::Publish(publish("s/a", QoS::AtMostOnce, 0, b"a")),
+        Packet::Publish(publish("s/b", QoS::AtLeastOnce, 11, b"b")),
+        Packet::Publish(publish("s/c", QoS::ExactlyOnce, 12, b"c")),
+        Packet::PubRel(12),
+    ] {
+        p.encode(&mut wire).unwrap();
+    }
+    conn.send_raw(&wire);
+    conn.expect_packet(&Packet::PubAck(11));
+    conn.expect_packet(&Packet::PubRec(12));
+    conn.expect_packet(&Packet::PubComp(12));
+    let got: Vec<_> = (0..3)
+        .map(|_| {
+            let m = rx.recv_timeout(TIMEOUT).unwrap();
+            (m.topic.as_str().to_owned(), m.payload)
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("s/a".to_owned(), Bytes::from_static(b"a")),
+            ("s/b".to_owned(), Bytes::from_static(b"b")),
+            ("s/c".to_owned(), Bytes::from_static(b"c")),
+        ]
+    );
+}
+
+#[test]
+fn message_handlers_may_publish_and_subscribe_but_wait_is_refused() {
+    let (_broker, client, mut conn) = start(options());
+    let client = Arc::new(client);
+    // Weak: a handler owning its client would keep it alive forever.
+    let weak = Arc::downgrade(&client);
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let handler: MessageHandler = Box::new(move |m: &Publish| {
+        let Some(client) = weak.upgrade() else { return };
+        let published = client.publish(mqtt_str("out/reply"), m.payload.clone(), QoS::AtLeastOnce, false);
+        let (noop, _) = collector();
+        let subscribed = client.subscribe(vec![(mqtt_str("new/filter"), QoS::AtMostOnce, noop)]);
+        let started = Instant::now();
+        let waited = published.as_ref().ok().map(|&t| client.wait(t, Duration::from_secs(2)));
+        let _ = tx
+            .lock()
+            .unwrap()
+            .send((published, subscribed, waited, started.elapsed()));
+    });
+    let token = client
+        .subscribe(vec![(mqtt_str("in"), QoS::AtMostOnce, handler)])
+        .unwrap();
+    conn.answer_subscribe(&[0]);
+    assert!(done(&client, token).is_ok());
+
+    conn.send(Packet::Publish(publish("in", QoS::AtMostOnce, 0, b"ping")));
+    let (published, subscribed, waited, wait_took) = rx.recv_timeout(TIMEOUT).expect("the handler ran");
+    let published = published.expect("publish from a handler is accepted");
+    let subscribed = subscribed.expect("subscribe from a handler is accepted");
+    assert_eq!(waited, Some(None), "wait on the callback thread is refused");
+    assert!(wait_took < Duration::from_millis(500), "wait blocked for {wait_took:?}");
+    assert!(!client.on_callback_thread());
+
+    let p = conn.expect_publish();
+    assert_eq!(p.topic.as_str(), "out/reply");
+    assert_eq!(&p.payload[..], b"ping");
+    let sub = conn.expect_subscribe();
+    assert_eq!(sub.filters, vec![(mqtt_str("new/filter"), QoS::AtMostOnce)]);
+    conn.send(Packet::PubAck(p.pkid));
+    conn.send(Packet::SubAck(SubAck {
+        pkid: sub.pkid,
+        codes: vec![SubAckCode::Granted(QoS::AtMostOnce)],
+    }));
+    assert_eq!(done(&client, published), ok());
+    assert!(done(&client, subscribed).is_ok());
+}
