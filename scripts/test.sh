@@ -12,6 +12,8 @@ if git rev-parse --git-dir >/dev/null 2>&1 && ! git diff --quiet -- include/mqtt
   git --no-pager diff --stat -- include/mqttclient.h >&2
   exit 1
 fi
+# The C tests link target/debug/libmqttclient.so, which `cargo test` alone does not produce.
+cargo build --lib
 cargo test --all-targets
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j "$(nproc)"

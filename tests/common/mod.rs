@@ -125,6 +125,11 @@ pub fn compile_c(name: &str, sources: &[PathBuf]) -> PathBuf {
     let out_dir = lib_dir().join("c-tests").join(std::process::id().to_string());
     std::fs::create_dir_all(&out_dir).unwrap();
     let exe = out_dir.join(name);
+    assert!(
+        lib_dir().join("libmqttclient.so").exists(),
+        "{} has no libmqttclient.so: run `cargo build --lib` before the tests (scripts/test.sh does)",
+        lib_dir().display()
+    );
     let target = env!("MQTTC_TARGET");
     let compiler = cc::Build::new()
         .cargo_metadata(false)
