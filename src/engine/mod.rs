@@ -86,6 +86,18 @@ pub struct Subscription {
     pub handler: MessageHandler,
 }
 
+/// A subscribe that was not accepted: why, and the handlers it did not register.
+pub struct Rejected {
+    pub error: Error,
+    pub handlers: Vec<(MqttStr, QoS, MessageHandler)>,
+}
+
+impl std::fmt::Debug for Rejected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Rejected({:?}, {} handler(s))", self.error, self.handlers.len())
+    }
+}
+
 #[derive(Debug)]
 pub(crate) enum Command {
     Connect(Token),
@@ -254,9 +266,16 @@ impl Client {
     }
 
     /// Registers the handlers (replacing any for the same filter) and sends one SUBSCRIBE for all
-    /// filters. Messages matching a filter reach its handler from the moment this returns.
-    pub fn subscribe(&self, filters: Vec<(MqttStr, QoS, MessageHandler)>) -> Result<Token, Error> {
-        self.require_session()?;
+    /// filters. Messages matching a filter reach its handler from the moment this returns. When the
+    /// client is not connected the handlers are handed back untouched, so the caller decides what
+    /// dropping them means.
+    pub fn subscribe(&self, filters: Vec<(MqttStr, QoS, MessageHandler)>) -> Result<Token, Rejected> {
+        if let Err(e) = self.require_session() {
+            return Err(Rejected {
+                error: e,
+                handlers: filters,
+            });
+        }
         let mut request = Vec::with_capacity(filters.len());
         let mut replaced = Vec::new();
         {
@@ -269,7 +288,10 @@ impl Client {
         }
         // Replaced handlers are dropped here, outside the lock: their drop may run user code.
         drop(replaced);
-        self.send(|t| Command::Subscribe(t, request))
+        self.send(|t| Command::Subscribe(t, request)).map_err(|error| Rejected {
+            error,
+            handlers: Vec::new(),
+        })
     }
 
     /// Removes the handlers at once (no further delivery to them) and sends one UNSUBSCRIBE.

@@ -1,6 +1,8 @@
 //! Publish, subscribe, unsubscribe, and the message view handed to callbacks.
 use std::cell::RefCell;
 use std::ffi::{CString, c_char, c_int, c_void};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 
@@ -54,15 +56,17 @@ thread_local! {
     static TOPIC: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Owns a subscription's userdata: `drop_userdata` runs when the handler is dropped.
+/// Owns a subscription's userdata: `drop_userdata` runs when the handler is dropped, unless the
+/// call that made it failed (`owned` false: the userdata is still the caller's).
 struct Registration {
     cb: Callback<unsafe extern "C" fn(*mut mqttc_client, *const mqttc_message, *mut c_void)>,
     drop_userdata: mqttc_drop_cb,
+    owned: Arc<AtomicBool>,
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        if let Some(d) = self.drop_userdata {
+        if let Some(d) = self.drop_userdata.filter(|_| self.owned.load(Ordering::Acquire)) {
             // SAFETY: the caller's destructor with its own userdata, called once (we are dropped once).
             unsafe { d(self.cb.userdata) }
         }
@@ -143,6 +147,7 @@ pub unsafe extern "C" fn mqttc_publish(
 unsafe fn subscription_arg(
     client: *mut mqttc_client,
     s: &mqttc_subscription,
+    owned: &Arc<AtomicBool>,
 ) -> Result<(MqttStr, QoS, MessageHandler), Failure> {
     // SAFETY: per this function's contract.
     let filter = unsafe { arg_str(s.filter, "filter") }?;
@@ -161,6 +166,7 @@ unsafe fn subscription_arg(
             userdata: s.userdata,
         },
         drop_userdata: s.drop_userdata,
+        owned: owned.clone(),
     };
     Ok((filter, qos, handler(reg)))
 }
@@ -178,29 +184,34 @@ fn subscribe_all(
             "no filters given",
         ));
     }
-    // Validate everything before registering anything, so a bad entry leaves no trace; on failure
-    // the handlers made so far are dropped without running their destructors' userdata twice: the
-    // caller keeps ownership of userdata when the call fails.
+    // Validate everything before registering anything, so a bad entry leaves no trace. Until the
+    // engine has taken the handlers, the userdata stays the caller's: `owned` is cleared when the
+    // call fails, so dropping the handlers then runs no destructor.
+    let owned = Arc::new(AtomicBool::new(true));
+    let disown = |handlers: Vec<(MqttStr, QoS, MessageHandler)>| {
+        owned.store(false, Ordering::Release);
+        drop(handlers);
+    };
     let mut checked = Vec::with_capacity(subs.len());
     for s in subs {
-        match unsafe { subscription_arg(client, s) } {
+        match unsafe { subscription_arg(client, s, &owned) } {
             Ok(v) => checked.push(v),
             Err(f) => {
-                checked.into_iter().for_each(|(_, _, h)| disarm(h));
+                disown(checked);
                 return Err(f);
             }
         }
     }
-    let t = c.inner.subscribe(checked)?;
-    unsafe { write_out(token, t) };
-    Ok(())
-}
-
-/// Forgets a handler made during a failed call without running `drop_userdata`: on failure the
-/// userdata still belongs to the caller.
-fn disarm(h: MessageHandler) {
-    // The handler owns a Registration whose Drop would call drop_userdata; leak just that small box.
-    std::mem::forget(h);
+    match c.inner.subscribe(checked) {
+        Ok(t) => {
+            unsafe { write_out(token, t) };
+            Ok(())
+        }
+        Err(rejected) => {
+            disown(rejected.handlers);
+            Err(rejected.error.into())
+        }
+    }
 }
 
 /// Subscribes to one filter (MQTTClient.jl's `subscribe_async`): `on_message(client, message,

@@ -26,6 +26,12 @@ static void on_msg(mqttc_client *c, const mqttc_message *m, void *u) {
     (void)u;
 }
 
+static int drops;
+static void count_drop(void *u) {
+    (void)u;
+    drops++;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2)
         return 2;
@@ -83,6 +89,8 @@ int main(int argc, char **argv) {
     expect("client_new ok", mqttc_client_new("127.0.0.1", port, NULL, &c), MQTTC_OK);
     expect("publish before connect", mqttc_publish(c, "t", "x", 1, 0, false, &t), MQTTC_ERR_NOT_CONNECTED);
     expect("disconnect before connect", mqttc_disconnect(c, &t), MQTTC_ERR_NOT_CONNECTED);
+    mqttc_subscription one = {"t", 0, on_msg, NULL, count_drop};
+    expect("subscribe before connect", mqttc_subscribe_many(c, &one, 1, &t), MQTTC_ERR_NOT_CONNECTED);
     expect("token_poll never issued", mqttc_token_poll(c, 424242), MQTTC_ERR_TOKEN_UNKNOWN);
     expect("token_poll zero", mqttc_token_poll(c, 0), MQTTC_ERR_TOKEN_UNKNOWN);
     expect("set_log bad level", mqttc_set_log(c, 9, NULL, NULL), MQTTC_ERR_INVALID_ARGUMENT);
@@ -118,6 +126,12 @@ int main(int argc, char **argv) {
     mqttc_subscription none[1];
     memset(none, 0, sizeof none);
     expect("subscribe_many count 0", mqttc_subscribe_many(c, none, 0, &t), MQTTC_ERR_INVALID_ARGUMENT);
+    mqttc_subscription two[2] = {{"fine", 0, on_msg, NULL, count_drop}, {"bad/#/x", 0, on_msg, NULL, count_drop}};
+    expect("subscribe_many with one bad filter", mqttc_subscribe_many(c, two, 2, &t), MQTTC_ERR_INVALID_FILTER);
+    if (drops != 0) {
+        printf("FAIL: drop_userdata ran %d time(s) for calls that failed\n", drops);
+        failures++;
+    }
     expect("unsubscribe NULL filter", mqttc_unsubscribe(c, NULL, &t), MQTTC_ERR_NULL);
     expect("unsubscribe bad filter", mqttc_unsubscribe(c, "#/x", &t), MQTTC_ERR_INVALID_FILTER);
     expect("unsubscribe_many NULL", mqttc_unsubscribe_many(c, NULL, 2, &t), MQTTC_ERR_NULL);
