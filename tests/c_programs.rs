@@ -47,7 +47,8 @@ fn compiles_cleanly(compiler: &str, flags: &[&str], source: &std::path::Path) {
 
 #[test]
 fn header_compiles_warning_free_as_c11_and_cxx17() {
-    let c_file = common::temp_dir("header").join("include_only.c");
+    let dir = common::temp_dir("header");
+    let c_file = dir.join("include_only.c");
     std::fs::write(
         &c_file,
         "#include <mqttclient.h>\nint main(void) { return mqttc_status_str(0) == 0; }\n",

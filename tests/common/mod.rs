@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 /// A mosquitto process owned by one test; killed when dropped.
 pub struct Broker {
     pub port: u16,
-    pub dir: PathBuf,
+    pub dir: std::sync::Arc<TempDir>,
     child: Child,
 }
 
@@ -36,7 +36,23 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-pub fn temp_dir(tag: &str) -> PathBuf {
+/// A directory removed (with its contents) when dropped.
+pub struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn temp_dir(tag: &str) -> TempDir {
     static N: Mutex<u32> = Mutex::new(0);
     let mut n = N.lock().unwrap();
     *n += 1;
@@ -47,7 +63,7 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     // persistence files: let it write here.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
-    d
+    TempDir(d)
 }
 
 impl Broker {
@@ -57,7 +73,7 @@ impl Broker {
 
     /// Starts mosquitto with a loopback listener on a free port plus `extra` config lines.
     pub fn start_with(extra: &str) -> Broker {
-        let dir = temp_dir("broker");
+        let dir = std::sync::Arc::new(temp_dir("broker"));
         for _ in 0..5 {
             let port = free_port();
             let conf = dir.join("mosquitto.conf");
@@ -105,7 +121,6 @@ impl Drop for Broker {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
