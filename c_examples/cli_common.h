@@ -1,0 +1,544 @@
+/*
+ * Shared code of mqttc_pub and mqttc_sub: mosquitto_pub/mosquitto_sub-compatible option parsing,
+ * and connecting / disconnecting a client the way those tools do, with the same messages and exit
+ * codes where that is possible.
+ *
+ * Header-only (static functions) because CMake builds every .c file in c_examples as its own program.
+ */
+#ifndef MQTTC_CLI_COMMON_H
+#define MQTTC_CLI_COMMON_H
+
+#include <mqttclient.h>
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Exit codes of mosquitto_pub/mosquitto_sub (libmosquitto's MOSQ_ERR_* values). */
+#define CLI_EXIT_OK 0
+#define CLI_EXIT_ERROR 1
+#define CLI_EXIT_CONN_REFUSED 5 /* MOSQ_ERR_CONN_REFUSED: the broker refused the CONNECT */
+#define CLI_EXIT_CONN_LOST 7    /* MOSQ_ERR_CONN_LOST */
+#define CLI_EXIT_TIMEOUT 27     /* MOSQ_ERR_TIMEOUT: mosquitto_sub -W ran out */
+
+/* Bounds on our own waits for the library (mosquitto's tools wait forever). */
+#define CLI_OP_TIMEOUT_MS 30000u
+
+enum cli_tool { CLI_PUB = 1, CLI_SUB = 2 };
+
+/* Where mqttc_pub's message comes from (-m, -n, -f, -l, -s). */
+enum cli_msg_mode { CLI_MSG_NONE, CLI_MSG_ARG, CLI_MSG_NULL, CLI_MSG_FILE, CLI_MSG_LINES, CLI_MSG_STDIN };
+
+enum cli_parse_result { CLI_PARSE_OK = 0, CLI_PARSE_ERROR = 1, CLI_PARSE_HELP = 2 };
+
+struct cli_config {
+    enum cli_tool tool;
+    const char *prog; /* "mqttc_pub" or "mqttc_sub", for messages */
+    /* Connection. */
+    const char *host;
+    int port;
+    const char *unix_path;
+    const char *id;        /* -i, or NULL: the library picks one */
+    const char *id_prefix; /* -I */
+    char id_buf[64];       /* id_prefix + pid */
+    int keepalive;
+    bool clean_session;
+    const char *username;
+    const char *password;
+    const char *will_topic;
+    const char *will_payload;
+    int will_qos;
+    bool will_retain;
+    bool debug;
+    /* Both: QoS and topics (pub uses the last -t; sub subscribes to all of them). */
+    int qos;
+    const char **topics; /* borrowed from argv; the array is owned */
+    size_t topic_count;
+    /* mqttc_pub. */
+    enum cli_msg_mode msg_mode;
+    const char *message; /* -m text or -f path */
+    bool retain;
+    /* mqttc_sub. */
+    long msg_count; /* -C, 0 = unlimited */
+    long timeout_s; /* -W, 0 = none */
+    bool verbose;
+    bool eol;
+    bool no_retain;
+};
+
+/* ---- messages ---------------------------------------------------------------------------- */
+
+/* "Error: ..." plus mosquitto's pointer to --help, on stderr. */
+static void cli_usage_error(const struct cli_config *cfg, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("Error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n\nUse '%s --help' to see usage.\n", cfg->prog);
+}
+
+/* Reports a failed library call: what failed, the status name and the library's detail. The
+ * detail is copied first: it is only valid until the next library call on this thread. */
+static void cli_report(const char *what, mqttc_status st) {
+    char detail[512];
+    snprintf(detail, sizeof detail, "%s", mqttc_last_error());
+    if (detail[0])
+        fprintf(stderr, "Error: %s: %s (%s)\n", what, mqttc_status_str(st), detail);
+    else
+        fprintf(stderr, "Error: %s: %s\n", what, mqttc_status_str(st));
+}
+
+/* Returns true on MQTTC_OK, else reports and returns false. */
+static bool cli_check(mqttc_status st, const char *what) {
+    if (st == MQTTC_OK)
+        return true;
+    cli_report(what, st);
+    return false;
+}
+
+/* mosquitto's wording for a refused CONNACK, or NULL when `st` is no refusal. */
+static const char *cli_connack_string(mqttc_status st) {
+    switch (st) {
+    case MQTTC_ERR_REFUSED_PROTOCOL_VERSION:
+        return "Connection Refused: unacceptable protocol version.";
+    case MQTTC_ERR_REFUSED_IDENTIFIER:
+        return "Connection Refused: identifier rejected.";
+    case MQTTC_ERR_REFUSED_SERVER_UNAVAILABLE:
+        return "Connection Refused: broker unavailable.";
+    case MQTTC_ERR_REFUSED_BAD_CREDENTIALS:
+        return "Connection Refused: bad user name or password.";
+    case MQTTC_ERR_REFUSED_NOT_AUTHORIZED:
+        return "Connection Refused: not authorised.";
+    default:
+        return NULL;
+    }
+}
+
+/* ---- topic checks (mosquitto checks these before connecting) ----------------------------- */
+
+static bool cli_topic_has_wildcard(const char *topic) {
+    return strpbrk(topic, "+#") != NULL;
+}
+
+/* A valid subscription filter: '+' and '#' only as whole levels, '#' only last. */
+static bool cli_filter_valid(const char *filter) {
+    if (!filter[0])
+        return false;
+    for (const char *level = filter;;) {
+        size_t len = strcspn(level, "/");
+        bool last = level[len] == '\0';
+        for (size_t i = 0; i < len; i++) {
+            if ((level[i] == '+' || level[i] == '#') && len != 1)
+                return false;
+        }
+        if (len == 1 && level[0] == '#' && !last)
+            return false;
+        if (last)
+            return true;
+        level += len + 1;
+    }
+}
+
+/* ---- option parsing ---------------------------------------------------------------------- */
+
+enum cli_opt_id {
+    OPT_HELP,
+    OPT_HOST,
+    OPT_PORT,
+    OPT_UNIX,
+    OPT_ID,
+    OPT_ID_PREFIX,
+    OPT_KEEPALIVE,
+    OPT_CLEAN_OFF,
+    OPT_USERNAME,
+    OPT_PASSWORD,
+    OPT_WILL_TOPIC,
+    OPT_WILL_PAYLOAD,
+    OPT_WILL_QOS,
+    OPT_WILL_RETAIN,
+    OPT_DEBUG,
+    OPT_QOS,
+    OPT_TOPIC,
+    OPT_VERSION,
+    OPT_MESSAGE,
+    OPT_NULL,
+    OPT_FILE,
+    OPT_LINES,
+    OPT_STDIN,
+    OPT_RETAIN,
+    OPT_COUNT,
+    OPT_TIMEOUT,
+    OPT_VERBOSE,
+    OPT_NO_EOL,
+    OPT_NO_RETAINED,
+};
+
+struct cli_opt {
+    const char *name;  /* "-t" */
+    const char *alias; /* "--topic", or NULL */
+    enum cli_opt_id id;
+    unsigned tools;    /* CLI_PUB | CLI_SUB */
+    const char *noun;  /* what its argument is called in "no ... specified", NULL for a flag */
+};
+
+static const struct cli_opt CLI_OPTS[] = {
+    {"--help", NULL, OPT_HELP, CLI_PUB | CLI_SUB, NULL},
+    {"-h", "--host", OPT_HOST, CLI_PUB | CLI_SUB, "host"},
+    {"-p", "--port", OPT_PORT, CLI_PUB | CLI_SUB, "port"},
+    {"--unix", NULL, OPT_UNIX, CLI_PUB | CLI_SUB, "socket path"},
+    {"-i", "--id", OPT_ID, CLI_PUB | CLI_SUB, "id"},
+    {"-I", "--id-prefix", OPT_ID_PREFIX, CLI_PUB | CLI_SUB, "id prefix"},
+    {"-k", "--keepalive", OPT_KEEPALIVE, CLI_PUB | CLI_SUB, "keepalive"},
+    {"-c", "--disable-clean-session", OPT_CLEAN_OFF, CLI_PUB | CLI_SUB, NULL},
+    {"-u", "--username", OPT_USERNAME, CLI_PUB | CLI_SUB, "username"},
+    {"-P", "--pw", OPT_PASSWORD, CLI_PUB | CLI_SUB, "password"},
+    {"--will-topic", NULL, OPT_WILL_TOPIC, CLI_PUB | CLI_SUB, "will topic"},
+    {"--will-payload", NULL, OPT_WILL_PAYLOAD, CLI_PUB | CLI_SUB, "will payload"},
+    {"--will-qos", NULL, OPT_WILL_QOS, CLI_PUB | CLI_SUB, "will QoS"},
+    {"--will-retain", NULL, OPT_WILL_RETAIN, CLI_PUB | CLI_SUB, NULL},
+    {"-d", "--debug", OPT_DEBUG, CLI_PUB | CLI_SUB, NULL},
+    {"-q", "--qos", OPT_QOS, CLI_PUB | CLI_SUB, "QoS"},
+    {"-t", "--topic", OPT_TOPIC, CLI_PUB | CLI_SUB, "topic"},
+    {"-V", "--protocol-version", OPT_VERSION, CLI_PUB | CLI_SUB, "version"},
+    {"-m", "--message", OPT_MESSAGE, CLI_PUB, "message"},
+    {"-n", "--null-message", OPT_NULL, CLI_PUB, NULL},
+    {"-f", "--file", OPT_FILE, CLI_PUB, "file"},
+    {"-l", "--stdin-line", OPT_LINES, CLI_PUB, NULL},
+    {"-s", "--stdin-file", OPT_STDIN, CLI_PUB, NULL},
+    {"-r", "--retain", OPT_RETAIN, CLI_PUB, NULL},
+    {"-C", NULL, OPT_COUNT, CLI_SUB, "count"},
+    {"-W", NULL, OPT_TIMEOUT, CLI_SUB, "timeout"},
+    {"-v", "--verbose", OPT_VERBOSE, CLI_SUB, NULL},
+    {"-N", NULL, OPT_NO_EOL, CLI_SUB, NULL},
+    {"-R", NULL, OPT_NO_RETAINED, CLI_SUB, NULL},
+};
+
+static const struct cli_opt *cli_find_opt(const char *arg, enum cli_tool tool) {
+    for (size_t i = 0; i < sizeof CLI_OPTS / sizeof CLI_OPTS[0]; i++) {
+        const struct cli_opt *o = &CLI_OPTS[i];
+        if ((o->tools & (unsigned)tool) &&
+            (strcmp(arg, o->name) == 0 || (o->alias && strcmp(arg, o->alias) == 0)))
+            return o;
+    }
+    return NULL;
+}
+
+/* Parses a whole decimal number in [min, max]; false if `s` is anything else. */
+static bool cli_parse_long(const char *s, long min, long max, long *out) {
+    char *end;
+    if (!s[0])
+        return false;
+    long v = strtol(s, &end, 10);
+    if (*end != '\0' || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+static void cli_config_init(struct cli_config *cfg, enum cli_tool tool) {
+    memset(cfg, 0, sizeof *cfg);
+    cfg->tool = tool;
+    cfg->prog = tool == CLI_PUB ? "mqttc_pub" : "mqttc_sub";
+    cfg->host = "localhost";
+    cfg->port = 1883;
+    cfg->keepalive = 60;
+    cfg->clean_session = true;
+    cfg->eol = true;
+    cfg->msg_mode = CLI_MSG_NONE;
+}
+
+static void cli_config_free(struct cli_config *cfg) {
+    free(cfg->topics);
+    cfg->topics = NULL;
+    cfg->topic_count = 0;
+}
+
+static bool cli_set_msg_mode(struct cli_config *cfg, enum cli_msg_mode mode, const char *message) {
+    if (cfg->msg_mode != CLI_MSG_NONE) {
+        cli_usage_error(cfg, "Only one type of message can be sent at once.");
+        return false;
+    }
+    cfg->msg_mode = mode;
+    cfg->message = message;
+    return true;
+}
+
+/* Applies one option with its argument (`val`, NULL for flags). */
+static bool cli_apply(struct cli_config *cfg, const struct cli_opt *o, const char *val) {
+    long n;
+    switch (o->id) {
+    case OPT_HELP:
+        return true; /* handled by the caller */
+    case OPT_HOST:
+        cfg->host = val;
+        return true;
+    case OPT_PORT:
+        if (!cli_parse_long(val, 1, 65535, &n)) {
+            cli_usage_error(cfg, "Invalid port given: %s", val);
+            return false;
+        }
+        cfg->port = (int)n;
+        return true;
+    case OPT_UNIX:
+        cfg->unix_path = val;
+        return true;
+    case OPT_ID:
+        cfg->id = val;
+        return true;
+    case OPT_ID_PREFIX:
+        cfg->id_prefix = val;
+        return true;
+    case OPT_KEEPALIVE:
+        if (!cli_parse_long(val, 5, 65535, &n)) {
+            cli_usage_error(cfg, "Invalid keepalive given, it must be between 5 and 65535 inclusive.");
+            return false;
+        }
+        cfg->keepalive = (int)n;
+        return true;
+    case OPT_CLEAN_OFF:
+        cfg->clean_session = false;
+        return true;
+    case OPT_USERNAME:
+        cfg->username = val;
+        return true;
+    case OPT_PASSWORD:
+        cfg->password = val;
+        return true;
+    case OPT_WILL_TOPIC:
+        if (cli_topic_has_wildcard(val)) {
+            cli_usage_error(cfg, "Invalid will topic '%s', does it contain '+' or '#'?", val);
+            return false;
+        }
+        cfg->will_topic = val;
+        return true;
+    case OPT_WILL_PAYLOAD:
+        cfg->will_payload = val;
+        return true;
+    case OPT_WILL_QOS:
+        if (!cli_parse_long(val, 0, 2, &n)) {
+            cli_usage_error(cfg, "Invalid will QoS %s.", val);
+            return false;
+        }
+        cfg->will_qos = (int)n;
+        return true;
+    case OPT_WILL_RETAIN:
+        cfg->will_retain = true;
+        return true;
+    case OPT_DEBUG:
+        cfg->debug = true;
+        return true;
+    case OPT_QOS:
+        if (!cli_parse_long(val, 0, 2, &n)) {
+            cli_usage_error(cfg, "Invalid QoS given: %s", val);
+            return false;
+        }
+        cfg->qos = (int)n;
+        return true;
+    case OPT_TOPIC:
+        if (cfg->tool == CLI_PUB && cli_topic_has_wildcard(val)) {
+            cli_usage_error(cfg, "Invalid publish topic '%s', does it contain '+' or '#'?", val);
+            return false;
+        }
+        if (cfg->tool == CLI_SUB && !cli_filter_valid(val)) {
+            cli_usage_error(cfg, "Invalid subscription topic '%s', are all '+' and '#' wildcards correct?",
+                            val);
+            return false;
+        }
+        cfg->topics[cfg->topic_count++] = val;
+        return true;
+    case OPT_VERSION:
+        if (strcmp(val, "mqttv311") != 0 && strcmp(val, "311") != 0) {
+            cli_usage_error(cfg, "Unsupported protocol version '%s': only mqttv311 is supported.", val);
+            return false;
+        }
+        return true;
+    case OPT_MESSAGE:
+        return cli_set_msg_mode(cfg, CLI_MSG_ARG, val);
+    case OPT_NULL:
+        return cli_set_msg_mode(cfg, CLI_MSG_NULL, NULL);
+    case OPT_FILE:
+        return cli_set_msg_mode(cfg, CLI_MSG_FILE, val);
+    case OPT_LINES:
+        return cli_set_msg_mode(cfg, CLI_MSG_LINES, NULL);
+    case OPT_STDIN:
+        return cli_set_msg_mode(cfg, CLI_MSG_STDIN, NULL);
+    case OPT_RETAIN:
+        cfg->retain = true;
+        return true;
+    case OPT_COUNT:
+        if (!cli_parse_long(val, 1, INT32_MAX, &n)) {
+            cli_usage_error(cfg, "Invalid message count \"%s\".", val);
+            return false;
+        }
+        cfg->msg_count = n;
+        return true;
+    case OPT_TIMEOUT:
+        if (!cli_parse_long(val, 1, 3600L * 24 * 365, &n)) {
+            cli_usage_error(cfg, "Invalid timeout \"%s\".", val);
+            return false;
+        }
+        cfg->timeout_s = n;
+        return true;
+    case OPT_VERBOSE:
+        cfg->verbose = true;
+        return true;
+    case OPT_NO_EOL:
+        cfg->eol = false;
+        return true;
+    case OPT_NO_RETAINED:
+        cfg->no_retain = true;
+        return true;
+    }
+    return false;
+}
+
+/* Checks that concern several options, after all of them were read (common to both tools). */
+static bool cli_check_combination(struct cli_config *cfg) {
+    if (cfg->will_payload && !cfg->will_topic) {
+        cli_usage_error(cfg, "Will payload given, but no will topic given.");
+        return false;
+    }
+    if (cfg->will_retain && !cfg->will_topic) {
+        cli_usage_error(cfg, "Will retain given, but no will topic given.");
+        return false;
+    }
+    if (cfg->password && !cfg->username) {
+        fprintf(stderr, "Error: Problem setting username and/or password.\n");
+        return false;
+    }
+    if (cfg->id_prefix && !cfg->id) {
+        snprintf(cfg->id_buf, sizeof cfg->id_buf, "%s%ld", cfg->id_prefix, (long)getpid());
+        cfg->id = cfg->id_buf;
+    }
+    if (!cfg->clean_session && !cfg->id) {
+        cli_usage_error(cfg, "You must provide a client id if you are using the -c option.");
+        return false;
+    }
+    return true;
+}
+
+/* Parses argv like mosquitto_pub/mosquitto_sub: every option is a separate word and an option's
+ * argument is the next word. Errors are reported on stderr. On CLI_PARSE_OK or CLI_PARSE_HELP the
+ * caller releases `cfg` with cli_config_free. */
+static enum cli_parse_result cli_parse(struct cli_config *cfg, enum cli_tool tool, int argc, char **argv) {
+    cli_config_init(cfg, tool);
+    cfg->topics = calloc((size_t)(argc > 0 ? argc : 1), sizeof *cfg->topics);
+    if (!cfg->topics) {
+        fprintf(stderr, "Error: Out of memory.\n");
+        return CLI_PARSE_ERROR;
+    }
+    for (int i = 1; i < argc; i++) {
+        const struct cli_opt *o = cli_find_opt(argv[i], tool);
+        if (!o) {
+            cli_usage_error(cfg, "Unknown option '%s'.", argv[i]);
+            goto fail;
+        }
+        if (o->id == OPT_HELP)
+            return CLI_PARSE_HELP;
+        const char *val = NULL;
+        if (o->noun) {
+            if (i + 1 == argc) {
+                cli_usage_error(cfg, "%s argument given but no %s specified.", argv[i], o->noun);
+                goto fail;
+            }
+            val = argv[++i];
+        }
+        if (!cli_apply(cfg, o, val))
+            goto fail;
+    }
+    if (!cli_check_combination(cfg))
+        goto fail;
+    return CLI_PARSE_OK;
+fail:
+    cli_config_free(cfg);
+    return CLI_PARSE_ERROR;
+}
+
+/* ---- connecting -------------------------------------------------------------------------- */
+
+/* -d: the library's log lines, on stdout like mosquitto's debug output. */
+static void cli_log_line(mqttc_client *client, int level, const char *line, void *userdata) {
+    (void)client;
+    (void)level;
+    (void)userdata;
+    printf("%s\n", line);
+    fflush(stdout);
+}
+
+static mqttc_status cli_client_new(const struct cli_config *cfg, mqttc_client **out) {
+    mqttc_options opts;
+    mqttc_options_init(&opts);
+    opts.keep_alive = (uint16_t)cfg->keepalive;
+    opts.clean_session = cfg->clean_session;
+    opts.client_id = cfg->id;
+    opts.username = cfg->username;
+    if (cfg->password) {
+        opts.password = (const uint8_t *)cfg->password;
+        opts.password_len = strlen(cfg->password);
+    }
+    if (cfg->will_topic) {
+        opts.will_topic = cfg->will_topic;
+        opts.will_payload = (const uint8_t *)cfg->will_payload;
+        opts.will_payload_len = cfg->will_payload ? strlen(cfg->will_payload) : 0;
+        opts.will_qos = cfg->will_qos;
+        opts.will_retain = cfg->will_retain;
+    }
+    if (cfg->unix_path)
+        return mqttc_client_new_unix(cfg->unix_path, &opts, out);
+    return mqttc_client_new(cfg->host, (uint16_t)cfg->port, &opts, out);
+}
+
+/* Makes the client and starts connecting it. Returns CLI_EXIT_OK with `*out` and `*token` set, or
+ * CLI_EXIT_ERROR (reported on stderr). Finish with cli_connect_finish. */
+static int cli_connect_start(const struct cli_config *cfg, mqttc_client **out, mqttc_token *token) {
+    mqttc_client *client = NULL;
+    if (!cli_check(cli_client_new(cfg, &client), "creating the client"))
+        return CLI_EXIT_ERROR;
+    if (cfg->debug && !cli_check(mqttc_set_log(client, MQTTC_LOG_DEBUG, cli_log_line, NULL), "mqttc_set_log")) {
+        mqttc_client_free(client);
+        return CLI_EXIT_ERROR;
+    }
+    if (!cli_check(mqttc_connect(client, token), "connect")) {
+        mqttc_client_free(client);
+        return CLI_EXIT_ERROR;
+    }
+    *out = client;
+    return CLI_EXIT_OK;
+}
+
+/* Waits for the CONNACK of cli_connect_start's `token`. Returns CLI_EXIT_OK, or frees the client
+ * and returns the exit code mosquitto's tools use for the failure (reported on stderr). */
+static int cli_connect_finish(const struct cli_config *cfg, mqttc_client *client, mqttc_token token) {
+    mqttc_status st = mqttc_token_wait(client, token, CLI_OP_TIMEOUT_MS + 5000u);
+    if (st == MQTTC_OK)
+        return CLI_EXIT_OK;
+    const char *refusal = cli_connack_string(st);
+    int code = CLI_EXIT_ERROR;
+    if (refusal) {
+        fprintf(stderr, "Connection error: %s\n", refusal);
+        if (cfg->tool == CLI_PUB)
+            fprintf(stderr, "Error: The connection was refused.\n");
+        code = CLI_EXIT_CONN_REFUSED;
+    } else {
+        cli_report("connect", st);
+    }
+    mqttc_client_free(client);
+    return code;
+}
+
+/* Disconnects cleanly (waiting for in-flight QoS 1/2 messages) and frees the client. Returns
+ * `code`, or CLI_EXIT_ERROR if it was CLI_EXIT_OK and the disconnect failed. */
+static int cli_disconnect(mqttc_client *client, int code) {
+    mqttc_token tok;
+    bool ok = cli_check(mqttc_disconnect(client, &tok), "disconnect") &&
+              cli_check(mqttc_token_wait(client, tok, CLI_OP_TIMEOUT_MS), "disconnect");
+    mqttc_client_free(client);
+    return ok || code != CLI_EXIT_OK ? code : CLI_EXIT_ERROR;
+}
+
+#endif /* MQTTC_CLI_COMMON_H */

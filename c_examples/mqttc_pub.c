@@ -1,0 +1,234 @@
+/*
+ * mqttc_pub: publishes one message (or one per line of standard input) like mosquitto_pub, with
+ * the same common options, output and exit codes.
+ *
+ * Usage: mqttc_pub [-h host] [-p port | --unix path] -t topic {-m message | -n | -f file | -l | -s}
+ *                  [-q qos] [-r] [-i id] [-k keepalive] [-c] [-u username [-P password]] [-d]
+ *                  [--will-topic topic [--will-payload payload] [--will-qos qos] [--will-retain]]
+ *        mqttc_pub --help
+ */
+#include "cli_common.h"
+
+/* Publishes from -l wait for their tokens once this many are outstanding. */
+#define PUB_WINDOW 256
+
+static void print_usage(void) {
+    printf("mqttc_pub is a simple mqtt client that will publish a message on a single topic and exit.\n");
+    printf("mqttc_pub running on libmqttclient %s.\n\n", mqttc_version());
+    printf("Usage: mqttc_pub {[-h host] [--unix path] [-p port] [-u username] [-P password] -t topic}\n");
+    printf("                 {-f file | -l | -n | -s | -m message}\n");
+    printf("                 [-c] [-k keepalive] [-q qos] [-r]\n");
+    printf("                 [-i id] [-I id_prefix]\n");
+    printf("                 [-d] [-V mqttv311]\n");
+    printf("                 [--will-topic [--will-payload payload] [--will-qos qos] [--will-retain]]\n");
+    printf("       mqttc_pub --help\n\n");
+    printf(" -c : disable clean session/enable persistent client mode (requires -i or -I).\n");
+    printf(" -d : enable debug messages.\n");
+    printf(" -f : send the contents of a file as the message.\n");
+    printf(" -h : mqtt host to connect to. Defaults to localhost.\n");
+    printf(" -i : id to use for this client. Defaults to a random id chosen by the library.\n");
+    printf(" -I : define the client id as id_prefix appended with the process id.\n");
+    printf(" -k : keep alive in seconds for this client. Defaults to 60.\n");
+    printf(" -l : read messages from stdin, sending a separate message for each line.\n");
+    printf(" -m : message payload to send.\n");
+    printf(" -n : send a null (zero length) message.\n");
+    printf(" -p : network port to connect to. Defaults to 1883.\n");
+    printf(" -P : provide a password\n");
+    printf(" -q : quality of service level to use for all messages. Defaults to 0.\n");
+    printf(" -r : message should be retained.\n");
+    printf(" -s : read message from stdin, sending the entire input as a message.\n");
+    printf(" -t : mqtt topic to publish to.\n");
+    printf(" -u : provide a username\n");
+    printf(" -V : specify the version of the MQTT protocol to use. Only mqttv311 is supported.\n");
+    printf(" --help : display this message.\n");
+    printf(" --unix : connect to a broker through a unix domain socket instead of a TCP socket,\n");
+    printf("          e.g. /tmp/mosquitto.sock\n");
+    printf(" --will-payload : payload for the client Will, which is sent by the broker in case of\n");
+    printf("                  unexpected disconnection. If not given and will-topic is set, a zero\n");
+    printf("                  length message will be sent.\n");
+    printf(" --will-qos : QoS level for the client Will.\n");
+    printf(" --will-retain : if given, make the client Will retained.\n");
+    printf(" --will-topic : the topic on which to publish the client Will.\n");
+}
+
+/* A whole payload read from a file or stdin. */
+struct buffer {
+    char *data;
+    size_t len;
+};
+
+/* Reads all of `f` into `buf`; false on a read error or out of memory. */
+static bool read_all(FILE *f, struct buffer *buf) {
+    size_t cap = 0;
+    buf->data = NULL;
+    buf->len = 0;
+    for (;;) {
+        if (buf->len == cap) {
+            size_t ncap = cap ? cap * 2 : 4096;
+            char *p = realloc(buf->data, ncap);
+            if (!p) {
+                free(buf->data);
+                buf->data = NULL;
+                return false;
+            }
+            buf->data = p;
+            cap = ncap;
+        }
+        size_t n = fread(buf->data + buf->len, 1, cap - buf->len, f);
+        buf->len += n;
+        if (n == 0) {
+            if (ferror(f)) {
+                free(buf->data);
+                buf->data = NULL;
+                return false;
+            }
+            return true;
+        }
+    }
+}
+
+/* Loads the payload of -f or -s before connecting, as mosquitto_pub does. */
+static bool load_payload(const struct cli_config *cfg, struct buffer *buf) {
+    if (cfg->msg_mode == CLI_MSG_FILE) {
+        FILE *f = fopen(cfg->message, "rb");
+        if (!f) {
+            fprintf(stderr, "Error: Unable to open file \"%s\".\n", cfg->message);
+            fprintf(stderr, "Error loading input file \"%s\".\n", cfg->message);
+            return false;
+        }
+        bool ok = read_all(f, buf);
+        fclose(f);
+        if (!ok)
+            fprintf(stderr, "Error loading input file \"%s\".\n", cfg->message);
+        return ok;
+    }
+    if (!read_all(stdin, buf)) {
+        fprintf(stderr, "Error loading input from stdin.\n");
+        return false;
+    }
+    if (buf->len == 0) {
+        fprintf(stderr, "Error: Zero length input.\nError loading input from stdin.\n");
+        free(buf->data);
+        buf->data = NULL;
+        return false;
+    }
+    return true;
+}
+
+/* Tokens of publishes not yet waited for, oldest first (a ring). */
+struct pending {
+    mqttc_token tokens[PUB_WINDOW];
+    size_t head, count;
+};
+
+static bool wait_oldest(mqttc_client *client, struct pending *p) {
+    mqttc_token tok = p->tokens[p->head];
+    p->head = (p->head + 1) % PUB_WINDOW;
+    p->count--;
+    return cli_check(mqttc_token_wait(client, tok, CLI_OP_TIMEOUT_MS), "publish");
+}
+
+/* Queues one publish; waits for the oldest outstanding one first when the window is full. */
+static bool publish(mqttc_client *client, const struct cli_config *cfg, struct pending *p, const void *payload,
+                    size_t len) {
+    if (p->count == PUB_WINDOW && !wait_oldest(client, p))
+        return false;
+    mqttc_token tok;
+    const char *topic = cfg->topics[cfg->topic_count - 1];
+    if (!cli_check(mqttc_publish(client, topic, payload, len, cfg->qos, cfg->retain, &tok), "publish"))
+        return false;
+    p->tokens[(p->head + p->count) % PUB_WINDOW] = tok;
+    p->count++;
+    return true;
+}
+
+static bool wait_all(mqttc_client *client, struct pending *p) {
+    while (p->count > 0) {
+        if (!wait_oldest(client, p))
+            return false;
+    }
+    return true;
+}
+
+/* -l: one message per line of stdin, without its '\n' (a '\r' stays, as with mosquitto_pub); a
+ * last line without '\n' is sent too. */
+static bool publish_lines(mqttc_client *client, const struct cli_config *cfg, struct pending *p) {
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    bool ok = true;
+    while (ok && (n = getline(&line, &cap, stdin)) >= 0) {
+        size_t len = (size_t)n;
+        if (len > 0 && line[len - 1] == '\n')
+            len--;
+        ok = publish(client, cfg, p, line, len);
+    }
+    if (ok && ferror(stdin)) {
+        fprintf(stderr, "Error: reading stdin failed.\n");
+        ok = false;
+    }
+    free(line);
+    return ok;
+}
+
+/* Exactly one topic and one message source, like mosquitto_pub; prints the usage otherwise. */
+static bool validate(const struct cli_config *cfg) {
+    if (cfg->topic_count == 0 || cfg->msg_mode == CLI_MSG_NONE) {
+        fprintf(stderr, "Error: Both topic and message must be supplied.\n");
+        print_usage();
+        return false;
+    }
+    return true;
+}
+
+static int run(const struct cli_config *cfg) {
+    struct buffer payload = {NULL, 0};
+    if ((cfg->msg_mode == CLI_MSG_FILE || cfg->msg_mode == CLI_MSG_STDIN) && !load_payload(cfg, &payload))
+        return CLI_EXIT_ERROR;
+
+    mqttc_client *client = NULL;
+    mqttc_token conn_tok;
+    int code = cli_connect_start(cfg, &client, &conn_tok);
+    if (code == CLI_EXIT_OK)
+        code = cli_connect_finish(cfg, client, conn_tok);
+    if (code != CLI_EXIT_OK) {
+        free(payload.data);
+        return code;
+    }
+    struct pending pending = {.head = 0, .count = 0};
+    bool ok;
+    switch (cfg->msg_mode) {
+    case CLI_MSG_LINES:
+        ok = publish_lines(client, cfg, &pending);
+        break;
+    case CLI_MSG_ARG:
+        ok = publish(client, cfg, &pending, cfg->message, strlen(cfg->message));
+        break;
+    case CLI_MSG_NULL:
+        ok = publish(client, cfg, &pending, NULL, 0);
+        break;
+    default: /* -f, -s */
+        ok = publish(client, cfg, &pending, payload.data, payload.len);
+        break;
+    }
+    ok = wait_all(client, &pending) && ok;
+    free(payload.data);
+    return cli_disconnect(client, ok ? CLI_EXIT_OK : CLI_EXIT_ERROR);
+}
+
+int main(int argc, char **argv) {
+    struct cli_config cfg;
+    switch (cli_parse(&cfg, CLI_PUB, argc, argv)) {
+    case CLI_PARSE_OK:
+        break;
+    case CLI_PARSE_HELP:
+        print_usage();
+        cli_config_free(&cfg);
+        return CLI_EXIT_ERROR; /* mosquitto_pub --help exits with 1 too */
+    default:
+        return CLI_EXIT_ERROR;
+    }
+    int code = validate(&cfg) ? run(&cfg) : CLI_EXIT_ERROR;
+    cli_config_free(&cfg);
+    return code;
+}

@@ -1,0 +1,639 @@
+//! c_examples/mqttc_pub.c and c_examples/mqttc_sub.c against a real mosquitto: the options they share
+//! with mosquitto_pub/mosquitto_sub, their output, their exit codes (compared with the real tools'
+//! where those are installed), and interoperation with the real tools.
+mod common;
+
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::{Broker, compile_c, project_dir, run_program};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Both tools, compiled once per test binary (tests run in parallel and would race on the files).
+fn tools() -> &'static (PathBuf, PathBuf) {
+    static TOOLS: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    TOOLS.get_or_init(|| {
+        let pub_exe = compile_c("mqttc_pub", &[project_dir().join("c_examples/mqttc_pub.c")]);
+        let sub_exe = compile_c("mqttc_sub", &[project_dir().join("c_examples/mqttc_sub.c")]);
+        (pub_exe, sub_exe)
+    })
+}
+
+fn our_pub() -> Command {
+    Command::new(&tools().0)
+}
+
+fn our_sub() -> Command {
+    Command::new(&tools().1)
+}
+
+/// The real mosquitto client tool `name`, if installed.
+fn real_tool(name: &str) -> Option<PathBuf> {
+    std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
+
+/// A mosquitto that logs every SUBSCRIBE to a file, so a test can wait until a subscriber is really
+/// subscribed before publishing. `dir` (world-writable, see `common::temp_dir`) holds that log and
+/// whatever else a test needs; fields drop in order, so the broker stops before it is removed.
+struct TestBroker {
+    broker: Broker,
+    dir: common::TempDir,
+    log: PathBuf,
+}
+
+impl TestBroker {
+    fn start() -> TestBroker {
+        TestBroker::start_with(|_| String::new())
+    }
+
+    /// `extra(dir)` gives more config lines; `dir` is the test's directory for sockets and files.
+    fn start_with(extra: impl Fn(&Path) -> String) -> TestBroker {
+        let dir = common::temp_dir("cli");
+        let log = dir.join("subscriptions.log");
+        let conf = format!("log_dest file {}\nlog_type subscribe\n{}", log.display(), extra(&dir));
+        let broker = Broker::start_with(&conf);
+        TestBroker { broker, dir, log }
+    }
+
+    fn port(&self) -> String {
+        self.broker.port.to_string()
+    }
+
+    /// Waits until the broker has logged `topics` subscriptions of client `id`.
+    fn wait_subscribed(&self, id: &str, topics: usize) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let n = log.lines().filter(|l| l.split_whitespace().nth(1) == Some(id)).count();
+            if n >= topics {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "client {id} did not subscribe; broker log:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A subscriber running in the background; killed if still running when dropped.
+struct Background {
+    child: Child,
+    out: Option<JoinHandle<String>>,
+    err: Option<JoinHandle<String>>,
+}
+
+fn spawn(cmd: &mut Command) -> Background {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    Background {
+        child,
+        out: Some(out),
+        err: Some(err),
+    }
+}
+
+impl Background {
+    /// Waits (bounded) for the exit; returns (exit code, stdout, stderr); -999 if it had to be killed.
+    fn finish(mut self, timeout: Duration) -> (i32, String, String) {
+        let deadline = Instant::now() + timeout;
+        let code = loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                break st.code().unwrap_or(-1);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break -999;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let out = self.out.take().unwrap().join().unwrap();
+        let err = self.err.take().unwrap().join().unwrap();
+        (code, out, err)
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(self.child.id() as libc::pid_t, sig) }, 0);
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `sub` (with `-i id` added) and waits until the broker has its `topics` subscriptions.
+fn start_sub(b: &TestBroker, sub: &mut Command, id: &str, topics: usize) -> Background {
+    let bg = spawn(sub.args(["-i", id]));
+    b.wait_subscribed(id, topics);
+    bg
+}
+
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    run_program(cmd.stdin(Stdio::null()), WAIT)
+}
+
+/// Runs `cmd` with `input` as its standard input.
+fn run_with_stdin(cmd: &mut Command, input: &[u8], dir: &Path) -> (i32, String, String) {
+    let path = dir.join(format!("stdin-{}", input.len()));
+    std::fs::write(&path, input).unwrap();
+    run_program(cmd.stdin(std::fs::File::open(&path).unwrap()), WAIT)
+}
+
+fn publish_ok(b: &TestBroker, args: &[&str]) {
+    let (code, out, err) = run(our_pub().args(["-h", "127.0.0.1", "-p", &b.port()]).args(args));
+    assert_eq!(code, 0, "mqttc_pub {args:?}: stdout {out:?} stderr {err:?}");
+}
+
+fn sub_cmd(b: &TestBroker, args: &[&str]) -> Command {
+    let mut c = our_sub();
+    c.args(["-h", "127.0.0.1", "-p", &b.port()]).args(args);
+    c
+}
+
+#[test]
+fn pub_m_to_sub_v_prints_exactly_topic_space_payload() {
+    let b = TestBroker::start();
+    let sub = start_sub(&b, &mut sub_cmd(&b, &["-t", "cli/v", "-C", "1", "-v"]), "sub-v", 1);
+    publish_ok(&b, &["-t", "cli/v", "-m", "hello world"]);
+    let (code, out, err) = sub.finish(WAIT);
+    assert_eq!(code, 0, "stderr: {err}");
+    assert_eq!(out, "cli/v hello world\n");
+    assert_eq!(err, "");
+}
+
+#[test]
+fn sub_without_v_prints_the_payload_only() {
+    let b = TestBroker::start();
+    let sub = start_sub(&b, &mut sub_cmd(&b, &["-t", "cli/plain", "-C", "1"]), "sub-plain", 1);
+    publish_ok(&b, &["-t", "cli/plain", "-m", "just this"]);
+    let (code, out, err) = sub.finish(WAIT);
+    assert_eq!(code, 0, "stderr: {err}");
+    assert_eq!(out, "just this\n");
+}
+
+#[test]
+fn qos_1_and_2_deliver() {
+    let b = TestBroker::start();
+    for qos in ["1", "2"] {
+        let id = format!("sub-q{qos}");
+        let sub = start_sub(
+            &b,
+            &mut sub_cmd(&b, &["-t", "cli/qos", "-q", qos, "-C", "1", "-v"]),
+            &id,
+            1,
+        );
+        publish_ok(&b, &["-t", "cli/qos", "-q", qos, "-m", &format!("at qos {qos}")]);
+        let (code, out, err) = sub.finish(WAIT);
+        assert_eq!(code, 0, "qos {qos}: stderr: {err}");
+        assert_eq!(out, format!("cli/qos at qos {qos}\n"));
+    }
+}
+
+#[test]
+fn retained_message_reaches_a_later_subscriber_and_r_flag_hides_it() {
+    let b = TestBroker::start();
+    publish_ok(&b, &["-t", "cli/retained", "-r", "-q", "1", "-m", "kept"]);
+    // A subscriber started afterwards gets it...
+    let (code, out, err) = run(&mut sub_cmd(&b, &["-t", "cli/retained", "-C", "1", "-v", "-W", "10"]));
+    assert_eq!(code, 0, "stderr: {err}");
+    assert_eq!(out, "cli/retained kept\n");
+    // ...unless it asks not to see stale (retained) messages with -R.
+    let (code, out, err) = run(&mut sub_cmd(&b, &["-t", "cli/retained", "-R", "-W", "1"]));
+    assert_eq!(code, 27, "stderr: {err}");
+    assert_eq!(out, "");
+}
+
+#[test]
+fn n_sends_an_empty_message() {
+    let b = TestBroker::start();
+    let sub = start_sub(
+        &b,
+        &mut sub_cmd(&b, &["-t", "cli/null", "-C", "2", "-v"]),
+        "sub-null",
+        1,
+    );
+    publish_ok(&b, &["-t", "cli/null", "-n"]);
+    publish_ok(&b, &["-t", "cli/null", "-m", "after"]);
+    let (code, out, err) = sub.finish(WAIT);
+    assert_eq!(code, 0, "stderr: {err}");
+    // mosquitto_sub -v prints an empty payload as "(null)".
+    assert_eq!(out, "cli/null (null)\ncli/null after\n");
+
+    // Without -v an empty payload prints nothing at all, as with mosquitto_sub.
+    let sub = start_sub(
+        &b,
+        &mut sub_cmd(&b, &["-t", "cli/null", "-C", "2"]),
+        "sub-null-plain",
+        1,
+    );
+    publish_ok(&b, &["-t", "cli/null", "-n"]);
+    publish_ok(&b, &["-t", "cli/null", "-m", "after"]);
+    let (code, out, err) = sub.finish(WAIT);
+    assert_eq!(code, 0, "stderr: {err}");
+    assert_eq!(out, "after\n");
+}
+
+#[test]
+fn l_sends_one_message_per_stdin_line_in_order() {
+    let b = TestBroker::start();
+    // Blank lines are empty messages; a last line without '\n' is sent too.
+    let sub = start_sub(
+        &b,
+        &mut sub_cmd(&b, &["-t", "cli/lines", "-C", "4", "-v"]),
+        "sub-lines",
+        1,
+    );
+    let (code, out, err) = run_with_stdin(
+        our_pub().args(["-h", "127.0.0.1", "-p", &b.port(), "-t", "cli/lines", "-l"]),
+        b"one\ntwo\n\nfour",
+        &b.dir,
+    );
+    assert_eq!(code, 0, "stdout {out:?} stderr {err:?}");
+    let (code, out, err) = sub.finish(WAIT);
+    assert_eq!(code, 0, "stderr: {err}");
+    assert_eq!(out, "cli/lines one\ncli/lines two\ncli/lines (null)\ncli/lines four\n");
+
+    // Many lines at QoS 1 (more than mqttc_pub keeps in flight at once), all delivered in order.
+    let n = 1000;
+    let input: String = (0..n).map(|i| format!("line {i}\n")).collect();
+    let sub = start_sub(
+        &b,
+        &mut sub_cmd(&b, &["-t", "cli/many", "-q", "1", "-C", &n.to_string()]),
+        "sub-many",
+        1,
+    );
+    let (code, out, err) = run_with_stdin(
+        our_pub().args(["-h", "127.0.0.1", "-p", &b.port(), "-t", "cli/many", "-q", "1", "-l"]),
+        input.as_bytes(),
+        &b.dir,
+    );
+    assert_eq!(code, 0, "stdout {out:?} stderr {err:?}");
+    let (code, out, err) = sub.finish(WAIT);
+    assert_eq!(code, 0, "stderr: {err}");
+    assert_eq!(out.lines().count(), n);
+    assert_eq!(out, input);
+}
+
+#[test]
+fn s_sends_all_of_stdin_as_one_message() {
+    let b = TestBroker::start();
+    let sub = start_sub(&b, &mut sub_cmd(&b, &["-t", "cli/stdin", "-C", "1"]), "sub-stdin", 1);
+    let (code, out, err) = run_with_stdin(
+        our_pub().args(["-h", "127.0.0.1", "-p", &b.port(), "-t", "cli/stdin", "-s"]),
+        b"first\nsecond\n",
+        &b.dir,
+    );
+    assert_eq!(code, 0, "stdout {out:?} stderr {err:?}");
+    let (code, out, err) = sub.finish(WAIT);
+    assert_eq!(code, 0, "stderr: {err}");
+    // The payload keeps its newlines; mosquitto_sub adds one more after it.
+    assert_eq!(out, "first\nsecond\n\n");
+}
+
+#[test]
+fn f_sends_a_file_as_one_message() {
+    let b = TestBroker::start();
+    let file = b.dir.join("payload.bin");
+    std::fs::write(&file, b"from a file").unwrap();
+    let sub = start_sub(
+        &b,
+        &mut sub_cmd(&b, &["-t", "cli/file", "-C", "1", "-v"]),
+        "sub-file",
+        1,
+    );
+    publish_ok(&b, &["-t", "cli/file", "-f", file.to_str().unwrap()]);
+    let (code, out, err) = sub.finish(WAIT);
+    assert_eq!(code, 0, "stderr: {err}");
+    assert_eq!(out, "cli/file from a file\n");
+}
+
+#[test]
+fn sub_accepts_several_t_options() {
+    let b = TestBroker::start();
+    let sub = start_sub(
+        &b,
+        &mut sub_cmd(&b, &["-t", "cli/a", "-t", "cli/b/#", "-C", "2", "-v"]),
+        "sub-multi",
+        2,
+    );
+    publish_ok(&b, &["-t", "cli/a", "-m", "to a"]);
+    publish_ok(&b, &["-t", "cli/b/deep", "-m", "to b"]);
+    let (code, out, err) = sub.finish(WAIT);
+    assert_eq!(code, 0, "stderr: {err}");
+    assert_eq!(out, "cli/a to a\ncli/b/deep to b\n");
+}
+
+#[test]
+fn c_keeps_the_session_so_a_later_run_gets_what_was_queued() {
+    let b = TestBroker::start();
+    let args = ["-t", "cli/session", "-q", "1", "-c", "-i", "persistent", "-v"];
+    // First run: subscribe with a persistent session, then leave (the -W timeout).
+    let (code, out, err) = run(sub_cmd(&b, &args).args(["-W", "1"]));
+    assert_eq!((code, out.as_str()), (27, ""), "stderr: {err}");
+    b.wait_subscribed("persistent", 1);
+    // Published while the subscriber is away: the broker queues it in the session...
+    publish_ok(&b, &["-t", "cli/session", "-q", "1", "-m", "while you were out"]);
+    // ...and hands it over when the same client id comes back with -c.
+    let (code, out, err) = run(sub_cmd(&b, &args).args(["-C", "1", "-W", "10"]));
+    assert_eq!(code, 0, "stderr: {err}");
+    assert_eq!(out, "cli/session while you were out\n");
+}
+
+#[test]
+fn sub_exits_with_conn_lost_when_the_broker_goes_away() {
+    // mosquitto_sub would reconnect forever; mqttc_sub (the library does not reconnect) reports
+    // the loss and exits with libmosquitto's MOSQ_ERR_CONN_LOST (7).
+    let b = TestBroker::start();
+    let sub = start_sub(&b, &mut sub_cmd(&b, &["-t", "cli/lost", "-W", "15"]), "sub-lost", 1);
+    drop(b);
+    let (code, out, err) = sub.finish(WAIT);
+    assert_eq!(code, 7, "stdout {out:?} stderr {err:?}");
+    assert_eq!(err, "Error: The connection was lost.\n");
+}
+
+#[test]
+fn w_timeout_exit_code_matches_mosquitto_sub() {
+    let b = TestBroker::start();
+    // mosquitto_sub exits with MOSQ_ERR_TIMEOUT (27) and "Timed out" on stderr.
+    let expected = match real_tool("mosquitto_sub") {
+        Some(real) => {
+            let (code, _, err) = run(Command::new(real).args(["-p", &b.port(), "-t", "cli/quiet", "-W", "1"]));
+            assert_eq!(err.trim(), "Timed out");
+            code
+        }
+        None => {
+            println!("note: mosquitto_sub not installed; using its documented -W exit code 27");
+            27
+        }
+    };
+    let start = Instant::now();
+    let (code, out, err) = run(&mut sub_cmd(&b, &["-t", "cli/quiet", "-W", "1"]));
+    let elapsed = start.elapsed();
+    assert_eq!(code, expected, "stderr: {err}");
+    assert_eq!(err.trim(), "Timed out");
+    assert_eq!(out, "");
+    assert!(
+        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(10),
+        "{elapsed:?}"
+    );
+}
+
+#[test]
+fn our_pub_to_real_mosquitto_sub() {
+    let Some(real) = real_tool("mosquitto_sub") else {
+        println!("note: mosquitto_sub not installed; skipping");
+        return;
+    };
+    let b = TestBroker::start();
+    let mut cmd = Command::new(real);
+    cmd.args(["-p", &b.port(), "-t", "cli/x", "-C", "3", "-v", "-q", "2"]);
+    let sub = start_sub(&b, &mut cmd, "real-sub", 1);
+    publish_ok(&b, &["-t", "cli/x", "-m", "plain", "-q", "1"]);
+    publish_ok(&b, &["-t", "cli/x", "-n", "-q", "2"]);
+    // libmosquitto hands a QoS 2 message to mosquitto_sub only on PUBREL, so a later QoS 0 one could
+    // overtake it: keep the last two at QoS 2. (No -h: the default host, localhost, is used.)
+    let (code, out, err) = run_with_stdin(
+        our_pub().args(["-p", &b.port(), "-t", "cli/x", "-q", "2", "-s"]),
+        b"multi\nline",
+        &b.dir,
+    );
+    assert_eq!(code, 0, "stdout {out:?} stderr {err:?}");
+    let (code, out, err) = sub.finish(WAIT);
+    assert_eq!(code, 0, "stderr: {err}");
+    assert_eq!(out, "cli/x plain\ncli/x (null)\ncli/x multi\nline\n");
+}
+
+#[test]
+fn real_mosquitto_pub_to_our_sub_prints_what_mosquitto_sub_prints() {
+    let (Some(real_pub), Some(real_sub)) = (real_tool("mosquitto_pub"), real_tool("mosquitto_sub")) else {
+        println!("note: mosquitto_pub/mosquitto_sub not installed; skipping");
+        return;
+    };
+    let b = TestBroker::start();
+    for args in [&["-v"][..], &[][..], &["-v", "-N"][..], &["-N"][..]] {
+        let tag = args.join("");
+        let mut ours = sub_cmd(&b, &["-t", "cli/y/#", "-C", "4"]);
+        ours.args(args);
+        let mut theirs = Command::new(&real_sub);
+        theirs.args(["-p", &b.port(), "-t", "cli/y/#", "-C", "4"]).args(args);
+        let ours = start_sub(&b, &mut ours, &format!("ours{tag}"), 1);
+        let theirs = start_sub(&b, &mut theirs, &format!("theirs{tag}"), 1);
+        let port = b.port();
+        for extra in [
+            &["-m", "text"][..],
+            &["-n"][..],
+            &["-m", "two words", "-q", "1"][..],
+            &["-m", "x", "-q", "2"][..],
+        ] {
+            let (code, out, err) = run(Command::new(&real_pub).args(["-p", &port, "-t", "cli/y/z"]).args(extra));
+            assert_eq!(code, 0, "mosquitto_pub: {out} {err}");
+        }
+        let (c1, ours_out, e1) = ours.finish(WAIT);
+        let (c2, theirs_out, e2) = theirs.finish(WAIT);
+        assert_eq!((c1, c2), (0, 0), "ours: {e1}; theirs: {e2}");
+        assert_eq!(ours_out, theirs_out, "output differs with {args:?}");
+        assert!(!ours_out.is_empty());
+    }
+}
+
+#[test]
+fn will_is_published_after_sigkill_but_not_after_sigint() {
+    let b = TestBroker::start();
+    let will = ["--will-topic", "cli/will", "--will-payload", "gone", "--will-qos", "1"];
+
+    // Killed without a chance to disconnect: the broker publishes the will.
+    let watcher = start_sub(
+        &b,
+        &mut sub_cmd(&b, &["-t", "cli/will", "-C", "1", "-v", "-W", "15"]),
+        "watch-1",
+        1,
+    );
+    let victim = start_sub(&b, sub_cmd(&b, &["-t", "cli/other"]).args(will), "victim-1", 1);
+    victim.signal(libc::SIGKILL);
+    let (code, out, err) = watcher.finish(WAIT);
+    assert_eq!(code, 0, "stderr: {err}");
+    assert_eq!(out, "cli/will gone\n");
+    drop(victim);
+
+    // SIGINT makes mqttc_sub disconnect cleanly (exit 0), so there is no will.
+    let watcher = start_sub(&b, &mut sub_cmd(&b, &["-t", "cli/will", "-v", "-W", "2"]), "watch-2", 1);
+    let victim = start_sub(&b, sub_cmd(&b, &["-t", "cli/other"]).args(will), "victim-2", 1);
+    victim.signal(libc::SIGINT);
+    let (code, out, err) = victim.finish(WAIT);
+    assert_eq!(code, 0, "SIGINT exit: stdout {out:?} stderr {err:?}");
+    let (code, out, err) = watcher.finish(WAIT);
+    assert_eq!(code, 27, "the watcher should time out: stderr {err}");
+    assert_eq!(out, "", "no will after a clean disconnect");
+}
+
+#[test]
+fn username_and_password_against_a_password_file() {
+    let Some(passwd) = real_tool("mosquitto_passwd") else {
+        println!("note: mosquitto_passwd not installed; skipping");
+        return;
+    };
+    let b = TestBroker::start_with(|dir| {
+        let file = dir.join("passwords");
+        let out = Command::new(&passwd)
+            .arg("-c")
+            .arg("-b")
+            .arg(&file)
+            .args(["alice", "s3cret"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mosquitto_passwd: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        format!("allow_anonymous false\npassword_file {}\n", file.display())
+    });
+    let creds = ["-u", "alice", "-P", "s3cret"];
+    let sub = start_sub(
+        &b,
+        sub_cmd(&b, &["-t", "cli/auth", "-C", "1", "-v"]).args(creds),
+        "auth-sub",
+        1,
+    );
+    publish_ok(&b, &["-t", "cli/auth", "-m", "let in", "-u", "alice", "-P", "s3cret"]);
+    let (code, out, err) = sub.finish(WAIT);
+    assert_eq!(code, 0, "stderr: {err}");
+    assert_eq!(out, "cli/auth let in\n");
+
+    // A wrong password: the same exit code as mosquitto_pub/mosquitto_sub (5, connection refused).
+    let bad = ["-p", &b.port(), "-u", "alice", "-P", "wrong", "-t", "cli/auth"];
+    let (expected_pub, expected_sub) = match (real_tool("mosquitto_pub"), real_tool("mosquitto_sub")) {
+        (Some(p), Some(s)) => (
+            run(Command::new(p).args(bad).args(["-m", "x"])).0,
+            run(Command::new(s).args(bad)).0,
+        ),
+        _ => {
+            println!("note: mosquitto_pub/sub not installed; using the documented exit code 5");
+            (5, 5)
+        }
+    };
+    let (code, _, err) = run(our_pub().args(bad).args(["-m", "x"]));
+    assert_eq!(code, expected_pub, "stderr: {err}");
+    assert!(err.contains("Connection error: Connection Refused"), "stderr: {err}");
+    let (code, _, err) = run(our_sub().args(bad));
+    assert_eq!(code, expected_sub, "stderr: {err}");
+    assert!(err.contains("Connection error: Connection Refused"), "stderr: {err}");
+}
+
+#[test]
+fn unix_socket_listener() {
+    // mosquitto 2.0 listens on a unix socket with "listener 0 <path>".
+    let b = TestBroker::start_with(|dir| format!("listener 0 {}\n", dir.join("mqtt.sock").display()));
+    let sock = b.dir.join("mqtt.sock");
+    let sock = sock.to_str().unwrap();
+    let mut sub = our_sub();
+    sub.args(["--unix", sock, "-t", "cli/unix", "-C", "1", "-v"]);
+    let sub = start_sub(&b, &mut sub, "unix-sub", 1);
+    let (code, out, err) = run(our_pub().args(["--unix", sock, "-t", "cli/unix", "-m", "over a socket"]));
+    assert_eq!(code, 0, "stdout {out:?} stderr {err:?}");
+    let (code, out, err) = sub.finish(WAIT);
+    assert_eq!(code, 0, "stderr: {err}");
+    assert_eq!(out, "cli/unix over a socket\n");
+}
+
+#[test]
+fn bad_usage_prints_usage_and_exits_like_mosquitto() {
+    // (our tool, its args, the real tool) — each is a usage error for both.
+    type Case = (fn() -> Command, &'static [&'static str], &'static str);
+    let cases: [Case; 6] = [
+        (our_sub, &[], "mosquitto_sub"),
+        (our_sub, &["-t", "a", "-c"], "mosquitto_sub"),
+        (our_sub, &["-t", "a", "-q", "3"], "mosquitto_sub"),
+        (our_sub, &["-t", "a", "--bogus"], "mosquitto_sub"),
+        (our_pub, &["-m", "no topic"], "mosquitto_pub"),
+        (our_pub, &["-t", "a", "-m", "x", "-n"], "mosquitto_pub"),
+    ];
+    for (ours, args, real) in cases {
+        let expected = match real_tool(real) {
+            Some(p) => run(Command::new(p).args(args)).0,
+            None => 1,
+        };
+        let (code, out, err) = run(ours().args(args));
+        assert_ne!(code, 0, "{args:?}");
+        assert_eq!(code, expected, "{args:?}: stdout {out:?} stderr {err:?}");
+        assert!(err.starts_with("Error: "), "{args:?}: stderr {err:?}");
+    }
+    // No -t: mosquitto_sub's message and pointer to --help.
+    let (_, out, err) = run(&mut our_sub());
+    assert_eq!(out, "");
+    assert!(
+        err.contains("Error: You must specify a topic to subscribe to."),
+        "{err}"
+    );
+    assert!(err.contains("Use 'mqttc_sub --help' to see usage."), "{err}");
+    // mosquitto_pub without a topic prints the whole usage on stdout.
+    let (_, out, err) = run(our_pub().args(["-m", "x"]));
+    assert!(err.contains("Error: Both topic and message must be supplied."), "{err}");
+    assert!(out.contains("Usage: mqttc_pub"), "{out}");
+    // --help prints the usage on stdout and, like mosquitto's tools, exits with 1.
+    for tool in [our_pub, our_sub] {
+        let (code, out, _) = run(tool().arg("--help"));
+        assert_eq!(code, 1);
+        assert!(out.contains("Usage: mqttc_"), "{out}");
+    }
+}
+
+#[test]
+fn unreachable_broker_exits_with_mosquittos_code() {
+    let port = common::free_port().to_string();
+    let expected = real_tool("mosquitto_sub").map_or(1, |p| run(Command::new(p).args(["-p", &port, "-t", "a"])).0);
+    let (code, _, err) = run(our_sub().args(["-h", "127.0.0.1", "-p", &port, "-t", "a"]));
+    assert_eq!(code, expected, "stderr: {err}");
+    assert!(err.contains("Connection refused"), "stderr: {err}");
+    let (code, _, err) = run(our_pub().args(["-h", "127.0.0.1", "-p", &port, "-t", "a", "-m", "x"]));
+    assert_eq!(code, expected, "stderr: {err}");
+}
+
+#[test]
+fn d_logs_the_connection_on_stdout() {
+    let b = TestBroker::start();
+    let (code, out, err) = run(our_sub().args(["-h", "127.0.0.1", "-p", &b.port(), "-t", "cli/d", "-W", "1", "-d"]));
+    assert_eq!(code, 27, "stderr: {err}");
+    assert!(out.contains("connected to 127.0.0.1"), "stdout: {out}");
+    assert!(out.contains("Subscribed"), "stdout: {out}");
+    let (code, out, err) = run(our_pub().args(["-h", "127.0.0.1", "-p", &b.port(), "-t", "cli/d", "-m", "x", "-d"]));
+    assert_eq!(code, 0, "stderr: {err}");
+    assert!(out.contains("connected to 127.0.0.1"), "stdout: {out}");
+    // Without -d nothing is logged.
+    let (code, out, _) = run(our_pub().args(["-h", "127.0.0.1", "-p", &b.port(), "-t", "cli/d", "-m", "x"]));
+    assert_eq!(code, 0);
+    assert_eq!(out, "");
+}
