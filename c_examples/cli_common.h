@@ -493,21 +493,25 @@ static mqttc_status cli_client_new(const struct cli_config *cfg, mqttc_client **
     return mqttc_client_new(cfg->host, (uint16_t)cfg->port, &opts, out);
 }
 
-/* Makes the client and starts connecting it. Returns CLI_EXIT_OK with `*out` and `*token` set, or
- * CLI_EXIT_ERROR (reported on stderr). Finish with cli_connect_finish. */
-static int cli_connect_start(const struct cli_config *cfg, mqttc_client **out, mqttc_token *token) {
+/* Makes the client (with -d logging). Returns NULL after reporting a failure on stderr. */
+static mqttc_client *cli_client_start(const struct cli_config *cfg) {
     mqttc_client *client = NULL;
     if (!cli_check(cli_client_new(cfg, &client), "creating the client"))
-        return CLI_EXIT_ERROR;
+        return NULL;
     if (cfg->debug && !cli_check(mqttc_set_log(client, MQTTC_LOG_DEBUG, cli_log_line, NULL), "mqttc_set_log")) {
         mqttc_client_free(client);
-        return CLI_EXIT_ERROR;
+        return NULL;
     }
+    return client;
+}
+
+/* Starts connecting `client` (from cli_client_start), setting `*token`. Returns CLI_EXIT_OK, or
+ * frees the client and returns CLI_EXIT_ERROR. Finish with cli_connect_finish. */
+static int cli_connect_start(mqttc_client *client, mqttc_token *token) {
     if (!cli_check(mqttc_connect(client, token), "connect")) {
         mqttc_client_free(client);
         return CLI_EXIT_ERROR;
     }
-    *out = client;
     return CLI_EXIT_OK;
 }
 
@@ -539,6 +543,25 @@ static int cli_disconnect(mqttc_client *client, int code) {
               cli_check(mqttc_token_wait(client, tok, CLI_OP_TIMEOUT_MS), "disconnect");
     mqttc_client_free(client);
     return ok || code != CLI_EXIT_OK ? code : CLI_EXIT_ERROR;
+}
+
+/* The tools' main: parse, print usage for --help (both mosquitto tools exit 1 then), run. */
+static int cli_main(enum cli_tool tool, int argc, char **argv, void (*usage)(void),
+                    int (*run)(const struct cli_config *)) {
+    struct cli_config cfg;
+    switch (cli_parse(&cfg, tool, argc, argv)) {
+    case CLI_PARSE_OK:
+        break;
+    case CLI_PARSE_HELP:
+        usage();
+        cli_config_free(&cfg);
+        return CLI_EXIT_ERROR;
+    default:
+        return CLI_EXIT_ERROR;
+    }
+    int code = run(&cfg);
+    cli_config_free(&cfg);
+    return code;
 }
 
 #endif /* MQTTC_CLI_COMMON_H */

@@ -182,13 +182,15 @@ static bool validate(const struct cli_config *cfg) {
 }
 
 static int run(const struct cli_config *cfg) {
+    if (!validate(cfg))
+        return CLI_EXIT_ERROR;
     struct buffer payload = {NULL, 0};
     if ((cfg->msg_mode == CLI_MSG_FILE || cfg->msg_mode == CLI_MSG_STDIN) && !load_payload(cfg, &payload))
         return CLI_EXIT_ERROR;
 
-    mqttc_client *client = NULL;
+    mqttc_client *client = cli_client_start(cfg);
     mqttc_token conn_tok;
-    int code = cli_connect_start(cfg, &client, &conn_tok);
+    int code = client ? cli_connect_start(client, &conn_tok) : CLI_EXIT_ERROR;
     if (code == CLI_EXIT_OK)
         code = cli_connect_finish(cfg, client, conn_tok);
     if (code != CLI_EXIT_OK) {
@@ -217,18 +219,5 @@ static int run(const struct cli_config *cfg) {
 }
 
 int main(int argc, char **argv) {
-    struct cli_config cfg;
-    switch (cli_parse(&cfg, CLI_PUB, argc, argv)) {
-    case CLI_PARSE_OK:
-        break;
-    case CLI_PARSE_HELP:
-        print_usage();
-        cli_config_free(&cfg);
-        return CLI_EXIT_ERROR; /* mosquitto_pub --help exits with 1 too */
-    default:
-        return CLI_EXIT_ERROR;
-    }
-    int code = validate(&cfg) ? run(&cfg) : CLI_EXIT_ERROR;
-    cli_config_free(&cfg);
-    return code;
+    return cli_main(CLI_PUB, argc, argv, print_usage, run);
 }

@@ -241,15 +241,18 @@ static int wait_for_end(mqttc_client *client, struct sub_state *s) {
 /* Connects, subscribes and waits for the end; returns the exit code. */
 static int connect_and_subscribe(const struct cli_config *cfg, struct sub_state *s,
                                  const mqttc_subscription *subs) {
-    mqttc_client *client = NULL;
     mqttc_token conn_tok, sub_tok;
-    int code = cli_connect_start(cfg, &client, &conn_tok);
+    mqttc_client *client = cli_client_start(cfg);
+    if (!client)
+        return CLI_EXIT_ERROR;
+    /* Subscribe before connecting, so that the callback is in place for the messages a persistent
+     * session (-c) has queued: the broker sends them right after the CONNACK, and the library sends
+     * our SUBSCRIBE then. The status is looked at once the connection is up (a failed connect is
+     * reported first). */
+    mqttc_status sub_st = mqttc_subscribe_many(client, subs, cfg->topic_count, &sub_tok);
+    int code = cli_connect_start(client, &conn_tok);
     if (code != CLI_EXIT_OK)
         return code;
-    /* Subscribe before the CONNACK arrives, so that the callback is in place for the messages a
-     * persistent session (-c) has queued: the broker sends them right after the CONNACK. The
-     * status is looked at once the connection is up (a failed connect is reported first). */
-    mqttc_status sub_st = mqttc_subscribe_many(client, subs, cfg->topic_count, &sub_tok);
     code = cli_connect_finish(cfg, client, conn_tok); /* frees the client on failure */
     if (code != CLI_EXIT_OK)
         return code;
@@ -266,6 +269,10 @@ static int connect_and_subscribe(const struct cli_config *cfg, struct sub_state 
 }
 
 static int run(const struct cli_config *cfg) {
+    if (cfg->topic_count == 0) {
+        cli_usage_error(cfg, "You must specify a topic to subscribe to.");
+        return CLI_EXIT_ERROR;
+    }
     struct sub_state s;
     if (!state_init(&s, cfg)) {
         fprintf(stderr, "Error: could not initialise a mutex or condition variable.\n");
@@ -282,24 +289,5 @@ static int run(const struct cli_config *cfg) {
 }
 
 int main(int argc, char **argv) {
-    struct cli_config cfg;
-    switch (cli_parse(&cfg, CLI_SUB, argc, argv)) {
-    case CLI_PARSE_OK:
-        break;
-    case CLI_PARSE_HELP:
-        print_usage();
-        cli_config_free(&cfg);
-        return CLI_EXIT_ERROR; /* mosquitto_sub --help exits with 1 too */
-    default:
-        return CLI_EXIT_ERROR;
-    }
-    int code;
-    if (cfg.topic_count == 0) {
-        cli_usage_error(&cfg, "You must specify a topic to subscribe to.");
-        code = CLI_EXIT_ERROR;
-    } else {
-        code = run(&cfg);
-    }
-    cli_config_free(&cfg);
-    return code;
+    return cli_main(CLI_SUB, argc, argv, print_usage, run);
 }

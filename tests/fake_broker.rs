@@ -616,3 +616,43 @@ fn message_handlers_may_publish_and_subscribe_but_wait_is_refused() {
     assert_eq!(done(&client, published), ok());
     assert!(done(&client, subscribed).is_ok());
 }
+
+#[test]
+fn subscribe_before_connect_is_sent_after_connack_and_catches_messages_sent_at_once() {
+    // A persistent session: the broker delivers queued messages right behind the CONNACK, before
+    // it could have seen any SUBSCRIBE. A handler registered before connect must get them.
+    let broker = FakeBroker::new();
+    let client = Client::new(broker.address(), options()).unwrap();
+    let (handler, rx) = collector();
+    let sub = client
+        .subscribe(vec![(mqtt_str("queued/#"), QoS::AtLeastOnce, handler)])
+        .unwrap();
+    assert_eq!(client.token_state(sub), TokenState::Pending);
+    let token = client.connect().unwrap();
+    let mut conn = broker.accept();
+    conn.expect_connect();
+    let mut burst = bytes::BytesMut::new();
+    Packet::ConnAck(mqttclient::codec::ConnAck {
+        session_present: true,
+        code: ConnectReturnCode::Accepted,
+    })
+    .encode(&mut burst)
+    .unwrap();
+    Packet::Publish(publish("queued/1", QoS::AtLeastOnce, 3, b"while you were out"))
+        .encode(&mut burst)
+        .unwrap();
+    conn.send_raw(&burst);
+    assert_eq!(done(&client, token), Ok(Outcome { codes: vec![1] }));
+    let got = rx
+        .recv_timeout(TIMEOUT)
+        .expect("the queued message reached the handler");
+    assert_eq!(got.payload, Bytes::from_static(b"while you were out"));
+    // The deferred SUBSCRIBE goes out once connected, and its token completes on SUBACK.
+    let s = conn.expect_subscribe();
+    assert_eq!(s.filters, vec![(mqtt_str("queued/#"), QoS::AtLeastOnce)]);
+    conn.send(Packet::SubAck(SubAck {
+        pkid: s.pkid,
+        codes: vec![SubAckCode::Granted(QoS::AtLeastOnce)],
+    }));
+    assert_eq!(done(&client, sub), Ok(Outcome { codes: vec![1] }));
+}

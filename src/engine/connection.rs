@@ -133,11 +133,20 @@ enum Ended {
 pub(super) async fn run(ctx: Ctx, mut commands: mpsc::UnboundedReceiver<Command>) {
     let mut session = Session::new(ctx.options.max_inflight);
     let mut out = Outbox::new(&ctx);
+    // Subscribes made while disconnected: sent right after the next CONNACK.
+    let mut deferred: Vec<Command> = Vec::new();
     while let Some(command) = commands.recv().await {
-        let Command::Connect(token) = command else {
-            out.reject(command, Error::NotConnected);
-            out.drain().await;
-            continue;
+        let token = match command {
+            Command::Connect(token) => token,
+            Command::Subscribe(..) => {
+                deferred.push(command);
+                continue;
+            }
+            other => {
+                out.reject(other, Error::NotConnected);
+                out.drain().await;
+                continue;
+            }
         };
         out.log(LogLevel::Info, || format!("connecting to {}", ctx.address));
         let link = match timeout(ctx.options.connect_timeout, handshake(&ctx)).await {
@@ -170,7 +179,7 @@ pub(super) async fn run(ctx: Ctx, mut commands: mpsc::UnboundedReceiver<Command>
             }),
         );
         out.flush();
-        let ended = serve(link, &mut session, &mut out, &mut commands).await;
+        let ended = serve(link, &mut session, &mut out, &mut commands, &mut deferred).await;
         let reason = match ended {
             Ended::Disconnected(token) => {
                 out.log(LogLevel::Info, || "disconnected".into());
@@ -280,6 +289,7 @@ async fn serve(
     session: &mut Session,
     out: &mut Outbox<'_>,
     commands: &mut mpsc::UnboundedReceiver<Command>,
+    deferred: &mut Vec<Command>,
 ) -> Ended {
     let ctx = out.ctx;
     let Link {
@@ -304,6 +314,11 @@ async fn serve(
     let timer = sleep_until(ka.deadline().unwrap_or(far));
     tokio::pin!(timer);
 
+    for command in deferred.drain(..) {
+        if let Err(e) = handle_command(command, &mut wbuf, session, out, &mut written_tokens) {
+            return Ended::Lost(e);
+        }
+    }
     // Packets already received with the CONNACK.
     if let Err(e) = process_input(&mut rbuf, &mut wbuf, session, out, &mut ka) {
         return Ended::Lost(e);

@@ -266,13 +266,15 @@ impl Client {
     }
 
     /// Registers the handlers (replacing any for the same filter) and sends one SUBSCRIBE for all
-    /// filters. Messages matching a filter reach its handler from the moment this returns. When the
-    /// client is not connected the handlers are handed back untouched, so the caller decides what
+    /// filters. Messages matching a filter reach its handler from the moment this returns. Before
+    /// `connect` (or between connections) the SUBSCRIBE waits and goes out right after the next
+    /// CONNACK, so messages a persistent session delivers at once find their handler. While a
+    /// disconnect is under way the handlers are handed back untouched, so the caller decides what
     /// dropping them means.
     pub fn subscribe(&self, filters: Vec<(MqttStr, QoS, MessageHandler)>) -> Result<Token, Rejected> {
-        if let Err(e) = self.require_session() {
+        if self.shared.state() == State::Disconnecting {
             return Err(Rejected {
-                error: e,
+                error: Error::NotConnected,
                 handlers: filters,
             });
         }

@@ -219,6 +219,11 @@ fn subscribe_all(
 /// subscribe to the same filter replaces the callback. When several subscriptions match a message
 /// (overlapping filters), each one's callback is called once for it.
 ///
+/// May be called before `mqttc_connect` or between connections: the callback is registered at
+/// once and the SUBSCRIBE goes out right after the next CONNACK (so messages a persistent session
+/// delivers immediately find their callback). Refused with MQTTC_ERR_NOT_CONNECTED only while a
+/// disconnect is under way.
+///
 /// `*token` completes with MQTTC_OK when the broker granted it (`mqttc_token_codes` gives the
 /// granted QoS), or MQTTC_ERR_SUBSCRIBE_REFUSED (the callback is then removed). On failure of this
 /// call, `drop_userdata` is not called and `userdata` remains the caller's.
