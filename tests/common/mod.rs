@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod fake;
+pub mod proxy;
 
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
@@ -15,6 +16,8 @@ use std::time::{Duration, Instant};
 pub struct Broker {
     pub port: u16,
     pub dir: std::sync::Arc<TempDir>,
+    /// Config file, kept so `restart` brings the same broker (port, persistence) back.
+    conf: PathBuf,
     child: Child,
 }
 
@@ -73,28 +76,50 @@ impl Broker {
 
     /// Starts mosquitto with a loopback listener on a free port plus `extra` config lines.
     pub fn start_with(extra: &str) -> Broker {
+        Broker::launch(|_| "persistence false\n".to_string(), extra)
+    }
+
+    /// Like `start_with`, but with persistence in the broker's temp dir, saved after every change
+    /// (`autosave_on_changes` with an interval of 1), so sessions, subscriptions and queued
+    /// messages survive `kill` + `restart` as far as mosquitto allows. Caveats (mosquitto 2.0):
+    /// only subscription changes, retained messages and queued messages count as changes, so a
+    /// bare CONNECT of a persistent session is NOT saved until one of those happens; and the save
+    /// runs in mosquitto's main loop just after the change (after e.g. the SUBACK is sent), so a
+    /// test should wait for `dir/mosquitto.db` to appear (or be rewritten) before killing.
+    pub fn start_persistent(extra: &str) -> Broker {
+        Broker::launch(
+            |dir| {
+                format!(
+                    "persistence true\npersistence_location {}/\nautosave_interval 1\nautosave_on_changes true\n",
+                    dir.display()
+                )
+            },
+            extra,
+        )
+    }
+
+    /// Writes a config with `settings(dir)` and `extra` on a free port and starts mosquitto,
+    /// retrying with another port if the probed one was taken meanwhile.
+    fn launch(settings: impl Fn(&Path) -> String, extra: &str) -> Broker {
         let dir = std::sync::Arc::new(temp_dir("broker"));
+        let conf = dir.join("mosquitto.conf");
         for _ in 0..5 {
             let port = free_port();
-            let conf = dir.join("mosquitto.conf");
             std::fs::write(
                 &conf,
-                format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type error\nlog_type warning\n{extra}\n"),
+                format!(
+                    "listener {port} 127.0.0.1\nallow_anonymous true\n{}log_dest stderr\nlog_type error\nlog_type warning\n{extra}\n",
+                    settings(&dir)
+                ),
             )
             .unwrap();
-            let child = Command::new(mosquitto_path())
-                .arg("-c")
-                .arg(&conf)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start mosquitto");
             let mut b = Broker {
                 port,
                 dir: dir.clone(),
-                child,
+                child: Broker::spawn(&conf),
+                conf: conf.clone(),
             };
-            if b.wait_ready() {
+            if b.wait_ready(Duration::from_secs(10)) {
                 return b;
             }
             // Port taken between probe and bind: try another.
@@ -102,18 +127,65 @@ impl Broker {
         panic!("mosquitto did not start");
     }
 
-    fn wait_ready(&mut self) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
+    fn spawn(conf: &Path) -> Child {
+        Command::new(mosquitto_path())
+            .arg("-c")
+            .arg(conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mosquitto")
+    }
+
+    /// SIGKILLs mosquitto (no clean shutdown, so no final persistence save) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts mosquitto again with the same config on the same port (killing it first if it is
+    /// still running). Retries for ~5 s in case the port is not yet bindable; panics if the
+    /// broker does not come up.
+    pub fn restart(&mut self) {
+        self.kill();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            self.child = Broker::spawn(&self.conf);
+            if self.wait_ready(deadline.saturating_duration_since(Instant::now())) {
+                return;
+            }
+            self.kill();
+            if Instant::now() >= deadline {
+                panic!(
+                    "mosquitto did not restart on port {} within 5 s (config {})",
+                    self.port,
+                    self.conf.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Whether the mosquitto process is still alive.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits until the listener accepts connections; false if mosquitto exited or `timeout` passed.
+    fn wait_ready(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return false;
             }
             if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 return true;
             }
+            if Instant::now() >= deadline {
+                return false;
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
-        false
     }
 }
 
