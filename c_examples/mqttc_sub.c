@@ -208,7 +208,9 @@ static bool passed(const struct timespec *deadline) {
     return now.tv_sec > deadline->tv_sec || (now.tv_sec == deadline->tv_sec && now.tv_nsec >= deadline->tv_nsec);
 }
 
-/* Waits until -C is reached (0), a signal (0), -W runs out (27) or the connection is lost (7). */
+/* Waits until -C is reached (0), a signal (0), -W runs out (27) or the session ends (7). A lost
+ * connection is re-made by the library (as mosquitto_sub does), so only a session the library gave
+ * up on ends the wait early. */
 static int wait_for_end(mqttc_client *client, struct sub_state *s) {
     const struct cli_config *cfg = s->cfg;
     struct timespec end = deadline_after_ms(cfg->timeout_s * 1000L);

@@ -23,6 +23,11 @@
 #include <stdint.h>
 
 /**
+ * The port MQTT over plain TCP uses when a server address names none.
+ */
+#define DEFAULT_PORT 1883
+
+/**
  * Result of every mqttclient call and of every token. Values are stable and never reused:
  * 0 is success, 1 means "still pending", negative values are errors. MQTT return/reason codes
  * from the broker are reported separately (`mqttc_token_codes`).
@@ -94,13 +99,24 @@ typedef enum mqttc_status {
    */
   MQTTC_ERR_TOKEN_EXPIRED = -25,
   /**
-   * The operation was abandoned: disconnect, client free, or connection loss.
+   * The operation was abandoned: disconnect or client free while it waited, or (for a QoS 0
+   * publish, or a connect superseded by `mqttc_reconnect`) the connection was lost.
    */
   MQTTC_ERR_CANCELLED = -26,
   /**
    * All 65535 packet ids are in use by unacknowledged operations.
    */
   MQTTC_ERR_PACKET_IDS_EXHAUSTED = -27,
+  /**
+   * A publish made while offline did not fit in the offline queue (policy
+   * MQTTC_OVERFLOW_REJECT_NEW, or larger than `offline_max_bytes`).
+   */
+  MQTTC_ERR_QUEUE_FULL = -28,
+  /**
+   * A publish waiting in the offline queue was dropped to make room for a newer one (policy
+   * MQTTC_OVERFLOW_DROP_OLDEST).
+   */
+  MQTTC_ERR_DROPPED = -29,
   /**
    * A network error: name resolution, connect, read or write failed.
    */
@@ -174,7 +190,44 @@ typedef enum mqttc_state {
   MQTTC_STATE_CONNECTING = 1,
   MQTTC_STATE_CONNECTED = 2,
   MQTTC_STATE_DISCONNECTING = 3,
+  /**
+   * The connection was lost; automatic reconnect is waiting or trying.
+   */
+  MQTTC_STATE_RECONNECTING = 4,
 } mqttc_state;
+
+/**
+ * What happens to a publish that does not fit in the offline queue (`offline_overflow`). Either
+ * way the message that is not sent has its token fail, so nothing is dropped silently.
+ */
+typedef enum mqttc_overflow {
+  /**
+   * The new publish's token fails with MQTTC_ERR_QUEUE_FULL.
+   */
+  MQTTC_OVERFLOW_REJECT_NEW = 0,
+  /**
+   * The oldest queued publishes' tokens fail with MQTTC_ERR_DROPPED until the new one fits.
+   */
+  MQTTC_OVERFLOW_DROP_OLDEST = 1,
+} mqttc_overflow;
+
+/**
+ * What changed, in an `mqttc_connection_event`.
+ */
+typedef enum mqttc_connection_change {
+  /**
+   * The broker accepted a connection (the first, or a reconnect).
+   */
+  MQTTC_CONNECTION_UP = 0,
+  /**
+   * An established connection was lost; automatic reconnect, when on, starts now.
+   */
+  MQTTC_CONNECTION_LOST = 1,
+  /**
+   * `mqttc_disconnect` finished: the session is over.
+   */
+  MQTTC_CONNECTION_CLOSED = 2,
+} mqttc_connection_change;
 
 /**
  * A client: one connection to one broker, with its subscriptions and tokens.
@@ -256,6 +309,43 @@ typedef struct mqttc_options {
    * Default 4096.
    */
   uint32_t callback_queue;
+  /**
+   * Reconnect by itself when an established connection is lost, with exponential backoff and
+   * jitter between `reconnect_min_ms` and `reconnect_max_ms`. A failed first `mqttc_connect`
+   * is not retried (its token reports the failure). Default true.
+   */
+  bool auto_reconnect;
+  /**
+   * Default 1000.
+   */
+  uint32_t reconnect_min_ms;
+  /**
+   * Default 30000.
+   */
+  uint32_t reconnect_max_ms;
+  /**
+   * Publishes made while there is no connection (after a loss, while reconnecting) wait in
+   * order in the offline queue, bounded by count and by bytes (topic + payload), and go out on
+   * the next connection. 0 messages turns offline queueing off: such publishes fail with
+   * MQTTC_ERR_QUEUE_FULL. Default 10000 messages, 16 MiB.
+   */
+  uint32_t offline_max_messages;
+  size_t offline_max_bytes;
+  /**
+   * What happens when the offline queue is full: an `mqttc_overflow` value. Default
+   * MQTTC_OVERFLOW_REJECT_NEW.
+   */
+  int offline_overflow;
+  /**
+   * Also queue publishes made before the first `mqttc_connect` (otherwise they fail with
+   * MQTTC_ERR_NOT_CONNECTED). Default false.
+   */
+  bool queue_before_connect;
+  /**
+   * With several servers (`mqttc_client_new_uris`): start each reconnect at the server after
+   * the one last connected to, instead of at the first of the list. Default false.
+   */
+  bool rotate_servers;
 } mqttc_options;
 
 /**
@@ -279,6 +369,41 @@ typedef void (*mqttc_complete_cb)(struct mqttc_client *client,
                                   mqttc_token token,
                                   enum mqttc_status status,
                                   void *userdata);
+
+/**
+ * A connection-state change. Borrowed: valid only during the callback.
+ */
+typedef struct mqttc_connection_event {
+  /**
+   * An `mqttc_connection_change` value.
+   */
+  int change;
+  /**
+   * LOST: why (MQTTC_ERR_IO, MQTTC_ERR_KEEPALIVE_TIMEOUT, MQTTC_ERR_CONNECTION_CLOSED, ...);
+   * MQTTC_OK otherwise.
+   */
+  enum mqttc_status reason;
+  /**
+   * UP: the broker kept this client's session (CONNACK "session present"). When false, the
+   * library has already subscribed every registered filter again.
+   */
+  bool session_present;
+  /**
+   * UP and LOST: the server, as "host:port" or "unix:/path"; NULL for CLOSED.
+   */
+  const char *server;
+  /**
+   * LOST: a human-readable reason; NULL otherwise.
+   */
+  const char *detail;
+} mqttc_connection_event;
+
+/**
+ * Connection-state callback: runs on the client's callback thread, in order with the messages.
+ */
+typedef void (*mqttc_connection_cb)(struct mqttc_client *client,
+                                    const struct mqttc_connection_event *event,
+                                    void *userdata);
 
 /**
  * A message as seen by a callback. Everything it points to is borrowed and valid only until the
@@ -373,6 +498,17 @@ enum mqttc_status mqttc_client_new(const char *host,
                                    struct mqttc_client **out);
 
 /**
+ * Makes a client for a broker reachable at any of `count` server addresses (a broker cluster):
+ * `tcp://host:port`, `mqtt://host:port`, `host:port`, `host` (port 1883), `[v6addr]:port`, or
+ * `unix:/path`. Each connect and each reconnect tries them in order (see `rotate_servers`) until
+ * one accepts. Otherwise as `mqttc_client_new`; the strings are copied.
+ */
+enum mqttc_status mqttc_client_new_uris(const char *const *uris,
+                                        size_t count,
+                                        const struct mqttc_options *opts,
+                                        struct mqttc_client **out);
+
+/**
  * Makes a client for a broker listening on the Unix-domain socket at `path`. As `mqttc_client_new`.
  */
 enum mqttc_status mqttc_client_new_unix(const char *path,
@@ -399,9 +535,20 @@ void mqttc_client_free(struct mqttc_client *client);
 enum mqttc_status mqttc_connect(struct mqttc_client *client, mqttc_token *token);
 
 /**
+ * Starts a new connection now (libmosquitto's `mosquitto_reconnect`, MQTTClient.jl's
+ * `reconnect_async`): a live connection is dropped as if it were lost (the session carries on:
+ * unacknowledged messages are resent), a wait before an automatic reconnect is cut short, and
+ * without a session this is `mqttc_connect`. `*token` completes like `mqttc_connect`'s.
+ * MQTTC_ERR_NOT_CONNECTED while a disconnect is under way.
+ */
+enum mqttc_status mqttc_reconnect(struct mqttc_client *client, mqttc_token *token);
+
+/**
  * Starts a clean disconnect: what was queued before this call is sent first, in-flight QoS 1/2
  * messages get up to `disconnect_timeout_ms` to be acknowledged, then DISCONNECT is sent and the
- * socket closed. Operations still pending then complete with MQTTC_ERR_CANCELLED.
+ * socket closed. Operations still pending then complete with MQTTC_ERR_CANCELLED. Also ends a
+ * session whose connection is lost (reconnecting, or waiting for `mqttc_reconnect`): the
+ * offline queue and everything pending are cancelled at once. No automatic reconnect follows.
  */
 enum mqttc_status mqttc_disconnect(struct mqttc_client *client, mqttc_token *token);
 
@@ -427,6 +574,15 @@ enum mqttc_status mqttc_set_log(struct mqttc_client *client,
 enum mqttc_status mqttc_set_on_complete(struct mqttc_client *client,
                                         mqttc_complete_cb cb,
                                         void *userdata);
+
+/**
+ * Sets (or with NULL `cb`, removes) the connection-state callback: called when a connection comes
+ * up (with "session present"), when one is lost (with the reason), and when a disconnect ends
+ * the session.
+ */
+enum mqttc_status mqttc_set_on_connection(struct mqttc_client *client,
+                                          mqttc_connection_cb cb,
+                                          void *userdata);
 
 /**
  * Queues a publish (MQTTClient.jl's `publish_async`) and returns at once. The topic and payload are

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mqttclient::codec::{CodecError, ConnectReturnCode, Packet, Publish, QoS, SubAck, SubAckCode, Will};
-use mqttclient::engine::{Client, Error, MessageHandler, Options, Outcome, State, Token, TokenResult, TokenState};
+use mqttclient::engine::{
+    Client, ConnectionEvent, Error, MessageHandler, Options, Outcome, Overflow, State, Token, TokenResult, TokenState,
+};
 use mqttclient::ffi::mqttc_status;
 
 use common::fake::{FakeBroker, FakeConn, TIMEOUT, mqtt_str, publish};
@@ -46,9 +48,21 @@ fn connect(client: &Client, broker: &FakeBroker) -> FakeConn {
 /// A fake broker, a client with `options`, and the connection between them.
 fn start(options: Options) -> (FakeBroker, Client, FakeConn) {
     let broker = FakeBroker::new();
-    let client = Client::new(broker.address(), options).unwrap();
+    let client = Client::new(vec![broker.address()], options).unwrap();
     let conn = connect(&client, &broker);
     (broker, client, conn)
+}
+
+type Events = mpsc::Receiver<(Instant, ConnectionEvent)>;
+
+/// As [`start`], with the client's connection-state changes after the first CONNACK.
+fn start_watched(options: Options) -> (FakeBroker, Client, FakeConn, Events) {
+    let broker = FakeBroker::new();
+    let client = Client::new(vec![broker.address()], options).unwrap();
+    let events = connection_events(&client);
+    let conn = connect(&client, &broker);
+    assert!(matches!(next_event(&events), ConnectionEvent::Connected { .. }));
+    (broker, client, conn, events)
 }
 
 /// A message handler that forwards every message to the returned receiver.
@@ -88,7 +102,7 @@ fn ok() -> TokenResult {
 fn connect_carries_client_id_clean_session_keep_alive_credentials_and_will() {
     let broker = FakeBroker::new();
     let client = Client::new(
-        broker.address(),
+        vec![broker.address()],
         Options {
             client_id: "id-ünï-42".into(),
             clean_session: false,
@@ -124,7 +138,7 @@ fn connect_carries_client_id_clean_session_keep_alive_credentials_and_will() {
     // And the opposite settings: clean session, no keep-alive, no credentials, no will.
     let broker = FakeBroker::new();
     let client = Client::new(
-        broker.address(),
+        vec![broker.address()],
         Options {
             client_id: "plain".into(),
             clean_session: true,
@@ -148,7 +162,7 @@ fn refused_connack_codes_1_to_5_fail_the_connect_token_with_distinct_statuses() 
     use ConnectReturnCode::*;
     use mqttc_status::*;
     let broker = FakeBroker::new();
-    let client = Client::new(broker.address(), options()).unwrap();
+    let client = Client::new(vec![broker.address()], options()).unwrap();
     let cases = [
         (UnacceptableProtocolVersion, MQTTC_ERR_REFUSED_PROTOCOL_VERSION),
         (IdentifierRejected, MQTTC_ERR_REFUSED_IDENTIFIER),
@@ -179,7 +193,7 @@ fn connect_times_out_when_the_broker_accepts_and_stays_silent() {
     let connect_timeout = Duration::from_millis(500);
     let broker = FakeBroker::new();
     let client = Client::new(
-        broker.address(),
+        vec![broker.address()],
         Options {
             connect_timeout,
             ..options()
@@ -256,31 +270,328 @@ fn keep_alive_sends_pingreq_every_second_when_ping_timeout_is_shorter() {
 }
 
 #[test]
-fn no_pingresp_loses_the_connection_and_fails_inflight_publishes() {
+fn no_pingresp_is_noticed_within_1_5_keep_alive_and_reconnect_resends_with_dup() {
     let keep_alive = Duration::from_secs(1);
-    let ping_timeout = Duration::from_millis(700);
-    let (_broker, client, mut conn) = start(Options {
+    let (broker, client, mut conn, events) = start_watched(Options {
         keep_alive: 1,
-        ping_timeout,
+        // Longer than half the keep-alive: the library caps it there.
+        ping_timeout: Duration::from_secs(30),
+        auto_reconnect: false,
         ..options()
     });
     let connected = Instant::now();
     let token = publish_qos1(&client, "never/acked", "x");
-    conn.expect_publish();
+    let first = conn.expect_publish();
     conn.expect_within(Duration::from_millis(2000), "PINGREQ", |p| *p == Packet::PingReq);
     // No PINGRESP, no PUBACK.
-    assert_eq!(done(&client, token), Err(Error::KeepAliveTimeout));
-    let elapsed = connected.elapsed();
+    let (at, event) = events.recv_timeout(TIMEOUT).expect("a connection event");
+    let ConnectionEvent::Lost { reason, .. } = event else {
+        panic!("{event:?}")
+    };
+    assert_eq!(reason, Error::KeepAliveTimeout);
+    let elapsed = at - connected;
     assert!(
-        elapsed < keep_alive + ping_timeout + Duration::from_millis(600),
-        "connection declared lost only after {elapsed:?}"
+        elapsed <= keep_alive * 3 / 2 + Duration::from_millis(300),
+        "a silent link was noticed only after {elapsed:?}"
     );
     assert!(
-        elapsed >= keep_alive + ping_timeout - Duration::from_millis(100),
+        elapsed >= keep_alive * 3 / 2 - Duration::from_millis(100),
         "too early: {elapsed:?}"
     );
-    assert_eq!(client.state(), State::Disconnected);
+    assert_eq!(client.state(), State::Disconnected, "automatic reconnect is off");
     conn.expect_eof(TIMEOUT);
+    assert_eq!(client.token_state(token), TokenState::Pending, "kept for the session");
+
+    // The application reconnects; the broker kept the session.
+    let again = client.reconnect().unwrap();
+    let mut conn = broker.accept();
+    conn.resume_connect();
+    assert_eq!(done(&client, again), Ok(Outcome { codes: vec![1] }));
+    let resent = conn.expect_publish();
+    assert!(resent.dup, "a resent PUBLISH has DUP set");
+    assert_eq!(resent.pkid, first.pkid, "and its original packet id");
+    conn.send(Packet::PubAck(resent.pkid));
+    assert_eq!(done(&client, token), ok());
+}
+
+/// Reconnects quickly and says so: for tests where the connection is lost on purpose.
+fn reconnecting() -> Options {
+    Options {
+        clean_session: false,
+        auto_reconnect: true,
+        reconnect_min: Duration::from_millis(20),
+        reconnect_max: Duration::from_millis(40),
+        ..options()
+    }
+}
+
+/// Every connection-state change of `client` from now on, with when it was seen.
+fn connection_events(client: &Client) -> Events {
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    client.set_on_connection(Some(Arc::new(move |e: &ConnectionEvent| {
+        let _ = tx.lock().unwrap().send((Instant::now(), e.clone()));
+    })));
+    rx
+}
+
+fn next_event(events: &Events) -> ConnectionEvent {
+    events.recv_timeout(TIMEOUT).expect("a connection event").1
+}
+
+#[test]
+fn after_a_loss_the_session_is_resumed_in_order_with_dup_and_pubrel() {
+    let (broker, client, mut conn, events) = start_watched(reconnecting());
+    let q1 = publish_qos1(&client, "a", "1");
+    let q2_recd = client
+        .publish(mqtt_str("b"), Bytes::from_static(b"2"), QoS::ExactlyOnce, false)
+        .unwrap();
+    let q2 = client
+        .publish(mqtt_str("c"), Bytes::from_static(b"3"), QoS::ExactlyOnce, false)
+        .unwrap();
+    let sent: Vec<Publish> = (0..3).map(|_| conn.expect_publish()).collect();
+    conn.send(Packet::PubRec(sent[1].pkid));
+    conn.expect_packet(&Packet::PubRel(sent[1].pkid));
+    conn.close();
+    assert!(matches!(
+        next_event(&events),
+        ConnectionEvent::Lost {
+            reason: Error::ConnectionClosed,
+            ..
+        }
+    ));
+
+    let mut conn = broker.accept();
+    let connect = conn.resume_connect();
+    assert!(!connect.clean_session);
+    assert!(matches!(
+        next_event(&events),
+        ConnectionEvent::Connected {
+            session_present: true,
+            ..
+        }
+    ));
+    // MQTT-4.4.0-1: unacknowledged PUBLISH and PUBREL again, original ids, original order.
+    let p = conn.expect_publish();
+    assert!(p.dup && p.pkid == sent[0].pkid && &p.payload[..] == b"1", "{p:?}");
+    conn.expect_packet(&Packet::PubRel(sent[1].pkid));
+    let p = conn.expect_publish();
+    assert!(p.dup && p.pkid == sent[2].pkid && &p.payload[..] == b"3", "{p:?}");
+    conn.send(Packet::PubAck(sent[0].pkid));
+    conn.send(Packet::PubComp(sent[1].pkid));
+    conn.send(Packet::PubRec(sent[2].pkid));
+    conn.expect_packet(&Packet::PubRel(sent[2].pkid));
+    conn.send(Packet::PubComp(sent[2].pkid));
+    for t in [q1, q2_recd, q2] {
+        assert_eq!(done(&client, t), ok());
+    }
+    conn.expect_silence(Duration::from_millis(50));
+}
+
+#[test]
+fn a_broker_without_our_session_gets_every_filter_again_and_the_callbacks_stay() {
+    let (broker, client, mut conn) = start(reconnecting());
+    let a = subscribe_one(&client, &mut conn, "a/#", QoS::AtLeastOnce);
+    let b = subscribe_one(&client, &mut conn, "b", QoS::ExactlyOnce);
+    conn.close();
+
+    // Session present: nothing to subscribe again.
+    let mut conn = broker.accept();
+    conn.resume_connect();
+    conn.expect_silence(Duration::from_millis(100));
+    conn.close();
+
+    // No session: one SUBSCRIBE with every filter, in the order they were made.
+    let mut conn = broker.accept();
+    conn.accept_connect();
+    let sub = conn.answer_subscribe(&[1, 2]);
+    let filters: Vec<(&str, QoS)> = sub.filters.iter().map(|(f, q)| (f.as_str(), *q)).collect();
+    assert_eq!(filters, [("a/#", QoS::AtLeastOnce), ("b", QoS::ExactlyOnce)]);
+    conn.send(Packet::Publish(publish("a/x", QoS::AtMostOnce, 0, b"to a")));
+    conn.send(Packet::Publish(publish("b", QoS::AtMostOnce, 0, b"to b")));
+    assert_eq!(&a.recv_timeout(TIMEOUT).unwrap().payload[..], b"to a");
+    assert_eq!(&b.recv_timeout(TIMEOUT).unwrap().payload[..], b"to b");
+}
+
+#[test]
+fn unanswered_subscribe_and_unsubscribe_go_again_on_the_next_connection() {
+    let (broker, client, mut conn) = start(reconnecting());
+    let (handler, _rx) = collector();
+    let sub = client
+        .subscribe(vec![(mqtt_str("s"), QoS::AtLeastOnce, handler)])
+        .unwrap();
+    let unsub = client.unsubscribe(vec![mqtt_str("u")]).unwrap();
+    conn.expect_subscribe();
+    conn.expect_unsubscribe();
+    conn.close();
+    let mut conn = broker.accept();
+    conn.resume_connect();
+    let s = conn.answer_subscribe(&[1]);
+    assert_eq!(s.filters[0].0.as_str(), "s");
+    let u = conn.expect_unsubscribe();
+    assert_eq!(u.filters[0].as_str(), "u");
+    conn.send(Packet::UnsubAck(u.pkid));
+    assert_eq!(done(&client, sub), Ok(Outcome { codes: vec![1] }));
+    assert_eq!(done(&client, unsub), ok());
+}
+
+#[test]
+fn inbound_qos2_state_survives_a_reconnect_so_nothing_is_delivered_twice() {
+    let (broker, client, mut conn) = start(reconnecting());
+    let rx = subscribe_one(&client, &mut conn, "q2", QoS::ExactlyOnce);
+    let m = publish("q2", QoS::ExactlyOnce, 5, b"once");
+    conn.send(Packet::Publish(m.clone()));
+    conn.expect_packet(&Packet::PubRec(5));
+    conn.close(); // before PUBREL
+    let mut conn = broker.accept();
+    conn.resume_connect();
+    // The broker did not see our PUBREC: it sends the PUBLISH again.
+    conn.send(Packet::Publish(Publish { dup: true, ..m }));
+    conn.expect_packet(&Packet::PubRec(5));
+    conn.send(Packet::PubRel(5));
+    conn.expect_packet(&Packet::PubComp(5));
+    assert_eq!(&rx.recv_timeout(TIMEOUT).unwrap().payload[..], b"once");
+    assert!(rx.recv_timeout(Duration::from_millis(200)).is_err(), "delivered twice");
+}
+
+/// Loses the connection and publishes `count` QoS 1 messages while the client waits to
+/// reconnect; returns the new connection (not yet answered) and the tokens.
+fn publish_while_offline(options: Options, count: usize) -> (FakeBroker, Client, FakeConn, Vec<Token>) {
+    let (broker, client, conn, events) = start_watched(Options {
+        reconnect_min: Duration::from_millis(300),
+        reconnect_max: Duration::from_millis(300),
+        ..options
+    });
+    conn.close();
+    assert!(matches!(next_event(&events), ConnectionEvent::Lost { .. }));
+    assert_eq!(client.state(), State::Reconnecting);
+    let tokens = (0..count)
+        .map(|i| publish_qos1(&client, "off", &i.to_string()))
+        .collect();
+    let conn = broker.accept();
+    (broker, client, conn, tokens)
+}
+
+/// The payloads of the next `n` PUBLISHes, each acknowledged.
+fn take_acked(conn: &mut FakeConn, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| {
+            let p = conn.expect_publish();
+            conn.send(Packet::PubAck(p.pkid));
+            String::from_utf8(p.payload.to_vec()).unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn offline_queue_rejects_new_publishes_beyond_its_count_limit() {
+    let opts = Options {
+        offline_max_messages: 3,
+        ..reconnecting()
+    };
+    let (_broker, client, mut conn, tokens) = publish_while_offline(opts, 5);
+    for t in &tokens[3..] {
+        assert_eq!(done(&client, *t), Err(Error::QueueFull));
+    }
+    conn.resume_connect();
+    assert_eq!(take_acked(&mut conn, 3), ["0", "1", "2"]);
+    for t in &tokens[..3] {
+        assert_eq!(done(&client, *t), ok());
+    }
+}
+
+#[test]
+fn offline_queue_drops_the_oldest_when_told_to_and_their_tokens_say_so() {
+    let opts = Options {
+        offline_max_messages: 10,
+        offline_max_bytes: 3 * ("off".len() + 1),
+        offline_overflow: Overflow::DropOldest,
+        ..reconnecting()
+    };
+    let (_broker, client, mut conn, tokens) = publish_while_offline(opts, 5);
+    for t in &tokens[..2] {
+        assert_eq!(done(&client, *t), Err(Error::Dropped));
+    }
+    conn.resume_connect();
+    assert_eq!(take_acked(&mut conn, 3), ["2", "3", "4"]);
+    for t in &tokens[2..] {
+        assert_eq!(done(&client, *t), ok());
+    }
+}
+
+#[test]
+fn disconnect_while_reconnecting_cancels_what_waits_and_stops_reconnecting() {
+    let (broker, client, conn, events) = start_watched(Options {
+        reconnect_min: Duration::from_secs(10),
+        reconnect_max: Duration::from_secs(10),
+        ..reconnecting()
+    });
+    let inflight = publish_qos1(&client, "a", "in flight");
+    drop(conn);
+    assert!(matches!(next_event(&events), ConnectionEvent::Lost { .. }));
+    let offline = publish_qos1(&client, "a", "offline");
+    let started = Instant::now();
+    let bye = client.disconnect().unwrap();
+    assert_eq!(done(&client, bye), ok());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(done(&client, inflight), Err(Error::Cancelled));
+    assert_eq!(done(&client, offline), Err(Error::Cancelled));
+    assert_eq!(next_event(&events), ConnectionEvent::Disconnected);
+    assert_eq!(client.state(), State::Disconnected);
+    assert!(
+        broker.try_accept(Duration::from_millis(300)).is_none(),
+        "it reconnected"
+    );
+    assert_eq!(
+        client.publish(mqtt_str("a"), Bytes::new(), QoS::AtMostOnce, false),
+        Err(Error::NotConnected),
+        "the session is over"
+    );
+}
+
+#[test]
+fn servers_are_tried_in_order_and_the_first_that_answers_wins() {
+    let dead = FakeBroker::new().address(); // dropped at once: nothing listens there
+    let live = FakeBroker::new();
+    let client = Client::new(vec![dead, live.address()], reconnecting()).unwrap();
+    let events = connection_events(&client);
+    let token = client.connect().unwrap();
+    live.accept().accept_connect();
+    assert_eq!(done(&client, token), Ok(Outcome { codes: vec![0] }));
+    let ConnectionEvent::Connected { server, .. } = next_event(&events) else {
+        panic!()
+    };
+    assert_eq!(server, live.address());
+}
+
+#[test]
+fn reconnect_replaces_a_live_connection_and_completes_on_the_new_connack() {
+    let (broker, client, mut old) = start(reconnecting());
+    let token = client.reconnect().unwrap();
+    old.expect_eof(TIMEOUT);
+    let mut conn = broker.accept();
+    assert_eq!(client.token_state(token), TokenState::Pending);
+    conn.resume_connect();
+    assert_eq!(done(&client, token), Ok(Outcome { codes: vec![1] }));
+    assert_eq!(client.state(), State::Connected);
+}
+
+#[test]
+fn a_failed_first_connect_is_not_retried() {
+    let broker = FakeBroker::new();
+    let client = Client::new(vec![broker.address()], reconnecting()).unwrap();
+    let token = client.connect().unwrap();
+    broker.accept().connack(ConnectReturnCode::NotAuthorized);
+    assert_eq!(
+        done(&client, token),
+        Err(Error::Refused(ConnectReturnCode::NotAuthorized))
+    );
+    assert_eq!(client.state(), State::Disconnected);
+    assert!(broker.try_accept(Duration::from_millis(300)).is_none());
 }
 
 #[test]
@@ -446,9 +757,8 @@ fn subscribe_sends_one_packet_and_a_refused_filter_gets_no_messages() {
 }
 
 #[test]
-fn garbage_from_the_broker_is_a_protocol_error_and_the_client_can_reconnect() {
-    let broker = FakeBroker::new();
-    let client = Client::new(broker.address(), options()).unwrap();
+fn garbage_from_the_broker_is_a_protocol_error_and_the_client_reconnects_by_itself() {
+    let (broker, client, mut conn, events) = start_watched(reconnecting());
     let cases: [(&[u8], CodecError); 2] = [
         (&[0xF0, 0x00], CodecError::InvalidPacketType(15)),
         (
@@ -457,43 +767,54 @@ fn garbage_from_the_broker_is_a_protocol_error_and_the_client_can_reconnect() {
         ),
     ];
     for (garbage, expected) in cases {
-        let mut conn = connect(&client, &broker);
         let token = publish_qos1(&client, "in/flight", "x");
         conn.expect_publish();
         conn.send_raw(garbage);
-        assert_eq!(done(&client, token), Err(Error::Protocol(expected)));
-        assert_eq!(client.state(), State::Disconnected);
+        assert_eq!(
+            next_event(&events),
+            ConnectionEvent::Lost {
+                reason: Error::Protocol(expected),
+                server: broker.address()
+            }
+        );
         conn.expect_eof(TIMEOUT);
+        // Back by itself; the broker lost the session, so the message goes again as a new one.
+        conn = broker.accept();
+        conn.accept_connect();
+        assert!(matches!(next_event(&events), ConnectionEvent::Connected { .. }));
+        let p = conn.expect_publish();
+        assert!(!p.dup);
+        assert_eq!(&p.payload[..], b"x");
+        conn.send(Packet::PubAck(p.pkid));
+        assert_eq!(done(&client, token), ok());
     }
-    // The same client connects again and works.
-    let mut conn = connect(&client, &broker);
-    let token = publish_qos1(&client, "after/garbage", "ok");
-    let p = conn.expect_publish();
-    assert_eq!(&p.payload[..], b"ok");
-    conn.send(Packet::PubAck(p.pkid));
-    assert_eq!(done(&client, token), ok());
 }
 
 #[test]
 fn oversize_packet_header_closes_the_connection_before_the_body_arrives() {
-    let (_broker, client, mut conn) = start(Options {
+    let (_broker, client, mut conn, events) = start_watched(Options {
         max_packet_size: 1024,
+        auto_reconnect: false,
         ..options()
     });
-    let token = publish_qos1(&client, "in/flight", "x");
-    conn.expect_publish();
+    conn.expect_silence(Duration::from_millis(10));
     // PUBLISH, remaining length 1,000,000 (0xC0 0x84 0x3D); the body never comes.
     conn.send_raw(&[0x30, 0xC0, 0x84, 0x3D]);
     let sent = Instant::now();
-    let result = client.wait(token, Duration::from_secs(1));
+    let (at, event) = events
+        .recv_timeout(Duration::from_secs(1))
+        .expect("the connection is lost");
     assert_eq!(
-        result,
-        Some(TokenState::Done(Err(Error::Protocol(CodecError::PacketTooLarge {
-            size: 1 + 3 + 1_000_000,
-            max: 1024
-        }))))
+        event,
+        ConnectionEvent::Lost {
+            reason: Error::Protocol(CodecError::PacketTooLarge {
+                size: 1 + 3 + 1_000_000,
+                max: 1024
+            }),
+            server: _broker.address()
+        }
     );
-    assert!(sent.elapsed() < Duration::from_millis(500), "took {:?}", sent.elapsed());
+    assert!(at - sent < Duration::from_millis(500), "took {:?}", at - sent);
     assert_eq!(client.state(), State::Disconnected);
     conn.expect_eof(Duration::from_secs(1));
 }
@@ -622,7 +943,7 @@ fn subscribe_before_connect_is_sent_after_connack_and_catches_messages_sent_at_o
     // A persistent session: the broker delivers queued messages right behind the CONNACK, before
     // it could have seen any SUBSCRIBE. A handler registered before connect must get them.
     let broker = FakeBroker::new();
-    let client = Client::new(broker.address(), options()).unwrap();
+    let client = Client::new(vec![broker.address()], options()).unwrap();
     let (handler, rx) = collector();
     let sub = client
         .subscribe(vec![(mqtt_str("queued/#"), QoS::AtLeastOnce, handler)])

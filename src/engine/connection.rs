@@ -1,6 +1,6 @@
 //! The network task: connects, runs one connection's read/write loop and keep-alive, and hands
 //! everything user-visible to the callback thread. It never runs user code.
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -10,10 +10,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::time::{Instant, sleep_until, timeout};
 
-use crate::codec::{self, ConnectReturnCode, Packet, QoS, Subscribe, Unsubscribe};
+use crate::codec::{self, ConnectReturnCode, MqttStr, Packet, Publish, QoS};
 
-use super::dispatch::{Event, LogLevel};
-use super::session::{AckAction, Awaiting, PendingSubscribe, Session};
+use super::backoff::Backoff;
+use super::dispatch::{ConnectionEvent, Event, LogLevel};
+use super::offline::OfflineQueue;
+use super::session::{AckAction, Awaiting, Request, Session};
 use super::tokens::{Outcome, Token, TokenResult};
 use super::transport::{self, Reader, Writer};
 use super::{Address, Command, Error, Options, Shared, State};
@@ -23,12 +25,15 @@ use super::{Address, Command, Error, Options, Shared, State};
 const WRITE_HIGH_WATER: usize = 1 << 20;
 /// Keep at least this much free space for each socket read, so small reads don't reallocate.
 const READ_CHUNK: usize = 64 * 1024;
+/// Filters per SUBSCRIBE when subscribing again after the broker lost the session: keeps each
+/// packet well within brokers' size limits.
+const RESUBSCRIBE_CHUNK: usize = 256;
 
 pub(super) struct Ctx {
     pub shared: Arc<Shared>,
     pub events: mpsc::Sender<Event>,
     pub options: Options,
-    pub address: Address,
+    pub servers: Vec<Address>,
 }
 
 /// Everything leaving the network task for the user: events for the callback thread (kept in order,
@@ -98,6 +103,15 @@ impl<'a> Outbox<'a> {
         }
     }
 
+    /// Hands the oldest held-back event to the callback thread once the queue has room.
+    fn deliver(&mut self, permit: Result<mpsc::Permit<'_, Event>, mpsc::error::SendError<()>>) {
+        match (permit, self.backlog.pop_front()) {
+            (Ok(permit), Some(event)) => permit.send(event),
+            // The callback thread is gone only when the client is closing.
+            _ => self.backlog.clear(),
+        }
+    }
+
     /// Drops registrations made by a SUBSCRIBE that did not succeed. Done on the callback thread,
     /// because dropping a registration may run the user's userdata destructor.
     fn unregister(&mut self, filters: Vec<(String, u64)>) {
@@ -105,107 +119,324 @@ impl<'a> Outbox<'a> {
             self.push(Event::Unregister(filters));
         }
     }
-
-    /// Completes a command that cannot run, undoing what the API did for it.
-    fn reject(&mut self, command: Command, error: Error) {
-        let token = match command {
-            Command::Subscribe(t, filters) => {
-                self.unregister(
-                    filters
-                        .into_iter()
-                        .map(|(f, _, id)| (f.as_str().to_owned(), id))
-                        .collect(),
-                );
-                t
-            }
-            Command::Connect(t) | Command::Publish(t, _) | Command::Unsubscribe(t, _) | Command::Disconnect(t) => t,
-        };
-        self.complete(token, Err(error));
-    }
 }
 
 /// How a connection ended.
 enum Ended {
+    /// `disconnect` finished (its token is completed by the caller).
     Disconnected(Token),
     Lost(Error),
+    /// The application asked for a new connection.
+    Reconnect(Token),
+    /// The client is being dropped.
+    Closed,
 }
 
-pub(super) async fn run(ctx: Ctx, mut commands: mpsc::UnboundedReceiver<Command>) {
-    let mut session = Session::new(ctx.options.max_inflight);
-    let mut out = Outbox::new(&ctx);
-    // Subscribes made while disconnected: sent right after the next CONNACK.
-    let mut deferred: Vec<Command> = Vec::new();
-    while let Some(command) = commands.recv().await {
-        let token = match command {
-            Command::Connect(token) => token,
-            Command::Subscribe(..) => {
-                deferred.push(command);
-                continue;
-            }
-            other => {
-                out.reject(other, Error::NotConnected);
-                out.drain().await;
-                continue;
-            }
-        };
-        out.log(LogLevel::Info, || format!("connecting to {}", ctx.address));
-        let link = match timeout(ctx.options.connect_timeout, handshake(&ctx)).await {
-            Ok(Ok(link)) => link,
-            Ok(Err(e)) => {
-                connect_failed(&ctx, &mut out, token, e).await;
-                continue;
-            }
-            Err(_) => {
-                connect_failed(&ctx, &mut out, token, Error::ConnectTimeout).await;
-                continue;
-            }
-        };
-        let _ = ctx.shared.state.compare_exchange(
-            State::Connecting as u8,
-            State::Connected as u8,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        );
-        out.log(LogLevel::Info, || {
-            format!(
-                "connected to {} (session present: {})",
-                ctx.address, link.session_present
-            )
-        });
-        out.complete(
-            token,
-            Ok(Outcome {
-                codes: vec![link.session_present as u8],
-            }),
-        );
-        out.flush();
-        let ended = serve(link, &mut session, &mut out, &mut commands, &mut deferred).await;
-        let reason = match ended {
-            Ended::Disconnected(token) => {
-                out.log(LogLevel::Info, || "disconnected".into());
-                out.complete(token, Ok(Outcome::default()));
-                Error::Cancelled
-            }
-            Ended::Lost(e) => {
-                out.log(LogLevel::Warning, || format!("connection lost: {e}"));
-                e
-            }
-        };
-        for (t, r) in session.fail_all(&reason) {
-            out.complete(t, r);
+/// A command that changes the connection, met while there is none.
+enum Control {
+    Connect(Token),
+    Reconnect(Token),
+    Disconnect(Token),
+}
+
+/// How a wait without a connection ended.
+enum Waited<T> {
+    Done(T),
+    Control(Control),
+    Closed,
+}
+
+/// How an attempt to connect (every server once) ended.
+enum Attempt {
+    Up(Link, usize),
+    Failed(Error),
+    Disconnect(Token),
+    Closed,
+}
+
+/// The network task's state, across connections.
+struct Net<'a> {
+    ctx: &'a Ctx,
+    out: Outbox<'a>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    session: Session,
+    /// Subscribes and unsubscribes to send right after the next CONNACK: those made without a
+    /// connection, and those left unanswered by the last one.
+    deferred: Vec<Request>,
+    offline: OfflineQueue,
+    /// QoS 0 publishes in the write buffer: they complete once their bytes reach the socket.
+    written: Vec<Token>,
+    /// Ids of the registrations whose Subscribe command this task has taken. After a loss only
+    /// these are subscribed again: a registration whose command is still in the channel will be
+    /// subscribed by that command, with its own token.
+    known_subs: HashSet<u64>,
+    /// Index in `ctx.servers` of the server after the last one connected to.
+    next_server: usize,
+    backoff: Backoff,
+}
+
+pub(super) async fn run(ctx: Ctx, commands: mpsc::UnboundedReceiver<Command>) {
+    let o = &ctx.options;
+    let mut net = Net {
+        ctx: &ctx,
+        out: Outbox::new(&ctx),
+        commands,
+        session: Session::new(o.max_inflight),
+        deferred: Vec::new(),
+        offline: OfflineQueue::new(o.offline_max_messages, o.offline_max_bytes, o.offline_overflow),
+        written: Vec::new(),
+        known_subs: HashSet::new(),
+        next_server: 0,
+        backoff: Backoff::new(o.reconnect_min, o.reconnect_max),
+    };
+    while let Some(command) = net.commands.recv().await {
+        match net.offline_command(command, false) {
+            None => {}
+            Some(Control::Connect(t) | Control::Reconnect(t)) if !net.connection(t).await => return,
+            Some(Control::Connect(_) | Control::Reconnect(_)) => {}
+            Some(Control::Disconnect(t)) => net.end_session(t),
         }
-        ctx.shared.set_state(State::Disconnected);
-        out.drain().await;
+        net.out.drain().await;
     }
 }
 
-async fn connect_failed(ctx: &Ctx, out: &mut Outbox<'_>, token: Token, error: Error) {
-    out.log(LogLevel::Error, || {
-        format!("connect to {} failed: {error}", ctx.address)
-    });
-    ctx.shared.set_state(State::Disconnected);
-    out.complete(token, Err(error));
-    out.drain().await;
+impl<'a> Net<'a> {
+    fn session_alive(&self) -> bool {
+        self.ctx.shared.session_alive.load(Ordering::Acquire)
+    }
+
+    /// Sets the state unless a `disconnect` the network task has not reached yet set it to
+    /// Disconnecting: that call's outcome must not be hidden.
+    fn set_state(&self, state: State) {
+        let shared = &self.ctx.shared;
+        let _ = shared.state.fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+            (s != State::Disconnecting as u8).then_some(state as u8)
+        });
+    }
+
+    /// Handles a command while there is no connection; returns those that change the connection.
+    /// `connecting`: a connection is being made (or re-made), so publishes wait for it.
+    fn offline_command(&mut self, command: Command, connecting: bool) -> Option<Control> {
+        match command {
+            Command::Connect(t) => return Some(Control::Connect(t)),
+            Command::Reconnect(t) => return Some(Control::Reconnect(t)),
+            Command::Disconnect(t) => return Some(Control::Disconnect(t)),
+            Command::Publish(t, p) => {
+                if connecting || self.session_alive() || self.ctx.options.queue_before_connect {
+                    for (t, r) in self.offline.push(t, p) {
+                        self.out
+                            .log(LogLevel::Warning, || format!("offline queue: token {t}: {r:?}"));
+                        self.out.complete(t, r);
+                    }
+                } else {
+                    self.out.complete(t, Err(Error::NotConnected));
+                }
+            }
+            Command::Subscribe(t, filters) => {
+                self.known_subs.extend(filters.iter().map(|(_, _, id)| *id));
+                self.deferred.push(Request::Subscribe(Some(t), filters));
+            }
+            Command::Unsubscribe(t, filters) => self.deferred.push(Request::Unsubscribe(t, filters)),
+        }
+        None
+    }
+
+    /// Waits for `fut` while taking commands (and delivering held-back events): there is no
+    /// connection to pause, so nothing else holds them back.
+    async fn offline_wait<F: std::future::Future + Unpin>(&mut self, fut: &mut F) -> Waited<F::Output> {
+        loop {
+            self.out.flush();
+            tokio::select! {
+                r = &mut *fut => return Waited::Done(r),
+                command = self.commands.recv() => match command {
+                    None => return Waited::Closed,
+                    Some(c) => {
+                        if let Some(control) = self.offline_command(c, true) {
+                            return Waited::Control(control);
+                        }
+                    }
+                },
+                permit = self.ctx.events.reserve(), if !self.out.backlog.is_empty() => self.out.deliver(permit),
+            }
+        }
+    }
+
+    /// Connects (trying every server), serves the connection, and while automatic reconnect is on
+    /// re-makes it after each loss, until the session ends. `token` completes with the first
+    /// attempt's outcome. Returns false when the client is being dropped.
+    async fn connection(&mut self, token: Token) -> bool {
+        let mut waiters = vec![token];
+        let mut delay: Option<Duration> = None;
+        loop {
+            if let Some(d) = delay.take() {
+                self.set_state(State::Reconnecting);
+                self.out
+                    .log(LogLevel::Info, || format!("reconnecting in {} ms", d.as_millis()));
+                let mut pause = std::pin::pin!(tokio::time::sleep(d));
+                match self.offline_wait(&mut pause).await {
+                    Waited::Done(()) => {}
+                    // Skip the rest of the wait.
+                    Waited::Control(Control::Connect(t) | Control::Reconnect(t)) => waiters.push(t),
+                    Waited::Control(Control::Disconnect(t)) => {
+                        self.end_session(t);
+                        return true;
+                    }
+                    Waited::Closed => return false,
+                }
+            }
+            self.set_state(State::Connecting);
+            let (link, server) = match self.attempt(&mut waiters).await {
+                Attempt::Up(link, server) => (link, server),
+                Attempt::Failed(e) => {
+                    for t in waiters.drain(..) {
+                        self.out.complete(t, Err(e.clone()));
+                    }
+                    if !self.session_alive() || !self.ctx.options.auto_reconnect {
+                        // A first connect that fails ends here, like the libraries users know;
+                        // automatic reconnect is for sessions that were up.
+                        if !self.session_alive() && !self.ctx.options.queue_before_connect {
+                            for (t, _) in self.offline.take() {
+                                self.out.complete(t, Err(e.clone()));
+                            }
+                        }
+                        self.set_state(State::Disconnected);
+                        return true;
+                    }
+                    delay = Some(self.backoff.next_delay());
+                    continue;
+                }
+                Attempt::Disconnect(t) => {
+                    self.end_session(t);
+                    return true;
+                }
+                Attempt::Closed => return false,
+            };
+            self.backoff.reset();
+            let server = &self.ctx.servers[server];
+            let session_present = link.session_present;
+            for t in waiters.drain(..) {
+                self.out.complete(
+                    t,
+                    Ok(Outcome {
+                        codes: vec![session_present as u8],
+                    }),
+                );
+            }
+            self.ctx.shared.session_alive.store(true, Ordering::Release);
+            self.set_state(State::Connected);
+            self.out.log(LogLevel::Info, || {
+                format!("connected to {server} (session present: {session_present})")
+            });
+            self.out.push(Event::Connection(ConnectionEvent::Connected {
+                session_present,
+                server: server.clone(),
+            }));
+            self.out.flush();
+            let reason = match self.serve(link).await {
+                Ended::Disconnected(t) => {
+                    self.out.log(LogLevel::Info, || "disconnected".into());
+                    self.end_session(t);
+                    return true;
+                }
+                Ended::Closed => return false,
+                Ended::Reconnect(t) => {
+                    waiters.push(t);
+                    self.out
+                        .log(LogLevel::Info, || "reconnecting at the application's request".into());
+                    self.connection_lost(Error::Cancelled);
+                    continue;
+                }
+                Ended::Lost(e) => e,
+            };
+            // The state first: whoever the event wakes must see it.
+            let auto = self.ctx.options.auto_reconnect;
+            self.set_state(if auto { State::Reconnecting } else { State::Disconnected });
+            self.out
+                .log(LogLevel::Warning, || format!("connection to {server} lost: {reason}"));
+            self.out.push(Event::Connection(ConnectionEvent::Lost {
+                reason: reason.clone(),
+                server: server.clone(),
+            }));
+            self.connection_lost(reason);
+            if !auto {
+                // The session waits for the application's `reconnect` (or `disconnect`).
+                return true;
+            }
+            delay = Some(self.backoff.next_delay());
+        }
+    }
+
+    /// Tries each server once, from the first (or, rotating, from the one after the last used).
+    async fn attempt(&mut self, waiters: &mut Vec<Token>) -> Attempt {
+        let ctx = self.ctx;
+        let n = ctx.servers.len();
+        let first = if ctx.options.rotate_servers {
+            self.next_server
+        } else {
+            0
+        };
+        let mut error = Error::ConnectTimeout;
+        for index in (first..first + n).map(|i| i % n) {
+            let server = &ctx.servers[index];
+            self.out.log(LogLevel::Info, || format!("connecting to {server}"));
+            let mut handshake = std::pin::pin!(timeout(ctx.options.connect_timeout, handshake(ctx, server)));
+            let result = loop {
+                match self.offline_wait(&mut handshake).await {
+                    Waited::Done(r) => break r,
+                    // Already connecting: the caller's token completes with this attempt.
+                    Waited::Control(Control::Connect(t) | Control::Reconnect(t)) => waiters.push(t),
+                    Waited::Control(Control::Disconnect(t)) => return Attempt::Disconnect(t),
+                    Waited::Closed => return Attempt::Closed,
+                }
+            };
+            match result.unwrap_or(Err(Error::ConnectTimeout)) {
+                Ok(link) => {
+                    self.next_server = (index + 1) % n;
+                    return Attempt::Up(link, index);
+                }
+                Err(e) => {
+                    self.out
+                        .log(LogLevel::Error, || format!("connect to {server} failed: {e}"));
+                    error = e;
+                }
+            }
+        }
+        Attempt::Failed(error)
+    }
+
+    /// After a lost connection: QoS 0 publishes not known to have left fail; unanswered requests
+    /// go out again on the next connection, ahead of newer ones.
+    fn connection_lost(&mut self, reason: Error) {
+        for t in self.written.drain(..) {
+            self.out.complete(t, Err(reason.clone()));
+        }
+        let mut requests = self.session.on_lost();
+        requests.append(&mut self.deferred);
+        self.deferred = requests;
+    }
+
+    /// Ends the session at the application's request: everything still waiting is cancelled.
+    fn end_session(&mut self, token: Token) {
+        let alive = self.ctx.shared.session_alive.swap(false, Ordering::AcqRel);
+        for (t, r) in self.session.fail_all(&Error::Cancelled) {
+            self.out.complete(t, r);
+        }
+        for request in std::mem::take(&mut self.deferred) {
+            match request {
+                // The registration stays in the trie: it is subscribed again on the next connect.
+                Request::Subscribe(t, _) => t.into_iter().for_each(|t| self.out.complete(t, Err(Error::Cancelled))),
+                Request::Unsubscribe(t, _) => self.out.complete(t, Err(Error::Cancelled)),
+            }
+        }
+        for (t, _) in self.offline.take() {
+            self.out.complete(t, Err(Error::Cancelled));
+        }
+        self.ctx.shared.set_state(State::Disconnected);
+        self.out.complete(token, Ok(Outcome::default()));
+        if alive {
+            self.out.push(Event::Connection(ConnectionEvent::Disconnected));
+        }
+    }
 }
 
 struct Link {
@@ -217,8 +448,8 @@ struct Link {
 }
 
 /// Opens the stream, sends CONNECT and waits for CONNACK. Bytes after the CONNACK stay in `rbuf`.
-async fn handshake(ctx: &Ctx) -> Result<Link, Error> {
-    let (reader, writer) = transport::connect(&ctx.address).await?;
+async fn handshake(ctx: &Ctx, server: &Address) -> Result<Link, Error> {
+    let (reader, writer) = transport::connect(server).await?;
     let mut link = Link {
         reader,
         writer,
@@ -284,291 +515,312 @@ fn encode(wbuf: &mut BytesMut, packet: &Packet) -> Result<(), Error> {
     packet.encode(wbuf).map_err(Error::Protocol)
 }
 
-async fn serve(
-    link: Link,
-    session: &mut Session,
-    out: &mut Outbox<'_>,
-    commands: &mut mpsc::UnboundedReceiver<Command>,
-    deferred: &mut Vec<Command>,
-) -> Ended {
-    let ctx = out.ctx;
-    let Link {
-        mut reader,
-        mut writer,
-        mut rbuf,
-        mut wbuf,
-        ..
-    } = link;
-    let now = Instant::now();
-    let mut ka = KeepAlive {
-        interval: (ctx.options.keep_alive > 0).then(|| Duration::from_secs(ctx.options.keep_alive.into())),
-        ping_timeout: ctx.options.ping_timeout,
-        last_sent: now,
-        last_received: now,
-        ping_sent: None,
-    };
-    // QoS 0 publishes complete once their bytes are handed to the socket.
-    let mut written_tokens: Vec<Token> = Vec::new();
-    let mut disconnecting: Option<(Token, Instant)> = None;
-    let far = now + Duration::from_secs(86400 * 365);
-    let timer = sleep_until(ka.deadline().unwrap_or(far));
-    tokio::pin!(timer);
+impl Net<'_> {
+    /// Queues a publish on the live connection: QoS 0 straight into the write buffer, QoS 1/2
+    /// through the session's in-flight window.
+    fn publish(&mut self, wbuf: &mut BytesMut, token: Token, publish: Publish) -> Result<(), Error> {
+        if publish.qos == QoS::AtMostOnce {
+            encode(wbuf, &Packet::Publish(publish))?;
+            self.written.push(token);
+        } else if let Some(p) = self.session.submit(token, publish) {
+            encode(wbuf, &Packet::Publish(p))?;
+        }
+        Ok(())
+    }
 
-    for command in deferred.drain(..) {
-        if let Err(e) = handle_command(command, &mut wbuf, session, out, &mut written_tokens) {
+    fn request(&mut self, wbuf: &mut BytesMut, request: Request) -> Result<(), Error> {
+        match self.session.start_request(request) {
+            Ok(packet) => encode(wbuf, &packet),
+            Err(Request::Subscribe(t, filters)) => {
+                self.out.unregister(
+                    filters
+                        .into_iter()
+                        .map(|(f, _, id)| (f.as_str().to_owned(), id))
+                        .collect(),
+                );
+                t.into_iter()
+                    .for_each(|t| self.out.complete(t, Err(Error::PacketIdsExhausted)));
+                Ok(())
+            }
+            Err(Request::Unsubscribe(t, _)) => {
+                self.out.complete(t, Err(Error::PacketIdsExhausted));
+                Ok(())
+            }
+        }
+    }
+
+    /// What a new connection sends before anything new: the session's resends, the subscriptions
+    /// a broker without our session must be told again, the requests that waited for a
+    /// connection, and the publishes of the offline queue, in that order.
+    fn resume(&mut self, wbuf: &mut BytesMut, session_present: bool) -> Result<(), Error> {
+        for packet in self.session.resume(session_present) {
+            encode(wbuf, &packet)?;
+        }
+        let deferred = std::mem::take(&mut self.deferred);
+        if !session_present {
+            // Every registration in the trie, except those a request of their own subscribes
+            // anyway (subscribing twice would deliver retained messages twice).
+            let pending: HashSet<u64> = deferred
+                .iter()
+                .flat_map(|r| match r {
+                    Request::Subscribe(_, filters) => filters.iter().map(|(_, _, id)| *id).collect(),
+                    Request::Unsubscribe(..) => Vec::new(),
+                })
+                .collect();
+            let mut filters: Vec<(MqttStr, QoS, u64)> = {
+                let subs = self.ctx.shared.subs();
+                let filters = subs.filters();
+                // Forget registrations that are gone, so the set stays as small as the trie.
+                let live: HashSet<u64> = filters.iter().map(|(_, s)| s.id).collect();
+                self.known_subs.retain(|id| live.contains(id));
+                filters
+                    .into_iter()
+                    .filter(|(_, s)| self.known_subs.contains(&s.id) && !pending.contains(&s.id))
+                    .filter_map(|(f, s)| Some((MqttStr::new(&f).ok()?, s.qos, s.id)))
+                    .collect()
+            };
+            filters.sort_by_key(|(_, _, id)| *id);
+            if !filters.is_empty() {
+                self.out.log(LogLevel::Info, || {
+                    format!("subscribing again to {} filter(s)", filters.len())
+                });
+            }
+            for chunk in filters.chunks(RESUBSCRIBE_CHUNK) {
+                self.request(wbuf, Request::Subscribe(None, chunk.to_vec()))?;
+            }
+        }
+        for request in deferred {
+            self.request(wbuf, request)?;
+        }
+        for (t, p) in self.offline.take() {
+            self.publish(wbuf, t, p)?;
+        }
+        Ok(())
+    }
+
+    async fn serve(&mut self, link: Link) -> Ended {
+        let ctx = self.ctx;
+        let Link {
+            mut reader,
+            mut writer,
+            mut rbuf,
+            mut wbuf,
+            session_present,
+        } = link;
+        let now = Instant::now();
+        let interval = (ctx.options.keep_alive > 0).then(|| Duration::from_secs(ctx.options.keep_alive.into()));
+        let mut ka = KeepAlive {
+            interval,
+            // At most half the interval, so a silent link is noticed within 1.5 keep-alive intervals.
+            ping_timeout: interval.map_or(ctx.options.ping_timeout, |i| ctx.options.ping_timeout.min(i / 2)),
+            last_sent: now,
+            last_received: now,
+            ping_sent: None,
+        };
+        let mut disconnecting: Option<(Token, Instant)> = None;
+        let far = now + Duration::from_secs(86400 * 365);
+        let timer = sleep_until(ka.deadline().unwrap_or(far));
+        tokio::pin!(timer);
+
+        if let Err(e) = self.resume(&mut wbuf, session_present) {
             return Ended::Lost(e);
         }
-    }
-    // Packets already received with the CONNACK.
-    if let Err(e) = process_input(&mut rbuf, &mut wbuf, session, out, &mut ka) {
-        return Ended::Lost(e);
-    }
-    loop {
-        out.flush();
-        if let Some((token, deadline)) = disconnecting {
-            if session.is_idle() || Instant::now() >= deadline {
-                return finish_disconnect(writer, wbuf, written_tokens, out, token).await;
+        // Packets already received with the CONNACK.
+        if let Err(e) = self.process_input(&mut rbuf, &mut wbuf, &mut ka) {
+            return Ended::Lost(e);
+        }
+        loop {
+            self.out.flush();
+            if let Some((token, deadline)) = disconnecting {
+                if self.session.is_idle() || Instant::now() >= deadline {
+                    return self.finish_disconnect(writer, wbuf, token).await;
+                }
+            }
+            if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
+                rbuf.reserve(READ_CHUNK);
+            }
+            tokio::select! {
+                r = reader.read_buf(&mut rbuf), if self.out.backlog.is_empty() => match r {
+                    Ok(0) => return Ended::Lost(Error::ConnectionClosed),
+                    Ok(_) => {
+                        ka.last_received = Instant::now();
+                        let pinging = ka.ping_sent.is_some();
+                        if let Err(e) = self.process_input(&mut rbuf, &mut wbuf, &mut ka) {
+                            return Ended::Lost(e);
+                        }
+                        if pinging && ka.ping_sent.is_none() {
+                            // PINGRESP: the timer still points at the ping deadline; the next PINGREQ is due earlier.
+                            timer.as_mut().reset(ka.next_wakeup(disconnecting, far));
+                        }
+                    }
+                    Err(e) => return Ended::Lost(e.into()),
+                },
+                permit = ctx.events.reserve(), if !self.out.backlog.is_empty() => self.out.deliver(permit),
+                r = writer.write(&wbuf), if !wbuf.is_empty() => match r {
+                    Ok(0) => return Ended::Lost(Error::ConnectionClosed),
+                    Ok(n) => {
+                        wbuf.advance(n);
+                        ka.last_sent = Instant::now();
+                        if wbuf.is_empty() {
+                            for t in self.written.drain(..) {
+                                self.out.complete(t, Ok(Outcome::default()));
+                            }
+                        }
+                    }
+                    Err(e) => return Ended::Lost(e.into()),
+                },
+                command = self.commands.recv(), if disconnecting.is_none() && wbuf.len() < WRITE_HIGH_WATER => {
+                    let Some(mut command) = command else { return Ended::Closed };
+                    // Take whatever else is queued too, so one socket write carries the whole batch.
+                    loop {
+                        let handled = match command {
+                            Command::Disconnect(t) => {
+                                disconnecting = Some((t, Instant::now() + ctx.options.disconnect_timeout));
+                                timer.as_mut().reset(ka.next_wakeup(disconnecting, far));
+                                break;
+                            }
+                            Command::Reconnect(t) => return Ended::Reconnect(t),
+                            Command::Connect(t) => {
+                                self.out.complete(t, Err(Error::AlreadyConnected));
+                                Ok(())
+                            }
+                            Command::Publish(t, p) => self.publish(&mut wbuf, t, p),
+                            Command::Subscribe(t, f) => {
+                                self.known_subs.extend(f.iter().map(|(_, _, id)| *id));
+                                self.request(&mut wbuf, Request::Subscribe(Some(t), f))
+                            }
+                            Command::Unsubscribe(t, f) => self.request(&mut wbuf, Request::Unsubscribe(t, f)),
+                        };
+                        if let Err(e) = handled {
+                            return Ended::Lost(e);
+                        }
+                        if wbuf.len() >= WRITE_HIGH_WATER {
+                            break;
+                        }
+                        match self.commands.try_recv() {
+                            Ok(c) => command = c,
+                            Err(_) => break,
+                        }
+                    }
+                },
+                () = &mut timer => {
+                    let now = Instant::now();
+                    if let Some(sent) = ka.ping_sent {
+                        if now >= sent + ka.ping_timeout {
+                            return Ended::Lost(Error::KeepAliveTimeout);
+                        }
+                    } else if ka.deadline().is_some_and(|d| now >= d) {
+                        if let Err(e) = encode(&mut wbuf, &Packet::PingReq) {
+                            return Ended::Lost(e);
+                        }
+                        self.out.log(LogLevel::Debug, || "sending PINGREQ".into());
+                        ka.ping_sent = Some(now);
+                    }
+                    timer.as_mut().reset(ka.next_wakeup(disconnecting, far));
+                },
             }
         }
-        if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
-            rbuf.reserve(READ_CHUNK);
+    }
+
+    /// Sends DISCONNECT after everything queued and closes the socket.
+    async fn finish_disconnect(&mut self, mut writer: Writer, mut wbuf: BytesMut, token: Token) -> Ended {
+        let sent = async {
+            encode(&mut wbuf, &Packet::Disconnect)?;
+            writer.write_all_buf(&mut wbuf).await?;
+            writer.shutdown().await?;
+            Ok::<(), Error>(())
         }
-        tokio::select! {
-            r = reader.read_buf(&mut rbuf), if out.backlog.is_empty() => match r {
-                Ok(0) => return Ended::Lost(Error::ConnectionClosed),
-                Ok(_) => {
-                    ka.last_received = Instant::now();
-                    let pinging = ka.ping_sent.is_some();
-                    if let Err(e) = process_input(&mut rbuf, &mut wbuf, session, out, &mut ka) {
-                        return Ended::Lost(e);
-                    }
-                    if pinging && ka.ping_sent.is_none() {
-                        // PINGRESP: the timer still points at the ping deadline; the next PINGREQ is due earlier.
-                        timer.as_mut().reset(ka.next_wakeup(disconnecting, far));
-                    }
-                }
-                Err(e) => return Ended::Lost(e.into()),
-            },
-            permit = ctx.events.reserve(), if !out.backlog.is_empty() => {
-                if let (Ok(permit), Some(event)) = (permit, out.backlog.pop_front()) {
-                    permit.send(event);
-                } else {
-                    out.backlog.clear();
-                }
-            },
-            r = writer.write(&wbuf), if !wbuf.is_empty() => match r {
-                Ok(0) => return Ended::Lost(Error::ConnectionClosed),
-                Ok(n) => {
-                    wbuf.advance(n);
-                    ka.last_sent = Instant::now();
-                    if wbuf.is_empty() {
-                        for t in written_tokens.drain(..) {
-                            out.complete(t, Ok(Outcome::default()));
+        .await;
+        let result = if sent.is_ok() {
+            Ok(Outcome::default())
+        } else {
+            Err(Error::Cancelled)
+        };
+        for t in self.written.drain(..) {
+            self.out.complete(t, result.clone());
+        }
+        match sent {
+            Ok(()) => Ended::Disconnected(token),
+            Err(e) => {
+                // The socket failed on the way out; the session ends all the same.
+                self.out.log(LogLevel::Warning, || format!("disconnect: {e}"));
+                Ended::Disconnected(token)
+            }
+        }
+    }
+
+    /// Decodes and handles every whole packet in `rbuf`, queueing replies in `wbuf`.
+    fn process_input(&mut self, rbuf: &mut BytesMut, wbuf: &mut BytesMut, ka: &mut KeepAlive) -> Result<(), Error> {
+        let max = self.ctx.options.max_packet_size;
+        while let Some(packet) = codec::decode(rbuf, max)? {
+            match packet {
+                Packet::Publish(p) => {
+                    let id = p.pkid;
+                    match p.qos {
+                        QoS::AtMostOnce => self.out.push(Event::Message(p)),
+                        QoS::AtLeastOnce => {
+                            self.out.push(Event::Message(p));
+                            encode(wbuf, &Packet::PubAck(id))?;
+                        }
+                        QoS::ExactlyOnce => {
+                            // Delivered on first receipt only; a resend before PUBREL just gets PUBREC again.
+                            if self.session.inbound_qos2.insert(id) {
+                                self.out.push(Event::Message(p));
+                            }
+                            encode(wbuf, &Packet::PubRec(id))?;
                         }
                     }
                 }
-                Err(e) => return Ended::Lost(e.into()),
-            },
-            command = commands.recv(), if disconnecting.is_none() && wbuf.len() < WRITE_HIGH_WATER => {
-                let Some(mut command) = command else { return Ended::Lost(Error::Cancelled) };
-                // Take whatever else is queued too, so one socket write carries the whole batch.
-                loop {
-                    if let Command::Disconnect(t) = command {
-                        disconnecting = Some((t, Instant::now() + ctx.options.disconnect_timeout));
-                        timer.as_mut().reset(ka.next_wakeup(disconnecting, far));
-                        break;
-                    }
-                    if let Err(e) = handle_command(command, &mut wbuf, session, out, &mut written_tokens) {
-                        return Ended::Lost(e);
-                    }
-                    if wbuf.len() >= WRITE_HIGH_WATER {
-                        break;
-                    }
-                    match commands.try_recv() {
-                        Ok(c) => command = c,
-                        Err(_) => break,
-                    }
+                Packet::PubAck(id) => self.acknowledge(Awaiting::PubAck, id, wbuf)?,
+                Packet::PubRec(id) => self.acknowledge(Awaiting::PubRec, id, wbuf)?,
+                Packet::PubComp(id) => self.acknowledge(Awaiting::PubComp, id, wbuf)?,
+                Packet::PubRel(id) => {
+                    self.session.inbound_qos2.remove(&id);
+                    encode(wbuf, &Packet::PubComp(id))?;
                 }
-            },
-            () = &mut timer => {
-                let now = Instant::now();
-                if let Some(sent) = ka.ping_sent {
-                    if now >= sent + ka.ping_timeout {
-                        return Ended::Lost(Error::KeepAliveTimeout);
-                    }
-                } else if ka.deadline().is_some_and(|d| now >= d) {
-                    if let Err(e) = encode(&mut wbuf, &Packet::PingReq) {
-                        return Ended::Lost(e);
-                    }
-                    out.log(LogLevel::Debug, || "sending PINGREQ".into());
-                    ka.ping_sent = Some(now);
-                }
-                timer.as_mut().reset(ka.next_wakeup(disconnecting, far));
-            },
-        }
-    }
-}
-
-/// Sends DISCONNECT after everything queued, closes the socket, and cancels what never completed.
-async fn finish_disconnect(
-    mut writer: Writer,
-    mut wbuf: BytesMut,
-    written_tokens: Vec<Token>,
-    out: &mut Outbox<'_>,
-    token: Token,
-) -> Ended {
-    let sent = async {
-        encode(&mut wbuf, &Packet::Disconnect)?;
-        writer.write_all_buf(&mut wbuf).await?;
-        writer.shutdown().await?;
-        Ok::<(), Error>(())
-    }
-    .await;
-    let result = if sent.is_ok() {
-        Ok(Outcome::default())
-    } else {
-        Err(Error::Cancelled)
-    };
-    for t in written_tokens {
-        out.complete(t, result.clone());
-    }
-    match sent {
-        Ok(()) => Ended::Disconnected(token),
-        Err(e) => {
-            out.complete(token, Err(e.clone()));
-            Ended::Lost(e)
-        }
-    }
-}
-
-fn handle_command(
-    command: Command,
-    wbuf: &mut BytesMut,
-    session: &mut Session,
-    out: &mut Outbox<'_>,
-    written_tokens: &mut Vec<Token>,
-) -> Result<(), Error> {
-    match command {
-        Command::Connect(t) => out.complete(t, Err(Error::AlreadyConnected)),
-        Command::Publish(t, publish) if publish.qos == QoS::AtMostOnce => {
-            encode(wbuf, &Packet::Publish(publish))?;
-            written_tokens.push(t);
-        }
-        Command::Publish(t, publish) => {
-            if let Some(p) = session.submit(t, publish) {
-                encode(wbuf, &Packet::Publish(p))?;
-            }
-        }
-        Command::Subscribe(t, filters) => {
-            let Some(pkid) = session.allocate_id() else {
-                out.reject(Command::Subscribe(t, filters), Error::PacketIdsExhausted);
-                return Ok(());
-            };
-            let packet = Subscribe {
-                pkid,
-                filters: filters.iter().map(|(f, q, _)| (f.clone(), *q)).collect(),
-            };
-            encode(wbuf, &Packet::Subscribe(packet))?;
-            let filters = filters
-                .into_iter()
-                .map(|(f, _, id)| (f.as_str().to_owned(), id))
-                .collect();
-            session.subscribes.insert(pkid, PendingSubscribe { token: t, filters });
-        }
-        Command::Unsubscribe(t, filters) => {
-            let Some(pkid) = session.allocate_id() else {
-                out.complete(t, Err(Error::PacketIdsExhausted));
-                return Ok(());
-            };
-            encode(wbuf, &Packet::Unsubscribe(Unsubscribe { pkid, filters }))?;
-            session.unsubscribes.insert(pkid, t);
-        }
-        Command::Disconnect(t) => out.complete(t, Err(Error::NotConnected)),
-    }
-    Ok(())
-}
-
-/// Decodes and handles every whole packet in `rbuf`, queueing replies in `wbuf`.
-fn process_input(
-    rbuf: &mut BytesMut,
-    wbuf: &mut BytesMut,
-    session: &mut Session,
-    out: &mut Outbox<'_>,
-    ka: &mut KeepAlive,
-) -> Result<(), Error> {
-    let max = out.ctx.options.max_packet_size;
-    while let Some(packet) = codec::decode(rbuf, max)? {
-        match packet {
-            Packet::Publish(p) => {
-                let id = p.pkid;
-                match p.qos {
-                    QoS::AtMostOnce => out.push(Event::Message(p)),
-                    QoS::AtLeastOnce => {
-                        out.push(Event::Message(p));
-                        encode(wbuf, &Packet::PubAck(id))?;
-                    }
-                    QoS::ExactlyOnce => {
-                        // Delivered on first receipt only; a resend before PUBREL just gets PUBREC again.
-                        if session.inbound_qos2.insert(id) {
-                            out.push(Event::Message(p));
+                Packet::SubAck(ack) => {
+                    if let Some((token, result, refused)) = self.session.on_suback(ack.pkid, &ack.codes) {
+                        if !refused.is_empty() {
+                            self.out.log(LogLevel::Warning, || {
+                                format!("broker refused subscription(s): {refused:?}")
+                            });
                         }
-                        encode(wbuf, &Packet::PubRec(id))?;
+                        self.out.unregister(refused);
+                        if let Some(token) = token {
+                            self.out.complete(token, result);
+                        }
                     }
                 }
-            }
-            Packet::PubAck(id) => acknowledge(Awaiting::PubAck, id, wbuf, session, out)?,
-            Packet::PubRec(id) => acknowledge(Awaiting::PubRec, id, wbuf, session, out)?,
-            Packet::PubComp(id) => acknowledge(Awaiting::PubComp, id, wbuf, session, out)?,
-            Packet::PubRel(id) => {
-                session.inbound_qos2.remove(&id);
-                encode(wbuf, &Packet::PubComp(id))?;
-            }
-            Packet::SubAck(ack) => {
-                if let Some((token, result, refused)) = session.on_suback(ack.pkid, &ack.codes) {
-                    if !refused.is_empty() {
-                        out.log(LogLevel::Warning, || {
-                            format!("broker refused subscription(s): {refused:?}")
-                        });
+                Packet::UnsubAck(id) => {
+                    if let Some(token) = self.session.on_unsuback(id) {
+                        self.out.complete(token, Ok(Outcome::default()));
                     }
-                    out.unregister(refused);
-                    out.complete(token, result);
                 }
-            }
-            Packet::UnsubAck(id) => {
-                if let Some(token) = session.on_unsuback(id) {
-                    out.complete(token, Ok(Outcome::default()));
+                Packet::PingResp => ka.ping_sent = None,
+                Packet::ConnAck(_) => return Err(Error::UnexpectedPacket("second CONNACK")),
+                Packet::Connect(_)
+                | Packet::Subscribe(_)
+                | Packet::Unsubscribe(_)
+                | Packet::PingReq
+                | Packet::Disconnect => {
+                    return Err(Error::UnexpectedPacket("client-to-server packet"));
                 }
-            }
-            Packet::PingResp => ka.ping_sent = None,
-            Packet::ConnAck(_) => return Err(Error::UnexpectedPacket("second CONNACK")),
-            Packet::Connect(_)
-            | Packet::Subscribe(_)
-            | Packet::Unsubscribe(_)
-            | Packet::PingReq
-            | Packet::Disconnect => {
-                return Err(Error::UnexpectedPacket("client-to-server packet"));
             }
         }
+        Ok(())
     }
-    Ok(())
-}
 
-fn acknowledge(
-    kind: Awaiting,
-    id: u16,
-    wbuf: &mut BytesMut,
-    session: &mut Session,
-    out: &mut Outbox<'_>,
-) -> Result<(), Error> {
-    match session.on_ack(kind, id) {
-        AckAction::Nothing => {}
-        AckAction::SendPubRel(id) => encode(wbuf, &Packet::PubRel(id))?,
-        AckAction::Complete(token, result) => {
-            out.complete(token, result);
-            for p in session.fill_window() {
-                encode(wbuf, &Packet::Publish(p))?;
+    fn acknowledge(&mut self, kind: Awaiting, id: u16, wbuf: &mut BytesMut) -> Result<(), Error> {
+        match self.session.on_ack(kind, id) {
+            AckAction::Nothing => {}
+            AckAction::SendPubRel(id) => encode(wbuf, &Packet::PubRel(id))?,
+            AckAction::Complete(token, result) => {
+                self.out.complete(token, result);
+                for p in self.session.fill_window() {
+                    encode(wbuf, &Packet::Publish(p))?;
+                }
             }
         }
+        Ok(())
     }
-    Ok(())
 }

@@ -12,11 +12,23 @@ use tokio::sync::mpsc;
 use crate::codec::Publish;
 
 use super::tokens::{Token, TokenResult};
-use super::{Shared, Subscription};
+use super::{Address, Error, Shared, Subscription};
 
 pub type MessageHandler = Box<dyn Fn(&Publish) + Send + Sync>;
 pub type CompletionHandler = Arc<dyn Fn(Token, &TokenResult) + Send + Sync>;
 pub type LogHandler = Arc<dyn Fn(LogLevel, &str) + Send + Sync>;
+pub type ConnectionHandler = Arc<dyn Fn(&ConnectionEvent) + Send + Sync>;
+
+/// A change of the connection, as the connection-state callback sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectionEvent {
+    /// A CONNACK accepted the connection to `server`.
+    Connected { session_present: bool, server: Address },
+    /// The connection to `server` was lost; automatic reconnect (when on) starts after this.
+    Lost { reason: Error, server: Address },
+    /// `disconnect` finished: the session ended by the application's choice.
+    Disconnected,
+}
 
 /// Log levels, most severe first; a handler receives its level and every more severe one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -34,6 +46,7 @@ pub(crate) enum Event {
     Message(Publish),
     Completed(Token, TokenResult),
     Log(LogLevel, String),
+    Connection(ConnectionEvent),
     /// Registrations to drop (filter, subscription id): a SUBSCRIBE the broker refused or that never
     /// went out. Only that registration goes; a newer one for the same filter stays.
     Unregister(Vec<(String, u64)>),
@@ -79,6 +92,12 @@ fn run(shared: Arc<Shared>, mut events: mpsc::Receiver<Event>) {
                         .collect()
                 };
                 drop(removed);
+            }
+            Event::Connection(change) => {
+                let handler = shared.on_connection.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                if let Some(h) = handler.filter(|_| !shared.closed.load(Ordering::Acquire)) {
+                    guarded(|| h(&change));
+                }
             }
             Event::Log(level, line) => {
                 let handler = shared.log.lock().unwrap_or_else(|p| p.into_inner()).clone();

@@ -29,8 +29,13 @@ pub enum Error {
     /// The broker refused one or more filters of a SUBSCRIBE (return code 0x80); `codes` holds the
     /// SUBACK's return code for every filter, in request order.
     SubscribeRefused { codes: Vec<u8> },
-    /// The operation was abandoned: disconnect, client free, or connection loss while it was queued.
+    /// The operation was abandoned: disconnect or client free while it was waiting.
     Cancelled,
+    /// A publish made while offline did not fit in the offline queue (overflow policy "reject new").
+    QueueFull,
+    /// A publish waiting in the offline queue was dropped to make room for a newer one (overflow
+    /// policy "drop oldest").
+    Dropped,
 }
 
 impl fmt::Display for Error {
@@ -39,7 +44,7 @@ impl fmt::Display for Error {
             Error::NotConnected => write!(f, "the client is not connected"),
             Error::AlreadyConnected => write!(f, "the client is already connected or connecting"),
             Error::Refused(code) => write!(f, "the broker refused the connection: {code:?}"),
-            Error::Io(e) => write!(f, "network error: {e}"),
+            Error::Io(e) => write!(f, "{e}"),
             Error::ConnectTimeout => write!(f, "connect timed out"),
             Error::KeepAliveTimeout => write!(f, "no PINGRESP from the broker within the ping timeout"),
             Error::ConnectionClosed => write!(f, "the broker closed the connection"),
@@ -48,6 +53,8 @@ impl fmt::Display for Error {
             Error::PacketIdsExhausted => write!(f, "all 65535 packet ids are in use"),
             Error::SubscribeRefused { .. } => write!(f, "the broker refused the subscription"),
             Error::Cancelled => write!(f, "the operation was cancelled"),
+            Error::QueueFull => write!(f, "the offline queue is full"),
+            Error::Dropped => write!(f, "dropped from the full offline queue for a newer message"),
         }
     }
 }

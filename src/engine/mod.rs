@@ -7,9 +7,11 @@
 //! completions and log lines to the callback thread as [`dispatch::Event`]s through a bounded queue.
 //! When that queue is full the network task stops reading the socket (TCP back-pressure) but keeps
 //! writing and pinging.
+mod backoff;
 mod connection;
 pub mod dispatch;
 mod error;
+pub mod offline;
 pub mod session;
 pub mod tokens;
 pub mod transport;
@@ -25,8 +27,9 @@ use tokio::sync::{Notify, mpsc};
 use crate::codec::{MqttStr, Publish, QoS, Will};
 use crate::trie::Trie;
 
-pub use dispatch::{CompletionHandler, LogHandler, LogLevel, MessageHandler};
+pub use dispatch::{CompletionHandler, ConnectionEvent, ConnectionHandler, LogHandler, LogLevel, MessageHandler};
 pub use error::Error;
+pub use offline::Overflow;
 pub use tokens::{Outcome, Token, TokenResult, TokenState};
 pub use transport::Address;
 
@@ -54,6 +57,20 @@ pub struct Options {
     pub token_history: usize,
     /// Events (messages, completions) queued for the callback thread before reading pauses.
     pub callback_queue: usize,
+    /// Reconnect by itself after a connection is lost (not after a failed first connect).
+    pub auto_reconnect: bool,
+    /// Bounds of the exponential backoff between reconnect attempts.
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+    /// Limits of the offline queue (publishes made while there is no connection).
+    pub offline_max_messages: usize,
+    pub offline_max_bytes: usize,
+    pub offline_overflow: Overflow,
+    /// Also queue publishes made before the first `connect` (otherwise they fail NotConnected).
+    pub queue_before_connect: bool,
+    /// With several servers: start each reconnect at the server after the last one used, rather
+    /// than at the first of the list.
+    pub rotate_servers: bool,
 }
 
 impl Default for Options {
@@ -74,6 +91,14 @@ impl Default for Options {
             max_packet_size: 256 * 1024 * 1024,
             token_history: 65536,
             callback_queue: 4096,
+            auto_reconnect: true,
+            reconnect_min: Duration::from_secs(1),
+            reconnect_max: Duration::from_secs(30),
+            offline_max_messages: 10_000,
+            offline_max_bytes: 16 << 20,
+            offline_overflow: Overflow::RejectNew,
+            queue_before_connect: false,
+            rotate_servers: false,
         }
     }
 }
@@ -101,6 +126,7 @@ impl std::fmt::Debug for Rejected {
 #[derive(Debug)]
 pub(crate) enum Command {
     Connect(Token),
+    Reconnect(Token),
     Publish(Token, Publish),
     Subscribe(Token, Vec<(MqttStr, QoS, u64)>),
     Unsubscribe(Token, Vec<MqttStr>),
@@ -115,6 +141,8 @@ pub enum State {
     Connecting = 1,
     Connected = 2,
     Disconnecting = 3,
+    /// The connection was lost; the client is waiting to reconnect, or reconnecting.
+    Reconnecting = 4,
 }
 
 /// State shared by the API, the network task and the callback thread. Locks here are held only for
@@ -123,11 +151,17 @@ pub(crate) struct Shared {
     pub tokens: tokens::Tokens,
     pub subs: Mutex<Trie<Arc<Subscription>>>,
     state: AtomicU8,
+    /// A session is under way: set by the first CONNACK, cleared when `disconnect` ends it. While
+    /// set, publishes made without a connection wait in the offline queue.
+    pub session_alive: AtomicBool,
+    /// Publishes made before the first connect are queued too (see `Options::queue_before_connect`).
+    queue_before_connect: bool,
     /// Set by `Client::close`: the callback thread runs no further callback.
     pub closed: AtomicBool,
     pub callback_thread: OnceLock<ThreadId>,
     pub on_complete: Mutex<Option<CompletionHandler>>,
     pub has_on_complete: AtomicBool,
+    pub on_connection: Mutex<Option<ConnectionHandler>>,
     pub log: Mutex<Option<LogHandler>>,
     /// The most verbose level wanted; `LogLevel::Off` when no log handler is set.
     pub log_level: AtomicU8,
@@ -140,6 +174,7 @@ impl Shared {
             1 => State::Connecting,
             2 => State::Connected,
             3 => State::Disconnecting,
+            4 => State::Reconnecting,
             _ => State::Disconnected,
         }
     }
@@ -168,15 +203,25 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(address: Address, options: Options) -> std::io::Result<Client> {
+    /// A client for the broker at one of `servers` (tried in order; at least one).
+    pub fn new(servers: Vec<Address>, options: Options) -> std::io::Result<Client> {
+        if servers.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "no server address",
+            ));
+        }
         let shared = Arc::new(Shared {
             tokens: tokens::Tokens::new(options.token_history),
             subs: Mutex::new(Trie::new()),
             state: AtomicU8::new(State::Disconnected as u8),
+            session_alive: AtomicBool::new(false),
+            queue_before_connect: options.queue_before_connect,
             closed: AtomicBool::new(false),
             callback_thread: OnceLock::new(),
             on_complete: Mutex::new(None),
             has_on_complete: AtomicBool::new(false),
+            on_connection: Mutex::new(None),
             log: Mutex::new(None),
             log_level: AtomicU8::new(LogLevel::Off as u8),
             next_sub_id: AtomicU64::new(1),
@@ -194,7 +239,7 @@ impl Client {
                     shared: net_shared,
                     events: ev_tx,
                     options,
-                    address,
+                    servers,
                 };
                 tokio::select! {
                     _ = connection::run(ctx, cmd_rx) => {}
@@ -223,10 +268,13 @@ impl Client {
         Ok(token)
     }
 
+    /// Operations that need a session: one is connected, being made, being re-made, or was lost
+    /// and waits for the application's `reconnect` (automatic reconnect off).
     fn require_session(&self) -> Result<(), Error> {
         match self.shared.state() {
-            State::Disconnected | State::Disconnecting => Err(Error::NotConnected),
-            State::Connecting | State::Connected => Ok(()),
+            State::Disconnecting => Err(Error::NotConnected),
+            State::Disconnected if !self.shared.session_alive.load(Ordering::Acquire) => Err(Error::NotConnected),
+            _ => Ok(()),
         }
     }
 
@@ -247,9 +295,26 @@ impl Client {
         self.send(Command::Connect)
     }
 
-    /// Queues a publish; `topic` must already be a valid topic name.
+    /// Starts a new connection at once: drops the current one if any (as if it were lost: the
+    /// session carries on) or skips the wait before the next automatic attempt. When there is no
+    /// session this is `connect`. The token completes with the outcome of that connection attempt.
+    pub fn reconnect(&self) -> Result<Token, Error> {
+        match self.shared.state() {
+            State::Disconnecting => Err(Error::NotConnected),
+            State::Disconnected => self.connect(),
+            _ => self.send(Command::Reconnect),
+        }
+    }
+
+    /// Queues a publish; `topic` must already be a valid topic name. Without a connection it waits
+    /// in the offline queue (while a session is under way, or before the first connect when
+    /// `queue_before_connect` is set).
     pub fn publish(&self, topic: MqttStr, payload: Bytes, qos: QoS, retain: bool) -> Result<Token, Error> {
-        self.require_session()?;
+        if !self.shared.queue_before_connect {
+            self.require_session()?;
+        } else if self.shared.state() == State::Disconnecting {
+            return Err(Error::NotConnected);
+        }
         self.send(|t| {
             Command::Publish(
                 t,
@@ -337,6 +402,14 @@ impl Client {
         self.shared.has_on_complete.store(handler.is_some(), Ordering::Release);
         let old = std::mem::replace(
             &mut *self.shared.on_complete.lock().unwrap_or_else(|p| p.into_inner()),
+            handler,
+        );
+        drop(old);
+    }
+
+    pub fn set_on_connection(&self, handler: Option<ConnectionHandler>) {
+        let old = std::mem::replace(
+            &mut *self.shared.on_connection.lock().unwrap_or_else(|p| p.into_inner()),
             handler,
         );
         drop(old);

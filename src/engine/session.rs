@@ -2,10 +2,11 @@
 //! pending SUBSCRIBE/UNSUBSCRIBE, and inbound QoS 2 ids awaiting PUBREL.
 //!
 //! Pure state (no I/O): the connection task feeds it packets and writes what it returns. It lives
-//! outside any one connection so that a later reconnect can resume it.
+//! outside any one connection so that a reconnect resumes it: [`Session::on_lost`] hands back the
+//! requests still waiting for an answer, [`Session::resume`] says what to resend.
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use crate::codec::{Publish, QoS, SubAckCode};
+use crate::codec::{MqttStr, Packet, Publish, QoS, SubAckCode};
 
 use super::Error;
 use super::tokens::{Outcome, Token, TokenResult};
@@ -23,18 +24,22 @@ pub struct InFlight {
     pub token: Token,
     pub publish: Publish,
     pub awaiting: Awaiting,
+    /// When it was first sent, relative to the others: resends keep the original order.
+    seq: u64,
 }
 
-/// A SUBSCRIBE waiting for its SUBACK: the ids of the subscriptions it registered, so that a refused
-/// filter removes exactly the registration this request made (not a later replacement).
+/// A SUBSCRIBE or UNSUBSCRIBE not yet answered, kept across reconnects. A subscribe carries each
+/// filter's QoS and the id of the registration it made, so that a refused filter removes exactly
+/// that registration (not a later replacement); its token is None for the subscribes the client
+/// makes by itself after the broker lost the session.
 #[derive(Debug)]
-pub struct PendingSubscribe {
-    pub token: Token,
-    pub filters: Vec<(String, u64)>,
+pub enum Request {
+    Subscribe(Option<Token>, Vec<(MqttStr, QoS, u64)>),
+    Unsubscribe(Token, Vec<MqttStr>),
 }
 
 /// A completed SUBSCRIBE: its token, its result, and the (filter, subscription id) pairs refused.
-pub type SubAckOutcome = (Token, TokenResult, Vec<(String, u64)>);
+pub type SubAckOutcome = (Option<Token>, TokenResult, Vec<(String, u64)>);
 
 /// Packet ids in use, as a bitmap: allocation never hands out 0 or an id still in use.
 struct PacketIds {
@@ -87,10 +92,12 @@ pub struct Session {
     pub inflight: HashMap<u16, InFlight>,
     /// QoS 1/2 publishes beyond the in-flight window, in submission order.
     pub queued: VecDeque<(Token, Publish)>,
-    pub subscribes: HashMap<u16, PendingSubscribe>,
-    pub unsubscribes: HashMap<u16, Token>,
-    /// Inbound QoS 2 ids we sent PUBREC for: a duplicate PUBLISH with one of them is not delivered again.
+    /// SUBSCRIBE/UNSUBSCRIBE sent and not yet answered, by packet id, with their send order.
+    requests: HashMap<u16, (u64, Request)>,
+    /// Inbound QoS 2 ids we sent PUBREC for: a duplicate PUBLISH with one of them is not delivered
+    /// again, also after a reconnect that resumed the session.
     pub inbound_qos2: HashSet<u16>,
+    next_seq: u64,
 }
 
 /// What the connection must do after the session handled an acknowledgement.
@@ -108,14 +115,36 @@ impl Session {
             max_inflight: max_inflight.clamp(1, 65535),
             inflight: HashMap::new(),
             queued: VecDeque::new(),
-            subscribes: HashMap::new(),
-            unsubscribes: HashMap::new(),
+            requests: HashMap::new(),
             inbound_qos2: HashSet::new(),
+            next_seq: 0,
         }
     }
 
-    pub fn allocate_id(&mut self) -> Option<u16> {
-        self.ids.allocate()
+    fn seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+
+    /// Gives a SUBSCRIBE/UNSUBSCRIBE its packet id and returns the packet to send; None when every
+    /// id is in use (the request is handed back).
+    pub fn start_request(&mut self, request: Request) -> Result<Packet, Request> {
+        let Some(pkid) = self.ids.allocate() else {
+            return Err(request);
+        };
+        let packet = match &request {
+            Request::Subscribe(_, filters) => Packet::Subscribe(crate::codec::Subscribe {
+                pkid,
+                filters: filters.iter().map(|(f, q, _)| (f.clone(), *q)).collect(),
+            }),
+            Request::Unsubscribe(_, filters) => Packet::Unsubscribe(crate::codec::Unsubscribe {
+                pkid,
+                filters: filters.clone(),
+            }),
+        };
+        let seq = self.seq();
+        self.requests.insert(pkid, (seq, request));
+        Ok(packet)
     }
 
     /// Takes a QoS 1/2 publish: returns it with its packet id when the window has room (the caller
@@ -140,12 +169,14 @@ impl Session {
         } else {
             Awaiting::PubAck
         };
+        let seq = self.seq();
         self.inflight.insert(
             id,
             InFlight {
                 token,
                 publish: publish.clone(),
                 awaiting,
+                seq,
             },
         );
         Some(publish)
@@ -191,7 +222,12 @@ impl Session {
     /// SUBACK: the token's outcome carries one code per filter; filters the broker refused are
     /// returned so the caller can drop their registrations.
     pub fn on_suback(&mut self, id: u16, codes: &[SubAckCode]) -> Option<SubAckOutcome> {
-        let pending = self.subscribes.remove(&id)?;
+        let Some((_, Request::Subscribe(..))) = self.requests.get(&id) else {
+            return None;
+        };
+        let Some((_, Request::Subscribe(token, filters))) = self.requests.remove(&id) else {
+            unreachable!("checked just above");
+        };
         self.ids.release(id);
         let raw: Vec<u8> = codes
             .iter()
@@ -200,43 +236,105 @@ impl Session {
                 SubAckCode::Failure => 0x80,
             })
             .collect();
-        let refused: Vec<(String, u64)> = pending
-            .filters
+        let refused: Vec<(String, u64)> = filters
             .into_iter()
             .zip(codes.iter().map(Some).chain(std::iter::repeat(None)))
             .filter(|(_, c)| !matches!(c, Some(SubAckCode::Granted(_))))
-            .map(|(f, _)| f)
+            .map(|((f, _, id), _)| (f.as_str().to_owned(), id))
             .collect();
         let result = if refused.is_empty() {
             Ok(Outcome { codes: raw })
         } else {
             Err(Error::SubscribeRefused { codes: raw })
         };
-        Some((pending.token, result, refused))
+        Some((token, result, refused))
     }
 
     pub fn on_unsuback(&mut self, id: u16) -> Option<Token> {
-        let token = self.unsubscribes.remove(&id)?;
+        let Some((_, Request::Unsubscribe(..))) = self.requests.get(&id) else {
+            return None;
+        };
+        let Some((_, Request::Unsubscribe(token, _))) = self.requests.remove(&id) else {
+            unreachable!("checked just above");
+        };
         self.ids.release(id);
         Some(token)
     }
 
-    /// Ends the session (clean session, or a connection that will not resume): every operation still
-    /// waiting completes with `error`, and packet ids are freed.
+    /// The connection is gone: SUBSCRIBE/UNSUBSCRIBE requests still unanswered are handed back, in
+    /// the order they were sent, to go out again on the next connection. Publishes stay, for
+    /// [`Session::resume`].
+    pub fn on_lost(&mut self) -> Vec<Request> {
+        let mut requests: Vec<(u16, (u64, Request))> = self.requests.drain().collect();
+        requests.sort_by_key(|(_, (seq, _))| *seq);
+        requests
+            .into_iter()
+            .map(|(id, (_, request))| {
+                self.ids.release(id);
+                request
+            })
+            .collect()
+    }
+
+    /// A new connection is up: returns what to send before anything new. When the broker kept the
+    /// session, every unacknowledged publish goes again with DUP set and its packet id, and those
+    /// already PUBREC'd get their PUBREL (MQTT-4.4.0-1), in their original order. When it did not,
+    /// the broker knows none of them: they start again as new messages, in order, ahead of what
+    /// was queued (a QoS 2 message PUBREC'd by the lost session may then arrive twice; losing it
+    /// instead would break QoS 2's promise worse), and inbound QoS 2 state is forgotten with the
+    /// broker's.
+    pub fn resume(&mut self, session_present: bool) -> Vec<Packet> {
+        let mut flights: Vec<(u16, u64)> = self.inflight.iter().map(|(id, f)| (*id, f.seq)).collect();
+        flights.sort_by_key(|(_, seq)| *seq);
+        if session_present {
+            return flights
+                .into_iter()
+                .map(|(id, _)| {
+                    let f = &self.inflight[&id];
+                    match f.awaiting {
+                        Awaiting::PubComp => Packet::PubRel(id),
+                        Awaiting::PubAck | Awaiting::PubRec => Packet::Publish(Publish {
+                            dup: true,
+                            ..f.publish.clone()
+                        }),
+                    }
+                })
+                .collect();
+        }
+        self.inbound_qos2.clear();
+        for (id, _) in flights.into_iter().rev() {
+            let f = self.inflight.remove(&id).expect("listed just above");
+            self.ids.release(id);
+            self.queued.push_front((
+                f.token,
+                Publish {
+                    dup: false,
+                    pkid: 0,
+                    ..f.publish
+                },
+            ));
+        }
+        self.fill_window().into_iter().map(Packet::Publish).collect()
+    }
+
+    /// Ends the session (a disconnect, or the client closing): every operation still waiting
+    /// completes with `error`, and packet ids are freed.
     pub fn fail_all(&mut self, error: &Error) -> Vec<(Token, TokenResult)> {
         let mut inflight: Vec<_> = self.inflight.drain().map(|(_, f)| f).collect();
-        inflight.sort_by_key(|f| f.token);
+        inflight.sort_by_key(|f| f.seq);
         let mut out: Vec<(Token, TokenResult)> = inflight.into_iter().map(|f| (f.token, Err(error.clone()))).collect();
         out.extend(self.queued.drain(..).map(|(t, _)| (t, Err(error.clone()))));
-        out.extend(self.subscribes.drain().map(|(_, s)| (s.token, Err(error.clone()))));
-        out.extend(self.unsubscribes.drain().map(|(_, t)| (t, Err(error.clone()))));
+        out.extend(self.on_lost().into_iter().filter_map(|r| match r {
+            Request::Subscribe(t, _) => t.map(|t| (t, Err(error.clone()))),
+            Request::Unsubscribe(t, _) => Some((t, Err(error.clone()))),
+        }));
         self.inbound_qos2.clear();
         self.ids = PacketIds::new();
         out
     }
 
     pub fn is_idle(&self) -> bool {
-        self.inflight.is_empty() && self.queued.is_empty() && self.subscribes.is_empty() && self.unsubscribes.is_empty()
+        self.inflight.is_empty() && self.queued.is_empty() && self.requests.is_empty()
     }
 }
 
@@ -318,23 +416,127 @@ mod tests {
         assert!(s.is_idle());
     }
 
+    fn subscribe(filters: &[(&str, u64)]) -> Request {
+        Request::Subscribe(
+            Some(9),
+            filters
+                .iter()
+                .map(|(f, id)| (MqttStr::new(f).unwrap(), QoS::AtLeastOnce, *id))
+                .collect(),
+        )
+    }
+
+    fn pkid(packet: &Packet) -> u16 {
+        match packet {
+            Packet::Subscribe(s) => s.pkid,
+            Packet::Unsubscribe(u) => u.pkid,
+            Packet::Publish(p) => p.pkid,
+            Packet::PubRel(id) => *id,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
     #[test]
     fn suback_failure_reports_refused_filters() {
         let mut s = Session::new(10);
-        let id = s.allocate_id().unwrap();
-        s.subscribes.insert(
-            id,
-            PendingSubscribe {
-                token: 9,
-                filters: vec![("a".into(), 1), ("b".into(), 2)],
-            },
-        );
+        let id = pkid(&s.start_request(subscribe(&[("a", 1), ("b", 2)])).unwrap());
         let (token, result, refused) = s
             .on_suback(id, &[SubAckCode::Granted(QoS::AtLeastOnce), SubAckCode::Failure])
             .unwrap();
-        assert_eq!(token, 9);
+        assert_eq!(token, Some(9));
         assert_eq!(result, Err(Error::SubscribeRefused { codes: vec![1, 0x80] }));
         assert_eq!(refused, vec![("b".to_string(), 2)]);
+        assert!(s.is_idle());
+    }
+
+    #[test]
+    fn an_ack_of_the_wrong_kind_leaves_the_request_waiting() {
+        let mut s = Session::new(10);
+        let id = pkid(
+            &s.start_request(Request::Unsubscribe(4, vec![MqttStr::new("a").unwrap()]))
+                .unwrap(),
+        );
+        assert!(s.on_suback(id, &[SubAckCode::Failure]).is_none());
+        assert_eq!(s.on_unsuback(id), Some(4));
+    }
+
+    #[test]
+    fn lost_connection_hands_back_unanswered_requests_in_send_order() {
+        let mut s = Session::new(10);
+        s.start_request(subscribe(&[("b", 1)])).unwrap();
+        s.start_request(Request::Unsubscribe(5, vec![MqttStr::new("c").unwrap()]))
+            .unwrap();
+        s.start_request(subscribe(&[("a", 2)])).unwrap();
+        let back = s.on_lost();
+        let order: Vec<String> = back
+            .iter()
+            .map(|r| match r {
+                Request::Subscribe(_, f) => format!("sub {}", f[0].0.as_str()),
+                Request::Unsubscribe(_, f) => format!("unsub {}", f[0].as_str()),
+            })
+            .collect();
+        assert_eq!(order, ["sub b", "unsub c", "sub a"]);
+        assert!(s.is_idle());
+        assert_eq!(s.ids.count, 0, "their packet ids are free again");
+    }
+
+    /// Three publishes in flight, sent in this order: QoS 2 already PUBREC'd, QoS 1, QoS 2.
+    fn session_with_three_in_flight() -> (Session, [u16; 3]) {
+        let mut s = Session::new(10);
+        // Allocate ids so that send order and id order differ.
+        s.ids.last = 100;
+        let a = s.submit(1, publish(QoS::ExactlyOnce)).unwrap().pkid;
+        s.ids.last = 5;
+        let b = s.submit(2, publish(QoS::AtLeastOnce)).unwrap().pkid;
+        s.ids.last = 50;
+        let c = s.submit(3, publish(QoS::ExactlyOnce)).unwrap().pkid;
+        assert_eq!(s.on_ack(Awaiting::PubRec, a), AckAction::SendPubRel(a));
+        s.inbound_qos2.insert(77);
+        (s, [a, b, c])
+    }
+
+    #[test]
+    fn resume_with_session_resends_in_order_with_dup_and_pubrel() {
+        let (mut s, [a, b, c]) = session_with_three_in_flight();
+        let resent = s.resume(true);
+        assert_eq!(resent.len(), 3);
+        assert_eq!(resent[0], Packet::PubRel(a), "PUBREC'd: only PUBREL again");
+        for (packet, id) in resent[1..].iter().zip([b, c]) {
+            let Packet::Publish(p) = packet else {
+                panic!("{packet:?}")
+            };
+            assert!(p.dup, "a resent PUBLISH has DUP set");
+            assert_eq!(p.pkid, id, "with its original packet id");
+        }
+        assert!(s.inbound_qos2.contains(&77), "inbound QoS 2 state survives");
+        assert_eq!(
+            s.on_ack(Awaiting::PubComp, a),
+            AckAction::Complete(1, Ok(Outcome::default()))
+        );
+    }
+
+    #[test]
+    fn resume_without_session_starts_the_messages_again_in_order() {
+        let (mut s, _) = session_with_three_in_flight();
+        s.submit(4, publish(QoS::AtLeastOnce));
+        let resent = s.resume(false);
+        let tokens: Vec<Token> = resent
+            .iter()
+            .map(|p| {
+                let Packet::Publish(p) = p else { panic!("{p:?}") };
+                assert!(!p.dup, "new messages to a new session");
+                s.inflight[&p.pkid].token
+            })
+            .collect();
+        assert_eq!(tokens, [1, 2, 3, 4]);
+        assert!(s.inbound_qos2.is_empty(), "the broker forgot its QoS 2 state, so do we");
+        let first = resent[0].clone();
+        let Packet::Publish(first) = first else { unreachable!() };
+        assert_eq!(
+            s.inflight[&first.pkid].awaiting,
+            Awaiting::PubRec,
+            "QoS 2 restarts at PUBLISH"
+        );
     }
 
     #[test]

@@ -26,6 +26,67 @@ impl std::fmt::Display for Address {
     }
 }
 
+/// The port MQTT over plain TCP uses when a server address names none.
+pub const DEFAULT_PORT: u16 = 1883;
+
+impl std::str::FromStr for Address {
+    type Err = String;
+
+    /// Parses a server address: `tcp://host[:port]` or `mqtt://host[:port]`, a bare `host[:port]`
+    /// (port 1883 by default; IPv6 literals in brackets, `[::1]:1883`), or `unix:/path` /
+    /// `unix:///path` for a Unix-domain socket.
+    fn from_str(uri: &str) -> Result<Address, String> {
+        if let Some(path) = uri.strip_prefix("unix:") {
+            let path = path.strip_prefix("//").unwrap_or(path);
+            if !path.starts_with('/') {
+                return Err(format!("\"{uri}\": a unix: address needs an absolute path"));
+            }
+            return Ok(Address::Unix(PathBuf::from(path)));
+        }
+        let rest = match uri.split_once("://") {
+            Some(("tcp" | "mqtt", rest)) => rest,
+            Some((scheme, _)) => return Err(format!("\"{uri}\": unsupported scheme \"{scheme}\"")),
+            None => uri,
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+            let (host, after) = v6
+                .split_once(']')
+                .ok_or_else(|| format!("\"{uri}\": unclosed '[' in the host"))?;
+            match after {
+                "" => (host, None),
+                _ => (
+                    host,
+                    Some(
+                        after
+                            .strip_prefix(':')
+                            .ok_or_else(|| format!("\"{uri}\": junk after ']'"))?,
+                    ),
+                ),
+            }
+        } else {
+            match rest.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (rest, None),
+            }
+        };
+        if host.is_empty() || host.contains(['/', ' ', '@', '?', '#']) {
+            return Err(format!("\"{uri}\": bad host \"{host}\""));
+        }
+        let port = match port {
+            None => DEFAULT_PORT,
+            Some(p) => match p.parse::<u16>() {
+                Ok(p) if p > 0 => p,
+                _ => return Err(format!("\"{uri}\": bad port \"{p}\"")),
+            },
+        };
+        Ok(Address::Tcp {
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
 pub async fn connect(addr: &Address) -> std::io::Result<(Reader, Writer)> {
     match addr {
         Address::Tcp { host, port } => {
@@ -39,6 +100,53 @@ pub async fn connect(addr: &Address) -> std::io::Result<(Reader, Writer)> {
             let s = tokio::net::UnixStream::connect(path).await?;
             let (r, w) = s.into_split();
             Ok((Box::new(r), Box::new(w)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp(host: &str, port: u16) -> Result<Address, String> {
+        Ok(Address::Tcp {
+            host: host.into(),
+            port,
+        })
+    }
+
+    #[test]
+    fn parses_the_address_forms() {
+        assert_eq!("tcp://broker.example:1884".parse(), tcp("broker.example", 1884));
+        assert_eq!("mqtt://10.0.0.1".parse(), tcp("10.0.0.1", 1883));
+        assert_eq!("localhost:1999".parse(), tcp("localhost", 1999));
+        assert_eq!("localhost".parse(), tcp("localhost", 1883));
+        assert_eq!("tcp://[::1]:1885/".parse(), tcp("::1", 1885));
+        assert_eq!("[fe80::1]".parse(), tcp("fe80::1", 1883));
+        assert_eq!(
+            "unix:///run/mqtt.sock".parse(),
+            Ok(Address::Unix("/run/mqtt.sock".into()))
+        );
+        assert_eq!("unix:/tmp/s".parse(), Ok(Address::Unix("/tmp/s".into())));
+    }
+
+    #[test]
+    fn rejects_bad_addresses_with_a_reason() {
+        for bad in [
+            "",
+            "tcp://",
+            ":1883",
+            "host:0",
+            "host:65536",
+            "host:x",
+            "ws://host",
+            "unix:rel/path",
+            "[::1",
+            "[::1]x",
+            "a b:1",
+        ] {
+            let e = bad.parse::<Address>().expect_err(bad);
+            assert!(e.contains(bad), "{e} names the input");
         }
     }
 }

@@ -11,7 +11,7 @@ use bytes::Bytes;
 
 use super::{Failure, arg_bytes, arg_str, guard, mqttc_status, opt_str, write_out};
 use crate::codec::{MqttStr, QoS, Will};
-use crate::engine::{self, Address, Client, LogLevel, State};
+use crate::engine::{self, Address, Client, ConnectionEvent, LogLevel, Overflow, State};
 use crate::topic::validate_topic_name;
 
 /// A client: one connection to one broker, with its subscriptions and tokens.
@@ -74,6 +74,39 @@ pub struct mqttc_options {
     /// Events queued for the callback thread before the library stops reading the socket.
     /// Default 4096.
     pub callback_queue: u32,
+    /// Reconnect by itself when an established connection is lost, with exponential backoff and
+    /// jitter between `reconnect_min_ms` and `reconnect_max_ms`. A failed first `mqttc_connect`
+    /// is not retried (its token reports the failure). Default true.
+    pub auto_reconnect: bool,
+    /// Default 1000.
+    pub reconnect_min_ms: u32,
+    /// Default 30000.
+    pub reconnect_max_ms: u32,
+    /// Publishes made while there is no connection (after a loss, while reconnecting) wait in
+    /// order in the offline queue, bounded by count and by bytes (topic + payload), and go out on
+    /// the next connection. 0 messages turns offline queueing off: such publishes fail with
+    /// MQTTC_ERR_QUEUE_FULL. Default 10000 messages, 16 MiB.
+    pub offline_max_messages: u32,
+    pub offline_max_bytes: usize,
+    /// What happens when the offline queue is full: an `mqttc_overflow` value. Default
+    /// MQTTC_OVERFLOW_REJECT_NEW.
+    pub offline_overflow: c_int,
+    /// Also queue publishes made before the first `mqttc_connect` (otherwise they fail with
+    /// MQTTC_ERR_NOT_CONNECTED). Default false.
+    pub queue_before_connect: bool,
+    /// With several servers (`mqttc_client_new_uris`): start each reconnect at the server after
+    /// the one last connected to, instead of at the first of the list. Default false.
+    pub rotate_servers: bool,
+}
+
+/// What happens to a publish that does not fit in the offline queue (`offline_overflow`). Either
+/// way the message that is not sent has its token fail, so nothing is dropped silently.
+#[repr(C)]
+pub enum mqttc_overflow {
+    /// The new publish's token fails with MQTTC_ERR_QUEUE_FULL.
+    MQTTC_OVERFLOW_REJECT_NEW = 0,
+    /// The oldest queued publishes' tokens fail with MQTTC_ERR_DROPPED until the new one fits.
+    MQTTC_OVERFLOW_DROP_OLDEST = 1,
 }
 
 /// Fills `opts` with the defaults and sets `struct_size`. NULL is ignored.
@@ -100,6 +133,14 @@ pub unsafe extern "C" fn mqttc_options_init(opts: *mut mqttc_options) {
         max_packet_size: d.max_packet_size.min(u32::MAX as usize) as u32,
         token_history: d.token_history as u32,
         callback_queue: d.callback_queue as u32,
+        auto_reconnect: d.auto_reconnect,
+        reconnect_min_ms: millis(d.reconnect_min),
+        reconnect_max_ms: millis(d.reconnect_max),
+        offline_max_messages: d.offline_max_messages.min(u32::MAX as usize) as u32,
+        offline_max_bytes: d.offline_max_bytes,
+        offline_overflow: mqttc_overflow::MQTTC_OVERFLOW_REJECT_NEW as c_int,
+        queue_before_connect: d.queue_before_connect,
+        rotate_servers: d.rotate_servers,
     };
     // SAFETY: NULL or writable per the documented contract.
     unsafe { write_out(opts, defaults) };
@@ -165,8 +206,34 @@ unsafe fn read_options(opts: *const mqttc_options) -> Result<engine::Options, Fa
         max_packet_size: (o.max_packet_size as usize).max(2),
         token_history: (o.token_history as usize).max(1),
         callback_queue: (o.callback_queue as usize).max(1),
+        auto_reconnect: o.auto_reconnect,
+        reconnect_min: Duration::from_millis(o.reconnect_min_ms.into()),
+        reconnect_max: Duration::from_millis(o.reconnect_max_ms.into()),
+        offline_max_messages: o.offline_max_messages as usize,
+        offline_max_bytes: o.offline_max_bytes,
+        offline_overflow: match o.offline_overflow {
+            0 => Overflow::RejectNew,
+            1 => Overflow::DropOldest,
+            other => {
+                return Err(Failure::new(
+                    mqttc_status::MQTTC_ERR_INVALID_ARGUMENT,
+                    format!("offline_overflow is {other}; it must be an mqttc_overflow value (0 or 1)"),
+                ));
+            }
+        },
+        queue_before_connect: o.queue_before_connect,
+        rotate_servers: o.rotate_servers,
         ..engine::Options::default()
     };
+    if e.reconnect_min.is_zero() || e.reconnect_max < e.reconnect_min {
+        return Err(Failure::new(
+            mqttc_status::MQTTC_ERR_INVALID_ARGUMENT,
+            format!(
+                "reconnect delays must satisfy 0 < reconnect_min_ms ({}) <= reconnect_max_ms ({})",
+                o.reconnect_min_ms, o.reconnect_max_ms
+            ),
+        ));
+    }
     let text = |s: &str, name: &str| {
         MqttStr::new(s).map_err(|err| Failure::new(mqttc_status::MQTTC_ERR_INVALID_ARGUMENT, format!("{name}: {err}")))
     };
@@ -212,13 +279,13 @@ unsafe fn read_options(opts: *const mqttc_options) -> Result<engine::Options, Fa
     Ok(e)
 }
 
-fn make_client(address: Address, opts: *const mqttc_options, out: *mut *mut mqttc_client) -> Result<(), Failure> {
+fn make_client(servers: Vec<Address>, opts: *const mqttc_options, out: *mut *mut mqttc_client) -> Result<(), Failure> {
     if out.is_null() {
         return Err(Failure::new(mqttc_status::MQTTC_ERR_NULL, "out is NULL"));
     }
     // SAFETY: as documented on the exported constructors.
     let options = unsafe { read_options(opts) }?;
-    let inner = Client::new(address, options).map_err(|e| {
+    let inner = Client::new(servers, options).map_err(|e| {
         Failure::new(
             mqttc_status::MQTTC_ERR_RESOURCE,
             format!("cannot start the client: {e}"),
@@ -256,13 +323,50 @@ pub unsafe extern "C" fn mqttc_client_new(
             ));
         }
         make_client(
-            Address::Tcp {
+            vec![Address::Tcp {
                 host: host.to_owned(),
                 port,
-            },
+            }],
             opts,
             out,
         )
+    })
+}
+
+/// Makes a client for a broker reachable at any of `count` server addresses (a broker cluster):
+/// `tcp://host:port`, `mqtt://host:port`, `host:port`, `host` (port 1883), `[v6addr]:port`, or
+/// `unix:/path`. Each connect and each reconnect tries them in order (see `rotate_servers`) until
+/// one accepts. Otherwise as `mqttc_client_new`; the strings are copied.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mqttc_client_new_uris(
+    uris: *const *const c_char,
+    count: usize,
+    opts: *const mqttc_options,
+    out: *mut *mut mqttc_client,
+) -> mqttc_status {
+    guard(|| {
+        if uris.is_null() {
+            return Err(Failure::new(mqttc_status::MQTTC_ERR_NULL, "uris is NULL"));
+        }
+        if count == 0 || count > 1024 {
+            return Err(Failure::new(
+                mqttc_status::MQTTC_ERR_INVALID_ARGUMENT,
+                format!("count is {count}; give 1 to 1024 server addresses"),
+            ));
+        }
+        // SAFETY: the caller passes `count` readable pointers.
+        let uris = unsafe { std::slice::from_raw_parts(uris, count) };
+        let servers = uris
+            .iter()
+            .enumerate()
+            .map(|(i, uri)| {
+                // SAFETY: each borrowed for the call per the contract.
+                let uri = unsafe { arg_str(*uri, &format!("uris[{i}]")) }?;
+                uri.parse::<Address>()
+                    .map_err(|e| Failure::new(mqttc_status::MQTTC_ERR_INVALID_ARGUMENT, format!("uris[{i}]: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        make_client(servers, opts, out)
     })
 }
 
@@ -279,7 +383,7 @@ pub unsafe extern "C" fn mqttc_client_new_unix(
         if path.is_empty() {
             return Err(Failure::new(mqttc_status::MQTTC_ERR_INVALID_ARGUMENT, "path is empty"));
         }
-        make_client(Address::Unix(PathBuf::from(path)), opts, out)
+        make_client(vec![Address::Unix(PathBuf::from(path))], opts, out)
     })
 }
 
@@ -336,32 +440,53 @@ pub unsafe extern "C" fn mqttc_client_free(client: *mut mqttc_client) {
     });
 }
 
-/// Starts connecting (MQTTClient.jl's `connect_async`). Returns at once; `*token` (if not NULL)
-/// completes when the broker accepted (MQTTC_OK; `mqttc_token_codes` gives [session_present]) or
-/// refused the connection (one MQTTC_ERR_REFUSED_* per CONNACK code), or it failed.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn mqttc_connect(client: *mut mqttc_client, token: *mut mqttc_token) -> mqttc_status {
+/// Runs one of the client's token-returning operations for C.
+///
+/// # Safety
+/// As `client_arg` for `client`; `token` is NULL or writable.
+unsafe fn start(
+    client: *mut mqttc_client,
+    token: *mut mqttc_token,
+    op: fn(&Client) -> Result<engine::Token, engine::Error>,
+) -> mqttc_status {
     guard(|| {
         // SAFETY: per the contracts of `client_arg` and `write_out`.
         let c = unsafe { client_arg(client) }?;
-        let t = c.inner.connect()?;
+        let t = op(&c.inner)?;
         unsafe { write_out(token, t) };
         Ok(())
     })
 }
 
+/// Starts connecting (MQTTClient.jl's `connect_async`). Returns at once; `*token` (if not NULL)
+/// completes when the broker accepted (MQTTC_OK; `mqttc_token_codes` gives [session_present]) or
+/// refused the connection (one MQTTC_ERR_REFUSED_* per CONNACK code), or it failed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mqttc_connect(client: *mut mqttc_client, token: *mut mqttc_token) -> mqttc_status {
+    // SAFETY: per this function's contract.
+    unsafe { start(client, token, Client::connect) }
+}
+
+/// Starts a new connection now (libmosquitto's `mosquitto_reconnect`, MQTTClient.jl's
+/// `reconnect_async`): a live connection is dropped as if it were lost (the session carries on:
+/// unacknowledged messages are resent), a wait before an automatic reconnect is cut short, and
+/// without a session this is `mqttc_connect`. `*token` completes like `mqttc_connect`'s.
+/// MQTTC_ERR_NOT_CONNECTED while a disconnect is under way.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mqttc_reconnect(client: *mut mqttc_client, token: *mut mqttc_token) -> mqttc_status {
+    // SAFETY: per this function's contract.
+    unsafe { start(client, token, Client::reconnect) }
+}
+
 /// Starts a clean disconnect: what was queued before this call is sent first, in-flight QoS 1/2
 /// messages get up to `disconnect_timeout_ms` to be acknowledged, then DISCONNECT is sent and the
-/// socket closed. Operations still pending then complete with MQTTC_ERR_CANCELLED.
+/// socket closed. Operations still pending then complete with MQTTC_ERR_CANCELLED. Also ends a
+/// session whose connection is lost (reconnecting, or waiting for `mqttc_reconnect`): the
+/// offline queue and everything pending are cancelled at once. No automatic reconnect follows.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_disconnect(client: *mut mqttc_client, token: *mut mqttc_token) -> mqttc_status {
-    guard(|| {
-        // SAFETY: per the contracts of `client_arg` and `write_out`.
-        let c = unsafe { client_arg(client) }?;
-        let t = c.inner.disconnect()?;
-        unsafe { write_out(token, t) };
-        Ok(())
-    })
+    // SAFETY: per this function's contract.
+    unsafe { start(client, token, Client::disconnect) }
 }
 
 /// Connection states reported by `mqttc_client_state`.
@@ -371,6 +496,8 @@ pub enum mqttc_state {
     MQTTC_STATE_CONNECTING = 1,
     MQTTC_STATE_CONNECTED = 2,
     MQTTC_STATE_DISCONNECTING = 3,
+    /// The connection was lost; automatic reconnect is waiting or trying.
+    MQTTC_STATE_RECONNECTING = 4,
 }
 
 /// The client's connection state (an `mqttc_state` value), or a negative `mqttc_status` when the
@@ -385,6 +512,7 @@ pub unsafe extern "C" fn mqttc_client_state(client: *const mqttc_client) -> c_in
             State::Connecting => mqttc_state::MQTTC_STATE_CONNECTING,
             State::Connected => mqttc_state::MQTTC_STATE_CONNECTED,
             State::Disconnecting => mqttc_state::MQTTC_STATE_DISCONNECTING,
+            State::Reconnecting => mqttc_state::MQTTC_STATE_RECONNECTING,
         } as c_int;
         Ok(())
     });
@@ -428,6 +556,20 @@ unsafe impl<F: Send> Send for Callback<F> {}
 // SAFETY: as above; the function is called from one thread at a time.
 unsafe impl<F: Sync> Sync for Callback<F> {}
 
+/// Checks the client of a callback setter and pairs the C callback (if any) with its userdata.
+///
+/// # Safety
+/// As `client_arg`.
+unsafe fn callback_arg<'a, F>(
+    client: *mut mqttc_client,
+    cb: Option<F>,
+    userdata: *mut c_void,
+) -> Result<(&'a mqttc_client, Option<Callback<F>>), Failure> {
+    // SAFETY: per this function's contract.
+    let c = unsafe { client_arg(client) }?;
+    Ok((c, cb.map(|f| Callback { f, client, userdata })))
+}
+
 /// Sets (or with NULL `cb`, removes) the log callback; messages at `level` (an `mqttc_log_level`)
 /// and more severe are passed to it. Lines are produced only while a callback is set.
 #[unsafe(no_mangle)]
@@ -439,7 +581,7 @@ pub unsafe extern "C" fn mqttc_set_log(
 ) -> mqttc_status {
     guard(|| {
         // SAFETY: per the contract of `client_arg`.
-        let c = unsafe { client_arg(client) }?;
+        let (c, cb) = unsafe { callback_arg(client, cb, userdata) }?;
         let level = match level {
             0 => LogLevel::Off,
             1 => LogLevel::Error,
@@ -453,8 +595,7 @@ pub unsafe extern "C" fn mqttc_set_log(
                 ));
             }
         };
-        let handler = cb.map(|f| {
-            let cb = Callback { f, client, userdata };
+        let handler = cb.map(|cb| {
             Arc::new(move |level: LogLevel, line: &str| {
                 let cb = &cb; // capture the whole (Send + Sync) struct, not its raw-pointer fields
                 let line = std::ffi::CString::new(line.replace('\0', " ")).unwrap_or_default();
@@ -477,9 +618,8 @@ pub unsafe extern "C" fn mqttc_set_on_complete(
 ) -> mqttc_status {
     guard(|| {
         // SAFETY: per the contract of `client_arg`.
-        let c = unsafe { client_arg(client) }?;
-        let handler = cb.map(|f| {
-            let cb = Callback { f, client, userdata };
+        let (c, cb) = unsafe { callback_arg(client, cb, userdata) }?;
+        let handler = cb.map(|cb| {
             Arc::new(move |token, result: &engine::TokenResult| {
                 let cb = &cb; // capture the whole (Send + Sync) struct, not its raw-pointer fields
                 let status = match result {
@@ -491,6 +631,97 @@ pub unsafe extern "C" fn mqttc_set_on_complete(
             }) as engine::CompletionHandler
         });
         c.inner.set_on_complete(handler);
+        Ok(())
+    })
+}
+
+/// What changed, in an `mqttc_connection_event`.
+#[repr(C)]
+pub enum mqttc_connection_change {
+    /// The broker accepted a connection (the first, or a reconnect).
+    MQTTC_CONNECTION_UP = 0,
+    /// An established connection was lost; automatic reconnect, when on, starts now.
+    MQTTC_CONNECTION_LOST = 1,
+    /// `mqttc_disconnect` finished: the session is over.
+    MQTTC_CONNECTION_CLOSED = 2,
+}
+
+/// A connection-state change. Borrowed: valid only during the callback.
+#[repr(C)]
+pub struct mqttc_connection_event {
+    /// An `mqttc_connection_change` value.
+    pub change: c_int,
+    /// LOST: why (MQTTC_ERR_IO, MQTTC_ERR_KEEPALIVE_TIMEOUT, MQTTC_ERR_CONNECTION_CLOSED, ...);
+    /// MQTTC_OK otherwise.
+    pub reason: mqttc_status,
+    /// UP: the broker kept this client's session (CONNACK "session present"). When false, the
+    /// library has already subscribed every registered filter again.
+    pub session_present: bool,
+    /// UP and LOST: the server, as "host:port" or "unix:/path"; NULL for CLOSED.
+    pub server: *const c_char,
+    /// LOST: a human-readable reason; NULL otherwise.
+    pub detail: *const c_char,
+}
+
+/// Connection-state callback: runs on the client's callback thread, in order with the messages.
+pub type mqttc_connection_cb = Option<
+    unsafe extern "C" fn(client: *mut mqttc_client, event: *const mqttc_connection_event, userdata: *mut c_void),
+>;
+
+/// Sets (or with NULL `cb`, removes) the connection-state callback: called when a connection comes
+/// up (with "session present"), when one is lost (with the reason), and when a disconnect ends
+/// the session.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mqttc_set_on_connection(
+    client: *mut mqttc_client,
+    cb: mqttc_connection_cb,
+    userdata: *mut c_void,
+) -> mqttc_status {
+    guard(|| {
+        // SAFETY: per the contract of `client_arg`.
+        let (c, cb) = unsafe { callback_arg(client, cb, userdata) }?;
+        let handler = cb.map(|cb| {
+            Arc::new(move |change: &ConnectionEvent| {
+                let cb = &cb; // capture the whole (Send + Sync) struct, not its raw-pointer fields
+                let text = |s: String| std::ffi::CString::new(s.replace('\0', " ")).unwrap_or_default();
+                let (kind, reason, session_present, server, detail) = match change {
+                    ConnectionEvent::Connected {
+                        session_present,
+                        server,
+                    } => (
+                        mqttc_connection_change::MQTTC_CONNECTION_UP,
+                        mqttc_status::MQTTC_OK,
+                        *session_present,
+                        Some(text(server.to_string())),
+                        None,
+                    ),
+                    ConnectionEvent::Lost { reason, server } => (
+                        mqttc_connection_change::MQTTC_CONNECTION_LOST,
+                        mqttc_status::from(reason),
+                        false,
+                        Some(text(server.to_string())),
+                        Some(text(reason.to_string())),
+                    ),
+                    ConnectionEvent::Disconnected => (
+                        mqttc_connection_change::MQTTC_CONNECTION_CLOSED,
+                        mqttc_status::MQTTC_OK,
+                        false,
+                        None,
+                        None,
+                    ),
+                };
+                let event = mqttc_connection_event {
+                    change: kind as c_int,
+                    reason,
+                    session_present,
+                    server: server.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
+                    detail: detail.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
+                };
+                // SAFETY: the caller's function, called with its own userdata and a borrowed event.
+                unsafe { (cb.f)(cb.client, &event, cb.userdata) }
+            }) as engine::ConnectionHandler
+        });
+        c.inner.set_on_connection(handler);
         Ok(())
     })
 }

@@ -43,10 +43,17 @@ pub enum mqttc_status {
     MQTTC_ERR_TOKEN_UNKNOWN = -24,
     /// The token completed long ago and its result is no longer kept (see `token_history`).
     MQTTC_ERR_TOKEN_EXPIRED = -25,
-    /// The operation was abandoned: disconnect, client free, or connection loss.
+    /// The operation was abandoned: disconnect or client free while it waited, or (for a QoS 0
+    /// publish, or a connect superseded by `mqttc_reconnect`) the connection was lost.
     MQTTC_ERR_CANCELLED = -26,
     /// All 65535 packet ids are in use by unacknowledged operations.
     MQTTC_ERR_PACKET_IDS_EXHAUSTED = -27,
+    /// A publish made while offline did not fit in the offline queue (policy
+    /// MQTTC_OVERFLOW_REJECT_NEW, or larger than `offline_max_bytes`).
+    MQTTC_ERR_QUEUE_FULL = -28,
+    /// A publish waiting in the offline queue was dropped to make room for a newer one (policy
+    /// MQTTC_OVERFLOW_DROP_OLDEST).
+    MQTTC_ERR_DROPPED = -29,
     /// A network error: name resolution, connect, read or write failed.
     MQTTC_ERR_IO = -40,
     /// No connection or CONNACK within the connect timeout.
@@ -98,6 +105,8 @@ impl From<&Error> for mqttc_status {
             Error::PacketIdsExhausted => MQTTC_ERR_PACKET_IDS_EXHAUSTED,
             Error::SubscribeRefused { .. } => MQTTC_ERR_SUBSCRIBE_REFUSED,
             Error::Cancelled => MQTTC_ERR_CANCELLED,
+            Error::QueueFull => MQTTC_ERR_QUEUE_FULL,
+            Error::Dropped => MQTTC_ERR_DROPPED,
         }
     }
 }
@@ -124,6 +133,8 @@ const ALL: &[(mqttc_status, &str)] = {
         (MQTTC_ERR_TOKEN_EXPIRED, "token result expired\0"),
         (MQTTC_ERR_CANCELLED, "cancelled\0"),
         (MQTTC_ERR_PACKET_IDS_EXHAUSTED, "all packet ids in use\0"),
+        (MQTTC_ERR_QUEUE_FULL, "offline queue full\0"),
+        (MQTTC_ERR_DROPPED, "dropped from the full offline queue\0"),
         (MQTTC_ERR_IO, "network error\0"),
         (MQTTC_ERR_CONNECT_TIMEOUT, "connect timed out\0"),
         (MQTTC_ERR_KEEPALIVE_TIMEOUT, "keep-alive timeout\0"),

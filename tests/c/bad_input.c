@@ -73,6 +73,27 @@ int main(int argc, char **argv) {
     opts.password = (const uint8_t *)"pw";
     opts.password_len = 2;
     expect("password without username", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_ARGUMENT);
+    mqttc_options_init(&opts);
+    opts.offline_overflow = 7;
+    expect("offline_overflow 7", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_ARGUMENT);
+    mqttc_options_init(&opts);
+    opts.reconnect_min_ms = 0;
+    expect("reconnect_min_ms 0", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_ARGUMENT);
+    mqttc_options_init(&opts);
+    opts.reconnect_min_ms = 5000;
+    opts.reconnect_max_ms = 100;
+    expect("reconnect_max_ms below min", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_ARGUMENT);
+    const char *uris[3] = {"tcp://127.0.0.1:1883", "ws://127.0.0.1:80", NULL};
+    expect("client_new_uris NULL array", mqttc_client_new_uris(NULL, 1, NULL, &c), MQTTC_ERR_NULL);
+    expect("client_new_uris count 0", mqttc_client_new_uris(uris, 0, NULL, &c), MQTTC_ERR_INVALID_ARGUMENT);
+    expect("client_new_uris NULL out", mqttc_client_new_uris(uris, 1, NULL, NULL), MQTTC_ERR_NULL);
+    expect("client_new_uris unknown scheme", mqttc_client_new_uris(uris, 2, NULL, &c), MQTTC_ERR_INVALID_ARGUMENT);
+    uris[1] = "localhost";
+    expect("client_new_uris NULL entry", mqttc_client_new_uris(uris, 3, NULL, &c), MQTTC_ERR_NULL);
+    uris[1] = "127.0.0.1:99999";
+    expect("client_new_uris bad port", mqttc_client_new_uris(uris, 2, NULL, &c), MQTTC_ERR_INVALID_ARGUMENT);
+    uris[1] = bad_utf8;
+    expect("client_new_uris invalid UTF-8", mqttc_client_new_uris(uris, 2, NULL, &c), MQTTC_ERR_INVALID_UTF8);
 
     /* NULL client everywhere. */
     expect("connect NULL client", mqttc_connect(NULL, &t), MQTTC_ERR_NULL);
@@ -83,6 +104,8 @@ int main(int argc, char **argv) {
     expect("token_poll NULL client", mqttc_token_poll(NULL, 1), MQTTC_ERR_NULL);
     expect("token_wait NULL client", mqttc_token_wait(NULL, 1, 10), MQTTC_ERR_NULL);
     expect("set_log NULL client", mqttc_set_log(NULL, 1, NULL, NULL), MQTTC_ERR_NULL);
+    expect("reconnect NULL client", mqttc_reconnect(NULL, &t), MQTTC_ERR_NULL);
+    expect("set_on_connection NULL client", mqttc_set_on_connection(NULL, NULL, NULL), MQTTC_ERR_NULL);
     mqttc_client_free(NULL); /* a no-op */
 
     /* A real client, before connecting. */
@@ -153,6 +176,7 @@ int main(int argc, char **argv) {
     expect("disconnect", mqttc_disconnect(c, &t), MQTTC_OK);
     expect("disconnect wait", mqttc_token_wait(c, t, 10000), MQTTC_OK);
     expect("publish after disconnect", mqttc_publish(c, "t", "x", 1, 0, false, &t), MQTTC_ERR_NOT_CONNECTED);
+    expect("disconnect after disconnect", mqttc_disconnect(c, &t), MQTTC_ERR_NOT_CONNECTED);
     mqttc_client_free(c);
     printf("%d failure(s)\n", failures);
     return failures ? 1 : 0;

@@ -313,6 +313,17 @@ impl FakeConn {
         connect
     }
 
+    /// The handshake of a client coming back: expects CONNECT, answers CONNACK accepted with
+    /// "session present".
+    pub fn resume_connect(&mut self) -> Connect {
+        let connect = self.expect_connect();
+        self.send(Packet::ConnAck(ConnAck {
+            session_present: true,
+            code: ConnectReturnCode::Accepted,
+        }));
+        connect
+    }
+
     pub fn connack(&mut self, code: ConnectReturnCode) {
         self.send(Packet::ConnAck(ConnAck {
             session_present: false,
