@@ -578,7 +578,8 @@ enum mqttc_status mqttc_set_on_complete(struct mqttc_client *client,
 /**
  * Sets (or with NULL `cb`, removes) the connection-state callback: called when a connection comes
  * up (with "session present"), when one is lost (with the reason), and when a disconnect ends
- * the session.
+ * the session. A connection dropped by `mqttc_reconnect` reports only the new UP. Failed
+ * attempts to connect are not events (the connect token and the log report them).
  */
 enum mqttc_status mqttc_set_on_connection(struct mqttc_client *client,
                                           mqttc_connection_cb cb,

@@ -25,6 +25,8 @@ use super::{Address, Command, Error, Options, Shared, State};
 const WRITE_HIGH_WATER: usize = 1 << 20;
 /// Keep at least this much free space for each socket read, so small reads don't reallocate.
 const READ_CHUNK: usize = 64 * 1024;
+/// The least time a disconnect gives its last write (DISCONNECT included) when its deadline passed.
+const LAST_WRITE: Duration = Duration::from_millis(200);
 /// Filters per SUBSCRIBE when subscribing again after the broker lost the session: keeps each
 /// packet well within brokers' size limits.
 const RESUBSCRIBE_CHUNK: usize = 256;
@@ -278,6 +280,7 @@ impl<'a> Net<'a> {
                     // Skip the rest of the wait.
                     Waited::Control(Control::Connect(t) | Control::Reconnect(t)) => waiters.push(t),
                     Waited::Control(Control::Disconnect(t)) => {
+                        self.cancel_waiters(&mut waiters);
                         self.end_session(t);
                         return true;
                     }
@@ -306,6 +309,7 @@ impl<'a> Net<'a> {
                     continue;
                 }
                 Attempt::Disconnect(t) => {
+                    self.cancel_waiters(&mut waiters);
                     self.end_session(t);
                     return true;
                 }
@@ -363,6 +367,13 @@ impl<'a> Net<'a> {
                 return true;
             }
             delay = Some(self.backoff.next_delay());
+        }
+    }
+
+    /// Connect tokens still waiting when a disconnect ends the attempt.
+    fn cancel_waiters(&mut self, waiters: &mut Vec<Token>) {
+        for t in waiters.drain(..) {
+            self.out.complete(t, Err(Error::Cancelled));
         }
     }
 
@@ -633,7 +644,7 @@ impl Net<'_> {
             self.out.flush();
             if let Some((token, deadline)) = disconnecting {
                 if self.session.is_idle() || Instant::now() >= deadline {
-                    return self.finish_disconnect(writer, wbuf, token).await;
+                    return self.finish_disconnect(writer, wbuf, token, deadline).await;
                 }
             }
             if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
@@ -669,7 +680,12 @@ impl Net<'_> {
                     }
                     Err(e) => return Ended::Lost(e.into()),
                 },
-                command = self.commands.recv(), if disconnecting.is_none() && wbuf.len() < WRITE_HIGH_WATER => {
+                // A disconnect is taken even when the socket is stuck: it is what ends that.
+                () = ctx.shared.wake.notified() => {},
+                command = self.commands.recv(),
+                    if disconnecting.is_none()
+                        && (wbuf.len() < WRITE_HIGH_WATER || ctx.shared.state() == State::Disconnecting) =>
+                {
                     let Some(mut command) = command else { return Ended::Closed };
                     // Take whatever else is queued too, so one socket write carries the whole batch.
                     loop {
@@ -722,15 +738,24 @@ impl Net<'_> {
         }
     }
 
-    /// Sends DISCONNECT after everything queued and closes the socket.
-    async fn finish_disconnect(&mut self, mut writer: Writer, mut wbuf: BytesMut, token: Token) -> Ended {
-        let sent = async {
+    /// Sends DISCONNECT after everything queued and closes the socket. A broker that stops reading
+    /// gets until the disconnect deadline (and at least `LAST_WRITE`), then the socket is closed.
+    async fn finish_disconnect(
+        &mut self,
+        mut writer: Writer,
+        mut wbuf: BytesMut,
+        token: Token,
+        deadline: Instant,
+    ) -> Ended {
+        let write = async {
             encode(&mut wbuf, &Packet::Disconnect)?;
             writer.write_all_buf(&mut wbuf).await?;
             writer.shutdown().await?;
             Ok::<(), Error>(())
-        }
-        .await;
+        };
+        let sent = tokio::time::timeout_at(deadline.max(Instant::now() + LAST_WRITE), write)
+            .await
+            .unwrap_or(Err(Error::Io("the broker stopped reading".into())));
         let result = if sent.is_ok() {
             Ok(Outcome::default())
         } else {

@@ -156,6 +156,9 @@ pub(crate) struct Shared {
     pub session_alive: AtomicBool,
     /// Publishes made before the first connect are queued too (see `Options::queue_before_connect`).
     queue_before_connect: bool,
+    /// Wakes the network task to look at `state` again: a disconnect must be taken even while the
+    /// write buffer is too full to take other commands.
+    pub wake: Notify,
     /// Set by `Client::close`: the callback thread runs no further callback.
     pub closed: AtomicBool,
     pub callback_thread: OnceLock<ThreadId>,
@@ -216,6 +219,7 @@ impl Client {
             subs: Mutex::new(Trie::new()),
             state: AtomicU8::new(State::Disconnected as u8),
             session_alive: AtomicBool::new(false),
+            wake: Notify::new(),
             queue_before_connect: options.queue_before_connect,
             closed: AtomicBool::new(false),
             callback_thread: OnceLock::new(),
@@ -377,7 +381,9 @@ impl Client {
     pub fn disconnect(&self) -> Result<Token, Error> {
         self.require_session()?;
         self.shared.set_state(State::Disconnecting);
-        self.send(Command::Disconnect)
+        let token = self.send(Command::Disconnect);
+        self.shared.wake.notify_one();
+        token
     }
 
     pub fn token_state(&self, token: Token) -> TokenState {

@@ -670,7 +670,8 @@ pub type mqttc_connection_cb = Option<
 
 /// Sets (or with NULL `cb`, removes) the connection-state callback: called when a connection comes
 /// up (with "session present"), when one is lost (with the reason), and when a disconnect ends
-/// the session.
+/// the session. A connection dropped by `mqttc_reconnect` reports only the new UP. Failed
+/// attempts to connect are not events (the connect token and the log report them).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_set_on_connection(
     client: *mut mqttc_client,
