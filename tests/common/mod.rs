@@ -212,6 +212,10 @@ pub fn compile_c(name: &str, sources: &[PathBuf]) -> PathBuf {
     let out_dir = lib_dir().join("c-tests").join(std::process::id().to_string());
     std::fs::create_dir_all(&out_dir).unwrap();
     let exe = out_dir.join(name);
+    // Tests of one binary run in parallel and may build the same program: each links its own
+    // file and renames it into place, so none executes a file another is still writing
+    // ("Text file busy").
+    let partial = out_dir.join(format!("{name}.{:?}.partial", std::thread::current().id()));
     assert!(
         lib_dir().join("libmqttclient.so").exists(),
         "{} has no libmqttclient.so: run `cargo build --lib` before the tests (scripts/test.sh does)",
@@ -233,7 +237,7 @@ pub fn compile_c(name: &str, sources: &[PathBuf]) -> PathBuf {
         .arg(project_dir().join("include"))
         .args(sources)
         .arg("-o")
-        .arg(&exe)
+        .arg(&partial)
         .arg("-L")
         .arg(lib_dir())
         .arg(format!("-Wl,-rpath,{}", lib_dir().display()))
@@ -244,6 +248,7 @@ pub fn compile_c(name: &str, sources: &[PathBuf]) -> PathBuf {
         "compiling {name} failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    std::fs::rename(&partial, &exe).unwrap();
     exe
 }
 
