@@ -73,6 +73,19 @@ struct cli_config {
 /* ---- messages ---------------------------------------------------------------------------- */
 
 /* "Error: ..." plus mosquitto's pointer to --help, on stderr. */
+/* The long options both tools share, last in their usage text as in mosquitto's. */
+static void cli_usage_long_options(void) {
+    printf(" --help : display this message.\n");
+    printf(" --unix : connect to a broker through a unix domain socket instead of a TCP socket,\n");
+    printf("          e.g. /tmp/mosquitto.sock\n");
+    printf(" --will-payload : payload for the client Will, which is sent by the broker in case of\n");
+    printf("                  unexpected disconnection. If not given and will-topic is set, a zero\n");
+    printf("                  length message will be sent.\n");
+    printf(" --will-qos : QoS level for the client Will.\n");
+    printf(" --will-retain : if given, make the client Will retained.\n");
+    printf(" --will-topic : the topic on which to publish the client Will.\n");
+}
+
 static void cli_usage_error(const struct cli_config *cfg, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);

@@ -40,15 +40,7 @@ static void print_usage(void) {
     printf(" -t : mqtt topic to publish to.\n");
     printf(" -u : provide a username\n");
     printf(" -V : specify the version of the MQTT protocol to use. Only mqttv311 is supported.\n");
-    printf(" --help : display this message.\n");
-    printf(" --unix : connect to a broker through a unix domain socket instead of a TCP socket,\n");
-    printf("          e.g. /tmp/mosquitto.sock\n");
-    printf(" --will-payload : payload for the client Will, which is sent by the broker in case of\n");
-    printf("                  unexpected disconnection. If not given and will-topic is set, a zero\n");
-    printf("                  length message will be sent.\n");
-    printf(" --will-qos : QoS level for the client Will.\n");
-    printf(" --will-retain : if given, make the client Will retained.\n");
-    printf(" --will-topic : the topic on which to publish the client Will.\n");
+    cli_usage_long_options();
 }
 
 /* A whole payload read from a file or stdin. */
