@@ -368,6 +368,11 @@ fn forward(dir: Dir, chunk: &[u8], dst: &mut TcpStream, link: &Link, shared: &Sh
             }
         }
     }
+    if close_after {
+        // Sever the broker side first, so nothing the client answers to these last bytes (a
+        // PUBACK or PUBREC racing our close) can still reach the broker.
+        let _ = link.server.shutdown(Shutdown::Both);
+    }
     if !write_all(dst, data, link, shared) || close_after {
         Forwarded::Closed
     } else {
