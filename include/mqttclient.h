@@ -6,11 +6,13 @@
  *    documentation says otherwise; the library copies what it keeps.
  *  - Pointers passed TO a callback (messages, topics, payloads, log lines) are borrowed and valid only
  *    until the callback returns. Copy what you need to keep.
- *  - Objects the library allocates for you (a client) are released with the matching *_free function.
+ *  - Objects the library allocates for you (a client, a copied message, an event) are released with
+ *    the matching *_free function.
  *
  * Threading rules: every function may be called from any thread, including from inside any callback.
  * Callbacks of one client run on that client's own callback thread, one at a time, in arrival order,
- * and never while the library holds a lock that an API call needs.
+ * and never while the library holds a lock that an API call needs. Runtimes that must not be entered
+ * from a foreign thread (Julia, Python) use event mode instead: see `event_mode` in mqttc_options.
  */
 
 #ifndef MQTTCLIENT_H
@@ -74,6 +76,10 @@ typedef enum mqttc_status {
    * The options struct's `struct_size` is not one this library knows.
    */
   MQTTC_ERR_OPTIONS_SIZE = -9,
+  /**
+   * An event-mode function on a client made without `event_mode` in its options.
+   */
+  MQTTC_ERR_EVENT_MODE_OFF = -10,
   /**
    * The client is not connected (connect first, or it was disconnected).
    */
@@ -230,6 +236,24 @@ typedef enum mqttc_connection_change {
 } mqttc_connection_change;
 
 /**
+ * What an `mqttc_event` reports.
+ */
+typedef enum mqttc_event_kind {
+  /**
+   * A message for one or more event-mode subscriptions: `message`, `subscriptions`.
+   */
+  MQTTC_EVENT_MESSAGE = 1,
+  /**
+   * A token completed: `token`, `status`.
+   */
+  MQTTC_EVENT_COMPLETE = 2,
+  /**
+   * The connection changed: `connection`.
+   */
+  MQTTC_EVENT_CONNECTION = 3,
+} mqttc_event_kind;
+
+/**
  * A client: one connection to one broker, with its subscriptions and tokens.
  *
  * Opaque. Made by `mqttc_client_new` / `mqttc_client_new_unix`, released by `mqttc_client_free`.
@@ -346,6 +370,15 @@ typedef struct mqttc_options {
    * the one last connected to, instead of at the first of the list. Default false.
    */
   bool rotate_servers;
+  /**
+   * Event mode, for runtimes that must not be called from a library thread (Julia, Python,
+   * event loops): token completions, connection changes, and messages for subscriptions made
+   * with a NULL `on_message` wait in a queue drained with `mqttc_event_next`; see
+   * `mqttc_events_fd` and `mqttc_events_set_wakeup`. The queue holds up to `callback_queue`
+   * events; when it is full the library stops reading the socket until the application drains.
+   * Callbacks that are set still run as usual. Default false.
+   */
+  bool event_mode;
 } mqttc_options;
 
 /**
@@ -371,7 +404,8 @@ typedef void (*mqttc_complete_cb)(struct mqttc_client *client,
                                   void *userdata);
 
 /**
- * A connection-state change. Borrowed: valid only during the callback.
+ * A connection-state change. Borrowed: valid only during the callback (or, inside an
+ * `mqttc_event`, until `mqttc_event_free`).
  */
 typedef struct mqttc_connection_event {
   /**
@@ -426,6 +460,47 @@ typedef struct mqttc_message {
 } mqttc_message;
 
 /**
+ * One event from `mqttc_event_next`. The caller owns it and releases it with `mqttc_event_free`;
+ * everything it points to stays valid until then (also after the client is freed). Fields that do
+ * not belong to the event's `kind` are zero / NULL.
+ */
+typedef struct mqttc_event {
+  /**
+   * An `mqttc_event_kind` value.
+   */
+  int kind;
+  /**
+   * COMPLETE: the token that completed.
+   */
+  mqttc_token token;
+  /**
+   * COMPLETE: its status, as `mqttc_token_poll` reports it (`mqttc_token_codes` gives its codes).
+   */
+  enum mqttc_status status;
+  /**
+   * MESSAGE: the message.
+   */
+  struct mqttc_message message;
+  /**
+   * MESSAGE: the `userdata` of every event-mode subscription whose filter matched (one entry per
+   * subscription when filters overlap), `subscription_count` of them.
+   */
+  void *const *subscriptions;
+  size_t subscription_count;
+  /**
+   * CONNECTION: the change.
+   */
+  struct mqttc_connection_event connection;
+} mqttc_event;
+
+/**
+ * A wakeup hook: called with its `arg` from a library thread. It must be quick and thread-safe,
+ * and must not call into a runtime that forbids foreign threads: Julia passes `uv_async_send`
+ * with its `AsyncCondition`'s handle.
+ */
+typedef void (*mqttc_wakeup_cb)(void *arg);
+
+/**
  * Message callback: `message` is borrowed for the call. Runs on the client's callback thread.
  */
 typedef void (*mqttc_message_cb)(struct mqttc_client *client,
@@ -452,7 +527,8 @@ typedef struct mqttc_subscription {
    */
   int qos;
   /**
-   * Called for each message matching `filter`; must not be NULL.
+   * Called for each message matching `filter`. NULL on a client made with `event_mode`: the
+   * messages then arrive as MQTTC_EVENT_MESSAGE events carrying `userdata`.
    */
   mqttc_message_cb on_message;
   void *userdata;
@@ -584,6 +660,40 @@ enum mqttc_status mqttc_set_on_complete(struct mqttc_client *client,
 enum mqttc_status mqttc_set_on_connection(struct mqttc_client *client,
                                           mqttc_connection_cb cb,
                                           void *userdata);
+
+/**
+ * Takes the oldest waiting event without blocking. On MQTTC_OK, `*out` is the event (which the
+ * caller releases with `mqttc_event_free`), or NULL when none waits. Drain until NULL after each
+ * wakeup: the descriptor and the hook signal only that the queue became non-empty.
+ * MQTTC_ERR_EVENT_MODE_OFF unless the client was made with `event_mode`.
+ */
+enum mqttc_status mqttc_event_next(struct mqttc_client *client, struct mqttc_event **out);
+
+/**
+ * Releases an event from `mqttc_event_next`. NULL is a no-op.
+ */
+void mqttc_event_free(struct mqttc_event *event);
+
+/**
+ * Stores in `*fd` a file descriptor that is readable exactly while events wait (an eventfd on
+ * Linux): wait on it with select/poll/epoll or an event loop (Julia: `FileWatching.poll_fd`),
+ * then drain with `mqttc_event_next`. The library owns it and closes it in `mqttc_client_free`;
+ * never read, write or close it.
+ */
+enum mqttc_status mqttc_events_fd(struct mqttc_client *client, int *fd);
+
+/**
+ * Stores in `*count` how many events wait.
+ */
+enum mqttc_status mqttc_events_pending(struct mqttc_client *client, size_t *count);
+
+/**
+ * Sets (or with NULL `wake`, removes) the wakeup hook: called when the event queue goes from
+ * empty to non-empty, and at once when events already wait as it is set.
+ */
+enum mqttc_status mqttc_events_set_wakeup(struct mqttc_client *client,
+                                          mqttc_wakeup_cb wake,
+                                          void *arg);
 
 /**
  * Queues a publish (MQTTClient.jl's `publish_async`) and returns at once. The topic and payload are

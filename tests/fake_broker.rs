@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use mqttclient::codec::{CodecError, ConnectReturnCode, Packet, Publish, QoS, SubAck, SubAckCode, Will};
 use mqttclient::engine::{
-    Client, ConnectionEvent, Error, MessageHandler, Options, Outcome, Overflow, State, Token, TokenResult, TokenState,
+    Client, ConnectionEvent, Error, Handler, Options, Outcome, Overflow, State, Token, TokenResult, TokenState,
 };
 use mqttclient::ffi::mqttc_status;
 
@@ -66,11 +66,11 @@ fn start_watched(options: Options) -> (FakeBroker, Client, FakeConn, Events) {
 }
 
 /// A message handler that forwards every message to the returned receiver.
-fn collector() -> (MessageHandler, mpsc::Receiver<Publish>) {
+fn collector() -> (Handler, mpsc::Receiver<Publish>) {
     let (tx, rx) = mpsc::channel();
-    let handler: MessageHandler = Box::new(move |p: &Publish| {
+    let handler = Handler::Call(Box::new(move |p: &Publish| {
         let _ = tx.send(p.clone());
-    });
+    }));
     (handler, rx)
 }
 
@@ -898,7 +898,7 @@ fn message_handlers_may_publish_and_subscribe_but_wait_is_refused() {
     let weak = Arc::downgrade(&client);
     let (tx, rx) = mpsc::channel();
     let tx = Mutex::new(tx);
-    let handler: MessageHandler = Box::new(move |m: &Publish| {
+    let handler = Handler::Call(Box::new(move |m: &Publish| {
         let Some(client) = weak.upgrade() else { return };
         let published = client.publish(mqtt_str("out/reply"), m.payload.clone(), QoS::AtLeastOnce, false);
         let (noop, _) = collector();
@@ -909,7 +909,7 @@ fn message_handlers_may_publish_and_subscribe_but_wait_is_refused() {
             .lock()
             .unwrap()
             .send((published, subscribed, waited, started.elapsed()));
-    });
+    }));
     let token = client
         .subscribe(vec![(mqtt_str("in"), QoS::AtMostOnce, handler)])
         .unwrap();

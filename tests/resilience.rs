@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use mqttclient::codec::{MqttStr, Publish, QoS};
 use mqttclient::engine::{
-    Address, Client, ConnectionEvent, Error, MessageHandler, Options, Overflow, State, Token, TokenResult, TokenState,
+    Address, Client, ConnectionEvent, Error, Handler, Options, Overflow, State, Token, TokenResult, TokenState,
 };
 
 use common::Broker;
@@ -151,12 +151,12 @@ struct Inbox {
 }
 
 impl Inbox {
-    fn handler(self: &Arc<Self>) -> MessageHandler {
+    fn handler(self: &Arc<Self>) -> Handler {
         let inbox = self.clone();
-        Box::new(move |p: &Publish| {
+        Handler::Call(Box::new(move |p: &Publish| {
             inbox.messages.lock().unwrap().push(p.clone());
             inbox.arrived.notify_all();
-        })
+        }))
     }
 
     /// Waits until `pred` holds for the messages so far (or `timeout` passes); returns whether it

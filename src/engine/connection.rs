@@ -85,12 +85,16 @@ impl<'a> Outbox<'a> {
         }
         // Taken out (and put back, keeping its capacity) so `push` can borrow self meanwhile.
         let mut done = std::mem::take(&mut self.done);
-        if self.ctx.shared.has_on_complete.load(Ordering::Acquire) {
-            for (t, r) in &done {
-                self.push(Event::Completed(*t, r.clone()));
+        // Recorded before the events go out, so a handler (or an event-mode consumer) that asks
+        // about the token finds it complete.
+        if self.ctx.shared.wants_completions() {
+            self.ctx.shared.tokens.complete_all(done.iter().cloned());
+            for (t, r) in done.drain(..) {
+                self.push(Event::Completed(t, r));
             }
+        } else {
+            self.ctx.shared.tokens.complete_all(done.drain(..));
         }
-        self.ctx.shared.tokens.complete_all(done.drain(..));
         self.done = done;
     }
 

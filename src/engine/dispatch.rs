@@ -11,8 +11,9 @@ use tokio::sync::mpsc;
 
 use crate::codec::Publish;
 
+use super::events::ClientEvent;
 use super::tokens::{Token, TokenResult};
-use super::{Address, Error, Shared, Subscription};
+use super::{Address, Error, Handler, Shared, Subscription};
 
 pub type MessageHandler = Box<dyn Fn(&Publish) + Send + Sync>;
 pub type CompletionHandler = Arc<dyn Fn(Token, &TokenResult) + Send + Sync>;
@@ -70,11 +71,18 @@ fn run(shared: Arc<Shared>, mut events: mpsc::Receiver<Event>) {
                 shared
                     .subs()
                     .for_each_match(publish.topic.as_str(), |s| matched.push(s.clone()));
+                let mut keys = Vec::new();
                 for sub in matched.drain(..) {
                     if shared.closed.load(Ordering::Acquire) {
                         break;
                     }
-                    guarded(|| (sub.handler)(&publish));
+                    match &sub.handler {
+                        Handler::Call(h) => guarded(|| h(&publish)),
+                        Handler::Queue { key, .. } => keys.push(*key),
+                    }
+                }
+                if !keys.is_empty() {
+                    queue(&shared, ClientEvent::Message { publish, keys });
                 }
             }
             Event::Completed(token, result) => {
@@ -82,6 +90,7 @@ fn run(shared: Arc<Shared>, mut events: mpsc::Receiver<Event>) {
                 if let Some(h) = handler.filter(|_| !shared.closed.load(Ordering::Acquire)) {
                     guarded(|| h(token, &result));
                 }
+                queue(&shared, ClientEvent::Completed { token, result });
             }
             Event::Unregister(filters) => {
                 let removed: Vec<_> = {
@@ -98,6 +107,7 @@ fn run(shared: Arc<Shared>, mut events: mpsc::Receiver<Event>) {
                 if let Some(h) = handler.filter(|_| !shared.closed.load(Ordering::Acquire)) {
                     guarded(|| h(&change));
                 }
+                queue(&shared, ClientEvent::Connection(change));
             }
             Event::Log(level, line) => {
                 let handler = shared.log.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -109,6 +119,14 @@ fn run(shared: Arc<Shared>, mut events: mpsc::Receiver<Event>) {
         if shared.closed.load(Ordering::Acquire) {
             break;
         }
+    }
+}
+
+/// Hands an event to the application's queue in event mode (waiting while it is full, which in
+/// turn pauses the network task's reading); nothing to do in callback mode.
+fn queue(shared: &Shared, event: ClientEvent) {
+    if let Some(q) = &shared.events {
+        q.push(event);
     }
 }
 

@@ -36,6 +36,8 @@ pub enum Error {
     /// A publish waiting in the offline queue was dropped to make room for a newer one (overflow
     /// policy "drop oldest").
     Dropped,
+    /// An event-mode call on a client made without `event_mode`.
+    EventModeOff,
 }
 
 impl fmt::Display for Error {
@@ -55,6 +57,7 @@ impl fmt::Display for Error {
             Error::Cancelled => write!(f, "the operation was cancelled"),
             Error::QueueFull => write!(f, "the offline queue is full"),
             Error::Dropped => write!(f, "dropped from the full offline queue for a newer message"),
+            Error::EventModeOff => write!(f, "the client was not made in event mode"),
         }
     }
 }

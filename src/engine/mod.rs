@@ -11,6 +11,7 @@ mod backoff;
 mod connection;
 pub mod dispatch;
 mod error;
+pub mod events;
 pub mod offline;
 pub mod session;
 pub mod tokens;
@@ -29,6 +30,7 @@ use crate::trie::Trie;
 
 pub use dispatch::{CompletionHandler, ConnectionEvent, ConnectionHandler, LogHandler, LogLevel, MessageHandler};
 pub use error::Error;
+pub use events::{ClientEvent, Wakeup};
 pub use offline::Overflow;
 pub use tokens::{Outcome, Token, TokenResult, TokenState};
 pub use transport::Address;
@@ -55,8 +57,12 @@ pub struct Options {
     pub max_packet_size: usize,
     /// Completed token results kept for polling (older ones report `Expired`).
     pub token_history: usize,
-    /// Events (messages, completions) queued for the callback thread before reading pauses.
+    /// Events (messages, completions) queued for the callback thread before reading pauses; in
+    /// event mode, also the bound of the application's event queue.
     pub callback_queue: usize,
+    /// Event mode (see [`events`]): completions, connection changes, and messages for subscriptions
+    /// made with [`Handler::Queue`], wait in a queue the application drains.
+    pub event_mode: bool,
     /// Reconnect by itself after a connection is lost (not after a failed first connect).
     pub auto_reconnect: bool,
     /// Bounds of the exponential backoff between reconnect attempts.
@@ -91,6 +97,7 @@ impl Default for Options {
             max_packet_size: 256 * 1024 * 1024,
             token_history: 65536,
             callback_queue: 4096,
+            event_mode: false,
             auto_reconnect: true,
             reconnect_min: Duration::from_secs(1),
             reconnect_max: Duration::from_secs(30),
@@ -103,18 +110,27 @@ impl Default for Options {
     }
 }
 
+/// How a subscription's messages reach the application.
+pub enum Handler {
+    /// Called on the callback thread.
+    Call(MessageHandler),
+    /// Event mode: each message is queued as a [`ClientEvent::Message`] carrying `key`. `guard` is
+    /// dropped when the subscription ends (its `Drop` may release what `key` stands for).
+    Queue { key: usize, guard: Box<dyn Send + Sync> },
+}
+
 /// One registration in the subscription trie.
 pub struct Subscription {
     /// Unique for the client's life: tells a registration from a later one for the same filter.
     pub id: u64,
     pub qos: QoS,
-    pub handler: MessageHandler,
+    pub handler: Handler,
 }
 
 /// A subscribe that was not accepted: why, and the handlers it did not register.
 pub struct Rejected {
     pub error: Error,
-    pub handlers: Vec<(MqttStr, QoS, MessageHandler)>,
+    pub handlers: Vec<(MqttStr, QoS, Handler)>,
 }
 
 impl std::fmt::Debug for Rejected {
@@ -169,6 +185,8 @@ pub(crate) struct Shared {
     /// The most verbose level wanted; `LogLevel::Off` when no log handler is set.
     pub log_level: AtomicU8,
     next_sub_id: AtomicU64,
+    /// Event mode's queue; `None` in callback mode.
+    pub events: Option<events::EventQueue>,
 }
 
 impl Shared {
@@ -192,6 +210,12 @@ impl Shared {
 
     pub fn wants_log(&self, level: LogLevel) -> bool {
         level as u8 <= self.log_level.load(Ordering::Relaxed)
+    }
+
+    /// Token completions must reach the callback thread: a completion callback is set, or they are
+    /// events.
+    pub fn wants_completions(&self) -> bool {
+        self.events.is_some() || self.has_on_complete.load(Ordering::Acquire)
     }
 }
 
@@ -229,6 +253,10 @@ impl Client {
             log: Mutex::new(None),
             log_level: AtomicU8::new(LogLevel::Off as u8),
             next_sub_id: AtomicU64::new(1),
+            events: match options.event_mode {
+                true => Some(events::EventQueue::new(options.callback_queue)?),
+                false => None,
+            },
         });
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::channel(options.callback_queue.max(1));
@@ -340,10 +368,18 @@ impl Client {
     /// CONNACK, so messages a persistent session delivers at once find their handler. While a
     /// disconnect is under way the handlers are handed back untouched, so the caller decides what
     /// dropping them means.
-    pub fn subscribe(&self, filters: Vec<(MqttStr, QoS, MessageHandler)>) -> Result<Token, Rejected> {
-        if self.shared.state() == State::Disconnecting {
+    pub fn subscribe(&self, filters: Vec<(MqttStr, QoS, Handler)>) -> Result<Token, Rejected> {
+        let queued = filters.iter().any(|(_, _, h)| matches!(h, Handler::Queue { .. }));
+        let refused = if self.shared.state() == State::Disconnecting {
+            Some(Error::NotConnected)
+        } else if queued && self.shared.events.is_none() {
+            Some(Error::EventModeOff)
+        } else {
+            None
+        };
+        if let Some(error) = refused {
             return Err(Rejected {
-                error: Error::NotConnected,
+                error,
                 handlers: filters,
             });
         }
@@ -421,6 +457,36 @@ impl Client {
         drop(old);
     }
 
+    pub fn event_mode(&self) -> bool {
+        self.shared.events.is_some()
+    }
+
+    /// Event mode: takes the oldest queued event without waiting.
+    pub fn next_event(&self) -> Result<Option<ClientEvent>, Error> {
+        Ok(self.event_queue()?.pop())
+    }
+
+    /// Event mode: how many events wait.
+    pub fn pending_events(&self) -> Result<usize, Error> {
+        Ok(self.event_queue()?.len())
+    }
+
+    /// Event mode: a descriptor that is readable exactly while events wait. Owned by the client
+    /// (closed when it is dropped); never read from or write to it.
+    pub fn event_fd(&self) -> Result<std::os::fd::RawFd, Error> {
+        Ok(self.event_queue()?.fd())
+    }
+
+    /// Event mode: sets (or removes) the hook called when the queue goes from empty to non-empty.
+    pub fn set_wakeup(&self, hook: Option<Wakeup>) -> Result<(), Error> {
+        self.event_queue()?.set_wakeup(hook);
+        Ok(())
+    }
+
+    fn event_queue(&self) -> Result<&events::EventQueue, Error> {
+        self.shared.events.as_ref().ok_or(Error::EventModeOff)
+    }
+
     pub fn set_log(&self, level: LogLevel, handler: Option<LogHandler>) {
         let level = if handler.is_some() { level } else { LogLevel::Off };
         let old = std::mem::replace(&mut *self.shared.log.lock().unwrap_or_else(|p| p.into_inner()), handler);
@@ -433,6 +499,9 @@ impl Client {
     /// callback in progress finishes and the thread ends right after it.
     pub fn close(&mut self) {
         self.shared.closed.store(true, Ordering::Release);
+        if let Some(q) = &self.shared.events {
+            q.close(); // the callback thread may be waiting for room there
+        }
         self.shutdown.notify_one();
         if let Some(h) = self.network.take() {
             let _ = h.join();

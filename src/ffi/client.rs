@@ -1,6 +1,6 @@
 //! Client lifecycle: options, create, connect, disconnect, free; per-client log and completion
 //! callbacks.
-use std::ffi::{c_char, c_int, c_void};
+use std::ffi::{CString, c_char, c_int, c_void};
 use std::mem::size_of;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -97,6 +97,13 @@ pub struct mqttc_options {
     /// With several servers (`mqttc_client_new_uris`): start each reconnect at the server after
     /// the one last connected to, instead of at the first of the list. Default false.
     pub rotate_servers: bool,
+    /// Event mode, for runtimes that must not be called from a library thread (Julia, Python,
+    /// event loops): token completions, connection changes, and messages for subscriptions made
+    /// with a NULL `on_message` wait in a queue drained with `mqttc_event_next`; see
+    /// `mqttc_events_fd` and `mqttc_events_set_wakeup`. The queue holds up to `callback_queue`
+    /// events; when it is full the library stops reading the socket until the application drains.
+    /// Callbacks that are set still run as usual. Default false.
+    pub event_mode: bool,
 }
 
 /// What happens to a publish that does not fit in the offline queue (`offline_overflow`). Either
@@ -141,6 +148,7 @@ pub unsafe extern "C" fn mqttc_options_init(opts: *mut mqttc_options) {
         offline_overflow: mqttc_overflow::MQTTC_OVERFLOW_REJECT_NEW as c_int,
         queue_before_connect: d.queue_before_connect,
         rotate_servers: d.rotate_servers,
+        event_mode: d.event_mode,
     };
     // SAFETY: NULL or writable per the documented contract.
     unsafe { write_out(opts, defaults) };
@@ -223,6 +231,7 @@ unsafe fn read_options(opts: *const mqttc_options) -> Result<engine::Options, Fa
         },
         queue_before_connect: o.queue_before_connect,
         rotate_servers: o.rotate_servers,
+        event_mode: o.event_mode,
         ..engine::Options::default()
     };
     if e.reconnect_min.is_zero() || e.reconnect_max < e.reconnect_min {
@@ -637,6 +646,7 @@ pub unsafe extern "C" fn mqttc_set_on_complete(
 
 /// What changed, in an `mqttc_connection_event`.
 #[repr(C)]
+#[derive(Clone, Copy)]
 pub enum mqttc_connection_change {
     /// The broker accepted a connection (the first, or a reconnect).
     MQTTC_CONNECTION_UP = 0,
@@ -646,7 +656,8 @@ pub enum mqttc_connection_change {
     MQTTC_CONNECTION_CLOSED = 2,
 }
 
-/// A connection-state change. Borrowed: valid only during the callback.
+/// A connection-state change. Borrowed: valid only during the callback (or, inside an
+/// `mqttc_event`, until `mqttc_event_free`).
 #[repr(C)]
 pub struct mqttc_connection_event {
     /// An `mqttc_connection_change` value.
@@ -661,6 +672,58 @@ pub struct mqttc_connection_event {
     pub server: *const c_char,
     /// LOST: a human-readable reason; NULL otherwise.
     pub detail: *const c_char,
+}
+
+/// An `mqttc_connection_event` with the strings it points to.
+pub(crate) struct OwnedConnectionEvent {
+    change: mqttc_connection_change,
+    reason: mqttc_status,
+    session_present: bool,
+    server: Option<CString>,
+    detail: Option<CString>,
+}
+
+impl OwnedConnectionEvent {
+    pub(crate) fn new(change: &ConnectionEvent) -> Self {
+        let text = |s: String| CString::new(s.replace('\0', " ")).unwrap_or_default();
+        match change {
+            ConnectionEvent::Connected {
+                session_present,
+                server,
+            } => OwnedConnectionEvent {
+                change: mqttc_connection_change::MQTTC_CONNECTION_UP,
+                reason: mqttc_status::MQTTC_OK,
+                session_present: *session_present,
+                server: Some(text(server.to_string())),
+                detail: None,
+            },
+            ConnectionEvent::Lost { reason, server } => OwnedConnectionEvent {
+                change: mqttc_connection_change::MQTTC_CONNECTION_LOST,
+                reason: mqttc_status::from(reason),
+                session_present: false,
+                server: Some(text(server.to_string())),
+                detail: Some(text(reason.to_string())),
+            },
+            ConnectionEvent::Disconnected => OwnedConnectionEvent {
+                change: mqttc_connection_change::MQTTC_CONNECTION_CLOSED,
+                reason: mqttc_status::MQTTC_OK,
+                session_present: false,
+                server: None,
+                detail: None,
+            },
+        }
+    }
+
+    /// The C view; it points into `self`.
+    pub(crate) fn view(&self) -> mqttc_connection_event {
+        mqttc_connection_event {
+            change: self.change as c_int,
+            reason: self.reason,
+            session_present: self.session_present,
+            server: self.server.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
+            detail: self.detail.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
+        }
+    }
 }
 
 /// Connection-state callback: runs on the client's callback thread, in order with the messages.
@@ -684,40 +747,8 @@ pub unsafe extern "C" fn mqttc_set_on_connection(
         let handler = cb.map(|cb| {
             Arc::new(move |change: &ConnectionEvent| {
                 let cb = &cb; // capture the whole (Send + Sync) struct, not its raw-pointer fields
-                let text = |s: String| std::ffi::CString::new(s.replace('\0', " ")).unwrap_or_default();
-                let (kind, reason, session_present, server, detail) = match change {
-                    ConnectionEvent::Connected {
-                        session_present,
-                        server,
-                    } => (
-                        mqttc_connection_change::MQTTC_CONNECTION_UP,
-                        mqttc_status::MQTTC_OK,
-                        *session_present,
-                        Some(text(server.to_string())),
-                        None,
-                    ),
-                    ConnectionEvent::Lost { reason, server } => (
-                        mqttc_connection_change::MQTTC_CONNECTION_LOST,
-                        mqttc_status::from(reason),
-                        false,
-                        Some(text(server.to_string())),
-                        Some(text(reason.to_string())),
-                    ),
-                    ConnectionEvent::Disconnected => (
-                        mqttc_connection_change::MQTTC_CONNECTION_CLOSED,
-                        mqttc_status::MQTTC_OK,
-                        false,
-                        None,
-                        None,
-                    ),
-                };
-                let event = mqttc_connection_event {
-                    change: kind as c_int,
-                    reason,
-                    session_present,
-                    server: server.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
-                    detail: detail.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
-                };
+                let owned = OwnedConnectionEvent::new(change);
+                let event = owned.view();
                 // SAFETY: the caller's function, called with its own userdata and a borrowed event.
                 unsafe { (cb.f)(cb.client, &event, cb.userdata) }
             }) as engine::ConnectionHandler

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use super::client::{Callback, client_arg, mqttc_client, mqttc_token, qos_arg};
 use super::{Failure, arg_bytes, arg_str, guard, mqttc_status, write_out};
 use crate::codec::{MAX_REMAINING_LENGTH, MqttStr, Publish, QoS};
-use crate::engine::MessageHandler;
+use crate::engine::Handler;
 use crate::topic::{validate_topic_filter, validate_topic_name};
 
 /// A message as seen by a callback. Everything it points to is borrowed and valid only until the
@@ -43,7 +43,8 @@ pub struct mqttc_subscription {
     pub filter: *const c_char,
     /// Maximum QoS requested: 0, 1 or 2.
     pub qos: c_int,
-    /// Called for each message matching `filter`; must not be NULL.
+    /// Called for each message matching `filter`. NULL on a client made with `event_mode`: the
+    /// messages then arrive as MQTTC_EVENT_MESSAGE events carrying `userdata`.
     pub on_message: mqttc_message_cb,
     pub userdata: *mut c_void,
     /// May be NULL.
@@ -56,10 +57,11 @@ thread_local! {
     static TOPIC: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Owns a subscription's userdata: `drop_userdata` runs when the handler is dropped, unless the
-/// call that made it failed (`owned` false: the userdata is still the caller's).
+/// Owns a subscription's userdata: `drop_userdata` runs when the registration is dropped, unless
+/// the call that made it failed (`owned` false: the userdata is still the caller's).
 struct Registration {
-    cb: Callback<unsafe extern "C" fn(*mut mqttc_client, *const mqttc_message, *mut c_void)>,
+    /// The callback; NULL for an event-mode subscription.
+    cb: Callback<mqttc_message_cb>,
     drop_userdata: mqttc_drop_cb,
     owned: Arc<AtomicBool>,
 }
@@ -73,31 +75,51 @@ impl Drop for Registration {
     }
 }
 
-fn handler(reg: Registration) -> MessageHandler {
-    Box::new(move |p: &Publish| {
+/// A callback subscription's handler, or for a NULL callback an event-mode one whose events carry
+/// the userdata.
+fn handler(reg: Registration) -> Handler {
+    let Some(f) = reg.cb.f else {
+        return Handler::Queue {
+            key: reg.cb.userdata as usize,
+            guard: Box::new(reg),
+        };
+    };
+    Handler::Call(Box::new(move |p: &Publish| {
         let reg = &reg; // capture the whole (Send + Sync) registration, not its raw-pointer fields
         TOPIC.with(|buf| {
             let mut buf = buf.borrow_mut();
             buf.clear();
             buf.extend_from_slice(p.topic.as_str().as_bytes());
             buf.push(0);
-            let msg = mqttc_message {
-                topic: buf.as_ptr().cast(),
-                topic_len: p.topic.len(),
-                payload: if p.payload.is_empty() {
-                    [0u8; 1].as_ptr()
-                } else {
-                    p.payload.as_ptr()
-                },
-                payload_len: p.payload.len(),
-                qos: p.qos as c_int,
-                retain: p.retain,
-                dup: p.dup,
-            };
+            let msg = message_view(p, buf.as_ptr().cast());
             // SAFETY: the caller's function with its own userdata; `msg` lives for the call.
-            unsafe { (reg.cb.f)(reg.cb.client, &msg, reg.cb.userdata) }
+            unsafe { f(reg.cb.client, &msg, reg.cb.userdata) }
         })
-    })
+    }))
+}
+
+/// Where an empty payload points: `mqttc_message` promises a non-NULL payload pointer.
+static NO_PAYLOAD: [u8; 1] = [0];
+
+fn payload_ptr(payload: &[u8]) -> *const u8 {
+    if payload.is_empty() {
+        NO_PAYLOAD.as_ptr()
+    } else {
+        payload.as_ptr()
+    }
+}
+
+/// The C view of `p`, with `topic` a NUL-terminated copy of its topic; it borrows both.
+pub(crate) fn message_view(p: &Publish, topic: *const c_char) -> mqttc_message {
+    mqttc_message {
+        topic,
+        topic_len: p.topic.len(),
+        payload: payload_ptr(&p.payload),
+        payload_len: p.payload.len(),
+        qos: p.qos as c_int,
+        retain: p.retain,
+        dup: p.dup,
+    }
 }
 
 fn topic_failure(status: mqttc_status, what: &str, text: &str, err: impl std::fmt::Display) -> Failure {
@@ -147,21 +169,25 @@ pub unsafe extern "C" fn mqttc_publish(
 unsafe fn subscription_arg(
     client: *mut mqttc_client,
     s: &mqttc_subscription,
+    event_mode: bool,
     owned: &Arc<AtomicBool>,
-) -> Result<(MqttStr, QoS, MessageHandler), Failure> {
+) -> Result<(MqttStr, QoS, Handler), Failure> {
     // SAFETY: per this function's contract.
     let filter = unsafe { arg_str(s.filter, "filter") }?;
     validate_topic_filter(filter)
         .map_err(|e| topic_failure(mqttc_status::MQTTC_ERR_INVALID_FILTER, "filter", filter, e))?;
     let qos = qos_arg(s.qos, "qos")?;
-    let f = s
-        .on_message
-        .ok_or_else(|| Failure::new(mqttc_status::MQTTC_ERR_NULL, "on_message is NULL"))?;
+    if s.on_message.is_none() && !event_mode {
+        return Err(Failure::new(
+            mqttc_status::MQTTC_ERR_NULL,
+            "on_message is NULL (allowed only on a client made with event_mode)",
+        ));
+    }
     let filter =
         MqttStr::new(filter).map_err(|e| topic_failure(mqttc_status::MQTTC_ERR_INVALID_FILTER, "filter", filter, e))?;
     let reg = Registration {
         cb: Callback {
-            f,
+            f: s.on_message,
             client,
             userdata: s.userdata,
         },
@@ -188,13 +214,13 @@ fn subscribe_all(
     // engine has taken the handlers, the userdata stays the caller's: `owned` is cleared when the
     // call fails, so dropping the handlers then runs no destructor.
     let owned = Arc::new(AtomicBool::new(true));
-    let disown = |handlers: Vec<(MqttStr, QoS, MessageHandler)>| {
+    let disown = |handlers: Vec<(MqttStr, QoS, Handler)>| {
         owned.store(false, Ordering::Release);
         drop(handlers);
     };
     let mut checked = Vec::with_capacity(subs.len());
     for s in subs {
-        match unsafe { subscription_arg(client, s, &owned) } {
+        match unsafe { subscription_arg(client, s, c.inner.event_mode(), &owned) } {
             Ok(v) => checked.push(v),
             Err(f) => {
                 disown(checked);
@@ -354,11 +380,7 @@ pub unsafe extern "C" fn mqttc_message_copy(
             payload,
         });
         owned.view.topic = owned.topic.as_ptr();
-        owned.view.payload = if owned.payload.is_empty() {
-            [0u8; 1].as_ptr()
-        } else {
-            owned.payload.as_ptr()
-        };
+        owned.view.payload = payload_ptr(&owned.payload);
         // SAFETY: checked non-NULL above.
         unsafe { out.write(Box::into_raw(owned).cast()) };
         Ok(())

@@ -11,6 +11,7 @@
 #![allow(clippy::missing_safety_doc)]
 
 mod client;
+mod events;
 mod message;
 mod status;
 mod token;
@@ -20,6 +21,7 @@ use std::ffi::{CStr, CString, c_char};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 pub use client::*;
+pub use events::*;
 pub use message::*;
 pub use status::*;
 pub use token::*;

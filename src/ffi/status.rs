@@ -31,6 +31,8 @@ pub enum mqttc_status {
     MQTTC_ERR_INVALID_HANDLE = -8,
     /// The options struct's `struct_size` is not one this library knows.
     MQTTC_ERR_OPTIONS_SIZE = -9,
+    /// An event-mode function on a client made without `event_mode` in its options.
+    MQTTC_ERR_EVENT_MODE_OFF = -10,
     /// The client is not connected (connect first, or it was disconnected).
     MQTTC_ERR_NOT_CONNECTED = -20,
     /// `mqttc_connect` while connected or connecting.
@@ -107,6 +109,7 @@ impl From<&Error> for mqttc_status {
             Error::Cancelled => MQTTC_ERR_CANCELLED,
             Error::QueueFull => MQTTC_ERR_QUEUE_FULL,
             Error::Dropped => MQTTC_ERR_DROPPED,
+            Error::EventModeOff => MQTTC_ERR_EVENT_MODE_OFF,
         }
     }
 }

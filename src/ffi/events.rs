@@ -1,0 +1,230 @@
+//! Event mode for C: the queue's descriptor and wakeup hook, and draining events one at a time.
+use std::ffi::{CString, c_int, c_void};
+use std::sync::Arc;
+
+use super::client::{Callback, OwnedConnectionEvent, client_arg, mqttc_client, mqttc_connection_event, mqttc_token};
+use super::message::message_view;
+use super::{Failure, guard, mqttc_message, mqttc_status, write_out};
+use crate::codec::Publish;
+use crate::engine::{Client, ClientEvent, Error};
+
+/// What an `mqttc_event` reports.
+#[repr(C)]
+pub enum mqttc_event_kind {
+    /// A message for one or more event-mode subscriptions: `message`, `subscriptions`.
+    MQTTC_EVENT_MESSAGE = 1,
+    /// A token completed: `token`, `status`.
+    MQTTC_EVENT_COMPLETE = 2,
+    /// The connection changed: `connection`.
+    MQTTC_EVENT_CONNECTION = 3,
+}
+
+/// One event from `mqttc_event_next`. The caller owns it and releases it with `mqttc_event_free`;
+/// everything it points to stays valid until then (also after the client is freed). Fields that do
+/// not belong to the event's `kind` are zero / NULL.
+#[repr(C)]
+pub struct mqttc_event {
+    /// An `mqttc_event_kind` value.
+    pub kind: c_int,
+    /// COMPLETE: the token that completed.
+    pub token: mqttc_token,
+    /// COMPLETE: its status, as `mqttc_token_poll` reports it (`mqttc_token_codes` gives its codes).
+    pub status: mqttc_status,
+    /// MESSAGE: the message.
+    pub message: mqttc_message,
+    /// MESSAGE: the `userdata` of every event-mode subscription whose filter matched (one entry per
+    /// subscription when filters overlap), `subscription_count` of them.
+    pub subscriptions: *const *mut c_void,
+    pub subscription_count: usize,
+    /// CONNECTION: the change.
+    pub connection: mqttc_connection_event,
+}
+
+/// An event with what it points to: the view first, so a pointer to it is a pointer to the whole.
+#[repr(C)]
+struct OwnedEvent {
+    view: mqttc_event,
+    topic: CString,
+    /// Kept alive for `view.message.payload`.
+    _publish: Option<Publish>,
+    subscriptions: Box<[*mut c_void]>,
+    _connection: Option<OwnedConnectionEvent>,
+}
+
+fn empty_view(kind: mqttc_event_kind) -> mqttc_event {
+    mqttc_event {
+        kind: kind as c_int,
+        token: 0,
+        status: mqttc_status::MQTTC_OK,
+        message: mqttc_message {
+            topic: std::ptr::null(),
+            topic_len: 0,
+            payload: std::ptr::null(),
+            payload_len: 0,
+            qos: 0,
+            retain: false,
+            dup: false,
+        },
+        subscriptions: std::ptr::null(),
+        subscription_count: 0,
+        connection: mqttc_connection_event {
+            change: 0,
+            reason: mqttc_status::MQTTC_OK,
+            session_present: false,
+            server: std::ptr::null(),
+            detail: std::ptr::null(),
+        },
+    }
+}
+
+fn owned_event(event: ClientEvent) -> Box<OwnedEvent> {
+    match event {
+        ClientEvent::Message { publish, keys } => {
+            // Topics are valid UTF-8 without NUL (the codec refuses others).
+            let topic = CString::new(publish.topic.as_str()).unwrap_or_default();
+            let subscriptions: Box<[*mut c_void]> = keys.into_iter().map(|k| k as *mut c_void).collect();
+            let mut view = empty_view(mqttc_event_kind::MQTTC_EVENT_MESSAGE);
+            view.message = message_view(&publish, topic.as_ptr());
+            view.subscriptions = subscriptions.as_ptr();
+            view.subscription_count = subscriptions.len();
+            // The pointers above stay valid when the CString, the boxed slice and the Bytes inside
+            // `publish` move into the box: their heap buffers do not move.
+            Box::new(OwnedEvent {
+                view,
+                topic,
+                _publish: Some(publish),
+                subscriptions,
+                _connection: None,
+            })
+        }
+        ClientEvent::Completed { token, result } => {
+            let mut view = empty_view(mqttc_event_kind::MQTTC_EVENT_COMPLETE);
+            view.token = token;
+            view.status = match &result {
+                Ok(_) => mqttc_status::MQTTC_OK,
+                Err(e) => mqttc_status::from(e),
+            };
+            boxed(view, None)
+        }
+        ClientEvent::Connection(change) => {
+            let connection = OwnedConnectionEvent::new(&change);
+            let mut view = empty_view(mqttc_event_kind::MQTTC_EVENT_CONNECTION);
+            view.connection = connection.view();
+            boxed(view, Some(connection))
+        }
+    }
+}
+
+fn boxed(view: mqttc_event, connection: Option<OwnedConnectionEvent>) -> Box<OwnedEvent> {
+    Box::new(OwnedEvent {
+        view,
+        topic: CString::default(),
+        _publish: None,
+        subscriptions: Box::new([]),
+        _connection: connection,
+    })
+}
+
+/// Takes the oldest waiting event without blocking. On MQTTC_OK, `*out` is the event (which the
+/// caller releases with `mqttc_event_free`), or NULL when none waits. Drain until NULL after each
+/// wakeup: the descriptor and the hook signal only that the queue became non-empty.
+/// MQTTC_ERR_EVENT_MODE_OFF unless the client was made with `event_mode`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mqttc_event_next(client: *mut mqttc_client, out: *mut *mut mqttc_event) -> mqttc_status {
+    guard(|| {
+        // SAFETY: per the contract of `client_arg`.
+        let c = unsafe { client_arg(client) }?;
+        if out.is_null() {
+            return Err(Failure::new(mqttc_status::MQTTC_ERR_NULL, "out is NULL"));
+        }
+        let event = c
+            .inner
+            .next_event()?
+            .map_or(std::ptr::null_mut(), |e| Box::into_raw(owned_event(e)).cast());
+        // SAFETY: checked non-NULL above.
+        unsafe { out.write(event) };
+        Ok(())
+    })
+}
+
+/// Releases an event from `mqttc_event_next`. NULL is a no-op.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mqttc_event_free(event: *mut mqttc_event) {
+    if !event.is_null() {
+        // SAFETY: made by Box::into_raw in mqttc_event_next; its first field is the view.
+        drop(unsafe { Box::from_raw(event.cast::<OwnedEvent>()) });
+    }
+}
+
+/// Writes what `get` reads from the client into the out-parameter `out`.
+///
+/// # Safety
+/// As `client_arg` for `client`; `out` is NULL or writable.
+unsafe fn read_into<T>(
+    client: *mut mqttc_client,
+    out: *mut T,
+    name: &str,
+    get: fn(&Client) -> Result<T, Error>,
+) -> mqttc_status {
+    guard(|| {
+        // SAFETY: per this function's contract.
+        let c = unsafe { client_arg(client) }?;
+        if out.is_null() {
+            return Err(Failure::new(mqttc_status::MQTTC_ERR_NULL, format!("{name} is NULL")));
+        }
+        let value = get(&c.inner)?;
+        // SAFETY: checked non-NULL above.
+        unsafe { write_out(out, value) };
+        Ok(())
+    })
+}
+
+/// Stores in `*fd` a file descriptor that is readable exactly while events wait (an eventfd on
+/// Linux): wait on it with select/poll/epoll or an event loop (Julia: `FileWatching.poll_fd`),
+/// then drain with `mqttc_event_next`. The library owns it and closes it in `mqttc_client_free`;
+/// never read, write or close it.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mqttc_events_fd(client: *mut mqttc_client, fd: *mut c_int) -> mqttc_status {
+    // SAFETY: per this function's contract.
+    unsafe { read_into(client, fd, "fd", Client::event_fd) }
+}
+
+/// Stores in `*count` how many events wait.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mqttc_events_pending(client: *mut mqttc_client, count: *mut usize) -> mqttc_status {
+    // SAFETY: per this function's contract.
+    unsafe { read_into(client, count, "count", Client::pending_events) }
+}
+
+/// A wakeup hook: called with its `arg` from a library thread. It must be quick and thread-safe,
+/// and must not call into a runtime that forbids foreign threads: Julia passes `uv_async_send`
+/// with its `AsyncCondition`'s handle.
+pub type mqttc_wakeup_cb = Option<unsafe extern "C" fn(arg: *mut c_void)>;
+
+/// Sets (or with NULL `wake`, removes) the wakeup hook: called when the event queue goes from
+/// empty to non-empty, and at once when events already wait as it is set.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mqttc_events_set_wakeup(
+    client: *mut mqttc_client,
+    wake: mqttc_wakeup_cb,
+    arg: *mut c_void,
+) -> mqttc_status {
+    guard(|| {
+        // SAFETY: per the contract of `client_arg`.
+        let c = unsafe { client_arg(client) }?;
+        let hook = wake.map(|f| {
+            let cb = Callback {
+                f,
+                client,
+                userdata: arg,
+            };
+            Arc::new(move || {
+                let cb = &cb; // capture the whole (Send + Sync) struct, not its raw-pointer fields
+                // SAFETY: the caller's function with its own argument.
+                unsafe { (cb.f)(cb.userdata) }
+            }) as crate::engine::Wakeup
+        });
+        c.inner.set_wakeup(hook)?;
+        Ok(())
+    })
+}
