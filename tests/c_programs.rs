@@ -29,6 +29,14 @@ fn callbacks_can_call_the_api_and_free_their_own_client() {
     assert!(out.contains("callbacks: ok"), "{out}");
 }
 
+#[test]
+fn event_mode_through_the_c_api() {
+    let broker = Broker::start();
+    let out = run_c_test("events", &broker);
+    assert!(out.contains("events: ok"), "{out}");
+    assert_eq!(out.lines().filter(|l| l.starts_with("ok ")).count(), 4, "{out}");
+}
+
 /// Compiles a source with the given compiler and flags, checking for zero warnings.
 fn compiles_cleanly(compiler: &str, flags: &[&str], source: &std::path::Path) {
     let out = Command::new(compiler)

@@ -351,6 +351,28 @@ impl FakeConn {
         self.stream.write_all(bytes).expect("fake broker: write failed");
     }
 
+    /// Writes `bytes` again and again until a write makes no progress for `stall` (the client
+    /// stopped reading and the socket buffers are full) or `max` copies went out; returns how many
+    /// whole copies were written. The connection is unusable for packets afterwards when it stalled
+    /// mid-copy, so callers close it or only drain it.
+    pub fn send_until_blocked(&mut self, bytes: &[u8], stall: Duration, max: usize) -> usize {
+        self.stream.set_write_timeout(Some(stall)).unwrap();
+        let mut copies = 0;
+        'copies: while copies < max {
+            let mut rest = bytes;
+            while !rest.is_empty() {
+                match self.stream.write(rest) {
+                    Ok(n) => rest = &rest[n..],
+                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break 'copies,
+                    Err(e) => panic!("fake broker: write failed: {e}"),
+                }
+            }
+            copies += 1;
+        }
+        self.stream.set_write_timeout(None).unwrap();
+        copies
+    }
+
     /// Writes `bytes` one byte per write, sleeping `gap` between writes.
     pub fn send_slowly(&mut self, bytes: &[u8], gap: Duration) {
         for b in bytes {
