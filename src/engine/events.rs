@@ -41,6 +41,8 @@ pub type Wakeup = Arc<dyn Fn() + Send + Sync>;
 struct Queue {
     events: VecDeque<ClientEvent>,
     closed: bool,
+    /// The producer waits for room: only then does a pop pay for a wakeup.
+    full_wait: bool,
 }
 
 pub(crate) struct EventQueue {
@@ -58,6 +60,7 @@ impl EventQueue {
             queue: Mutex::new(Queue {
                 events: VecDeque::new(),
                 closed: false,
+                full_wait: false,
             }),
             room: Condvar::new(),
             capacity: capacity.max(1),
@@ -75,8 +78,10 @@ impl EventQueue {
     pub fn push(&self, event: ClientEvent) -> bool {
         let mut q = self.lock();
         while q.events.len() >= self.capacity && !q.closed {
+            q.full_wait = true;
             q = self.room.wait(q).unwrap_or_else(|p| p.into_inner());
         }
+        q.full_wait = false;
         if q.closed {
             return false;
         }
@@ -100,8 +105,11 @@ impl EventQueue {
         if q.events.is_empty() {
             self.signal.clear();
         }
+        let notify = q.full_wait;
         drop(q);
-        self.room.notify_one();
+        if notify {
+            self.room.notify_one();
+        }
         Some(event)
     }
 
