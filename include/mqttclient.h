@@ -491,6 +491,16 @@ typedef struct mqttc_event {
    * CONNECTION: the change.
    */
   struct mqttc_connection_event connection;
+  /**
+   * COMPLETE with a failure: what went wrong, as `mqttc_last_error` would say it; else NULL.
+   */
+  const char *detail;
+  /**
+   * COMPLETE: the codes `mqttc_token_codes` would give (connect: [session_present]; subscribe:
+   * the granted QoS or 0x80 per filter, also when refused), `code_count` of them; else NULL.
+   */
+  const uint8_t *codes;
+  size_t code_count;
 } mqttc_event;
 
 /**

@@ -34,7 +34,7 @@ fn event_mode_through_the_c_api() {
     let broker = Broker::start();
     let out = run_c_test("events", &broker);
     assert!(out.contains("events: ok"), "{out}");
-    assert_eq!(out.lines().filter(|l| l.starts_with("ok ")).count(), 4, "{out}");
+    assert_eq!(out.lines().filter(|l| l.starts_with("ok ")).count(), 5, "{out}");
 }
 
 /// Compiles a source with the given compiler and flags, checking for zero warnings.

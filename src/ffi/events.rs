@@ -1,5 +1,5 @@
 //! Event mode for C: the queue's descriptor and wakeup hook, and draining events one at a time.
-use std::ffi::{CString, c_int, c_void};
+use std::ffi::{CString, c_char, c_int, c_void};
 use std::sync::Arc;
 
 use super::client::{Callback, OwnedConnectionEvent, client_arg, mqttc_client, mqttc_connection_event, mqttc_token};
@@ -38,6 +38,12 @@ pub struct mqttc_event {
     pub subscription_count: usize,
     /// CONNECTION: the change.
     pub connection: mqttc_connection_event,
+    /// COMPLETE with a failure: what went wrong, as `mqttc_last_error` would say it; else NULL.
+    pub detail: *const c_char,
+    /// COMPLETE: the codes `mqttc_token_codes` would give (connect: [session_present]; subscribe:
+    /// the granted QoS or 0x80 per filter, also when refused), `code_count` of them; else NULL.
+    pub codes: *const u8,
+    pub code_count: usize,
 }
 
 /// An event with what it points to: the view first, so a pointer to it is a pointer to the whole.
@@ -49,6 +55,8 @@ struct OwnedEvent {
     _publish: Option<Publish>,
     subscriptions: Box<[*mut c_void]>,
     _connection: Option<OwnedConnectionEvent>,
+    detail: Option<CString>,
+    codes: Vec<u8>,
 }
 
 fn empty_view(kind: mqttc_event_kind) -> mqttc_event {
@@ -74,6 +82,9 @@ fn empty_view(kind: mqttc_event_kind) -> mqttc_event {
             server: std::ptr::null(),
             detail: std::ptr::null(),
         },
+        detail: std::ptr::null(),
+        codes: std::ptr::null(),
+        code_count: 0,
     }
 }
 
@@ -95,16 +106,35 @@ fn owned_event(event: ClientEvent) -> Box<OwnedEvent> {
                 _publish: Some(publish),
                 subscriptions,
                 _connection: None,
+                detail: None,
+                codes: Vec::new(),
             })
         }
         ClientEvent::Completed { token, result } => {
             let mut view = empty_view(mqttc_event_kind::MQTTC_EVENT_COMPLETE);
             view.token = token;
-            view.status = match &result {
-                Ok(_) => mqttc_status::MQTTC_OK,
-                Err(e) => mqttc_status::from(e),
+            let (detail, codes) = match result {
+                Ok(outcome) => (None, outcome.codes),
+                Err(e) => {
+                    view.status = mqttc_status::from(&e);
+                    let detail = CString::new(e.to_string().replace('\0', " ")).unwrap_or_default();
+                    let codes = match e {
+                        Error::SubscribeRefused { codes } => codes,
+                        _ => Vec::new(),
+                    };
+                    (Some(detail), codes)
+                }
             };
-            boxed(view, None)
+            let mut event = boxed(view, None);
+            // Pointers into the box's own heap buffers, which stay put from here on.
+            event.view.detail = detail.as_ref().map_or(std::ptr::null(), |d| d.as_ptr());
+            if !codes.is_empty() {
+                event.view.codes = codes.as_ptr();
+                event.view.code_count = codes.len();
+            }
+            event.detail = detail;
+            event.codes = codes;
+            event
         }
         ClientEvent::Connection(change) => {
             let connection = OwnedConnectionEvent::new(&change);
@@ -122,6 +152,8 @@ fn boxed(view: mqttc_event, connection: Option<OwnedConnectionEvent>) -> Box<Own
         _publish: None,
         subscriptions: Box::new([]),
         _connection: connection,
+        detail: None,
+        codes: Vec::new(),
     })
 }
 

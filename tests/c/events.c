@@ -62,14 +62,19 @@ static mqttc_event *next_event(mqttc_client *c, int fd) {
     FAIL("no event within 10 s");
 }
 
-static void expect_completion(mqttc_client *c, int fd, mqttc_token t, const char *what) {
+/* Checks the next event is `t`'s successful completion carrying `codes` (n of them). */
+static void expect_completion(mqttc_client *c, int fd, mqttc_token t, const char *what,
+                              const uint8_t *codes, size_t n) {
     mqttc_event *e = next_event(c, fd);
     EXPECT(e->kind == MQTTC_EVENT_COMPLETE, "%s: kind %d, not COMPLETE", what, e->kind);
     EXPECT(e->token == t, "%s: token %llu, not %llu", what, (unsigned long long)e->token,
            (unsigned long long)t);
     EXPECT(e->status == MQTTC_OK, "%s: %s", what, mqttc_status_str(e->status));
-    EXPECT(e->message.topic == NULL && e->subscriptions == NULL && e->connection.server == NULL,
+    EXPECT(e->message.topic == NULL && e->subscriptions == NULL && e->connection.server == NULL &&
+               e->detail == NULL,
            "%s: fields of other kinds are NULL", what);
+    EXPECT(e->code_count == n && (n == 0 || memcmp(e->codes, codes, n) == 0), "%s: its codes",
+           what);
     mqttc_event_free(e);
     printf("ok %s completed as an event\n", what);
 }
@@ -93,12 +98,34 @@ static void callback_mode_refuses_event_calls(int port) {
     printf("ok callback-mode client refuses event calls\n");
 }
 
+/* A failed operation's event says why, as mqttc_last_error would. */
+static void failure_carries_its_detail(void) {
+    mqttc_options o;
+    mqttc_options_init(&o);
+    o.event_mode = true;
+    o.connect_timeout_ms = 5000;
+    mqttc_client *c = NULL;
+    CHECK(mqttc_client_new("127.0.0.1", 1, &o, &c)); /* nothing listens on port 1 */
+    int fd = -1;
+    CHECK(mqttc_events_fd(c, &fd));
+    mqttc_token t = 0;
+    CHECK(mqttc_connect(c, &t));
+    mqttc_event *e = next_event(c, fd);
+    EXPECT(e->kind == MQTTC_EVENT_COMPLETE && e->token == t, "the connect's completion");
+    EXPECT(e->status == MQTTC_ERR_IO, "refused: %s", mqttc_status_str(e->status));
+    EXPECT(e->detail && strlen(e->detail) > 0, "a detail");
+    printf("ok failed connect as an event: %s\n", e->detail);
+    mqttc_event_free(e);
+    mqttc_client_free(c);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2)
         FAIL("usage: events <port>");
     int port = atoi(argv[1]);
     main_thread = pthread_self();
     callback_mode_refuses_event_calls(port);
+    failure_carries_its_detail();
 
     mqttc_options o;
     mqttc_options_init(&o);
@@ -119,7 +146,8 @@ int main(int argc, char **argv) {
            "UP first");
     EXPECT(e->connection.server && strstr(e->connection.server, "127.0.0.1") != NULL, "server");
     mqttc_event_free(e);
-    expect_completion(c, fd, t, "connect");
+    static const uint8_t no_session[] = {0};
+    expect_completion(c, fd, t, "connect", no_session, 1);
     EXPECT(atomic_load(&wakeups) >= 1 && atomic_load(&wakeups_on_main) == 0,
            "the hook ran on a library thread (%d calls, %d on main)", atomic_load(&wakeups),
            atomic_load(&wakeups_on_main));
@@ -132,7 +160,8 @@ int main(int argc, char **argv) {
          .drop_userdata = on_drop},
     };
     CHECK(mqttc_subscribe_many(c, subs, 2, &t));
-    expect_completion(c, fd, t, "subscribe");
+    static const uint8_t granted[] = {1, 2};
+    expect_completion(c, fd, t, "subscribe", granted, 2);
     static const char payload[] = {'a', '\0', 'b'};
     CHECK(mqttc_publish(c, "ev/x", payload, sizeof payload, 1, false, &t));
     mqttc_event *message = NULL;
