@@ -1,0 +1,447 @@
+/*
+ * mqttc_bench: mqttclient's program for the side-by-side MQTT client benchmark
+ * (shared/bench/compare.py), with the same command line and output as the peer programs there.
+ *
+ * Usage: mqttc_bench [--host H] [--port P] [--mode pub|e2e|latency] [--qos 0|1|2] [--count N]
+ *                    [--size BYTES] [--inflight W]
+ *        (defaults: 127.0.0.1 1883 pub 0 100000 64 100)
+ *
+ * Prints one JSON line on standard output:
+ *   {"lib":"mqttclient","mode":..,"qos":..,"size":..,"count":..,"secs":..,"msgs_per_s":..}
+ * or in latency mode "p50_us","p99_us","max_us" in place of "msgs_per_s".
+ *
+ *   pub      one client publishes N messages of BYTES bytes to bench/t, timed from the first publish
+ *            until every one is acknowledged (QoS 1: PUBACK, QoS 2: PUBCOMP); at QoS 0, until a
+ *            QoS 1 marker published to bench/end after them is acknowledged.
+ *   e2e      a publisher and a subscriber (filter bench/#, same QoS), two clients in this process:
+ *            timed from the first publish until the subscriber has received N.
+ *   latency  publish one message to bench/ping and wait until the subscriber's callback has it,
+ *            N times; each round trip is one sample ("secs" is the whole run).
+ * At QoS 1/2 at most W publishes are unacknowledged at once (mqttc_options.max_inflight).
+ *
+ * Exit status: 0 done, 1 the library or the broker failed (on stderr), 2 bad command line.
+ */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+
+#include <mqttclient.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Setting up (connect, subscribe) and tearing down may take this long. */
+#define SETUP_TIMEOUT_MS 10000u
+/* A run that makes no progress for this long has lost messages: fail instead of hanging. */
+#define STALL_TIMEOUT_S 30.0
+/* QoS 1/2 publishes handed to the library beyond its in-flight window (see publish_all). */
+#define AHEAD 1024
+
+enum mode { MODE_PUB, MODE_E2E, MODE_LATENCY };
+
+struct args {
+    const char *host;
+    int port;
+    enum mode mode;
+    const char *mode_name;
+    int qos;
+    long count;
+    long size;
+    long inflight;
+};
+
+/* A count kept by a callback thread. The main thread waits for it to reach a value by publishing
+ * that value in `wake_at` first: the callback takes the mutex to wake it only then, so a run costs
+ * a handful of wakeups (one per message only in latency mode, where main waits for each). */
+struct counter {
+    atomic_long n;
+    atomic_long wake_at; /* LONG_MAX while nobody waits */
+};
+
+/* Shared by the main thread and the clients' callback threads. */
+struct bench {
+    struct args a;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct counter acked;    /* QoS 1/2: the publisher's acknowledged publishes (completion callback) */
+    struct counter received; /* e2e, latency: messages that reached the subscriber */
+    atomic_int failure;      /* the first error a callback saw (an mqttc_status), 0 if none */
+};
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* ---- command line ---------------------------------------------------------------------------- */
+
+static void usage_error(const char *fmt, const char *what) {
+    fprintf(stderr, "mqttc_bench: ");
+    fprintf(stderr, fmt, what);
+    fprintf(stderr,
+            "\nusage: mqttc_bench [--host H] [--port P] [--mode pub|e2e|latency] [--qos 0|1|2] "
+            "[--count N] [--size BYTES] [--inflight W]\n");
+    exit(2);
+}
+
+/* A whole decimal number in [min, max], or a usage error naming `opt`. */
+static long number(const char *opt, const char *text, long min, long max) {
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno || end == text || *end || v < min || v > max) {
+        char buf[128];
+        snprintf(buf, sizeof buf, "%s %s: expected a number from %ld to %ld", opt, text, min, max);
+        usage_error("%s", buf);
+    }
+    return v;
+}
+
+static void parse_args(int argc, char **argv, struct args *a) {
+    *a = (struct args){"127.0.0.1", 1883, MODE_PUB, "pub", 0, 100000, 64, 100};
+    for (int i = 1; i < argc; i += 2) {
+        const char *opt = argv[i];
+        if (i + 1 >= argc)
+            usage_error("%s needs a value", opt);
+        const char *val = argv[i + 1];
+        if (!strcmp(opt, "--host")) {
+            a->host = val;
+        } else if (!strcmp(opt, "--port")) {
+            a->port = (int)number(opt, val, 1, 65535);
+        } else if (!strcmp(opt, "--mode")) {
+            if (!strcmp(val, "pub"))
+                a->mode = MODE_PUB;
+            else if (!strcmp(val, "e2e"))
+                a->mode = MODE_E2E;
+            else if (!strcmp(val, "latency"))
+                a->mode = MODE_LATENCY;
+            else
+                usage_error("unknown mode %s", val);
+            a->mode_name = val;
+        } else if (!strcmp(opt, "--qos")) {
+            a->qos = (int)number(opt, val, 0, 2);
+        } else if (!strcmp(opt, "--count")) {
+            a->count = number(opt, val, 1, LONG_MAX / 2);
+        } else if (!strcmp(opt, "--size")) {
+            a->size = number(opt, val, 0, 256L * 1024 * 1024);
+        } else if (!strcmp(opt, "--inflight")) {
+            a->inflight = number(opt, val, 1, 65535);
+        } else {
+            usage_error("unknown argument %s", opt);
+        }
+    }
+}
+
+/* ---- failures and waking the main thread ------------------------------------------------------ */
+
+/* A failure reported by a token or a callback. */
+static void die(const char *what, int status) {
+    fprintf(stderr, "mqttc_bench: %s: %s\n", what, mqttc_status_str(status));
+    exit(1);
+}
+
+/* A failed call: the library's detail too. */
+static void check(mqttc_status st, const char *what) {
+    if (st != MQTTC_OK) {
+        fprintf(stderr, "mqttc_bench: %s: %s (%s)\n", what, mqttc_status_str(st), mqttc_last_error());
+        exit(1);
+    }
+}
+
+static void wake(struct bench *b) {
+    pthread_mutex_lock(&b->lock);
+    pthread_cond_signal(&b->cond);
+    pthread_mutex_unlock(&b->lock);
+}
+
+/* Called on a callback thread: records the first failure and wakes the main thread to report it. */
+static void fail(struct bench *b, mqttc_status st) {
+    int expected = 0;
+    atomic_compare_exchange_strong(&b->failure, &expected, (int)st);
+    wake(b);
+}
+
+/* On a callback thread: counts one and wakes the main thread if it waits for this count. The
+ * sequentially consistent increment here and store of `wake_at` in wait_count mean that either
+ * the main thread sees the new count before it sleeps, or this sees its `wake_at` and wakes it
+ * (under the mutex, so not before it sleeps). */
+static void count_one(struct bench *b, struct counter *c) {
+    long n = atomic_fetch_add(&c->n, 1) + 1;
+    if (n >= atomic_load(&c->wake_at))
+        wake(b);
+}
+
+/* Blocks until `c` reaches `target`. Exits on a failure reported by a callback, or when the count
+ * stops moving for STALL_TIMEOUT_S (a message the broker dropped would otherwise hang us). */
+static void wait_count(struct bench *b, struct counter *c, long target, const char *what) {
+    if (atomic_load(&c->n) >= target)
+        return;
+    atomic_store(&c->wake_at, target);
+    long seen = -1;
+    double progress_at = 0;
+    pthread_mutex_lock(&b->lock);
+    for (;;) {
+        long n = atomic_load(&c->n);
+        if (n >= target)
+            break;
+        int failure = atomic_load(&b->failure);
+        if (failure) {
+            pthread_mutex_unlock(&b->lock);
+            die(what, failure);
+        }
+        double now = now_s();
+        if (n != seen) {
+            seen = n;
+            progress_at = now;
+        } else if (now - progress_at > STALL_TIMEOUT_S) {
+            pthread_mutex_unlock(&b->lock);
+            fprintf(stderr, "mqttc_bench: %s: stuck at %ld of %ld for %.0f s\n", what, n, target,
+                    STALL_TIMEOUT_S);
+            exit(1);
+        }
+        /* The deadline only bounds how long a stall goes unnoticed; callbacks wake us earlier. */
+        struct timespec deadline;
+        clock_gettime(CLOCK_MONOTONIC, &deadline);
+        deadline.tv_sec += 1;
+        pthread_cond_timedwait(&b->cond, &b->lock, &deadline);
+    }
+    pthread_mutex_unlock(&b->lock);
+    atomic_store(&c->wake_at, LONG_MAX);
+}
+
+/* Waits for one token (setup, teardown and the QoS 0 marker), watching for failures reported by a
+ * callback; exits unless it completed with MQTTC_OK. */
+static void wait_token(struct bench *b, mqttc_client *c, mqttc_token t, double timeout_s, const char *what) {
+    double deadline = now_s() + timeout_s;
+    for (;;) {
+        /* Returns as soon as the token completes; the 1 s slices only let us notice failures. */
+        mqttc_status st = mqttc_token_wait(c, t, 1000);
+        if (st == MQTTC_OK)
+            return;
+        if (st != MQTTC_ERR_TIMEOUT)
+            die(what, st);
+        int failure = atomic_load(&b->failure);
+        if (failure)
+            die(what, failure);
+        if (now_s() > deadline)
+            die(what, MQTTC_ERR_TIMEOUT);
+    }
+}
+
+/* ---- callbacks (on each client's callback thread) -------------------------------------------- */
+
+/* The publisher at QoS 1/2: each publish token completes here on its PUBACK / PUBCOMP (the
+ * callback is set only after connecting and removed before disconnecting, so these are the only
+ * tokens it sees). */
+static void on_complete(mqttc_client *client, mqttc_token token, mqttc_status status, void *userdata) {
+    struct bench *b = userdata;
+    (void)client;
+    (void)token;
+    if (status != MQTTC_OK)
+        fail(b, status);
+    else
+        count_one(b, &b->acked);
+}
+
+static void on_message(mqttc_client *client, const mqttc_message *msg, void *userdata) {
+    struct bench *b = userdata;
+    (void)client;
+    (void)msg;
+    count_one(b, &b->received);
+}
+
+/* Automatic reconnect is off, so a lost connection ends the run rather than stalling it. */
+static void on_connection(mqttc_client *client, const mqttc_connection_event *ev, void *userdata) {
+    (void)client;
+    if (ev->change == MQTTC_CONNECTION_LOST) {
+        fprintf(stderr, "mqttc_bench: connection to %s lost: %s\n", ev->server ? ev->server : "?",
+                ev->detail ? ev->detail : mqttc_status_str(ev->reason));
+        fail(userdata, ev->reason == MQTTC_OK ? MQTTC_ERR_CONNECTION_CLOSED : ev->reason);
+    }
+}
+
+/* ---- clients ----------------------------------------------------------------------------------- */
+
+static mqttc_client *open_client(struct bench *b, const char *role) {
+    char id[64];
+    snprintf(id, sizeof id, "mqttc-bench-%s-%ld", role, (long)getpid());
+    mqttc_options o;
+    mqttc_options_init(&o);
+    o.client_id = id;
+    /* The --inflight window: the library sends at most this many QoS 1/2 publishes ahead of their
+     * acknowledgements and keeps the rest in order, refilling the window from its network thread
+     * as acknowledgements arrive (no round trip through this program). */
+    o.max_inflight = (uint32_t)b->a.inflight;
+    /* Results reach this program through callbacks, never by polling old tokens: keeping only a
+     * few completed results keeps the token table small however many messages are sent. */
+    o.token_history = 16;
+    o.auto_reconnect = false;
+    mqttc_client *c;
+    check(mqttc_client_new(b->a.host, (uint16_t)b->a.port, &o, &c), "mqttc_client_new");
+    check(mqttc_set_on_connection(c, on_connection, b), "mqttc_set_on_connection");
+    mqttc_token t;
+    check(mqttc_connect(c, &t), "mqttc_connect");
+    char what[128];
+    snprintf(what, sizeof what, "connect to %s port %d", b->a.host, b->a.port);
+    wait_token(b, c, t, SETUP_TIMEOUT_MS / 1000.0, what);
+    return c;
+}
+
+/* After the measurement: a clean goodbye, whose outcome changes nothing any more. */
+static void close_client(mqttc_client *c) {
+    mqttc_set_on_complete(c, NULL, NULL);
+    mqttc_token t;
+    if (mqttc_disconnect(c, &t) == MQTTC_OK)
+        mqttc_token_wait(c, t, SETUP_TIMEOUT_MS);
+    mqttc_client_free(c);
+}
+
+static void publish(mqttc_client *c, const char *topic, const void *payload, size_t len, int qos, mqttc_token *t) {
+    check(mqttc_publish(c, topic, payload, len, qos, false, t), "mqttc_publish");
+}
+
+/* ---- the modes --------------------------------------------------------------------------------- */
+
+/* Publishes the run's N messages to bench/t.
+ *
+ * QoS 1/2: the library keeps `max_inflight` (the --inflight window) in flight and the publishes
+ * beyond it in order, refilling the window from its network thread as each acknowledgement is
+ * read, with no round trip through this program. So this thread only has to stay ahead of the
+ * window: it hands over up to AHEAD publishes beyond it, then sleeps until half of those have
+ * gone out (one wakeup per AHEAD/2 acknowledgements). Measured against the alternatives:
+ * publishing all N at once is no faster but holds every queued copy (~250 bytes each beyond the
+ * payload: 25 MB at 100,000), and a window kept by this program alone (publish one per
+ * acknowledgement) costs a wakeup of this thread per message and measured no faster.
+ *
+ * QoS 0: all N at once. Their tokens complete when written, so bounding them would take a
+ * completion event per message; the queue they wait in is bounded by how far the broker falls
+ * behind reading, and the network thread writes them in large batches. */
+static void publish_all(struct bench *b, mqttc_client *c, const void *payload) {
+    const struct args *a = &b->a;
+    long high = a->inflight + AHEAD, low = a->inflight + AHEAD / 2;
+    for (long i = 0; i < a->count; i++) {
+        if (a->qos > 0 && i - atomic_load(&b->acked.n) >= high)
+            wait_count(b, &b->acked, i - low, "publish");
+        publish(c, "bench/t", payload, (size_t)a->size, a->qos, NULL);
+    }
+}
+
+static double run_pub(struct bench *b, const void *payload) {
+    const struct args *a = &b->a;
+    mqttc_client *c = open_client(b, "pub");
+    if (a->qos > 0)
+        check(mqttc_set_on_complete(c, on_complete, b), "mqttc_set_on_complete");
+    double t0 = now_s();
+    publish_all(b, c, payload);
+    if (a->qos == 0) {
+        /* QoS 0 has nothing to acknowledge; the broker has read them all when it acknowledges a
+         * QoS 1 message sent after them on the same connection. */
+        mqttc_token marker;
+        publish(c, "bench/end", "e", 1, 1, &marker);
+        wait_token(b, c, marker, 1e9, "QoS 0 end marker");
+    } else {
+        wait_count(b, &b->acked, a->count, "publish");
+    }
+    double secs = now_s() - t0;
+    close_client(c);
+    return secs;
+}
+
+/* A subscriber to bench/#, subscribed (SUBACK received) when this returns. */
+static mqttc_client *open_subscriber(struct bench *b) {
+    mqttc_client *sub = open_client(b, "sub");
+    mqttc_token t;
+    check(mqttc_subscribe(sub, "bench/#", b->a.qos, on_message, b, &t), "mqttc_subscribe");
+    wait_token(b, sub, t, SETUP_TIMEOUT_MS / 1000.0, "subscribe");
+    return sub;
+}
+
+/* Publishes as run_pub does; the subscriber's callback counts. */
+static double run_e2e(struct bench *b, const void *payload) {
+    const struct args *a = &b->a;
+    mqttc_client *sub = open_subscriber(b);
+    mqttc_client *pub = open_client(b, "pub");
+    if (a->qos > 0)
+        check(mqttc_set_on_complete(pub, on_complete, b), "mqttc_set_on_complete");
+    double t0 = now_s();
+    publish_all(b, pub, payload);
+    wait_count(b, &b->received, a->count, "receive");
+    double secs = now_s() - t0;
+    close_client(pub);
+    close_client(sub);
+    return secs;
+}
+
+/* One sample per message: from before mqttc_publish until the subscriber's callback has woken us. */
+static double run_latency(struct bench *b, const void *payload, double *lat) {
+    const struct args *a = &b->a;
+    mqttc_client *sub = open_subscriber(b);
+    mqttc_client *pub = open_client(b, "pub");
+    double t0 = now_s();
+    for (long i = 0; i < a->count; i++) {
+        double s = now_s();
+        publish(pub, "bench/ping", payload, (size_t)a->size, a->qos, NULL);
+        wait_count(b, &b->received, i + 1, "ping");
+        lat[i] = now_s() - s;
+    }
+    double secs = now_s() - t0;
+    close_client(pub);
+    close_client(sub);
+    return secs;
+}
+
+static int cmp_double(const void *x, const void *y) {
+    double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+int main(int argc, char **argv) {
+    static struct bench b; /* static: zero-initialised, and alive while any library thread runs */
+    parse_args(argc, argv, &b.a);
+    const struct args *a = &b.a;
+    pthread_mutex_init(&b.lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&b.cond, &ca);
+    pthread_condattr_destroy(&ca);
+
+    char *payload = malloc(a->size ? (size_t)a->size : 1);
+    double *lat = a->mode == MODE_LATENCY ? malloc(sizeof(double) * (size_t)a->count) : NULL;
+    if (!payload || (a->mode == MODE_LATENCY && !lat)) {
+        fprintf(stderr, "mqttc_bench: out of memory\n");
+        return 1;
+    }
+    memset(payload, 'x', (size_t)a->size);
+    atomic_init(&b.acked.wake_at, LONG_MAX);
+    atomic_init(&b.received.wake_at, LONG_MAX);
+
+    if (a->mode == MODE_LATENCY) {
+        double secs = run_latency(&b, payload, lat);
+        long n = a->count;
+        qsort(lat, (size_t)n, sizeof(double), cmp_double);
+        printf("{\"lib\":\"mqttclient\",\"mode\":\"%s\",\"qos\":%d,\"size\":%ld,\"count\":%ld,\"secs\":%.6f,"
+               "\"p50_us\":%.1f,\"p99_us\":%.1f,\"max_us\":%.1f}\n",
+               a->mode_name, a->qos, a->size, n, secs, lat[n / 2] * 1e6, lat[(long)((double)n * 0.99)] * 1e6,
+               lat[n - 1] * 1e6);
+    } else {
+        double secs = a->mode == MODE_PUB ? run_pub(&b, payload) : run_e2e(&b, payload);
+        printf("{\"lib\":\"mqttclient\",\"mode\":\"%s\",\"qos\":%d,\"size\":%ld,\"count\":%ld,\"secs\":%.6f,"
+               "\"msgs_per_s\":%.0f}\n",
+               a->mode_name, a->qos, a->size, a->count, secs, (double)a->count / secs);
+    }
+    fflush(stdout);
+    free(lat);
+    free(payload);
+    return 0;
+}

@@ -1,0 +1,230 @@
+//! c_examples/mqttc_bench.c, our program for shared/bench/compare.py, against a real mosquitto: every
+//! mode at every QoS with small counts. Checks what compare.py relies on (exit status 0, one JSON
+//! line with the documented fields, the count asked for) and that the numbers are consistent with
+//! each other; never how fast anything is.
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use common::{Broker, compile_c, free_port, project_dir, run_program};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Fields of the JSON line, in the order the peer programs print them.
+const THROUGHPUT_FIELDS: [&str; 7] = ["lib", "mode", "qos", "size", "count", "secs", "msgs_per_s"];
+const LATENCY_FIELDS: [&str; 9] = [
+    "lib", "mode", "qos", "size", "count", "secs", "p50_us", "p99_us", "max_us",
+];
+
+/// The bench, compiled once per test binary.
+fn bench() -> &'static PathBuf {
+    static EXE: OnceLock<PathBuf> = OnceLock::new();
+    EXE.get_or_init(|| compile_c("mqttc_bench", &[project_dir().join("c_examples/mqttc_bench.c")]))
+}
+
+/// A broker configured as compare.py configures its own: no limit on in-flight or queued messages,
+/// so QoS 1/2 messages beyond mosquitto's defaults (20 in flight, 1000 queued) are not dropped.
+fn bench_broker() -> Broker {
+    Broker::start_with("max_inflight_messages 0\nmax_queued_messages 0\n")
+}
+
+/// A value of the flat JSON object the bench prints.
+#[derive(Debug, Clone, PartialEq)]
+enum Value {
+    Str(String),
+    Num(f64),
+}
+
+/// Parses `{"key":value,...}` where each value is a string without quotes or commas, or a number:
+/// all the bench prints. Panics on anything else. Returns the pairs in order.
+fn parse_flat_json(line: &str) -> Vec<(String, Value)> {
+    let inner = line
+        .strip_prefix('{')
+        .and_then(|l| l.strip_suffix('}'))
+        .unwrap_or_else(|| panic!("not a JSON object: {line}"));
+    inner
+        .split(',')
+        .map(|pair| {
+            let (key, value) = pair
+                .split_once(':')
+                .unwrap_or_else(|| panic!("no ':' in {pair:?} of {line}"));
+            let key = key
+                .strip_prefix('"')
+                .and_then(|k| k.strip_suffix('"'))
+                .unwrap_or_else(|| panic!("key {key:?} is not a string in {line}"));
+            let value = match value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+                Some(s) => Value::Str(s.to_string()),
+                None => Value::Num(
+                    value
+                        .parse::<f64>()
+                        .unwrap_or_else(|e| panic!("value {value:?} of {key} in {line}: {e}")),
+                ),
+            };
+            (key.to_string(), value)
+        })
+        .collect()
+}
+
+/// One result line, checked for the documented fields.
+struct Report {
+    fields: Vec<(String, Value)>,
+    line: String,
+}
+
+impl Report {
+    fn num(&self, key: &str) -> f64 {
+        match self.fields.iter().find(|(k, _)| k == key) {
+            Some((_, Value::Num(n))) => *n,
+            other => panic!("{key} is not a number ({other:?}) in {}", self.line),
+        }
+    }
+
+    fn str(&self, key: &str) -> &str {
+        match self.fields.iter().find(|(k, _)| k == key) {
+            Some((_, Value::Str(s))) => s,
+            other => panic!("{key} is not a string ({other:?}) in {}", self.line),
+        }
+    }
+}
+
+/// Runs the bench and checks everything compare.py relies on, plus that the numbers hang together.
+fn run_bench(port: u16, mode: &str, qos: u8, count: u64, inflight: u32) -> Report {
+    let args = [
+        "--port".to_string(),
+        port.to_string(),
+        "--mode".into(),
+        mode.into(),
+        "--qos".into(),
+        qos.to_string(),
+        "--count".into(),
+        count.to_string(),
+        "--size".into(),
+        "64".into(),
+        "--inflight".into(),
+        inflight.to_string(),
+    ];
+    let (code, out, err) = run_program(Command::new(bench()).args(&args), TIMEOUT);
+    let what = format!("mqttc_bench {}", args.join(" "));
+    assert_eq!(code, 0, "{what} failed\nstdout:\n{out}\nstderr:\n{err}");
+    assert!(err.is_empty(), "{what} wrote to stderr:\n{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1, "{what}: expected one line of output, got:\n{out}");
+    let line = lines[0].to_string();
+    let fields = parse_flat_json(&line);
+    let keys: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+    let expected: &[&str] = if mode == "latency" {
+        &LATENCY_FIELDS
+    } else {
+        &THROUGHPUT_FIELDS
+    };
+    assert_eq!(keys, expected, "{what}: fields of {line}");
+    let r = Report { fields, line };
+    assert_eq!(r.str("lib"), "mqttclient", "{}", r.line);
+    assert_eq!(r.str("mode"), mode, "{}", r.line);
+    assert_eq!(r.num("qos"), f64::from(qos), "{}", r.line);
+    assert_eq!(r.num("size"), 64.0, "{}", r.line);
+    assert_eq!(r.num("count"), count as f64, "{}", r.line);
+    let secs = r.num("secs");
+    assert!(secs.is_finite() && secs > 0.0, "{}", r.line);
+    if mode == "latency" {
+        let (p50, p99, max) = (r.num("p50_us"), r.num("p99_us"), r.num("max_us"));
+        assert!(
+            p50 > 0.0 && p50 <= p99 && p99 <= max,
+            "percentiles out of order: {}",
+            r.line
+        );
+        // No round trip outlasts the whole run (the values are printed to 0.1 us, "secs" to 1 us).
+        assert!(max <= secs * 1e6 + 1.0, "a sample longer than the run: {}", r.line);
+        // The samples are disjoint parts of the run, and half of them are at least the median.
+        assert!(
+            p50 * (count as f64 / 2.0) <= secs * 1e6 + count as f64,
+            "the median times half the count exceeds the run: {}",
+            r.line
+        );
+    } else {
+        let rate = r.num("msgs_per_s");
+        assert!(rate.is_finite() && rate > 0.0, "{}", r.line);
+        // msgs_per_s is count / secs, up to the rounding of both as printed.
+        let tolerance = rate * 0.000_000_5 / secs + 1.0;
+        assert!(
+            (rate - count as f64 / secs).abs() <= tolerance,
+            "msgs_per_s is not count / secs: {}",
+            r.line
+        );
+    }
+    r
+}
+
+#[test]
+fn pub_mode_at_every_qos() {
+    let broker = bench_broker();
+    for qos in 0..=2 {
+        run_bench(broker.port, "pub", qos, 500, 100);
+    }
+}
+
+#[test]
+fn e2e_mode_at_every_qos() {
+    let broker = bench_broker();
+    for qos in 0..=2 {
+        run_bench(broker.port, "e2e", qos, 500, 100);
+    }
+}
+
+#[test]
+fn latency_mode_at_every_qos() {
+    let broker = bench_broker();
+    for qos in 0..=2 {
+        run_bench(broker.port, "latency", qos, 50, 100);
+    }
+}
+
+/// With a window much smaller than the count the bench stops handing publishes to the library
+/// (it keeps about 1024 beyond the window) and waits for acknowledgements to make room: every
+/// message still arrives and is acknowledged.
+#[test]
+fn a_small_window_and_more_messages_than_the_bench_queues_ahead() {
+    let broker = bench_broker();
+    for qos in 1..=2 {
+        run_bench(broker.port, "pub", qos, 2500, 4);
+        run_bench(broker.port, "e2e", qos, 2500, 4);
+    }
+}
+
+/// A run against a port nobody listens on fails with exit status 1 and says why.
+#[test]
+fn no_broker_is_a_failure_not_a_hang() {
+    let port = free_port();
+    let (code, out, err) = run_program(
+        Command::new(bench()).args(["--port", &port.to_string(), "--mode", "pub", "--count", "10"]),
+        TIMEOUT,
+    );
+    assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(err.contains(&format!("connect to 127.0.0.1 port {port}")), "{err}");
+}
+
+/// Bad command lines exit with status 2 and a usage message, before connecting anywhere.
+#[test]
+fn bad_arguments_are_rejected_with_usage() {
+    let cases: &[&[&str]] = &[
+        &["--mode", "flood"],
+        &["--qos", "3"],
+        &["--count", "0"],
+        &["--count", "12x"],
+        &["--inflight", "0"],
+        &["--size", "-1"],
+        &["--port", "70000"],
+        &["--verbose", "1"],
+        &["--count"],
+    ];
+    for args in cases {
+        let (code, out, err) = run_program(Command::new(bench()).args(*args), TIMEOUT);
+        assert_eq!(code, 2, "{args:?}: stdout:\n{out}\nstderr:\n{err}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+        assert!(err.contains("usage: mqttc_bench"), "{args:?}: {err}");
+    }
+}
