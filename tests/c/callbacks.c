@@ -5,7 +5,7 @@
  * destructor has run exactly once. Also checks the completion and log callbacks.
  * Usage: callbacks <port of a running broker>
  */
-#include <mqttclient.h>
+#include "check.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -13,18 +13,6 @@
 #include <string.h>
 #include <time.h>
 
-#define FAIL(...)                                                                                  \
-    do {                                                                                           \
-        printf("FAIL: " __VA_ARGS__);                                                              \
-        printf(" (%s)\n", mqttc_last_error());                                                     \
-        exit(1);                                                                                   \
-    } while (0)
-#define CHECK(call)                                                                                \
-    do {                                                                                           \
-        mqttc_status st_ = (call);                                                                 \
-        if (st_ != MQTTC_OK)                                                                       \
-            FAIL("%s -> %s", #call, mqttc_status_str(st_));                                        \
-    } while (0)
 
 static atomic_int in_count, out_count, sub2_count, free_count, drops, completions, log_lines;
 static atomic_int wait_in_callback_status = 1;

@@ -4,7 +4,7 @@
  * stays valid after its client is freed; event calls on a callback-mode client fail clearly.
  * Usage: events <port of a running broker>
  */
-#include <mqttclient.h>
+#include "check.h"
 
 #include <poll.h>
 #include <pthread.h>
@@ -13,18 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FAIL(...)                                                                                  \
-    do {                                                                                           \
-        printf("FAIL: " __VA_ARGS__);                                                              \
-        printf(" (%s)\n", mqttc_last_error());                                                     \
-        exit(1);                                                                                   \
-    } while (0)
-#define CHECK(call)                                                                                \
-    do {                                                                                           \
-        mqttc_status st_ = (call);                                                                 \
-        if (st_ != MQTTC_OK)                                                                       \
-            FAIL("%s -> %s", #call, mqttc_status_str(st_));                                        \
-    } while (0)
 #define EXPECT(cond, ...)                                                                          \
     do {                                                                                           \
         if (!(cond))                                                                               \
