@@ -39,16 +39,19 @@
 //!
 //! # Cost
 //!
-//! Each level is a node holding its literal children (inline when there is just one, otherwise in
-//! a hash map with an FxHash-style hasher) plus separate `+` and `#` slots, so a match costs one
-//! lookup per topic level per live branch: it grows with the topic's depth and the number of
-//! wildcard branches on its path, not with the number of stored filters.
+//! Every distinct literal level string is interned once, as a small integer id, and the literal
+//! edges of the whole trie live in one hash table keyed by (parent node, level id). A match
+//! therefore splits and hashes each level of the topic exactly once, however many wildcard
+//! branches then walk through that level; each step of each branch is one integer-keyed probe.
+//! The cost grows with the topic's depth and the number of wildcard branches on its path, not
+//! with the number of stored filters. (Hashing the level string at every node, as a per-node map
+//! of strings does, made a match 3–4 times slower at 100,000 filters: see `benches/trie.rs`.)
 //! Nothing recurses per level (matching keeps its own stack), so even a filter of 65,535 levels
 //! is safe on a small thread stack.
 
-use std::borrow::Borrow;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::collections::hash_map::Entry;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::ControlFlow;
 
 /// FxHash (as used inside rustc): one multiply per 8 bytes. Levels are short, attacker-chosen
@@ -89,6 +92,11 @@ impl Hasher for FxHasher {
     }
 
     #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
+    #[inline]
     fn write_usize(&mut self, i: usize) {
         self.add(i as u64);
     }
@@ -103,117 +111,69 @@ impl Hasher for FxHasher {
 
 type FxBuildHasher = BuildHasherDefault<FxHasher>;
 
-/// A literal level as a map key. Levels are mostly short, and keeping them inline saves chasing
-/// a heap pointer (a likely cache miss) on every key comparison.
-#[derive(PartialEq, Eq)]
-enum Key {
-    Inline { len: u8, bytes: [u8; INLINE_KEY] },
-    Heap(Box<[u8]>),
+/// Index of a node in [`Trie::nodes`]. 32 bits keep nodes and edge keys small; four billion
+/// nodes would need far more memory than any subscriber has.
+type NodeId = u32;
+
+/// Id of an interned literal level; see [`Levels`].
+type LevelId = u32;
+
+/// What a topic level resolves to when no filter has it as a literal level.
+const UNKNOWN_LEVEL: LevelId = LevelId::MAX;
+
+/// The literal level strings in use, each under a small id. An id is shared by every edge with
+/// that label and freed when the last such edge goes.
+#[derive(Default)]
+struct Levels {
+    ids: HashMap<Box<[u8]>, LevelId, FxBuildHasher>,
+    /// Edges labelled with each id; 0 marks a free id.
+    uses: Vec<u32>,
+    free: Vec<LevelId>,
 }
 
-/// Makes `Key` 24 bytes, the size of its `Box<[u8]>` variant plus the enum tag.
-const INLINE_KEY: usize = 22;
-
-impl Key {
-    fn new(level: &str) -> Key {
-        let level = level.as_bytes();
-        if level.len() <= INLINE_KEY {
-            let mut bytes = [0; INLINE_KEY];
-            bytes[..level.len()].copy_from_slice(level);
-            Key::Inline {
-                len: level.len() as u8,
-                bytes,
-            }
-        } else {
-            Key::Heap(level.into())
-        }
-    }
-
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(self.borrow()).expect("keys are made from &str")
-    }
-}
-
-// Lookups go by `&[u8]`, so `Key` must hash exactly as its bytes do.
-impl Hash for Key {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        <Self as Borrow<[u8]>>::borrow(self).hash(state);
-    }
-}
-
-impl Borrow<[u8]> for Key {
+impl Levels {
     #[inline]
-    fn borrow(&self) -> &[u8] {
-        match self {
-            Key::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            Key::Heap(bytes) => bytes,
-        }
-    }
-}
-
-/// The literal children of a node, by level. About half of all nodes have exactly one, and
-/// keeping it inline spares those levels the two cache misses of a hash-table probe (control
-/// bytes, then bucket), which dominate match time at 100,000 filters.
-enum Literals {
-    One(Key, usize),
-    /// Never holds exactly one entry.
-    Many(HashMap<Key, usize, FxBuildHasher>),
-}
-
-impl Literals {
-    #[inline]
-    fn get(&self, level: &str) -> Option<usize> {
-        match self {
-            Literals::One(key, child) => (<Key as Borrow<[u8]>>::borrow(key) == level.as_bytes()).then_some(*child),
-            Literals::Many(map) => map.get(level.as_bytes()).copied(),
-        }
+    fn get(&self, level: &[u8]) -> LevelId {
+        self.ids.get(level).copied().unwrap_or(UNKNOWN_LEVEL)
     }
 
-    fn insert(&mut self, level: &str, child: usize) {
-        let key = Key::new(level);
-        *self = match std::mem::take(self) {
-            Literals::Many(map) if map.is_empty() => Literals::One(key, child),
-            Literals::Many(mut map) => {
-                map.insert(key, child);
-                Literals::Many(map)
-            }
-            Literals::One(old_key, old_child) => {
-                Literals::Many([(old_key, old_child), (key, child)].into_iter().collect())
+    /// The id of `level`, counting one more edge labelled with it.
+    fn acquire(&mut self, level: &str) -> LevelId {
+        let id = match self.ids.get(level.as_bytes()) {
+            Some(&id) => id,
+            None => {
+                let id = match self.free.pop() {
+                    Some(id) => id,
+                    None => {
+                        self.uses.push(0);
+                        LevelId::try_from(self.uses.len() - 1)
+                            .ok()
+                            .filter(|&id| id != UNKNOWN_LEVEL)
+                            .expect("fewer than 2^32 distinct levels")
+                    }
+                };
+                self.ids.insert(level.as_bytes().into(), id);
+                id
             }
         };
+        self.uses[id as usize] += 1;
+        id
     }
 
-    /// `level` must be one of the children.
-    fn remove(&mut self, level: &str) {
-        match self {
-            Literals::One(..) => *self = Literals::default(),
-            Literals::Many(map) => {
-                map.remove(level.as_bytes());
-                if map.len() == 1 {
-                    let (key, child) = map.drain().next().expect("len is 1");
-                    *self = Literals::One(key, child);
-                }
-            }
+    /// One edge labelled `level` is gone.
+    fn release(&mut self, level: &str, id: LevelId) {
+        let uses = &mut self.uses[id as usize];
+        *uses -= 1;
+        if *uses == 0 {
+            self.ids.remove(level.as_bytes());
+            self.free.push(id);
         }
-    }
-
-    fn is_empty(&self) -> bool {
-        matches!(self, Literals::Many(map) if map.is_empty())
-    }
-
-    fn iter(&self) -> impl Iterator<Item = (&Key, usize)> {
-        let (one, many) = match self {
-            Literals::One(key, child) => (Some((key, *child)), None),
-            Literals::Many(map) => (None, Some(map.iter().map(|(key, &child)| (key, child)))),
-        };
-        one.into_iter().chain(many.into_iter().flatten())
     }
 }
 
-impl Default for Literals {
-    fn default() -> Self {
-        Literals::Many(HashMap::default())
-    }
+#[inline]
+fn edge_key(parent: NodeId, level: LevelId) -> u64 {
+    (u64::from(level) << 32) | u64::from(parent)
 }
 
 /// One filter level, living in [`Trie::nodes`] and linked by index, so that no operation (drop
@@ -224,8 +184,11 @@ struct Node<V> {
     /// The filter that is this node's path followed by `/#` (`"#"` itself at the root). `#` is
     /// always the last level, so it needs only a value, not a node.
     multi: Option<V>,
-    literal: Literals,
-    single: Option<usize>,
+    /// The `+` child.
+    single: Option<NodeId>,
+    /// How many literal children this node has in [`Trie::edges`]; a match skips the probe when
+    /// there are none, and pruning needs to know when a node is empty.
+    literals: u32,
 }
 
 // Manual so that `V` need not be `Default`.
@@ -234,15 +197,15 @@ impl<V> Default for Node<V> {
         Node {
             value: None,
             multi: None,
-            literal: Literals::default(),
             single: None,
+            literals: 0,
         }
     }
 }
 
 impl<V> Node<V> {
     fn is_empty(&self) -> bool {
-        self.value.is_none() && self.multi.is_none() && self.literal.is_empty() && self.single.is_none()
+        self.value.is_none() && self.multi.is_none() && self.literals == 0 && self.single.is_none()
     }
 
     fn slot(&self, slot: Slot) -> &Option<V> {
@@ -261,7 +224,7 @@ impl<V> Node<V> {
 }
 
 /// The empty path; it never holds a `value`, since every filter has at least one level.
-const ROOT: usize = 0;
+const ROOT: NodeId = 0;
 
 #[derive(Clone, Copy)]
 enum Slot {
@@ -281,12 +244,47 @@ fn parse_filter(filter: &str) -> (impl Iterator<Item = &str>, Slot) {
     (path.into_iter().flat_map(|path| path.split('/')), slot)
 }
 
-/// The first level of `levels` and what follows it; `None` when it was the last level.
-#[inline]
-fn split_level(levels: &str) -> (&str, Option<&str>) {
-    match levels.split_once('/') {
-        Some((level, rest)) => (level, Some(rest)),
-        None => (levels, None),
+/// A stack kept on the call stack up to `N` items and spilled to the heap beyond, so that a
+/// match of a topic of ordinary depth allocates nothing.
+struct SmallStack<T, const N: usize> {
+    inline: [T; N],
+    len: usize,
+    spill: Vec<T>,
+}
+
+impl<T: Copy + Default, const N: usize> SmallStack<T, N> {
+    fn new() -> Self {
+        SmallStack {
+            inline: [T::default(); N],
+            len: 0,
+            spill: Vec::new(),
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, item: T) {
+        match self.inline.get_mut(self.len) {
+            Some(slot) => *slot = item,
+            None => self.spill.push(item),
+        }
+        self.len += 1;
+    }
+
+    #[inline]
+    fn pop(&mut self) -> Option<T> {
+        self.len = self.len.checked_sub(1)?;
+        match self.inline.get(self.len) {
+            Some(&item) => Some(item),
+            None => self.spill.pop(),
+        }
+    }
+
+    #[inline]
+    fn get(&self, i: usize) -> T {
+        match self.inline.get(i) {
+            Some(&item) => item,
+            None => self.spill[i - N],
+        }
     }
 }
 
@@ -309,7 +307,10 @@ impl<V, F: FnMut(&V) -> ControlFlow<()>> Sink<V> for F {
 pub struct Trie<V> {
     /// `nodes[ROOT]` is the root; unused slots are listed in `free` and hold empty nodes.
     nodes: Vec<Node<V>>,
-    free: Vec<usize>,
+    free: Vec<NodeId>,
+    /// Literal edges: [`edge_key`]`(parent, level)` -> child.
+    edges: HashMap<u64, NodeId, FxBuildHasher>,
+    levels: Levels,
     len: usize,
 }
 
@@ -318,6 +319,8 @@ impl<V> Default for Trie<V> {
         Trie {
             nodes: vec![Node::default()],
             free: Vec::new(),
+            edges: HashMap::default(),
+            levels: Levels::default(),
             len: 0,
         }
     }
@@ -338,7 +341,7 @@ impl<V> Trie<V> {
                 None => self.add_child(node, level),
             };
         }
-        let old = self.nodes[node].slot_mut(slot).replace(value);
+        let old = self.node_mut(node).slot_mut(slot).replace(value);
         if old.is_none() {
             self.len += 1;
         }
@@ -352,7 +355,7 @@ impl<V> Trie<V> {
         for level in levels {
             node = self.child(node, level)?;
         }
-        self.nodes[node].slot(slot).as_ref()
+        self.node(node).slot(slot).as_ref()
     }
 
     /// Removes `filter`, pruning the nodes this leaves empty.
@@ -372,20 +375,20 @@ impl<V> Trie<V> {
             edges.push((node, level));
             node = child;
         }
-        let value = self.nodes[node].slot_mut(slot).take_if(|value| pred(value))?;
+        let value = self.node_mut(node).slot_mut(slot).take_if(|value| pred(value))?;
         self.len -= 1;
         while let Some((parent, level)) = edges.pop() {
-            if !self.nodes[node].is_empty() {
+            if !self.node(node).is_empty() {
                 break;
             }
-            let parent_node = &mut self.nodes[parent];
             if level == "+" {
-                parent_node.single = None;
+                self.node_mut(parent).single = None;
             } else {
-                parent_node.literal.remove(level);
+                let id = self.levels.get(level.as_bytes());
+                self.edges.remove(&edge_key(parent, id));
+                self.levels.release(level, id);
+                self.node_mut(parent).literals -= 1;
             }
-            // A fresh node rather than the emptied one, to give back the map's capacity.
-            self.nodes[node] = Node::default();
             self.free.push(node);
             node = parent;
         }
@@ -418,28 +421,33 @@ impl<V> Trie<V> {
 
     /// Every stored filter with its value, in unspecified order.
     pub fn filters(&self) -> Vec<(String, &V)> {
-        fn push_children<V>(stack: &mut Vec<(String, usize)>, path: Option<&str>, node: &Node<V>) {
+        let mut names = vec![""; self.levels.uses.len()];
+        for (level, &id) in &self.levels.ids {
+            names[id as usize] = std::str::from_utf8(level).expect("levels are made from &str");
+        }
+        let mut children: HashMap<NodeId, Vec<(&str, NodeId)>> = HashMap::new();
+        for (&key, &child) in &self.edges {
+            let (parent, level) = (key as NodeId, (key >> 32) as LevelId);
+            children.entry(parent).or_default().push((names[level as usize], child));
+        }
+        let push_children = |stack: &mut Vec<(String, NodeId)>, path: Option<&str>, index: NodeId| {
             let path_to = |level: &str| match path {
                 None => level.to_owned(),
                 Some(path) => format!("{path}/{level}"),
             };
-            stack.extend(
-                node.literal
-                    .iter()
-                    .map(|(level, child)| (path_to(level.as_str()), child)),
-            );
-            stack.extend(node.single.map(|child| (path_to("+"), child)));
-        }
+            let literal = children.get(&index).into_iter().flatten();
+            stack.extend(literal.map(|&(level, child)| (path_to(level), child)));
+            stack.extend(self.node(index).single.map(|child| (path_to("+"), child)));
+        };
 
         let mut out = Vec::with_capacity(self.len);
-        let root = &self.nodes[ROOT];
-        out.extend(root.multi.as_ref().map(|value| ("#".to_owned(), value)));
+        out.extend(self.node(ROOT).multi.as_ref().map(|value| ("#".to_owned(), value)));
         let mut stack = Vec::new();
-        push_children(&mut stack, None, root);
+        push_children(&mut stack, None, ROOT);
         while let Some((path, index)) = stack.pop() {
-            let node = &self.nodes[index];
+            let node = self.node(index);
             out.extend(node.multi.as_ref().map(|value| (format!("{path}/#"), value)));
-            push_children(&mut stack, Some(&path), node);
+            push_children(&mut stack, Some(&path), index);
             out.extend(node.value.as_ref().map(|value| (path, value)));
         }
         out
@@ -447,37 +455,58 @@ impl<V> Trie<V> {
 
     /// Removes every filter, returning their values.
     pub fn drain(&mut self) -> Vec<V> {
-        let nodes = std::mem::replace(&mut self.nodes, vec![Node::default()]);
-        self.free.clear();
-        self.len = 0;
+        let nodes = std::mem::take(self).nodes;
         nodes
             .into_iter()
             .flat_map(|node| node.value.into_iter().chain(node.multi))
             .collect()
     }
 
-    fn child(&self, node: usize, level: &str) -> Option<usize> {
-        let node = &self.nodes[node];
+    #[inline]
+    fn node(&self, index: NodeId) -> &Node<V> {
+        &self.nodes[index as usize]
+    }
+
+    fn node_mut(&mut self, index: NodeId) -> &mut Node<V> {
+        &mut self.nodes[index as usize]
+    }
+
+    /// The literal child of `node` labelled `level` (an id, possibly [`UNKNOWN_LEVEL`]).
+    #[inline]
+    fn literal_child(&self, node: NodeId, level: LevelId) -> Option<NodeId> {
+        if level == UNKNOWN_LEVEL || self.node(node).literals == 0 {
+            return None;
+        }
+        self.edges.get(&edge_key(node, level)).copied()
+    }
+
+    fn child(&self, node: NodeId, level: &str) -> Option<NodeId> {
         match level {
-            "+" => node.single,
-            _ => node.literal.get(level),
+            "+" => self.node(node).single,
+            _ => self.literal_child(node, self.levels.get(level.as_bytes())),
         }
     }
 
-    fn add_child(&mut self, node: usize, level: &str) -> usize {
+    fn add_child(&mut self, node: NodeId, level: &str) -> NodeId {
         let child = match self.free.pop() {
-            Some(child) => child,
+            Some(child) => {
+                *self.node_mut(child) = Node::default();
+                child
+            }
             None => {
                 self.nodes.push(Node::default());
-                self.nodes.len() - 1
+                NodeId::try_from(self.nodes.len() - 1).expect("fewer than 2^32 trie nodes")
             }
         };
-        let node = &mut self.nodes[node];
-        match level {
-            "+" => node.single = Some(child),
-            _ => {
-                node.literal.insert(level, child);
-            }
+        if level == "+" {
+            self.node_mut(node).single = Some(child);
+        } else {
+            let id = self.levels.acquire(level);
+            match self.edges.entry(edge_key(node, id)) {
+                Entry::Vacant(edge) => edge.insert(child),
+                Entry::Occupied(_) => unreachable!("add_child is only called for a missing child"),
+            };
+            self.node_mut(node).literals += 1;
         }
         child
     }
@@ -486,35 +515,39 @@ impl<V> Trie<V> {
     /// each node at most once is what guarantees one visit per filter: the trie is a tree, and
     /// the topic's next level leads to two distinct children, literal and `+`.
     fn walk(&self, topic: &str, sink: &mut impl Sink<V>) -> ControlFlow<()> {
-        // `+` branches still to explore, each with the topic levels left after it.
-        let mut pending: Vec<(usize, Option<&str>)> = Vec::new();
-        let mut next = Some((ROOT, Some(topic)));
+        // Each topic level resolved to its id once, however many branches pass through it.
+        let mut levels: SmallStack<LevelId, 32> = SmallStack::new();
+        for level in topic.as_bytes().split(|&b| b == b'/') {
+            levels.push(self.levels.get(level));
+        }
+        let depth = levels.len;
+        // `+` branches still to explore, each with the index of the topic level after it.
+        let mut pending: SmallStack<(NodeId, usize), 16> = SmallStack::new();
+        let mut next = Some((ROOT, 0));
         if topic.starts_with('$') {
             // MQTT-4.7.2-1: only a literal first level can match a `$` topic, so the root's `+`
             // and `#` are skipped.
             sink.enter();
-            let (first, rest) = split_level(topic);
-            next = self.nodes[ROOT].literal.get(first).map(|child| (child, rest));
+            next = self.literal_child(ROOT, levels.get(0)).map(|child| (child, 1));
         }
-        while let Some((index, levels)) = next.take().or_else(|| pending.pop()) {
-            let node = &self.nodes[index];
+        while let Some((index, at)) = next.take().or_else(|| pending.pop()) {
+            let node = self.node(index);
             sink.enter();
             if let Some(value) = &node.multi {
                 sink.visit(value)?;
             }
-            let Some(levels) = levels else {
+            if at == depth {
                 if let Some(value) = &node.value {
                     sink.visit(value)?;
                 }
                 continue;
-            };
-            let (level, rest) = split_level(levels);
-            next = node.literal.get(level).map(|child| (child, rest));
+            }
+            next = self.literal_child(index, levels.get(at)).map(|child| (child, at + 1));
             if let Some(child) = node.single {
                 // The literal branch goes first, the `+` branch waits.
                 match next {
-                    None => next = Some((child, rest)),
-                    Some(_) => pending.push((child, rest)),
+                    None => next = Some((child, at + 1)),
+                    Some(_) => pending.push((child, at + 1)),
                 }
             }
         }
@@ -530,8 +563,12 @@ impl<V> Trie<V> {
         let reachable = self
             .nodes
             .iter()
-            .map(|n| n.literal.iter().count() + usize::from(n.single.is_some()));
+            .map(|n| n.literals as usize + usize::from(n.single.is_some()));
         assert_eq!(reachable.sum::<usize>(), live, "every live node has exactly one parent");
+        assert_eq!(
+            self.edges.len(),
+            self.nodes.iter().map(|n| n.literals as usize).sum::<usize>()
+        );
         live
     }
 
@@ -661,7 +698,7 @@ mod tests {
         // wildcard characters inside a level are literals
         ("a+", "a+", true),
         ("a+", "ab", false),
-        // levels at and beyond the 22-byte inline key limit
+        // long levels
         (
             "x/a-level-of-28-bytes-long-xyz/+",
             "x/a-level-of-28-bytes-long-xyz/y",
@@ -793,7 +830,7 @@ mod tests {
         assert!(trie.is_empty());
         assert_eq!(trie.len(), 0);
         assert_eq!(trie.node_count(), 0);
-        assert!(trie.nodes[ROOT].is_empty());
+        assert!(trie.node(ROOT).is_empty());
         for topic in ["a/b/c", "a", "", "/", "$SYS/x"] {
             assert!(!trie.matches(topic));
         }
@@ -982,6 +1019,25 @@ mod tests {
         deep.insert(&["l"; 50].join("/"), ());
         assert_eq!(deep.match_visits(&["l"; 10].join("/")), 11);
         assert_eq!(deep.match_visits(&["l"; 50].join("/")), 51);
+    }
+
+    #[test]
+    fn many_pending_branches_spill_past_the_inline_stacks() {
+        // Every node on the path "a/a/…" has both a literal and a `+` child, so the walk holds
+        // one pending branch per level: 40 of them, more than the inline capacity.
+        const DEPTH: usize = 40;
+        let mut trie = Trie::new();
+        for plus_at in 0..=DEPTH {
+            let mut levels = vec!["a"; DEPTH];
+            if plus_at < DEPTH {
+                levels[plus_at] = "+";
+            }
+            trie.insert(&levels.join("/"), plus_at);
+        }
+        let mut got = matched(&trie, &["a"; DEPTH].join("/"));
+        got.sort();
+        assert_eq!(got, (0..=DEPTH).collect::<Vec<_>>());
+        assert!(matched(&trie, &["b"; DEPTH].join("/")).is_empty());
     }
 
     #[test]
