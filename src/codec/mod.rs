@@ -91,20 +91,7 @@ impl Packet {
     /// is required (and non-zero pkid on QoS 0 publish), wildcards/empty in a publish topic, invalid filters, empty
     /// SUBSCRIBE/UNSUBSCRIBE, remaining length over MAX_REMAINING_LENGTH. On error nothing is appended.
     pub fn encode(&self, buf: &mut BytesMut) -> Result<(), CodecError> {
-        self.with_encoder(|packet| {
-            packet.validate()?;
-            let remaining_len = packet.remaining_len();
-            if remaining_len > MAX_REMAINING_LENGTH {
-                return Err(CodecError::PayloadTooLarge(remaining_len));
-            }
-            buf.reserve(header::packet_len(remaining_len));
-            let start = buf.len();
-            buf.put_u8(packet.first_byte());
-            header::write_remaining_length(remaining_len, buf);
-            packet.write_body(buf);
-            debug_assert_eq!(buf.len() - start, header::packet_len(remaining_len));
-            Ok(())
-        })
+        self.with_encoder(|packet| frame(packet, buf, 0, |buf| packet.write_body(buf)))
     }
 
     /// Exact number of bytes `encode` appends (fixed header included), when it succeeds.
@@ -131,6 +118,46 @@ impl Packet {
             Packet::Disconnect => f(&HeaderOnly(PacketType::Disconnect)),
         }
     }
+}
+
+impl Publish {
+    /// Appends this PUBLISH without its payload, which must follow these bytes on the wire: a
+    /// large payload can then be written from the buffer it already lives in (a vectored write)
+    /// instead of being copied behind its header. Validates as [`Packet::encode`] does.
+    pub fn encode_head(&self, buf: &mut BytesMut) -> Result<(), CodecError> {
+        frame(self, buf, self.payload.len(), |buf| self.write_head(buf))
+    }
+}
+
+/// Validates `packet` and appends its fixed header and the body `write` produces, which is all of
+/// the body but its last `detached` bytes. Nothing is appended on error.
+fn frame(
+    packet: &dyn Encode,
+    buf: &mut BytesMut,
+    detached: usize,
+    write: impl FnOnce(&mut BytesMut),
+) -> Result<(), CodecError> {
+    packet.validate()?;
+    let remaining_len = packet.remaining_len();
+    if remaining_len > MAX_REMAINING_LENGTH {
+        return Err(CodecError::PayloadTooLarge(remaining_len));
+    }
+    let len = header::packet_len(remaining_len) - detached;
+    buf.reserve(len);
+    let start = buf.len();
+    buf.put_u8(packet.first_byte());
+    header::write_remaining_length(remaining_len, buf);
+    write(buf);
+    debug_assert_eq!(buf.len() - start, len);
+    Ok(())
+}
+
+/// The whole size of the packet that starts `buf` (fixed header included), once its fixed
+/// header has arrived: lets a reader make room for a large packet in one step rather than grow
+/// its buffer (and copy what it holds) many times. `None` when the header is incomplete or bad;
+/// [`decode`] reports the latter.
+pub fn pending_packet_len(buf: &[u8]) -> Option<usize> {
+    header::parse(buf).ok().flatten().map(|h| h.packet_len())
 }
 
 /// Incremental decoder: returns Ok(None) when `buf` does not yet hold a whole packet (nothing consumed);

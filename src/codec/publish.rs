@@ -79,11 +79,18 @@ impl Encode for Publish {
     }
 
     fn write_body(&self, buf: &mut BytesMut) {
+        self.write_head(buf);
+        buf.put_slice(&self.payload);
+    }
+}
+
+impl Publish {
+    /// The body up to the payload.
+    pub(super) fn write_head(&self, buf: &mut BytesMut) {
         write_field(buf, self.topic.as_bytes());
         if self.qos != QoS::AtMostOnce {
             buf.put_u16(self.pkid);
         }
-        buf.put_slice(&self.payload);
     }
 }
 
@@ -146,6 +153,37 @@ mod tests {
         round_trip(&Packet::Publish(publish(QoS::AtLeastOnce, 1, "e", b"")));
         let big: Vec<u8> = (0..65_536u32).map(|i| i as u8).collect();
         round_trip(&Packet::Publish(publish(QoS::ExactlyOnce, 7, "big", &big)));
+    }
+
+    #[test]
+    fn head_then_payload_is_the_whole_encoding() {
+        for (qos, pkid, len) in [
+            (QoS::AtMostOnce, 0, 0),
+            (QoS::AtLeastOnce, 9, 200),
+            (QoS::ExactlyOnce, 3, 70_000),
+        ] {
+            let p = publish(qos, pkid, "a/b", &vec![0x5A; len]);
+            let mut whole = BytesMut::new();
+            Packet::Publish(p.clone()).encode(&mut whole).unwrap();
+            let mut head = BytesMut::new();
+            p.encode_head(&mut head).unwrap();
+            assert_eq!(head.len(), whole.len() - len);
+            head.extend_from_slice(&p.payload);
+            assert_eq!(head, whole);
+            assert_eq!(
+                crate::codec::pending_packet_len(&whole[..head.len() - len]),
+                Some(whole.len())
+            );
+        }
+        let bad = publish(QoS::AtMostOnce, 0, "a/+", b"x");
+        let mut buf = BytesMut::new();
+        assert!(bad.encode_head(&mut buf).is_err());
+        assert!(buf.is_empty(), "nothing appended on error");
+        assert_eq!(
+            crate::codec::pending_packet_len(&[0x30]),
+            None,
+            "remaining length not there yet"
+        );
     }
 
     #[test]

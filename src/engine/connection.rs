@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::time::{Instant, sleep_until, timeout};
@@ -18,6 +18,7 @@ use super::offline::OfflineQueue;
 use super::session::{AckAction, Awaiting, Request, Session};
 use super::tokens::{Outcome, Token, TokenResult};
 use super::transport::{self, Reader, Writer};
+use super::write_queue::WriteQueue;
 use super::{Address, Command, Error, Options, Shared, State};
 
 /// Stop taking commands while this much is waiting to be written: the socket is the bottleneck and
@@ -458,7 +459,7 @@ struct Link {
     reader: Reader,
     writer: Writer,
     rbuf: BytesMut,
-    wbuf: BytesMut,
+    wbuf: WriteQueue,
     session_present: bool,
 }
 
@@ -469,7 +470,7 @@ async fn handshake(ctx: &Ctx, server: &Address) -> Result<Link, Error> {
         reader,
         writer,
         rbuf: BytesMut::with_capacity(READ_CHUNK),
-        wbuf: BytesMut::new(),
+        wbuf: WriteQueue::default(),
         session_present: false,
     };
     let o = &ctx.options;
@@ -482,8 +483,8 @@ async fn handshake(ctx: &Ctx, server: &Address) -> Result<Link, Error> {
         username: o.username.clone(),
         password: o.password.clone(),
     };
-    Packet::Connect(connect).encode(&mut link.wbuf)?;
-    link.writer.write_all_buf(&mut link.wbuf).await?;
+    link.wbuf.encode(&Packet::Connect(connect))?;
+    link.wbuf.write_all(&mut link.writer).await?;
     loop {
         match codec::decode(&mut link.rbuf, o.max_packet_size)? {
             Some(Packet::ConnAck(ack)) if ack.code == ConnectReturnCode::Accepted => {
@@ -526,14 +527,14 @@ impl KeepAlive {
     }
 }
 
-fn encode(wbuf: &mut BytesMut, packet: &Packet) -> Result<(), Error> {
-    packet.encode(wbuf).map_err(Error::Protocol)
+fn encode(wbuf: &mut WriteQueue, packet: &Packet) -> Result<(), Error> {
+    wbuf.encode(packet).map_err(Error::Protocol)
 }
 
 impl Net<'_> {
     /// Queues a publish on the live connection: QoS 0 straight into the write buffer, QoS 1/2
     /// through the session's in-flight window.
-    fn publish(&mut self, wbuf: &mut BytesMut, token: Token, publish: Publish) -> Result<(), Error> {
+    fn publish(&mut self, wbuf: &mut WriteQueue, token: Token, publish: Publish) -> Result<(), Error> {
         if publish.qos == QoS::AtMostOnce {
             encode(wbuf, &Packet::Publish(publish))?;
             self.written.push(token);
@@ -543,7 +544,7 @@ impl Net<'_> {
         Ok(())
     }
 
-    fn request(&mut self, wbuf: &mut BytesMut, request: Request) -> Result<(), Error> {
+    fn request(&mut self, wbuf: &mut WriteQueue, request: Request) -> Result<(), Error> {
         match self.session.start_request(request) {
             Ok(packet) => encode(wbuf, &packet),
             Err(Request::Subscribe(t, filters)) => {
@@ -567,7 +568,7 @@ impl Net<'_> {
     /// What a new connection sends before anything new: the session's resends, the subscriptions
     /// a broker without our session must be told again, the requests that waited for a
     /// connection, and the publishes of the offline queue, in that order.
-    fn resume(&mut self, wbuf: &mut BytesMut, session_present: bool) -> Result<(), Error> {
+    fn resume(&mut self, wbuf: &mut WriteQueue, session_present: bool) -> Result<(), Error> {
         for packet in self.session.resume(session_present) {
             encode(wbuf, &packet)?;
         }
@@ -651,8 +652,12 @@ impl Net<'_> {
                     return self.finish_disconnect(writer, wbuf, token, deadline).await;
                 }
             }
-            if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
-                rbuf.reserve(READ_CHUNK);
+            // Room for the rest of a large packet in one step (its size was checked against
+            // max_packet_size when its header arrived), so the buffer is not regrown and copied
+            // once per read.
+            let want = codec::pending_packet_len(&rbuf).map_or(0, |n| n.saturating_sub(rbuf.len()));
+            if rbuf.capacity() - rbuf.len() < want.max(READ_CHUNK / 4) {
+                rbuf.reserve(want.max(READ_CHUNK));
             }
             tokio::select! {
                 r = reader.read_buf(&mut rbuf), if self.out.backlog.is_empty() => match r {
@@ -671,7 +676,7 @@ impl Net<'_> {
                     Err(e) => return Ended::Lost(e.into()),
                 },
                 permit = ctx.events.reserve(), if !self.out.backlog.is_empty() => self.out.deliver(permit),
-                r = writer.write(&wbuf), if !wbuf.is_empty() => match r {
+                r = wbuf.write_to(&mut writer), if !wbuf.is_empty() => match r {
                     Ok(0) => return Ended::Lost(Error::ConnectionClosed),
                     Ok(n) => {
                         wbuf.advance(n);
@@ -747,13 +752,13 @@ impl Net<'_> {
     async fn finish_disconnect(
         &mut self,
         mut writer: Writer,
-        mut wbuf: BytesMut,
+        mut wbuf: WriteQueue,
         token: Token,
         deadline: Instant,
     ) -> Ended {
         let write = async {
             encode(&mut wbuf, &Packet::Disconnect)?;
-            writer.write_all_buf(&mut wbuf).await?;
+            wbuf.write_all(&mut writer).await?;
             writer.shutdown().await?;
             Ok::<(), Error>(())
         };
@@ -779,7 +784,7 @@ impl Net<'_> {
     }
 
     /// Decodes and handles every whole packet in `rbuf`, queueing replies in `wbuf`.
-    fn process_input(&mut self, rbuf: &mut BytesMut, wbuf: &mut BytesMut, ka: &mut KeepAlive) -> Result<(), Error> {
+    fn process_input(&mut self, rbuf: &mut BytesMut, wbuf: &mut WriteQueue, ka: &mut KeepAlive) -> Result<(), Error> {
         let max = self.ctx.options.max_packet_size;
         while let Some(packet) = codec::decode(rbuf, max)? {
             match packet {
@@ -839,7 +844,7 @@ impl Net<'_> {
         Ok(())
     }
 
-    fn acknowledge(&mut self, kind: Awaiting, id: u16, wbuf: &mut BytesMut) -> Result<(), Error> {
+    fn acknowledge(&mut self, kind: Awaiting, id: u16, wbuf: &mut WriteQueue) -> Result<(), Error> {
         match self.session.on_ack(kind, id) {
             AckAction::Nothing => {}
             AckAction::SendPubRel(id) => encode(wbuf, &Packet::PubRel(id))?,

@@ -16,6 +16,7 @@ pub mod offline;
 pub mod session;
 pub mod tokens;
 pub mod transport;
+mod write_queue;
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
