@@ -9,5 +9,6 @@
 pub mod codec;
 pub mod engine;
 pub mod ffi;
+mod fxhash;
 pub mod topic;
 pub mod trie;

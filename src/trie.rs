@@ -1,7 +1,7 @@
 //! Subscription trie: MQTT topic filter -> value, and the lookup of every filter that matches a
 //! topic name.
 //!
-//! Pure data structure: no I/O, no `unsafe`, no dependencies. Filters are expected to be valid
+//! Pure data structure: no I/O, no `unsafe`, no dependencies beyond the crate's hasher. Filters are expected to be valid
 //! (validated by the caller); the trie does not re-check them.
 //!
 //! # Matching rule
@@ -51,65 +51,9 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::ControlFlow;
 
-/// FxHash (as used inside rustc): one multiply per 8 bytes. Levels are short, attacker-chosen
-/// keys are not a concern (the application picks its own filters), and SipHash would dominate the
-/// cost of a match.
-#[derive(Default)]
-struct FxHasher {
-    hash: u64,
-}
-
-const FX_SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-
-impl FxHasher {
-    #[inline]
-    fn add(&mut self, word: u64) {
-        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(FX_SEED);
-    }
-}
-
-impl Hasher for FxHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            self.add(u64::from_le_bytes(chunk.try_into().unwrap()));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut word = [0; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(word));
-        }
-    }
-
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-
-    #[inline]
-    fn write_u64(&mut self, i: u64) {
-        self.add(i);
-    }
-
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        // The multiply mixes upwards only, but the table picks buckets from the low bits: rotate
-        // the well-mixed high bits down.
-        self.hash.rotate_left(26)
-    }
-}
-
-type FxBuildHasher = BuildHasherDefault<FxHasher>;
+use crate::fxhash::FxBuildHasher;
 
 /// Index of a node in [`Trie::nodes`]. 32 bits keep nodes and edge keys small; four billion
 /// nodes would need far more memory than any subscriber has.

@@ -121,6 +121,11 @@ impl Packet {
 }
 
 impl Publish {
+    /// [`Packet::encode`] for a PUBLISH the caller keeps.
+    pub fn encode(&self, buf: &mut BytesMut) -> Result<(), CodecError> {
+        frame(self, buf, 0, |buf| self.write_body(buf))
+    }
+
     /// Appends this PUBLISH without its payload, which must follow these bytes on the wire: a
     /// large payload can then be written from the buffer it already lives in (a vectored write)
     /// instead of being copied behind its header. Validates as [`Packet::encode`] does.

@@ -536,10 +536,10 @@ impl Net<'_> {
     /// through the session's in-flight window.
     fn publish(&mut self, wbuf: &mut WriteQueue, token: Token, publish: Publish) -> Result<(), Error> {
         if publish.qos == QoS::AtMostOnce {
-            encode(wbuf, &Packet::Publish(publish))?;
+            wbuf.publish(&publish).map_err(Error::Protocol)?;
             self.written.push(token);
         } else if let Some(p) = self.session.submit(token, publish) {
-            encode(wbuf, &Packet::Publish(p))?;
+            wbuf.publish(p).map_err(Error::Protocol)?;
         }
         Ok(())
     }
@@ -850,8 +850,8 @@ impl Net<'_> {
             AckAction::SendPubRel(id) => encode(wbuf, &Packet::PubRel(id))?,
             AckAction::Complete(token, result) => {
                 self.out.complete(token, result);
-                for p in self.session.fill_window() {
-                    encode(wbuf, &Packet::Publish(p))?;
+                while let Some(p) = self.session.next_in_window() {
+                    wbuf.publish(p).map_err(Error::Protocol)?;
                 }
             }
         }

@@ -65,7 +65,9 @@ pub(crate) fn spawn(
 fn run(shared: Arc<Shared>, mut events: mpsc::Receiver<Event>) {
     let _ = shared.callback_thread.set(std::thread::current().id());
     let mut matched: Vec<Arc<Subscription>> = Vec::new();
-    while let Some(event) = events.blocking_recv() {
+    // `blocking_recv` sets up a parker every call; a non-blocking look first makes a burst cost
+    // one of those, not one per event.
+    while let Some(event) = events.try_recv().ok().or_else(|| events.blocking_recv()) {
         match event {
             Event::Message(publish) => {
                 shared

@@ -4,9 +4,10 @@
 //! Pure state (no I/O): the connection task feeds it packets and writes what it returns. It lives
 //! outside any one connection so that a reconnect resumes it: [`Session::on_lost`] hands back the
 //! requests still waiting for an answer, [`Session::resume`] says what to resend.
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 
 use crate::codec::{MqttStr, Packet, Publish, QoS, SubAckCode};
+use crate::fxhash::FxHashMap;
 
 use super::Error;
 use super::tokens::{Outcome, Token, TokenResult};
@@ -89,13 +90,14 @@ impl PacketIds {
 pub struct Session {
     ids: PacketIds,
     max_inflight: usize,
-    pub inflight: HashMap<u16, InFlight>,
+    pub(crate) inflight: FxHashMap<u16, InFlight>,
     /// QoS 1/2 publishes beyond the in-flight window, in submission order.
     pub queued: VecDeque<(Token, Publish)>,
     /// SUBSCRIBE/UNSUBSCRIBE sent and not yet answered, by packet id, with their send order.
-    requests: HashMap<u16, (u64, Request)>,
+    requests: FxHashMap<u16, (u64, Request)>,
     /// Inbound QoS 2 ids we sent PUBREC for: a duplicate PUBLISH with one of them is not delivered
-    /// again, also after a reconnect that resumed the session.
+    /// again, also after a reconnect that resumed the session. The broker picks these ids, so
+    /// this set keeps the standard (flood-resistant) hasher.
     pub inbound_qos2: HashSet<u16>,
     next_seq: u64,
 }
@@ -113,9 +115,9 @@ impl Session {
         Session {
             ids: PacketIds::new(),
             max_inflight: max_inflight.clamp(1, 65535),
-            inflight: HashMap::new(),
+            inflight: FxHashMap::default(),
             queued: VecDeque::new(),
-            requests: HashMap::new(),
+            requests: FxHashMap::default(),
             inbound_qos2: HashSet::new(),
             next_seq: 0,
         }
@@ -148,8 +150,10 @@ impl Session {
     }
 
     /// Takes a QoS 1/2 publish: returns it with its packet id when the window has room (the caller
-    /// writes it), or queues it behind earlier ones.
-    pub fn submit(&mut self, token: Token, publish: Publish) -> Option<Publish> {
+    /// writes it), or queues it behind earlier ones. What is returned is the in-flight copy itself:
+    /// the session keeps the one copy a publish has until it is acknowledged, and lends it out for
+    /// writing rather than clone it (a clone of its buffers costs allocations of their own).
+    pub fn submit(&mut self, token: Token, publish: Publish) -> Option<&Publish> {
         if self.queued.is_empty() && self.inflight.len() < self.max_inflight {
             self.start(token, publish)
         } else {
@@ -158,7 +162,7 @@ impl Session {
         }
     }
 
-    fn start(&mut self, token: Token, mut publish: Publish) -> Option<Publish> {
+    fn start(&mut self, token: Token, mut publish: Publish) -> Option<&Publish> {
         let Some(id) = self.ids.allocate() else {
             self.queued.push_front((token, publish));
             return None;
@@ -170,31 +174,23 @@ impl Session {
             Awaiting::PubAck
         };
         let seq = self.seq();
-        self.inflight.insert(
-            id,
-            InFlight {
-                token,
-                publish: publish.clone(),
-                awaiting,
-                seq,
-            },
-        );
-        Some(publish)
+        let flight = InFlight {
+            token,
+            publish,
+            awaiting,
+            seq,
+        };
+        Some(&self.inflight.entry(id).insert_entry(flight).into_mut().publish)
     }
 
-    /// Moves queued publishes into the window while it has room; returns those to write.
-    pub fn fill_window(&mut self) -> Vec<Publish> {
-        let mut out = Vec::new();
-        while self.inflight.len() < self.max_inflight {
-            let Some((token, publish)) = self.queued.pop_front() else {
-                break;
-            };
-            match self.start(token, publish) {
-                Some(p) => out.push(p),
-                None => break,
-            }
+    /// Moves the next queued publish into the window if it has room, returning it to write.
+    /// Called until it returns None after each acknowledgement, which usually frees one slot.
+    pub fn next_in_window(&mut self) -> Option<&Publish> {
+        if self.inflight.len() >= self.max_inflight {
+            return None;
         }
-        out
+        let (token, publish) = self.queued.pop_front()?;
+        self.start(token, publish)
     }
 
     /// PUBACK (QoS 1 done), PUBREC (QoS 2: send PUBREL), PUBCOMP (QoS 2 done). An ack for an id we
@@ -314,7 +310,11 @@ impl Session {
                 },
             ));
         }
-        self.fill_window().into_iter().map(Packet::Publish).collect()
+        let mut out = Vec::new();
+        while let Some(p) = self.next_in_window() {
+            out.push(Packet::Publish(p.clone()));
+        }
+        out
     }
 
     /// Ends the session (a disconnect, or the client closing): every operation still waiting
@@ -391,18 +391,15 @@ mod tests {
             s.on_ack(Awaiting::PubAck, first),
             AckAction::Complete(1, Ok(Outcome::default()))
         );
-        let next = s.fill_window();
-        assert_eq!(next.len(), 1);
-        assert_eq!(
-            s.inflight[&next[0].pkid].token, 3,
-            "queued publishes leave in submission order"
-        );
+        let next = s.next_in_window().unwrap().pkid;
+        assert!(s.next_in_window().is_none(), "one slot was freed");
+        assert_eq!(s.inflight[&next].token, 3, "queued publishes leave in submission order");
     }
 
     #[test]
     fn qos2_handshake_needs_pubrec_then_pubcomp() {
         let mut s = Session::new(10);
-        let p = s.submit(7, publish(QoS::ExactlyOnce)).unwrap();
+        let p = s.submit(7, publish(QoS::ExactlyOnce)).unwrap().clone();
         assert_eq!(
             s.on_ack(Awaiting::PubComp, p.pkid),
             AckAction::Nothing,

@@ -4,11 +4,12 @@
 //! Memory stays bounded when the application never looks at its tokens: pending tokens are bounded by
 //! what is queued, and only the most recent `history` completed results are kept. An older completed
 //! token reports [`TokenState::Expired`]: it is known to have finished, its result is no longer kept.
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::Error;
+use crate::fxhash::FxHashMap;
 
 pub type Token = u64;
 
@@ -39,7 +40,7 @@ pub struct Tokens {
 
 struct Table {
     next: Token,
-    slots: HashMap<Token, Option<TokenResult>>,
+    slots: FxHashMap<Token, Option<TokenResult>>,
     completed: VecDeque<Token>,
     /// Threads blocked in `wait`; completions skip the (syscall-costly) notify when there are none.
     waiters: usize,
@@ -50,7 +51,7 @@ impl Tokens {
         Tokens {
             table: Mutex::new(Table {
                 next: 1,
-                slots: HashMap::new(),
+                slots: FxHashMap::default(),
                 completed: VecDeque::new(),
                 waiters: 0,
             }),

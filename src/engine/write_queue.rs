@@ -40,12 +40,16 @@ impl WriteQueue {
     /// Appends `packet`; nothing is appended on error.
     pub(super) fn encode(&mut self, packet: &Packet) -> Result<(), CodecError> {
         match packet {
-            Packet::Publish(p) if p.payload.len() >= DETACH_PAYLOAD => self.publish_detached(p),
+            Packet::Publish(p) => self.publish(p),
             _ => packet.encode(&mut self.tail),
         }
     }
 
-    fn publish_detached(&mut self, publish: &Publish) -> Result<(), CodecError> {
+    /// Appends `publish` (borrowed: the session keeps its in-flight copy); nothing on error.
+    pub(super) fn publish(&mut self, publish: &Publish) -> Result<(), CodecError> {
+        if publish.payload.len() < DETACH_PAYLOAD {
+            return publish.encode(&mut self.tail);
+        }
         publish.encode_head(&mut self.tail)?;
         let head = self.tail.split().freeze();
         self.push_frame(head);
