@@ -25,6 +25,19 @@
 #include <stdint.h>
 
 /**
+ * The version of this header. Compare with mqttc_version() / mqttc_version_number() to check that
+ * the library loaded at run time is the one a program was compiled against.
+ */
+#define MQTTC_VERSION_MAJOR 0
+#define MQTTC_VERSION_MINOR 1
+#define MQTTC_VERSION_PATCH 0
+#define MQTTC_VERSION_STRING "0.1.0"
+/**
+ * MQTTC_VERSION_MAJOR * 10000 + MQTTC_VERSION_MINOR * 100 + MQTTC_VERSION_PATCH.
+ */
+#define MQTTC_VERSION_NUMBER 100
+
+/**
  * The port MQTT over plain TCP uses when a server address names none.
  */
 #define DEFAULT_PORT 1883
@@ -561,11 +574,6 @@ extern "C" {
 const char *mqttc_last_error(void);
 
 /**
- * The library's version as a static string, e.g. "0.1.0".
- */
-const char *mqttc_version(void);
-
-/**
  * Fills `opts` with the defaults and sets `struct_size`. NULL is ignored.
  */
 void mqttc_options_init(struct mqttc_options *opts);
@@ -813,6 +821,20 @@ enum mqttc_status mqttc_token_codes(const struct mqttc_client *client,
                                     uint8_t *codes,
                                     size_t capacity,
                                     size_t *count);
+
+/**
+ * The library's version as a static string, e.g. "0.1.0": the `MQTTC_VERSION_STRING` of the
+ * header it was built with. Never NULL; owned by the library and valid for the life of the
+ * process: never free it.
+ */
+const char *mqttc_version(void);
+
+/**
+ * The library's version as one number, MAJOR * 10000 + MINOR * 100 + PATCH (0.1.0 gives 100): the
+ * `MQTTC_VERSION_NUMBER` of the header it was built with. Compare it with `MQTTC_VERSION_NUMBER`
+ * to check that the library loaded at run time is the one a program was compiled against.
+ */
+uint32_t mqttc_version_number(void);
 
 #ifdef __cplusplus
 }  // extern "C"

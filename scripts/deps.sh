@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what the build and tests need beyond Rust, gcc and Python: mosquitto (the broker the
-# tests run), its command-line clients (compared against ours), and CMake. Idempotent.
+# tests run), its command-line clients (compared against ours), CMake, g++ and pkg-config (the
+# packaging check builds a C++ consumer and one through pkg-config). Idempotent.
 set -euo pipefail
 need=()
 command -v cmake >/dev/null || need+=(cmake)
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v mosquitto_sub >/dev/null || need+=(mosquitto-clients)
 command -v g++ >/dev/null || need+=(g++)
+command -v pkg-config >/dev/null || need+=(pkg-config)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "installing: ${need[*]}"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check CI runs: formatting, lints, header drift, all tests (each starts its own
-# mosquitto on a free loopback port), and the CMake build of the library and C examples.
+# mosquitto on a free loopback port), the CMake build of the library and C examples, and the
+# packaging check (install, then find_package / add_subdirectory / pkg-config from outside).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -17,4 +18,6 @@ cargo build --lib
 cargo test --all-targets
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j "$(nproc)"
+# Installs that build and builds a consumer from it: nothing is compiled by cargo again.
+scripts/packaging.sh build
 echo "all checks passed"

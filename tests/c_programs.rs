@@ -37,6 +37,21 @@ fn event_mode_through_the_c_api() {
     assert_eq!(out.lines().filter(|l| l.starts_with("ok ")).count(), 5, "{out}");
 }
 
+/// The packaging consumer (tests/packaging/consumer/main.c), which scripts/packaging.sh builds
+/// against an install, here against cargo's library: the header's version macros agree with each
+/// other and with `mqttc_version()` / `mqttc_version_number()` of the library loaded through its
+/// SONAME link.
+#[test]
+fn header_version_macros_match_the_library() {
+    let exe = compile_c("consumer", &[project_dir().join("tests/packaging/consumer/main.c")]);
+    let (code, out, err) = run_program(&mut Command::new(&exe), Duration::from_secs(60));
+    assert_eq!(code, 0, "consumer failed\nstdout:\n{out}\nstderr:\n{err}");
+    assert_eq!(
+        out.trim(),
+        concat!("consumer ok: mqttclient ", env!("CARGO_PKG_VERSION"))
+    );
+}
+
 /// Compiles a source with the given compiler and flags, checking for zero warnings.
 fn compiles_cleanly(compiler: &str, flags: &[&str], source: &std::path::Path) {
     let out = Command::new(compiler)

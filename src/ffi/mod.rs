@@ -15,6 +15,7 @@ mod events;
 mod message;
 mod status;
 mod token;
+mod version;
 
 use std::cell::RefCell;
 use std::ffi::{CStr, CString, c_char};
@@ -25,6 +26,7 @@ pub use events::*;
 pub use message::*;
 pub use status::*;
 pub use token::*;
+pub use version::*;
 
 /// Why a call failed: the status returned to C and the detail kept for `mqttc_last_error`.
 pub(crate) struct Failure {
@@ -143,10 +145,4 @@ pub(crate) unsafe fn write_out<T>(p: *mut T, value: T) {
 #[unsafe(no_mangle)]
 pub extern "C" fn mqttc_last_error() -> *const c_char {
     LAST_ERROR.with(|e| e.borrow().as_ptr())
-}
-
-/// The library's version as a static string, e.g. "0.1.0".
-#[unsafe(no_mangle)]
-pub extern "C" fn mqttc_version() -> *const c_char {
-    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
 }

@@ -221,6 +221,13 @@ pub fn compile_c(name: &str, sources: &[PathBuf]) -> PathBuf {
         "{} has no libmqttclient.so: run `cargo build --lib` before the tests (scripts/test.sh does)",
         lib_dir().display()
     );
+    // The programs need the library by its SONAME, a link build.rs makes next to it (Linux).
+    let soname = concat!("libmqttclient.so.", env!("CARGO_PKG_VERSION_MAJOR"));
+    assert!(
+        !env!("MQTTC_TARGET").contains("linux") || lib_dir().join(soname).exists(),
+        "{} has no {soname} link to libmqttclient.so: build.rs makes it when it runs (`touch build.rs; cargo build --lib`)",
+        lib_dir().display()
+    );
     let target = env!("MQTTC_TARGET");
     let compiler = cc::Build::new()
         .cargo_metadata(false)

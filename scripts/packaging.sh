@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Checks the install, then builds tests/packaging/consumer (copied out of the source tree) the three
+# ways another project uses mqttclient, and runs every program built:
+#   1. find_package(mqttclient) against `cmake --install` into a temporary prefix;
+#   2. add_subdirectory of this source tree;
+#   3. pkg-config, with the compiler called directly.
+# The CMake ways build consumer (C, shared library), consumer_static (C, static library) and
+# consumer_cxx (C++17); pkg-config builds consumer and consumer_cxx.
+#
+# Usage: scripts/packaging.sh [BUILD_DIR]
+# BUILD_DIR (default: build) is a CMake build of this tree that is already built, as by
+#   cmake -S . -B build -DCMAKE_BUILD_TYPE=Release && cmake --build build
+# (scripts/test.sh does that first). Nothing is rebuilt: the install copies that build, and the
+# add_subdirectory build shares its cargo directory (MQTTC_CARGO_TARGET_DIR), where cargo's library
+# is already up to date.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+build=$(cd "${1:-build}" && pwd)
+[ -f "$build/CMakeCache.txt" ] || { echo "packaging: $build is not a CMake build directory" >&2; exit 1; }
+version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
+major=${version%%.*}
+jobs=$(nproc)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cp -r tests/packaging/consumer "$work/consumer"
+
+fail() {
+  echo "packaging: $*" >&2
+  exit 1
+}
+
+# Runs a consumer program, which prints "consumer[_cxx] ok: mqttclient <version>".
+run() {
+  local out
+  out=$("$1") || fail "$1 failed"
+  case $out in
+    "consumer ok: mqttclient $version" | "consumer_cxx ok: mqttclient $version") echo "  $(basename "$1"): $out" ;;
+    *) fail "$1 printed: $out" ;;
+  esac
+}
+
+# A program linked with the shared library needs it by its SONAME and loads it from $2.
+check_shared() {
+  readelf -d "$1" | grep -q "(NEEDED).*\[libmqttclient\.so\.$major\]" || fail "$1 does not need libmqttclient.so.$major"
+  local loaded
+  loaded=$(ldd "$1" | sed -n "s/^[[:space:]]*libmqttclient\.so\.$major => \([^ ]*\) .*/\1/p")
+  [ -n "$loaded" ] && [ "$(realpath "$loaded")" = "$(realpath "$2/libmqttclient.so.$major")" ] ||
+    fail "$1 does not load libmqttclient.so.$major from $2: $(ldd "$1" | grep mqttclient)"
+}
+
+# A program linked with the static library does not need the shared one.
+check_static() {
+  if readelf -d "$1" | grep -q "(NEEDED).*libmqttclient"; then fail "$1 needs the shared library"; fi
+}
+
+# Configures and builds the consumer with CMake in $work/$1 (further arguments go to CMake), runs
+# its three programs and checks how they were linked; $2 is where the shared library is loaded from.
+build_consumer() {
+  local dir=$work/$1 libdir=$2
+  shift 2
+  if ! { cmake -S "$work/consumer" -B "$dir" -DCMAKE_BUILD_TYPE=Release "$@" &&
+    cmake --build "$dir" -j "$jobs"; } >"$dir.log" 2>&1; then
+    cat "$dir.log" >&2
+    fail "building the consumer in $dir failed"
+  fi
+  for exe in consumer consumer_static consumer_cxx; do run "$dir/$exe"; done
+  check_shared "$dir/consumer" "$libdir"
+  check_shared "$dir/consumer_cxx" "$libdir"
+  check_static "$dir/consumer_static"
+}
+
+echo "packaging: cmake --install $build into a temporary prefix"
+prefix=$work/prefix
+cmake --install "$build" --prefix "$prefix" >/dev/null
+# GNUInstallDirs chose lib/, lib64/ or lib/<multiarch>/: the .pc file is in its pkgconfig/.
+pc=$(find "$prefix" -name mqttclient.pc)
+[ -n "$pc" ] || fail "no mqttclient.pc installed"
+libdir=$(dirname "$(dirname "$pc")")
+real=$libdir/libmqttclient.so.$version
+[ -f "$real" ] && [ ! -L "$real" ] || fail "$real is not a file"
+# The links ldconfig and the linker want: libmqttclient.so.<major> (the SONAME) and libmqttclient.so.
+check_link() {
+  [ "$(readlink "$libdir/$1")" = "$2" ] || fail "$libdir/$1 is not a link to $2"
+}
+check_link "libmqttclient.so.$major" "libmqttclient.so.$version"
+check_link libmqttclient.so "libmqttclient.so.$major"
+readelf -d "$real" | grep -q "(SONAME).*\[libmqttclient\.so\.$major\]" ||
+  fail "$real has no SONAME libmqttclient.so.$major"
+[ -f "$libdir/libmqttclient.a" ] || fail "no static library"
+cmp -s include/mqttclient.h "$prefix/include/mqttclient.h" || fail "the installed header differs from include/mqttclient.h"
+for f in mqttclientConfig.cmake mqttclientConfigVersion.cmake; do
+  [ -f "$libdir/cmake/mqttclient/$f" ] || fail "no $f"
+done
+echo "  installed: $(cd "$prefix" && find . ! -type d | sort | tr '\n' ' ')"
+
+echo "packaging: find_package(mqttclient $version) with CMAKE_PREFIX_PATH=<prefix>"
+build_consumer find_package "$libdir" -DCMAKE_PREFIX_PATH="$prefix" -DMQTTCLIENT_VERSION="$version"
+found=$(sed -n 's/^mqttclient_DIR:PATH=//p' "$work/find_package/CMakeCache.txt")
+[ "$found" = "$libdir/cmake/mqttclient" ] || fail "find_package found $found, not the install"
+
+echo "packaging: add_subdirectory($root), sharing the cargo directory of $build"
+cargo_dir=$(sed -n 's/^MQTTC_CARGO_TARGET_DIR:PATH=//p' "$build/CMakeCache.txt")
+profile=$(sed -n 's/^MQTTC_CARGO_PROFILE:STRING=//p' "$build/CMakeCache.txt")
+profile_dir=$profile
+[ "$profile" != dev ] || profile_dir=debug
+build_consumer add_subdirectory "$cargo_dir/$profile_dir" \
+  -DMQTTCLIENT_SOURCE_DIR="$root" -DMQTTC_CARGO_TARGET_DIR="$cargo_dir" -DMQTTC_CARGO_PROFILE="$profile"
+
+echo "packaging: pkg-config with PKG_CONFIG_PATH=<prefix>/.../pkgconfig"
+export PKG_CONFIG_PATH=$libdir/pkgconfig
+[ "$(pkg-config --modversion mqttclient)" = "$version" ] || fail "pkg-config says version $(pkg-config --modversion mqttclient)"
+pkg-config --static --libs mqttclient | grep -q -- "-lmqttclient -lpthread -ldl -lm" ||
+  fail "pkg-config --static --libs gives $(pkg-config --static --libs mqttclient)"
+dir=$work/pkg-config
+mkdir "$dir"
+rpath="-Wl,-rpath,$(pkg-config --variable=libdir mqttclient)"
+# shellcheck disable=SC2046 # pkg-config's output is meant to be split into arguments
+gcc -std=c11 -Wall -Wextra -pedantic -Werror "$work/consumer/main.c" -o "$dir/consumer" \
+  $(pkg-config --cflags --libs mqttclient) "$rpath"
+# shellcheck disable=SC2046
+g++ -std=c++17 -Wall -Wextra -pedantic -Werror "$work/consumer/main.cpp" -o "$dir/consumer_cxx" \
+  $(pkg-config --cflags --libs mqttclient) "$rpath"
+for exe in consumer consumer_cxx; do
+  run "$dir/$exe"
+  check_shared "$dir/$exe" "$libdir"
+done
+echo "packaging: all passed"
