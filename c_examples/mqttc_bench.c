@@ -45,6 +45,9 @@
 #define STALL_TIMEOUT_S 30.0
 /* QoS 1/2 publishes handed to the library beyond its in-flight window (see publish_all). */
 #define AHEAD 1024
+/* ... or fewer for large payloads, so that what waits in the library stays near this many bytes. */
+#define AHEAD_BYTES (32L << 20)
+
 
 enum mode { MODE_PUB, MODE_E2E, MODE_LATENCY };
 
@@ -312,6 +315,13 @@ static void publish(mqttc_client *c, const char *topic, const void *payload, siz
 
 /* ---- the modes --------------------------------------------------------------------------------- */
 
+/* How many publishes this thread hands over beyond what is in flight (at least 16, even). */
+static long ahead_for(const struct args *a) {
+    long n = AHEAD_BYTES / (a->size > 0 ? a->size : 1);
+    n = n < 16 ? 16 : n > AHEAD ? AHEAD : n;
+    return n & ~1L;
+}
+
 /* Waits until QoS 0 publish `t` is written. */
 static void wait_written(struct bench *b, mqttc_client *c, mqttc_token t) {
     for (;;) {
@@ -331,8 +341,9 @@ static void wait_written(struct bench *b, mqttc_client *c, mqttc_token t) {
  * QoS 1/2: the library keeps `max_inflight` (the --inflight window) in flight and the publishes
  * beyond it in order, refilling the window from its network thread as each acknowledgement is
  * read, with no round trip through this program. So this thread only has to stay ahead of the
- * window: it hands over up to AHEAD publishes beyond it, then sleeps until half of those have
- * gone out (one wakeup per AHEAD/2 acknowledgements). Measured against the alternatives:
+ * window: it hands over up to AHEAD publishes beyond it (fewer for large payloads, see
+ * ahead_for), then sleeps until half of those have gone out (one wakeup per AHEAD/2
+ * acknowledgements). Measured against the alternatives:
  * publishing all N at once is no faster but holds every queued copy (~250 bytes each beyond the
  * payload: 25 MB at 100,000), and a window kept by this program alone (publish one per
  * acknowledgement) costs a wakeup of this thread per message and measured no faster.
@@ -344,12 +355,13 @@ static void wait_written(struct bench *b, mqttc_client *c, mqttc_token t) {
  * the time we wait on it; "expired" means it completed, and a failure shows up in b->failure. */
 static void publish_all(struct bench *b, mqttc_client *c, const void *payload) {
     const struct args *a = &b->a;
-    long high = a->inflight + AHEAD, low = a->inflight + AHEAD / 2;
+    long ahead = ahead_for(a);
+    long high = a->inflight + ahead, low = a->inflight + ahead / 2;
     mqttc_token checkpoint = 0;
     for (long i = 0; i < a->count; i++) {
         if (a->qos > 0 && i - atomic_load(&b->acked.n) >= high)
             wait_count(b, &b->acked, i - low, "publish");
-        bool mark = a->qos == 0 && i % (AHEAD / 2) == 0;
+        bool mark = a->qos == 0 && i % (ahead / 2) == 0;
         if (mark && checkpoint)
             wait_written(b, c, checkpoint);
         mqttc_token t;
