@@ -29,12 +29,17 @@ fn callbacks_can_call_the_api_and_free_their_own_client() {
     assert!(out.contains("callbacks: ok"), "{out}");
 }
 
+/// Runs a program that prints an `ok ...` line per step it passed, then a summary line.
+fn run_c_steps(name: &str, summary: &str, steps: usize) {
+    let broker = Broker::start();
+    let out = run_c_test(name, &broker);
+    assert!(out.contains(summary), "{out}");
+    assert_eq!(out.lines().filter(|l| l.starts_with("ok ")).count(), steps, "{out}");
+}
+
 #[test]
 fn event_mode_through_the_c_api() {
-    let broker = Broker::start();
-    let out = run_c_test("events", &broker);
-    assert!(out.contains("events: ok"), "{out}");
-    assert_eq!(out.lines().filter(|l| l.starts_with("ok ")).count(), 5, "{out}");
+    run_c_steps("events", "events: ok", 5);
 }
 
 /// Compiles a source with the given compiler and flags, checking for zero warnings.
@@ -68,4 +73,9 @@ fn header_compiles_warning_free_as_c11_and_cxx17() {
         &["-std=c++17", "-x", "c++"],
         &project_dir().join("tests/c/header_cxx.cpp"),
     );
+}
+
+#[test]
+fn free_right_after_connect_while_connecting_and_while_offline() {
+    run_c_steps("free_paths", "free_paths: ok (24 destructors)", 4);
 }
