@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs what the build and tests need beyond Rust, gcc and Python: mosquitto (the broker the
-# tests run), its command-line clients (compared against ours), and CMake. Idempotent.
+# tests run), its command-line clients (compared against ours), CMake, and gcc's AddressSanitizer
+# runtime (the C tests run again under it). Idempotent.
 set -euo pipefail
 need=()
 command -v cmake >/dev/null || need+=(cmake)
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v mosquitto_sub >/dev/null || need+=(mosquitto-clients)
 command -v g++ >/dev/null || need+=(g++)
+# -print-file-name answers with a path only when the file exists.
+gcc -print-file-name=libasan.so | grep -q / || need+=(libasan8)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "installing: ${need[*]}"
