@@ -3,10 +3,10 @@
 //! brute-force matcher written from the rule (the crate has no public one-filter matcher).
 //!
 //! Input format: an op byte, a byte for the number of levels (1 to 8), then a byte per level
-//! choosing from `LEVELS`; levels are joined with `/`. A truncated op ends the program. Ops on a
-//! filter skip paths that are not valid filters (the trie expects valid ones); topics to match are
-//! drawn from the levels without wildcards. Op byte % 8: 0-2 insert, 3 remove, 4 remove_if (even
-//! values only), 5 get (exactly 5: drain), 6-7 match.
+//! choosing from `LEVELS`; levels are joined with `/`. A truncated op, or `MAX_OPS`, ends the
+//! program. Ops on a filter skip paths that are not valid filters (the trie expects valid ones);
+//! topics to match are drawn from the levels without wildcards. Op byte % 8: 0-2 insert, 3 remove,
+//! 4 remove_if (even values only), 5 get (exactly 5: drain), 6-7 match.
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -33,6 +33,10 @@ const LEVELS: [&str; 14] = [
     "#",
 ];
 const WILDCARDS: usize = 2;
+
+/// Programs stop after this many ops: enough for tries of dozens of filters, and short enough to
+/// keep the brute-force comparison (every stored filter for every match) fast.
+const MAX_OPS: usize = 200;
 
 /// Reads a path of 1 to 8 levels; `wildcards` says whether `+` and `#` may be drawn.
 fn read_path(bytes: &mut impl Iterator<Item = u8>, wildcards: bool) -> Option<String> {
@@ -71,7 +75,10 @@ pub fn check(data: &[u8]) {
     let mut model: BTreeMap<String, u32> = BTreeMap::new();
     let mut next_value = 0u32;
     let mut bytes = data.iter().copied();
-    while let Some(op) = bytes.next() {
+    for _ in 0..MAX_OPS {
+        let Some(op) = bytes.next() else {
+            break;
+        };
         let is_match = op % 8 >= 6;
         let Some(path) = read_path(&mut bytes, !is_match) else {
             break;
