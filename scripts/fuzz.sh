@@ -15,7 +15,7 @@
 #
 # Stable Rust only: RUSTC_BOOTSTRAP=1 lets it take the -Z flags cargo-fuzz passes. The default
 # sanitizer is none (the checked code is safe Rust, and the allocation bound is checked by the
-# targets' own counting allocator); FUZZ_SANITIZER=address builds with ASan, about half as fast,
+# targets' own counting allocator); FUZZ_SANITIZER=address builds with ASan, 3 to 8 times slower,
 # and then also stops on any single allocation of 1 MiB or more (-malloc_limit_mb=1).
 #
 # New inputs found go to fuzz/work/<target>/ (git-ignored), so the committed seeds in
