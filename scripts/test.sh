@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check CI runs: formatting, lints, header drift, all tests (each starts its own
-# mosquitto on a free loopback port), the CMake build of the library and C examples, and the
+# mosquitto on a free loopback port; tests/fuzz_corpus.rs replays the fuzz corpus), the C test
+# programs under AddressSanitizer, the CMake build of the library and C examples, and the
 # packaging check (install, then find_package / add_subdirectory / pkg-config from outside).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,10 @@ fi
 # The C tests link target/debug/libmqttclient.so, which `cargo test` alone does not produce.
 cargo build --lib
 cargo test --all-targets
+# The C programs again, built with AddressSanitizer and LeakSanitizer (tests/common/mod.rs): any
+# leak or memory error, the library's included, makes a program exit non-zero and its test fail.
+MQTTC_SANITIZE=address cargo test --test c_programs --test c_resilience --test basic_example --test cli_tools \
+  --test bench_binary
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j "$(nproc)"
 # Installs that build and builds a consumer from it: nothing is compiled by cargo again.

@@ -29,12 +29,17 @@ fn callbacks_can_call_the_api_and_free_their_own_client() {
     assert!(out.contains("callbacks: ok"), "{out}");
 }
 
+/// Runs a program that prints an `ok ...` line per step it passed, then a summary line.
+fn run_c_steps(name: &str, summary: &str, steps: usize) {
+    let broker = Broker::start();
+    let out = run_c_test(name, &broker);
+    assert!(out.contains(summary), "{out}");
+    assert_eq!(out.lines().filter(|l| l.starts_with("ok ")).count(), steps, "{out}");
+}
+
 #[test]
 fn event_mode_through_the_c_api() {
-    let broker = Broker::start();
-    let out = run_c_test("events", &broker);
-    assert!(out.contains("events: ok"), "{out}");
-    assert_eq!(out.lines().filter(|l| l.starts_with("ok ")).count(), 5, "{out}");
+    run_c_steps("events", "events: ok", 5);
 }
 
 /// The packaging consumer (tests/packaging/consumer/main.c), which scripts/packaging.sh builds
@@ -83,4 +88,30 @@ fn header_compiles_warning_free_as_c11_and_cxx17() {
         &["-std=c++17", "-x", "c++"],
         &project_dir().join("tests/c/header_cxx.cpp"),
     );
+}
+
+#[test]
+fn free_right_after_connect_while_connecting_and_while_offline() {
+    run_c_steps("free_paths", "free_paths: ok (24 destructors)", 4);
+}
+
+/// Under `MQTTC_SANITIZE=address`, proves the sanitizer run is not vacuous: a program that never
+/// frees its client (memory the Rust library allocated) is reported by LeakSanitizer and fails.
+#[test]
+fn sanitizer_build_catches_a_client_never_freed() {
+    if common::sanitizer().is_none() {
+        return;
+    }
+    let dir = common::temp_dir("leak");
+    let source = dir.join("leaks_a_client.c");
+    std::fs::write(
+        &source,
+        "#include <mqttclient.h>\nint main(void) {\n    mqttc_client *c = 0;\n    \
+         return mqttc_client_new(\"127.0.0.1\", 1, 0, &c) != MQTTC_OK;\n}\n",
+    )
+    .unwrap();
+    let exe = compile_c("leaks_a_client", &[source]);
+    let (code, out, err) = run_program(&mut Command::new(&exe), Duration::from_secs(60));
+    assert_ne!(code, 0, "the leak went unreported\nstdout:\n{out}\nstderr:\n{err}");
+    assert!(err.contains("ERROR: LeakSanitizer: detected memory leaks"), "{err}");
 }
