@@ -54,6 +54,19 @@ struct cli_config {
     int will_qos;
     bool will_retain;
     bool debug;
+    bool port_set; /* -p given: TLS does not switch the default port to 8883 */
+    /* TLS: on with an mqtts:// URL, --cafile, --cert or --tls-use-os-certs. */
+    bool tls;
+    const char *cafile;
+    const char *certfile;
+    const char *keyfile;
+    const char *alpn;
+    bool insecure;
+    /* -L URL parts, which host, username, password and a topic point into. */
+    char url_host[256];
+    char url_user[256];
+    char url_pass[256];
+    char url_topic[1024];
     /* Both: QoS and topics (pub uses the last -t; sub subscribes to all of them). */
     int qos;
     const char **topics; /* borrowed from argv; the array is owned */
@@ -75,6 +88,19 @@ struct cli_config {
 /* "Error: ..." plus mosquitto's pointer to --help, on stderr. */
 /* The long options both tools share, last in their usage text as in mosquitto's. */
 static void cli_usage_long_options(void) {
+    printf(" -L : specify user, password, hostname, port and topic as a URL in the form:\n");
+    printf("      mqtt(s)://[username[:password]@]host[:port]/topic\n");
+    printf(" --cafile : path to a file containing trusted CA certificates to enable encrypted\n");
+    printf("            communication.\n");
+    printf(" --cert : client certificate for authentication, if required by server.\n");
+    printf(" --key : client private key for authentication, if required by server.\n");
+    printf(" --insecure : do not check that the server certificate hostname matches the remote\n");
+    printf("              hostname, nor that it is signed by a trusted CA. Using this option means\n");
+    printf("              that you cannot be sure that the remote host is the server you wish to\n");
+    printf("              connect to and so is insecure. Do not use this option in a production\n");
+    printf("              environment.\n");
+    printf(" --tls-alpn : TLS application layer protocol negotiation, e.g. mqtt.\n");
+    printf(" --tls-use-os-certs : use the CA certificates of the operating system.\n");
     printf(" --help : display this message.\n");
     printf(" --unix : connect to a broker through a unix domain socket instead of a TCP socket,\n");
     printf("          e.g. /tmp/mosquitto.sock\n");
@@ -189,6 +215,13 @@ enum cli_opt_id {
     OPT_VERBOSE,
     OPT_NO_EOL,
     OPT_NO_RETAINED,
+    OPT_URL,
+    OPT_CAFILE,
+    OPT_CERT,
+    OPT_KEY,
+    OPT_INSECURE,
+    OPT_ALPN,
+    OPT_OS_CERTS,
 };
 
 struct cli_opt {
@@ -229,6 +262,13 @@ static const struct cli_opt CLI_OPTS[] = {
     {"-v", "--verbose", OPT_VERBOSE, CLI_SUB, NULL},
     {"-N", NULL, OPT_NO_EOL, CLI_SUB, NULL},
     {"-R", NULL, OPT_NO_RETAINED, CLI_SUB, NULL},
+    {"-L", "--url", OPT_URL, CLI_PUB | CLI_SUB, "URL"},
+    {"--cafile", NULL, OPT_CAFILE, CLI_PUB | CLI_SUB, "certificate"},
+    {"--cert", NULL, OPT_CERT, CLI_PUB | CLI_SUB, "certificate"},
+    {"--key", NULL, OPT_KEY, CLI_PUB | CLI_SUB, "key"},
+    {"--insecure", NULL, OPT_INSECURE, CLI_PUB | CLI_SUB, NULL},
+    {"--tls-alpn", NULL, OPT_ALPN, CLI_PUB | CLI_SUB, "protocol"},
+    {"--tls-use-os-certs", NULL, OPT_OS_CERTS, CLI_PUB | CLI_SUB, NULL},
 };
 
 static const struct cli_opt *cli_find_opt(const char *arg, enum cli_tool tool) {
@@ -281,6 +321,94 @@ static bool cli_set_msg_mode(struct cli_config *cfg, enum cli_msg_mode mode, con
     return true;
 }
 
+/* -t (and -L's topic): checked as a publish topic or a subscription filter, then kept. */
+static bool cli_add_topic(struct cli_config *cfg, const char *val) {
+    if (cfg->tool == CLI_PUB && cli_topic_has_wildcard(val)) {
+        cli_usage_error(cfg, "Invalid publish topic '%s', does it contain '+' or '#'?", val);
+        return false;
+    }
+    if (cfg->tool == CLI_SUB && !cli_filter_valid(val)) {
+        cli_usage_error(cfg, "Invalid subscription topic '%s', are all '+' and '#' wildcards correct?",
+                        val);
+        return false;
+    }
+    cfg->topics[cfg->topic_count++] = val;
+    return true;
+}
+
+/* Copies `len` bytes of `src` into `dst` (of `cap` bytes) as a string; false if it does not fit. */
+static bool cli_copy(char *dst, size_t cap, const char *src, size_t len) {
+    if (len >= cap)
+        return false;
+    memcpy(dst, src, len);
+    dst[len] = '\0';
+    return true;
+}
+
+/* -L mqtt(s)://[username[:password]@]host[:port]/topic, as mosquitto_pub and mosquitto_sub read
+ * it: sets the host, port, credentials and one topic, and TLS for mqtts. */
+static bool cli_apply_url(struct cli_config *cfg, const char *url) {
+    const char *rest;
+    if (strncmp(url, "mqtt://", 7) == 0) {
+        rest = url + 7;
+    } else if (strncmp(url, "mqtts://", 8) == 0) {
+        rest = url + 8;
+        cfg->tls = true;
+    } else {
+        cli_usage_error(cfg, "Unsupported URL scheme.");
+        return false;
+    }
+    const char *slash = strchr(rest, '/');
+    if (!slash || !slash[1]) {
+        cli_usage_error(cfg, "Invalid URL for -L argument specified - topic missing.");
+        return false;
+    }
+    const char *host = rest;
+    const char *at = memchr(rest, '@', (size_t)(slash - rest));
+    if (at) {
+        const char *colon = memchr(rest, ':', (size_t)(at - rest));
+        const char *user_end = colon ? colon : at;
+        if (!cli_copy(cfg->url_user, sizeof cfg->url_user, rest, (size_t)(user_end - rest)) ||
+            (colon && !cli_copy(cfg->url_pass, sizeof cfg->url_pass, colon + 1, (size_t)(at - colon - 1)))) {
+            cli_usage_error(cfg, "Username or password in the URL too long.");
+            return false;
+        }
+        cfg->username = cfg->url_user;
+        cfg->password = colon ? cfg->url_pass : NULL;
+        host = at + 1;
+    }
+    /* The port follows the last ':' outside an IPv6 literal's brackets. */
+    const char *host_end = slash;
+    const char *bracket = memchr(host, ']', (size_t)(slash - host));
+    const char *port = NULL;
+    for (const char *p = bracket ? bracket : host; p < slash; p++)
+        if (*p == ':')
+            port = p;
+    if (port) {
+        char digits[8];
+        long n;
+        if (!cli_copy(digits, sizeof digits, port + 1, (size_t)(slash - port - 1)) ||
+            !cli_parse_long(digits, 1, 65535, &n)) {
+            cli_usage_error(cfg, "Invalid port given in the URL.");
+            return false;
+        }
+        cfg->port = (int)n;
+        cfg->port_set = true;
+        host_end = port;
+    }
+    if (host[0] == '[' && bracket) {
+        host++;
+        host_end = bracket;
+    }
+    if (host_end == host || !cli_copy(cfg->url_host, sizeof cfg->url_host, host, (size_t)(host_end - host)) ||
+        !cli_copy(cfg->url_topic, sizeof cfg->url_topic, slash + 1, strlen(slash + 1))) {
+        cli_usage_error(cfg, "Invalid URL for -L argument specified.");
+        return false;
+    }
+    cfg->host = cfg->url_host;
+    return true;
+}
+
 /* Applies one option with its argument (`val`, NULL for flags). */
 static bool cli_apply(struct cli_config *cfg, const struct cli_opt *o, const char *val) {
     long n;
@@ -296,6 +424,7 @@ static bool cli_apply(struct cli_config *cfg, const struct cli_opt *o, const cha
             return false;
         }
         cfg->port = (int)n;
+        cfg->port_set = true;
         return true;
     case OPT_UNIX:
         cfg->unix_path = val;
@@ -352,18 +481,11 @@ static bool cli_apply(struct cli_config *cfg, const struct cli_opt *o, const cha
         }
         cfg->qos = (int)n;
         return true;
+    case OPT_URL:
+        /* The URL's path is a topic like -t's. */
+        return cli_apply_url(cfg, val) && cli_add_topic(cfg, cfg->url_topic);
     case OPT_TOPIC:
-        if (cfg->tool == CLI_PUB && cli_topic_has_wildcard(val)) {
-            cli_usage_error(cfg, "Invalid publish topic '%s', does it contain '+' or '#'?", val);
-            return false;
-        }
-        if (cfg->tool == CLI_SUB && !cli_filter_valid(val)) {
-            cli_usage_error(cfg, "Invalid subscription topic '%s', are all '+' and '#' wildcards correct?",
-                            val);
-            return false;
-        }
-        cfg->topics[cfg->topic_count++] = val;
-        return true;
+        return cli_add_topic(cfg, val);
     case OPT_VERSION:
         if (strcmp(val, "mqttv311") != 0 && strcmp(val, "311") != 0) {
             cli_usage_error(cfg, "Unsupported protocol version '%s': only mqttv311 is supported.", val);
@@ -406,6 +528,26 @@ static bool cli_apply(struct cli_config *cfg, const struct cli_opt *o, const cha
     case OPT_NO_RETAINED:
         cfg->no_retain = true;
         return true;
+    case OPT_CAFILE:
+        cfg->cafile = val;
+        cfg->tls = true;
+        return true;
+    case OPT_CERT:
+        cfg->certfile = val;
+        cfg->tls = true;
+        return true;
+    case OPT_KEY:
+        cfg->keyfile = val;
+        return true;
+    case OPT_INSECURE:
+        cfg->insecure = true;
+        return true;
+    case OPT_ALPN:
+        cfg->alpn = val;
+        return true;
+    case OPT_OS_CERTS:
+        cfg->tls = true;
+        return true;
     }
     return false;
 }
@@ -418,6 +560,10 @@ static bool cli_check_combination(struct cli_config *cfg) {
     }
     if (cfg->will_retain && !cfg->will_topic) {
         cli_usage_error(cfg, "Will retain given, but no will topic given.");
+        return false;
+    }
+    if (!cfg->certfile != !cfg->keyfile) {
+        fprintf(stderr, "Error: Both certfile and keyfile must be provided if one of them is set.\n");
         return false;
     }
     if (cfg->password && !cfg->username) {
@@ -501,9 +647,17 @@ static mqttc_status cli_client_new(const struct cli_config *cfg, mqttc_client **
         opts.will_qos = cfg->will_qos;
         opts.will_retain = cfg->will_retain;
     }
+    opts.tls = cfg->tls;
+    opts.tls_ca_file = cfg->cafile;
+    opts.tls_cert_file = cfg->certfile;
+    opts.tls_key_file = cfg->keyfile;
+    opts.tls_alpn = cfg->alpn;
+    opts.tls_insecure = cfg->insecure;
     if (cfg->unix_path)
         return mqttc_client_new_unix(cfg->unix_path, &opts, out);
-    return mqttc_client_new(cfg->host, (uint16_t)cfg->port, &opts, out);
+    /* As mosquitto's tools: TLS without -p (or a URL port) means MQTT's TLS port. */
+    int port = cfg->tls && !cfg->port_set ? 8883 : cfg->port;
+    return mqttc_client_new(cfg->host, (uint16_t)port, &opts, out);
 }
 
 /* Makes the client (with -d logging). Returns NULL after reporting a failure on stderr. */

@@ -16,11 +16,14 @@ static void print_usage(void) {
     printf("mqttc_pub is a simple mqtt client that will publish a message on a single topic and exit.\n");
     printf("mqttc_pub running on libmqttclient %s.\n\n", mqttc_version());
     printf("Usage: mqttc_pub {[-h host] [--unix path] [-p port] [-u username] [-P password] -t topic}\n");
+    printf("                 | -L URL\n");
     printf("                 {-f file | -l | -n | -s | -m message}\n");
     printf("                 [-c] [-k keepalive] [-q qos] [-r]\n");
     printf("                 [-i id] [-I id_prefix]\n");
     printf("                 [-d] [-V mqttv311]\n");
     printf("                 [--will-topic [--will-payload payload] [--will-qos qos] [--will-retain]]\n");
+    printf("                 [[--cafile file] [--tls-use-os-certs] [--cert file --key file] [--insecure]\n");
+    printf("                  [--tls-alpn protocol]]\n");
     printf("       mqttc_pub --help\n\n");
     printf(" -c : disable clean session/enable persistent client mode (requires -i or -I).\n");
     printf(" -d : enable debug messages.\n");

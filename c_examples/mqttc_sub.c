@@ -41,11 +41,14 @@ static void print_usage(void) {
     printf("mqttc_sub is a simple mqtt client that will subscribe to a set of topics and print all messages it receives.\n");
     printf("mqttc_sub running on libmqttclient %s.\n\n", mqttc_version());
     printf("Usage: mqttc_sub {[-h host] [--unix path] [-p port] [-u username] [-P password] -t topic ...}\n");
+    printf("                 | -L URL\n");
     printf("                 [-c] [-k keepalive] [-q qos]\n");
     printf("                 [-C msg_count] [-R] [-W timeout_secs]\n");
     printf("                 [-i id] [-I id_prefix]\n");
     printf("                 [-d] [-N] [-v] [-V mqttv311]\n");
     printf("                 [--will-topic [--will-payload payload] [--will-qos qos] [--will-retain]]\n");
+    printf("                 [[--cafile file] [--tls-use-os-certs] [--cert file --key file] [--insecure]\n");
+    printf("                  [--tls-alpn protocol]]\n");
     printf("       mqttc_sub --help\n\n");
     printf(" -c : disable clean session/enable persistent client mode (requires -i or -I).\n");
     printf(" -C : disconnect and exit after receiving the 'msg_count' messages.\n");

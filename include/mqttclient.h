@@ -36,11 +36,12 @@
  * MQTTC_VERSION_MAJOR * 10000 + MQTTC_VERSION_MINOR * 100 + MQTTC_VERSION_PATCH.
  */
 #define MQTTC_VERSION_NUMBER 100
-
 /**
- * The port MQTT over plain TCP uses when a server address names none.
+ * Fills `*opts` with the defaults and sets `struct_size`: use it on every mqttc_options before
+ * changing fields. It passes the struct's size as compiled into your program, so a program built
+ * against an older header (a shorter struct) keeps working with a newer library.
  */
-#define DEFAULT_PORT 1883
+#define mqttc_options_init(opts) mqttc_options_init_size((opts), sizeof *(opts))
 
 /**
  * Result of every mqttclient call and of every token. Values are stable and never reused:
@@ -156,6 +157,11 @@ typedef enum mqttc_status {
    * The broker violated the protocol; the connection was closed.
    */
   MQTTC_ERR_PROTOCOL = -44,
+  /**
+   * TLS failed: a bad CA, certificate or key file when the client is made; the handshake or a
+   * TLS alert when connecting. The message says why and which option to set.
+   */
+  MQTTC_ERR_TLS = -45,
   /**
    * CONNACK 1: the broker does not support this protocol version.
    */
@@ -274,8 +280,8 @@ typedef enum mqttc_event_kind {
 typedef struct mqttc_client mqttc_client;
 
 /**
- * Connection options. Always initialise with `mqttc_options_init`, which sets `struct_size` and
- * the defaults, then change what you need: fields may be appended in later versions, and
+ * Connection options. Always initialise with `mqttc_options_init(&opts)`, which sets `struct_size`
+ * and the defaults, then change what you need: fields may be appended in later versions, and
  * `struct_size` tells the library which ones your program knows.
  *
  * Strings and buffers are borrowed for the duration of `mqttc_client_new*` only; the library
@@ -392,6 +398,37 @@ typedef struct mqttc_options {
    * Callbacks that are set still run as usual. Default false.
    */
   bool event_mode;
+  /**
+   * Use TLS for every server: how a host-and-port client (`mqttc_client_new`) asks for it.
+   * Server URIs with `mqtts://`, `ssl://` or `tls://` use TLS whatever this says. Default false.
+   */
+  bool tls;
+  /**
+   * PEM file of the CA certificates that may sign the broker's certificate. NULL (the default)
+   * trusts the system's CA store.
+   */
+  const char *tls_ca_file;
+  /**
+   * PEM client certificate chain and its unencrypted private key (PKCS#8, PKCS#1 or SEC1), for
+   * brokers that require client certificates; both or neither. Default NULL.
+   */
+  const char *tls_cert_file;
+  const char *tls_key_file;
+  /**
+   * The name the broker's certificate must carry (also sent as SNI), when it differs from the
+   * host connected to, e.g. a broker reached by IP address. Default NULL: the host.
+   */
+  const char *tls_server_name;
+  /**
+   * ALPN protocols to offer, comma-separated, most preferred first (e.g. "mqtt", or
+   * "x-amzn-mqtt-ca" for AWS IoT on port 443). Default NULL: none.
+   */
+  const char *tls_alpn;
+  /**
+   * Accept any broker certificate without verification. For tests with throwaway certificates
+   * only: anyone in the middle can then read and change the traffic. Default false.
+   */
+  bool tls_insecure;
 } mqttc_options;
 
 /**
@@ -574,9 +611,15 @@ extern "C" {
 const char *mqttc_last_error(void);
 
 /**
- * Fills `opts` with the defaults and sets `struct_size`. NULL is ignored.
+ * Fills the first `size` bytes of `*opts` with the defaults and sets `struct_size` to `size` (or to
+ * this library's size if `size` is larger). C and C++ call it through the `mqttc_options_init(opts)`
+ * macro, which passes `sizeof *opts` as compiled into the caller: a program built against an older
+ * header, with a shorter struct, then never has memory past its struct written. Bindings (Julia,
+ * Python) pass the size of their own mirror. NULL, or a size too small to hold `struct_size`, is
+ * ignored.
  */
-void mqttc_options_init(struct mqttc_options *opts);
+void mqttc_options_init_size(struct mqttc_options *opts,
+                             size_t size);
 
 /**
  * Makes a client for the broker at `host` (name or IP address) and `port` (MQTTClient.jl's
@@ -593,8 +636,8 @@ enum mqttc_status mqttc_client_new(const char *host,
 
 /**
  * Makes a client for a broker reachable at any of `count` server addresses (a broker cluster):
- * `tcp://host:port`, `mqtt://host:port`, `host:port`, `host` (port 1883), `[v6addr]:port`, or
- * `unix:/path`. Each connect and each reconnect tries them in order (see `rotate_servers`) until
+ * `mqtt://host:port` (or `tcp://`), `mqtts://host:port` (or `ssl://`, `tls://`; TLS, port 8883
+ * by default), `host:port`, `host` (port 1883), `[v6addr]:port`, or `unix:///path`. Each connect and each reconnect tries them in order (see `rotate_servers`) until
  * one accepts. Otherwise as `mqttc_client_new`; the strings are copied.
  */
 enum mqttc_status mqttc_client_new_uris(const char *const *uris,

@@ -2,7 +2,8 @@
 # Installs what the build and tests need beyond Rust, gcc and Python: mosquitto (the broker the
 # tests run), its command-line clients (compared against ours), CMake, g++ and pkg-config (the
 # packaging check builds a C++ consumer and one through pkg-config), and gcc's AddressSanitizer
-# runtime (the C tests run again under it). Idempotent.
+# runtime (the C tests run again under it), and the system CA store (a TLS test checks that it does
+# not trust a private CA). Idempotent.
 set -euo pipefail
 need=()
 command -v cmake >/dev/null || need+=(cmake)
@@ -10,6 +11,7 @@ command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need+=(mosquitt
 command -v mosquitto_sub >/dev/null || need+=(mosquitto-clients)
 command -v g++ >/dev/null || need+=(g++)
 command -v pkg-config >/dev/null || need+=(pkg-config)
+[ -s /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
 # -print-file-name answers with a path only when the file exists.
 gcc -print-file-name=libasan.so | grep -q / || need+=(libasan8)
 if [ ${#need[@]} -gt 0 ]; then

@@ -64,7 +64,7 @@ fn check(st: mqttc_status, what: &str) {
 impl Client {
     fn new(port: u16, configure: impl FnOnce(&mut mqttc_options)) -> Client {
         let mut opts = std::mem::MaybeUninit::uninit();
-        unsafe { mqttc_options_init(opts.as_mut_ptr()) };
+        unsafe { mqttc_options_init_size(opts.as_mut_ptr(), size_of::<mqttc_options>()) };
         let mut opts = unsafe { opts.assume_init() };
         configure(&mut opts);
         let mut c = ptr::null_mut();

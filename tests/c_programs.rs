@@ -42,6 +42,23 @@ fn event_mode_through_the_c_api() {
     run_c_steps("events", "events: ok", 5);
 }
 
+#[test]
+fn tls_options_through_the_c_api() {
+    let pki = common::pki::Pki::new();
+    let broker = Broker::start_with(&pki.mosquitto_tls(false));
+    let exe = compile_c("tls", &[project_dir().join("tests/c/tls.c")]);
+    let (code, out, err) = run_program(
+        Command::new(&exe)
+            .arg(broker.port.to_string())
+            .arg(&pki.ca)
+            .arg(&pki.other_ca),
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 0, "tls failed\nstdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("tls: ok"), "{out}");
+    assert_eq!(out.lines().filter(|l| l.starts_with("ok ")).count(), 7, "{out}");
+}
+
 /// The packaging consumer (tests/packaging/consumer/main.c), which scripts/packaging.sh builds
 /// against an install, here against cargo's library: the header's version macros agree with each
 /// other and with `mqttc_version()` / `mqttc_version_number()` of the library loaded through its

@@ -69,10 +69,10 @@ fn c_client_fails_over_from_a_dead_uri_and_survives_a_broker_kill() {
         .filter(|l| l.starts_with("event "))
         .map(|l| l.as_str())
         .collect();
-    let up = |present: u8| format!("event up server=127.0.0.1:{live} session_present={present}");
+    let up = |present: u8| format!("event up server=mqtt://127.0.0.1:{live} session_present={present}");
     // SIGKILL closes the broker's sockets: the client sees EOF, or a reset.
     let lost = |e: &str| {
-        let prefix = format!("event lost server=127.0.0.1:{live} reason=");
+        let prefix = format!("event lost server=mqtt://127.0.0.1:{live} reason=");
         e.starts_with(&format!("{prefix}connection closed by the broker"))
             || e.starts_with(&format!("{prefix}network error"))
     };

@@ -634,13 +634,127 @@ fn d_logs_the_connection_on_stdout() {
     let b = TestBroker::start();
     let (code, out, err) = run(our_sub().args(["-h", "127.0.0.1", "-p", &b.port(), "-t", "cli/d", "-W", "1", "-d"]));
     assert_eq!(code, 27, "stderr: {err}");
-    assert!(out.contains("connected to 127.0.0.1"), "stdout: {out}");
+    assert!(out.contains("connected to mqtt://127.0.0.1"), "stdout: {out}");
     assert!(out.contains("Subscribed"), "stdout: {out}");
     let (code, out, err) = run(our_pub().args(["-h", "127.0.0.1", "-p", &b.port(), "-t", "cli/d", "-m", "x", "-d"]));
     assert_eq!(code, 0, "stderr: {err}");
-    assert!(out.contains("connected to 127.0.0.1"), "stdout: {out}");
+    assert!(out.contains("connected to mqtt://127.0.0.1"), "stdout: {out}");
     // Without -d nothing is logged.
     let (code, out, _) = run(our_pub().args(["-h", "127.0.0.1", "-p", &b.port(), "-t", "cli/d", "-m", "x"]));
     assert_eq!(code, 0);
     assert_eq!(out, "");
+}
+
+/// A TLS broker for the CLI tests: `require_client_cert` as mosquitto's `require_certificate`.
+fn tls_broker(pki: &common::pki::Pki, require_client_cert: bool) -> TestBroker {
+    TestBroker::start_with(|_| pki.mosquitto_tls(require_client_cert))
+}
+
+#[test]
+fn l_mqtts_url_with_cafile_carries_user_host_port_and_topic() {
+    let pki = common::pki::Pki::new();
+    let b = tls_broker(&pki, false);
+    let ca = pki.ca.to_str().unwrap();
+    let url = format!("mqtts://alice:pw@localhost:{}/cli/tls", b.port());
+    let sub = start_sub(
+        &b,
+        our_sub().args(["-L", &url, "--cafile", ca, "-C", "2", "-v"]),
+        "tls-sub",
+        1,
+    );
+    let (code, out, err) = run(our_pub().args(["-L", &url, "--cafile", ca, "-m", "ours"]));
+    assert_eq!(code, 0, "stdout {out:?} stderr {err:?}");
+    // The real tool with the same URL and CA, when installed; else ours again.
+    let real = real_tool("mosquitto_pub").map(Command::new);
+    let (code, out, err) = run(real
+        .unwrap_or_else(our_pub)
+        .args(["-L", &url, "--cafile", ca, "-m", "second"]));
+    assert_eq!(code, 0, "stdout {out:?} stderr {err:?}");
+    let (code, out, err) = sub.finish(WAIT);
+    assert_eq!(code, 0, "stderr: {err}");
+    assert_eq!(out, "cli/tls ours\ncli/tls second\n");
+}
+
+#[test]
+fn cafile_with_h_and_p_speaks_tls_and_an_untrusted_ca_fails_with_the_reason() {
+    let pki = common::pki::Pki::new();
+    let b = tls_broker(&pki, false);
+    let sub = start_sub(
+        &b,
+        our_sub()
+            .args(["-h", "localhost", "-p", &b.port(), "--cafile", pki.ca.to_str().unwrap()])
+            .args(["-t", "cli/tls/hp", "-C", "1"]),
+        "tls-hp-sub",
+        1,
+    );
+    let other = pki.other_ca.to_str().unwrap();
+    let args = [
+        "-h",
+        "localhost",
+        "-p",
+        &b.port(),
+        "-t",
+        "cli/tls/hp",
+        "-m",
+        "insecure but through",
+    ];
+    let (code, _, err) = run(our_pub().args(args).args(["--cafile", other]));
+    assert_eq!(code, 1, "stderr: {err}");
+    assert!(err.contains("UnknownIssuer"), "stderr: {err}");
+    let (code, out, err) = run(our_pub().args(args).args(["--cafile", other, "--insecure"]));
+    assert_eq!(code, 0, "stdout {out:?} stderr {err:?}");
+    let (code, out, err) = sub.finish(WAIT);
+    assert_eq!(code, 0, "stderr: {err}");
+    assert_eq!(out, "insecure but through\n");
+}
+
+#[test]
+fn cert_and_key_satisfy_a_broker_that_requires_client_certificates() {
+    let pki = common::pki::Pki::new();
+    let b = tls_broker(&pki, true);
+    let url = format!("mqtts://localhost:{}/cli/tls/cert", b.port());
+    let ca = pki.ca.to_str().unwrap();
+    let (cert, key) = (pki.client_cert.to_str().unwrap(), pki.client_key.to_str().unwrap());
+    let sub = start_sub(
+        &b,
+        our_sub().args(["-L", &url, "--cafile", ca, "--cert", cert, "--key", key, "-C", "1"]),
+        "tls-cert-sub",
+        1,
+    );
+    let (code, _, err) = run(our_pub().args(["-L", &url, "--cafile", ca, "-m", "no cert"]));
+    assert_eq!(code, 1, "stderr: {err}");
+    assert!(err.contains("client certificate"), "stderr: {err}");
+    let (code, _, err) = run(our_pub().args(["-L", &url, "--cafile", ca, "--cert", cert, "-m", "x"]));
+    assert_eq!(code, 1, "stderr: {err}");
+    assert!(err.contains("Both certfile and keyfile"), "stderr: {err}");
+    let (code, out, err) = run(our_pub().args([
+        "-L",
+        &url,
+        "--cafile",
+        ca,
+        "--cert",
+        cert,
+        "--key",
+        key,
+        "-m",
+        "with cert",
+    ]));
+    assert_eq!(code, 0, "stdout {out:?} stderr {err:?}");
+    let (code, out, err) = sub.finish(WAIT);
+    assert_eq!(code, 0, "stderr: {err}");
+    assert_eq!(out, "with cert\n");
+}
+
+#[test]
+fn bad_l_urls_are_usage_errors() {
+    for url in [
+        "http://localhost/t",
+        "mqtt://localhost",
+        "mqtt://localhost:99999/t",
+        "mqtt://localhost/",
+    ] {
+        let (code, _, err) = run(our_pub().args(["-L", url, "-m", "x"]));
+        assert_eq!(code, 1, "{url}: stderr {err:?}");
+        assert!(err.starts_with("Error: "), "{url}: stderr {err:?}");
+    }
 }

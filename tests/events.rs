@@ -28,10 +28,7 @@ fn event_options(id: &str) -> Options {
 }
 
 fn tcp(port: u16) -> Address {
-    Address::Tcp {
-        host: "127.0.0.1".into(),
-        port,
-    }
+    Address::tcp("127.0.0.1", port)
 }
 
 /// An event-mode subscription whose events carry `key`; the guard counts its drops.

@@ -25,10 +25,7 @@ use common::proxy::Proxy;
 const T: Duration = Duration::from_secs(10);
 
 fn addr(port: u16) -> Address {
-    Address::Tcp {
-        host: "127.0.0.1".into(),
-        port,
-    }
+    Address::tcp("127.0.0.1", port)
 }
 
 fn topic(s: &str) -> MqttStr {

@@ -465,7 +465,7 @@ struct Link {
 
 /// Opens the stream, sends CONNECT and waits for CONNACK. Bytes after the CONNACK stay in `rbuf`.
 async fn handshake(ctx: &Ctx, server: &Address) -> Result<Link, Error> {
-    let (reader, writer) = transport::connect(server).await?;
+    let (reader, writer) = transport::connect(server, ctx.options.tls.as_ref()).await?;
     let mut link = Link {
         reader,
         writer,

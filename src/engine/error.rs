@@ -14,6 +14,8 @@ pub enum Error {
     Refused(ConnectReturnCode),
     /// Name resolution, TCP/Unix connect or a socket read/write failed.
     Io(String),
+    /// The TLS handshake failed or TLS broke the connection (the text says why and what to set).
+    Tls(String),
     /// No CONNACK (or no connection) within the connect timeout.
     ConnectTimeout,
     /// No PINGRESP within the ping timeout: the link is considered dead.
@@ -46,7 +48,7 @@ impl fmt::Display for Error {
             Error::NotConnected => write!(f, "the client is not connected"),
             Error::AlreadyConnected => write!(f, "the client is already connected or connecting"),
             Error::Refused(code) => write!(f, "the broker refused the connection: {code:?}"),
-            Error::Io(e) => write!(f, "{e}"),
+            Error::Io(e) | Error::Tls(e) => write!(f, "{e}"),
             Error::ConnectTimeout => write!(f, "connect timed out"),
             Error::KeepAliveTimeout => write!(f, "no PINGRESP from the broker within the ping timeout"),
             Error::ConnectionClosed => write!(f, "the broker closed the connection"),
@@ -66,7 +68,11 @@ impl std::error::Error for Error {}
 
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
-        Error::Io(e.to_string())
+        // tokio-rustls reports handshake failures and alerts as I/O errors wrapping rustls's own.
+        match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+            Some(tls) => Error::Tls(super::tls::explain(tls)),
+            None => Error::Io(e.to_string()),
+        }
     }
 }
 

@@ -14,6 +14,7 @@ mod error;
 pub mod events;
 pub mod offline;
 pub mod session;
+pub mod tls;
 pub mod tokens;
 pub mod transport;
 mod write_queue;
@@ -33,6 +34,7 @@ pub use dispatch::{CompletionHandler, ConnectionEvent, ConnectionHandler, LogHan
 pub use error::Error;
 pub use events::{ClientEvent, Wakeup};
 pub use offline::Overflow;
+pub use tls::{Connector as TlsConnector, TlsOptions};
 pub use tokens::{Outcome, Token, TokenResult, TokenState};
 pub use transport::Address;
 
@@ -78,6 +80,8 @@ pub struct Options {
     /// With several servers: start each reconnect at the server after the last one used, rather
     /// than at the first of the list.
     pub rotate_servers: bool,
+    /// The TLS configuration, needed when any server address uses TLS.
+    pub tls: Option<tls::Connector>,
 }
 
 impl Default for Options {
@@ -107,6 +111,7 @@ impl Default for Options {
             offline_overflow: Overflow::RejectNew,
             queue_before_connect: false,
             rotate_servers: false,
+            tls: None,
         }
     }
 }

@@ -11,7 +11,7 @@ use bytes::Bytes;
 
 use super::{Failure, arg_bytes, arg_str, guard, mqttc_status, opt_str, write_out};
 use crate::codec::{MqttStr, QoS, Will};
-use crate::engine::{self, Address, Client, ConnectionEvent, LogLevel, Overflow, State};
+use crate::engine::{self, Address, Client, ConnectionEvent, LogLevel, Overflow, State, TlsConnector, TlsOptions};
 use crate::topic::validate_topic_name;
 
 /// A client: one connection to one broker, with its subscriptions and tokens.
@@ -29,8 +29,8 @@ const LIVE: u64 = 0x6d71_7474_635f_6c69;
 /// Identifies one asynchronous operation of a client: unique for the client's life, never 0.
 pub type mqttc_token = u64;
 
-/// Connection options. Always initialise with `mqttc_options_init`, which sets `struct_size` and
-/// the defaults, then change what you need: fields may be appended in later versions, and
+/// Connection options. Always initialise with `mqttc_options_init(&opts)`, which sets `struct_size`
+/// and the defaults, then change what you need: fields may be appended in later versions, and
 /// `struct_size` tells the library which ones your program knows.
 ///
 /// Strings and buffers are borrowed for the duration of `mqttc_client_new*` only; the library
@@ -104,6 +104,25 @@ pub struct mqttc_options {
     /// events; when it is full the library stops reading the socket until the application drains.
     /// Callbacks that are set still run as usual. Default false.
     pub event_mode: bool,
+    /// Use TLS for every server: how a host-and-port client (`mqttc_client_new`) asks for it.
+    /// Server URIs with `mqtts://`, `ssl://` or `tls://` use TLS whatever this says. Default false.
+    pub tls: bool,
+    /// PEM file of the CA certificates that may sign the broker's certificate. NULL (the default)
+    /// trusts the system's CA store.
+    pub tls_ca_file: *const c_char,
+    /// PEM client certificate chain and its unencrypted private key (PKCS#8, PKCS#1 or SEC1), for
+    /// brokers that require client certificates; both or neither. Default NULL.
+    pub tls_cert_file: *const c_char,
+    pub tls_key_file: *const c_char,
+    /// The name the broker's certificate must carry (also sent as SNI), when it differs from the
+    /// host connected to, e.g. a broker reached by IP address. Default NULL: the host.
+    pub tls_server_name: *const c_char,
+    /// ALPN protocols to offer, comma-separated, most preferred first (e.g. "mqtt", or
+    /// "x-amzn-mqtt-ca" for AWS IoT on port 443). Default NULL: none.
+    pub tls_alpn: *const c_char,
+    /// Accept any broker certificate without verification. For tests with throwaway certificates
+    /// only: anyone in the middle can then read and change the traffic. Default false.
+    pub tls_insecure: bool,
 }
 
 /// What happens to a publish that does not fit in the offline queue (`offline_overflow`). Either
@@ -116,11 +135,28 @@ pub enum mqttc_overflow {
     MQTTC_OVERFLOW_DROP_OLDEST = 1,
 }
 
-/// Fills `opts` with the defaults and sets `struct_size`. NULL is ignored.
+/// Fills the first `size` bytes of `*opts` with the defaults and sets `struct_size` to `size` (or to
+/// this library's size if `size` is larger). C and C++ call it through the `mqttc_options_init(opts)`
+/// macro, which passes `sizeof *opts` as compiled into the caller: a program built against an older
+/// header, with a shorter struct, then never has memory past its struct written. Bindings (Julia,
+/// Python) pass the size of their own mirror. NULL, or a size too small to hold `struct_size`, is
+/// ignored.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mqttc_options_init(opts: *mut mqttc_options) {
+pub unsafe extern "C" fn mqttc_options_init_size(opts: *mut mqttc_options, size: usize) {
+    let size = size.min(size_of::<mqttc_options>());
+    if opts.is_null() || size < size_of::<u32>() {
+        return;
+    }
+    let mut d = defaults();
+    d.struct_size = size as u32;
+    // SAFETY: the caller's struct has `size` writable bytes per the contract, and `size` does not
+    // exceed ours.
+    unsafe { std::ptr::copy_nonoverlapping((&raw const d).cast::<u8>(), opts.cast::<u8>(), size) };
+}
+
+fn defaults() -> mqttc_options {
     let d = engine::Options::default();
-    let defaults = mqttc_options {
+    mqttc_options {
         struct_size: size_of::<mqttc_options>() as u32,
         keep_alive: d.keep_alive,
         clean_session: d.clean_session,
@@ -149,9 +185,14 @@ pub unsafe extern "C" fn mqttc_options_init(opts: *mut mqttc_options) {
         queue_before_connect: d.queue_before_connect,
         rotate_servers: d.rotate_servers,
         event_mode: d.event_mode,
-    };
-    // SAFETY: NULL or writable per the documented contract.
-    unsafe { write_out(opts, defaults) };
+        tls: false,
+        tls_ca_file: std::ptr::null(),
+        tls_cert_file: std::ptr::null(),
+        tls_key_file: std::ptr::null(),
+        tls_server_name: std::ptr::null(),
+        tls_alpn: std::ptr::null(),
+        tls_insecure: false,
+    }
 }
 
 fn millis(d: Duration) -> u32 {
@@ -185,12 +226,44 @@ fn random_client_id() -> String {
 ///
 /// # Safety
 /// `opts` is NULL or points to `opts->struct_size` readable bytes laid out as `mqttc_options`.
-unsafe fn read_options(opts: *const mqttc_options) -> Result<engine::Options, Failure> {
-    let mut o = std::mem::MaybeUninit::<mqttc_options>::uninit();
-    // SAFETY: `o` is a valid destination for a full struct.
-    unsafe { mqttc_options_init(o.as_mut_ptr()) };
-    // SAFETY: initialised just above.
-    let mut o = unsafe { o.assume_init() };
+/// The TLS part of the options, kept apart until the servers are known: only a client with a TLS
+/// server builds a configuration (which may need the system's CA store).
+struct TlsRequest {
+    /// `tls`: every server uses TLS.
+    all_servers: bool,
+    options: TlsOptions,
+    /// Whether any TLS field was set, which makes sense only with a TLS server.
+    any_set: bool,
+}
+
+unsafe fn read_tls(o: &mqttc_options) -> Result<TlsRequest, Failure> {
+    // SAFETY (all reads): borrowed for this call per the documented contract.
+    let path = |p, name| unsafe { opt_str(p, name) }.map(|s| s.map(PathBuf::from));
+    let options = TlsOptions {
+        ca_file: path(o.tls_ca_file, "tls_ca_file")?,
+        cert_file: path(o.tls_cert_file, "tls_cert_file")?,
+        key_file: path(o.tls_key_file, "tls_key_file")?,
+        server_name: unsafe { opt_str(o.tls_server_name, "tls_server_name") }?.map(str::to_owned),
+        insecure: o.tls_insecure,
+        alpn: unsafe { opt_str(o.tls_alpn, "tls_alpn") }?
+            .map(|list| list.split(',').map(|p| p.trim().to_owned()).collect())
+            .unwrap_or_default(),
+    };
+    let any_set = options.ca_file.is_some()
+        || options.cert_file.is_some()
+        || options.key_file.is_some()
+        || options.server_name.is_some()
+        || options.insecure
+        || !options.alpn.is_empty();
+    Ok(TlsRequest {
+        all_servers: o.tls,
+        options,
+        any_set,
+    })
+}
+
+unsafe fn read_options(opts: *const mqttc_options) -> Result<(engine::Options, TlsRequest), Failure> {
+    let mut o = defaults();
     if !opts.is_null() {
         // SAFETY: the caller's struct has at least its `struct_size` field.
         let size = unsafe { (*opts).struct_size } as usize;
@@ -285,7 +358,7 @@ unsafe fn read_options(opts: *const mqttc_options) -> Result<engine::Options, Fa
             retain: o.will_retain,
         });
     }
-    Ok(e)
+    Ok((e, unsafe { read_tls(&o) }?))
 }
 
 fn make_client(servers: Vec<Address>, opts: *const mqttc_options, out: *mut *mut mqttc_client) -> Result<(), Failure> {
@@ -293,7 +366,19 @@ fn make_client(servers: Vec<Address>, opts: *const mqttc_options, out: *mut *mut
         return Err(Failure::new(mqttc_status::MQTTC_ERR_NULL, "out is NULL"));
     }
     // SAFETY: as documented on the exported constructors.
-    let options = unsafe { read_options(opts) }?;
+    let (mut options, tls) = unsafe { read_options(opts) }?;
+    let servers: Vec<Address> = match tls.all_servers {
+        true => servers.into_iter().map(Address::with_tls).collect(),
+        false => servers,
+    };
+    if servers.iter().any(Address::uses_tls) {
+        options.tls = Some(TlsConnector::new(&tls.options).map_err(|e| Failure::new(mqttc_status::MQTTC_ERR_TLS, e))?);
+    } else if tls.any_set {
+        return Err(Failure::new(
+            mqttc_status::MQTTC_ERR_INVALID_ARGUMENT,
+            "TLS options are set but no server uses TLS: use an mqtts:// address or set tls",
+        ));
+    }
     let inner = Client::new(servers, options).map_err(|e| {
         Failure::new(
             mqttc_status::MQTTC_ERR_RESOURCE,
@@ -331,20 +416,13 @@ pub unsafe extern "C" fn mqttc_client_new(
                 "host must be non-empty and port non-zero",
             ));
         }
-        make_client(
-            vec![Address::Tcp {
-                host: host.to_owned(),
-                port,
-            }],
-            opts,
-            out,
-        )
+        make_client(vec![Address::tcp(host, port)], opts, out)
     })
 }
 
 /// Makes a client for a broker reachable at any of `count` server addresses (a broker cluster):
-/// `tcp://host:port`, `mqtt://host:port`, `host:port`, `host` (port 1883), `[v6addr]:port`, or
-/// `unix:/path`. Each connect and each reconnect tries them in order (see `rotate_servers`) until
+/// `mqtt://host:port` (or `tcp://`), `mqtts://host:port` (or `ssl://`, `tls://`; TLS, port 8883
+/// by default), `host:port`, `host` (port 1883), `[v6addr]:port`, or `unix:///path`. Each connect and each reconnect tries them in order (see `rotate_servers`) until
 /// one accepts. Otherwise as `mqttc_client_new`; the strings are copied.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_client_new_uris(

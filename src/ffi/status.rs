@@ -66,6 +66,9 @@ pub enum mqttc_status {
     MQTTC_ERR_CONNECTION_CLOSED = -43,
     /// The broker violated the protocol; the connection was closed.
     MQTTC_ERR_PROTOCOL = -44,
+    /// TLS failed: a bad CA, certificate or key file when the client is made; the handshake or a
+    /// TLS alert when connecting. The message says why and which option to set.
+    MQTTC_ERR_TLS = -45,
     /// CONNACK 1: the broker does not support this protocol version.
     MQTTC_ERR_REFUSED_PROTOCOL_VERSION = -61,
     /// CONNACK 2: the client identifier was rejected.
@@ -100,6 +103,7 @@ impl From<&Error> for mqttc_status {
                 ConnectReturnCode::Accepted => MQTTC_ERR_PROTOCOL,
             },
             Error::Io(_) => MQTTC_ERR_IO,
+            Error::Tls(_) => MQTTC_ERR_TLS,
             Error::ConnectTimeout => MQTTC_ERR_CONNECT_TIMEOUT,
             Error::KeepAliveTimeout => MQTTC_ERR_KEEPALIVE_TIMEOUT,
             Error::ConnectionClosed => MQTTC_ERR_CONNECTION_CLOSED,
@@ -143,6 +147,7 @@ const ALL: &[(mqttc_status, &str)] = {
         (MQTTC_ERR_KEEPALIVE_TIMEOUT, "keep-alive timeout\0"),
         (MQTTC_ERR_CONNECTION_CLOSED, "connection closed by the broker\0"),
         (MQTTC_ERR_PROTOCOL, "protocol violation by the broker\0"),
+        (MQTTC_ERR_TLS, "TLS error\0"),
         (
             MQTTC_ERR_REFUSED_PROTOCOL_VERSION,
             "connection refused: unacceptable protocol version\0",

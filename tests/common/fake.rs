@@ -61,10 +61,7 @@ impl FakeBroker {
 
     /// Where a client should connect.
     pub fn address(&self) -> Address {
-        Address::Tcp {
-            host: "127.0.0.1".into(),
-            port: self.port,
-        }
+        Address::tcp("127.0.0.1", self.port)
     }
 
     /// Accepts the next connection within [`TIMEOUT`]; panics otherwise.

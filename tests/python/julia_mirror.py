@@ -62,6 +62,13 @@ class mqttc_options(ctypes.Structure):
         ("queue_before_connect", c_bool),
         ("rotate_servers", c_bool),
         ("event_mode", c_bool),
+        ("tls", c_bool),
+        ("tls_ca_file", c_char_p),
+        ("tls_cert_file", c_char_p),
+        ("tls_key_file", c_char_p),
+        ("tls_server_name", c_char_p),
+        ("tls_alpn", c_char_p),
+        ("tls_insecure", c_bool),
     ]
 
 
@@ -106,7 +113,7 @@ class mqttc_event(ctypes.Structure):
 PROTOTYPES = {
     "mqttc_last_error": (c_char_p, []),
     "mqttc_status_str": (c_char_p, [c_int32]),
-    "mqttc_options_init": (None, [POINTER(mqttc_options)]),
+    "mqttc_options_init_size": (None, [POINTER(mqttc_options), c_size_t]),
     "mqttc_client_new": (c_int, [c_char_p, c_uint16, POINTER(mqttc_options), POINTER(c_void_p)]),
     "mqttc_client_new_unix": (c_int, [c_char_p, POINTER(mqttc_options), POINTER(c_void_p)]),
     "mqttc_client_free": (None, [c_void_p]),
@@ -331,7 +338,7 @@ def new_client(connection, ping_timeout, callback_queue):
     will_topic = c_text(will.topic, "will topic")
     will_payload = will.payload
     options = mqttc_options()
-    _lib.mqttc_options_init(ctypes.byref(options))
+    _lib.mqttc_options_init_size(ctypes.byref(options), ctypes.sizeof(options))
     handle = c_void_p(None)
     changes = [
         ("event_mode", True),

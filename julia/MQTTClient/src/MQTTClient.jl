@@ -26,7 +26,7 @@ export MakeConnection, Client, MQTTConnection, MQTTFuture, MQTTException, User, 
 const C_FUNCTIONS = (
     :mqttc_last_error,
     :mqttc_status_str,
-    :mqttc_options_init,
+    :mqttc_options_init_size,
     :mqttc_client_new,
     :mqttc_client_new_unix,
     :mqttc_client_free,
@@ -97,6 +97,13 @@ struct mqttc_options
     queue_before_connect::Bool
     rotate_servers::Bool
     event_mode::Bool
+    tls::Bool
+    tls_ca_file::Ptr{UInt8}
+    tls_cert_file::Ptr{UInt8}
+    tls_key_file::Ptr{UInt8}
+    tls_server_name::Ptr{UInt8}
+    tls_alpn::Ptr{UInt8}
+    tls_insecure::Bool
 end
 
 struct mqttc_message
@@ -407,7 +414,7 @@ function new_client(connection::MQTTConnection, ping_timeout, callback_queue)
     will_topic = c_text(will.topic, "will topic")
     will_payload = will.payload
     defaults = Ref{mqttc_options}()
-    ccall(sym(:mqttc_options_init), Cvoid, (Ref{mqttc_options},), defaults)
+    ccall(sym(:mqttc_options_init_size), Cvoid, (Ref{mqttc_options}, Csize_t), defaults, sizeof(mqttc_options))
     handle = Ref{Ptr{Cvoid}}(C_NULL)
     # The options point into these buffers; the library copies them during mqttc_client_new*.
     status = GC.@preserve client_id name password will_topic will_payload begin

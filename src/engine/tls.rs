@@ -1,0 +1,268 @@
+//! TLS with rustls (ring as the crypto provider, no OpenSSL). The configuration is built once, when
+//! the client is made, so a bad CA file or key is reported by the constructor rather than by every
+//! connect; each connection then only runs the handshake.
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+/// What the application asks of TLS. The default trusts the system's CA store and verifies the
+/// server's name against the host it connects to.
+#[derive(Debug, Clone, Default)]
+pub struct TlsOptions {
+    /// PEM file of the CAs to trust instead of the system's store.
+    pub ca_file: Option<PathBuf>,
+    /// PEM certificate chain and private key presented to brokers that ask for a client
+    /// certificate; both or neither.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// The name the server's certificate must carry (and that SNI sends), instead of the host the
+    /// address names: for brokers reached by IP address or through a tunnel.
+    pub server_name: Option<String>,
+    /// Skip certificate verification entirely. For tests against throwaway certificates only: it
+    /// lets anyone in the middle read and change the traffic.
+    pub insecure: bool,
+    /// ALPN protocols offered, most preferred first (e.g. "mqtt", or "x-amzn-mqtt-ca" for AWS IoT
+    /// on port 443).
+    pub alpn: Vec<String>,
+}
+
+/// A ready client configuration, shared by every connection of one client.
+#[derive(Debug, Clone)]
+pub struct Connector {
+    config: Arc<ClientConfig>,
+    server_name: Option<ServerName<'static>>,
+}
+
+impl Connector {
+    pub fn new(o: &TlsOptions) -> Result<Connector, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS setup: {e}"))?;
+        let builder = if o.insecure {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(NoVerification(provider.signature_verification_algorithms)))
+        } else {
+            builder.with_root_certificates(roots(o.ca_file.as_deref())?)
+        };
+        let mut config = match (&o.cert_file, &o.key_file) {
+            (Some(cert), Some(key)) => builder
+                .with_client_auth_cert(certificates(cert, "tls_cert_file")?, private_key(key)?)
+                .map_err(|e| format!("tls_cert_file and tls_key_file do not make a usable pair: {e}"))?,
+            (None, None) => builder.with_no_client_auth(),
+            _ => return Err("tls_cert_file and tls_key_file go together: give both or neither".into()),
+        };
+        config.alpn_protocols = o.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        if config.alpn_protocols.iter().any(|p| p.is_empty() || p.len() > 255) {
+            return Err("tls_alpn: each protocol name must be 1 to 255 bytes".into());
+        }
+        let server_name = o
+            .server_name
+            .as_deref()
+            .map(|n| server_name(n).map_err(|e| format!("tls_server_name: {e}")))
+            .transpose()?;
+        Ok(Connector {
+            config: Arc::new(config),
+            server_name,
+        })
+    }
+
+    /// Runs the TLS handshake over an open TCP stream to `host`.
+    pub async fn connect(&self, host: &str, tcp: TcpStream) -> std::io::Result<TlsStream<TcpStream>> {
+        let name = match &self.server_name {
+            Some(n) => n.clone(),
+            None => server_name(host).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
+        };
+        tokio_rustls::TlsConnector::from(self.config.clone())
+            .connect(name, tcp)
+            .await
+    }
+}
+
+fn server_name(host: &str) -> Result<ServerName<'static>, String> {
+    ServerName::try_from(host.to_owned()).map_err(|e| format!("\"{host}\" is not a DNS name or IP address: {e}"))
+}
+
+fn roots(ca_file: Option<&Path>) -> Result<RootCertStore, String> {
+    let mut store = RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let (added, _) = store.add_parsable_certificates(certificates(path, "tls_ca_file")?);
+            if added == 0 {
+                return Err(format!("tls_ca_file \"{}\": no usable CA certificate", path.display()));
+            }
+        }
+        None => {
+            // Unreadable entries of the system store are skipped: one bad file must not take TLS
+            // down, and an empty result is reported below.
+            let found = rustls_native_certs::load_native_certs();
+            store.add_parsable_certificates(found.certs);
+            if store.is_empty() {
+                return Err(
+                    "no CA certificates in the system store (install ca-certificates, or set tls_ca_file)".into(),
+                );
+            }
+        }
+    }
+    Ok(store)
+}
+
+fn certificates(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{what} \"{}\": {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{what} \"{}\": no PEM certificate in it", path.display()));
+    }
+    Ok(certs)
+}
+
+fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| {
+        format!(
+            "tls_key_file \"{}\": {e} (an unencrypted PKCS#8, PKCS#1 or SEC1 PEM key is needed)",
+            path.display()
+        )
+    })
+}
+
+/// Says what a TLS failure means for the user, beyond rustls's terse variant names.
+pub fn explain(e: &rustls::Error) -> String {
+    use rustls::{AlertDescription, CertificateError, Error};
+    let hint = match e {
+        Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
+            " (the broker's certificate is not signed by a trusted CA: set tls_ca_file to the CA that signed it)"
+        }
+        Error::InvalidCertificate(CertificateError::NotValidForName)
+        | Error::InvalidCertificate(CertificateError::NotValidForNameContext { .. }) => {
+            " (the broker's certificate does not name the host connected to: set tls_server_name to a name it carries)"
+        }
+        Error::InvalidCertificate(CertificateError::Expired | CertificateError::ExpiredContext { .. }) => {
+            " (the broker's certificate has expired)"
+        }
+        Error::AlertReceived(AlertDescription::CertificateRequired | AlertDescription::HandshakeFailure) => {
+            " (the broker may require a client certificate: set tls_cert_file and tls_key_file)"
+        }
+        Error::AlertReceived(AlertDescription::UnknownCA | AlertDescription::BadCertificate) => {
+            " (the broker does not trust the client certificate)"
+        }
+        Error::NoApplicationProtocol | Error::AlertReceived(AlertDescription::NoApplicationProtocol) => {
+            " (the broker accepts none of the ALPN protocols offered)"
+        }
+        _ => "",
+    };
+    format!("TLS: {e}{hint}")
+}
+
+/// The verifier of the explicit insecure mode: every certificate is accepted, but handshake
+/// signatures are still checked so that the session keys are at least bound to the certificate.
+#[derive(Debug)]
+struct NoVerification(WebPkiSupportedAlgorithms);
+
+impl ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("mqttc-tls-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn refused(o: TlsOptions) -> String {
+        Connector::new(&o).expect_err("the configuration must be refused")
+    }
+
+    #[test]
+    fn bad_files_and_values_are_refused_with_what_is_wrong() {
+        let missing = PathBuf::from("/nonexistent/ca.pem");
+        let e = refused(TlsOptions {
+            ca_file: Some(missing),
+            ..TlsOptions::default()
+        });
+        assert!(e.contains("tls_ca_file \"/nonexistent/ca.pem\""), "{e}");
+
+        let e = refused(TlsOptions {
+            ca_file: Some(file("empty.pem", "not a certificate\n")),
+            ..TlsOptions::default()
+        });
+        assert!(e.contains("no PEM certificate"), "{e}");
+
+        let e = refused(TlsOptions {
+            insecure: true,
+            cert_file: Some(file("lonely.pem", "")),
+            ..TlsOptions::default()
+        });
+        assert!(e.contains("both or neither"), "{e}");
+
+        let e = refused(TlsOptions {
+            insecure: true,
+            alpn: vec!["mqtt".into(), String::new()],
+            ..TlsOptions::default()
+        });
+        assert!(e.contains("tls_alpn"), "{e}");
+
+        let e = refused(TlsOptions {
+            insecure: true,
+            server_name: Some("not a name!".into()),
+            ..TlsOptions::default()
+        });
+        assert!(e.contains("tls_server_name"), "{e}");
+    }
+
+    #[test]
+    fn insecure_mode_needs_no_ca_at_all() {
+        let c = Connector::new(&TlsOptions {
+            insecure: true,
+            alpn: vec!["mqtt".into()],
+            ..TlsOptions::default()
+        })
+        .unwrap();
+        assert_eq!(c.config.alpn_protocols, vec![b"mqtt".to_vec()]);
+    }
+}
