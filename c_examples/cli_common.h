@@ -55,8 +55,10 @@ struct cli_config {
     bool will_retain;
     bool debug;
     bool port_set; /* -p given: TLS does not switch the default port to 8883 */
-    /* TLS: on with an mqtts:// URL, --cafile, --cert or --tls-use-os-certs. */
+    /* TLS: on with an mqtts:// or wss:// URL, --cafile, --cert or --tls-use-os-certs. */
     bool tls;
+    bool websocket;      /* -L ws:// or wss:// */
+    const char *ws_path; /* --ws-path, default "/mqtt" */
     const char *cafile;
     const char *certfile;
     const char *keyfile;
@@ -89,7 +91,8 @@ struct cli_config {
 /* The long options both tools share, last in their usage text as in mosquitto's. */
 static void cli_usage_long_options(void) {
     printf(" -L : specify user, password, hostname, port and topic as a URL in the form:\n");
-    printf("      mqtt(s)://[username[:password]@]host[:port]/topic\n");
+    printf("      mqtt(s)://[username[:password]@]host[:port]/topic, or ws(s):// for MQTT over\n");
+    printf("      WebSockets (see --ws-path).\n");
     printf(" --cafile : path to a file containing trusted CA certificates to enable encrypted\n");
     printf("            communication.\n");
     printf(" --cert : client certificate for authentication, if required by server.\n");
@@ -101,6 +104,7 @@ static void cli_usage_long_options(void) {
     printf("              environment.\n");
     printf(" --tls-alpn : TLS application layer protocol negotiation, e.g. mqtt.\n");
     printf(" --tls-use-os-certs : use the CA certificates of the operating system.\n");
+    printf(" --ws-path : the HTTP path of a ws:// or wss:// URL's WebSocket endpoint. Defaults to /mqtt.\n");
     printf(" --help : display this message.\n");
     printf(" --unix : connect to a broker through a unix domain socket instead of a TCP socket,\n");
     printf("          e.g. /tmp/mosquitto.sock\n");
@@ -222,6 +226,7 @@ enum cli_opt_id {
     OPT_INSECURE,
     OPT_ALPN,
     OPT_OS_CERTS,
+    OPT_WS_PATH,
 };
 
 struct cli_opt {
@@ -269,6 +274,7 @@ static const struct cli_opt CLI_OPTS[] = {
     {"--insecure", NULL, OPT_INSECURE, CLI_PUB | CLI_SUB, NULL},
     {"--tls-alpn", NULL, OPT_ALPN, CLI_PUB | CLI_SUB, "protocol"},
     {"--tls-use-os-certs", NULL, OPT_OS_CERTS, CLI_PUB | CLI_SUB, NULL},
+    {"--ws-path", NULL, OPT_WS_PATH, CLI_PUB | CLI_SUB, "path"},
 };
 
 static const struct cli_opt *cli_find_opt(const char *arg, enum cli_tool tool) {
@@ -346,15 +352,24 @@ static bool cli_copy(char *dst, size_t cap, const char *src, size_t len) {
 }
 
 /* -L mqtt(s)://[username[:password]@]host[:port]/topic, as mosquitto_pub and mosquitto_sub read
- * it: sets the host, port, credentials and one topic, and TLS for mqtts. */
+ * it: sets the host, port, credentials and one topic, and TLS for mqtts. ws:// and wss:// (our
+ * addition) read the same way, the WebSocket endpoint's path coming from --ws-path. */
 static bool cli_apply_url(struct cli_config *cfg, const char *url) {
-    const char *rest;
-    if (strncmp(url, "mqtt://", 7) == 0) {
-        rest = url + 7;
-    } else if (strncmp(url, "mqtts://", 8) == 0) {
-        rest = url + 8;
-        cfg->tls = true;
-    } else {
+    static const struct {
+        const char *prefix;
+        bool tls, websocket;
+    } schemes[] = {
+        {"mqtt://", false, false}, {"mqtts://", true, false}, {"ws://", false, true}, {"wss://", true, true}};
+    const char *rest = NULL;
+    for (size_t i = 0; i < sizeof schemes / sizeof schemes[0] && !rest; i++) {
+        size_t n = strlen(schemes[i].prefix);
+        if (strncmp(url, schemes[i].prefix, n) == 0) {
+            rest = url + n;
+            cfg->tls = cfg->tls || schemes[i].tls;
+            cfg->websocket = schemes[i].websocket;
+        }
+    }
+    if (!rest) {
         cli_usage_error(cfg, "Unsupported URL scheme.");
         return false;
     }
@@ -548,6 +563,13 @@ static bool cli_apply(struct cli_config *cfg, const struct cli_opt *o, const cha
     case OPT_OS_CERTS:
         cfg->tls = true;
         return true;
+    case OPT_WS_PATH:
+        if (val[0] != '/') {
+            cli_usage_error(cfg, "Invalid WebSocket path '%s': it must start with '/'.", val);
+            return false;
+        }
+        cfg->ws_path = val;
+        return true;
     }
     return false;
 }
@@ -655,6 +677,19 @@ static mqttc_status cli_client_new(const struct cli_config *cfg, mqttc_client **
     opts.tls_insecure = cfg->insecure;
     if (cfg->unix_path)
         return mqttc_client_new_unix(cfg->unix_path, &opts, out);
+    if (cfg->websocket) {
+        /* Without a port the library uses WebSocket's own: 80, or 443 with TLS. */
+        char uri[512], port[8] = "";
+        bool v6 = strchr(cfg->host, ':') != NULL;
+        if (cfg->port_set)
+            snprintf(port, sizeof port, ":%d", cfg->port);
+        int n = snprintf(uri, sizeof uri, "%s://%s%s%s%s%s", cfg->tls ? "wss" : "ws", v6 ? "[" : "", cfg->host,
+                         v6 ? "]" : "", port, cfg->ws_path ? cfg->ws_path : "/mqtt");
+        if (n < 0 || (size_t)n >= sizeof uri)
+            return MQTTC_ERR_INVALID_ARGUMENT;
+        const char *uris[] = {uri};
+        return mqttc_client_new_uris(uris, 1, &opts, out);
+    }
     /* As mosquitto's tools: TLS without -p (or a URL port) means MQTT's TLS port. */
     int port = cfg->tls && !cfg->port_set ? 8883 : cfg->port;
     return mqttc_client_new(cfg->host, (uint16_t)port, &opts, out);

@@ -400,7 +400,8 @@ typedef struct mqttc_options {
   bool event_mode;
   /**
    * Use TLS for every server: how a host-and-port client (`mqttc_client_new`) asks for it.
-   * Server URIs with `mqtts://`, `ssl://` or `tls://` use TLS whatever this says. Default false.
+   * Server URIs with `mqtts://`, `ssl://`, `tls://` or `wss://` use TLS whatever this says; with
+   * this set, `ws://` ones do too. Default false.
    */
   bool tls;
   /**
@@ -637,7 +638,9 @@ enum mqttc_status mqttc_client_new(const char *host,
 /**
  * Makes a client for a broker reachable at any of `count` server addresses (a broker cluster):
  * `mqtt://host:port` (or `tcp://`), `mqtts://host:port` (or `ssl://`, `tls://`; TLS, port 8883
- * by default), `host:port`, `host` (port 1883), `[v6addr]:port`, or `unix:///path`. Each connect and each reconnect tries them in order (see `rotate_servers`) until
+ * by default), `ws://host:port/path` and `wss://host:port/path` (MQTT over WebSockets, ports 80 and
+ * 443, path `/mqtt` by default), `host:port`, `host` (port 1883), `[v6addr]:port`, or
+ * `unix:///path`. Each connect and each reconnect tries them in order (see `rotate_servers`) until
  * one accepts. Otherwise as `mqttc_client_new`; the strings are copied.
  */
 enum mqttc_status mqttc_client_new_uris(const char *const *uris,

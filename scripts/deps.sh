@@ -3,7 +3,8 @@
 # tests run), its command-line clients (compared against ours), CMake, g++ and pkg-config (the
 # packaging check builds a C++ consumer and one through pkg-config), and gcc's AddressSanitizer
 # runtime (the C tests run again under it), and the system CA store (a TLS test checks that it does
-# not trust a private CA). Idempotent.
+# not trust a private CA); and amqtt from PyPI in target/amqtt-venv, a broker with WebSocket
+# listeners (Debian's mosquitto has none) for tests/websocket.rs. Idempotent.
 set -euo pipefail
 need=()
 command -v cmake >/dev/null || need+=(cmake)
@@ -19,4 +20,10 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+amqtt_venv="$(dirname "$0")/../target/amqtt-venv"
+if [ ! -x "$amqtt_venv/bin/amqtt" ]; then
+  echo "installing amqtt into $amqtt_venv"
+  python3 -m venv "$amqtt_venv"
+  "$amqtt_venv/bin/pip" install -q --disable-pip-version-check amqtt==0.12.1
 fi

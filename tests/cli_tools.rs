@@ -758,3 +758,16 @@ fn bad_l_urls_are_usage_errors() {
         assert!(err.starts_with("Error: "), "{url}: stderr {err:?}");
     }
 }
+
+#[test]
+fn l_ws_url_reaches_a_websocket_broker() {
+    // amqtt: Debian's mosquitto has no WebSocket listener. A retained message, so the subscriber
+    // needs no signal that it is subscribed.
+    let broker = common::amqtt::Amqtt::start_ws(None);
+    let url = format!("ws://127.0.0.1:{}/cli/ws", broker.port);
+    let (code, out, err) = run(our_pub().args(["-L", &url, "-r", "-q", "1", "-m", "over WebSockets"]));
+    assert_eq!(code, 0, "stdout {out:?} stderr {err:?}");
+    let (code, out, err) = run(our_sub().args(["-L", &url, "--ws-path", "/mqtt", "-C", "1", "-v"]));
+    assert_eq!(code, 0, "stderr: {err}");
+    assert_eq!(out, "cli/ws over WebSockets\n");
+}

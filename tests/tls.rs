@@ -7,26 +7,18 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use mqttclient::codec::{MqttStr, Publish, QoS};
-use mqttclient::engine::{Address, Client, Error, Handler, Options, TlsConnector, TlsOptions, TokenResult, TokenState};
+use mqttclient::codec::QoS;
+use mqttclient::engine::{Address, Client, Error, Options, TlsOptions};
 
 use common::Broker;
+use common::engine::{T, connect};
 use common::pki::Pki;
 
-const T: Duration = Duration::from_secs(10);
-
 fn tls_client(uri: &str, tls: TlsOptions) -> Client {
-    let options = Options {
-        connect_timeout: Duration::from_secs(5),
-        auto_reconnect: false,
-        tls: Some(TlsConnector::new(&tls).expect("TLS configuration")),
-        ..Options::default()
-    };
-    Client::new(vec![uri.parse::<Address>().unwrap()], options).unwrap()
+    common::engine::client_for(uri, Some(tls))
 }
 
 fn trusting(ca: &std::path::Path) -> TlsOptions {
@@ -34,18 +26,6 @@ fn trusting(ca: &std::path::Path) -> TlsOptions {
         ca_file: Some(ca.to_owned()),
         ..TlsOptions::default()
     }
-}
-
-fn wait(c: &Client, token: mqttclient::engine::Token) -> TokenResult {
-    match c.wait(token, T) {
-        Some(TokenState::Done(r)) => r,
-        other => panic!("token did not complete within {T:?}: {other:?}"),
-    }
-}
-
-/// Connects and returns the connect token's result.
-fn connect(c: &Client) -> TokenResult {
-    wait(c, c.connect().unwrap())
 }
 
 /// The TLS failure text of a connect that must fail for a TLS reason.
@@ -59,27 +39,9 @@ fn tls_failure(c: &Client) -> String {
     }
 }
 
-/// Subscribes, publishes at QoS 1 through the same connection and checks the message comes back.
+/// A QoS 1 message through the broker and back over this connection.
 fn round_trip(c: &Client, topic: &str) {
-    let (tx, rx) = mpsc::channel::<Publish>();
-    let handler = Handler::Call(Box::new(move |p: &Publish| {
-        let _ = tx.send(p.clone());
-    }));
-    let t = c
-        .subscribe(vec![(MqttStr::new(topic).unwrap(), QoS::AtLeastOnce, handler)])
-        .unwrap();
-    assert_eq!(wait(c, t).map(|o| o.codes), Ok(vec![1]));
-    let t = c
-        .publish(
-            MqttStr::new(topic).unwrap(),
-            Bytes::from_static(b"over TLS"),
-            QoS::AtLeastOnce,
-            false,
-        )
-        .unwrap();
-    assert_eq!(wait(c, t).map(|_| ()), Ok(()));
-    let p = rx.recv_timeout(T).expect("the message came back");
-    assert_eq!((p.topic.as_str(), &p.payload[..]), (topic, &b"over TLS"[..]));
+    common::engine::round_trip(c, topic, QoS::AtLeastOnce, &[Bytes::from_static(b"over TLS")]);
 }
 
 #[test]

@@ -458,6 +458,8 @@ impl<'a> Net<'a> {
 struct Link {
     reader: Reader,
     writer: Writer,
+    /// See [`transport::Stream::buffered`].
+    buffered: bool,
     rbuf: BytesMut,
     wbuf: WriteQueue,
     session_present: bool,
@@ -465,10 +467,11 @@ struct Link {
 
 /// Opens the stream, sends CONNECT and waits for CONNACK. Bytes after the CONNACK stay in `rbuf`.
 async fn handshake(ctx: &Ctx, server: &Address) -> Result<Link, Error> {
-    let (reader, writer) = transport::connect(server, ctx.options.tls.as_ref()).await?;
+    let stream = transport::connect(server, ctx.options.tls.as_ref(), ctx.options.max_packet_size).await?;
     let mut link = Link {
-        reader,
-        writer,
+        reader: stream.reader,
+        writer: stream.writer,
+        buffered: stream.buffered,
         rbuf: BytesMut::with_capacity(READ_CHUNK),
         wbuf: WriteQueue::default(),
         session_present: false,
@@ -485,6 +488,7 @@ async fn handshake(ctx: &Ctx, server: &Address) -> Result<Link, Error> {
     };
     link.wbuf.encode(&Packet::Connect(connect))?;
     link.wbuf.write_all(&mut link.writer).await?;
+    link.writer.flush().await?;
     loop {
         match codec::decode(&mut link.rbuf, o.max_packet_size)? {
             Some(Packet::ConnAck(ack)) if ack.code == ConnectReturnCode::Accepted => {
@@ -619,6 +623,7 @@ impl Net<'_> {
         let Link {
             mut reader,
             mut writer,
+            buffered,
             mut rbuf,
             mut wbuf,
             session_present,
@@ -634,6 +639,7 @@ impl Net<'_> {
             ping_sent: None,
         };
         let mut disconnecting: Option<(Token, Instant)> = None;
+        let mut unflushed = false;
         let far = now + Duration::from_secs(86400 * 365);
         let timer = sleep_until(ka.deadline().unwrap_or(far));
         tokio::pin!(timer);
@@ -676,10 +682,13 @@ impl Net<'_> {
                     Err(e) => return Ended::Lost(e.into()),
                 },
                 permit = ctx.events.reserve(), if !self.out.backlog.is_empty() => self.out.deliver(permit),
-                r = wbuf.write_to(&mut writer), if !wbuf.is_empty() => match r {
-                    Ok(0) => return Ended::Lost(Error::ConnectionClosed),
-                    Ok(n) => {
+                // Bytes a TLS or WebSocket writer accepted may wait in it for a flush, which is
+                // due once our own queue is empty (nothing else would push them out).
+                r = wbuf.write_or_flush(&mut writer), if !wbuf.is_empty() || unflushed => match r {
+                    Ok(Some(0)) => return Ended::Lost(Error::ConnectionClosed),
+                    Ok(Some(n)) => {
                         wbuf.advance(n);
+                        unflushed = buffered;
                         ka.last_sent = Instant::now();
                         if wbuf.is_empty() {
                             for t in self.written.drain(..) {
@@ -687,6 +696,7 @@ impl Net<'_> {
                             }
                         }
                     }
+                    Ok(None) => unflushed = false,
                     Err(e) => return Ended::Lost(e.into()),
                 },
                 // A disconnect is taken even when the socket is stuck: it is what ends that.

@@ -1,13 +1,24 @@
-//! The byte stream under MQTT: TCP, TLS over TCP, or a Unix-domain socket, behind one pair of boxed
-//! halves so the connection loop does not care which.
+//! The byte stream under MQTT: TCP, TLS over TCP, WebSockets over either, or a Unix-domain socket,
+//! behind one pair of boxed halves so the connection loop does not care which.
 use std::path::PathBuf;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::tls::Connector;
 
+mod websocket;
+
 pub type Reader = Box<dyn AsyncRead + Send + Unpin>;
 pub type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// An open stream to the broker.
+pub struct Stream {
+    pub reader: Reader,
+    pub writer: Writer,
+    /// The writer may keep bytes it accepted until it is flushed (TLS records, WebSocket frames),
+    /// so the connection flushes it whenever its own queue runs empty.
+    pub buffered: bool,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Address {
@@ -15,8 +26,10 @@ pub enum Address {
     Tcp {
         host: String,
         port: u16,
-        /// TLS over the TCP stream (`mqtts://`).
+        /// TLS over the TCP stream (`mqtts://`, `wss://`).
         tls: bool,
+        /// MQTT over WebSockets (`ws://`, `wss://`) with this request path.
+        websocket: Option<String>,
     },
     Unix(PathBuf),
 }
@@ -28,6 +41,7 @@ impl Address {
             host: host.into(),
             port,
             tls: false,
+            websocket: None,
         }
     }
 
@@ -39,7 +53,14 @@ impl Address {
     /// The same server reached over TLS (the `tls` option of a host-and-port client).
     pub fn with_tls(self) -> Address {
         match self {
-            Address::Tcp { host, port, .. } => Address::Tcp { host, port, tls: true },
+            Address::Tcp {
+                host, port, websocket, ..
+            } => Address::Tcp {
+                host,
+                port,
+                tls: true,
+                websocket,
+            },
             other => other,
         }
     }
@@ -48,27 +69,44 @@ impl Address {
 impl std::fmt::Display for Address {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Address::Tcp { host, port, tls } => {
-                let scheme = if *tls { "mqtts" } else { "mqtt" };
+            Address::Tcp {
+                host,
+                port,
+                tls,
+                websocket,
+            } => {
+                let scheme = match (tls, websocket.is_some()) {
+                    (false, false) => "mqtt",
+                    (true, false) => "mqtts",
+                    (false, true) => "ws",
+                    (true, true) => "wss",
+                };
                 match host.contains(':') {
                     true => write!(f, "{scheme}://[{host}]:{port}"),
                     false => write!(f, "{scheme}://{host}:{port}"),
-                }
+                }?;
+                f.write_str(websocket.as_deref().unwrap_or(""))
             }
             Address::Unix(p) => write!(f, "unix:{}", p.display()),
         }
     }
 }
 
-/// The ports MQTT over plain TCP and over TLS use when a server address names none.
+/// The ports used when a server address names none: MQTT over TCP and over TLS, and WebSockets
+/// without and with TLS (HTTP's and HTTPS's).
 pub const DEFAULT_PORT: u16 = 1883;
 pub const DEFAULT_TLS_PORT: u16 = 8883;
+const DEFAULT_WS_PORT: u16 = 80;
+const DEFAULT_WSS_PORT: u16 = 443;
+/// The WebSocket path when a `ws://` address gives none, as Paho's and most cloud brokers'.
+const DEFAULT_WS_PATH: &str = "/mqtt";
 
 impl std::str::FromStr for Address {
     type Err = String;
 
     /// Parses a server address: `mqtt://host[:port]` or `tcp://host[:port]` (port 1883 by
-    /// default), `mqtts://`, `ssl://` or `tls://` for TLS (port 8883), a bare `host[:port]` (plain
+    /// default), `mqtts://`, `ssl://` or `tls://` for TLS (port 8883), `ws://host[:port][/path]`
+    /// (port 80, path `/mqtt`) and `wss://` (port 443) for WebSockets, a bare `host[:port]` (plain
     /// TCP; IPv6 literals in brackets, `[::1]:1883`), or `unix:/path` / `unix:///path` for a
     /// Unix-domain socket.
     fn from_str(uri: &str) -> Result<Address, String> {
@@ -79,13 +117,22 @@ impl std::str::FromStr for Address {
             }
             return Ok(Address::Unix(PathBuf::from(path)));
         }
-        let (rest, tls) = match uri.split_once("://") {
-            Some(("tcp" | "mqtt", rest)) => (rest, false),
-            Some(("mqtts" | "ssl" | "tls", rest)) => (rest, true),
+        let (rest, tls, ws) = match uri.split_once("://") {
+            Some(("tcp" | "mqtt", rest)) => (rest, false, false),
+            Some(("mqtts" | "ssl" | "tls", rest)) => (rest, true, false),
+            Some(("ws", rest)) => (rest, false, true),
+            Some(("wss", rest)) => (rest, true, true),
             Some((scheme, _)) => return Err(format!("\"{uri}\": unsupported scheme \"{scheme}\"")),
-            None => (uri, false),
+            None => (uri, false, false),
         };
-        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        let (rest, websocket) = match (ws, rest.find('/')) {
+            (true, Some(slash)) => (&rest[..slash], Some(rest[slash..].to_owned())),
+            (true, None) => (rest, Some(DEFAULT_WS_PATH.to_owned())),
+            (false, _) => (rest.strip_suffix('/').unwrap_or(rest), None),
+        };
+        if websocket.as_deref().is_some_and(|p| p.contains([' ', '#'])) {
+            return Err(format!("\"{uri}\": bad WebSocket path"));
+        }
         let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
             let (host, after) = v6
                 .split_once(']')
@@ -111,8 +158,12 @@ impl std::str::FromStr for Address {
             return Err(format!("\"{uri}\": bad host \"{host}\""));
         }
         let port = match port {
-            None if tls => DEFAULT_TLS_PORT,
-            None => DEFAULT_PORT,
+            None => match (tls, ws) {
+                (false, false) => DEFAULT_PORT,
+                (true, false) => DEFAULT_TLS_PORT,
+                (false, true) => DEFAULT_WS_PORT,
+                (true, true) => DEFAULT_WSS_PORT,
+            },
             Some(p) => match p.parse::<u16>() {
                 Ok(p) if p > 0 => p,
                 _ => return Err(format!("\"{uri}\": bad port \"{p}\"")),
@@ -122,24 +173,36 @@ impl std::str::FromStr for Address {
             host: host.to_owned(),
             port,
             tls,
+            websocket,
         })
     }
 }
 
 /// Opens the stream to `addr`; `tls` is the client's TLS configuration, needed by TLS addresses.
-pub async fn connect(addr: &Address, tls: Option<&Connector>) -> std::io::Result<(Reader, Writer)> {
+/// `max_packet_size` bounds what one WebSocket message may hold.
+pub async fn connect(addr: &Address, tls: Option<&Connector>, max_packet_size: usize) -> std::io::Result<Stream> {
     match addr {
         Address::Tcp {
             host,
             port,
             tls: secure,
+            websocket,
         } => {
-            let s = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
+            let tcp = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
             // MQTT packets are small and latency-sensitive; we batch writes ourselves.
-            s.set_nodelay(true)?;
+            tcp.set_nodelay(true)?;
             if !*secure {
-                let (r, w) = s.into_split();
-                return Ok((Box::new(r), Box::new(w)));
+                return match websocket {
+                    Some(_) => websocket::connect(addr, tcp, max_packet_size).await,
+                    None => {
+                        let (r, w) = tcp.into_split();
+                        Ok(Stream {
+                            reader: Box::new(r),
+                            writer: Box::new(w),
+                            buffered: false,
+                        })
+                    }
+                };
             }
             let connector = tls.ok_or_else(|| {
                 std::io::Error::new(
@@ -147,20 +210,45 @@ pub async fn connect(addr: &Address, tls: Option<&Connector>) -> std::io::Result
                     "a TLS address but no TLS configuration",
                 )
             })?;
-            let (r, w) = tokio::io::split(connector.connect(host, s).await?);
-            Ok((Box::new(r), Box::new(w)))
+            let tls_stream = connector.connect(host, tcp).await?;
+            match websocket {
+                Some(_) => websocket::connect(addr, tls_stream, max_packet_size).await,
+                None => Ok(split(tls_stream)),
+            }
         }
         Address::Unix(path) => {
-            let s = tokio::net::UnixStream::connect(path).await?;
-            let (r, w) = s.into_split();
-            Ok((Box::new(r), Box::new(w)))
+            let (r, w) = tokio::net::UnixStream::connect(path).await?.into_split();
+            Ok(Stream {
+                reader: Box::new(r),
+                writer: Box::new(w),
+                buffered: false,
+            })
         }
+    }
+}
+
+/// The halves of a stream that buffers what it is given (TLS, WebSockets).
+fn split<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S) -> Stream {
+    let (r, w) = tokio::io::split(stream);
+    Stream {
+        reader: Box::new(r),
+        writer: Box::new(w),
+        buffered: true,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ws(tls: bool, host: &str, port: u16, path: &str) -> Result<Address, String> {
+        Ok(Address::Tcp {
+            host: host.into(),
+            port,
+            tls,
+            websocket: Some(path.into()),
+        })
+    }
 
     fn tcp(host: &str, port: u16) -> Result<Address, String> {
         Ok(Address::tcp(host, port))
@@ -186,11 +274,21 @@ mod tests {
         assert_eq!("mqtts://broker.example".parse(), tls("broker.example", 8883));
         assert_eq!("ssl://broker.example:18883".parse(), tls("broker.example", 18883));
         assert_eq!("tls://[::1]".parse(), tls("::1", 8883));
+        assert_eq!("ws://broker.example".parse(), ws(false, "broker.example", 80, "/mqtt"));
+        assert_eq!("ws://h:8080/".parse(), ws(false, "h", 8080, "/"));
+        assert_eq!("wss://h/ws/mqtt?x=1".parse(), ws(true, "h", 443, "/ws/mqtt?x=1"));
+        assert_eq!("wss://[::1]:8443/m".parse(), ws(true, "::1", 8443, "/m"));
     }
 
     #[test]
     fn displays_as_a_uri_that_parses_back() {
-        for a in [tcp("h", 1), tls("::1", 8883), Ok(Address::Unix("/run/m.sock".into()))] {
+        for a in [
+            tcp("h", 1),
+            tls("::1", 8883),
+            ws(false, "h", 80, "/mqtt"),
+            ws(true, "::1", 1, "/"),
+            Ok(Address::Unix("/run/m.sock".into())),
+        ] {
             let a = a.unwrap();
             assert_eq!(a.to_string().parse(), Ok(a.clone()), "{a}");
         }
@@ -205,7 +303,8 @@ mod tests {
             "host:0",
             "host:65536",
             "host:x",
-            "ws://host",
+            "http://host",
+            "ws://host:1/a b",
             "unix:rel/path",
             "[::1",
             "[::1]x",

@@ -77,6 +77,17 @@ impl WriteQueue {
         writer.write_vectored(&slices[..n]).await
     }
 
+    /// One write when anything is queued (`Some(bytes taken)`), else a flush of the writer (`None`).
+    pub(super) async fn write_or_flush<W: AsyncWrite + Unpin + ?Sized>(
+        &self,
+        writer: &mut W,
+    ) -> std::io::Result<Option<usize>> {
+        match self.is_empty() {
+            true => writer.flush().await.map(|()| None),
+            false => self.write_to(writer).await.map(Some),
+        }
+    }
+
     /// Drops the first `n` bytes, which were written.
     pub(super) fn advance(&mut self, mut n: usize) {
         while n > 0 {

@@ -105,7 +105,8 @@ pub struct mqttc_options {
     /// Callbacks that are set still run as usual. Default false.
     pub event_mode: bool,
     /// Use TLS for every server: how a host-and-port client (`mqttc_client_new`) asks for it.
-    /// Server URIs with `mqtts://`, `ssl://` or `tls://` use TLS whatever this says. Default false.
+    /// Server URIs with `mqtts://`, `ssl://`, `tls://` or `wss://` use TLS whatever this says; with
+    /// this set, `ws://` ones do too. Default false.
     pub tls: bool,
     /// PEM file of the CA certificates that may sign the broker's certificate. NULL (the default)
     /// trusts the system's CA store.
@@ -422,7 +423,9 @@ pub unsafe extern "C" fn mqttc_client_new(
 
 /// Makes a client for a broker reachable at any of `count` server addresses (a broker cluster):
 /// `mqtt://host:port` (or `tcp://`), `mqtts://host:port` (or `ssl://`, `tls://`; TLS, port 8883
-/// by default), `host:port`, `host` (port 1883), `[v6addr]:port`, or `unix:///path`. Each connect and each reconnect tries them in order (see `rotate_servers`) until
+/// by default), `ws://host:port/path` and `wss://host:port/path` (MQTT over WebSockets, ports 80 and
+/// 443, path `/mqtt` by default), `host:port`, `host` (port 1883), `[v6addr]:port`, or
+/// `unix:///path`. Each connect and each reconnect tries them in order (see `rotate_servers`) until
 /// one accepts. Otherwise as `mqttc_client_new`; the strings are copied.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_client_new_uris(

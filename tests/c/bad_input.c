@@ -83,7 +83,7 @@ int main(int argc, char **argv) {
     opts.reconnect_min_ms = 5000;
     opts.reconnect_max_ms = 100;
     expect("reconnect_max_ms below min", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_ARGUMENT);
-    const char *uris[3] = {"tcp://127.0.0.1:1883", "ws://127.0.0.1:80", NULL};
+    const char *uris[3] = {"tcp://127.0.0.1:1883", "http://127.0.0.1:80", NULL};
     expect("client_new_uris NULL array", mqttc_client_new_uris(NULL, 1, NULL, &c), MQTTC_ERR_NULL);
     expect("client_new_uris count 0", mqttc_client_new_uris(uris, 0, NULL, &c), MQTTC_ERR_INVALID_ARGUMENT);
     expect("client_new_uris NULL out", mqttc_client_new_uris(uris, 1, NULL, NULL), MQTTC_ERR_NULL);

@@ -2,6 +2,8 @@
 //! programs compiled with the `cc` crate against the library cargo just built.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod amqtt;
+pub mod engine;
 pub mod fake;
 pub mod pki;
 pub mod proxy;
