@@ -4,6 +4,7 @@
 
 pub mod fake;
 pub mod proxy;
+pub mod scripted;
 
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
