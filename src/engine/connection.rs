@@ -486,6 +486,9 @@ async fn handshake(ctx: &Ctx, server: &Address) -> Result<Link, Error> {
     link.wbuf.encode(&Packet::Connect(connect))?;
     link.wbuf.write_all(&mut link.writer).await?;
     loop {
+        if let Some(what) = link.rbuf.first().and_then(|&b| before_connack(b)) {
+            return Err(Error::UnexpectedPacket(what));
+        }
         match codec::decode(&mut link.rbuf, o.max_packet_size)? {
             Some(Packet::ConnAck(ack)) if ack.code == ConnectReturnCode::Accepted => {
                 link.session_present = ack.session_present;
@@ -499,6 +502,29 @@ async fn handshake(ctx: &Ctx, server: &Address) -> Result<Link, Error> {
             return Err(Error::ConnectionClosed);
         }
     }
+}
+
+/// What a broker sent instead of CONNACK, named from the packet's first byte: CONNACK must come
+/// first (MQTT-3.2.0-1), and a broker that sends anything else is refused at once rather than after
+/// a body that may be as large as the maximum packet size. None for CONNACK, and for the reserved
+/// types, which the decoder reports.
+fn before_connack(first_byte: u8) -> Option<&'static str> {
+    Some(match first_byte >> 4 {
+        1 => "CONNECT before CONNACK",
+        3 => "PUBLISH before CONNACK",
+        4 => "PUBACK before CONNACK",
+        5 => "PUBREC before CONNACK",
+        6 => "PUBREL before CONNACK",
+        7 => "PUBCOMP before CONNACK",
+        8 => "SUBSCRIBE before CONNACK",
+        9 => "SUBACK before CONNACK",
+        10 => "UNSUBSCRIBE before CONNACK",
+        11 => "UNSUBACK before CONNACK",
+        12 => "PINGREQ before CONNACK",
+        13 => "PINGRESP before CONNACK",
+        14 => "DISCONNECT before CONNACK",
+        _ => return None,
+    })
 }
 
 /// Keep-alive bookkeeping (MQTT-3.1.2-24): a PINGREQ goes out when nothing was sent or nothing was
@@ -813,40 +839,58 @@ impl Net<'_> {
                     encode(wbuf, &Packet::PubComp(id))?;
                 }
                 Packet::SubAck(ack) => {
-                    if let Some((token, result, refused)) = self.session.on_suback(ack.pkid, &ack.codes) {
-                        if !refused.is_empty() {
-                            self.out.log(LogLevel::Warning, || {
-                                format!("broker refused subscription(s): {refused:?}")
-                            });
-                        }
-                        self.out.unregister(refused);
-                        if let Some(token) = token {
-                            self.out.complete(token, result);
-                        }
+                    let Some((token, result, refused)) = self.session.on_suback(ack.pkid, &ack.codes)? else {
+                        self.ignored("SUBACK", ack.pkid, "no SUBSCRIBE awaits one");
+                        continue;
+                    };
+                    if !refused.is_empty() {
+                        self.out.log(LogLevel::Warning, || {
+                            format!("broker refused subscription(s): {refused:?}")
+                        });
+                    }
+                    self.out.unregister(refused);
+                    if let Some(token) = token {
+                        self.out.complete(token, result);
                     }
                 }
-                Packet::UnsubAck(id) => {
-                    if let Some(token) = self.session.on_unsuback(id) {
-                        self.out.complete(token, Ok(Outcome::default()));
-                    }
-                }
+                Packet::UnsubAck(id) => match self.session.on_unsuback(id) {
+                    Some(token) => self.out.complete(token, Ok(Outcome::default())),
+                    None => self.ignored("UNSUBACK", id, "no UNSUBSCRIBE awaits one"),
+                },
                 Packet::PingResp => ka.ping_sent = None,
                 Packet::ConnAck(_) => return Err(Error::UnexpectedPacket("second CONNACK")),
-                Packet::Connect(_)
-                | Packet::Subscribe(_)
-                | Packet::Unsubscribe(_)
-                | Packet::PingReq
-                | Packet::Disconnect => {
-                    return Err(Error::UnexpectedPacket("client-to-server packet"));
+                Packet::Connect(_) => return Err(Error::UnexpectedPacket("CONNECT, which only a client sends")),
+                Packet::Subscribe(_) => return Err(Error::UnexpectedPacket("SUBSCRIBE, which only a client sends")),
+                Packet::Unsubscribe(_) => {
+                    return Err(Error::UnexpectedPacket("UNSUBSCRIBE, which only a client sends"));
                 }
+                Packet::PingReq => return Err(Error::UnexpectedPacket("PINGREQ, which only a client sends")),
+                Packet::Disconnect => return Err(Error::UnexpectedPacket("DISCONNECT, which only a client sends")),
             }
         }
         Ok(())
     }
 
+    /// An acknowledgement for a packet id nothing awaits (or of the wrong kind for it) is ignored, as
+    /// libmosquitto and Paho do: it carries no data, so there is nothing for it to corrupt, and a late
+    /// duplicate after a resend is no fault of the broker's. It is logged, since it may also be a sign
+    /// of a broken broker.
+    fn ignored(&mut self, packet: &str, id: u16, why: &str) {
+        self.out.log(LogLevel::Warning, || {
+            format!("ignored {packet} for packet id {id}: {why}")
+        });
+    }
+
     fn acknowledge(&mut self, kind: Awaiting, id: u16, wbuf: &mut WriteQueue) -> Result<(), Error> {
         match self.session.on_ack(kind, id) {
-            AckAction::Nothing => {}
+            AckAction::Nothing => {
+                let name = match kind {
+                    Awaiting::PubAck => "PUBACK",
+                    Awaiting::PubRec => "PUBREC",
+                    Awaiting::PubComp => "PUBCOMP",
+                };
+                self.ignored(name, id, "no publish in flight awaits one");
+            }
             AckAction::SendPubRel(id) => encode(wbuf, &Packet::PubRel(id))?,
             AckAction::Complete(token, result) => {
                 self.out.complete(token, result);
@@ -856,5 +900,29 @@ impl Net<'_> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn before_connack_names_any_other_packet_from_its_first_byte() {
+        assert_eq!(before_connack(0x20), None);
+        assert_eq!(before_connack(0x30), Some("PUBLISH before CONNACK"));
+        assert_eq!(
+            before_connack(0x3D),
+            Some("PUBLISH before CONNACK"),
+            "flags do not matter"
+        );
+        assert_eq!(before_connack(0x62), Some("PUBREL before CONNACK"));
+        assert_eq!(before_connack(0xE0), Some("DISCONNECT before CONNACK"));
+        // Reserved types are the decoder's to report.
+        assert_eq!(before_connack(0x00), None);
+        assert_eq!(before_connack(0xF0), None);
+        for t in 1..=14u8 {
+            assert_eq!(before_connack(t << 4).is_none(), t == 2, "type {t}");
+        }
     }
 }
