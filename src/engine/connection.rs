@@ -535,15 +535,63 @@ struct KeepAlive {
     last_sent: Instant,
     last_received: Instant,
     ping_sent: Option<Instant>,
+    /// False while reading is paused because the callback queue is full (the application is slow):
+    /// the PINGRESP may then be waiting unread behind the messages the pause left in the socket, so
+    /// the ping timeout does not run.
+    reading: bool,
+}
+
+/// What the keep-alive asks for when its timer fires.
+#[derive(Debug, PartialEq, Eq)]
+enum Due {
+    Nothing,
+    Ping,
+    TimedOut,
 }
 
 impl KeepAlive {
+    fn new(interval: Option<Duration>, ping_timeout: Duration, now: Instant) -> Self {
+        KeepAlive {
+            interval,
+            // At most half the interval, so a silent link is noticed within 1.5 keep-alive intervals.
+            ping_timeout: interval.map_or(ping_timeout, |i| ping_timeout.min(i / 2)),
+            last_sent: now,
+            last_received: now,
+            ping_sent: None,
+            reading: true,
+        }
+    }
+
     fn deadline(&self) -> Option<Instant> {
         let interval = self.interval?;
-        Some(match self.ping_sent {
-            Some(t) => t + self.ping_timeout,
-            None => self.last_sent.min(self.last_received) + interval,
-        })
+        match self.ping_sent {
+            Some(_) if !self.reading => None,
+            Some(t) => Some(t + self.ping_timeout),
+            None => Some(self.last_sent.min(self.last_received) + interval),
+        }
+    }
+
+    fn due(&self, now: Instant) -> Due {
+        match self.deadline() {
+            Some(d) if now >= d && self.ping_sent.is_some() => Due::TimedOut,
+            Some(d) if now >= d => Due::Ping,
+            _ => Due::Nothing,
+        }
+    }
+
+    /// Reading pauses while the callback queue is full and resumes when it has room; returns whether
+    /// that changed. The ping timeout counts only time spent reading: on resuming, a PINGREQ still
+    /// unanswered gets the whole timeout again, since its answer may be anywhere in what the pause
+    /// left unread. (A dead link is still noticed: once reading resumes, nothing comes.)
+    fn set_reading(&mut self, reading: bool, now: Instant) -> bool {
+        if reading == self.reading {
+            return false;
+        }
+        self.reading = reading;
+        if reading && self.ping_sent.is_some() {
+            self.ping_sent = Some(now);
+        }
+        true
     }
 
     /// When the loop's timer must next fire: the keep-alive deadline or the disconnect deadline.
@@ -651,14 +699,7 @@ impl Net<'_> {
         } = link;
         let now = Instant::now();
         let interval = (ctx.options.keep_alive > 0).then(|| Duration::from_secs(ctx.options.keep_alive.into()));
-        let mut ka = KeepAlive {
-            interval,
-            // At most half the interval, so a silent link is noticed within 1.5 keep-alive intervals.
-            ping_timeout: interval.map_or(ctx.options.ping_timeout, |i| ctx.options.ping_timeout.min(i / 2)),
-            last_sent: now,
-            last_received: now,
-            ping_sent: None,
-        };
+        let mut ka = KeepAlive::new(interval, ctx.options.ping_timeout, now);
         let mut disconnecting: Option<(Token, Instant)> = None;
         let far = now + Duration::from_secs(86400 * 365);
         let timer = sleep_until(ka.deadline().unwrap_or(far));
@@ -677,6 +718,9 @@ impl Net<'_> {
                 if self.session.is_idle() || Instant::now() >= deadline {
                     return self.finish_disconnect(writer, wbuf, token, deadline).await;
                 }
+            }
+            if ka.set_reading(self.out.backlog.is_empty(), Instant::now()) {
+                timer.as_mut().reset(ka.next_wakeup(disconnecting, far));
             }
             // Room for the rest of a large packet in one step (its size was checked against
             // max_packet_size when its header arrived), so the buffer is not regrown and copied
@@ -756,16 +800,16 @@ impl Net<'_> {
                 },
                 () = &mut timer => {
                     let now = Instant::now();
-                    if let Some(sent) = ka.ping_sent {
-                        if now >= sent + ka.ping_timeout {
-                            return Ended::Lost(Error::KeepAliveTimeout);
+                    match ka.due(now) {
+                        Due::TimedOut => return Ended::Lost(Error::KeepAliveTimeout),
+                        Due::Ping => {
+                            if let Err(e) = encode(&mut wbuf, &Packet::PingReq) {
+                                return Ended::Lost(e);
+                            }
+                            self.out.log(LogLevel::Debug, || "sending PINGREQ".into());
+                            ka.ping_sent = Some(now);
                         }
-                    } else if ka.deadline().is_some_and(|d| now >= d) {
-                        if let Err(e) = encode(&mut wbuf, &Packet::PingReq) {
-                            return Ended::Lost(e);
-                        }
-                        self.out.log(LogLevel::Debug, || "sending PINGREQ".into());
-                        ka.ping_sent = Some(now);
+                        Due::Nothing => {}
                     }
                     timer.as_mut().reset(ka.next_wakeup(disconnecting, far));
                 },
@@ -906,6 +950,50 @@ impl Net<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn keep_alive_pings_after_an_idle_interval_and_times_out_half_an_interval_later() {
+        let start = Instant::now();
+        let mut ka = KeepAlive::new(Some(SECOND), Duration::from_secs(30), start);
+        assert_eq!(ka.ping_timeout, SECOND / 2, "capped at half the interval");
+        assert_eq!(ka.due(start + SECOND / 2), Due::Nothing);
+        assert_eq!(ka.due(start + SECOND), Due::Ping);
+        ka.ping_sent = Some(start + SECOND);
+        assert_eq!(ka.due(start + SECOND * 3 / 2 - Duration::from_millis(1)), Due::Nothing);
+        assert_eq!(ka.due(start + SECOND * 3 / 2), Due::TimedOut);
+    }
+
+    #[test]
+    fn keep_alive_does_not_time_out_while_reading_is_paused_and_gives_the_whole_timeout_after() {
+        let start = Instant::now();
+        let mut ka = KeepAlive::new(Some(SECOND), SECOND / 2, start);
+        // Paused before the ping is due: the ping still goes out.
+        assert!(ka.set_reading(false, start));
+        assert!(!ka.set_reading(false, start), "no change");
+        assert_eq!(ka.due(start + SECOND), Due::Ping);
+        ka.ping_sent = Some(start + SECOND);
+        // Its answer may be waiting unread: however long the pause, no timeout.
+        assert_eq!(ka.deadline(), None);
+        assert_eq!(ka.due(start + SECOND * 60), Due::Nothing);
+        // Reading again: the whole timeout from now.
+        let resumed = start + SECOND * 60;
+        assert!(ka.set_reading(true, resumed));
+        assert_eq!(ka.deadline(), Some(resumed + SECOND / 2));
+        assert_eq!(ka.due(resumed + SECOND / 4), Due::Nothing);
+        assert_eq!(ka.due(resumed + SECOND / 2), Due::TimedOut);
+    }
+
+    #[test]
+    fn keep_alive_off_never_asks_for_anything() {
+        let start = Instant::now();
+        let mut ka = KeepAlive::new(None, SECOND, start);
+        ka.set_reading(false, start);
+        ka.set_reading(true, start);
+        assert_eq!(ka.deadline(), None);
+        assert_eq!(ka.due(start + SECOND * 3600), Due::Nothing);
+    }
 
     #[test]
     fn before_connack_names_any_other_packet_from_its_first_byte() {
