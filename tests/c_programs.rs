@@ -1,4 +1,5 @@
-//! C test programs compiled with `cc` against the library and run against a real mosquitto.
+//! C test programs compiled with `cc` against the library and run against a real mosquitto (one
+//! against the scripted fake broker).
 mod common;
 
 use std::process::Command;
@@ -131,4 +132,36 @@ fn sanitizer_build_catches_a_client_never_freed() {
     let (code, out, err) = run_program(&mut Command::new(&exe), Duration::from_secs(60));
     assert_ne!(code, 0, "the leak went unreported\nstdout:\n{out}\nstderr:\n{err}");
     assert!(err.contains("ERROR: LeakSanitizer: detected memory leaks"), "{err}");
+}
+
+/// tests/c/hostile.c against a scripted broker that breaks the first connection with a packet of
+/// the reserved type 0: the C connection-state callback gets LOST with MQTTC_ERR_PROTOCOL and a
+/// detail naming the problem, the client reconnects by itself and a QoS 1 publish completes.
+#[test]
+fn a_hostile_broker_is_reported_through_the_c_api_and_the_client_comes_back() {
+    use common::fake::{FakeBroker, TIMEOUT};
+    use mqttclient::codec::Packet;
+    let broker = FakeBroker::new();
+    let exe = compile_c("hostile", &[project_dir().join("tests/c/hostile.c")]);
+    let port = broker.port().to_string();
+    let program = std::thread::spawn(move || run_program(Command::new(&exe).arg(port), Duration::from_secs(30)));
+    let mut conn = broker.accept();
+    conn.accept_connect();
+    conn.send_raw(&[0x00, 0x00]);
+    conn.expect_eof(TIMEOUT);
+    let mut conn = broker.accept();
+    conn.accept_connect();
+    let p = conn.expect_publish();
+    assert_eq!(p.topic.as_str(), "after/hostile");
+    conn.send(Packet::PubAck(p.pkid));
+    conn.expect_packet(&Packet::Disconnect);
+    let (code, out, err) = program.join().unwrap();
+    assert_eq!(code, 0, "hostile failed\nstdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("hostile: ok"), "{out}");
+    assert!(
+        out.contains(
+            "reason=protocol violation by the broker detail=protocol violation by the broker: packet type 0 is reserved"
+        ),
+        "{out}"
+    );
 }

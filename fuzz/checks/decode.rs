@@ -80,6 +80,7 @@ fn is_header_error(e: &CodecError) -> bool {
             | CodecError::PacketTooLarge { .. }
             | CodecError::InvalidPacketType(_)
             | CodecError::ReservedFlags { .. }
+            | CodecError::InvalidRemainingLength { .. }
     )
 }
 

@@ -155,8 +155,15 @@ mod tests {
 
     #[test]
     fn wrong_remaining_length_is_rejected() {
-        assert_eq!(decode_one(&frame(0x20, &[0])), Err(CodecError::Truncated));
-        assert_eq!(decode_one(&frame(0x20, &[])), Err(CodecError::Truncated));
-        assert_eq!(decode_one(&frame(0x20, &[0, 0, 0])), Err(CodecError::TrailingBytes));
+        for body in [&[0][..], &[], &[0, 0, 0]] {
+            assert_eq!(
+                decode_one(&frame(0x20, body)),
+                Err(CodecError::InvalidRemainingLength {
+                    packet_type: 2,
+                    remaining_len: body.len(),
+                    expected: 2
+                })
+            );
+        }
     }
 }

@@ -12,6 +12,13 @@ pub enum CodecError {
     PacketTooLarge { size: usize, max: usize },
     /// Packet type 0 or 15, both reserved (section 2.2.1).
     InvalidPacketType(u8),
+    /// A remaining length a packet of this type cannot have: CONNACK, PUBACK, PUBREC, PUBREL,
+    /// PUBCOMP and UNSUBACK always have 2, PINGREQ, PINGRESP and DISCONNECT 0 (chapter 3).
+    InvalidRemainingLength {
+        packet_type: u8,
+        remaining_len: usize,
+        expected: usize,
+    },
     /// Fixed-header flags differ from the ones the packet type requires (section 2.2.2).
     ReservedFlags { packet_type: u8, flags: u8 },
     /// A QoS of 3 (PUBLISH flags, will QoS, requested QoS).
@@ -64,6 +71,14 @@ impl fmt::Display for CodecError {
                 write!(f, "the packet is {size} bytes, more than the maximum of {max}")
             }
             CodecError::InvalidPacketType(t) => write!(f, "packet type {t} is reserved"),
+            CodecError::InvalidRemainingLength {
+                packet_type,
+                remaining_len,
+                expected,
+            } => write!(
+                f,
+                "packet type {packet_type} must have remaining length {expected}, not {remaining_len}"
+            ),
             CodecError::ReservedFlags { packet_type, flags } => write!(
                 f,
                 "packet type {packet_type} has invalid fixed-header flags {flags:#06b}"

@@ -53,6 +53,16 @@ impl PacketType {
         }
     }
 
+    /// The remaining length of the types whose body has a fixed size; None for the others.
+    fn fixed_remaining_len(self) -> Option<usize> {
+        use PacketType::*;
+        match self {
+            ConnAck | PubAck | PubRec | PubRel | PubComp | UnsubAck => Some(2),
+            PingReq | PingResp | Disconnect => Some(0),
+            Connect | Publish | Subscribe | SubAck | Unsubscribe => None,
+        }
+    }
+
     /// The first byte with the required flags; PUBLISH ORs its own flags into it.
     pub(crate) fn first_byte(self) -> u8 {
         (self as u8) << 4 | self.required_flags()
@@ -75,7 +85,9 @@ impl FixedHeader {
 }
 
 /// Parses the fixed header at the front of `buf`; `Ok(None)` while its length bytes are still arriving.
-/// Type and flags are checked from the first byte alone so garbage is refused without waiting for more.
+/// Type and flags are checked from the first byte alone so garbage is refused without waiting for more;
+/// a remaining length the type cannot have is refused as soon as it is read, so a peer cannot make the
+/// reader wait for (and make room for) the body of, say, a 100 MB PUBACK.
 pub(crate) fn parse(buf: &[u8]) -> Result<Option<FixedHeader>, CodecError> {
     let Some(&first) = buf.first() else {
         return Ok(None);
@@ -93,6 +105,13 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Option<FixedHeader>, CodecError> {
     for (i, &byte) in buf[1..].iter().take(4).enumerate() {
         remaining_len |= usize::from(byte & 0x7F) << (7 * i);
         if byte & 0x80 == 0 {
+            if let Some(expected) = packet_type.fixed_remaining_len().filter(|&n| n != remaining_len) {
+                return Err(CodecError::InvalidRemainingLength {
+                    packet_type: packet_type as u8,
+                    remaining_len,
+                    expected,
+                });
+            }
             return Ok(Some(FixedHeader {
                 packet_type,
                 flags,
@@ -157,7 +176,7 @@ mod tests {
     fn remaining_length_boundaries_encode_and_parse() {
         for &(len, wire) in BOUNDARIES {
             let mut buf = BytesMut::new();
-            buf.put_u8(0xC0);
+            buf.put_u8(0x30);
             write_remaining_length(len, &mut buf);
             assert_eq!(&buf[1..], wire, "length {len}");
             assert_eq!(remaining_length_len(len), wire.len());
@@ -208,8 +227,10 @@ mod tests {
         for t in 1..=14u8 {
             let packet_type = PacketType::from_u8(t).unwrap();
             assert_eq!(packet_type as u8, t);
+            // A length the type may have, so only the flags are wrong.
+            let len = packet_type.fixed_remaining_len().unwrap_or(0) as u8;
             for flags in 0..16u8 {
-                let result = parse(&[t << 4 | flags, 0x00]);
+                let result = parse(&[t << 4 | flags, len]);
                 if packet_type == PacketType::Publish || flags == packet_type.required_flags() {
                     assert!(result.unwrap().is_some(), "type {t} flags {flags}");
                 } else {
@@ -220,6 +241,50 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn fixed_size_types_with_another_remaining_length_are_rejected_from_the_header() {
+        // (first byte, the only remaining length that type may have)
+        let fixed = [
+            (0x20, 2),
+            (0x40, 2),
+            (0x50, 2),
+            (0x62, 2),
+            (0x70, 2),
+            (0xB0, 2),
+            (0xC0, 0),
+            (0xD0, 0),
+            (0xE0, 0),
+        ];
+        for (first, expected) in fixed {
+            let t = first >> 4;
+            assert!(parse(&[first, expected as u8]).unwrap().is_some(), "type {t}");
+            // 1,000,000 as remaining length: refused with no byte of the body present.
+            for (len, wire) in [
+                (expected + 1, vec![expected as u8 + 1]),
+                (1_000_000, vec![0xC0, 0x84, 0x3D]),
+            ] {
+                let mut header = vec![first];
+                header.extend_from_slice(&wire);
+                assert_eq!(
+                    parse(&header),
+                    Err(CodecError::InvalidRemainingLength {
+                        packet_type: t,
+                        remaining_len: len,
+                        expected
+                    }),
+                    "type {t}"
+                );
+            }
+            if expected > 0 {
+                assert!(parse(&[first, 0]).is_err(), "type {t} with remaining length 0");
+            }
+        }
+        // The others take any length; a body too short for them is the body's problem.
+        for first in [0x10, 0x30, 0x82, 0x90, 0xA2] {
+            assert!(parse(&[first, 0xC0, 0x84, 0x3D]).unwrap().is_some());
         }
     }
 

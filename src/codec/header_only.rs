@@ -41,9 +41,16 @@ mod tests {
     }
 
     #[test]
-    fn non_empty_body_is_trailing_bytes() {
+    fn non_empty_body_is_rejected() {
         for first in [0xC0, 0xD0, 0xE0] {
-            assert_eq!(decode_one(&frame(first, &[0])), Err(CodecError::TrailingBytes));
+            assert_eq!(
+                decode_one(&frame(first, &[0])),
+                Err(CodecError::InvalidRemainingLength {
+                    packet_type: first >> 4,
+                    remaining_len: 1,
+                    expected: 0
+                })
+            );
         }
     }
 }

@@ -379,7 +379,12 @@ mod tests {
 
     #[test]
     fn header_errors_leave_the_buffer_untouched() {
-        for wire in [&[0x00, 0x00][..], &[0x80, 0x00], &[0x30, 0x80, 0x80, 0x80, 0x80]] {
+        for wire in [
+            &[0x00, 0x00][..],
+            &[0x80, 0x00],
+            &[0x30, 0x80, 0x80, 0x80, 0x80],
+            &[0x40, 0xC0, 0x84, 0x3D],
+        ] {
             let mut buf = BytesMut::from(wire);
             assert!(decode(&mut buf, NO_LIMIT).is_err());
             assert_eq!(&buf[..], wire);
@@ -417,6 +422,7 @@ mod tests {
             CodecError::MalformedRemainingLength => "MalformedRemainingLength",
             CodecError::PacketTooLarge { .. } => "PacketTooLarge",
             CodecError::InvalidPacketType(_) => "InvalidPacketType",
+            CodecError::InvalidRemainingLength { .. } => "InvalidRemainingLength",
             CodecError::ReservedFlags { .. } => "ReservedFlags",
             CodecError::InvalidQoS(_) => "InvalidQoS",
             CodecError::DupOnQoS0 => "DupOnQoS0",
@@ -443,7 +449,7 @@ mod tests {
 
     #[test]
     fn every_error_variant_has_a_hand_made_trigger() {
-        const VARIANTS: usize = 24;
+        const VARIANTS: usize = 25;
         let publish_to = |topic: &str, qos: QoS, pkid: u16, payload: Bytes| {
             Packet::Publish(Publish {
                 dup: false,
@@ -474,6 +480,14 @@ mod tests {
                 CodecError::PacketTooLarge { size: 12, max: 5 },
             ),
             (decoded(&[0xF0, 0x00]), CodecError::InvalidPacketType(15)),
+            (
+                decoded(&[0xC0, 0x01, 0x00]),
+                CodecError::InvalidRemainingLength {
+                    packet_type: 12,
+                    remaining_len: 1,
+                    expected: 0,
+                },
+            ),
             (
                 decoded(&[0x41, 0x02, 0x00, 0x01]),
                 CodecError::ReservedFlags {
@@ -533,8 +547,8 @@ mod tests {
                 decoded(&frame(0x82, b"\x00\x01\x00\x01a\x04")),
                 CodecError::InvalidSubscribeOptions(4),
             ),
-            (decoded(&[0x40, 0x01, 0x00]), CodecError::Truncated),
-            (decoded(&[0xC0, 0x01, 0x00]), CodecError::TrailingBytes),
+            (decoded(&[0x90, 0x01, 0x00]), CodecError::Truncated),
+            (connect(0x02, 4, b"MQTT", b"\x00\x01cX"), CodecError::TrailingBytes),
             (
                 encode_err(&publish_to(
                     "t",

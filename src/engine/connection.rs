@@ -490,6 +490,9 @@ async fn handshake(ctx: &Ctx, server: &Address) -> Result<Link, Error> {
     link.wbuf.write_all(&mut link.writer).await?;
     link.writer.flush().await?;
     loop {
+        if let Some(what) = link.rbuf.first().and_then(|&b| before_connack(b)) {
+            return Err(Error::UnexpectedPacket(what));
+        }
         match codec::decode(&mut link.rbuf, o.max_packet_size)? {
             Some(Packet::ConnAck(ack)) if ack.code == ConnectReturnCode::Accepted => {
                 link.session_present = ack.session_present;
@@ -505,6 +508,29 @@ async fn handshake(ctx: &Ctx, server: &Address) -> Result<Link, Error> {
     }
 }
 
+/// What a broker sent instead of CONNACK, named from the packet's first byte: CONNACK must come
+/// first (MQTT-3.2.0-1), and a broker that sends anything else is refused at once rather than after
+/// a body that may be as large as the maximum packet size. None for CONNACK, and for the reserved
+/// types, which the decoder reports.
+fn before_connack(first_byte: u8) -> Option<&'static str> {
+    Some(match first_byte >> 4 {
+        1 => "CONNECT before CONNACK",
+        3 => "PUBLISH before CONNACK",
+        4 => "PUBACK before CONNACK",
+        5 => "PUBREC before CONNACK",
+        6 => "PUBREL before CONNACK",
+        7 => "PUBCOMP before CONNACK",
+        8 => "SUBSCRIBE before CONNACK",
+        9 => "SUBACK before CONNACK",
+        10 => "UNSUBSCRIBE before CONNACK",
+        11 => "UNSUBACK before CONNACK",
+        12 => "PINGREQ before CONNACK",
+        13 => "PINGRESP before CONNACK",
+        14 => "DISCONNECT before CONNACK",
+        _ => return None,
+    })
+}
+
 /// Keep-alive bookkeeping (MQTT-3.1.2-24): a PINGREQ goes out when nothing was sent or nothing was
 /// received for a keep-alive interval, so a silent (half-open) link is noticed even while we publish.
 struct KeepAlive {
@@ -513,15 +539,63 @@ struct KeepAlive {
     last_sent: Instant,
     last_received: Instant,
     ping_sent: Option<Instant>,
+    /// False while reading is paused because the callback queue is full (the application is slow):
+    /// the PINGRESP may then be waiting unread behind the messages the pause left in the socket, so
+    /// the ping timeout does not run.
+    reading: bool,
+}
+
+/// What the keep-alive asks for when its timer fires.
+#[derive(Debug, PartialEq, Eq)]
+enum Due {
+    Nothing,
+    Ping,
+    TimedOut,
 }
 
 impl KeepAlive {
+    fn new(interval: Option<Duration>, ping_timeout: Duration, now: Instant) -> Self {
+        KeepAlive {
+            interval,
+            // At most half the interval, so a silent link is noticed within 1.5 keep-alive intervals.
+            ping_timeout: interval.map_or(ping_timeout, |i| ping_timeout.min(i / 2)),
+            last_sent: now,
+            last_received: now,
+            ping_sent: None,
+            reading: true,
+        }
+    }
+
     fn deadline(&self) -> Option<Instant> {
         let interval = self.interval?;
-        Some(match self.ping_sent {
-            Some(t) => t + self.ping_timeout,
-            None => self.last_sent.min(self.last_received) + interval,
-        })
+        match self.ping_sent {
+            Some(_) if !self.reading => None,
+            Some(t) => Some(t + self.ping_timeout),
+            None => Some(self.last_sent.min(self.last_received) + interval),
+        }
+    }
+
+    fn due(&self, now: Instant) -> Due {
+        match self.deadline() {
+            Some(d) if now >= d && self.ping_sent.is_some() => Due::TimedOut,
+            Some(d) if now >= d => Due::Ping,
+            _ => Due::Nothing,
+        }
+    }
+
+    /// Reading pauses while the callback queue is full and resumes when it has room; returns whether
+    /// that changed. The ping timeout counts only time spent reading: on resuming, a PINGREQ still
+    /// unanswered gets the whole timeout again, since its answer may be anywhere in what the pause
+    /// left unread. (A dead link is still noticed: once reading resumes, nothing comes.)
+    fn set_reading(&mut self, reading: bool, now: Instant) -> bool {
+        if reading == self.reading {
+            return false;
+        }
+        self.reading = reading;
+        if reading && self.ping_sent.is_some() {
+            self.ping_sent = Some(now);
+        }
+        true
     }
 
     /// When the loop's timer must next fire: the keep-alive deadline or the disconnect deadline.
@@ -630,14 +704,7 @@ impl Net<'_> {
         } = link;
         let now = Instant::now();
         let interval = (ctx.options.keep_alive > 0).then(|| Duration::from_secs(ctx.options.keep_alive.into()));
-        let mut ka = KeepAlive {
-            interval,
-            // At most half the interval, so a silent link is noticed within 1.5 keep-alive intervals.
-            ping_timeout: interval.map_or(ctx.options.ping_timeout, |i| ctx.options.ping_timeout.min(i / 2)),
-            last_sent: now,
-            last_received: now,
-            ping_sent: None,
-        };
+        let mut ka = KeepAlive::new(interval, ctx.options.ping_timeout, now);
         let mut disconnecting: Option<(Token, Instant)> = None;
         let mut unflushed = false;
         let far = now + Duration::from_secs(86400 * 365);
@@ -657,6 +724,9 @@ impl Net<'_> {
                 if self.session.is_idle() || Instant::now() >= deadline {
                     return self.finish_disconnect(writer, wbuf, token, deadline).await;
                 }
+            }
+            if ka.set_reading(self.out.backlog.is_empty(), Instant::now()) {
+                timer.as_mut().reset(ka.next_wakeup(disconnecting, far));
             }
             // Room for the rest of a large packet in one step (its size was checked against
             // max_packet_size when its header arrived), so the buffer is not regrown and copied
@@ -740,16 +810,16 @@ impl Net<'_> {
                 },
                 () = &mut timer => {
                     let now = Instant::now();
-                    if let Some(sent) = ka.ping_sent {
-                        if now >= sent + ka.ping_timeout {
-                            return Ended::Lost(Error::KeepAliveTimeout);
+                    match ka.due(now) {
+                        Due::TimedOut => return Ended::Lost(Error::KeepAliveTimeout),
+                        Due::Ping => {
+                            if let Err(e) = encode(&mut wbuf, &Packet::PingReq) {
+                                return Ended::Lost(e);
+                            }
+                            self.out.log(LogLevel::Debug, || "sending PINGREQ".into());
+                            ka.ping_sent = Some(now);
                         }
-                    } else if ka.deadline().is_some_and(|d| now >= d) {
-                        if let Err(e) = encode(&mut wbuf, &Packet::PingReq) {
-                            return Ended::Lost(e);
-                        }
-                        self.out.log(LogLevel::Debug, || "sending PINGREQ".into());
-                        ka.ping_sent = Some(now);
+                        Due::Nothing => {}
                     }
                     timer.as_mut().reset(ka.next_wakeup(disconnecting, far));
                 },
@@ -823,40 +893,58 @@ impl Net<'_> {
                     encode(wbuf, &Packet::PubComp(id))?;
                 }
                 Packet::SubAck(ack) => {
-                    if let Some((token, result, refused)) = self.session.on_suback(ack.pkid, &ack.codes) {
-                        if !refused.is_empty() {
-                            self.out.log(LogLevel::Warning, || {
-                                format!("broker refused subscription(s): {refused:?}")
-                            });
-                        }
-                        self.out.unregister(refused);
-                        if let Some(token) = token {
-                            self.out.complete(token, result);
-                        }
+                    let Some((token, result, refused)) = self.session.on_suback(ack.pkid, &ack.codes)? else {
+                        self.ignored("SUBACK", ack.pkid, "no SUBSCRIBE awaits one");
+                        continue;
+                    };
+                    if !refused.is_empty() {
+                        self.out.log(LogLevel::Warning, || {
+                            format!("broker refused subscription(s): {refused:?}")
+                        });
+                    }
+                    self.out.unregister(refused);
+                    if let Some(token) = token {
+                        self.out.complete(token, result);
                     }
                 }
-                Packet::UnsubAck(id) => {
-                    if let Some(token) = self.session.on_unsuback(id) {
-                        self.out.complete(token, Ok(Outcome::default()));
-                    }
-                }
+                Packet::UnsubAck(id) => match self.session.on_unsuback(id) {
+                    Some(token) => self.out.complete(token, Ok(Outcome::default())),
+                    None => self.ignored("UNSUBACK", id, "no UNSUBSCRIBE awaits one"),
+                },
                 Packet::PingResp => ka.ping_sent = None,
                 Packet::ConnAck(_) => return Err(Error::UnexpectedPacket("second CONNACK")),
-                Packet::Connect(_)
-                | Packet::Subscribe(_)
-                | Packet::Unsubscribe(_)
-                | Packet::PingReq
-                | Packet::Disconnect => {
-                    return Err(Error::UnexpectedPacket("client-to-server packet"));
+                Packet::Connect(_) => return Err(Error::UnexpectedPacket("CONNECT, which only a client sends")),
+                Packet::Subscribe(_) => return Err(Error::UnexpectedPacket("SUBSCRIBE, which only a client sends")),
+                Packet::Unsubscribe(_) => {
+                    return Err(Error::UnexpectedPacket("UNSUBSCRIBE, which only a client sends"));
                 }
+                Packet::PingReq => return Err(Error::UnexpectedPacket("PINGREQ, which only a client sends")),
+                Packet::Disconnect => return Err(Error::UnexpectedPacket("DISCONNECT, which only a client sends")),
             }
         }
         Ok(())
     }
 
+    /// An acknowledgement for a packet id nothing awaits (or of the wrong kind for it) is ignored, as
+    /// libmosquitto and Paho do: it carries no data, so there is nothing for it to corrupt, and a late
+    /// duplicate after a resend is no fault of the broker's. It is logged, since it may also be a sign
+    /// of a broken broker.
+    fn ignored(&mut self, packet: &str, id: u16, why: &str) {
+        self.out.log(LogLevel::Warning, || {
+            format!("ignored {packet} for packet id {id}: {why}")
+        });
+    }
+
     fn acknowledge(&mut self, kind: Awaiting, id: u16, wbuf: &mut WriteQueue) -> Result<(), Error> {
         match self.session.on_ack(kind, id) {
-            AckAction::Nothing => {}
+            AckAction::Nothing => {
+                let name = match kind {
+                    Awaiting::PubAck => "PUBACK",
+                    Awaiting::PubRec => "PUBREC",
+                    Awaiting::PubComp => "PUBCOMP",
+                };
+                self.ignored(name, id, "no publish in flight awaits one");
+            }
             AckAction::SendPubRel(id) => encode(wbuf, &Packet::PubRel(id))?,
             AckAction::Complete(token, result) => {
                 self.out.complete(token, result);
@@ -866,5 +954,73 @@ impl Net<'_> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn keep_alive_pings_after_an_idle_interval_and_times_out_half_an_interval_later() {
+        let start = Instant::now();
+        let mut ka = KeepAlive::new(Some(SECOND), Duration::from_secs(30), start);
+        assert_eq!(ka.ping_timeout, SECOND / 2, "capped at half the interval");
+        assert_eq!(ka.due(start + SECOND / 2), Due::Nothing);
+        assert_eq!(ka.due(start + SECOND), Due::Ping);
+        ka.ping_sent = Some(start + SECOND);
+        assert_eq!(ka.due(start + SECOND * 3 / 2 - Duration::from_millis(1)), Due::Nothing);
+        assert_eq!(ka.due(start + SECOND * 3 / 2), Due::TimedOut);
+    }
+
+    #[test]
+    fn keep_alive_does_not_time_out_while_reading_is_paused_and_gives_the_whole_timeout_after() {
+        let start = Instant::now();
+        let mut ka = KeepAlive::new(Some(SECOND), SECOND / 2, start);
+        // Paused before the ping is due: the ping still goes out.
+        assert!(ka.set_reading(false, start));
+        assert!(!ka.set_reading(false, start), "no change");
+        assert_eq!(ka.due(start + SECOND), Due::Ping);
+        ka.ping_sent = Some(start + SECOND);
+        // Its answer may be waiting unread: however long the pause, no timeout.
+        assert_eq!(ka.deadline(), None);
+        assert_eq!(ka.due(start + SECOND * 60), Due::Nothing);
+        // Reading again: the whole timeout from now.
+        let resumed = start + SECOND * 60;
+        assert!(ka.set_reading(true, resumed));
+        assert_eq!(ka.deadline(), Some(resumed + SECOND / 2));
+        assert_eq!(ka.due(resumed + SECOND / 4), Due::Nothing);
+        assert_eq!(ka.due(resumed + SECOND / 2), Due::TimedOut);
+    }
+
+    #[test]
+    fn keep_alive_off_never_asks_for_anything() {
+        let start = Instant::now();
+        let mut ka = KeepAlive::new(None, SECOND, start);
+        ka.set_reading(false, start);
+        ka.set_reading(true, start);
+        assert_eq!(ka.deadline(), None);
+        assert_eq!(ka.due(start + SECOND * 3600), Due::Nothing);
+    }
+
+    #[test]
+    fn before_connack_names_any_other_packet_from_its_first_byte() {
+        assert_eq!(before_connack(0x20), None);
+        assert_eq!(before_connack(0x30), Some("PUBLISH before CONNACK"));
+        assert_eq!(
+            before_connack(0x3D),
+            Some("PUBLISH before CONNACK"),
+            "flags do not matter"
+        );
+        assert_eq!(before_connack(0x62), Some("PUBREL before CONNACK"));
+        assert_eq!(before_connack(0xE0), Some("DISCONNECT before CONNACK"));
+        // Reserved types are the decoder's to report.
+        assert_eq!(before_connack(0x00), None);
+        assert_eq!(before_connack(0xF0), None);
+        for t in 1..=14u8 {
+            assert_eq!(before_connack(t << 4).is_none(), t == 2, "type {t}");
+        }
     }
 }

@@ -216,11 +216,20 @@ impl Session {
     }
 
     /// SUBACK: the token's outcome carries one code per filter; filters the broker refused are
-    /// returned so the caller can drop their registrations.
-    pub fn on_suback(&mut self, id: u16, codes: &[SubAckCode]) -> Option<SubAckOutcome> {
-        let Some((_, Request::Subscribe(..))) = self.requests.get(&id) else {
-            return None;
+    /// returned so the caller can drop their registrations. None for an id no SUBSCRIBE awaits.
+    ///
+    /// A SUBACK must hold one return code per filter, in order (MQTT-3.8.4-5, MQTT-3.9.3-1). With
+    /// any other number there is no telling which filter a code is for: that is a protocol error,
+    /// and the request stays, to go again on the next connection.
+    pub fn on_suback(&mut self, id: u16, codes: &[SubAckCode]) -> Result<Option<SubAckOutcome>, Error> {
+        let Some((_, Request::Subscribe(_, filters))) = self.requests.get(&id) else {
+            return Ok(None);
         };
+        if codes.len() != filters.len() {
+            return Err(Error::UnexpectedPacket(
+                "SUBACK whose number of return codes differs from the SUBSCRIBE's filters",
+            ));
+        }
         let Some((_, Request::Subscribe(token, filters))) = self.requests.remove(&id) else {
             unreachable!("checked just above");
         };
@@ -234,8 +243,8 @@ impl Session {
             .collect();
         let refused: Vec<(String, u64)> = filters
             .into_iter()
-            .zip(codes.iter().map(Some).chain(std::iter::repeat(None)))
-            .filter(|(_, c)| !matches!(c, Some(SubAckCode::Granted(_))))
+            .zip(codes)
+            .filter(|(_, c)| !matches!(c, SubAckCode::Granted(_)))
             .map(|((f, _, id), _)| (f.as_str().to_owned(), id))
             .collect();
         let result = if refused.is_empty() {
@@ -243,7 +252,7 @@ impl Session {
         } else {
             Err(Error::SubscribeRefused { codes: raw })
         };
-        Some((token, result, refused))
+        Ok(Some((token, result, refused)))
     }
 
     pub fn on_unsuback(&mut self, id: u16) -> Option<Token> {
@@ -439,6 +448,7 @@ mod tests {
         let id = pkid(&s.start_request(subscribe(&[("a", 1), ("b", 2)])).unwrap());
         let (token, result, refused) = s
             .on_suback(id, &[SubAckCode::Granted(QoS::AtLeastOnce), SubAckCode::Failure])
+            .unwrap()
             .unwrap();
         assert_eq!(token, Some(9));
         assert_eq!(result, Err(Error::SubscribeRefused { codes: vec![1, 0x80] }));
@@ -453,8 +463,21 @@ mod tests {
             &s.start_request(Request::Unsubscribe(4, vec![MqttStr::new("a").unwrap()]))
                 .unwrap(),
         );
-        assert!(s.on_suback(id, &[SubAckCode::Failure]).is_none());
+        assert_eq!(s.on_suback(id, &[SubAckCode::Failure]), Ok(None));
         assert_eq!(s.on_unsuback(id), Some(4));
+    }
+
+    #[test]
+    fn a_suback_with_another_number_of_codes_than_filters_is_an_error_and_the_request_waits() {
+        let mut s = Session::new(10);
+        let id = pkid(&s.start_request(subscribe(&[("a", 1), ("b", 2)])).unwrap());
+        let granted = SubAckCode::Granted(QoS::AtLeastOnce);
+        for codes in [&[][..], &[granted], &[granted, granted, granted]] {
+            assert!(matches!(s.on_suback(id, codes), Err(Error::UnexpectedPacket(_))));
+        }
+        // Still waiting: handed back on a loss, to go again.
+        let back = s.on_lost();
+        assert!(matches!(&back[..], [Request::Subscribe(Some(9), f)] if f.len() == 2));
     }
 
     #[test]

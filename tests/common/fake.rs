@@ -336,6 +336,14 @@ impl FakeConn {
         sub
     }
 
+    /// Expects a SUBSCRIBE and grants every filter the QoS it asked for.
+    pub fn grant_subscribe(&mut self) -> Subscribe {
+        let sub = self.expect_subscribe();
+        let codes = sub.filters.iter().map(|(_, qos)| SubAckCode::Granted(*qos)).collect();
+        self.send(Packet::SubAck(SubAck { pkid: sub.pkid, codes }));
+        sub
+    }
+
     /// Encodes and writes one packet.
     pub fn send(&mut self, packet: Packet) {
         let mut buf = BytesMut::new();
@@ -368,6 +376,65 @@ impl FakeConn {
         }
         self.stream.set_write_timeout(None).unwrap();
         copies
+    }
+
+    /// Writes `count` packets, `make(0)` to `make(count - 1)`, as fast as the client takes them, the
+    /// way a broker with a queue for this client would: meanwhile every PINGREQ is answered (its
+    /// PINGRESP queued behind what is already on its way) and every other packet received is kept for
+    /// the script. Panics unless all of them are written within `timeout`, or if the client closes
+    /// the connection.
+    pub fn flood(&mut self, count: usize, timeout: Duration, mut make: impl FnMut(usize) -> Packet) -> Flood {
+        /// What is encoded ahead of the socket: enough for large writes, and a PINGRESP waits at most
+        /// this much.
+        const AHEAD: usize = 64 * 1024;
+        let deadline = Instant::now() + timeout;
+        self.stream.set_nonblocking(true).unwrap();
+        // PINGREQs are answered here, in the flow of the flood.
+        let auto_pingresp = std::mem::replace(&mut self.auto_pingresp, false);
+        let mut out = BytesMut::new();
+        let mut next = 0;
+        let mut pings = 0;
+        let mut pongs = 0;
+        let mut last_progress = Instant::now();
+        let mut longest_stall = Duration::ZERO;
+        while next < count || !out.is_empty() || pings > 0 {
+            let now = Instant::now();
+            assert!(
+                now < deadline,
+                "fake broker: flood: {next} of {count} packets encoded within {timeout:?}"
+            );
+            // Nonblocking, so this reads what is there and returns.
+            if let Fill::Eof = self.fill(now + Duration::from_millis(1)) {
+                panic!("fake broker: the client closed the connection during a flood ({next} of {count} packets)");
+            }
+            let before = self.unread.len();
+            self.unread.retain(|r| r.packet != Packet::PingReq);
+            pings += before - self.unread.len();
+            if out.is_empty() {
+                for _ in 0..std::mem::take(&mut pings) {
+                    Packet::PingResp.encode(&mut out).unwrap();
+                    pongs += 1;
+                }
+                while out.len() < AHEAD && next < count {
+                    make(next).encode(&mut out).expect("a flood packet encodes");
+                    next += 1;
+                }
+            }
+            match self.stream.write(&out) {
+                Ok(n) => {
+                    let _ = out.split_to(n);
+                    last_progress = Instant::now();
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    longest_stall = longest_stall.max(last_progress.elapsed());
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => panic!("fake broker: write failed during a flood: {e}"),
+            }
+        }
+        self.stream.set_nonblocking(false).unwrap();
+        self.auto_pingresp = auto_pingresp;
+        Flood { longest_stall, pongs }
     }
 
     /// Writes `bytes` one byte per write, sleeping `gap` between writes.
@@ -423,6 +490,15 @@ impl FakeConn {
             .map(|r| format!("+{:?} {:?}", r.at - self.accepted_at, r.packet))
             .collect()
     }
+}
+
+/// What [`FakeConn::flood`] saw.
+#[derive(Debug)]
+pub struct Flood {
+    /// The longest time the socket took nothing: the client did not read meanwhile.
+    pub longest_stall: Duration,
+    /// PINGREQs answered during the flood.
+    pub pongs: usize,
 }
 
 /// Shorthand for a valid MQTT string.

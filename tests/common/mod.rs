@@ -7,6 +7,7 @@ pub mod engine;
 pub mod fake;
 pub mod pki;
 pub mod proxy;
+pub mod scripted;
 
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};

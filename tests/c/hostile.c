@@ -1,0 +1,86 @@
+/*
+ * A hostile broker seen through the C API: the scripted broker of tests/c_programs.rs answers the
+ * connect, then sends a packet of the reserved type 0. The connection-state callback must report
+ * LOST with MQTTC_ERR_PROTOCOL and a detail that names the problem; the client reconnects by itself
+ * (UP again), and a QoS 1 publish then completes. Prints each event, then "hostile: ok".
+ * Usage: hostile <port of the scripted broker>
+ */
+#include "check.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t changed = PTHREAD_COND_INITIALIZER;
+static int ups, losts;
+static mqttc_status lost_reason;
+static char lost_detail[256];
+
+static void on_connection(mqttc_client *client, const mqttc_connection_event *ev, void *userdata) {
+    (void)client;
+    (void)userdata;
+    pthread_mutex_lock(&lock);
+    if (ev->change == MQTTC_CONNECTION_UP) {
+        ups++;
+    } else if (ev->change == MQTTC_CONNECTION_LOST) {
+        losts++;
+        lost_reason = ev->reason;
+        snprintf(lost_detail, sizeof lost_detail, "%s", ev->detail ? ev->detail : "(null)");
+    }
+    pthread_cond_broadcast(&changed);
+    pthread_mutex_unlock(&lock);
+    printf("event change=%d reason=%s detail=%s\n", ev->change, mqttc_status_str(ev->reason),
+           ev->detail ? ev->detail : "(null)");
+    fflush(stdout);
+}
+
+/* Waits up to 10 s for `ups` UP and `losts` LOST events in all. */
+static void wait_for(int want_ups, int want_losts) {
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 10;
+    pthread_mutex_lock(&lock);
+    while (ups < want_ups || losts < want_losts) {
+        if (pthread_cond_timedwait(&changed, &lock, &deadline) != 0) {
+            pthread_mutex_unlock(&lock);
+            FAIL("%d up / %d lost events, wanted %d / %d", ups, losts, want_ups, want_losts);
+        }
+    }
+    pthread_mutex_unlock(&lock);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s <port>\n", argv[0]);
+        return 2;
+    }
+    mqttc_options opts;
+    mqttc_options_init(&opts);
+    opts.client_id = "c-hostile";
+    opts.keep_alive = 0;
+    opts.reconnect_min_ms = 20;
+    opts.reconnect_max_ms = 40;
+    mqttc_client *c;
+    CHECK(mqttc_client_new("127.0.0.1", (uint16_t)atoi(argv[1]), &opts, &c));
+    CHECK(mqttc_set_on_connection(c, on_connection, NULL));
+    mqttc_token t;
+    CHECK(mqttc_connect(c, &t));
+    CHECK(mqttc_token_wait(c, t, 10000));
+
+    /* The broker breaks the connection; the client comes back by itself. */
+    wait_for(2, 1);
+    if (lost_reason != MQTTC_ERR_PROTOCOL)
+        FAIL("lost for %s, not MQTTC_ERR_PROTOCOL", mqttc_status_str(lost_reason));
+    if (!strstr(lost_detail, "packet type 0 is reserved"))
+        FAIL("the detail does not name the problem: %s", lost_detail);
+
+    CHECK(mqttc_publish(c, "after/hostile", "x", 1, 1, false, &t));
+    CHECK(mqttc_token_wait(c, t, 10000));
+    CHECK(mqttc_disconnect(c, &t));
+    CHECK(mqttc_token_wait(c, t, 10000));
+    mqttc_client_free(c);
+    printf("hostile: ok\n");
+    return 0;
+}
