@@ -7,6 +7,7 @@
  */
 #include "check.h"
 
+#include <poll.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -38,7 +39,7 @@ static void round_trip(mqttc_client *c, const char *what) {
     CHECK(mqttc_publish(c, "c/tls", "tls", 3, 1, false, &t));
     CHECK(mqttc_token_wait(c, t, 10000));
     for (int i = 0; i < 1000 && !atomic_load(&got); i++)
-        mqttc_token_wait(c, t, 10);
+        poll(NULL, 0, 10); /* a 10 ms sleep */
     EXPECT(atomic_load(&got), "%s: the message did not come back", what);
     mqttc_client_free(c);
     printf("ok %s\n", what);
