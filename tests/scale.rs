@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::{Broker, compile_c, project_dir, run_program};
+use common::{Broker, compile_c, figure, project_dir, run_program};
 
 /// Each scenario is sized to keep the machine busy on its own; run side by side (cargo runs a
 /// binary's tests in parallel) they would measure each other instead.
@@ -65,15 +65,6 @@ fn run_scale(mode: &str, numbers: &[i64]) -> String {
     assert_eq!(code, 0, "scale {args:?} failed\nstdout:\n{out}\nstderr:\n{err}");
     assert!(out.contains(&format!("{mode}: ok")), "{out}");
     out
-}
-
-/// The numbers after `key=` on the line starting with `prefix`.
-fn figure(out: &str, prefix: &str, key: &str) -> i64 {
-    out.lines()
-        .filter(|l| l.starts_with(prefix))
-        .flat_map(|l| l.split_whitespace())
-        .find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {key}= on a \"{prefix}\" line:\n{out}"))
 }
 
 #[test]

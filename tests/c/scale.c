@@ -30,6 +30,7 @@
  * "<scenario>: ok" line; any failure prints FAIL and exits 1. Every wait is bounded.
  */
 #include "check.h"
+#include "clock.h"
 
 #include <dirent.h>
 #include <pthread.h>
@@ -39,21 +40,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 
 /* Longest any single phase may take before the run counts as hung. */
 #define PHASE_TIMEOUT_MS 60000L
-
-static long now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-static void nap_ms(long ms) {
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 /* A field of /proc/self/status in its unit (threads: a count; VmRSS: KiB); -1 if absent. */
 static long proc_status(const char *field) {
@@ -97,7 +86,7 @@ static usage await_baseline(usage base, const char *what) {
     usage u = measure();
     for (long deadline = now_ms() + 2000; (u.threads != base.threads || u.fds != base.fds) && now_ms() < deadline;
          u = measure())
-        nap_ms(10);
+        sleep_ms(10);
     if (u.threads != base.threads || u.fds != base.fds)
         FAIL("%s: %ld threads and %ld descriptors, baseline %ld and %ld", what, u.threads, u.fds, base.threads,
              base.fds);
@@ -130,10 +119,13 @@ static void wait_all(mqttc_client *const *clients, int nclients, const mqttc_tok
     }
 }
 
+/* Waits for *counter to reach want, then a little longer: a message arriving twice must not slip
+ * past just because the count was right for a moment. */
 static void await_total(atomic_long *counter, long want, const char *what) {
     long deadline = now_ms() + PHASE_TIMEOUT_MS;
     while (atomic_load(counter) < want && now_ms() < deadline)
-        nap_ms(5);
+        sleep_ms(5);
+    sleep_ms(200);
     if (atomic_load(counter) != want)
         FAIL("%s: %ld, want %ld", what, atomic_load(counter), want);
 }
