@@ -20,7 +20,7 @@ cargo test --all-targets
 # The C programs again, built with AddressSanitizer and LeakSanitizer (tests/common/mod.rs): any
 # leak or memory error, the library's included, makes a program exit non-zero and its test fail.
 MQTTC_SANITIZE=address cargo test --test c_programs --test c_resilience --test basic_example --test cli_tools \
-  --test bench_binary
+  --test bench_binary --test scale
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j "$(nproc)"
 # Installs that build and builds a consumer from it: nothing is compiled by cargo again.

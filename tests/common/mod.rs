@@ -306,6 +306,16 @@ pub fn run_program(cmd: &mut Command, timeout: Duration) -> (i32, String, String
     (code, out_t.join().unwrap(), err_t.join().unwrap())
 }
 
+/// The number after `key=` on the first line of a program's output containing `line` that has one
+/// (words split at spaces and ';'); panics, with the output, when there is none.
+pub fn figure(out: &str, line: &str, key: &str) -> i64 {
+    out.lines()
+        .filter(|l| l.contains(line))
+        .flat_map(|l| l.split([' ', ';']))
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {key}= on a \"{line}\" line:\n{out}"))
+}
+
 /// Reads lines from a child's stdout on a thread; `recv_line` waits with a timeout.
 pub fn line_reader(stdout: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
     let (tx, rx) = std::sync::mpsc::channel();
