@@ -93,6 +93,13 @@ static void on_sigusr1(int sig) {
 static atomic_long connection_ups, connection_losses;
 static atomic_long churn_received, churn_failures, short_lived_ok, short_lived_failed;
 
+/* Bytes malloc has handed out and not had back, over all arenas: what the process really holds,
+ * without the allocator's retained free memory that RSS includes. */
+static size_t live_heap_kib(void) {
+    struct mallinfo2 mi = mallinfo2();
+    return (mi.uordblks + mi.hblkhd) / 1024;
+}
+
 static uint8_t *ledger(void) {
     uint8_t *l = malloc((size_t)capacity);
     if (!l)
@@ -349,6 +356,7 @@ int main(int argc, char **argv) {
         for (int s = 0; s < SUBSCRIBERS; s++)
             got[s][p] = ledger();
     }
+    size_t heap_before_clients = live_heap_kib();
 
     mqttc_client *subs[SUBSCRIBERS];
     for (int s = 0; s < SUBSCRIBERS; s++) {
@@ -381,10 +389,7 @@ int main(int argc, char **argv) {
     long next_heap = t0;
     while (now_ms() < end) {
         if (now_ms() >= next_heap) {
-            /* Bytes malloc has handed out and not had back, over all arenas: what the process
-             * really holds, without the allocator's retained free memory that RSS includes. */
-            struct mallinfo2 mi = mallinfo2();
-            printf("heap: %ld ms %zu KiB\n", now_ms() - t0, (mi.uordblks + mi.hblkhd) / 1024);
+            printf("heap: %ld ms %zu KiB\n", now_ms() - t0, live_heap_kib());
             next_heap += 2000;
         }
         churn_step(churner, &rnd);
@@ -425,6 +430,8 @@ int main(int argc, char **argv) {
         mqttc_client_free(subs[s]);
     }
     mqttc_client_free(churner);
+    printf("result: live heap %zu KiB before the first client, %zu KiB after freeing the last\n",
+           heap_before_clients, live_heap_kib());
 
     long failed = 0;
     for (int p = 0; p < PUBLISHERS; p++)
