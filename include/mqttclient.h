@@ -187,6 +187,11 @@ typedef enum mqttc_status {
    */
   MQTTC_ERR_SUBSCRIBE_REFUSED = -66,
   /**
+   * MQTT 5: the broker refused the connection with a reason code other than those above
+   * (banned, server moved, quota exceeded, ...); see `mqttc_token_codes`.
+   */
+  MQTTC_ERR_REFUSED = -67,
+  /**
    * A thread or runtime could not be created.
    */
   MQTTC_ERR_RESOURCE = -98,

@@ -140,7 +140,7 @@ fn sanitizer_build_catches_a_client_never_freed() {
 #[test]
 fn a_hostile_broker_is_reported_through_the_c_api_and_the_client_comes_back() {
     use common::fake::{FakeBroker, TIMEOUT};
-    use mqttclient::codec::Packet;
+    use mqttclient::codec::{Ack, Disconnect, Packet};
     let broker = FakeBroker::new();
     let exe = compile_c("hostile", &[project_dir().join("tests/c/hostile.c")]);
     let port = broker.port().to_string();
@@ -153,8 +153,8 @@ fn a_hostile_broker_is_reported_through_the_c_api_and_the_client_comes_back() {
     conn.accept_connect();
     let p = conn.expect_publish();
     assert_eq!(p.topic.as_str(), "after/hostile");
-    conn.send(Packet::PubAck(p.pkid));
-    conn.expect_packet(&Packet::Disconnect);
+    conn.send(Packet::PubAck(Ack::new(p.pkid)));
+    conn.expect_packet(&Packet::Disconnect(Disconnect::default()));
     let (code, out, err) = program.join().unwrap();
     assert_eq!(code, 0, "hostile failed\nstdout:\n{out}\nstderr:\n{err}");
     assert!(out.contains("hostile: ok"), "{out}");

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use mqttclient::codec::{Packet, QoS};
+use mqttclient::codec::{Packet, QoS, Version};
 use mqttclient::engine::{Address, Client, ClientEvent, ConnectionEvent, Error, Handler, Options, Token, TokenState};
 
 use common::Broker;
@@ -283,7 +283,7 @@ fn a_full_event_queue_stops_reading_the_socket_and_loses_nothing() {
     const BATCH: usize = 64;
     for k in 0..BATCH {
         Packet::Publish(publish("bp", QoS::AtMostOnce, 0, &[k as u8; 1024]))
-            .encode(&mut packets)
+            .encode(&mut packets, Version::V311)
             .unwrap();
     }
     let batches = conn.send_until_blocked(&packets, Duration::from_millis(500), 100_000 / BATCH);

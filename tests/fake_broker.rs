@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use mqttclient::codec::{CodecError, ConnectReturnCode, Packet, Publish, QoS, SubAck, SubAckCode, Will};
+use mqttclient::codec::{
+    Ack, CodecError, Disconnect, Packet, Properties, Publish, QoS, ReasonCode, SubAck, SubscribeOptions, Version, Will,
+};
 use mqttclient::engine::{
     Client, ConnectionEvent, Error, Handler, Options, Outcome, Overflow, State, Token, TokenState,
 };
@@ -36,6 +38,7 @@ fn connect_carries_client_id_clean_session_keep_alive_credentials_and_will() {
                 payload: Bytes::from_static(b"bye \x00\x01"),
                 qos: QoS::ExactlyOnce,
                 retain: true,
+                properties: Properties::new(),
             }),
             ..options()
         },
@@ -44,7 +47,7 @@ fn connect_carries_client_id_clean_session_keep_alive_credentials_and_will() {
     let token = client.connect().unwrap();
     let mut conn = broker.accept();
     let c = conn.accept_connect();
-    assert_eq!(c.protocol_level, 4);
+    assert_eq!(c.version, Version::V311);
     assert_eq!(c.client_id.as_str(), "id-ünï-42");
     assert!(!c.clean_session);
     assert_eq!(c.keep_alive, 17);
@@ -79,22 +82,36 @@ fn connect_carries_client_id_clean_session_keep_alive_credentials_and_will() {
     assert!(done(&client, token).is_ok());
 }
 
+fn conn_ack_wire(code: ReasonCode) -> Vec<u8> {
+    let mut wire = bytes::BytesMut::new();
+    let ack = mqttclient::codec::ConnAck {
+        code,
+        ..mqttclient::codec::ConnAck::accepted(false)
+    };
+    Packet::ConnAck(ack).encode(&mut wire, Version::V311).unwrap();
+    wire.to_vec()
+}
+
 #[test]
 fn refused_connack_codes_1_to_5_fail_the_connect_token_with_distinct_statuses() {
-    use ConnectReturnCode::*;
     use mqttc_status::*;
     let broker = FakeBroker::new();
     let client = Client::new(vec![broker.address()], options()).unwrap();
     let cases = [
-        (UnacceptableProtocolVersion, MQTTC_ERR_REFUSED_PROTOCOL_VERSION),
-        (IdentifierRejected, MQTTC_ERR_REFUSED_IDENTIFIER),
-        (ServerUnavailable, MQTTC_ERR_REFUSED_SERVER_UNAVAILABLE),
-        (BadUserNameOrPassword, MQTTC_ERR_REFUSED_BAD_CREDENTIALS),
-        (NotAuthorized, MQTTC_ERR_REFUSED_NOT_AUTHORIZED),
+        (
+            ReasonCode::UNSUPPORTED_PROTOCOL_VERSION,
+            MQTTC_ERR_REFUSED_PROTOCOL_VERSION,
+        ),
+        (ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, MQTTC_ERR_REFUSED_IDENTIFIER),
+        (ReasonCode::SERVER_UNAVAILABLE, MQTTC_ERR_REFUSED_SERVER_UNAVAILABLE),
+        (ReasonCode::BAD_USER_NAME_OR_PASSWORD, MQTTC_ERR_REFUSED_BAD_CREDENTIALS),
+        (ReasonCode::NOT_AUTHORIZED, MQTTC_ERR_REFUSED_NOT_AUTHORIZED),
     ];
     let mut statuses = HashSet::new();
     for (i, (code, status)) in cases.into_iter().enumerate() {
-        assert_eq!(code as u8, i as u8 + 1);
+        // On the wire these are 3.1.1's return codes 1 to 5.
+        let wire = conn_ack_wire(code);
+        assert_eq!(wire[3], i as u8 + 1);
         // The same client tries again after each refusal.
         let token = client.connect().unwrap();
         let mut conn = broker.accept();
@@ -174,7 +191,7 @@ fn pings_every_second_on_an_idle_link(ping_timeout: Duration) {
     assert_eq!(client.state(), State::Connected);
     let token = publish_qos1(&client, "still/up", "x");
     let p = conn.expect_publish();
-    conn.send(Packet::PubAck(p.pkid));
+    conn.send(Packet::PubAck(Ack::new(p.pkid)));
     assert_eq!(done(&client, token), ok());
     assert_eq!(client.state(), State::Connected);
 }
@@ -232,7 +249,7 @@ fn no_pingresp_is_noticed_within_1_5_keep_alive_and_reconnect_resends_with_dup()
     let resent = conn.expect_publish();
     assert!(resent.dup, "a resent PUBLISH has DUP set");
     assert_eq!(resent.pkid, first.pkid, "and its original packet id");
-    conn.send(Packet::PubAck(resent.pkid));
+    conn.send(Packet::PubAck(Ack::new(resent.pkid)));
     assert_eq!(done(&client, token), ok());
 }
 
@@ -247,8 +264,8 @@ fn after_a_loss_the_session_is_resumed_in_order_with_dup_and_pubrel() {
         .publish(mqtt_str("c"), Bytes::from_static(b"3"), QoS::ExactlyOnce, false)
         .unwrap();
     let sent: Vec<Publish> = (0..3).map(|_| conn.expect_publish()).collect();
-    conn.send(Packet::PubRec(sent[1].pkid));
-    conn.expect_packet(&Packet::PubRel(sent[1].pkid));
+    conn.send(Packet::PubRec(Ack::new(sent[1].pkid)));
+    conn.expect_packet(&Packet::PubRel(Ack::new(sent[1].pkid)));
     conn.close();
     assert!(matches!(
         next_event(&events),
@@ -271,14 +288,14 @@ fn after_a_loss_the_session_is_resumed_in_order_with_dup_and_pubrel() {
     // MQTT-4.4.0-1: unacknowledged PUBLISH and PUBREL again, original ids, original order.
     let p = conn.expect_publish();
     assert!(p.dup && p.pkid == sent[0].pkid && &p.payload[..] == b"1", "{p:?}");
-    conn.expect_packet(&Packet::PubRel(sent[1].pkid));
+    conn.expect_packet(&Packet::PubRel(Ack::new(sent[1].pkid)));
     let p = conn.expect_publish();
     assert!(p.dup && p.pkid == sent[2].pkid && &p.payload[..] == b"3", "{p:?}");
-    conn.send(Packet::PubAck(sent[0].pkid));
-    conn.send(Packet::PubComp(sent[1].pkid));
-    conn.send(Packet::PubRec(sent[2].pkid));
-    conn.expect_packet(&Packet::PubRel(sent[2].pkid));
-    conn.send(Packet::PubComp(sent[2].pkid));
+    conn.send(Packet::PubAck(Ack::new(sent[0].pkid)));
+    conn.send(Packet::PubComp(Ack::new(sent[1].pkid)));
+    conn.send(Packet::PubRec(Ack::new(sent[2].pkid)));
+    conn.expect_packet(&Packet::PubRel(Ack::new(sent[2].pkid)));
+    conn.send(Packet::PubComp(Ack::new(sent[2].pkid)));
     for t in [q1, q2_recd, q2] {
         assert_eq!(done(&client, t), ok());
     }
@@ -302,7 +319,7 @@ fn a_broker_without_our_session_gets_every_filter_again_and_the_callbacks_stay()
     let mut conn = broker.accept();
     conn.accept_connect();
     let sub = conn.answer_subscribe(&[1, 2]);
-    let filters: Vec<(&str, QoS)> = sub.filters.iter().map(|(f, q)| (f.as_str(), *q)).collect();
+    let filters: Vec<(&str, QoS)> = sub.filters.iter().map(|(f, o)| (f.as_str(), o.qos)).collect();
     assert_eq!(filters, [("a/#", QoS::AtLeastOnce), ("b", QoS::ExactlyOnce)]);
     conn.send(Packet::Publish(publish("a/x", QoS::AtMostOnce, 0, b"to a")));
     conn.send(Packet::Publish(publish("b", QoS::AtMostOnce, 0, b"to b")));
@@ -327,7 +344,7 @@ fn unanswered_subscribe_and_unsubscribe_go_again_on_the_next_connection() {
     assert_eq!(s.filters[0].0.as_str(), "s");
     let u = conn.expect_unsubscribe();
     assert_eq!(u.filters[0].as_str(), "u");
-    conn.send(Packet::UnsubAck(u.pkid));
+    conn.send(Packet::UnsubAck(SubAck::new(u.pkid, vec![])));
     assert_eq!(done(&client, sub), Ok(Outcome { codes: vec![1] }));
     assert_eq!(done(&client, unsub), ok());
 }
@@ -338,15 +355,15 @@ fn inbound_qos2_state_survives_a_reconnect_so_nothing_is_delivered_twice() {
     let rx = subscribe_one(&client, &mut conn, "q2", QoS::ExactlyOnce);
     let m = publish("q2", QoS::ExactlyOnce, 5, b"once");
     conn.send(Packet::Publish(m.clone()));
-    conn.expect_packet(&Packet::PubRec(5));
+    conn.expect_packet(&Packet::PubRec(Ack::new(5)));
     conn.close(); // before PUBREL
     let mut conn = broker.accept();
     conn.resume_connect();
     // The broker did not see our PUBREC: it sends the PUBLISH again.
     conn.send(Packet::Publish(Publish { dup: true, ..m }));
-    conn.expect_packet(&Packet::PubRec(5));
-    conn.send(Packet::PubRel(5));
-    conn.expect_packet(&Packet::PubComp(5));
+    conn.expect_packet(&Packet::PubRec(Ack::new(5)));
+    conn.send(Packet::PubRel(Ack::new(5)));
+    conn.expect_packet(&Packet::PubComp(Ack::new(5)));
     assert_eq!(&rx.recv_timeout(TIMEOUT).unwrap().payload[..], b"once");
     assert!(rx.recv_timeout(Duration::from_millis(200)).is_err(), "delivered twice");
 }
@@ -374,7 +391,7 @@ fn take_acked(conn: &mut FakeConn, n: usize) -> Vec<String> {
     (0..n)
         .map(|_| {
             let p = conn.expect_publish();
-            conn.send(Packet::PubAck(p.pkid));
+            conn.send(Packet::PubAck(Ack::new(p.pkid)));
             String::from_utf8(p.payload.to_vec()).unwrap()
         })
         .collect()
@@ -482,11 +499,8 @@ fn a_failed_first_connect_is_not_retried() {
     let broker = FakeBroker::new();
     let client = Client::new(vec![broker.address()], reconnecting()).unwrap();
     let token = client.connect().unwrap();
-    broker.accept().connack(ConnectReturnCode::NotAuthorized);
-    assert_eq!(
-        done(&client, token),
-        Err(Error::Refused(ConnectReturnCode::NotAuthorized))
-    );
+    broker.accept().connack(ReasonCode::NOT_AUTHORIZED);
+    assert_eq!(done(&client, token), Err(Error::Refused(ReasonCode::NOT_AUTHORIZED)));
     assert_eq!(client.state(), State::Disconnected);
     assert!(broker.try_accept(Duration::from_millis(300)).is_none());
 }
@@ -496,7 +510,7 @@ fn inbound_qos1_is_delivered_and_acknowledged() {
     let (_broker, client, mut conn) = start(options());
     let rx = subscribe_one(&client, &mut conn, "in/#", QoS::AtLeastOnce);
     conn.send(Packet::Publish(publish("in/one", QoS::AtLeastOnce, 7, b"hello")));
-    conn.expect_packet(&Packet::PubAck(7));
+    conn.expect_packet(&Packet::PubAck(Ack::new(7)));
     let m = rx.recv_timeout(TIMEOUT).expect("the handler gets the message");
     assert_eq!(m.topic.as_str(), "in/one");
     assert_eq!(&m.payload[..], b"hello");
@@ -510,17 +524,17 @@ fn inbound_qos2_is_delivered_exactly_once() {
     let rx = subscribe_one(&client, &mut conn, "q2", QoS::ExactlyOnce);
     let first = publish("q2", QoS::ExactlyOnce, 9, b"first");
     conn.send(Packet::Publish(first.clone()));
-    conn.expect_packet(&Packet::PubRec(9));
+    conn.expect_packet(&Packet::PubRec(Ack::new(9)));
     // The broker resends before it got our PUBREC: same id, DUP set.
     conn.send(Packet::Publish(Publish { dup: true, ..first }));
-    conn.expect_packet(&Packet::PubRec(9));
-    conn.send(Packet::PubRel(9));
-    conn.expect_packet(&Packet::PubComp(9));
+    conn.expect_packet(&Packet::PubRec(Ack::new(9)));
+    conn.send(Packet::PubRel(Ack::new(9)));
+    conn.expect_packet(&Packet::PubComp(Ack::new(9)));
     // After PUBCOMP, id 9 is free: a new PUBLISH with it is a new message.
     conn.send(Packet::Publish(publish("q2", QoS::ExactlyOnce, 9, b"second")));
-    conn.expect_packet(&Packet::PubRec(9));
-    conn.send(Packet::PubRel(9));
-    conn.expect_packet(&Packet::PubComp(9));
+    conn.expect_packet(&Packet::PubRec(Ack::new(9)));
+    conn.send(Packet::PubRel(Ack::new(9)));
+    conn.expect_packet(&Packet::PubComp(Ack::new(9)));
     // Handlers run in arrival order, so "second" arriving right after "first" proves the resend
     // was not delivered.
     let got: Vec<_> = (0..2)
@@ -579,7 +593,7 @@ fn outbound_window_holds_max_inflight_and_releases_one_per_ack_in_order() {
         ids.sort_by_key(|id| outstanding[id]);
         let id = if round % 2 == 1 { ids[ids.len() - 1] } else { ids[0] };
         let index = outstanding.remove(&id).unwrap();
-        conn.send(Packet::PubAck(id));
+        conn.send(Packet::PubAck(Ack::new(id)));
         assert_eq!(done(&client, tokens[index]), ok(), "message {index} acked");
         if next < TOTAL {
             take_publish(&mut conn, &mut outstanding, &mut next);
@@ -604,13 +618,13 @@ fn outbound_qos2_completes_only_after_pubcomp() {
     assert_eq!(p.qos, QoS::ExactlyOnce);
     assert_ne!(p.pkid, 0);
     assert_eq!(client.token_state(token), TokenState::Pending);
-    conn.send(Packet::PubRec(p.pkid));
-    let pubrel = conn.expect_packet(&Packet::PubRel(p.pkid));
+    conn.send(Packet::PubRec(Ack::new(p.pkid)));
+    let pubrel = conn.expect_packet(&Packet::PubRel(Ack::new(p.pkid)));
     assert_eq!(pubrel.raw[0], 0x62, "PUBREL fixed header: type 6, flags 0b0010");
     assert_eq!(&pubrel.raw[1..], &[2, (p.pkid >> 8) as u8, p.pkid as u8]);
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(client.token_state(token), TokenState::Pending, "pending until PUBCOMP");
-    conn.send(Packet::PubComp(p.pkid));
+    conn.send(Packet::PubComp(Ack::new(p.pkid)));
     assert_eq!(done(&client, token), ok());
 }
 
@@ -630,8 +644,8 @@ fn subscribe_sends_one_packet_and_a_refused_filter_gets_no_messages() {
     assert_eq!(
         sub.filters,
         vec![
-            (mqtt_str("granted/+"), QoS::AtLeastOnce),
-            (mqtt_str("refused/#"), QoS::ExactlyOnce)
+            (mqtt_str("granted/+"), QoS::AtLeastOnce.into()),
+            (mqtt_str("refused/#"), QoS::ExactlyOnce.into())
         ]
     );
     assert_eq!(
@@ -682,7 +696,7 @@ fn garbage_from_the_broker_is_a_protocol_error_and_the_client_reconnects_by_itse
         let p = conn.expect_publish();
         assert!(!p.dup);
         assert_eq!(&p.payload[..], b"x");
-        conn.send(Packet::PubAck(p.pkid));
+        conn.send(Packet::PubAck(Ack::new(p.pkid)));
         assert_eq!(done(&client, token), ok());
     }
 }
@@ -732,7 +746,7 @@ fn disconnect_sends_everything_queued_before_it() {
         assert_eq!(p.qos, QoS::AtMostOnce);
         assert_eq!(p.payload, Bytes::from(format!("{i}")), "publish {i} in order");
     }
-    conn.expect_packet(&Packet::Disconnect);
+    conn.expect_packet(&Packet::Disconnect(Disconnect::default()));
     conn.expect_eof(TIMEOUT);
     assert_eq!(done(&client, disconnect), ok());
     for t in tokens {
@@ -749,10 +763,10 @@ fn packets_split_across_writes_and_packed_into_one_write_are_both_decoded() {
     // One PUBLISH, one byte per write.
     let mut wire = bytes::BytesMut::new();
     Packet::Publish(publish("s/slow", QoS::AtLeastOnce, 300, b"dribbled in, byte by byte"))
-        .encode(&mut wire)
+        .encode(&mut wire, Version::V311)
         .unwrap();
     conn.send_slowly(&wire, Duration::from_millis(2));
-    conn.expect_packet(&Packet::PubAck(300));
+    conn.expect_packet(&Packet::PubAck(Ack::new(300)));
     let m = rx.recv_timeout(TIMEOUT).unwrap();
     assert_eq!(m.topic.as_str(), "s/slow");
     assert_eq!(&m.payload[..], b"dribbled in, byte by byte");
@@ -763,14 +777,14 @@ fn packets_split_across_writes_and_packed_into_one_write_are_both_decoded() {
         Packet::Publish(publish("s/a", QoS::AtMostOnce, 0, b"a")),
         Packet::Publish(publish("s/b", QoS::AtLeastOnce, 11, b"b")),
         Packet::Publish(publish("s/c", QoS::ExactlyOnce, 12, b"c")),
-        Packet::PubRel(12),
+        Packet::PubRel(Ack::new(12)),
     ] {
-        p.encode(&mut wire).unwrap();
+        p.encode(&mut wire, Version::V311).unwrap();
     }
     conn.send_raw(&wire);
-    conn.expect_packet(&Packet::PubAck(11));
-    conn.expect_packet(&Packet::PubRec(12));
-    conn.expect_packet(&Packet::PubComp(12));
+    conn.expect_packet(&Packet::PubAck(Ack::new(11)));
+    conn.expect_packet(&Packet::PubRec(Ack::new(12)));
+    conn.expect_packet(&Packet::PubComp(Ack::new(12)));
     let got: Vec<_> = (0..3)
         .map(|_| {
             let m = rx.recv_timeout(TIMEOUT).unwrap();
@@ -825,12 +839,12 @@ fn message_handlers_may_publish_and_subscribe_but_wait_is_refused() {
     assert_eq!(p.topic.as_str(), "out/reply");
     assert_eq!(&p.payload[..], b"ping");
     let sub = conn.expect_subscribe();
-    assert_eq!(sub.filters, vec![(mqtt_str("new/filter"), QoS::AtMostOnce)]);
-    conn.send(Packet::PubAck(p.pkid));
-    conn.send(Packet::SubAck(SubAck {
-        pkid: sub.pkid,
-        codes: vec![SubAckCode::Granted(QoS::AtMostOnce)],
-    }));
+    assert_eq!(
+        sub.filters,
+        vec![(mqtt_str("new/filter"), SubscribeOptions::from(QoS::AtMostOnce))]
+    );
+    conn.send(Packet::PubAck(Ack::new(p.pkid)));
+    conn.send(Packet::SubAck(SubAck::new(sub.pkid, vec![ReasonCode::SUCCESS])));
     assert_eq!(done(&client, published), ok());
     assert!(done(&client, subscribed).is_ok());
 }
@@ -850,14 +864,11 @@ fn subscribe_before_connect_is_sent_after_connack_and_catches_messages_sent_at_o
     let mut conn = broker.accept();
     conn.expect_connect();
     let mut burst = bytes::BytesMut::new();
-    Packet::ConnAck(mqttclient::codec::ConnAck {
-        session_present: true,
-        code: ConnectReturnCode::Accepted,
-    })
-    .encode(&mut burst)
-    .unwrap();
+    Packet::ConnAck(mqttclient::codec::ConnAck::accepted(true))
+        .encode(&mut burst, Version::V311)
+        .unwrap();
     Packet::Publish(publish("queued/1", QoS::AtLeastOnce, 3, b"while you were out"))
-        .encode(&mut burst)
+        .encode(&mut burst, Version::V311)
         .unwrap();
     conn.send_raw(&burst);
     assert_eq!(done(&client, token), Ok(Outcome { codes: vec![1] }));
@@ -867,10 +878,10 @@ fn subscribe_before_connect_is_sent_after_connack_and_catches_messages_sent_at_o
     assert_eq!(got.payload, Bytes::from_static(b"while you were out"));
     // The deferred SUBSCRIBE goes out once connected, and its token completes on SUBACK.
     let s = conn.expect_subscribe();
-    assert_eq!(s.filters, vec![(mqtt_str("queued/#"), QoS::AtLeastOnce)]);
-    conn.send(Packet::SubAck(SubAck {
-        pkid: s.pkid,
-        codes: vec![SubAckCode::Granted(QoS::AtLeastOnce)],
-    }));
+    assert_eq!(
+        s.filters,
+        vec![(mqtt_str("queued/#"), SubscribeOptions::from(QoS::AtLeastOnce))]
+    );
+    conn.send(Packet::SubAck(SubAck::new(s.pkid, vec![ReasonCode::GRANTED_QOS_1])));
     assert_eq!(done(&client, sub), Ok(Outcome { codes: vec![1] }));
 }

@@ -10,9 +10,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use bytes::BytesMut;
-use mqttclient::codec::{Packet, Unsubscribe, decode};
+use mqttclient::codec::{Packet, Properties, Unsubscribe, Version, decode};
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::TestRunner;
+
+const VERSIONS: [Version; 2] = [Version::V311, Version::V5];
 
 #[global_allocator]
 static ALLOC: checks::alloc_meter::Meter = checks::alloc_meter::Meter;
@@ -53,23 +55,29 @@ fn every_corpus_file_passes_its_fuzz_check() {
 fn decode_corpus_has_dozens_of_every_packet_type() {
     let mut count: BTreeMap<String, usize> = BTreeMap::new();
     for (_, data) in corpus("decode") {
-        let mut buf = BytesMut::from(&data[..]);
-        while let Ok(Some(packet)) = decode(&mut buf, usize::MAX) {
-            *count.entry(type_name(&packet)).or_default() += 1;
+        for version in VERSIONS {
+            let mut buf = BytesMut::from(&data[..]);
+            while let Ok(Some(packet)) = decode(&mut buf, usize::MAX, version) {
+                *count.entry(format!("{version:?} {}", type_name(&packet))).or_default() += 1;
+            }
         }
     }
-    for (name, _) in packets::by_type() {
-        // Types with few wire forms: one each for the header-only ones, seven for CONNACK.
-        let want = match name {
-            "PingReq" | "PingResp" | "Disconnect" => 1,
-            "ConnAck" => 7,
-            _ => 24,
-        };
-        let got = count.get(name).copied().unwrap_or(0);
-        assert!(
-            got >= want,
-            "{got} {name} packets in fuzz/corpus/decode, want {want}: {count:?}"
-        );
+    for version in VERSIONS {
+        for (name, _) in packets::by_type(version) {
+            // Types with few wire forms: one each for the pings and the 3.1.1 DISCONNECT, seven
+            // for the 3.1.1 CONNACK.
+            let want = match (version, name) {
+                (_, "PingReq" | "PingResp") | (Version::V311, "Disconnect") => 1,
+                (Version::V311, "ConnAck") => 7,
+                _ => 24,
+            };
+            let key = format!("{version:?} {name}");
+            let got = count.get(&key).copied().unwrap_or(0);
+            assert!(
+                got >= want,
+                "{got} {key} packets in fuzz/corpus/decode, want {want}: {count:?}"
+            );
+        }
     }
 }
 
@@ -109,28 +117,39 @@ fn draw<T: std::fmt::Debug>(runner: &mut TestRunner, strategy: &impl Strategy<Va
 
 fn decode_seeds(write: impl Fn(&str, &[u8])) {
     let mut runner = TestRunner::deterministic();
-    for (name, strategy) in packets::by_type() {
-        let mut written = std::collections::HashSet::new();
-        for i in 0..30 {
-            let wire = packets::encode(&draw(&mut runner, &strategy));
-            if written.insert(wire.clone()) {
-                write(&format!("{}-{i:02}", name.to_lowercase()), &wire);
+    for version in VERSIONS {
+        // 3.1.1 seeds keep the names they had before MQTT 5 existed.
+        let prefix = if version == Version::V5 { "v5-" } else { "" };
+        for (name, strategy) in packets::by_type(version) {
+            let mut written = std::collections::HashSet::new();
+            for i in 0..30 {
+                let wire = packets::encode(&draw(&mut runner, &strategy), version);
+                if written.insert(wire.clone()) {
+                    write(&format!("{prefix}{}-{i:02}", name.to_lowercase()), &wire);
+                }
             }
         }
-    }
-    // Several packets in one read.
-    let stream = proptest::collection::vec(packets::any_packet(), 2..6);
-    for i in 0..12 {
-        let wire: Vec<u8> = draw(&mut runner, &stream).iter().flat_map(packets::encode).collect();
-        write(&format!("stream-{i:02}"), &wire);
+        // Several packets in one read.
+        let stream = proptest::collection::vec(packets::any_packet(version), 2..6);
+        for i in 0..12 {
+            let wire: Vec<u8> = draw(&mut runner, &stream)
+                .iter()
+                .flat_map(|p| packets::encode(p, version))
+                .collect();
+            write(&format!("{prefix}stream-{i:02}"), &wire);
+        }
     }
     // The most heap per wire byte: as many one-character filters as fit the target's limit.
     let filters = (checks::decode::MAX_PACKET_SIZE - 5 - 2) / 3;
     let unsubscribe = Packet::Unsubscribe(Unsubscribe {
         pkid: 1,
         filters: vec![mqttclient::codec::MqttStr::new("a").unwrap(); filters],
+        properties: Properties::new(),
     });
-    write("unsubscribe-most-filters", &packets::encode(&unsubscribe));
+    write(
+        "unsubscribe-most-filters",
+        &packets::encode(&unsubscribe, Version::V311),
+    );
 }
 
 fn topic_seeds(write: impl Fn(&str, &[u8])) {

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use mqttclient::codec::{
-    CodecError, ConnAck, Connect, ConnectReturnCode, Packet, Publish, QoS, Subscribe, Unsubscribe,
+    Ack, CodecError, ConnAck, Connect, Disconnect, Packet, Properties, Publish, QoS, SubAck, Subscribe, Unsubscribe,
+    Version,
 };
 use mqttclient::engine::{Client, ConnectionEvent, Error, Handler, LogLevel, Options, Outcome, State, TokenState};
 use mqttclient::ffi::mqttc_status;
@@ -116,18 +117,18 @@ impl Scene {
         let token = publish_qos1(&self.client, &topic, "round trip");
         let p = self.conn.expect_publish();
         assert_eq!((p.topic.as_str(), &p.payload[..]), (topic.as_str(), &b"round trip"[..]));
-        self.conn.send(Packet::PubAck(p.pkid));
+        self.conn.send(Packet::PubAck(Ack::new(p.pkid)));
         assert_eq!(done(&self.client, token), ok());
         self.conn
             .send(Packet::Publish(publish(&topic, QoS::AtLeastOnce, 7, b"round trip")));
-        self.conn.expect_packet(&Packet::PubAck(7));
+        self.conn.expect_packet(&Packet::PubAck(Ack::new(7)));
         for inbox in [&rx, &self.inbox] {
             let m = inbox.recv_timeout(TIMEOUT).expect("the round trip's message arrives");
             assert_eq!(m.topic.as_str(), topic, "only the round trip's message is delivered");
         }
         let token = self.client.unsubscribe(vec![mqtt_str(&topic)]).unwrap();
         let u = self.conn.expect_unsubscribe();
-        self.conn.send(Packet::UnsubAck(u.pkid));
+        self.conn.send(Packet::UnsubAck(SubAck::new(u.pkid, vec![])));
         assert_eq!(done(&self.client, token), ok());
     }
 }
@@ -143,7 +144,7 @@ fn raw(first: u8, body: &[u8]) -> Vec<u8> {
 /// The wire form of a packet the codec can encode.
 fn wire(packet: Packet) -> Vec<u8> {
     let mut buf = BytesMut::new();
-    packet.encode(&mut buf).unwrap();
+    packet.encode(&mut buf, Version::V311).unwrap();
     buf.to_vec()
 }
 
@@ -230,8 +231,11 @@ fn a_suback_with_a_bad_return_code_or_the_wrong_number_of_them_is_a_protocol_err
     let cases: [(&[u8], Error, &str); 3] = [
         (
             &[0x03],
-            Error::Protocol(CodecError::InvalidSubAckCode(3)),
-            "0x03 is not a SUBACK return code",
+            Error::Protocol(CodecError::InvalidReasonCode {
+                packet_type: 9,
+                code: 3,
+            }),
+            "0x03 is not a reason code packet type 9 may carry",
         ),
         // MQTT-3.8.4-5: one return code per filter, in order. Fewer is no refusal of the rest: the
         // client cannot tell which filter a code is for.
@@ -274,7 +278,7 @@ fn a_suback_with_a_bad_return_code_or_the_wrong_number_of_them_is_a_protocol_err
             .unsubscribe(vec![mqtt_str("pending/a"), mqtt_str("pending/b")])
             .unwrap();
         let u = scene.conn.expect_unsubscribe();
-        scene.conn.send(Packet::UnsubAck(u.pkid));
+        scene.conn.send(Packet::UnsubAck(SubAck::new(u.pkid, vec![])));
         assert_eq!(done(&scene.client, unsub), ok());
     }
 }
@@ -337,8 +341,11 @@ fn a_malformed_connack_fails_that_connect_and_the_client_connects_again() {
         ),
         (
             raw(0x20, b"\x00\x06"),
-            InvalidConnectReturnCode(6),
-            "6 is not a CONNACK return code",
+            InvalidReasonCode {
+                packet_type: 2,
+                code: 6,
+            },
+            "0x06 is not a reason code packet type 2 may carry",
         ),
         (
             raw(0x20, b"\x80\x00"),
@@ -388,20 +395,22 @@ fn a_malformed_connack_fails_that_connect_and_the_client_connects_again() {
 fn packets_only_a_client_sends_and_a_second_connack_close_the_connection() {
     let mut scene = Scene::new(reconnecting());
     let connect = Connect {
-        protocol_level: 4,
+        version: Version::V311,
         clean_session: true,
         keep_alive: 60,
         client_id: mqtt_str("evil"),
         will: None,
         username: None,
         password: None,
+        properties: Properties::new(),
     };
     let cases = [
         (Packet::Connect(connect), "CONNECT"),
         (
             Packet::Subscribe(Subscribe {
                 pkid: 3,
-                filters: vec![(mqtt_str("ok/#"), QoS::AtLeastOnce)],
+                filters: vec![(mqtt_str("ok/#"), QoS::AtLeastOnce.into())],
+                properties: Properties::new(),
             }),
             "SUBSCRIBE",
         ),
@@ -409,18 +418,14 @@ fn packets_only_a_client_sends_and_a_second_connack_close_the_connection() {
             Packet::Unsubscribe(Unsubscribe {
                 pkid: 4,
                 filters: vec![mqtt_str("ok/#")],
+                properties: Properties::new(),
             }),
             "UNSUBSCRIBE",
         ),
         (Packet::PingReq, "PINGREQ"),
-        (Packet::Disconnect, "DISCONNECT"),
-        (
-            Packet::ConnAck(ConnAck {
-                session_present: false,
-                code: ConnectReturnCode::Accepted,
-            }),
-            "second CONNACK",
-        ),
+        // A 3.1.1 broker never sends DISCONNECT (MQTT 5's may).
+        (Packet::Disconnect(Disconnect::default()), "DISCONNECT"),
+        (Packet::ConnAck(ConnAck::accepted(false)), "second CONNACK"),
     ];
     for (packet, name) in cases {
         eprintln!("wrong packet: {name}");
@@ -529,7 +534,7 @@ fn a_publish_of_exactly_the_maximum_packet_size_is_taken_and_one_byte_more_is_re
     let fits = wire(Packet::Publish(publish("ok/max", QoS::AtLeastOnce, 5, &payload)));
     assert_eq!(fits.len(), MAX);
     scene.conn.send_raw(&fits);
-    scene.conn.expect_packet(&Packet::PubAck(5));
+    scene.conn.expect_packet(&Packet::PubAck(Ack::new(5)));
     let m = scene
         .inbox
         .recv_timeout(TIMEOUT)
@@ -596,19 +601,22 @@ fn acks_for_packet_ids_never_used_are_ignored_and_logged_and_the_connection_stay
     let p2 = scene.conn.expect_publish().pkid;
     let unused = (1..).find(|id| ![p1, p2].contains(id)).unwrap();
     let strays = [
-        (Packet::PubAck(unused), "PUBACK"),
-        (Packet::PubRec(unused), "PUBREC"),
-        (Packet::PubComp(unused), "PUBCOMP"),
-        (Packet::UnsubAck(unused), "UNSUBACK"),
+        (Packet::PubAck(Ack::new(unused)), "PUBACK"),
+        (Packet::PubRec(Ack::new(unused)), "PUBREC"),
+        (Packet::PubComp(Ack::new(unused)), "PUBCOMP"),
+        (Packet::UnsubAck(SubAck::new(unused, vec![])), "UNSUBACK"),
         // Acknowledgements of the wrong kind for ids that are in flight.
-        (Packet::PubComp(p1), "PUBCOMP"),
-        (Packet::PubRec(p1), "PUBREC"),
-        (Packet::PubAck(p2), "PUBACK"),
-        (Packet::PubComp(p2), "PUBCOMP"),
+        (Packet::PubComp(Ack::new(p1)), "PUBCOMP"),
+        (Packet::PubRec(Ack::new(p1)), "PUBREC"),
+        (Packet::PubAck(Ack::new(p2)), "PUBACK"),
+        (Packet::PubComp(Ack::new(p2)), "PUBCOMP"),
     ];
     for (packet, name) in strays {
         let id = match packet {
-            Packet::PubAck(id) | Packet::PubRec(id) | Packet::PubComp(id) | Packet::UnsubAck(id) => id,
+            Packet::PubAck(Ack { pkid, .. }) | Packet::PubRec(Ack { pkid, .. }) | Packet::PubComp(Ack { pkid, .. }) => {
+                pkid
+            }
+            Packet::UnsubAck(SubAck { pkid, .. }) => pkid,
             _ => unreachable!(),
         };
         scene.conn.send(packet);
@@ -625,18 +633,18 @@ fn acks_for_packet_ids_never_used_are_ignored_and_logged_and_the_connection_stay
     assert_eq!(scene.client.token_state(q2), TokenState::Pending);
     // A PUBREL for an unknown id is answered with PUBCOMP: MQTT-4.3.3 has the receiver answer every
     // PUBREL, and it is how a broker that lost track finishes its side.
-    scene.conn.send(Packet::PubRel(unused));
-    scene.conn.expect_packet(&Packet::PubComp(unused));
+    scene.conn.send(Packet::PubRel(Ack::new(unused)));
+    scene.conn.expect_packet(&Packet::PubComp(Ack::new(unused)));
 
     // The right acknowledgements still complete the right messages, and once.
-    scene.conn.send(Packet::PubAck(p1));
+    scene.conn.send(Packet::PubAck(Ack::new(p1)));
     assert_eq!(done(&scene.client, q1), ok());
-    scene.conn.send(Packet::PubRec(p2));
-    scene.conn.expect_packet(&Packet::PubRel(p2));
-    scene.conn.send(Packet::PubComp(p2));
+    scene.conn.send(Packet::PubRec(Ack::new(p2)));
+    scene.conn.expect_packet(&Packet::PubRel(Ack::new(p2)));
+    scene.conn.send(Packet::PubComp(Ack::new(p2)));
     assert_eq!(done(&scene.client, q2), ok());
     log.lock().unwrap().clear();
-    scene.conn.send(Packet::PubAck(p1));
+    scene.conn.send(Packet::PubAck(Ack::new(p1)));
     expect_log(&log, &["ignored", "PUBACK", &format!("packet id {p1}")]);
     scene.round_trip();
     assert!(scene.events.try_recv().is_err(), "the connection changed");
@@ -761,7 +769,9 @@ fn a_flood_while_the_message_callback_is_slow_pauses_reading_and_loses_or_reorde
         assert_eq!(len, 1024);
     }
     for i in (1..COUNT).step_by(2) {
-        scene.conn.expect_packet(&Packet::PubAck((i % 65_535) as u16 + 1));
+        scene
+            .conn
+            .expect_packet(&Packet::PubAck(Ack::new((i % 65_535) as u16 + 1)));
     }
     assert!(
         scene.events.try_recv().is_err(),

@@ -9,7 +9,9 @@
 //!   validators accept, and when received, decode to it or fail with the validator's error.
 
 use bytes::{Bytes, BytesMut};
-use mqttclient::codec::{CodecError, MqttStr, Packet, Publish, QoS, Subscribe, Unsubscribe, decode};
+use mqttclient::codec::{
+    CodecError, MqttStr, Packet, Properties, Publish, QoS, Subscribe, Unsubscribe, Version, decode,
+};
 use mqttclient::topic::{TopicError, validate_topic_filter, validate_topic_name};
 
 const MAX_LEN: usize = 65_535;
@@ -99,19 +101,22 @@ fn check_on_the_wire(s: &str, name: Result<(), TopicError>, filter: Result<(), T
             retain: false,
             topic,
             pkid: 1,
+            properties: Properties::new(),
             payload: Bytes::from_static(b"p"),
         })
     };
     let subscribe = |filter: MqttStr| {
         Packet::Subscribe(Subscribe {
             pkid: 1,
-            filters: vec![(filter, QoS::AtMostOnce)],
+            filters: vec![(filter, QoS::AtMostOnce.into())],
+            properties: Properties::new(),
         })
     };
     let unsubscribe = |filter: MqttStr| {
         Packet::Unsubscribe(Unsubscribe {
             pkid: 1,
             filters: vec![filter],
+            properties: Properties::new(),
         })
     };
     type Make<'a> = &'a dyn Fn(MqttStr) -> Packet;
@@ -119,19 +124,19 @@ fn check_on_the_wire(s: &str, name: Result<(), TopicError>, filter: Result<(), T
     for (make, verdict) in cases {
         let packet = make(topic.clone());
         let mut buf = BytesMut::new();
-        let encoded = packet.encode(&mut buf);
+        let encoded = packet.encode(&mut buf, Version::V311);
         assert_eq!(encoded, verdict.map_err(CodecError::Topic), "encoding {packet:?}");
         if s.is_empty() {
             continue; // no same-length placeholder for the empty string
         }
         let mut wire = BytesMut::new();
         make(placeholder.clone())
-            .encode(&mut wire)
+            .encode(&mut wire, Version::V311)
             .expect("the placeholder encodes");
         let at = find(&wire, placeholder.as_str().as_bytes());
         wire[at..at + s.len()].copy_from_slice(s.as_bytes());
         let expected = verdict.map(|()| Some(packet)).map_err(CodecError::Topic);
-        assert_eq!(decode(&mut wire, usize::MAX), expected, "decoding {s:?}");
+        assert_eq!(decode(&mut wire, usize::MAX, Version::V311), expected, "decoding {s:?}");
     }
 }
 

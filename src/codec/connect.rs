@@ -4,17 +4,18 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::fields::{check_binary_len, expect_end, field_len, read_binary, read_str, read_u8, read_u16, write_field};
 use super::header::PacketType;
-use super::{CodecError, Encode, MqttStr, QoS};
+use super::properties::Holder;
+use super::{CodecError, Encode, MqttStr, Properties, QoS, Version};
 use crate::topic::validate_topic_name;
 
 const PROTOCOL_NAME: &[u8] = b"MQTT";
-/// Protocol level 4 is MQTT 3.1.1 (section 3.1.2.2).
-const PROTOCOL_LEVEL: u8 = 4;
 /// Protocol name field, level, flags, keep alive.
 const VARIABLE_HEADER_LEN: usize = 2 + PROTOCOL_NAME.len() + 1 + 1 + 2;
 
 // Connect flag bits (section 3.1.2.3).
 const RESERVED: u8 = 0b0000_0001;
+/// Clean Session in 3.1.1, Clean Start in MQTT 5 (which moves session lifetime to the Session
+/// Expiry Interval property).
 const CLEAN_SESSION: u8 = 0b0000_0010;
 const WILL: u8 = 0b0000_0100;
 const WILL_QOS_SHIFT: u8 = 3;
@@ -29,18 +30,23 @@ pub struct Will {
     pub payload: Bytes,
     pub qos: QoS,
     pub retain: bool,
+    /// MQTT 5 will properties (delay, expiry, content type, ...).
+    pub properties: Properties,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Connect {
-    /// 4 for 3.1.1 (the encoder writes protocol name "MQTT").
-    pub protocol_level: u8,
+    /// The protocol the client asks for. A CONNECT is always written in its own version,
+    /// whatever version `encode` is given, since it is what chooses the connection's.
+    pub version: Version,
+    /// Clean Start in MQTT 5.
     pub clean_session: bool,
     pub keep_alive: u16,
     pub client_id: MqttStr,
     pub will: Option<Will>,
     pub username: Option<MqttStr>,
     pub password: Option<Bytes>,
+    pub properties: Properties,
 }
 
 impl Connect {
@@ -49,25 +55,25 @@ impl Connect {
         if read_binary(&mut body)? != PROTOCOL_NAME {
             return Err(CodecError::InvalidProtocolName);
         }
-        let protocol_level = read_u8(&mut body)?;
-        if protocol_level != PROTOCOL_LEVEL {
-            return Err(CodecError::UnsupportedProtocolLevel(protocol_level));
-        }
+        let version = Version::from_level(read_u8(&mut body)?)?;
         let flags = read_u8(&mut body)?;
         let has_will = flags & WILL != 0;
         // MQTT-3.1.2-3 (reserved bit), MQTT-3.1.2-13/-15 (will QoS and retain need the will flag),
-        // MQTT-3.1.2-22 (no password without a user name).
+        // MQTT-3.1.2-22 of 3.1.1 (no password without a user name; MQTT 5 allows one).
         if flags & RESERVED != 0
             || (!has_will && flags & (WILL_QOS_MASK | WILL_RETAIN) != 0)
-            || (flags & PASSWORD != 0 && flags & USERNAME == 0)
+            || (version == Version::V311 && flags & PASSWORD != 0 && flags & USERNAME == 0)
         {
             return Err(CodecError::InvalidConnectFlags(flags));
         }
         let keep_alive = read_u16(&mut body)?;
-        // Payload order is fixed by section 3.1.3: client id, will topic, will message, user name, password.
+        let properties = Properties::read_in(&mut body, Holder::Packet(PacketType::Connect), version)?;
+        // Payload order is fixed by section 3.1.3: client id, will (properties,) topic, will message,
+        // user name, password.
         let client_id = read_str(&mut body)?;
         let will = if has_will {
             let qos = QoS::from_u8((flags & WILL_QOS_MASK) >> WILL_QOS_SHIFT)?;
+            let properties = Properties::read_in(&mut body, Holder::Will, version)?;
             let topic = read_str(&mut body)?;
             validate_topic_name(topic.as_str())?;
             Some(Will {
@@ -75,6 +81,7 @@ impl Connect {
                 payload: read_binary(&mut body)?,
                 qos,
                 retain: flags & WILL_RETAIN != 0,
+                properties,
             })
         } else {
             None
@@ -91,13 +98,14 @@ impl Connect {
         };
         expect_end(&body)?;
         Ok(Connect {
-            protocol_level,
+            version,
             clean_session: flags & CLEAN_SESSION != 0,
             keep_alive,
             client_id,
             will,
             username,
             password,
+            properties,
         })
     }
 
@@ -127,17 +135,17 @@ impl Encode for Connect {
         PacketType::Connect.first_byte()
     }
 
-    fn validate(&self) -> Result<(), CodecError> {
-        // This encoder only knows the 3.1.1 layout; writing another level would lie to the server.
-        if self.protocol_level != PROTOCOL_LEVEL {
-            return Err(CodecError::UnsupportedProtocolLevel(self.protocol_level));
-        }
-        if self.password.is_some() && self.username.is_none() {
+    fn validate(&self, _: Version) -> Result<(), CodecError> {
+        let version = self.version;
+        if version == Version::V311 && self.password.is_some() && self.username.is_none() {
             return Err(CodecError::InvalidConnectFlags(self.flags()));
         }
+        self.properties
+            .validate_in(Holder::Packet(PacketType::Connect), version)?;
         if let Some(will) = &self.will {
             validate_topic_name(will.topic.as_str())?;
             check_binary_len(&will.payload)?;
+            will.properties.validate_in(Holder::Will, version)?;
         }
         if let Some(password) = &self.password {
             check_binary_len(password)?;
@@ -145,24 +153,28 @@ impl Encode for Connect {
         Ok(())
     }
 
-    fn remaining_len(&self) -> usize {
+    fn remaining_len(&self, _: Version) -> usize {
+        let version = self.version;
         VARIABLE_HEADER_LEN
+            + self.properties.len_in(version)
             + field_len(self.client_id.as_bytes())
-            + self
-                .will
-                .as_ref()
-                .map_or(0, |will| field_len(will.topic.as_bytes()) + field_len(&will.payload))
+            + self.will.as_ref().map_or(0, |will| {
+                will.properties.len_in(version) + field_len(will.topic.as_bytes()) + field_len(&will.payload)
+            })
             + self.username.as_ref().map_or(0, |u| field_len(u.as_bytes()))
             + self.password.as_ref().map_or(0, |p| field_len(p))
     }
 
-    fn write_body(&self, buf: &mut BytesMut) {
+    fn write_body(&self, buf: &mut BytesMut, _: Version) {
+        let version = self.version;
         write_field(buf, PROTOCOL_NAME);
-        buf.put_u8(self.protocol_level);
+        buf.put_u8(version as u8);
         buf.put_u8(self.flags());
         buf.put_u16(self.keep_alive);
+        self.properties.write_in(buf, version);
         write_field(buf, self.client_id.as_bytes());
         if let Some(will) = &self.will {
+            will.properties.write_in(buf, version);
             write_field(buf, will.topic.as_bytes());
             write_field(buf, &will.payload);
         }
@@ -179,7 +191,8 @@ impl Encode for Connect {
 mod tests {
     use super::*;
     use crate::codec::Packet;
-    use crate::codec::test_util::{decode_one, encode_err, frame, round_trip};
+    use crate::codec::PropertyId;
+    use crate::codec::test_util::{V5, decode_in, decode_one, encode_err, frame, round_trip};
     use crate::topic::TopicError;
 
     fn s(text: &str) -> MqttStr {
@@ -188,19 +201,20 @@ mod tests {
 
     fn minimal() -> Connect {
         Connect {
-            protocol_level: 4,
+            version: Version::V311,
             clean_session: true,
             keep_alive: 60,
             client_id: s("abc"),
             will: None,
             username: None,
             password: None,
+            properties: Properties::new(),
         }
     }
 
     fn full() -> Connect {
         Connect {
-            protocol_level: 4,
+            version: Version::V311,
             clean_session: true,
             keep_alive: 10,
             client_id: s("cid"),
@@ -209,9 +223,11 @@ mod tests {
                 payload: Bytes::from_static(b"bye"),
                 qos: QoS::AtLeastOnce,
                 retain: false,
+                properties: Properties::new(),
             }),
             username: Some(s("user")),
             password: Some(Bytes::from_static(b"pass")),
+            properties: Properties::new(),
         }
     }
 
@@ -254,18 +270,21 @@ mod tests {
                 payload: Bytes::from_static(b"gone"),
                 qos: QoS::AtMostOnce,
                 retain: false,
+                properties: Properties::new(),
             }),
             Some(Will {
                 topic: s("$SYS/x"),
                 payload: Bytes::from_static(&[0, 0xFF, 0x80]),
                 qos: QoS::AtLeastOnce,
                 retain: true,
+                properties: Properties::new(),
             }),
             Some(Will {
                 topic: s("w"),
                 payload: Bytes::new(),
                 qos: QoS::ExactlyOnce,
                 retain: false,
+                properties: Properties::new(),
             }),
         ];
         let credentials = [
@@ -279,13 +298,14 @@ mod tests {
             for (username, password) in &credentials {
                 for (clean_session, keep_alive, client_id) in [(true, 0, ""), (false, 65_535, "client-1")] {
                     round_trip(&Packet::Connect(Connect {
-                        protocol_level: 4,
+                        version: Version::V311,
                         clean_session,
                         keep_alive,
                         client_id: s(client_id),
                         will: will.clone(),
                         username: username.clone(),
                         password: password.clone(),
+                        properties: Properties::new(),
                     }));
                     count += 1;
                 }
@@ -298,7 +318,7 @@ mod tests {
     fn password_is_a_zero_copy_slice() {
         let mut buf = BytesMut::from(FULL_WIRE);
         let start = buf.as_ptr() as usize;
-        let Some(Packet::Connect(c)) = crate::codec::decode(&mut buf, 1024).unwrap() else {
+        let Some(Packet::Connect(c)) = crate::codec::decode(&mut buf, 1024, Version::V311).unwrap() else {
             panic!("not a connect");
         };
         let password = c.password.unwrap();
@@ -323,23 +343,51 @@ mod tests {
     }
 
     #[test]
-    fn other_protocol_levels_are_rejected_both_ways() {
-        for level in [3, 5, 0, 255] {
+    fn other_protocol_levels_are_rejected() {
+        for level in [3, 6, 0, 255] {
             let mut b = body(0x02, b"\x00\x01a");
             b[6] = level;
             assert_eq!(
                 decode_one(&frame(0x10, &b)),
                 Err(CodecError::UnsupportedProtocolLevel(level))
             );
-            let connect = Connect {
-                protocol_level: level,
-                ..minimal()
-            };
-            assert_eq!(
-                encode_err(&Packet::Connect(connect)),
-                CodecError::UnsupportedProtocolLevel(level)
-            );
         }
+    }
+
+    #[test]
+    fn mqtt5_connect_with_properties_and_will_properties() {
+        let mut c = full();
+        c.version = Version::V5;
+        c.properties.push_int(PropertyId::SessionExpiryInterval, 3600).unwrap();
+        c.properties.push_int(PropertyId::ReceiveMaximum, 100).unwrap();
+        let will = c.will.as_mut().unwrap();
+        will.properties.push_int(PropertyId::WillDelayInterval, 5).unwrap();
+        let wire = round_trip(&Packet::Connect(c.clone()));
+        // Read back whatever version the reader expects: the CONNECT says its own.
+        assert_eq!(decode_in(&wire, V5), Ok(Packet::Connect(c.clone())));
+        assert_eq!(&wire[2..13], b"\x00\x04MQTT\x05\xCE\x00\x0A\x08");
+        c.properties.push_int(PropertyId::TopicAlias, 1).unwrap();
+        assert_eq!(
+            encode_err(&Packet::Connect(c)),
+            CodecError::PropertyNotAllowed {
+                id: 0x23,
+                packet_type: 1
+            }
+        );
+        // MQTT 5 lets a password go without a user name (section 3.1.2.9).
+        let c = Connect {
+            version: Version::V5,
+            password: Some(Bytes::from_static(b"token")),
+            ..minimal()
+        };
+        round_trip(&Packet::Connect(c));
+    }
+
+    #[test]
+    fn mqtt311_connect_carries_no_properties() {
+        let mut c = minimal();
+        c.properties.push_int(PropertyId::SessionExpiryInterval, 1).unwrap();
+        assert_eq!(encode_err(&Packet::Connect(c)), CodecError::NotInMqtt311("properties"));
     }
 
     #[test]

@@ -3,7 +3,8 @@ use std::fmt;
 use crate::topic::TopicError;
 
 /// Why a packet could not be decoded or encoded; one variant per rule broken.
-/// After a decode error the stream is out of step: MQTT 3.1.1 section 4.8 says to close the connection.
+/// After a decode error the stream is out of step: section 4.8 of 3.1.1 and 4.13 of MQTT 5 say to
+/// close the connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CodecError {
     /// The 4th remaining-length byte has its continuation bit set (section 2.2.3).
@@ -41,19 +42,19 @@ pub enum CodecError {
     Topic(TopicError),
     /// CONNECT protocol name other than "MQTT" (MQTT-3.1.2-1).
     InvalidProtocolName,
-    /// CONNECT protocol level other than 4 (section 3.1.2.2).
+    /// CONNECT protocol level other than 4 (3.1.1) or 5 (section 3.1.2.2).
     UnsupportedProtocolLevel(u8),
     /// CONNECT flags that contradict each other or set the reserved bit (section 3.1.2.3).
     InvalidConnectFlags(u8),
     /// CONNACK flags with reserved bits, or session present with a refusal (MQTT-3.2.2-4).
     InvalidConnAckFlags(u8),
-    /// CONNACK return code above 5 (section 3.2.2.3).
-    InvalidConnectReturnCode(u8),
-    /// SUBACK return code other than 0, 1, 2, 0x80 (section 3.9.3).
-    InvalidSubAckCode(u8),
+    /// A reason code (return code in 3.1.1) the packet type cannot carry (MQTT 5 section 2.4 and
+    /// the packet's section; 3.1.1 sections 3.2.2.3 and 3.9.3).
+    InvalidReasonCode { packet_type: u8, code: u8 },
     /// SUBSCRIBE or UNSUBSCRIBE without a topic filter (MQTT-3.8.3-3, MQTT-3.10.3-2).
     NoFilters,
-    /// Reserved bits set in a SUBSCRIBE requested-QoS byte (MQTT-3.8.3-4).
+    /// Reserved bits set in a SUBSCRIBE options byte (MQTT-3.8.3-4 of 3.1.1, MQTT-3.8.3-5 of 5),
+    /// or retain handling 3.
     InvalidSubscribeOptions(u8),
     /// The body ends before its fields do.
     Truncated,
@@ -61,6 +62,21 @@ pub enum CodecError {
     TrailingBytes,
     /// Encode: the remaining length would exceed MAX_REMAINING_LENGTH.
     PayloadTooLarge(usize),
+    /// A variable byte integer in a body (property length, subscription identifier) longer than
+    /// 4 bytes or not in its shortest form (MQTT 5 section 1.5.5).
+    MalformedVarInt,
+    /// A property identifier MQTT 5 does not define.
+    InvalidPropertyId(u8),
+    /// A property value outside what its identifier allows (0 for Receive Maximum, 2 for a flag, ...).
+    InvalidPropertyValue { id: u8, value: u32 },
+    /// A property given a value of another type (a string for Topic Alias). Encode only.
+    PropertyTypeMismatch(u8),
+    /// A property the packet cannot carry (table 2-4); `packet_type` 0 means will properties.
+    PropertyNotAllowed { id: u8, packet_type: u8 },
+    /// A property other than User Property (or Subscription Identifier in PUBLISH) given twice.
+    DuplicateProperty(u8),
+    /// Encode: an MQTT 5 feature in a packet for a 3.1.1 connection, which has no way to send it.
+    NotInMqtt311(&'static str),
 }
 
 impl fmt::Display for CodecError {
@@ -100,17 +116,19 @@ impl fmt::Display for CodecError {
             CodecError::Topic(e) => write!(f, "invalid topic: {e}"),
             CodecError::InvalidProtocolName => f.write_str("the protocol name is not \"MQTT\""),
             CodecError::UnsupportedProtocolLevel(l) => {
-                write!(f, "protocol level {l} is not supported (only 4, MQTT 3.1.1)")
+                write!(f, "protocol level {l} is not supported (only 4, MQTT 3.1.1, and 5)")
             }
             CodecError::InvalidConnectFlags(b) => write!(f, "invalid CONNECT flags {b:#010b}"),
             CodecError::InvalidConnAckFlags(b) => write!(f, "invalid CONNACK flags {b:#010b}"),
-            CodecError::InvalidConnectReturnCode(c) => {
-                write!(f, "{c} is not a CONNACK return code")
+            CodecError::InvalidReasonCode { packet_type, code } => {
+                write!(
+                    f,
+                    "{code:#04x} is not a reason code packet type {packet_type} may carry"
+                )
             }
-            CodecError::InvalidSubAckCode(c) => write!(f, "{c:#04x} is not a SUBACK return code"),
             CodecError::NoFilters => f.write_str("a SUBSCRIBE or UNSUBSCRIBE must carry at least one topic filter"),
             CodecError::InvalidSubscribeOptions(b) => {
-                write!(f, "requested QoS byte {b:#010b} has reserved bits set")
+                write!(f, "subscription options {b:#010b} have reserved bits or values set")
             }
             CodecError::Truncated => f.write_str("the packet ends before its fields do"),
             CodecError::TrailingBytes => f.write_str("the packet has bytes after its last field"),
@@ -119,6 +137,22 @@ impl fmt::Display for CodecError {
                 "the remaining length {n} exceeds the maximum of {}",
                 super::MAX_REMAINING_LENGTH
             ),
+            CodecError::MalformedVarInt => {
+                f.write_str("a variable byte integer is longer than 4 bytes or not in its shortest form")
+            }
+            CodecError::InvalidPropertyId(id) => write!(f, "{id:#04x} is not a property identifier"),
+            CodecError::InvalidPropertyValue { id, value } => {
+                write!(f, "property {id:#04x} cannot have the value {value}")
+            }
+            CodecError::PropertyTypeMismatch(id) => write!(f, "property {id:#04x} was given a value of the wrong type"),
+            CodecError::PropertyNotAllowed { id, packet_type: 0 } => {
+                write!(f, "property {id:#04x} is not allowed in will properties")
+            }
+            CodecError::PropertyNotAllowed { id, packet_type } => {
+                write!(f, "property {id:#04x} is not allowed in packet type {packet_type}")
+            }
+            CodecError::DuplicateProperty(id) => write!(f, "property {id:#04x} appears more than once"),
+            CodecError::NotInMqtt311(what) => write!(f, "{what} need MQTT 5; this connection speaks 3.1.1"),
         }
     }
 }
@@ -164,8 +198,12 @@ mod tests {
         };
         assert_eq!(e.to_string(), "packet type 8 has invalid fixed-header flags 0b0000");
         assert_eq!(
-            CodecError::InvalidSubAckCode(0x81).to_string(),
-            "0x81 is not a SUBACK return code"
+            CodecError::InvalidReasonCode {
+                packet_type: 9,
+                code: 0x81
+            }
+            .to_string(),
+            "0x81 is not a reason code packet type 9 may carry"
         );
     }
 }

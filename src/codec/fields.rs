@@ -21,6 +21,58 @@ pub(crate) fn read_u16(body: &mut Bytes) -> Result<u16, CodecError> {
     Ok(body.get_u16())
 }
 
+pub(crate) fn read_u32(body: &mut Bytes) -> Result<u32, CodecError> {
+    if body.len() < 4 {
+        return Err(CodecError::Truncated);
+    }
+    Ok(body.get_u32())
+}
+
+/// The largest variable byte integer (section 1.5.5 of MQTT 5; 2.2.3 of 3.1.1 for the remaining length).
+pub(crate) const MAX_VAR_INT: u32 = 268_435_455;
+
+/// A variable byte integer inside a body (property lengths, subscription identifiers). Unlike the
+/// remaining length, which 3.1.1 lets a peer pad, these exist only in MQTT 5, which requires the
+/// shortest form (MQTT-1.5.5-1).
+pub(crate) fn read_var_int(body: &mut Bytes) -> Result<u32, CodecError> {
+    let mut value = 0;
+    for i in 0..4 {
+        let byte = read_u8(body)?;
+        value |= u32::from(byte & 0x7F) << (7 * i);
+        if byte & 0x80 == 0 {
+            if i > 0 && byte == 0 {
+                return Err(CodecError::MalformedVarInt);
+            }
+            return Ok(value);
+        }
+    }
+    Err(CodecError::MalformedVarInt)
+}
+
+/// Bytes a variable byte integer takes; only meaningful up to MAX_VAR_INT.
+pub(crate) fn var_int_len(value: usize) -> usize {
+    match value {
+        0..=127 => 1,
+        128..=16_383 => 2,
+        16_384..=2_097_151 => 3,
+        _ => 4,
+    }
+}
+
+/// The caller has checked `value <= MAX_VAR_INT`.
+pub(crate) fn write_var_int(mut value: usize, buf: &mut BytesMut) {
+    debug_assert!(value <= MAX_VAR_INT as usize);
+    loop {
+        let byte = (value & 0x7F) as u8;
+        value >>= 7;
+        if value == 0 {
+            buf.put_u8(byte);
+            return;
+        }
+        buf.put_u8(byte | 0x80);
+    }
+}
+
 pub(crate) fn read_pkid(body: &mut Bytes) -> Result<u16, CodecError> {
     let pkid = read_u16(body)?;
     check_pkid(pkid)?;
@@ -89,6 +141,34 @@ mod tests {
         assert_eq!(read_u16(&mut b), Err(CodecError::Truncated));
         assert_eq!(read_u8(&mut b), Ok(0x56));
         assert_eq!(read_u8(&mut b), Err(CodecError::Truncated));
+    }
+
+    #[test]
+    fn var_int_takes_the_shortest_form_only() {
+        for (value, wire) in [
+            (0, &[0x00][..]),
+            (127, &[0x7F]),
+            (128, &[0x80, 0x01]),
+            (16_383, &[0xFF, 0x7F]),
+            (2_097_152, &[0x80, 0x80, 0x80, 0x01]),
+            (MAX_VAR_INT, &[0xFF, 0xFF, 0xFF, 0x7F]),
+        ] {
+            let mut buf = BytesMut::new();
+            write_var_int(value as usize, &mut buf);
+            assert_eq!(&buf[..], wire);
+            assert_eq!(var_int_len(value as usize), wire.len());
+            assert_eq!(read_var_int(&mut buf.freeze()), Ok(value));
+        }
+        for wire in [&[0x80, 0x00][..], &[0xFF, 0x80, 0x00], &[0x80, 0x80, 0x80, 0x80]] {
+            assert_eq!(
+                read_var_int(&mut Bytes::copy_from_slice(wire)),
+                Err(CodecError::MalformedVarInt)
+            );
+        }
+        assert_eq!(
+            read_var_int(&mut Bytes::from_static(&[0x80])),
+            Err(CodecError::Truncated)
+        );
     }
 
     #[test]

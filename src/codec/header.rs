@@ -1,8 +1,7 @@
 //! The fixed header (section 2.2): packet type, flags, remaining length.
 
-use bytes::{BufMut, BytesMut};
-
-use super::CodecError;
+use super::fields::var_int_len;
+use super::{CodecError, Version};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -21,10 +20,12 @@ pub(crate) enum PacketType {
     PingReq = 12,
     PingResp = 13,
     Disconnect = 14,
+    /// MQTT 5 only (section 3.15).
+    Auth = 15,
 }
 
 impl PacketType {
-    fn from_u8(v: u8) -> Result<PacketType, CodecError> {
+    fn from_u8(v: u8, version: Version) -> Result<PacketType, CodecError> {
         use PacketType::*;
         Ok(match v {
             1 => Connect,
@@ -41,6 +42,7 @@ impl PacketType {
             12 => PingReq,
             13 => PingResp,
             14 => Disconnect,
+            15 if version == Version::V5 => Auth,
             _ => return Err(CodecError::InvalidPacketType(v)),
         })
     }
@@ -53,13 +55,16 @@ impl PacketType {
         }
     }
 
-    /// The remaining length of the types whose body has a fixed size; None for the others.
-    fn fixed_remaining_len(self) -> Option<usize> {
+    /// The remaining length of the types whose body has a fixed size; None for the others. In
+    /// MQTT 5 only the pings are fixed: the acknowledgements and DISCONNECT may carry a reason
+    /// code and properties.
+    fn fixed_remaining_len(self, version: Version) -> Option<usize> {
         use PacketType::*;
-        match self {
-            ConnAck | PubAck | PubRec | PubRel | PubComp | UnsubAck => Some(2),
-            PingReq | PingResp | Disconnect => Some(0),
-            Connect | Publish | Subscribe | SubAck | Unsubscribe => None,
+        match (self, version) {
+            (PingReq | PingResp, _) => Some(0),
+            (Disconnect, Version::V311) => Some(0),
+            (ConnAck | PubAck | PubRec | PubRel | PubComp | UnsubAck, Version::V311) => Some(2),
+            _ => None,
         }
     }
 
@@ -88,11 +93,13 @@ impl FixedHeader {
 /// Type and flags are checked from the first byte alone so garbage is refused without waiting for more;
 /// a remaining length the type cannot have is refused as soon as it is read, so a peer cannot make the
 /// reader wait for (and make room for) the body of, say, a 100 MB PUBACK.
-pub(crate) fn parse(buf: &[u8]) -> Result<Option<FixedHeader>, CodecError> {
+///
+/// MQTT 5 also requires the shortest length encoding (MQTT-1.5.5-1); 3.1.1 does not.
+pub(crate) fn parse(buf: &[u8], version: Version) -> Result<Option<FixedHeader>, CodecError> {
     let Some(&first) = buf.first() else {
         return Ok(None);
     };
-    let packet_type = PacketType::from_u8(first >> 4)?;
+    let packet_type = PacketType::from_u8(first >> 4, version)?;
     let flags = first & 0x0F;
     if packet_type != PacketType::Publish && flags != packet_type.required_flags() {
         return Err(CodecError::ReservedFlags {
@@ -105,7 +112,10 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Option<FixedHeader>, CodecError> {
     for (i, &byte) in buf[1..].iter().take(4).enumerate() {
         remaining_len |= usize::from(byte & 0x7F) << (7 * i);
         if byte & 0x80 == 0 {
-            if let Some(expected) = packet_type.fixed_remaining_len().filter(|&n| n != remaining_len) {
+            if version == Version::V5 && i > 0 && byte == 0 {
+                return Err(CodecError::MalformedRemainingLength);
+            }
+            if let Some(expected) = packet_type.fixed_remaining_len(version).filter(|&n| n != remaining_len) {
                 return Err(CodecError::InvalidRemainingLength {
                     packet_type: packet_type as u8,
                     remaining_len,
@@ -127,39 +137,20 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Option<FixedHeader>, CodecError> {
     }
 }
 
-/// Bytes the remaining length takes; only meaningful up to MAX_REMAINING_LENGTH.
-fn remaining_length_len(len: usize) -> usize {
-    match len {
-        0..=127 => 1,
-        128..=16_383 => 2,
-        16_384..=2_097_151 => 3,
-        _ => 4,
-    }
-}
-
 /// Bytes a whole packet takes, fixed header included.
 pub(crate) fn packet_len(remaining_len: usize) -> usize {
-    1 + remaining_length_len(remaining_len) + remaining_len
-}
-
-/// The caller has checked `len <= MAX_REMAINING_LENGTH`.
-pub(crate) fn write_remaining_length(mut len: usize, buf: &mut BytesMut) {
-    debug_assert!(len <= super::MAX_REMAINING_LENGTH);
-    loop {
-        let byte = (len & 0x7F) as u8;
-        len >>= 7;
-        if len == 0 {
-            buf.put_u8(byte);
-            return;
-        }
-        buf.put_u8(byte | 0x80);
-    }
+    1 + var_int_len(remaining_len) + remaining_len
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::codec::MAX_REMAINING_LENGTH;
+    use crate::codec::fields::write_var_int;
+    use bytes::{BufMut, BytesMut};
+
+    const V3: Version = Version::V311;
+    const V5: Version = Version::V5;
 
     const BOUNDARIES: &[(usize, &[u8])] = &[
         (0, &[0x00]),
@@ -177,11 +168,11 @@ mod tests {
         for &(len, wire) in BOUNDARIES {
             let mut buf = BytesMut::new();
             buf.put_u8(0x30);
-            write_remaining_length(len, &mut buf);
+            write_var_int(len, &mut buf);
             assert_eq!(&buf[1..], wire, "length {len}");
-            assert_eq!(remaining_length_len(len), wire.len());
+            assert_eq!(var_int_len(len), wire.len());
             assert_eq!(packet_len(len), 1 + wire.len() + len);
-            let header = parse(&buf).unwrap().unwrap();
+            let header = parse(&buf, V3).unwrap().unwrap();
             assert_eq!(header.remaining_len, len);
             assert_eq!(header.header_len, 1 + wire.len());
             assert_eq!(header.packet_len(), packet_len(len));
@@ -190,47 +181,74 @@ mod tests {
 
     #[test]
     fn incomplete_length_waits() {
-        assert_eq!(parse(&[]), Ok(None));
-        assert_eq!(parse(&[0x30]), Ok(None));
-        assert_eq!(parse(&[0x30, 0x80]), Ok(None));
-        assert_eq!(parse(&[0x30, 0xFF, 0xFF, 0xFF]), Ok(None));
+        assert_eq!(parse(&[], V3), Ok(None));
+        assert_eq!(parse(&[0x30], V3), Ok(None));
+        assert_eq!(parse(&[0x30, 0x80], V3), Ok(None));
+        assert_eq!(parse(&[0x30, 0xFF, 0xFF, 0xFF], V3), Ok(None));
     }
 
     #[test]
     fn non_minimal_length_is_accepted() {
         // 3.1.1 does not require the shortest form (MQTT 5 does), so a peer's padded 0 is tolerated.
-        let header = parse(&[0xC0, 0x80, 0x00]).unwrap().unwrap();
+        let header = parse(&[0xC0, 0x80, 0x00], V3).unwrap().unwrap();
         assert_eq!((header.header_len, header.remaining_len), (3, 0));
+    }
+
+    #[test]
+    fn mqtt5_requires_the_shortest_length() {
+        assert_eq!(
+            parse(&[0xC0, 0x80, 0x00], V5),
+            Err(CodecError::MalformedRemainingLength)
+        );
+        assert_eq!(
+            parse(&[0x30, 0x80, 0x80, 0x00], V5),
+            Err(CodecError::MalformedRemainingLength)
+        );
+        assert_eq!(parse(&[0x30, 0x80, 0x01], V5).unwrap().unwrap().remaining_len, 128);
+    }
+
+    #[test]
+    fn auth_exists_in_mqtt5_only() {
+        assert_eq!(parse(&[0xF0, 0x00], V5).unwrap().unwrap().packet_type, PacketType::Auth);
+        assert_eq!(parse(&[0xF0, 0x00], V3), Err(CodecError::InvalidPacketType(15)));
+    }
+
+    #[test]
+    fn mqtt5_acknowledgements_and_disconnect_have_any_length() {
+        for first in [0x20, 0x40, 0x50, 0x62, 0x70, 0xB0, 0xE0] {
+            assert!(parse(&[first, 0x40], V5).unwrap().is_some(), "{first:#x}");
+        }
+        assert!(parse(&[0xC0, 0x01], V5).is_err());
     }
 
     #[test]
     fn continuation_on_fourth_length_byte_is_malformed() {
         assert_eq!(
-            parse(&[0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F]),
+            parse(&[0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F], V3),
             Err(CodecError::MalformedRemainingLength)
         );
         // Known as soon as the 4th length byte is in, without the 5th.
         assert_eq!(
-            parse(&[0x30, 0x80, 0x80, 0x80, 0x80]),
+            parse(&[0x30, 0x80, 0x80, 0x80, 0x80], V3),
             Err(CodecError::MalformedRemainingLength)
         );
     }
 
     #[test]
     fn reserved_packet_types_are_rejected_from_the_first_byte() {
-        assert_eq!(parse(&[0x00]), Err(CodecError::InvalidPacketType(0)));
-        assert_eq!(parse(&[0xF0]), Err(CodecError::InvalidPacketType(15)));
+        assert_eq!(parse(&[0x00], V3), Err(CodecError::InvalidPacketType(0)));
+        assert_eq!(parse(&[0xF0], V3), Err(CodecError::InvalidPacketType(15)));
     }
 
     #[test]
     fn every_wrong_flag_value_on_every_non_publish_type_is_rejected() {
-        for t in 1..=14u8 {
-            let packet_type = PacketType::from_u8(t).unwrap();
+        for t in 1..=15u8 {
+            let packet_type = PacketType::from_u8(t, V5).unwrap();
             assert_eq!(packet_type as u8, t);
             // A length the type may have, so only the flags are wrong.
-            let len = packet_type.fixed_remaining_len().unwrap_or(0) as u8;
+            let len = packet_type.fixed_remaining_len(V5).unwrap_or(0) as u8;
             for flags in 0..16u8 {
-                let result = parse(&[t << 4 | flags, len]);
+                let result = parse(&[t << 4 | flags, len], V5);
                 if packet_type == PacketType::Publish || flags == packet_type.required_flags() {
                     assert!(result.unwrap().is_some(), "type {t} flags {flags}");
                 } else {
@@ -260,7 +278,7 @@ mod tests {
         ];
         for (first, expected) in fixed {
             let t = first >> 4;
-            assert!(parse(&[first, expected as u8]).unwrap().is_some(), "type {t}");
+            assert!(parse(&[first, expected as u8], V3).unwrap().is_some(), "type {t}");
             // 1,000,000 as remaining length: refused with no byte of the body present.
             for (len, wire) in [
                 (expected + 1, vec![expected as u8 + 1]),
@@ -269,7 +287,7 @@ mod tests {
                 let mut header = vec![first];
                 header.extend_from_slice(&wire);
                 assert_eq!(
-                    parse(&header),
+                    parse(&header, V3),
                     Err(CodecError::InvalidRemainingLength {
                         packet_type: t,
                         remaining_len: len,
@@ -279,12 +297,12 @@ mod tests {
                 );
             }
             if expected > 0 {
-                assert!(parse(&[first, 0]).is_err(), "type {t} with remaining length 0");
+                assert!(parse(&[first, 0], V3).is_err(), "type {t} with remaining length 0");
             }
         }
         // The others take any length; a body too short for them is the body's problem.
         for first in [0x10, 0x30, 0x82, 0x90, 0xA2] {
-            assert!(parse(&[first, 0xC0, 0x84, 0x3D]).unwrap().is_some());
+            assert!(parse(&[first, 0xC0, 0x84, 0x3D], V3).unwrap().is_some());
         }
     }
 

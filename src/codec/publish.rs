@@ -4,7 +4,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::fields::{check_pkid, field_len, read_pkid, read_str, write_field};
 use super::header::PacketType;
-use super::{CodecError, Encode, MqttStr, QoS};
+use super::properties::Holder;
+use super::{CodecError, Encode, MqttStr, Properties, PropertyId, QoS, Version};
 use crate::topic::validate_topic_name;
 
 // Fixed-header flag bits (section 3.3.1).
@@ -18,36 +19,49 @@ pub struct Publish {
     pub dup: bool,
     pub qos: QoS,
     pub retain: bool,
+    /// Empty only in MQTT 5, when a Topic Alias property stands for the topic (section 3.3.2.3.4).
     pub topic: MqttStr,
     /// 0 when qos is AtMostOnce (not on the wire then); never 0 otherwise.
     pub pkid: u16,
+    pub properties: Properties,
     pub payload: Bytes,
 }
 
 impl Publish {
-    /// Allocates nothing: topic and payload are slices of `body`.
-    pub(crate) fn read(flags: u8, mut body: Bytes) -> Result<Publish, CodecError> {
+    /// Allocates nothing beyond the property list: topic and payload are slices of `body`.
+    pub(crate) fn read(flags: u8, mut body: Bytes, version: Version) -> Result<Publish, CodecError> {
         let qos = QoS::from_u8((flags & QOS_MASK) >> QOS_SHIFT)?;
         let dup = flags & DUP != 0;
         if dup && qos == QoS::AtMostOnce {
             return Err(CodecError::DupOnQoS0);
         }
         let topic = read_str(&mut body)?;
-        validate_topic_name(topic.as_str())?;
         let pkid = match qos {
             QoS::AtMostOnce => 0,
             QoS::AtLeastOnce | QoS::ExactlyOnce => read_pkid(&mut body)?,
         };
+        let properties = Properties::read_in(&mut body, Holder::Packet(PacketType::Publish), version)?;
+        check_topic(&topic, &properties)?;
         Ok(Publish {
             dup,
             qos,
             retain: flags & RETAIN != 0,
             topic,
             pkid,
+            properties,
             // Section 3.3.3: the payload is whatever the remaining length leaves, possibly nothing.
             payload: body,
         })
     }
+}
+
+/// A topic name, or nothing beside a Topic Alias; which alias is known is for the session.
+fn check_topic(topic: &MqttStr, properties: &Properties) -> Result<(), CodecError> {
+    if topic.is_empty() && properties.int(PropertyId::TopicAlias).is_some() {
+        return Ok(());
+    }
+    validate_topic_name(topic.as_str())?;
+    Ok(())
 }
 
 impl Encode for Publish {
@@ -62,8 +76,10 @@ impl Encode for Publish {
         byte
     }
 
-    fn validate(&self) -> Result<(), CodecError> {
-        validate_topic_name(self.topic.as_str())?;
+    fn validate(&self, version: Version) -> Result<(), CodecError> {
+        self.properties
+            .validate_in(Holder::Packet(PacketType::Publish), version)?;
+        check_topic(&self.topic, &self.properties)?;
         match self.qos {
             QoS::AtMostOnce if self.dup => Err(CodecError::DupOnQoS0),
             // A caller's non-zero id on QoS 0 would be silently dropped; better to say so.
@@ -73,31 +89,34 @@ impl Encode for Publish {
         }
     }
 
-    fn remaining_len(&self) -> usize {
+    fn remaining_len(&self, version: Version) -> usize {
         let pkid_len = if self.qos == QoS::AtMostOnce { 0 } else { 2 };
-        field_len(self.topic.as_bytes()) + pkid_len + self.payload.len()
+        field_len(self.topic.as_bytes()) + pkid_len + self.properties.len_in(version) + self.payload.len()
     }
 
-    fn write_body(&self, buf: &mut BytesMut) {
-        self.write_head(buf);
+    fn write_body(&self, buf: &mut BytesMut, version: Version) {
+        self.write_head(buf, version);
         buf.put_slice(&self.payload);
     }
 }
 
 impl Publish {
     /// The body up to the payload.
-    pub(super) fn write_head(&self, buf: &mut BytesMut) {
+    pub(super) fn write_head(&self, buf: &mut BytesMut, version: Version) {
         write_field(buf, self.topic.as_bytes());
         if self.qos != QoS::AtMostOnce {
             buf.put_u16(self.pkid);
         }
+        self.properties.write_in(buf, version);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::test_util::{NO_LIMIT, decode_one, encode_err, frame, round_trip};
+    use crate::codec::test_util::{
+        NO_LIMIT, V3, V5, decode_in, decode_one, encode_err, encode_err_in, frame, round_trip, round_trip_in,
+    };
     use crate::codec::{MAX_REMAINING_LENGTH, Packet, decode};
     use crate::topic::TopicError;
 
@@ -108,8 +127,49 @@ mod tests {
             retain: false,
             topic: MqttStr::new(topic).unwrap(),
             pkid,
+            properties: Properties::new(),
             payload: Bytes::copy_from_slice(payload),
         }
+    }
+
+    #[test]
+    fn mqtt5_properties_sit_between_packet_id_and_payload() {
+        let mut p = publish(QoS::AtLeastOnce, 10, "a/b", b"hi");
+        assert_eq!(
+            &round_trip_in(&Packet::Publish(p.clone()), V5)[..],
+            b"\x32\x0A\x00\x03a/b\x00\x0A\x00hi"
+        );
+        p.properties.push_int(PropertyId::MessageExpiryInterval, 60).unwrap();
+        p.properties.push_str(PropertyId::ResponseTopic, "r").unwrap();
+        assert_eq!(
+            &round_trip_in(&Packet::Publish(p.clone()), V5)[..],
+            b"\x32\x13\x00\x03a/b\x00\x0A\x09\x02\x00\x00\x00\x3C\x08\x00\x01rhi"
+        );
+        assert_eq!(encode_err(&Packet::Publish(p)), CodecError::NotInMqtt311("properties"));
+    }
+
+    #[test]
+    fn mqtt5_topic_alias_may_stand_for_the_topic() {
+        let mut p = publish(QoS::AtMostOnce, 0, "", b"x");
+        assert_eq!(
+            encode_err_in(&Packet::Publish(p.clone()), V5),
+            CodecError::Topic(TopicError::Empty)
+        );
+        p.properties.push_int(PropertyId::TopicAlias, 3).unwrap();
+        assert_eq!(
+            &round_trip_in(&Packet::Publish(p), V5)[..],
+            b"\x30\x07\x00\x00\x03\x23\x00\x03x"
+        );
+        assert_eq!(
+            decode_in(b"\x30\x07\x00\x00\x03\x23\x00\x00x", V5),
+            Err(CodecError::InvalidPropertyValue { id: 0x23, value: 0 })
+        );
+        // The subscription identifiers a broker adds may repeat; nothing else may.
+        assert!(decode_in(b"\x30\x08\x00\x01t\x04\x0B\x01\x0B\x02", V5).is_ok());
+        assert_eq!(
+            decode_in(b"\x30\x0A\x00\x01t\x06\x23\x00\x01\x23\x00\x02", V5),
+            Err(CodecError::DuplicateProperty(0x23))
+        );
     }
 
     #[test]
@@ -164,23 +224,23 @@ mod tests {
         ] {
             let p = publish(qos, pkid, "a/b", &vec![0x5A; len]);
             let mut whole = BytesMut::new();
-            Packet::Publish(p.clone()).encode(&mut whole).unwrap();
+            Packet::Publish(p.clone()).encode(&mut whole, V3).unwrap();
             let mut head = BytesMut::new();
-            p.encode_head(&mut head).unwrap();
+            p.encode_head(&mut head, V3).unwrap();
             assert_eq!(head.len(), whole.len() - len);
             head.extend_from_slice(&p.payload);
             assert_eq!(head, whole);
             assert_eq!(
-                crate::codec::pending_packet_len(&whole[..head.len() - len]),
+                crate::codec::pending_packet_len(&whole[..head.len() - len], V3),
                 Some(whole.len())
             );
         }
         let bad = publish(QoS::AtMostOnce, 0, "a/+", b"x");
         let mut buf = BytesMut::new();
-        assert!(bad.encode_head(&mut buf).is_err());
+        assert!(bad.encode_head(&mut buf, V3).is_err());
         assert!(buf.is_empty(), "nothing appended on error");
         assert_eq!(
-            crate::codec::pending_packet_len(&[0x30]),
+            crate::codec::pending_packet_len(&[0x30], V3),
             None,
             "remaining length not there yet"
         );
@@ -209,7 +269,7 @@ mod tests {
         let wire = frame(0x32, b"\x00\x03a/b\x00\x0Ahello");
         let mut buf = BytesMut::from(&wire[..]);
         let start = buf.as_ptr() as usize;
-        let Some(Packet::Publish(p)) = decode(&mut buf, NO_LIMIT).unwrap() else {
+        let Some(Packet::Publish(p)) = decode(&mut buf, NO_LIMIT, V3).unwrap() else {
             panic!("not a publish");
         };
         assert_eq!(p.topic.as_bytes().as_ptr() as usize, start + 4);

@@ -1,72 +1,84 @@
-//! SUBACK (section 3.9).
+//! SUBACK and UNSUBACK (sections 3.9, 3.11): a packet id, MQTT 5 properties, and one code per
+//! topic filter of the request. A 3.1.1 UNSUBACK has no codes at all; a 3.1.1 SUBACK's codes
+//! (granted QoS 0 to 2, 0x80 failure) are the MQTT 5 reason codes with the same values.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::fields::{check_pkid, read_pkid};
 use super::header::PacketType;
-use super::{CodecError, Encode, QoS};
+use super::properties::Holder;
+use super::{CodecError, Encode, Properties, ReasonCode, Typed, Version};
 
-const FAILURE: u8 = 0x80;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SubAckCode {
-    Granted(QoS),
-    Failure,
-}
-
-impl SubAckCode {
-    pub fn from_u8(v: u8) -> Result<SubAckCode, CodecError> {
-        match v {
-            FAILURE => Ok(SubAckCode::Failure),
-            0..=2 => QoS::from_u8(v).map(SubAckCode::Granted),
-            _ => Err(CodecError::InvalidSubAckCode(v)),
-        }
-    }
-
-    pub fn to_u8(self) -> u8 {
-        match self {
-            SubAckCode::Granted(qos) => qos as u8,
-            SubAckCode::Failure => FAILURE,
-        }
-    }
-}
-
-/// An empty `codes` list is accepted both ways: whether the count matches the SUBSCRIBE is for the session
-/// that remembers the SUBSCRIBE to judge, not the codec.
+/// An empty `codes` list is accepted both ways: whether the count matches the request is for the session
+/// that remembers the request to judge, not the codec.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubAck {
     pub pkid: u16,
-    pub codes: Vec<SubAckCode>,
+    pub codes: Vec<ReasonCode>,
+    pub properties: Properties,
 }
 
 impl SubAck {
-    pub(crate) fn read(mut body: Bytes) -> Result<SubAck, CodecError> {
+    pub fn new(pkid: u16, codes: Vec<ReasonCode>) -> SubAck {
+        SubAck {
+            pkid,
+            codes,
+            properties: Properties::new(),
+        }
+    }
+
+    pub(crate) fn read(mut body: Bytes, packet_type: PacketType, version: Version) -> Result<SubAck, CodecError> {
         let pkid = read_pkid(&mut body)?;
+        let properties = Properties::read_in(&mut body, Holder::Packet(packet_type), version)?;
         let codes = body
             .iter()
-            .map(|&byte| SubAckCode::from_u8(byte))
+            .map(|&byte| check_code(ReasonCode(byte), packet_type, version))
             .collect::<Result<_, _>>()?;
-        Ok(SubAck { pkid, codes })
+        Ok(SubAck {
+            pkid,
+            codes,
+            properties,
+        })
     }
 }
 
-impl Encode for SubAck {
+fn check_code(code: ReasonCode, packet_type: PacketType, version: Version) -> Result<ReasonCode, CodecError> {
+    match (version, packet_type) {
+        (Version::V5, _) => code.check(packet_type),
+        (Version::V311, PacketType::SubAck) if matches!(code.0, 0..=2 | 0x80) => Ok(code),
+        // The header has already held a 3.1.1 UNSUBACK to its packet id alone.
+        _ => Err(CodecError::InvalidReasonCode {
+            packet_type: packet_type as u8,
+            code: code.0,
+        }),
+    }
+}
+
+impl Encode for Typed<'_, SubAck> {
     fn first_byte(&self) -> u8 {
-        PacketType::SubAck.first_byte()
+        self.0.first_byte()
     }
 
-    fn validate(&self) -> Result<(), CodecError> {
-        check_pkid(self.pkid)
+    fn validate(&self, version: Version) -> Result<(), CodecError> {
+        check_pkid(self.1.pkid)?;
+        if version == Version::V311 && self.0 == PacketType::UnsubAck && !self.1.codes.is_empty() {
+            return Err(CodecError::NotInMqtt311("UNSUBACK reason codes"));
+        }
+        for &code in &self.1.codes {
+            check_code(code, self.0, version)?;
+        }
+        self.1.properties.validate_in(Holder::Packet(self.0), version)
     }
 
-    fn remaining_len(&self) -> usize {
-        2 + self.codes.len()
+    fn remaining_len(&self, version: Version) -> usize {
+        2 + self.1.properties.len_in(version) + self.1.codes.len()
     }
 
-    fn write_body(&self, buf: &mut BytesMut) {
-        buf.put_u16(self.pkid);
-        for code in &self.codes {
-            buf.put_u8(code.to_u8());
+    fn write_body(&self, buf: &mut BytesMut, version: Version) {
+        buf.put_u16(self.1.pkid);
+        self.1.properties.write_in(buf, version);
+        for code in &self.1.codes {
+            buf.put_u8(code.0);
         }
     }
 }
@@ -74,50 +86,67 @@ impl Encode for SubAck {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::Packet;
-    use crate::codec::test_util::{decode_one, encode_err, frame, round_trip};
+    use crate::codec::test_util::{V5, decode_in, decode_one, encode_err, frame, round_trip, round_trip_in};
+    use crate::codec::{Packet, PropertyId};
 
     #[test]
     fn exact_bytes_spec_example() {
-        // Section 3.9.3: every return code once.
-        let p = Packet::SubAck(SubAck {
-            pkid: 10,
-            codes: vec![
-                SubAckCode::Granted(QoS::AtMostOnce),
-                SubAckCode::Granted(QoS::AtLeastOnce),
-                SubAckCode::Granted(QoS::ExactlyOnce),
-                SubAckCode::Failure,
-            ],
-        });
+        // Section 3.9.3 of 3.1.1: every return code once.
+        let codes = [0x00, 0x01, 0x02, 0x80].map(ReasonCode).to_vec();
+        let p = Packet::SubAck(SubAck::new(10, codes));
         assert_eq!(&round_trip(&p)[..], &[0x90, 0x06, 0x00, 0x0A, 0x00, 0x01, 0x02, 0x80]);
     }
 
     #[test]
     fn single_and_empty_code_lists_round_trip() {
-        round_trip(&Packet::SubAck(SubAck {
-            pkid: 1,
-            codes: vec![SubAckCode::Failure],
-        }));
-        round_trip(&Packet::SubAck(SubAck { pkid: 2, codes: vec![] }));
+        round_trip(&Packet::SubAck(SubAck::new(1, vec![ReasonCode::UNSPECIFIED_ERROR])));
+        round_trip(&Packet::SubAck(SubAck::new(2, vec![])));
     }
 
     #[test]
     fn unknown_codes_are_rejected() {
-        for code in [0x03, 0x7F, 0x81, 0xFF] {
+        for code in [0x03, 0x7F, 0x81, 0x87, 0xFF] {
             assert_eq!(
                 decode_one(&frame(0x90, &[0, 1, 0, code])),
-                Err(CodecError::InvalidSubAckCode(code))
+                Err(CodecError::InvalidReasonCode { packet_type: 9, code })
             );
         }
+        assert_eq!(
+            decode_in(&frame(0x90, &[0, 1, 0, 0x11]), V5),
+            Err(CodecError::InvalidReasonCode {
+                packet_type: 9,
+                code: 0x11
+            })
+        );
+    }
+
+    #[test]
+    fn mqtt5_suback_and_unsuback_carry_properties_and_codes() {
+        let mut ack = SubAck::new(3, vec![ReasonCode::GRANTED_QOS_1, ReasonCode::NOT_AUTHORIZED]);
+        ack.properties.push_str(PropertyId::ReasonString, "acl").unwrap();
+        assert_eq!(
+            &round_trip_in(&Packet::SubAck(ack), V5)[..],
+            b"\x90\x0B\x00\x03\x06\x1F\x00\x03acl\x01\x87"
+        );
+        let unsub = SubAck::new(4, vec![ReasonCode::SUCCESS, ReasonCode::NO_SUBSCRIPTION_EXISTED]);
+        assert_eq!(
+            &round_trip_in(&Packet::UnsubAck(unsub.clone()), V5)[..],
+            b"\xB0\x05\x00\x04\x00\x00\x11"
+        );
+        assert_eq!(
+            encode_err(&Packet::UnsubAck(unsub)),
+            CodecError::NotInMqtt311("UNSUBACK reason codes")
+        );
+        assert_eq!(
+            &round_trip(&Packet::UnsubAck(SubAck::new(4, vec![])))[..],
+            b"\xB0\x02\x00\x04"
+        );
     }
 
     #[test]
     fn packet_id_0_is_rejected_both_ways() {
         assert_eq!(decode_one(&frame(0x90, &[0, 0, 0])), Err(CodecError::ZeroPacketId));
-        let p = Packet::SubAck(SubAck {
-            pkid: 0,
-            codes: vec![SubAckCode::Failure],
-        });
+        let p = Packet::SubAck(SubAck::new(0, vec![ReasonCode::UNSPECIFIED_ERROR]));
         assert_eq!(encode_err(&p), CodecError::ZeroPacketId);
     }
 

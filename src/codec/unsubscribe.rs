@@ -4,18 +4,21 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::fields::{check_pkid, field_len, read_pkid, read_str, write_field};
 use super::header::PacketType;
-use super::{CodecError, Encode, MqttStr};
+use super::properties::Holder;
+use super::{CodecError, Encode, MqttStr, Properties, Version};
 use crate::topic::validate_topic_filter;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unsubscribe {
     pub pkid: u16,
     pub filters: Vec<MqttStr>,
+    pub properties: Properties,
 }
 
 impl Unsubscribe {
-    pub(crate) fn read(mut body: Bytes) -> Result<Unsubscribe, CodecError> {
+    pub(crate) fn read(mut body: Bytes, version: Version) -> Result<Unsubscribe, CodecError> {
         let pkid = read_pkid(&mut body)?;
+        let properties = Properties::read_in(&mut body, Holder::Packet(PacketType::Unsubscribe), version)?;
         let mut filters = Vec::new();
         while !body.is_empty() {
             let filter = read_str(&mut body)?;
@@ -25,7 +28,11 @@ impl Unsubscribe {
         if filters.is_empty() {
             return Err(CodecError::NoFilters);
         }
-        Ok(Unsubscribe { pkid, filters })
+        Ok(Unsubscribe {
+            pkid,
+            filters,
+            properties,
+        })
     }
 }
 
@@ -34,7 +41,7 @@ impl Encode for Unsubscribe {
         PacketType::Unsubscribe.first_byte()
     }
 
-    fn validate(&self) -> Result<(), CodecError> {
+    fn validate(&self, version: Version) -> Result<(), CodecError> {
         check_pkid(self.pkid)?;
         if self.filters.is_empty() {
             return Err(CodecError::NoFilters);
@@ -42,19 +49,22 @@ impl Encode for Unsubscribe {
         for filter in &self.filters {
             validate_topic_filter(filter.as_str())?;
         }
-        Ok(())
+        self.properties
+            .validate_in(Holder::Packet(PacketType::Unsubscribe), version)
     }
 
-    fn remaining_len(&self) -> usize {
-        2 + self
-            .filters
-            .iter()
-            .map(|filter| field_len(filter.as_bytes()))
-            .sum::<usize>()
+    fn remaining_len(&self, version: Version) -> usize {
+        2 + self.properties.len_in(version)
+            + self
+                .filters
+                .iter()
+                .map(|filter| field_len(filter.as_bytes()))
+                .sum::<usize>()
     }
 
-    fn write_body(&self, buf: &mut BytesMut) {
+    fn write_body(&self, buf: &mut BytesMut, version: Version) {
         buf.put_u16(self.pkid);
+        self.properties.write_in(buf, version);
         for filter in &self.filters {
             write_field(buf, filter.as_bytes());
         }
@@ -65,13 +75,14 @@ impl Encode for Unsubscribe {
 mod tests {
     use super::*;
     use crate::codec::Packet;
-    use crate::codec::test_util::{decode_one, encode_err, frame, round_trip};
+    use crate::codec::test_util::{V5, decode_one, encode_err, frame, round_trip, round_trip_in};
     use crate::topic::TopicError;
 
     fn unsubscribe(pkid: u16, filters: &[&str]) -> Packet {
         Packet::Unsubscribe(Unsubscribe {
             pkid,
             filters: filters.iter().map(|f| MqttStr::new(f).unwrap()).collect(),
+            properties: Properties::new(),
         })
     }
 
@@ -82,6 +93,21 @@ mod tests {
             &round_trip(&unsubscribe(10, &["a/b", "c/d"]))[..],
             b"\xA2\x0C\x00\x0A\x00\x03a/b\x00\x03c/d"
         );
+    }
+
+    #[test]
+    fn mqtt5_has_a_property_list_before_the_filters() {
+        let mut p = Unsubscribe {
+            pkid: 10,
+            filters: vec![MqttStr::new("a").unwrap()],
+            properties: Properties::new(),
+        };
+        assert_eq!(
+            &round_trip_in(&Packet::Unsubscribe(p.clone()), V5)[..],
+            b"\xA2\x06\x00\x0A\x00\x00\x01a"
+        );
+        p.properties.push_user("k", "v").unwrap();
+        round_trip_in(&Packet::Unsubscribe(p), V5);
     }
 
     #[test]

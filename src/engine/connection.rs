@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::time::{Instant, sleep_until, timeout};
 
-use crate::codec::{self, ConnectReturnCode, MqttStr, Packet, Publish, QoS};
+use crate::codec::{self, Ack, Disconnect, MqttStr, Packet, Properties, Publish, QoS};
 
 use super::backoff::Backoff;
 use super::dispatch::{ConnectionEvent, Event, LogLevel};
@@ -473,18 +473,19 @@ async fn handshake(ctx: &Ctx, server: &Address) -> Result<Link, Error> {
         writer: stream.writer,
         buffered: stream.buffered,
         rbuf: BytesMut::with_capacity(READ_CHUNK),
-        wbuf: WriteQueue::default(),
+        wbuf: WriteQueue::new(ctx.options.version),
         session_present: false,
     };
     let o = &ctx.options;
     let connect = codec::Connect {
-        protocol_level: 4,
+        version: o.version,
         clean_session: o.clean_session,
         keep_alive: o.keep_alive,
         client_id: codec::MqttStr::new(&o.client_id)?,
         will: o.will.clone(),
         username: o.username.clone(),
         password: o.password.clone(),
+        properties: Properties::new(),
     };
     link.wbuf.encode(&Packet::Connect(connect))?;
     link.wbuf.write_all(&mut link.writer).await?;
@@ -493,8 +494,8 @@ async fn handshake(ctx: &Ctx, server: &Address) -> Result<Link, Error> {
         if let Some(what) = link.rbuf.first().and_then(|&b| before_connack(b)) {
             return Err(Error::UnexpectedPacket(what));
         }
-        match codec::decode(&mut link.rbuf, o.max_packet_size)? {
-            Some(Packet::ConnAck(ack)) if ack.code == ConnectReturnCode::Accepted => {
+        match codec::decode(&mut link.rbuf, o.max_packet_size, o.version)? {
+            Some(Packet::ConnAck(ack)) if !ack.code.is_error() => {
                 link.session_present = ack.session_present;
                 return Ok(link);
             }
@@ -731,7 +732,8 @@ impl Net<'_> {
             // Room for the rest of a large packet in one step (its size was checked against
             // max_packet_size when its header arrived), so the buffer is not regrown and copied
             // once per read.
-            let want = codec::pending_packet_len(&rbuf).map_or(0, |n| n.saturating_sub(rbuf.len()));
+            let want =
+                codec::pending_packet_len(&rbuf, self.ctx.options.version).map_or(0, |n| n.saturating_sub(rbuf.len()));
             if rbuf.capacity() - rbuf.len() < want.max(READ_CHUNK / 4) {
                 rbuf.reserve(want.max(READ_CHUNK));
             }
@@ -837,7 +839,7 @@ impl Net<'_> {
         deadline: Instant,
     ) -> Ended {
         let write = async {
-            encode(&mut wbuf, &Packet::Disconnect)?;
+            encode(&mut wbuf, &Packet::Disconnect(Disconnect::default()))?;
             wbuf.write_all(&mut writer).await?;
             writer.shutdown().await?;
             Ok::<(), Error>(())
@@ -866,7 +868,8 @@ impl Net<'_> {
     /// Decodes and handles every whole packet in `rbuf`, queueing replies in `wbuf`.
     fn process_input(&mut self, rbuf: &mut BytesMut, wbuf: &mut WriteQueue, ka: &mut KeepAlive) -> Result<(), Error> {
         let max = self.ctx.options.max_packet_size;
-        while let Some(packet) = codec::decode(rbuf, max)? {
+        let version = self.ctx.options.version;
+        while let Some(packet) = codec::decode(rbuf, max, version)? {
             match packet {
                 Packet::Publish(p) => {
                     let id = p.pkid;
@@ -874,23 +877,23 @@ impl Net<'_> {
                         QoS::AtMostOnce => self.out.push(Event::Message(p)),
                         QoS::AtLeastOnce => {
                             self.out.push(Event::Message(p));
-                            encode(wbuf, &Packet::PubAck(id))?;
+                            encode(wbuf, &Packet::PubAck(Ack::new(id)))?;
                         }
                         QoS::ExactlyOnce => {
                             // Delivered on first receipt only; a resend before PUBREL just gets PUBREC again.
                             if self.session.inbound_qos2.insert(id) {
                                 self.out.push(Event::Message(p));
                             }
-                            encode(wbuf, &Packet::PubRec(id))?;
+                            encode(wbuf, &Packet::PubRec(Ack::new(id)))?;
                         }
                     }
                 }
-                Packet::PubAck(id) => self.acknowledge(Awaiting::PubAck, id, wbuf)?,
-                Packet::PubRec(id) => self.acknowledge(Awaiting::PubRec, id, wbuf)?,
-                Packet::PubComp(id) => self.acknowledge(Awaiting::PubComp, id, wbuf)?,
-                Packet::PubRel(id) => {
-                    self.session.inbound_qos2.remove(&id);
-                    encode(wbuf, &Packet::PubComp(id))?;
+                Packet::PubAck(ack) => self.acknowledge(Awaiting::PubAck, ack.pkid, wbuf)?,
+                Packet::PubRec(ack) => self.acknowledge(Awaiting::PubRec, ack.pkid, wbuf)?,
+                Packet::PubComp(ack) => self.acknowledge(Awaiting::PubComp, ack.pkid, wbuf)?,
+                Packet::PubRel(ack) => {
+                    self.session.inbound_qos2.remove(&ack.pkid);
+                    encode(wbuf, &Packet::PubComp(Ack::new(ack.pkid)))?;
                 }
                 Packet::SubAck(ack) => {
                     let Some((token, result, refused)) = self.session.on_suback(ack.pkid, &ack.codes)? else {
@@ -907,9 +910,9 @@ impl Net<'_> {
                         self.out.complete(token, result);
                     }
                 }
-                Packet::UnsubAck(id) => match self.session.on_unsuback(id) {
+                Packet::UnsubAck(ack) => match self.session.on_unsuback(ack.pkid) {
                     Some(token) => self.out.complete(token, Ok(Outcome::default())),
-                    None => self.ignored("UNSUBACK", id, "no UNSUBSCRIBE awaits one"),
+                    None => self.ignored("UNSUBACK", ack.pkid, "no UNSUBSCRIBE awaits one"),
                 },
                 Packet::PingResp => ka.ping_sent = None,
                 Packet::ConnAck(_) => return Err(Error::UnexpectedPacket("second CONNACK")),
@@ -919,7 +922,10 @@ impl Net<'_> {
                     return Err(Error::UnexpectedPacket("UNSUBSCRIBE, which only a client sends"));
                 }
                 Packet::PingReq => return Err(Error::UnexpectedPacket("PINGREQ, which only a client sends")),
-                Packet::Disconnect => return Err(Error::UnexpectedPacket("DISCONNECT, which only a client sends")),
+                Packet::Disconnect(_) => return Err(Error::UnexpectedPacket("DISCONNECT, which only a client sends")),
+                Packet::Auth(_) => {
+                    return Err(Error::UnexpectedPacket("AUTH, though no authentication method was set"));
+                }
             }
         }
         Ok(())
@@ -945,7 +951,7 @@ impl Net<'_> {
                 };
                 self.ignored(name, id, "no publish in flight awaits one");
             }
-            AckAction::SendPubRel(id) => encode(wbuf, &Packet::PubRel(id))?,
+            AckAction::SendPubRel(id) => encode(wbuf, &Packet::PubRel(Ack::new(id)))?,
             AckAction::Complete(token, result) => {
                 self.out.complete(token, result);
                 while let Some(p) = self.session.next_in_window() {

@@ -2,7 +2,7 @@
 //! stable status code.
 use std::fmt;
 
-use crate::codec::{CodecError, ConnectReturnCode};
+use crate::codec::{CodecError, ReasonCode};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
@@ -10,8 +10,8 @@ pub enum Error {
     NotConnected,
     /// `connect` was called while a connection exists or is being made.
     AlreadyConnected,
-    /// The broker answered CONNACK with a non-zero return code.
-    Refused(ConnectReturnCode),
+    /// The broker answered CONNACK with a refusal (a 3.1.1 return code as its MQTT 5 equivalent).
+    Refused(ReasonCode),
     /// Name resolution, TCP/Unix connect or a socket read/write failed.
     Io(String),
     /// The TLS handshake failed or TLS broke the connection (the text says why and what to set).
@@ -47,7 +47,7 @@ impl fmt::Display for Error {
         match self {
             Error::NotConnected => write!(f, "the client is not connected"),
             Error::AlreadyConnected => write!(f, "the client is already connected or connecting"),
-            Error::Refused(code) => write!(f, "the broker refused the connection: {code:?}"),
+            Error::Refused(code) => write!(f, "the broker refused the connection: {code}"),
             Error::Io(e) | Error::Tls(e) => write!(f, "{e}"),
             Error::ConnectTimeout => write!(f, "connect timed out"),
             Error::KeepAliveTimeout => write!(f, "no PINGRESP from the broker within the ping timeout"),

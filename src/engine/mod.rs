@@ -27,7 +27,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{Notify, mpsc};
 
-use crate::codec::{MqttStr, Publish, QoS, Will};
+use crate::codec::{MqttStr, Properties, Publish, QoS, Version, Will};
 use crate::trie::Trie;
 
 pub use dispatch::{CompletionHandler, ConnectionEvent, ConnectionHandler, LogHandler, LogLevel, MessageHandler};
@@ -42,6 +42,8 @@ pub use transport::Address;
 /// `MakeConnection` arguments plus the knobs C users expect).
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// MQTT 3.1.1 (the default) or 5.
+    pub version: Version,
     pub client_id: String,
     pub clean_session: bool,
     /// Seconds; 0 turns keep-alive off.
@@ -87,6 +89,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
+            version: Version::V311,
             client_id: String::new(),
             clean_session: true,
             keep_alive: 60,
@@ -362,6 +365,7 @@ impl Client {
                     retain,
                     topic,
                     pkid: 0,
+                    properties: Properties::new(),
                     payload,
                 },
             )

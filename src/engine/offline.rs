@@ -85,7 +85,7 @@ impl OfflineQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::{MqttStr, QoS};
+    use crate::codec::{MqttStr, Properties, QoS};
     use bytes::Bytes;
 
     fn publish(payload: usize) -> Publish {
@@ -95,6 +95,7 @@ mod tests {
             retain: false,
             topic: MqttStr::new("t").unwrap(),
             pkid: 0,
+            properties: Properties::new(),
             payload: Bytes::from(vec![0; payload]),
         }
     }

@@ -6,7 +6,7 @@
 //! requests still waiting for an answer, [`Session::resume`] says what to resend.
 use std::collections::{HashSet, VecDeque};
 
-use crate::codec::{MqttStr, Packet, Publish, QoS, SubAckCode};
+use crate::codec::{Ack, MqttStr, Packet, Properties, Publish, QoS, ReasonCode};
 use crate::fxhash::FxHashMap;
 
 use super::Error;
@@ -137,11 +137,13 @@ impl Session {
         let packet = match &request {
             Request::Subscribe(_, filters) => Packet::Subscribe(crate::codec::Subscribe {
                 pkid,
-                filters: filters.iter().map(|(f, q, _)| (f.clone(), *q)).collect(),
+                filters: filters.iter().map(|(f, q, _)| (f.clone(), (*q).into())).collect(),
+                properties: Properties::new(),
             }),
             Request::Unsubscribe(_, filters) => Packet::Unsubscribe(crate::codec::Unsubscribe {
                 pkid,
                 filters: filters.clone(),
+                properties: Properties::new(),
             }),
         };
         let seq = self.seq();
@@ -221,7 +223,7 @@ impl Session {
     /// A SUBACK must hold one return code per filter, in order (MQTT-3.8.4-5, MQTT-3.9.3-1). With
     /// any other number there is no telling which filter a code is for: that is a protocol error,
     /// and the request stays, to go again on the next connection.
-    pub fn on_suback(&mut self, id: u16, codes: &[SubAckCode]) -> Result<Option<SubAckOutcome>, Error> {
+    pub fn on_suback(&mut self, id: u16, codes: &[ReasonCode]) -> Result<Option<SubAckOutcome>, Error> {
         let Some((_, Request::Subscribe(_, filters))) = self.requests.get(&id) else {
             return Ok(None);
         };
@@ -234,17 +236,11 @@ impl Session {
             unreachable!("checked just above");
         };
         self.ids.release(id);
-        let raw: Vec<u8> = codes
-            .iter()
-            .map(|c| match c {
-                SubAckCode::Granted(q) => *q as u8,
-                SubAckCode::Failure => 0x80,
-            })
-            .collect();
+        let raw: Vec<u8> = codes.iter().map(|c| c.0).collect();
         let refused: Vec<(String, u64)> = filters
             .into_iter()
             .zip(codes)
-            .filter(|(_, c)| !matches!(c, SubAckCode::Granted(_)))
+            .filter(|(_, c)| c.is_error())
             .map(|((f, _, id), _)| (f.as_str().to_owned(), id))
             .collect();
         let result = if refused.is_empty() {
@@ -297,7 +293,7 @@ impl Session {
                 .map(|(id, _)| {
                     let f = &self.inflight[&id];
                     match f.awaiting {
-                        Awaiting::PubComp => Packet::PubRel(id),
+                        Awaiting::PubComp => Packet::PubRel(Ack::new(id)),
                         Awaiting::PubAck | Awaiting::PubRec => Packet::Publish(Publish {
                             dup: true,
                             ..f.publish.clone()
@@ -360,6 +356,7 @@ mod tests {
             retain: false,
             topic: MqttStr::new("t").unwrap(),
             pkid: 0,
+            properties: Properties::new(),
             payload: Bytes::from_static(b"x"),
         }
     }
@@ -437,7 +434,7 @@ mod tests {
             Packet::Subscribe(s) => s.pkid,
             Packet::Unsubscribe(u) => u.pkid,
             Packet::Publish(p) => p.pkid,
-            Packet::PubRel(id) => *id,
+            Packet::PubRel(ack) => ack.pkid,
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -447,7 +444,7 @@ mod tests {
         let mut s = Session::new(10);
         let id = pkid(&s.start_request(subscribe(&[("a", 1), ("b", 2)])).unwrap());
         let (token, result, refused) = s
-            .on_suback(id, &[SubAckCode::Granted(QoS::AtLeastOnce), SubAckCode::Failure])
+            .on_suback(id, &[ReasonCode::GRANTED_QOS_1, ReasonCode::UNSPECIFIED_ERROR])
             .unwrap()
             .unwrap();
         assert_eq!(token, Some(9));
@@ -463,7 +460,7 @@ mod tests {
             &s.start_request(Request::Unsubscribe(4, vec![MqttStr::new("a").unwrap()]))
                 .unwrap(),
         );
-        assert_eq!(s.on_suback(id, &[SubAckCode::Failure]), Ok(None));
+        assert_eq!(s.on_suback(id, &[ReasonCode::UNSPECIFIED_ERROR]), Ok(None));
         assert_eq!(s.on_unsuback(id), Some(4));
     }
 
@@ -471,7 +468,7 @@ mod tests {
     fn a_suback_with_another_number_of_codes_than_filters_is_an_error_and_the_request_waits() {
         let mut s = Session::new(10);
         let id = pkid(&s.start_request(subscribe(&[("a", 1), ("b", 2)])).unwrap());
-        let granted = SubAckCode::Granted(QoS::AtLeastOnce);
+        let granted = ReasonCode::GRANTED_QOS_1;
         for codes in [&[][..], &[granted], &[granted, granted, granted]] {
             assert!(matches!(s.on_suback(id, codes), Err(Error::UnexpectedPacket(_))));
         }
@@ -520,7 +517,7 @@ mod tests {
         let (mut s, [a, b, c]) = session_with_three_in_flight();
         let resent = s.resume(true);
         assert_eq!(resent.len(), 3);
-        assert_eq!(resent[0], Packet::PubRel(a), "PUBREC'd: only PUBREL again");
+        assert_eq!(resent[0], Packet::PubRel(Ack::new(a)), "PUBREC'd: only PUBREL again");
         for (packet, id) in resent[1..].iter().zip([b, c]) {
             let Packet::Publish(p) = packet else {
                 panic!("{packet:?}")

@@ -11,7 +11,7 @@ use std::io::IoSlice;
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use crate::codec::{CodecError, Packet, Publish};
+use crate::codec::{CodecError, Packet, Publish, Version};
 
 /// Payloads at least this large are written from where they are. Below it, copying into the
 /// write buffer is cheaper than an extra I/O vector entry (and frame bookkeeping) per packet.
@@ -22,6 +22,8 @@ const MAX_SLICES: usize = 32;
 
 #[derive(Default)]
 pub(super) struct WriteQueue {
+    /// The protocol packets are encoded in.
+    pub(super) version: Version,
     /// Whole frames, written before `tail`.
     frames: VecDeque<Bytes>,
     frames_len: usize,
@@ -29,6 +31,13 @@ pub(super) struct WriteQueue {
 }
 
 impl WriteQueue {
+    pub(super) fn new(version: Version) -> Self {
+        WriteQueue {
+            version,
+            ..WriteQueue::default()
+        }
+    }
+
     pub(super) fn len(&self) -> usize {
         self.frames_len + self.tail.len()
     }
@@ -41,16 +50,16 @@ impl WriteQueue {
     pub(super) fn encode(&mut self, packet: &Packet) -> Result<(), CodecError> {
         match packet {
             Packet::Publish(p) => self.publish(p),
-            _ => packet.encode(&mut self.tail),
+            _ => packet.encode(&mut self.tail, self.version),
         }
     }
 
     /// Appends `publish` (borrowed: the session keeps its in-flight copy); nothing on error.
     pub(super) fn publish(&mut self, publish: &Publish) -> Result<(), CodecError> {
         if publish.payload.len() < DETACH_PAYLOAD {
-            return publish.encode(&mut self.tail);
+            return publish.encode(&mut self.tail, self.version);
         }
-        publish.encode_head(&mut self.tail)?;
+        publish.encode_head(&mut self.tail, self.version)?;
         let head = self.tail.split().freeze();
         self.push_frame(head);
         self.push_frame(publish.payload.clone());
@@ -120,7 +129,7 @@ impl WriteQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::{MqttStr, QoS};
+    use crate::codec::{MqttStr, Properties, QoS};
 
     fn publish(qos: QoS, pkid: u16, payload: Bytes) -> Publish {
         Publish {
@@ -129,6 +138,7 @@ mod tests {
             retain: false,
             topic: MqttStr::new("t/x").unwrap(),
             pkid,
+            properties: Properties::new(),
             payload,
         }
     }
@@ -169,7 +179,7 @@ mod tests {
     fn large_payloads_are_referenced_and_the_wire_order_is_kept() {
         let big = Bytes::from(vec![0xB1; DETACH_PAYLOAD]);
         let packets = [
-            Packet::PubAck(1),
+            Packet::PubAck(crate::codec::Ack::new(1)),
             Packet::Publish(publish(QoS::AtLeastOnce, 2, big.clone())),
             Packet::Publish(publish(QoS::AtMostOnce, 0, Bytes::from_static(b"small"))),
             Packet::Publish(publish(QoS::ExactlyOnce, 3, Bytes::from(vec![0xB2; 100_000]))),
@@ -178,7 +188,7 @@ mod tests {
         let mut want = BytesMut::new();
         let mut queue = WriteQueue::default();
         for p in &packets {
-            p.encode(&mut want).unwrap();
+            p.encode(&mut want, Version::V311).unwrap();
             queue.encode(p).unwrap();
         }
         assert_eq!(queue.len(), want.len());

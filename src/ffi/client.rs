@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::{Failure, arg_bytes, arg_str, guard, mqttc_status, opt_str, write_out};
-use crate::codec::{MqttStr, QoS, Will};
+use crate::codec::{MqttStr, Properties, QoS, Will};
 use crate::engine::{self, Address, Client, ConnectionEvent, LogLevel, Overflow, State, TlsConnector, TlsOptions};
 use crate::topic::validate_topic_name;
 
@@ -357,6 +357,7 @@ unsafe fn read_options(opts: *const mqttc_options) -> Result<(engine::Options, T
             payload: Bytes::copy_from_slice(unsafe { arg_bytes(o.will_payload, o.will_payload_len, "will_payload") }?),
             qos: qos_arg(o.will_qos, "will_qos")?,
             retain: o.will_retain,
+            properties: Properties::new(),
         });
     }
     Ok((e, unsafe { read_tls(&o) }?))

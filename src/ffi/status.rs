@@ -1,7 +1,7 @@
 //! The status enum every exported function returns, and its names.
 use std::ffi::c_char;
 
-use crate::codec::ConnectReturnCode;
+use crate::codec::ReasonCode;
 use crate::engine::Error;
 
 /// Result of every mqttclient call and of every token. Values are stable and never reused:
@@ -81,6 +81,9 @@ pub enum mqttc_status {
     MQTTC_ERR_REFUSED_NOT_AUTHORIZED = -65,
     /// The broker refused at least one filter of a subscribe (SUBACK 0x80); see `mqttc_token_codes`.
     MQTTC_ERR_SUBSCRIBE_REFUSED = -66,
+    /// MQTT 5: the broker refused the connection with a reason code other than those above
+    /// (banned, server moved, quota exceeded, ...); see `mqttc_token_codes`.
+    MQTTC_ERR_REFUSED = -67,
     /// A thread or runtime could not be created.
     MQTTC_ERR_RESOURCE = -98,
     /// An internal error (a caught panic); please report it.
@@ -93,14 +96,15 @@ impl From<&Error> for mqttc_status {
         match e {
             Error::NotConnected => MQTTC_ERR_NOT_CONNECTED,
             Error::AlreadyConnected => MQTTC_ERR_ALREADY_CONNECTED,
-            Error::Refused(code) => match code {
-                ConnectReturnCode::UnacceptableProtocolVersion => MQTTC_ERR_REFUSED_PROTOCOL_VERSION,
-                ConnectReturnCode::IdentifierRejected => MQTTC_ERR_REFUSED_IDENTIFIER,
-                ConnectReturnCode::ServerUnavailable => MQTTC_ERR_REFUSED_SERVER_UNAVAILABLE,
-                ConnectReturnCode::BadUserNameOrPassword => MQTTC_ERR_REFUSED_BAD_CREDENTIALS,
-                ConnectReturnCode::NotAuthorized => MQTTC_ERR_REFUSED_NOT_AUTHORIZED,
-                // A CONNACK with code 0 is success and never becomes an error.
-                ConnectReturnCode::Accepted => MQTTC_ERR_PROTOCOL,
+            // The five 3.1.1 return codes keep their statuses; MQTT 5's other refusals share one,
+            // and `mqttc_token_codes` gives the reason code itself.
+            Error::Refused(code) => match *code {
+                ReasonCode::UNSUPPORTED_PROTOCOL_VERSION => MQTTC_ERR_REFUSED_PROTOCOL_VERSION,
+                ReasonCode::CLIENT_IDENTIFIER_NOT_VALID => MQTTC_ERR_REFUSED_IDENTIFIER,
+                ReasonCode::SERVER_UNAVAILABLE => MQTTC_ERR_REFUSED_SERVER_UNAVAILABLE,
+                ReasonCode::BAD_USER_NAME_OR_PASSWORD => MQTTC_ERR_REFUSED_BAD_CREDENTIALS,
+                ReasonCode::NOT_AUTHORIZED => MQTTC_ERR_REFUSED_NOT_AUTHORIZED,
+                _ => MQTTC_ERR_REFUSED,
             },
             Error::Io(_) => MQTTC_ERR_IO,
             Error::Tls(_) => MQTTC_ERR_TLS,
@@ -166,6 +170,7 @@ const ALL: &[(mqttc_status, &str)] = {
         ),
         (MQTTC_ERR_REFUSED_NOT_AUTHORIZED, "connection refused: not authorized\0"),
         (MQTTC_ERR_SUBSCRIBE_REFUSED, "subscription refused by the broker\0"),
+        (MQTTC_ERR_REFUSED, "connection refused\0"),
         (MQTTC_ERR_RESOURCE, "could not create a thread or runtime\0"),
         (MQTTC_ERR_PANIC, "internal error\0"),
     ]

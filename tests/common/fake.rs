@@ -12,7 +12,7 @@
 //! let mut conn = broker.accept();
 //! let connect = conn.accept_connect(); // expects CONNECT, answers CONNACK 0
 //! conn.expect("PUBLISH", |p| matches!(p, Packet::Publish(_)));
-//! conn.send(Packet::PubAck(1));
+//! conn.send(Packet::PubAck(Ack::new(1)));
 //! conn.send_raw(&[0xF0, 0x00]);
 //! conn.expect_eof(Duration::from_secs(1));
 //! ```
@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use mqttclient::codec::{
-    self, ConnAck, Connect, ConnectReturnCode, MqttStr, Packet, Publish, QoS, SubAck, SubAckCode, Subscribe,
-    Unsubscribe,
+    self, ConnAck, Connect, MqttStr, Packet, Properties, Publish, QoS, ReasonCode, SubAck, Subscribe, Unsubscribe,
+    Version,
 };
 use mqttclient::engine::Address;
 
@@ -118,6 +118,8 @@ pub struct FakeConn {
     unread: VecDeque<Received>,
     eof: bool,
     auto_pingresp: bool,
+    /// The protocol spoken: the one the client's CONNECT names, 3.1.1 until it arrives.
+    pub version: Version,
     /// When the connection was accepted.
     pub accepted_at: Instant,
 }
@@ -140,6 +142,7 @@ impl FakeConn {
             unread: VecDeque::new(),
             eof: false,
             auto_pingresp: false,
+            version: Version::V311,
             accepted_at: Instant::now(),
         }
     }
@@ -196,8 +199,11 @@ impl FakeConn {
     fn decode_all(&mut self) {
         loop {
             let before = self.rbuf.clone();
-            match codec::decode(&mut self.rbuf, usize::MAX) {
+            match codec::decode(&mut self.rbuf, usize::MAX, self.version) {
                 Ok(Some(packet)) => {
+                    if let Packet::Connect(c) = &packet {
+                        self.version = c.version;
+                    }
                     let used = before.len() - self.rbuf.len();
                     let received = Received {
                         at: Instant::now(),
@@ -306,7 +312,7 @@ impl FakeConn {
     /// The handshake: expects CONNECT, answers CONNACK accepted (no session present).
     pub fn accept_connect(&mut self) -> Connect {
         let connect = self.expect_connect();
-        self.connack(ConnectReturnCode::Accepted);
+        self.connack(ReasonCode::SUCCESS);
         connect
     }
 
@@ -314,40 +320,40 @@ impl FakeConn {
     /// "session present".
     pub fn resume_connect(&mut self) -> Connect {
         let connect = self.expect_connect();
-        self.send(Packet::ConnAck(ConnAck {
-            session_present: true,
-            code: ConnectReturnCode::Accepted,
-        }));
+        self.send(Packet::ConnAck(ConnAck::accepted(true)));
         connect
     }
 
-    pub fn connack(&mut self, code: ConnectReturnCode) {
+    pub fn connack(&mut self, code: ReasonCode) {
         self.send(Packet::ConnAck(ConnAck {
-            session_present: false,
             code,
+            ..ConnAck::accepted(false)
         }));
     }
 
-    /// Expects a SUBSCRIBE and answers SUBACK with `codes` (raw: 0, 1, 2 or 0x80).
+    /// Expects a SUBSCRIBE and answers SUBACK with `codes` (raw: 0, 1, 2 or 0x80; in MQTT 5 any
+    /// SUBACK reason code).
     pub fn answer_subscribe(&mut self, codes: &[u8]) -> Subscribe {
         let sub = self.expect_subscribe();
-        let codes = codes.iter().map(|&c| SubAckCode::from_u8(c).unwrap()).collect();
-        self.send(Packet::SubAck(SubAck { pkid: sub.pkid, codes }));
+        let codes = codes.iter().map(|&c| ReasonCode(c)).collect();
+        self.send(Packet::SubAck(SubAck::new(sub.pkid, codes)));
         sub
     }
 
     /// Expects a SUBSCRIBE and grants every filter the QoS it asked for.
     pub fn grant_subscribe(&mut self) -> Subscribe {
         let sub = self.expect_subscribe();
-        let codes = sub.filters.iter().map(|(_, qos)| SubAckCode::Granted(*qos)).collect();
-        self.send(Packet::SubAck(SubAck { pkid: sub.pkid, codes }));
+        let codes = sub.filters.iter().map(|(_, o)| ReasonCode(o.qos as u8)).collect();
+        self.send(Packet::SubAck(SubAck::new(sub.pkid, codes)));
         sub
     }
 
-    /// Encodes and writes one packet.
+    /// Encodes and writes one packet, in the version the client's CONNECT asked for.
     pub fn send(&mut self, packet: Packet) {
         let mut buf = BytesMut::new();
-        packet.encode(&mut buf).expect("the fake broker's packet encodes");
+        packet
+            .encode(&mut buf, self.version)
+            .expect("the fake broker's packet encodes");
         self.send_raw(&buf);
     }
 
@@ -412,11 +418,13 @@ impl FakeConn {
             pings += before - self.unread.len();
             if out.is_empty() {
                 for _ in 0..std::mem::take(&mut pings) {
-                    Packet::PingResp.encode(&mut out).unwrap();
+                    Packet::PingResp.encode(&mut out, self.version).unwrap();
                     pongs += 1;
                 }
                 while out.len() < AHEAD && next < count {
-                    make(next).encode(&mut out).expect("a flood packet encodes");
+                    make(next)
+                        .encode(&mut out, self.version)
+                        .expect("a flood packet encodes");
                     next += 1;
                 }
             }
@@ -514,6 +522,7 @@ pub fn publish(topic: &str, qos: QoS, pkid: u16, payload: &[u8]) -> Publish {
         retain: false,
         topic: mqtt_str(topic),
         pkid,
+        properties: Properties::new(),
         payload: Bytes::copy_from_slice(payload),
     }
 }
