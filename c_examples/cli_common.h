@@ -64,6 +64,7 @@ struct cli_config {
     const char *keyfile;
     const char *alpn;
     bool insecure;
+    uint8_t protocol_version; /* 4 (MQTT 3.1.1) or 5 */
     /* -L URL parts, which host, username, password and a topic point into. */
     char url_host[256];
     char url_user[256];
@@ -306,6 +307,7 @@ static void cli_config_init(struct cli_config *cfg, enum cli_tool tool) {
     cfg->host = "localhost";
     cfg->port = 1883;
     cfg->keepalive = 60;
+    cfg->protocol_version = 4;
     cfg->clean_session = true;
     cfg->eol = true;
     cfg->msg_mode = CLI_MSG_NONE;
@@ -502,8 +504,13 @@ static bool cli_apply(struct cli_config *cfg, const struct cli_opt *o, const cha
     case OPT_TOPIC:
         return cli_add_topic(cfg, val);
     case OPT_VERSION:
-        if (strcmp(val, "mqttv311") != 0 && strcmp(val, "311") != 0) {
-            cli_usage_error(cfg, "Unsupported protocol version '%s': only mqttv311 is supported.", val);
+        /* mosquitto_pub's names; MQTT 3.1 (mqttv31) is not supported. */
+        if (strcmp(val, "mqttv311") == 0 || strcmp(val, "311") == 0) {
+            cfg->protocol_version = 4;
+        } else if (strcmp(val, "mqttv5") == 0 || strcmp(val, "5") == 0) {
+            cfg->protocol_version = 5;
+        } else {
+            cli_usage_error(cfg, "Unsupported protocol version '%s': use mqttv311 or mqttv5.", val);
             return false;
         }
         return true;
@@ -655,6 +662,7 @@ static mqttc_status cli_client_new(const struct cli_config *cfg, mqttc_client **
     mqttc_options opts;
     mqttc_options_init(&opts);
     opts.keep_alive = (uint16_t)cfg->keepalive;
+    opts.protocol_version = cfg->protocol_version;
     opts.clean_session = cfg->clean_session;
     opts.client_id = cfg->id;
     opts.username = cfg->username;

@@ -163,6 +163,11 @@ typedef enum mqttc_status {
    */
   MQTTC_ERR_TLS = -45,
   /**
+   * MQTT 5: the broker ended the connection with DISCONNECT; the message gives its reason
+   * code, reason string and any server reference (another server to use).
+   */
+  MQTTC_ERR_SERVER_DISCONNECTED = -46,
+  /**
    * CONNACK 1: the broker does not support this protocol version.
    */
   MQTTC_ERR_REFUSED_PROTOCOL_VERSION = -61,
@@ -191,6 +196,16 @@ typedef enum mqttc_status {
    * (banned, server moved, quota exceeded, ...); see `mqttc_token_codes`.
    */
   MQTTC_ERR_REFUSED = -67,
+  /**
+   * MQTT 5: the broker refused a publish (PUBACK/PUBREC reason code 0x80 or above: not
+   * authorized, quota exceeded, ...); `mqttc_token_codes` gives the code.
+   */
+  MQTTC_ERR_PUBLISH_REFUSED = -68,
+  /**
+   * MQTT 5: the broker refused at least one filter of an unsubscribe; `mqttc_token_codes`
+   * gives every filter's UNSUBACK reason code.
+   */
+  MQTTC_ERR_UNSUBSCRIBE_REFUSED = -69,
   /**
    * A thread or runtime could not be created.
    */
@@ -435,6 +450,21 @@ typedef struct mqttc_options {
    * only: anyone in the middle can then read and change the traffic. Default false.
    */
   bool tls_insecure;
+  /**
+   * The MQTT protocol: 4 for 3.1.1 (the default), 5 for MQTT 5.
+   */
+  uint8_t protocol_version;
+  /**
+   * MQTT 5: seconds the broker keeps the session after the connection ends; 0 (the default)
+   * ends it with the connection, 0xFFFFFFFF never. Not 0 with 3.1.1, which has
+   * `clean_session` instead.
+   */
+  uint32_t session_expiry;
+  /**
+   * MQTT 5: how many topic aliases the broker may set up towards this client (0: none).
+   * Aliased messages reach callbacks with their whole topic. Default 16.
+   */
+  uint16_t topic_alias_maximum;
 } mqttc_options;
 
 /**

@@ -194,6 +194,24 @@ fn pub_m_to_sub_v_prints_exactly_topic_space_payload() {
 }
 
 #[test]
+fn v_mqttv5_speaks_mqtt_5_both_ways_and_other_versions_are_refused() {
+    let b = TestBroker::start();
+    let sub = start_sub(
+        &b,
+        &mut sub_cmd(&b, &["-V", "mqttv5", "-t", "cli/v5", "-q", "1", "-C", "1", "-v"]),
+        "sub-v5",
+        1,
+    );
+    publish_ok(&b, &["-V", "5", "-t", "cli/v5", "-q", "1", "-m", "over MQTT 5"]);
+    let (code, out, err) = sub.finish(WAIT);
+    assert_eq!(code, 0, "stderr: {err}");
+    assert_eq!(out, "cli/v5 over MQTT 5\n");
+    let (code, _, err) = run(our_pub().args(["-V", "mqttv31", "-t", "t", "-m", "x"]));
+    assert_ne!(code, 0);
+    assert!(err.contains("use mqttv311 or mqttv5"), "stderr: {err}");
+}
+
+#[test]
 fn sub_without_v_prints_the_payload_only() {
     let b = TestBroker::start();
     let sub = start_sub(&b, &mut sub_cmd(&b, &["-t", "cli/plain", "-C", "1"]), "sub-plain", 1);

@@ -173,6 +173,11 @@ impl Packet {
 }
 
 impl Publish {
+    /// [`Packet::encoded_len`] of this PUBLISH.
+    pub fn encoded_len(&self, version: Version) -> usize {
+        header::packet_len(self.remaining_len(version))
+    }
+
     /// [`Packet::encode`] for a PUBLISH the caller keeps.
     pub fn encode(&self, buf: &mut BytesMut, version: Version) -> Result<(), CodecError> {
         frame(self, buf, version, 0, |buf| self.write_body(buf, version))

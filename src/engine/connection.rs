@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::time::{Instant, sleep_until, timeout};
 
-use crate::codec::{self, Ack, Disconnect, MqttStr, Packet, Properties, Publish, QoS};
+use crate::codec::{self, Ack, Disconnect, MqttStr, Packet, Properties, PropertyId, Publish, QoS, Version};
 
 use super::backoff::Backoff;
 use super::dispatch::{ConnectionEvent, Event, LogLevel};
@@ -180,6 +180,49 @@ struct Net<'a> {
     /// Index in `ctx.servers` of the server after the last one connected to.
     next_server: usize,
     backoff: Backoff,
+    /// What the broker of the current connection allows and has set up (MQTT 5).
+    peer: Peer,
+}
+
+/// MQTT 5 state of one connection, from the CONNACK on; all of it lapses with the connection.
+#[derive(Default)]
+struct Peer {
+    /// The broker's Maximum Packet Size: larger packets must not be sent (MQTT-3.2.2-15).
+    max_packet_size: Option<usize>,
+    /// Inbound topic aliases the broker has set: index alias - 1, up to our Topic Alias Maximum.
+    aliases: Vec<Option<MqttStr>>,
+}
+
+impl Peer {
+    fn new(connack: &Properties, topic_alias_maximum: u16) -> Peer {
+        Peer {
+            max_packet_size: connack.int(PropertyId::MaximumPacketSize).map(|n| n as usize),
+            aliases: vec![None; topic_alias_maximum.into()],
+        }
+    }
+
+    /// Gives an inbound PUBLISH its whole topic: a topic with an alias sets the alias, an empty
+    /// topic with one is replaced by what the alias stands for (MQTT 5 section 3.3.2.3.4). An
+    /// alias of 0 or above our maximum, or one never set, is a protocol error (0x94, 0x82).
+    fn resolve(&mut self, publish: &mut Publish) -> Result<(), Error> {
+        let Some(alias) = publish.properties.int(PropertyId::TopicAlias) else {
+            return Ok(());
+        };
+        let slot = (alias as usize)
+            .checked_sub(1)
+            .and_then(|i| self.aliases.get_mut(i))
+            .ok_or(Error::UnexpectedPacket(
+                "PUBLISH with a topic alias above our Topic Alias Maximum",
+            ))?;
+        if publish.topic.is_empty() {
+            publish.topic = slot
+                .clone()
+                .ok_or(Error::UnexpectedPacket("PUBLISH with a topic alias that was never set"))?;
+        } else {
+            *slot = Some(publish.topic.clone());
+        }
+        Ok(())
+    }
 }
 
 pub(super) async fn run(ctx: Ctx, commands: mpsc::UnboundedReceiver<Command>) {
@@ -195,6 +238,7 @@ pub(super) async fn run(ctx: Ctx, commands: mpsc::UnboundedReceiver<Command>) {
         known_subs: HashSet::new(),
         next_server: 0,
         backoff: Backoff::new(o.reconnect_min, o.reconnect_max),
+        peer: Peer::default(),
     };
     while let Some(command) = net.commands.recv().await {
         match net.offline_command(command, false) {
@@ -463,6 +507,8 @@ struct Link {
     rbuf: BytesMut,
     wbuf: WriteQueue,
     session_present: bool,
+    /// The CONNACK's properties (MQTT 5): the broker's limits for this connection.
+    properties: Properties,
 }
 
 /// Opens the stream, sends CONNECT and waits for CONNACK. Bytes after the CONNACK stay in `rbuf`.
@@ -475,6 +521,7 @@ async fn handshake(ctx: &Ctx, server: &Address) -> Result<Link, Error> {
         rbuf: BytesMut::with_capacity(READ_CHUNK),
         wbuf: WriteQueue::new(ctx.options.version),
         session_present: false,
+        properties: Properties::new(),
     };
     let o = &ctx.options;
     let connect = codec::Connect {
@@ -485,7 +532,7 @@ async fn handshake(ctx: &Ctx, server: &Address) -> Result<Link, Error> {
         will: o.will.clone(),
         username: o.username.clone(),
         password: o.password.clone(),
-        properties: Properties::new(),
+        properties: connect_properties(o)?,
     };
     link.wbuf.encode(&Packet::Connect(connect))?;
     link.wbuf.write_all(&mut link.writer).await?;
@@ -497,6 +544,7 @@ async fn handshake(ctx: &Ctx, server: &Address) -> Result<Link, Error> {
         match codec::decode(&mut link.rbuf, o.max_packet_size, o.version)? {
             Some(Packet::ConnAck(ack)) if !ack.code.is_error() => {
                 link.session_present = ack.session_present;
+                link.properties = ack.properties;
                 return Ok(link);
             }
             Some(Packet::ConnAck(ack)) => return Err(Error::Refused(ack.code)),
@@ -507,6 +555,24 @@ async fn handshake(ctx: &Ctx, server: &Address) -> Result<Link, Error> {
             return Err(Error::ConnectionClosed);
         }
     }
+}
+
+/// An MQTT 5 CONNECT's properties: what the options ask of the session, and the limits this
+/// client holds the broker to (the largest packet it reads, the aliases it resolves).
+fn connect_properties(o: &super::Options) -> Result<Properties, Error> {
+    let mut p = Properties::new();
+    if o.version == Version::V311 {
+        return Ok(p);
+    }
+    if o.session_expiry > 0 {
+        p.push_int(PropertyId::SessionExpiryInterval, o.session_expiry)?;
+    }
+    let max_packet = o.max_packet_size.min(u32::MAX as usize) as u32;
+    p.push_int(PropertyId::MaximumPacketSize, max_packet.max(1))?;
+    if o.topic_alias_maximum > 0 {
+        p.push_int(PropertyId::TopicAliasMaximum, o.topic_alias_maximum.into())?;
+    }
+    Ok(p)
 }
 
 /// What a broker sent instead of CONNACK, named from the packet's first byte: CONNACK must come
@@ -614,6 +680,14 @@ impl Net<'_> {
     /// Queues a publish on the live connection: QoS 0 straight into the write buffer, QoS 1/2
     /// through the session's in-flight window.
     fn publish(&mut self, wbuf: &mut WriteQueue, token: Token, publish: Publish) -> Result<(), Error> {
+        if let Some(max) = self.peer.max_packet_size {
+            // The packet id is not chosen yet, but it takes the same two bytes whichever it is.
+            let size = publish.encoded_len(wbuf.version);
+            if size > max {
+                self.out.complete(token, Err(Error::PacketTooLarge { size, max }));
+                return Ok(());
+            }
+        }
         if publish.qos == QoS::AtMostOnce {
             wbuf.publish(&publish).map_err(Error::Protocol)?;
             self.written.push(token);
@@ -702,9 +776,18 @@ impl Net<'_> {
             mut rbuf,
             mut wbuf,
             session_present,
+            properties,
         } = link;
+        self.peer = Peer::new(&properties, ctx.options.topic_alias_maximum);
+        // Receive Maximum absent means 65,535 (MQTT 5 section 3.2.2.3.3).
+        let receive_maximum = properties.int(PropertyId::ReceiveMaximum).unwrap_or(65_535);
+        self.session.set_window(receive_maximum as usize);
+        // A Server Keep Alive replaces the client's (MQTT-3.2.2-21).
+        let keep_alive = properties
+            .int(PropertyId::ServerKeepAlive)
+            .map_or(ctx.options.keep_alive, |k| k as u16);
         let now = Instant::now();
-        let interval = (ctx.options.keep_alive > 0).then(|| Duration::from_secs(ctx.options.keep_alive.into()));
+        let interval = (keep_alive > 0).then(|| Duration::from_secs(keep_alive.into()));
         let mut ka = KeepAlive::new(interval, ctx.options.ping_timeout, now);
         let mut disconnecting: Option<(Token, Instant)> = None;
         let mut unflushed = false;
@@ -871,7 +954,8 @@ impl Net<'_> {
         let version = self.ctx.options.version;
         while let Some(packet) = codec::decode(rbuf, max, version)? {
             match packet {
-                Packet::Publish(p) => {
+                Packet::Publish(mut p) => {
+                    self.peer.resolve(&mut p)?;
                     let id = p.pkid;
                     match p.qos {
                         QoS::AtMostOnce => self.out.push(Event::Message(p)),
@@ -888,9 +972,9 @@ impl Net<'_> {
                         }
                     }
                 }
-                Packet::PubAck(ack) => self.acknowledge(Awaiting::PubAck, ack.pkid, wbuf)?,
-                Packet::PubRec(ack) => self.acknowledge(Awaiting::PubRec, ack.pkid, wbuf)?,
-                Packet::PubComp(ack) => self.acknowledge(Awaiting::PubComp, ack.pkid, wbuf)?,
+                Packet::PubAck(ack) => self.acknowledge(Awaiting::PubAck, ack, wbuf)?,
+                Packet::PubRec(ack) => self.acknowledge(Awaiting::PubRec, ack, wbuf)?,
+                Packet::PubComp(ack) => self.acknowledge(Awaiting::PubComp, ack, wbuf)?,
                 Packet::PubRel(ack) => {
                     self.session.inbound_qos2.remove(&ack.pkid);
                     encode(wbuf, &Packet::PubComp(Ack::new(ack.pkid)))?;
@@ -910,8 +994,8 @@ impl Net<'_> {
                         self.out.complete(token, result);
                     }
                 }
-                Packet::UnsubAck(ack) => match self.session.on_unsuback(ack.pkid) {
-                    Some(token) => self.out.complete(token, Ok(Outcome::default())),
+                Packet::UnsubAck(ack) => match self.session.on_unsuback(ack.pkid, &ack.codes)? {
+                    Some((token, result)) => self.out.complete(token, result),
                     None => self.ignored("UNSUBACK", ack.pkid, "no UNSUBSCRIBE awaits one"),
                 },
                 Packet::PingResp => ka.ping_sent = None,
@@ -922,7 +1006,17 @@ impl Net<'_> {
                     return Err(Error::UnexpectedPacket("UNSUBSCRIBE, which only a client sends"));
                 }
                 Packet::PingReq => return Err(Error::UnexpectedPacket("PINGREQ, which only a client sends")),
-                Packet::Disconnect(_) => return Err(Error::UnexpectedPacket("DISCONNECT, which only a client sends")),
+                Packet::Disconnect(_) if version == Version::V311 => {
+                    return Err(Error::UnexpectedPacket("DISCONNECT, which a 3.1.1 broker never sends"));
+                }
+                Packet::Disconnect(d) => {
+                    let text = |id| d.properties.str(id).map(|s| s.as_str().to_owned());
+                    return Err(Error::ServerDisconnected {
+                        code: d.reason,
+                        reason: text(PropertyId::ReasonString),
+                        server_reference: text(PropertyId::ServerReference),
+                    });
+                }
                 Packet::Auth(_) => {
                     return Err(Error::UnexpectedPacket("AUTH, though no authentication method was set"));
                 }
@@ -941,8 +1035,9 @@ impl Net<'_> {
         });
     }
 
-    fn acknowledge(&mut self, kind: Awaiting, id: u16, wbuf: &mut WriteQueue) -> Result<(), Error> {
-        match self.session.on_ack(kind, id) {
+    fn acknowledge(&mut self, kind: Awaiting, ack: Ack, wbuf: &mut WriteQueue) -> Result<(), Error> {
+        let id = ack.pkid;
+        match self.session.on_ack(kind, id, ack.reason) {
             AckAction::Nothing => {
                 let name = match kind {
                     Awaiting::PubAck => "PUBACK",

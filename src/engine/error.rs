@@ -31,6 +31,20 @@ pub enum Error {
     /// The broker refused one or more filters of a SUBSCRIBE (return code 0x80); `codes` holds the
     /// SUBACK's return code for every filter, in request order.
     SubscribeRefused { codes: Vec<u8> },
+    /// MQTT 5: the broker refused a publish (PUBACK or PUBREC reason code 0x80 or above).
+    PublishRefused { code: u8 },
+    /// MQTT 5: the broker refused one or more filters of an UNSUBSCRIBE; `codes` holds the
+    /// UNSUBACK's reason code for every filter, in request order.
+    UnsubscribeRefused { codes: Vec<u8> },
+    /// MQTT 5: the broker ended the connection with DISCONNECT, saying why, and perhaps which
+    /// server to use instead (reason code 0x9C "use another server" or 0x9D "server moved").
+    ServerDisconnected {
+        code: ReasonCode,
+        reason: Option<String>,
+        server_reference: Option<String>,
+    },
+    /// MQTT 5: the packet is larger than the broker's Maximum Packet Size, so it was not sent.
+    PacketTooLarge { size: usize, max: usize },
     /// The operation was abandoned: disconnect or client free while it was waiting.
     Cancelled,
     /// A publish made while offline did not fit in the offline queue (overflow policy "reject new").
@@ -56,10 +70,46 @@ impl fmt::Display for Error {
             Error::UnexpectedPacket(what) => write!(f, "protocol violation by the broker: unexpected {what}"),
             Error::PacketIdsExhausted => write!(f, "all 65535 packet ids are in use"),
             Error::SubscribeRefused { .. } => write!(f, "the broker refused the subscription"),
+            Error::PublishRefused { code } => {
+                write!(f, "the broker refused the publish: {}", ReasonCode(*code))
+            }
+            Error::UnsubscribeRefused { .. } => write!(f, "the broker refused the unsubscribe"),
+            Error::ServerDisconnected {
+                code,
+                reason,
+                server_reference,
+            } => {
+                write!(f, "the broker disconnected: {code}")?;
+                if let Some(reason) = reason {
+                    write!(f, ": {reason}")?;
+                }
+                if let Some(server) = server_reference {
+                    write!(f, " (use server {server})")?;
+                }
+                Ok(())
+            }
+            Error::PacketTooLarge { size, max } => write!(
+                f,
+                "the packet is {size} bytes, more than the broker's maximum packet size of {max}"
+            ),
             Error::Cancelled => write!(f, "the operation was cancelled"),
             Error::QueueFull => write!(f, "the offline queue is full"),
             Error::Dropped => write!(f, "dropped from the full offline queue for a newer message"),
             Error::EventModeOff => write!(f, "the client was not made in event mode"),
+        }
+    }
+}
+
+impl Error {
+    /// The reason codes a failure from the broker carries: every filter's for a refused
+    /// (un)subscribe, the one code of a refused connect or publish or of a server DISCONNECT;
+    /// None for failures the broker did not describe with codes.
+    pub fn reason_codes(&self) -> Option<Vec<u8>> {
+        match self {
+            Error::SubscribeRefused { codes } | Error::UnsubscribeRefused { codes } => Some(codes.clone()),
+            Error::PublishRefused { code } => Some(vec![*code]),
+            Error::Refused(code) | Error::ServerDisconnected { code, .. } => Some(vec![code.0]),
+            _ => None,
         }
     }
 }

@@ -44,6 +44,12 @@ pub use transport::Address;
 pub struct Options {
     /// MQTT 3.1.1 (the default) or 5.
     pub version: Version,
+    /// MQTT 5: how long, in seconds, the broker keeps the session after the connection ends (0:
+    /// it ends with the connection; 0xFFFFFFFF: never). 3.1.1 has `clean_session` only.
+    pub session_expiry: u32,
+    /// MQTT 5: how many topic aliases the broker may use towards this client (0: none). Inbound
+    /// aliases are resolved by the library; handlers always see the whole topic.
+    pub topic_alias_maximum: u16,
     pub client_id: String,
     pub clean_session: bool,
     /// Seconds; 0 turns keep-alive off.
@@ -90,6 +96,8 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             version: Version::V311,
+            session_expiry: 0,
+            topic_alias_maximum: 16,
             client_id: String::new(),
             clean_session: true,
             keep_alive: 60,

@@ -89,7 +89,9 @@ impl PacketIds {
 
 pub struct Session {
     ids: PacketIds,
+    /// The window in force: `configured_inflight`, or the broker's smaller Receive Maximum.
     max_inflight: usize,
+    configured_inflight: usize,
     pub(crate) inflight: FxHashMap<u16, InFlight>,
     /// QoS 1/2 publishes beyond the in-flight window, in submission order.
     pub queued: VecDeque<(Token, Publish)>,
@@ -115,6 +117,7 @@ impl Session {
         Session {
             ids: PacketIds::new(),
             max_inflight: max_inflight.clamp(1, 65535),
+            configured_inflight: max_inflight.clamp(1, 65535),
             inflight: FxHashMap::default(),
             queued: VecDeque::new(),
             requests: FxHashMap::default(),
@@ -195,26 +198,38 @@ impl Session {
         self.start(token, publish)
     }
 
-    /// PUBACK (QoS 1 done), PUBREC (QoS 2: send PUBREL), PUBCOMP (QoS 2 done). An ack for an id we
-    /// are not waiting on in that state is ignored: MQTT allows it after a resend.
-    pub fn on_ack(&mut self, kind: Awaiting, id: u16) -> AckAction {
+    /// The in-flight limit for the connection just made: the configured one, or less when an MQTT 5
+    /// broker's Receive Maximum says it takes fewer unacknowledged QoS 1/2 publishes (MQTT-3.3.4-7).
+    pub fn set_window(&mut self, receive_maximum: usize) {
+        self.max_inflight = self.configured_inflight.min(receive_maximum).max(1);
+    }
+
+    /// PUBACK (QoS 1 done), PUBREC (QoS 2: send PUBREL), PUBCOMP (QoS 2 done), with the MQTT 5
+    /// reason code (success in 3.1.1). The token's outcome carries a success code (0x10 "no
+    /// matching subscribers" is one); a PUBACK or PUBREC with an error code ends the exchange and
+    /// fails the token (MQTT 5 section 4.3.3: no PUBREL follows a failed PUBREC). An ack for an
+    /// id we are not waiting on in that state is ignored: MQTT allows it after a resend.
+    pub fn on_ack(&mut self, kind: Awaiting, id: u16, reason: ReasonCode) -> AckAction {
         let Some(f) = self.inflight.get_mut(&id) else {
             return AckAction::Nothing;
         };
         if f.awaiting != kind {
             return AckAction::Nothing;
         }
-        match kind {
-            Awaiting::PubRec => {
-                f.awaiting = Awaiting::PubComp;
-                AckAction::SendPubRel(id)
-            }
-            Awaiting::PubAck | Awaiting::PubComp => {
-                let f = self.inflight.remove(&id).expect("present: looked up above");
-                self.ids.release(id);
-                AckAction::Complete(f.token, Ok(Outcome::default()))
-            }
+        if kind == Awaiting::PubRec && !reason.is_error() {
+            f.awaiting = Awaiting::PubComp;
+            return AckAction::SendPubRel(id);
         }
+        let f = self.inflight.remove(&id).expect("present: looked up above");
+        self.ids.release(id);
+        let result = if reason.is_error() {
+            Err(Error::PublishRefused { code: reason.0 })
+        } else if reason == ReasonCode::SUCCESS {
+            Ok(Outcome::default())
+        } else {
+            Ok(Outcome { codes: vec![reason.0] })
+        };
+        AckAction::Complete(f.token, result)
     }
 
     /// SUBACK: the token's outcome carries one code per filter; filters the broker refused are
@@ -251,15 +266,29 @@ impl Session {
         Ok(Some((token, result, refused)))
     }
 
-    pub fn on_unsuback(&mut self, id: u16) -> Option<Token> {
-        let Some((_, Request::Unsubscribe(..))) = self.requests.get(&id) else {
-            return None;
+    /// UNSUBACK: the token and its result, one reason code per filter in MQTT 5 (none in 3.1.1,
+    /// which has no codes); None for an id no UNSUBSCRIBE awaits. A code count that differs from
+    /// the filters is a protocol error, as for SUBACK.
+    pub fn on_unsuback(&mut self, id: u16, codes: &[ReasonCode]) -> Result<Option<(Token, TokenResult)>, Error> {
+        let Some((_, Request::Unsubscribe(_, filters))) = self.requests.get(&id) else {
+            return Ok(None);
         };
+        if !codes.is_empty() && codes.len() != filters.len() {
+            return Err(Error::UnexpectedPacket(
+                "UNSUBACK whose number of reason codes differs from the UNSUBSCRIBE's filters",
+            ));
+        }
         let Some((_, Request::Unsubscribe(token, _))) = self.requests.remove(&id) else {
             unreachable!("checked just above");
         };
         self.ids.release(id);
-        Some(token)
+        let codes: Vec<u8> = codes.iter().map(|c| c.0).collect();
+        let result = if codes.iter().any(|&c| ReasonCode(c).is_error()) {
+            Err(Error::UnsubscribeRefused { codes })
+        } else {
+            Ok(Outcome { codes })
+        };
+        Ok(Some((token, result)))
     }
 
     /// The connection is gone: SUBSCRIBE/UNSUBSCRIBE requests still unanswered are handed back, in
@@ -394,7 +423,7 @@ mod tests {
         assert!(s.submit(4, publish(QoS::AtLeastOnce)).is_none());
         let first = *s.inflight.keys().min().unwrap();
         assert_eq!(
-            s.on_ack(Awaiting::PubAck, first),
+            s.on_ack(Awaiting::PubAck, first, ReasonCode::SUCCESS),
             AckAction::Complete(1, Ok(Outcome::default()))
         );
         let next = s.next_in_window().unwrap().pkid;
@@ -407,13 +436,16 @@ mod tests {
         let mut s = Session::new(10);
         let p = s.submit(7, publish(QoS::ExactlyOnce)).unwrap().clone();
         assert_eq!(
-            s.on_ack(Awaiting::PubComp, p.pkid),
+            s.on_ack(Awaiting::PubComp, p.pkid, ReasonCode::SUCCESS),
             AckAction::Nothing,
             "PUBCOMP before PUBREC"
         );
-        assert_eq!(s.on_ack(Awaiting::PubRec, p.pkid), AckAction::SendPubRel(p.pkid));
         assert_eq!(
-            s.on_ack(Awaiting::PubComp, p.pkid),
+            s.on_ack(Awaiting::PubRec, p.pkid, ReasonCode::SUCCESS),
+            AckAction::SendPubRel(p.pkid)
+        );
+        assert_eq!(
+            s.on_ack(Awaiting::PubComp, p.pkid, ReasonCode::SUCCESS),
             AckAction::Complete(7, Ok(Outcome::default()))
         );
         assert!(s.is_idle());
@@ -440,6 +472,62 @@ mod tests {
     }
 
     #[test]
+    fn mqtt5_ack_reason_codes_reach_the_token() {
+        let mut s = Session::new(10);
+        let a = s.submit(1, publish(QoS::AtLeastOnce)).unwrap().pkid;
+        let b = s.submit(2, publish(QoS::AtLeastOnce)).unwrap().pkid;
+        let c = s.submit(3, publish(QoS::ExactlyOnce)).unwrap().pkid;
+        assert_eq!(
+            s.on_ack(Awaiting::PubAck, a, ReasonCode::NO_MATCHING_SUBSCRIBERS),
+            AckAction::Complete(1, Ok(Outcome { codes: vec![0x10] }))
+        );
+        assert_eq!(
+            s.on_ack(Awaiting::PubAck, b, ReasonCode::NOT_AUTHORIZED),
+            AckAction::Complete(2, Err(Error::PublishRefused { code: 0x87 }))
+        );
+        // A refused PUBREC ends the QoS 2 exchange: no PUBREL, the id is free again.
+        assert_eq!(
+            s.on_ack(Awaiting::PubRec, c, ReasonCode::QUOTA_EXCEEDED),
+            AckAction::Complete(3, Err(Error::PublishRefused { code: 0x97 }))
+        );
+        assert!(s.is_idle());
+    }
+
+    #[test]
+    fn receive_maximum_narrows_the_window_and_never_widens_it() {
+        let mut s = Session::new(3);
+        s.set_window(2);
+        assert!(s.submit(1, publish(QoS::AtLeastOnce)).is_some());
+        assert!(s.submit(2, publish(QoS::AtLeastOnce)).is_some());
+        assert!(s.submit(3, publish(QoS::AtLeastOnce)).is_none(), "a third waits");
+        s.set_window(65_535);
+        assert!(s.next_in_window().is_some(), "back to the configured 3");
+        assert!(s.submit(4, publish(QoS::AtLeastOnce)).is_none());
+    }
+
+    #[test]
+    fn unsuback_codes_per_filter() {
+        let mut s = Session::new(10);
+        let filters = vec![MqttStr::new("a").unwrap(), MqttStr::new("b").unwrap()];
+        let id = pkid(&s.start_request(Request::Unsubscribe(4, filters.clone())).unwrap());
+        assert!(
+            s.on_unsuback(id, &[ReasonCode::SUCCESS]).is_err(),
+            "one code for two filters"
+        );
+        let codes = [ReasonCode::SUCCESS, ReasonCode::NO_SUBSCRIPTION_EXISTED];
+        assert_eq!(
+            s.on_unsuback(id, &codes),
+            Ok(Some((4, Ok(Outcome { codes: vec![0, 0x11] }))))
+        );
+        let id = pkid(&s.start_request(Request::Unsubscribe(5, filters)).unwrap());
+        let codes = [ReasonCode::NOT_AUTHORIZED, ReasonCode::SUCCESS];
+        assert_eq!(
+            s.on_unsuback(id, &codes),
+            Ok(Some((5, Err(Error::UnsubscribeRefused { codes: vec![0x87, 0] }))))
+        );
+    }
+
+    #[test]
     fn suback_failure_reports_refused_filters() {
         let mut s = Session::new(10);
         let id = pkid(&s.start_request(subscribe(&[("a", 1), ("b", 2)])).unwrap());
@@ -461,7 +549,7 @@ mod tests {
                 .unwrap(),
         );
         assert_eq!(s.on_suback(id, &[ReasonCode::UNSPECIFIED_ERROR]), Ok(None));
-        assert_eq!(s.on_unsuback(id), Some(4));
+        assert_eq!(s.on_unsuback(id, &[]), Ok(Some((4, Ok(Outcome::default())))));
     }
 
     #[test]
@@ -507,7 +595,10 @@ mod tests {
         let b = s.submit(2, publish(QoS::AtLeastOnce)).unwrap().pkid;
         s.ids.last = 50;
         let c = s.submit(3, publish(QoS::ExactlyOnce)).unwrap().pkid;
-        assert_eq!(s.on_ack(Awaiting::PubRec, a), AckAction::SendPubRel(a));
+        assert_eq!(
+            s.on_ack(Awaiting::PubRec, a, ReasonCode::SUCCESS),
+            AckAction::SendPubRel(a)
+        );
         s.inbound_qos2.insert(77);
         (s, [a, b, c])
     }
@@ -527,7 +618,7 @@ mod tests {
         }
         assert!(s.inbound_qos2.contains(&77), "inbound QoS 2 state survives");
         assert_eq!(
-            s.on_ack(Awaiting::PubComp, a),
+            s.on_ack(Awaiting::PubComp, a, ReasonCode::SUCCESS),
             AckAction::Complete(1, Ok(Outcome::default()))
         );
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::{Failure, arg_bytes, arg_str, guard, mqttc_status, opt_str, write_out};
-use crate::codec::{MqttStr, Properties, QoS, Will};
+use crate::codec::{MqttStr, Properties, QoS, Version, Will};
 use crate::engine::{self, Address, Client, ConnectionEvent, LogLevel, Overflow, State, TlsConnector, TlsOptions};
 use crate::topic::validate_topic_name;
 
@@ -124,6 +124,15 @@ pub struct mqttc_options {
     /// Accept any broker certificate without verification. For tests with throwaway certificates
     /// only: anyone in the middle can then read and change the traffic. Default false.
     pub tls_insecure: bool,
+    /// The MQTT protocol: 4 for 3.1.1 (the default), 5 for MQTT 5.
+    pub protocol_version: u8,
+    /// MQTT 5: seconds the broker keeps the session after the connection ends; 0 (the default)
+    /// ends it with the connection, 0xFFFFFFFF never. Not 0 with 3.1.1, which has
+    /// `clean_session` instead.
+    pub session_expiry: u32,
+    /// MQTT 5: how many topic aliases the broker may set up towards this client (0: none).
+    /// Aliased messages reach callbacks with their whole topic. Default 16.
+    pub topic_alias_maximum: u16,
 }
 
 /// What happens to a publish that does not fit in the offline queue (`offline_overflow`). Either
@@ -193,6 +202,9 @@ fn defaults() -> mqttc_options {
         tls_server_name: std::ptr::null(),
         tls_alpn: std::ptr::null(),
         tls_insecure: false,
+        protocol_version: d.version as u8,
+        session_expiry: d.session_expiry,
+        topic_alias_maximum: d.topic_alias_maximum,
     }
 }
 
@@ -306,8 +318,26 @@ unsafe fn read_options(opts: *const mqttc_options) -> Result<(engine::Options, T
         queue_before_connect: o.queue_before_connect,
         rotate_servers: o.rotate_servers,
         event_mode: o.event_mode,
+        version: match o.protocol_version {
+            4 => Version::V311,
+            5 => Version::V5,
+            other => {
+                return Err(Failure::new(
+                    mqttc_status::MQTTC_ERR_INVALID_ARGUMENT,
+                    format!("protocol_version is {other}; it must be 4 (MQTT 3.1.1) or 5 (MQTT 5)"),
+                ));
+            }
+        },
+        session_expiry: o.session_expiry,
+        topic_alias_maximum: o.topic_alias_maximum,
         ..engine::Options::default()
     };
+    if e.version == Version::V311 && e.session_expiry != 0 {
+        return Err(Failure::new(
+            mqttc_status::MQTTC_ERR_INVALID_ARGUMENT,
+            "session_expiry needs protocol_version 5; MQTT 3.1.1 has clean_session instead",
+        ));
+    }
     if e.reconnect_min.is_zero() || e.reconnect_max < e.reconnect_min {
         return Err(Failure::new(
             mqttc_status::MQTTC_ERR_INVALID_ARGUMENT,
@@ -335,10 +365,10 @@ unsafe fn read_options(opts: *const mqttc_options) -> Result<(engine::Options, T
         .map(|u| text(u, "username"))
         .transpose()?;
     if !o.password.is_null() {
-        if e.username.is_none() {
+        if e.username.is_none() && e.version == Version::V311 {
             return Err(Failure::new(
                 mqttc_status::MQTTC_ERR_INVALID_ARGUMENT,
-                "a password requires a username (MQTT 3.1.1)",
+                "a password requires a username in MQTT 3.1.1 (MQTT 5 allows one alone)",
             ));
         }
         e.password = Some(Bytes::copy_from_slice(unsafe {

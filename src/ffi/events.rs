@@ -118,10 +118,7 @@ fn owned_event(event: ClientEvent) -> Box<OwnedEvent> {
                 Err(e) => {
                     view.status = mqttc_status::from(&e);
                     let detail = CString::new(e.to_string().replace('\0', " ")).unwrap_or_default();
-                    let codes = match e {
-                        Error::SubscribeRefused { codes } => codes,
-                        _ => Vec::new(),
-                    };
+                    let codes = e.reason_codes().unwrap_or_default();
                     (Some(detail), codes)
                 }
             };

@@ -69,6 +69,9 @@ pub enum mqttc_status {
     /// TLS failed: a bad CA, certificate or key file when the client is made; the handshake or a
     /// TLS alert when connecting. The message says why and which option to set.
     MQTTC_ERR_TLS = -45,
+    /// MQTT 5: the broker ended the connection with DISCONNECT; the message gives its reason
+    /// code, reason string and any server reference (another server to use).
+    MQTTC_ERR_SERVER_DISCONNECTED = -46,
     /// CONNACK 1: the broker does not support this protocol version.
     MQTTC_ERR_REFUSED_PROTOCOL_VERSION = -61,
     /// CONNACK 2: the client identifier was rejected.
@@ -84,6 +87,12 @@ pub enum mqttc_status {
     /// MQTT 5: the broker refused the connection with a reason code other than those above
     /// (banned, server moved, quota exceeded, ...); see `mqttc_token_codes`.
     MQTTC_ERR_REFUSED = -67,
+    /// MQTT 5: the broker refused a publish (PUBACK/PUBREC reason code 0x80 or above: not
+    /// authorized, quota exceeded, ...); `mqttc_token_codes` gives the code.
+    MQTTC_ERR_PUBLISH_REFUSED = -68,
+    /// MQTT 5: the broker refused at least one filter of an unsubscribe; `mqttc_token_codes`
+    /// gives every filter's UNSUBACK reason code.
+    MQTTC_ERR_UNSUBSCRIBE_REFUSED = -69,
     /// A thread or runtime could not be created.
     MQTTC_ERR_RESOURCE = -98,
     /// An internal error (a caught panic); please report it.
@@ -114,6 +123,10 @@ impl From<&Error> for mqttc_status {
             Error::Protocol(_) | Error::UnexpectedPacket(_) => MQTTC_ERR_PROTOCOL,
             Error::PacketIdsExhausted => MQTTC_ERR_PACKET_IDS_EXHAUSTED,
             Error::SubscribeRefused { .. } => MQTTC_ERR_SUBSCRIBE_REFUSED,
+            Error::PublishRefused { .. } => MQTTC_ERR_PUBLISH_REFUSED,
+            Error::UnsubscribeRefused { .. } => MQTTC_ERR_UNSUBSCRIBE_REFUSED,
+            Error::ServerDisconnected { .. } => MQTTC_ERR_SERVER_DISCONNECTED,
+            Error::PacketTooLarge { .. } => MQTTC_ERR_PAYLOAD_TOO_LARGE,
             Error::Cancelled => MQTTC_ERR_CANCELLED,
             Error::QueueFull => MQTTC_ERR_QUEUE_FULL,
             Error::Dropped => MQTTC_ERR_DROPPED,
@@ -171,6 +184,9 @@ const ALL: &[(mqttc_status, &str)] = {
         (MQTTC_ERR_REFUSED_NOT_AUTHORIZED, "connection refused: not authorized\0"),
         (MQTTC_ERR_SUBSCRIBE_REFUSED, "subscription refused by the broker\0"),
         (MQTTC_ERR_REFUSED, "connection refused\0"),
+        (MQTTC_ERR_PUBLISH_REFUSED, "publish refused by the broker\0"),
+        (MQTTC_ERR_UNSUBSCRIBE_REFUSED, "unsubscribe refused by the broker\0"),
+        (MQTTC_ERR_SERVER_DISCONNECTED, "the broker disconnected\0"),
         (MQTTC_ERR_RESOURCE, "could not create a thread or runtime\0"),
         (MQTTC_ERR_PANIC, "internal error\0"),
     ]

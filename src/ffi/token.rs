@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use super::client::{client_arg, mqttc_client, mqttc_token};
 use super::{Failure, guard, mqttc_status, set_last_error, write_out};
-use crate::engine::{Error, TokenState};
+use crate::engine::TokenState;
 
 fn state_status(state: TokenState) -> mqttc_status {
     match state {
@@ -91,7 +91,7 @@ pub unsafe extern "C" fn mqttc_token_codes(
         }
         let got = match c.inner.token_state(token) {
             TokenState::Done(Ok(outcome)) => outcome.codes,
-            TokenState::Done(Err(Error::SubscribeRefused { codes })) => codes,
+            TokenState::Done(Err(e)) if e.reason_codes().is_some() => e.reason_codes().unwrap_or_default(),
             other => {
                 let status = state_status(other);
                 return Err(Failure::new(

@@ -77,6 +77,17 @@ int main(int argc, char **argv) {
     opts.offline_overflow = 7;
     expect("offline_overflow 7", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_ARGUMENT);
     mqttc_options_init(&opts);
+    opts.protocol_version = 3;
+    expect("protocol_version 3", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_ARGUMENT);
+    mqttc_options_init(&opts);
+    opts.session_expiry = 60;
+    expect("session_expiry with MQTT 3.1.1", mqttc_client_new("127.0.0.1", port, &opts, &c),
+           MQTTC_ERR_INVALID_ARGUMENT);
+    opts.protocol_version = 5;
+    expect("session_expiry with MQTT 5", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_OK);
+    mqttc_client_free(c);
+    c = NULL;
+    mqttc_options_init(&opts);
     opts.reconnect_min_ms = 0;
     expect("reconnect_min_ms 0", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_ARGUMENT);
     mqttc_options_init(&opts);

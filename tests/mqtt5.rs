@@ -1,0 +1,277 @@
+//! MQTT 5 in the engine, against the scripted fake broker where a test must choose the broker's
+//! packets (limits in CONNACK, reason codes, aliases, a server DISCONNECT), and against mosquitto
+//! for the round trip.
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use mqttclient::codec::{
+    Ack, ConnAck, Disconnect, Packet, Properties, PropertyId, Publish, QoS, ReasonCode, SubAck, Version,
+};
+use mqttclient::engine::{Client, ConnectionEvent, Error, Options, Outcome};
+
+use common::fake::{FakeBroker, FakeConn, TIMEOUT, mqtt_str, publish};
+use common::scripted::{collector, connection_events, done, next_event, ok, options, publish_qos1};
+
+fn v5() -> Options {
+    Options {
+        version: Version::V5,
+        ..options()
+    }
+}
+
+/// A client with `options` connected to a fake broker whose CONNACK carries `properties`.
+fn start_with(options: Options, properties: Properties) -> (FakeBroker, Client, FakeConn) {
+    let broker = FakeBroker::new();
+    let client = Client::new(vec![broker.address()], options).unwrap();
+    let token = client.connect().unwrap();
+    let mut conn = broker.accept();
+    conn.expect_connect();
+    conn.send(Packet::ConnAck(ConnAck {
+        properties,
+        ..ConnAck::accepted(false)
+    }));
+    assert_eq!(done(&client, token), Ok(Outcome { codes: vec![0] }));
+    (broker, client, conn)
+}
+
+fn props(list: &[(PropertyId, u32)]) -> Properties {
+    let mut p = Properties::new();
+    for &(id, value) in list {
+        p.push_int(id, value).unwrap();
+    }
+    p
+}
+
+/// Why the connection was lost. The hook is set after connecting, so the Connected event may
+/// still be on its way to it: that one is skipped.
+fn next_loss(events: &common::scripted::Events) -> Error {
+    loop {
+        match next_event(events) {
+            ConnectionEvent::Connected { .. } => continue,
+            ConnectionEvent::Lost { reason, .. } => return reason,
+            other => panic!("the connection must be lost: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn connect_is_mqtt5_with_the_session_expiry_and_the_limits_this_client_holds_the_broker_to() {
+    let broker = FakeBroker::new();
+    let options = Options {
+        session_expiry: 3600,
+        topic_alias_maximum: 7,
+        max_packet_size: 100_000,
+        ..v5()
+    };
+    let client = Client::new(vec![broker.address()], options).unwrap();
+    let token = client.connect().unwrap();
+    let mut conn = broker.accept();
+    let connect = conn.accept_connect();
+    assert_eq!(connect.version, Version::V5);
+    assert_eq!(connect.properties.int(PropertyId::SessionExpiryInterval), Some(3600));
+    assert_eq!(connect.properties.int(PropertyId::TopicAliasMaximum), Some(7));
+    assert_eq!(connect.properties.int(PropertyId::MaximumPacketSize), Some(100_000));
+    assert!(done(&client, token).is_ok());
+}
+
+#[test]
+fn the_brokers_receive_maximum_bounds_what_is_unacknowledged() {
+    // The client's own window is 20; the broker takes 2 at a time.
+    let (_broker, client, mut conn) = start_with(v5(), props(&[(PropertyId::ReceiveMaximum, 2)]));
+    let tokens: Vec<_> = (0..6).map(|i| publish_qos1(&client, "rm/t", &i.to_string())).collect();
+    let mut unacked = Vec::new();
+    let mut most = 0;
+    let mut acked = 0;
+    while acked < tokens.len() {
+        // Take everything the client sends until it pauses, then acknowledge the oldest.
+        while let Some(r) = conn.next_within(Duration::from_millis(150)) {
+            let Packet::Publish(p) = r.packet else {
+                panic!("{:?}", r.packet)
+            };
+            unacked.push(p.pkid);
+            most = most.max(unacked.len());
+        }
+        assert!(!unacked.is_empty(), "the client sent nothing while below the window");
+        conn.send(Packet::PubAck(Ack::new(unacked.remove(0))));
+        acked += 1;
+    }
+    assert_eq!(most, 2, "at most Receive Maximum unacknowledged at the broker");
+    for t in tokens {
+        assert_eq!(done(&client, t), ok());
+    }
+}
+
+#[test]
+fn ack_reason_codes_complete_the_tokens() {
+    let (_broker, client, mut conn) = start_with(v5(), Properties::new());
+    let nobody = publish_qos1(&client, "r/1", "a");
+    let refused = publish_qos1(&client, "r/2", "b");
+    let (a, b) = (conn.expect_publish(), conn.expect_publish());
+    conn.send(Packet::PubAck(Ack {
+        reason: ReasonCode::NO_MATCHING_SUBSCRIBERS,
+        ..Ack::new(a.pkid)
+    }));
+    let mut no = Ack::new(b.pkid);
+    no.reason = ReasonCode::NOT_AUTHORIZED;
+    no.properties.push_str(PropertyId::ReasonString, "acl").unwrap();
+    conn.send(Packet::PubAck(no));
+    assert_eq!(done(&client, nobody), Ok(Outcome { codes: vec![0x10] }));
+    let err = done(&client, refused).unwrap_err();
+    assert_eq!(err, Error::PublishRefused { code: 0x87 });
+    assert_eq!(err.reason_codes(), Some(vec![0x87]));
+
+    let token = client.unsubscribe(vec![mqtt_str("x"), mqtt_str("y")]).unwrap();
+    let u = conn.expect_unsubscribe();
+    let codes = vec![ReasonCode::SUCCESS, ReasonCode::NO_SUBSCRIPTION_EXISTED];
+    conn.send(Packet::UnsubAck(SubAck::new(u.pkid, codes)));
+    assert_eq!(done(&client, token), Ok(Outcome { codes: vec![0, 0x11] }));
+}
+
+#[test]
+fn inbound_topic_aliases_are_resolved_before_dispatch() {
+    let (_broker, client, mut conn) = start_with(v5(), Properties::new());
+    let (handler, rx) = collector();
+    let token = client
+        .subscribe(vec![(mqtt_str("al/#"), QoS::AtMostOnce, handler)])
+        .unwrap();
+    conn.answer_subscribe(&[0]);
+    assert!(done(&client, token).is_ok());
+    let aliased = |topic: &str, alias: u32, payload: &'static [u8]| {
+        let mut p = publish(topic, QoS::AtMostOnce, 0, payload);
+        p.properties.push_int(PropertyId::TopicAlias, alias).unwrap();
+        Packet::Publish(p)
+    };
+    conn.send(aliased("al/first", 1, b"sets 1"));
+    conn.send(aliased("", 1, b"uses 1"));
+    conn.send(aliased("al/second", 1, b"moves 1"));
+    conn.send(aliased("", 1, b"uses 1 again"));
+    let got: Vec<(String, Bytes)> = (0..4)
+        .map(|_| {
+            let p: Publish = rx.recv_timeout(TIMEOUT).expect("a message");
+            (p.topic.as_str().to_owned(), p.payload)
+        })
+        .collect();
+    let want = [
+        ("al/first", "sets 1"),
+        ("al/first", "uses 1"),
+        ("al/second", "moves 1"),
+        ("al/second", "uses 1 again"),
+    ];
+    for ((topic, payload), (want_topic, want_payload)) in got.iter().zip(want) {
+        assert_eq!((topic.as_str(), &payload[..]), (want_topic, want_payload.as_bytes()));
+    }
+}
+
+#[test]
+fn an_alias_never_set_or_above_the_maximum_is_a_protocol_error() {
+    for (alias, what) in [(2, "never set"), (17, "above our Topic Alias Maximum")] {
+        let (_broker, client, mut conn) = start_with(v5(), Properties::new());
+        let events = connection_events(&client);
+        let mut p = publish("", QoS::AtMostOnce, 0, b"x");
+        p.properties.push_int(PropertyId::TopicAlias, alias).unwrap();
+        conn.send(Packet::Publish(p));
+        let reason = next_loss(&events);
+        assert!(reason.to_string().contains(what), "{reason}");
+        conn.expect_eof(TIMEOUT);
+    }
+}
+
+#[test]
+fn a_server_disconnect_is_reported_with_its_reason_and_server_reference() {
+    let (_broker, client, mut conn) = start_with(v5(), Properties::new());
+    let events = connection_events(&client);
+    let mut d = Disconnect {
+        reason: ReasonCode::USE_ANOTHER_SERVER,
+        properties: Properties::new(),
+    };
+    d.properties.push_str(PropertyId::ReasonString, "maintenance").unwrap();
+    d.properties
+        .push_str(PropertyId::ServerReference, "other.example:1883")
+        .unwrap();
+    conn.send(Packet::Disconnect(d));
+    let reason = next_loss(&events);
+    assert_eq!(
+        reason,
+        Error::ServerDisconnected {
+            code: ReasonCode::USE_ANOTHER_SERVER,
+            reason: Some("maintenance".into()),
+            server_reference: Some("other.example:1883".into()),
+        }
+    );
+    let text = reason.to_string();
+    assert!(
+        text.contains("Use another server") && text.contains("other.example:1883"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_refused_mqtt5_connack_fails_the_connect_token_with_its_reason_code() {
+    let broker = FakeBroker::new();
+    let client = Client::new(vec![broker.address()], v5()).unwrap();
+    let token = client.connect().unwrap();
+    let mut conn = broker.accept();
+    conn.expect_connect();
+    conn.connack(ReasonCode::BANNED);
+    let err = done(&client, token).unwrap_err();
+    assert_eq!(err, Error::Refused(ReasonCode::BANNED));
+    assert_eq!(
+        mqttclient::ffi::mqttc_status::from(&err),
+        mqttclient::ffi::mqttc_status::MQTTC_ERR_REFUSED
+    );
+}
+
+#[test]
+fn a_publish_over_the_brokers_maximum_packet_size_fails_its_token_and_the_connection_stays() {
+    let (_broker, client, mut conn) = start_with(v5(), props(&[(PropertyId::MaximumPacketSize, 100)]));
+    let big = client
+        .publish(mqtt_str("big"), Bytes::from(vec![0; 200]), QoS::AtLeastOnce, false)
+        .unwrap();
+    let err = done(&client, big).unwrap_err();
+    assert!(matches!(err, Error::PacketTooLarge { max: 100, .. }), "{err:?}");
+    let small = publish_qos1(&client, "small", "fits");
+    let p = conn.expect_publish();
+    assert_eq!(p.topic.as_str(), "small");
+    conn.send(Packet::PubAck(Ack::new(p.pkid)));
+    assert_eq!(done(&client, small), ok());
+}
+
+#[test]
+fn server_keep_alive_replaces_the_clients() {
+    let options = Options { keep_alive: 60, ..v5() };
+    let (_broker, _client, mut conn) = start_with(options, props(&[(PropertyId::ServerKeepAlive, 1)]));
+    let r = conn
+        .next_within(Duration::from_millis(2500))
+        .expect("a PINGREQ within 1 s or so");
+    assert_eq!(r.packet, Packet::PingReq);
+}
+
+#[test]
+fn mqtt5_round_trip_through_mosquitto() {
+    let broker = common::Broker::start();
+    let client = Client::new(
+        vec![mqttclient::engine::Address::tcp("127.0.0.1", broker.port)],
+        Options {
+            version: Version::V5,
+            client_id: "v5-round-trip".into(),
+            session_expiry: 30,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    assert!(common::engine::connect(&client).is_ok());
+    let payloads: Vec<Bytes> = [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce]
+        .iter()
+        .map(|q| Bytes::from(format!("qos {}", *q as u8)))
+        .collect();
+    for qos in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce] {
+        common::engine::round_trip(&client, &format!("v5/{}", qos as u8), qos, &payloads);
+    }
+    // Nobody subscribes to this one: mosquitto says so with reason code 0x10 in the PUBACK.
+    let token = client
+        .publish(mqtt_str("v5/nobody"), Bytes::from_static(b"x"), QoS::AtLeastOnce, false)
+        .unwrap();
+    assert_eq!(common::engine::wait(&client, token), Ok(Outcome { codes: vec![0x10] }));
+}
