@@ -69,6 +69,9 @@ class mqttc_options(ctypes.Structure):
         ("tls_server_name", c_char_p),
         ("tls_alpn", c_char_p),
         ("tls_insecure", c_bool),
+        ("protocol_version", c_uint8),
+        ("session_expiry", c_uint32),
+        ("topic_alias_maximum", c_uint16),
     ]
 
 

@@ -104,6 +104,9 @@ struct mqttc_options
     tls_server_name::Ptr{UInt8}
     tls_alpn::Ptr{UInt8}
     tls_insecure::Bool
+    protocol_version::UInt8
+    session_expiry::UInt32
+    topic_alias_maximum::UInt16
 end
 
 struct mqttc_message
