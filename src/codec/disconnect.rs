@@ -25,12 +25,6 @@ pub struct Auth {
     pub properties: Properties,
 }
 
-impl Default for ReasonCode {
-    fn default() -> Self {
-        ReasonCode::SUCCESS
-    }
-}
-
 fn read(mut body: Bytes, packet_type: PacketType, version: Version) -> Result<(ReasonCode, Properties), CodecError> {
     let tail = read_reason_and_properties(&mut body, packet_type, version)?;
     expect_end(&body)?;

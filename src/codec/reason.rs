@@ -7,7 +7,8 @@ use std::fmt;
 use super::CodecError;
 use super::header::PacketType;
 
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// The default is 0x00, success (normal disconnection in DISCONNECT).
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ReasonCode(pub u8);
 
 impl ReasonCode {
