@@ -4,14 +4,15 @@
 # corpus through the same checks with `cargo test --test fuzz_corpus`.
 #
 #   scripts/fuzz.sh [seconds-per-target] [target...]     default: 60 s, every target
+#   FUZZ_RUNS=10000000 scripts/fuzz.sh 7200 decode       stop at that many executions instead,
+#                                                        or at the time limit if it comes first
 #
 # Targets (their checks live in fuzz/checks/):
 #   decode  any bytes as a packet stream, whole and one byte at a time; decode(encode(p)) == p;
 #           a small max packet size, with a counting allocator bounding what each decode holds
 #   topic   topic-name and topic-filter validators against the section 4.7 rules, and on the wire
 #   trie    insert/remove/get/match programs against a map and a brute-force matcher
-# Only MQTT 3.1.1 is fuzzed: MQTT 5 decoding does not exist yet. When it does, the decode target
-# must run the stream under both protocol versions.
+# The decode target runs every input under both protocol versions, MQTT 3.1.1 and MQTT 5.
 #
 # Stable Rust only: RUSTC_BOOTSTRAP=1 lets it take the -Z flags cargo-fuzz passes. The default
 # sanitizer is none (the checked code is safe Rust, and the allocation bound is checked by the
@@ -37,6 +38,7 @@ cargo fuzz build -s "$sanitizer"
 
 flags=(-max_total_time="$seconds" -rss_limit_mb=512 -print_final_stats=1)
 [ "$sanitizer" = address ] && flags+=(-malloc_limit_mb=1)
+[ -n "${FUZZ_RUNS:-}" ] && flags+=(-runs="$FUZZ_RUNS")
 summary=()
 failed=0
 for target in "${targets[@]}"; do
