@@ -95,6 +95,15 @@ typedef enum mqttc_status {
    */
   MQTTC_ERR_EVENT_MODE_OFF = -10,
   /**
+   * The property asked for is not in the list (or an index is past its end).
+   */
+  MQTTC_ERR_NOT_FOUND = -11,
+  /**
+   * An MQTT 5 feature (properties, subscription options, a disconnect reason) on a client made
+   * for MQTT 3.1.1: set `protocol_version` to 5.
+   */
+  MQTTC_ERR_NOT_SUPPORTED = -12,
+  /**
    * The client is not connected (connect first, or it was disconnected).
    */
   MQTTC_ERR_NOT_CONNECTED = -20,
@@ -293,11 +302,157 @@ typedef enum mqttc_event_kind {
 } mqttc_event_kind;
 
 /**
+ * The MQTT 5 property identifiers (MQTT 5 table 2-4), as the `id` of the `mqttc_properties_*`
+ * functions.
+ */
+typedef enum mqttc_property_id {
+  /**
+   * Byte, 0 (unspecified bytes) or 1 (UTF-8): PUBLISH, will.
+   */
+  MQTTC_PROP_PAYLOAD_FORMAT_INDICATOR = 1,
+  /**
+   * Four-byte integer, seconds: PUBLISH, will.
+   */
+  MQTTC_PROP_MESSAGE_EXPIRY_INTERVAL = 2,
+  /**
+   * String (a MIME type, say): PUBLISH, will.
+   */
+  MQTTC_PROP_CONTENT_TYPE = 3,
+  /**
+   * String, a topic name: PUBLISH, will.
+   */
+  MQTTC_PROP_RESPONSE_TOPIC = 8,
+  /**
+   * Binary: PUBLISH, will.
+   */
+  MQTTC_PROP_CORRELATION_DATA = 9,
+  /**
+   * Variable byte integer; on received messages only (the library sets it on SUBSCRIBE).
+   */
+  MQTTC_PROP_SUBSCRIPTION_IDENTIFIER = 11,
+  /**
+   * Four-byte integer: CONNECT (set `session_expiry` in the options), CONNACK, DISCONNECT.
+   */
+  MQTTC_PROP_SESSION_EXPIRY_INTERVAL = 17,
+  /**
+   * String: CONNACK, when the client connected with an empty client id.
+   */
+  MQTTC_PROP_ASSIGNED_CLIENT_IDENTIFIER = 18,
+  /**
+   * Two-byte integer: CONNACK.
+   */
+  MQTTC_PROP_SERVER_KEEP_ALIVE = 19,
+  /**
+   * String: CONNECT, CONNACK, AUTH (enhanced authentication is not supported yet).
+   */
+  MQTTC_PROP_AUTHENTICATION_METHOD = 21,
+  /**
+   * Binary: as the method.
+   */
+  MQTTC_PROP_AUTHENTICATION_DATA = 22,
+  /**
+   * Byte, 0 or 1: CONNECT.
+   */
+  MQTTC_PROP_REQUEST_PROBLEM_INFORMATION = 23,
+  /**
+   * Four-byte integer, seconds: will.
+   */
+  MQTTC_PROP_WILL_DELAY_INTERVAL = 24,
+  /**
+   * Byte, 0 or 1: CONNECT.
+   */
+  MQTTC_PROP_REQUEST_RESPONSE_INFORMATION = 25,
+  /**
+   * String: CONNACK.
+   */
+  MQTTC_PROP_RESPONSE_INFORMATION = 26,
+  /**
+   * String: CONNACK, DISCONNECT from the broker.
+   */
+  MQTTC_PROP_SERVER_REFERENCE = 28,
+  /**
+   * String: every acknowledgement, DISCONNECT.
+   */
+  MQTTC_PROP_REASON_STRING = 31,
+  /**
+   * Two-byte integer, at least 1: CONNECT, CONNACK.
+   */
+  MQTTC_PROP_RECEIVE_MAXIMUM = 33,
+  /**
+   * Two-byte integer: CONNACK (set `topic_alias_maximum` in the options for CONNECT).
+   */
+  MQTTC_PROP_TOPIC_ALIAS_MAXIMUM = 34,
+  /**
+   * Two-byte integer; resolved by the library, never seen by the application.
+   */
+  MQTTC_PROP_TOPIC_ALIAS = 35,
+  /**
+   * Byte: CONNACK.
+   */
+  MQTTC_PROP_MAXIMUM_QOS = 36,
+  /**
+   * Byte: CONNACK.
+   */
+  MQTTC_PROP_RETAIN_AVAILABLE = 37,
+  /**
+   * A name and value pair, repeatable: every packet with properties.
+   */
+  MQTTC_PROP_USER_PROPERTY = 38,
+  /**
+   * Four-byte integer: CONNACK (set `max_packet_size` in the options for CONNECT).
+   */
+  MQTTC_PROP_MAXIMUM_PACKET_SIZE = 39,
+  /**
+   * Byte: CONNACK.
+   */
+  MQTTC_PROP_WILDCARD_SUBSCRIPTION_AVAILABLE = 40,
+  /**
+   * Byte: CONNACK.
+   */
+  MQTTC_PROP_SUBSCRIPTION_IDENTIFIER_AVAILABLE = 41,
+  /**
+   * Byte: CONNACK.
+   */
+  MQTTC_PROP_SHARED_SUBSCRIPTION_AVAILABLE = 42,
+} mqttc_property_id;
+
+/**
+ * Flags for `mqttc_subscription.options` (MQTT 5 section 3.8.3.1; the bits of the wire format).
+ */
+typedef enum mqttc_sub_option {
+  /**
+   * Do not send this client the messages it publishes itself. Not on a shared subscription.
+   */
+  MQTTC_SUB_NO_LOCAL = 4,
+  /**
+   * Keep the RETAIN flag of forwarded messages as published (otherwise the broker clears it).
+   */
+  MQTTC_SUB_RETAIN_AS_PUBLISHED = 8,
+  /**
+   * Send retained messages only if the subscription is new (default: at every subscribe).
+   */
+  MQTTC_SUB_RETAIN_IF_NEW = 16,
+  /**
+   * Never send retained messages for this subscribe.
+   */
+  MQTTC_SUB_RETAIN_NEVER = 32,
+} mqttc_sub_option;
+
+/**
  * A client: one connection to one broker, with its subscriptions and tokens.
  *
  * Opaque. Made by `mqttc_client_new` / `mqttc_client_new_unix`, released by `mqttc_client_free`.
  */
 typedef struct mqttc_client mqttc_client;
+
+/**
+ * A property list (MQTT 5). Lists the caller makes with `mqttc_properties_new` or
+ * `mqttc_properties_copy` are the caller's, released with `mqttc_properties_free`; the library
+ * copies what it sends. Lists the library hands out inside a message or an event are borrowed
+ * like the message. Strings and bytes a getter returns point into the list and stay valid until
+ * the list is changed or released.
+ */
+typedef struct mqttc_properties mqttc_properties;
 
 /**
  * Connection options. Always initialise with `mqttc_options_init(&opts)`, which sets `struct_size`
@@ -465,6 +620,19 @@ typedef struct mqttc_options {
    * Aliased messages reach callbacks with their whole topic. Default 16.
    */
   uint16_t topic_alias_maximum;
+  /**
+   * MQTT 5: properties to add to CONNECT (user properties, Receive Maximum, Request Response
+   * Information, Request Problem Information); copied when the client is made. Session expiry,
+   * maximum packet size and topic alias maximum come from the fields above. Default NULL.
+   * After connecting, `mqttc_token_properties` on the connect token gives the CONNACK's.
+   */
+  const struct mqttc_properties *connect_properties;
+  /**
+   * MQTT 5: the will's properties (Will Delay Interval, Message Expiry Interval, Content Type,
+   * Response Topic, Correlation Data, Payload Format Indicator, user properties); copied.
+   * Default NULL.
+   */
+  const struct mqttc_properties *will_properties;
 } mqttc_options;
 
 /**
@@ -543,6 +711,12 @@ typedef struct mqttc_message {
   int qos;
   bool retain;
   bool dup;
+  /**
+   * The message's MQTT 5 properties (content type, response topic, correlation data, user
+   * properties, subscription identifiers, ...), borrowed like the rest; never NULL (an empty
+   * list in MQTT 3.1.1).
+   */
+  const struct mqttc_properties *properties;
 } mqttc_message;
 
 /**
@@ -587,6 +761,11 @@ typedef struct mqttc_event {
    */
   const uint8_t *codes;
   size_t code_count;
+  /**
+   * COMPLETE: the acknowledgement's properties, as `mqttc_token_properties` would give them
+   * (empty when none completed it); MESSAGE: the message's, as `message.properties`; else NULL.
+   */
+  const struct mqttc_properties *properties;
 } mqttc_event;
 
 /**
@@ -632,7 +811,38 @@ typedef struct mqttc_subscription {
    * May be NULL.
    */
   mqttc_drop_cb drop_userdata;
+  /**
+   * MQTT 5 subscription options, 0 or more `mqttc_sub_option` flags ORed (0 for 3.1.1).
+   */
+  int options;
 } mqttc_subscription;
+
+/**
+ * One property, as `mqttc_properties_at` gives it. Borrowed from the list (see `mqttc_properties`).
+ */
+typedef struct mqttc_property {
+  /**
+   * An `mqttc_property_id` value.
+   */
+  int id;
+  /**
+   * The value of an integer property (byte, two-byte, four-byte or variable byte integer).
+   */
+  uint32_t integer;
+  /**
+   * A user property's name, NUL-terminated; NULL for other properties.
+   */
+  const char *name;
+  /**
+   * The value of a string property or of a user property, NUL-terminated; else NULL.
+   */
+  const char *string;
+  /**
+   * The value of a binary property (correlation data, authentication data); else NULL.
+   */
+  const uint8_t *binary;
+  size_t binary_len;
+} mqttc_property;
 
 #ifdef __cplusplus
 extern "C" {
@@ -808,6 +1018,35 @@ enum mqttc_status mqttc_publish(struct mqttc_client *client,
                                 mqttc_token *token);
 
 /**
+ * `mqttc_publish` with MQTT 5 properties (NULL for none), copied: message expiry, content type,
+ * payload format, response topic, correlation data, user properties. Topic alias and subscription
+ * identifier are refused (the library manages aliases; only brokers send identifiers), and so is
+ * any property on an MQTT 3.1.1 client (MQTTC_ERR_NOT_SUPPORTED).
+ */
+enum mqttc_status mqttc_publish_v5(struct mqttc_client *client,
+                                   const char *topic,
+                                   const void *payload,
+                                   size_t len,
+                                   int qos,
+                                   bool retain,
+                                   const struct mqttc_properties *properties,
+                                   mqttc_token *token);
+
+/**
+ * Publishes `payload` as the answer to `request`, a message received in a callback or an event
+ * (MQTT 5 request/response, section 4.10): to its Response Topic, with its Correlation Data, and
+ * with `properties` (NULL for none) added. MQTTC_ERR_NOT_FOUND when the request has no response
+ * topic. Otherwise as `mqttc_publish_v5`.
+ */
+enum mqttc_status mqttc_respond(struct mqttc_client *client,
+                                const struct mqttc_message *request,
+                                const void *payload,
+                                size_t len,
+                                int qos,
+                                const struct mqttc_properties *properties,
+                                mqttc_token *token);
+
+/**
  * Subscribes to one filter (MQTTClient.jl's `subscribe_async`): `on_message(client, message,
  * userdata)` is called for every message matching `filter` from the moment this returns. A new
  * subscribe to the same filter replaces the callback. When several subscriptions match a message
@@ -840,6 +1079,21 @@ enum mqttc_status mqttc_subscribe_many(struct mqttc_client *client,
                                        mqttc_token *token);
 
 /**
+ * `mqttc_subscribe_many` with MQTT 5 SUBSCRIBE properties (NULL for none; user properties). Each
+ * entry's `options` may ask for No Local, Retain As Published and a retain handling; a filter
+ * `$share/<name>/<filter>` is a shared subscription, whose callback gets the messages on
+ * `<filter>` the broker hands this member of the group. The library gives each SUBSCRIBE a
+ * Subscription Identifier (when the broker takes them) and routes a message that carries one to
+ * exactly the callbacks of the subscriptions it names: with overlapping filters, each copy the
+ * broker sends reaches its own subscription's callback once.
+ */
+enum mqttc_status mqttc_subscribe_v5(struct mqttc_client *client,
+                                     const struct mqttc_subscription *subscriptions,
+                                     size_t count,
+                                     const struct mqttc_properties *properties,
+                                     mqttc_token *token);
+
+/**
  * Unsubscribes `count` filters in one UNSUBSCRIBE packet (MQTTClient.jl's `unsubscribe_async`).
  * Their callbacks stop at once; `*token` completes on UNSUBACK.
  */
@@ -847,6 +1101,27 @@ enum mqttc_status mqttc_unsubscribe_many(struct mqttc_client *client,
                                          const char *const *filters,
                                          size_t count,
                                          mqttc_token *token);
+
+/**
+ * `mqttc_unsubscribe_many` with MQTT 5 UNSUBSCRIBE properties (NULL for none; user properties).
+ * In MQTT 5 `mqttc_token_codes` gives each filter's UNSUBACK reason code.
+ */
+enum mqttc_status mqttc_unsubscribe_v5(struct mqttc_client *client,
+                                       const char *const *filters,
+                                       size_t count,
+                                       const struct mqttc_properties *properties,
+                                       mqttc_token *token);
+
+/**
+ * `mqttc_disconnect` with an MQTT 5 reason code and DISCONNECT properties (NULL for none): 0x00
+ * (normal), 0x04 (disconnect with will message: the broker publishes the will), or another code
+ * a client may send (MQTT 5 section 3.14.2.1). Properties may set a Session Expiry Interval
+ * (not when the connect's was 0), a Reason String and user properties.
+ */
+enum mqttc_status mqttc_disconnect_v5(struct mqttc_client *client,
+                                      uint8_t reason_code,
+                                      const struct mqttc_properties *properties,
+                                      mqttc_token *token);
 
 /**
  * Unsubscribes one filter; see `mqttc_unsubscribe_many`.
@@ -867,6 +1142,109 @@ enum mqttc_status mqttc_message_copy(const struct mqttc_message *message,
  * callback received: that one is borrowed.
  */
 void mqttc_message_free(struct mqttc_message *message);
+
+/**
+ * Makes an empty property list; on success `*out` receives it, to release with
+ * `mqttc_properties_free`.
+ */
+enum mqttc_status mqttc_properties_new(struct mqttc_properties **out);
+
+/**
+ * Copies a list (e.g. a received message's, to keep it past the callback) into one the caller
+ * owns and releases with `mqttc_properties_free`.
+ */
+enum mqttc_status mqttc_properties_copy(const struct mqttc_properties *properties,
+                                        struct mqttc_properties **out);
+
+/**
+ * Releases a list made by `mqttc_properties_new` or `mqttc_properties_copy`. NULL is a no-op.
+ * Never pass a list the library lent (a message's or an event's).
+ */
+void mqttc_properties_free(struct mqttc_properties *properties);
+
+/**
+ * Sets an integer property (replacing any value it had), checking its range: 0 or 1 for the
+ * byte-sized flags, at least 1 for Receive Maximum.
+ */
+enum mqttc_status mqttc_properties_set_int(struct mqttc_properties *properties,
+                                           int id,
+                                           uint32_t value);
+
+/**
+ * Sets a string property (replacing any value it had). `value` is NUL-terminated UTF-8, copied.
+ */
+enum mqttc_status mqttc_properties_set_string(struct mqttc_properties *properties,
+                                              int id,
+                                              const char *value);
+
+/**
+ * Sets a binary property (replacing any value it had): `len` bytes at `data` (NULL when 0),
+ * copied; at most 65,535.
+ */
+enum mqttc_status mqttc_properties_set_binary(struct mqttc_properties *properties,
+                                              int id,
+                                              const void *data,
+                                              size_t len);
+
+/**
+ * Appends a user property (a name and value pair; names may repeat, and order is kept).
+ */
+enum mqttc_status mqttc_properties_add_user(struct mqttc_properties *properties,
+                                            const char *name,
+                                            const char *value);
+
+/**
+ * Removes every property with this identifier (all user properties for
+ * MQTTC_PROP_USER_PROPERTY). Removing one that is absent is not an error.
+ */
+enum mqttc_status mqttc_properties_remove(struct mqttc_properties *properties, int id);
+
+/**
+ * Stores in `*count` how many properties the list holds (each user property counts once).
+ */
+enum mqttc_status mqttc_properties_count(const struct mqttc_properties *properties, size_t *count);
+
+/**
+ * Stores in `*out` the property at `index` (0 up to the count), in the order of the packet: the
+ * way to read repeated properties (user properties, a message's subscription identifiers) and
+ * properties of any kind. MQTTC_ERR_NOT_FOUND past the end.
+ */
+enum mqttc_status mqttc_properties_at(const struct mqttc_properties *properties,
+                                      size_t index,
+                                      struct mqttc_property *out);
+
+/**
+ * Stores an integer property's value in `*value`; MQTTC_ERR_NOT_FOUND when the list lacks it
+ * (the first one, for a message's repeated subscription identifiers).
+ */
+enum mqttc_status mqttc_properties_get_int(const struct mqttc_properties *properties,
+                                           int id,
+                                           uint32_t *value);
+
+/**
+ * Stores a string property's value, NUL-terminated and borrowed from the list, in `*value`;
+ * MQTTC_ERR_NOT_FOUND when the list lacks it.
+ */
+enum mqttc_status mqttc_properties_get_string(const struct mqttc_properties *properties,
+                                              int id,
+                                              const char **value);
+
+/**
+ * Stores a binary property's bytes (borrowed from the list) in `*data` and their number in
+ * `*len`; MQTTC_ERR_NOT_FOUND when the list lacks it.
+ */
+enum mqttc_status mqttc_properties_get_binary(const struct mqttc_properties *properties,
+                                              int id,
+                                              const uint8_t **data,
+                                              size_t *len);
+
+/**
+ * Stores the value of the first user property named `name` (NUL-terminated, borrowed from the
+ * list) in `*value`; MQTTC_ERR_NOT_FOUND when there is none. `mqttc_properties_at` reads them all.
+ */
+enum mqttc_status mqttc_properties_get_user(const struct mqttc_properties *properties,
+                                            const char *name,
+                                            const char **value);
 
 /**
  * A static, NUL-terminated English name for a status value. Takes a plain `int` so that any value
@@ -902,6 +1280,18 @@ enum mqttc_status mqttc_token_codes(const struct mqttc_client *client,
                                     uint8_t *codes,
                                     size_t capacity,
                                     size_t *count);
+
+/**
+ * MQTT 5: copies the properties of the acknowledgement that completed a token into a list the
+ * caller owns and releases with `mqttc_properties_free`: for a connect, the CONNACK's (the
+ * broker's limits, an assigned client identifier, response information); for a publish, the
+ * PUBACK's or PUBCOMP's; for a (un)subscribe, the SUBACK's or UNSUBACK's; in each case also when
+ * the broker refused (a reason string says why). The list is empty in MQTT 3.1.1. Returns the
+ * token's poll status when no acknowledgement completed it (pending, cancelled, lost, ...).
+ */
+enum mqttc_status mqttc_token_properties(const struct mqttc_client *client,
+                                         mqttc_token token,
+                                         struct mqttc_properties **out);
 
 /**
  * The library's version as a static string, e.g. "0.1.0": the `MQTTC_VERSION_STRING` of the

@@ -19,6 +19,9 @@ pub enum TopicError {
     HashNotLast,
     /// `+` or `#` shares a level with other characters, e.g. "a+/b", "a/b#" (MQTT-4.7.1-2, MQTT-4.7.1-3).
     WildcardNotWholeLevel,
+    /// A `$share/` filter without a share name free of wildcards, or without a filter after it
+    /// (MQTT 5 section 4.8.2).
+    BadSharedSubscription,
 }
 
 impl fmt::Display for TopicError {
@@ -30,6 +33,9 @@ impl fmt::Display for TopicError {
             TopicError::WildcardInName => "a topic name must not contain the wildcards '+' or '#'",
             TopicError::HashNotLast => "the wildcard '#' must be the last level of a topic filter",
             TopicError::WildcardNotWholeLevel => "a wildcard '+' or '#' must occupy a whole level of a topic filter",
+            TopicError::BadSharedSubscription => {
+                "a shared subscription is $share/<name>/<filter>, with a name free of '+' and '#'"
+            }
         })
     }
 }
@@ -75,9 +81,74 @@ pub fn validate_topic_filter(filter: &str) -> Result<(), TopicError> {
     Ok(())
 }
 
+/// Splits a shared-subscription filter, `$share/<name>/<filter>` (MQTT 5 section 4.8.2, also
+/// honoured by mosquitto for 3.1.1 clients), into its share name and the filter messages are
+/// matched against; None for an ordinary filter. `filter` must have passed
+/// [`validate_topic_filter`].
+pub fn split_shared(filter: &str) -> Option<Result<(&str, &str), TopicError>> {
+    let rest = filter.strip_prefix("$share/")?;
+    Some(match rest.split_once('/') {
+        Some((name, f)) if !name.is_empty() && !name.contains(['+', '#']) && !f.is_empty() => Ok((name, f)),
+        _ => Err(TopicError::BadSharedSubscription),
+    })
+}
+
+/// Whether a topic name matches a filter (section 4.7): `+` is one level, `#` the rest including
+/// the parent level, and a topic starting with `$` is matched by no filter that starts with a
+/// wildcard (MQTT-4.7.2-1). The trie answers the same question for many filters at once.
+pub fn filter_matches(filter: &str, topic: &str) -> bool {
+    if topic.starts_with('$') && filter.starts_with(['+', '#']) {
+        return false;
+    }
+    let (mut f, mut t) = (filter.split('/'), topic.split('/'));
+    loop {
+        match (f.next(), t.next()) {
+            (Some("#"), _) => return true,
+            (Some("+"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shared_filters_split_into_name_and_filter() {
+        assert_eq!(split_shared("a/b"), None);
+        assert_eq!(split_shared("$share/g/a/+"), Some(Ok(("g", "a/+"))));
+        assert_eq!(split_shared("$share/g/#"), Some(Ok(("g", "#"))));
+        for bad in ["$share/g", "$share/g/", "$share//a", "$share/+/a", "$share/#/a"] {
+            assert_eq!(split_shared(bad), Some(Err(TopicError::BadSharedSubscription)), "{bad}");
+        }
+        assert_eq!(split_shared("$sharex/g/a"), None, "only the exact prefix");
+    }
+
+    #[test]
+    fn filter_matching_follows_section_4_7() {
+        let cases = [
+            ("a/b", "a/b", true),
+            ("a/b", "a/c", false),
+            ("a/+", "a/b", true),
+            ("a/+", "a/b/c", false),
+            ("a/+", "a", false),
+            ("a/#", "a", true),
+            ("a/#", "a/b/c", true),
+            ("#", "a/b", true),
+            ("+/+", "/x", true),
+            ("+", "", true),
+            ("a/b", "a/b/", false),
+            ("#", "$SYS/x", false),
+            ("+/x", "$SYS/x", false),
+            ("$SYS/#", "$SYS/x", true),
+        ];
+        for (filter, topic, want) in cases {
+            assert_eq!(filter_matches(filter, topic), want, "{filter} vs {topic}");
+        }
+    }
 
     #[test]
     fn topic_names_table() {

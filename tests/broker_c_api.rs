@@ -121,6 +121,7 @@ impl Client {
             on_message: Some(record),
             userdata: Arc::into_raw(inbox.clone()) as *mut c_void,
             drop_userdata: Some(release_inbox),
+            options: 0,
         };
         let mut t = 0;
         check(unsafe { mqttc_subscribe_many(self.0, &sub, 1, &mut t) }, "subscribe");

@@ -165,3 +165,8 @@ fn a_hostile_broker_is_reported_through_the_c_api_and_the_client_comes_back() {
         "{out}"
     );
 }
+
+#[test]
+fn mqtt5_properties_options_identifiers_and_shared_subscriptions_through_the_c_api() {
+    run_c_steps("mqtt5", "mqtt5: ok", 9);
+}

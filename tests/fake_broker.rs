@@ -245,7 +245,13 @@ fn no_pingresp_is_noticed_within_1_5_keep_alive_and_reconnect_resends_with_dup()
     let again = client.reconnect().unwrap();
     let mut conn = broker.accept();
     conn.resume_connect();
-    assert_eq!(done(&client, again), Ok(Outcome { codes: vec![1] }));
+    assert_eq!(
+        done(&client, again),
+        Ok(Outcome {
+            codes: vec![1],
+            ..Outcome::default()
+        })
+    );
     let resent = conn.expect_publish();
     assert!(resent.dup, "a resent PUBLISH has DUP set");
     assert_eq!(resent.pkid, first.pkid, "and its original packet id");
@@ -345,7 +351,13 @@ fn unanswered_subscribe_and_unsubscribe_go_again_on_the_next_connection() {
     let u = conn.expect_unsubscribe();
     assert_eq!(u.filters[0].as_str(), "u");
     conn.send(Packet::UnsubAck(SubAck::new(u.pkid, vec![])));
-    assert_eq!(done(&client, sub), Ok(Outcome { codes: vec![1] }));
+    assert_eq!(
+        done(&client, sub),
+        Ok(Outcome {
+            codes: vec![1],
+            ..Outcome::default()
+        })
+    );
     assert_eq!(done(&client, unsub), ok());
 }
 
@@ -475,7 +487,13 @@ fn servers_are_tried_in_order_and_the_first_that_answers_wins() {
     let events = connection_events(&client);
     let token = client.connect().unwrap();
     live.accept().accept_connect();
-    assert_eq!(done(&client, token), Ok(Outcome { codes: vec![0] }));
+    assert_eq!(
+        done(&client, token),
+        Ok(Outcome {
+            codes: vec![0],
+            ..Outcome::default()
+        })
+    );
     let ConnectionEvent::Connected { server, .. } = next_event(&events) else {
         panic!()
     };
@@ -490,7 +508,13 @@ fn reconnect_replaces_a_live_connection_and_completes_on_the_new_connack() {
     let mut conn = broker.accept();
     assert_eq!(client.token_state(token), TokenState::Pending);
     conn.resume_connect();
-    assert_eq!(done(&client, token), Ok(Outcome { codes: vec![1] }));
+    assert_eq!(
+        done(&client, token),
+        Ok(Outcome {
+            codes: vec![1],
+            ..Outcome::default()
+        })
+    );
     assert_eq!(client.state(), State::Connected);
 }
 
@@ -650,7 +674,10 @@ fn subscribe_sends_one_packet_and_a_refused_filter_gets_no_messages() {
     );
     assert_eq!(
         done(&client, token),
-        Err(Error::SubscribeRefused { codes: vec![1, 0x80] })
+        Err(Error::SubscribeRefused {
+            codes: vec![1, 0x80],
+            properties: Default::default()
+        })
     );
     // Only one SUBSCRIBE went out.
     conn.expect_silence(Duration::from_millis(50));
@@ -871,7 +898,13 @@ fn subscribe_before_connect_is_sent_after_connack_and_catches_messages_sent_at_o
         .encode(&mut burst, Version::V311)
         .unwrap();
     conn.send_raw(&burst);
-    assert_eq!(done(&client, token), Ok(Outcome { codes: vec![1] }));
+    assert_eq!(
+        done(&client, token),
+        Ok(Outcome {
+            codes: vec![1],
+            ..Outcome::default()
+        })
+    );
     let got = rx
         .recv_timeout(TIMEOUT)
         .expect("the queued message reached the handler");
@@ -883,5 +916,11 @@ fn subscribe_before_connect_is_sent_after_connack_and_catches_messages_sent_at_o
         vec![(mqtt_str("queued/#"), SubscribeOptions::from(QoS::AtLeastOnce))]
     );
     conn.send(Packet::SubAck(SubAck::new(s.pkid, vec![ReasonCode::GRANTED_QOS_1])));
-    assert_eq!(done(&client, sub), Ok(Outcome { codes: vec![1] }));
+    assert_eq!(
+        done(&client, sub),
+        Ok(Outcome {
+            codes: vec![1],
+            ..Outcome::default()
+        })
+    );
 }

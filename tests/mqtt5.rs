@@ -29,10 +29,17 @@ fn start_with(options: Options, properties: Properties) -> (FakeBroker, Client, 
     let mut conn = broker.accept();
     conn.expect_connect();
     conn.send(Packet::ConnAck(ConnAck {
-        properties,
+        properties: properties.clone(),
         ..ConnAck::accepted(false)
     }));
-    assert_eq!(done(&client, token), Ok(Outcome { codes: vec![0] }));
+    // The CONNACK's properties reach the connect token.
+    assert_eq!(
+        done(&client, token),
+        Ok(Outcome {
+            codes: vec![0],
+            properties
+        })
+    );
     (broker, client, conn)
 }
 
@@ -116,17 +123,39 @@ fn ack_reason_codes_complete_the_tokens() {
     let mut no = Ack::new(b.pkid);
     no.reason = ReasonCode::NOT_AUTHORIZED;
     no.properties.push_str(PropertyId::ReasonString, "acl").unwrap();
-    conn.send(Packet::PubAck(no));
-    assert_eq!(done(&client, nobody), Ok(Outcome { codes: vec![0x10] }));
+    conn.send(Packet::PubAck(no.clone()));
+    assert_eq!(
+        done(&client, nobody),
+        Ok(Outcome {
+            codes: vec![0x10],
+            ..Outcome::default()
+        })
+    );
     let err = done(&client, refused).unwrap_err();
-    assert_eq!(err, Error::PublishRefused { code: 0x87 });
+    assert_eq!(
+        err,
+        Error::PublishRefused {
+            code: 0x87,
+            properties: no.properties
+        }
+    );
+    assert!(
+        err.to_string().ends_with("(acl)"),
+        "the reason string is in the text: {err}"
+    );
     assert_eq!(err.reason_codes(), Some(vec![0x87]));
 
     let token = client.unsubscribe(vec![mqtt_str("x"), mqtt_str("y")]).unwrap();
     let u = conn.expect_unsubscribe();
     let codes = vec![ReasonCode::SUCCESS, ReasonCode::NO_SUBSCRIPTION_EXISTED];
     conn.send(Packet::UnsubAck(SubAck::new(u.pkid, codes)));
-    assert_eq!(done(&client, token), Ok(Outcome { codes: vec![0, 0x11] }));
+    assert_eq!(
+        done(&client, token),
+        Ok(Outcome {
+            codes: vec![0, 0x11],
+            ..Outcome::default()
+        })
+    );
 }
 
 #[test]
@@ -273,5 +302,11 @@ fn mqtt5_round_trip_through_mosquitto() {
     let token = client
         .publish(mqtt_str("v5/nobody"), Bytes::from_static(b"x"), QoS::AtLeastOnce, false)
         .unwrap();
-    assert_eq!(common::engine::wait(&client, token), Ok(Outcome { codes: vec![0x10] }));
+    assert_eq!(
+        common::engine::wait(&client, token),
+        Ok(Outcome {
+            codes: vec![0x10],
+            ..Outcome::default()
+        })
+    );
 }

@@ -38,7 +38,8 @@ pub use suback::SubAck;
 pub use subscribe::{RetainHandling, Subscribe, SubscribeOptions};
 pub use unsubscribe::Unsubscribe;
 
-use header::PacketType;
+pub(crate) use header::PacketType;
+pub(crate) use properties::Holder;
 
 /// The largest value four remaining-length bytes can hold (section 2.2.3).
 pub const MAX_REMAINING_LENGTH: usize = 268_435_455;

@@ -10,12 +10,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::time::{Instant, sleep_until, timeout};
 
-use crate::codec::{self, Ack, Disconnect, MqttStr, Packet, Properties, PropertyId, Publish, QoS, Version};
+use crate::codec::{self, Ack, MqttStr, Packet, Properties, PropertyId, Publish, QoS, Version};
 
 use super::backoff::Backoff;
 use super::dispatch::{ConnectionEvent, Event, LogLevel};
 use super::offline::OfflineQueue;
-use super::session::{AckAction, Awaiting, Request, Session};
+use super::session::{AckAction, Awaiting, Request, Session, SubscribeFilter};
 use super::tokens::{Outcome, Token, TokenResult};
 use super::transport::{self, Reader, Writer};
 use super::write_queue::WriteQueue;
@@ -191,6 +191,8 @@ struct Peer {
     max_packet_size: Option<usize>,
     /// Inbound topic aliases the broker has set: index alias - 1, up to our Topic Alias Maximum.
     aliases: Vec<Option<MqttStr>>,
+    /// The broker takes Subscription Identifiers (its CONNACK says so unless it says 0).
+    subscription_ids: bool,
 }
 
 impl Peer {
@@ -198,6 +200,7 @@ impl Peer {
         Peer {
             max_packet_size: connack.int(PropertyId::MaximumPacketSize).map(|n| n as usize),
             aliases: vec![None; topic_alias_maximum.into()],
+            subscription_ids: connack.int(PropertyId::SubscriptionIdentifierAvailable) != Some(0),
         }
     }
 
@@ -283,11 +286,11 @@ impl<'a> Net<'a> {
                     self.out.complete(t, Err(Error::NotConnected));
                 }
             }
-            Command::Subscribe(t, filters) => {
+            Command::Subscribe(t, filters, props) => {
                 self.known_subs.extend(filters.iter().map(|(_, _, id)| *id));
-                self.deferred.push(Request::Subscribe(Some(t), filters));
+                self.deferred.push(Request::Subscribe(Some(t), filters, props));
             }
-            Command::Unsubscribe(t, filters) => self.deferred.push(Request::Unsubscribe(t, filters)),
+            Command::Unsubscribe(t, filters, props) => self.deferred.push(Request::Unsubscribe(t, filters, props)),
         }
         None
     }
@@ -372,6 +375,7 @@ impl<'a> Net<'a> {
                     t,
                     Ok(Outcome {
                         codes: vec![session_present as u8],
+                        properties: link.properties.clone(),
                     }),
                 );
             }
@@ -484,8 +488,8 @@ impl<'a> Net<'a> {
         for request in std::mem::take(&mut self.deferred) {
             match request {
                 // The registration stays in the trie: it is subscribed again on the next connect.
-                Request::Subscribe(t, _) => t.into_iter().for_each(|t| self.out.complete(t, Err(Error::Cancelled))),
-                Request::Unsubscribe(t, _) => self.out.complete(t, Err(Error::Cancelled)),
+                Request::Subscribe(t, ..) => t.into_iter().for_each(|t| self.out.complete(t, Err(Error::Cancelled))),
+                Request::Unsubscribe(t, ..) => self.out.complete(t, Err(Error::Cancelled)),
             }
         }
         for (t, _) in self.offline.take() {
@@ -560,10 +564,10 @@ async fn handshake(ctx: &Ctx, server: &Address) -> Result<Link, Error> {
 /// An MQTT 5 CONNECT's properties: what the options ask of the session, and the limits this
 /// client holds the broker to (the largest packet it reads, the aliases it resolves).
 fn connect_properties(o: &super::Options) -> Result<Properties, Error> {
-    let mut p = Properties::new();
     if o.version == Version::V311 {
-        return Ok(p);
+        return Ok(Properties::new());
     }
+    let mut p = o.connect_properties.clone();
     if o.session_expiry > 0 {
         p.push_int(PropertyId::SessionExpiryInterval, o.session_expiry)?;
     }
@@ -697,10 +701,16 @@ impl Net<'_> {
         Ok(())
     }
 
-    fn request(&mut self, wbuf: &mut WriteQueue, request: Request) -> Result<(), Error> {
+    fn request(&mut self, wbuf: &mut WriteQueue, mut request: Request) -> Result<(), Error> {
+        if let Request::Subscribe(_, _, properties) = &mut request
+            && !self.peer.subscription_ids
+        {
+            // The broker said it does not take them (its CONNACK); messages are matched instead.
+            properties.remove(PropertyId::SubscriptionIdentifier);
+        }
         match self.session.start_request(request) {
             Ok(packet) => encode(wbuf, &packet),
-            Err(Request::Subscribe(t, filters)) => {
+            Err(Request::Subscribe(t, filters, _)) => {
                 self.out.unregister(
                     filters
                         .into_iter()
@@ -711,7 +721,7 @@ impl Net<'_> {
                     .for_each(|t| self.out.complete(t, Err(Error::PacketIdsExhausted)));
                 Ok(())
             }
-            Err(Request::Unsubscribe(t, _)) => {
+            Err(Request::Unsubscribe(t, ..)) => {
                 self.out.complete(t, Err(Error::PacketIdsExhausted));
                 Ok(())
             }
@@ -732,11 +742,12 @@ impl Net<'_> {
             let pending: HashSet<u64> = deferred
                 .iter()
                 .flat_map(|r| match r {
-                    Request::Subscribe(_, filters) => filters.iter().map(|(_, _, id)| *id).collect(),
+                    Request::Subscribe(_, filters, _) => filters.iter().map(|(_, _, id)| *id).collect(),
                     Request::Unsubscribe(..) => Vec::new(),
                 })
                 .collect();
-            let mut filters: Vec<(MqttStr, QoS, u64)> = {
+            // With the Subscription Identifier of the SUBSCRIBE that made them (MQTT 5).
+            let mut filters: Vec<(SubscribeFilter, u32)> = {
                 let subs = self.ctx.shared.subs();
                 let filters = subs.filters();
                 // Forget registrations that are gone, so the set stays as small as the trie.
@@ -745,17 +756,26 @@ impl Net<'_> {
                 filters
                     .into_iter()
                     .filter(|(_, s)| self.known_subs.contains(&s.id) && !pending.contains(&s.id))
-                    .filter_map(|(f, s)| Some((MqttStr::new(&f).ok()?, s.qos, s.id)))
+                    .filter_map(|(f, s)| Some(((MqttStr::new(&f).ok()?, s.options, s.id), s.sub_id)))
                     .collect()
             };
-            filters.sort_by_key(|(_, _, id)| *id);
+            filters.sort_by_key(|((_, _, id), _)| *id);
             if !filters.is_empty() {
                 self.out.log(LogLevel::Info, || {
                     format!("subscribing again to {} filter(s)", filters.len())
                 });
             }
-            for chunk in filters.chunks(RESUBSCRIBE_CHUNK) {
-                self.request(wbuf, Request::Subscribe(None, chunk.to_vec()))?;
+            // A SUBSCRIBE has one identifier: the filters of one original SUBSCRIBE (consecutive
+            // registration ids) go together again, so messages keep naming their subscriptions.
+            for group in filters.chunk_by(|a, b| a.1 == b.1) {
+                let mut properties = Properties::new();
+                if group[0].1 != 0 {
+                    properties.push_int(PropertyId::SubscriptionIdentifier, group[0].1)?;
+                }
+                for chunk in group.chunks(RESUBSCRIBE_CHUNK) {
+                    let chunk = chunk.iter().map(|(f, _)| f.clone()).collect();
+                    self.request(wbuf, Request::Subscribe(None, chunk, properties.clone()))?;
+                }
             }
         }
         for request in deferred {
@@ -875,11 +895,13 @@ impl Net<'_> {
                                 Ok(())
                             }
                             Command::Publish(t, p) => self.publish(&mut wbuf, t, p),
-                            Command::Subscribe(t, f) => {
+                            Command::Subscribe(t, f, props) => {
                                 self.known_subs.extend(f.iter().map(|(_, _, id)| *id));
-                                self.request(&mut wbuf, Request::Subscribe(Some(t), f))
+                                self.request(&mut wbuf, Request::Subscribe(Some(t), f, props))
                             }
-                            Command::Unsubscribe(t, f) => self.request(&mut wbuf, Request::Unsubscribe(t, f)),
+                            Command::Unsubscribe(t, f, props) => {
+                                self.request(&mut wbuf, Request::Unsubscribe(t, f, props))
+                            }
                         };
                         if let Err(e) = handled {
                             return Ended::Lost(e);
@@ -921,8 +943,9 @@ impl Net<'_> {
         token: Token,
         deadline: Instant,
     ) -> Ended {
+        let goodbye = std::mem::take(&mut *self.ctx.shared.goodbye.lock().unwrap_or_else(|p| p.into_inner()));
         let write = async {
-            encode(&mut wbuf, &Packet::Disconnect(Disconnect::default()))?;
+            encode(&mut wbuf, &Packet::Disconnect(goodbye))?;
             wbuf.write_all(&mut writer).await?;
             writer.shutdown().await?;
             Ok::<(), Error>(())
@@ -980,7 +1003,9 @@ impl Net<'_> {
                     encode(wbuf, &Packet::PubComp(Ack::new(ack.pkid)))?;
                 }
                 Packet::SubAck(ack) => {
-                    let Some((token, result, refused)) = self.session.on_suback(ack.pkid, &ack.codes)? else {
+                    let Some((token, result, refused)) =
+                        self.session.on_suback(ack.pkid, &ack.codes, ack.properties)?
+                    else {
                         self.ignored("SUBACK", ack.pkid, "no SUBSCRIBE awaits one");
                         continue;
                     };
@@ -994,7 +1019,7 @@ impl Net<'_> {
                         self.out.complete(token, result);
                     }
                 }
-                Packet::UnsubAck(ack) => match self.session.on_unsuback(ack.pkid, &ack.codes)? {
+                Packet::UnsubAck(ack) => match self.session.on_unsuback(ack.pkid, &ack.codes, ack.properties)? {
                     Some((token, result)) => self.out.complete(token, result),
                     None => self.ignored("UNSUBACK", ack.pkid, "no UNSUBSCRIBE awaits one"),
                 },
@@ -1037,7 +1062,7 @@ impl Net<'_> {
 
     fn acknowledge(&mut self, kind: Awaiting, ack: Ack, wbuf: &mut WriteQueue) -> Result<(), Error> {
         let id = ack.pkid;
-        match self.session.on_ack(kind, id, ack.reason) {
+        match self.session.on_ack(kind, ack) {
             AckAction::Nothing => {
                 let name = match kind {
                     Awaiting::PubAck => "PUBACK",

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 
 use tokio::sync::mpsc;
 
-use crate::codec::Publish;
+use crate::codec::{PropertyId, Publish};
 
 use super::events::ClientEvent;
 use super::tokens::{Token, TokenResult};
@@ -70,9 +70,10 @@ fn run(shared: Arc<Shared>, mut events: mpsc::Receiver<Event>) {
     while let Some(event) = events.try_recv().ok().or_else(|| events.blocking_recv()) {
         match event {
             Event::Message(publish) => {
+                let sub_ids = publish.properties.ints(PropertyId::SubscriptionIdentifier);
                 shared
                     .subs()
-                    .for_each_match(publish.topic.as_str(), |s| matched.push(s.clone()));
+                    .for_each_match(publish.topic.as_str(), sub_ids, |s| matched.push(s.clone()));
                 let mut keys = Vec::new();
                 for sub in matched.drain(..) {
                     if shared.closed.load(Ordering::Acquire) {

@@ -2,7 +2,7 @@
 //! stable status code.
 use std::fmt;
 
-use crate::codec::{CodecError, ReasonCode};
+use crate::codec::{CodecError, Properties, PropertyId, ReasonCode};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
@@ -29,13 +29,13 @@ pub enum Error {
     /// All 65535 packet ids are in use by unacknowledged operations.
     PacketIdsExhausted,
     /// The broker refused one or more filters of a SUBSCRIBE (return code 0x80); `codes` holds the
-    /// SUBACK's return code for every filter, in request order.
-    SubscribeRefused { codes: Vec<u8> },
+    /// SUBACK's return code for every filter, in request order; `properties` the SUBACK's (MQTT 5).
+    SubscribeRefused { codes: Vec<u8>, properties: Properties },
     /// MQTT 5: the broker refused a publish (PUBACK or PUBREC reason code 0x80 or above).
-    PublishRefused { code: u8 },
+    PublishRefused { code: u8, properties: Properties },
     /// MQTT 5: the broker refused one or more filters of an UNSUBSCRIBE; `codes` holds the
     /// UNSUBACK's reason code for every filter, in request order.
-    UnsubscribeRefused { codes: Vec<u8> },
+    UnsubscribeRefused { codes: Vec<u8>, properties: Properties },
     /// MQTT 5: the broker ended the connection with DISCONNECT, saying why, and perhaps which
     /// server to use instead (reason code 0x9C "use another server" or 0x9D "server moved").
     ServerDisconnected {
@@ -54,6 +54,8 @@ pub enum Error {
     Dropped,
     /// An event-mode call on a client made without `event_mode`.
     EventModeOff,
+    /// A request MQTT forbids, caught before it was sent.
+    InvalidArgument(&'static str),
 }
 
 impl fmt::Display for Error {
@@ -69,11 +71,18 @@ impl fmt::Display for Error {
             Error::Protocol(e) => write!(f, "protocol violation by the broker: {e}"),
             Error::UnexpectedPacket(what) => write!(f, "protocol violation by the broker: unexpected {what}"),
             Error::PacketIdsExhausted => write!(f, "all 65535 packet ids are in use"),
-            Error::SubscribeRefused { .. } => write!(f, "the broker refused the subscription"),
-            Error::PublishRefused { code } => {
-                write!(f, "the broker refused the publish: {}", ReasonCode(*code))
+            Error::SubscribeRefused { properties, .. } => {
+                write!(f, "the broker refused the subscription")?;
+                reason_string(f, properties)
             }
-            Error::UnsubscribeRefused { .. } => write!(f, "the broker refused the unsubscribe"),
+            Error::PublishRefused { code, properties } => {
+                write!(f, "the broker refused the publish: {}", ReasonCode(*code))?;
+                reason_string(f, properties)
+            }
+            Error::UnsubscribeRefused { properties, .. } => {
+                write!(f, "the broker refused the unsubscribe")?;
+                reason_string(f, properties)
+            }
             Error::ServerDisconnected {
                 code,
                 reason,
@@ -96,18 +105,38 @@ impl fmt::Display for Error {
             Error::QueueFull => write!(f, "the offline queue is full"),
             Error::Dropped => write!(f, "dropped from the full offline queue for a newer message"),
             Error::EventModeOff => write!(f, "the client was not made in event mode"),
+            Error::InvalidArgument(why) => write!(f, "{why}"),
         }
     }
 }
 
+/// Appends an MQTT 5 Reason String, the broker's own words for a refusal, to an error's text.
+fn reason_string(f: &mut fmt::Formatter<'_>, properties: &Properties) -> fmt::Result {
+    match properties.str(PropertyId::ReasonString) {
+        Some(reason) => write!(f, " ({})", reason.as_str()),
+        None => Ok(()),
+    }
+}
+
 impl Error {
+    /// The properties of the acknowledgement that refused an operation (MQTT 5): None for
+    /// failures no acknowledgement described.
+    pub fn properties(&self) -> Option<&Properties> {
+        match self {
+            Error::SubscribeRefused { properties, .. }
+            | Error::UnsubscribeRefused { properties, .. }
+            | Error::PublishRefused { properties, .. } => Some(properties),
+            _ => None,
+        }
+    }
+
     /// The reason codes a failure from the broker carries: every filter's for a refused
     /// (un)subscribe, the one code of a refused connect or publish or of a server DISCONNECT;
     /// None for failures the broker did not describe with codes.
     pub fn reason_codes(&self) -> Option<Vec<u8>> {
         match self {
-            Error::SubscribeRefused { codes } | Error::UnsubscribeRefused { codes } => Some(codes.clone()),
-            Error::PublishRefused { code } => Some(vec![*code]),
+            Error::SubscribeRefused { codes, .. } | Error::UnsubscribeRefused { codes, .. } => Some(codes.clone()),
+            Error::PublishRefused { code, .. } => Some(vec![*code]),
             Error::Refused(code) | Error::ServerDisconnected { code, .. } => Some(vec![code.0]),
             _ => None,
         }

@@ -13,6 +13,7 @@ pub mod dispatch;
 mod error;
 pub mod events;
 pub mod offline;
+mod registry;
 pub mod session;
 pub mod tls;
 pub mod tokens;
@@ -27,8 +28,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{Notify, mpsc};
 
-use crate::codec::{MqttStr, Properties, Publish, QoS, Version, Will};
-use crate::trie::Trie;
+use crate::codec::{Disconnect, MqttStr, Properties, PropertyId, Publish, QoS, SubscribeOptions, Version, Will};
+use crate::topic::split_shared;
 
 pub use dispatch::{CompletionHandler, ConnectionEvent, ConnectionHandler, LogHandler, LogLevel, MessageHandler};
 pub use error::Error;
@@ -37,6 +38,9 @@ pub use offline::Overflow;
 pub use tls::{Connector as TlsConnector, TlsOptions};
 pub use tokens::{Outcome, Token, TokenResult, TokenState};
 pub use transport::Address;
+
+/// The largest Subscription Identifier (a variable byte integer of at most four bytes).
+const MAX_SUBSCRIPTION_ID: u32 = 268_435_455;
 
 /// Everything about a connection that is fixed when the client is made (MQTTClient.jl's
 /// `MakeConnection` arguments plus the knobs C users expect).
@@ -50,6 +54,9 @@ pub struct Options {
     /// MQTT 5: how many topic aliases the broker may use towards this client (0: none). Inbound
     /// aliases are resolved by the library; handlers always see the whole topic.
     pub topic_alias_maximum: u16,
+    /// MQTT 5: properties the application adds to CONNECT (user properties, Receive Maximum,
+    /// request/response and problem information). Those the options above set are the engine's.
+    pub connect_properties: Properties,
     pub client_id: String,
     pub clean_session: bool,
     /// Seconds; 0 turns keep-alive off.
@@ -98,6 +105,7 @@ impl Default for Options {
             version: Version::V311,
             session_expiry: 0,
             topic_alias_maximum: 16,
+            connect_properties: Properties::new(),
             client_id: String::new(),
             clean_session: true,
             keep_alive: 60,
@@ -136,18 +144,43 @@ pub enum Handler {
     Queue { key: usize, guard: Box<dyn Send + Sync> },
 }
 
-/// One registration in the subscription trie.
+/// One registration in the subscription registry.
 pub struct Subscription {
     /// Unique for the client's life: tells a registration from a later one for the same filter.
     pub id: u64,
-    pub qos: QoS,
+    /// What messages are matched against: the filter, or for `$share/<name>/<filter>` the
+    /// `<filter>` part.
+    pub filter: Box<str>,
+    pub options: SubscribeOptions,
+    /// The MQTT 5 Subscription Identifier its SUBSCRIBE carries; 0 for none.
+    pub sub_id: u32,
     pub handler: Handler,
 }
+
+impl Subscription {
+    /// A registration for `filter` as subscribed (valid, shared or not).
+    pub fn new(id: u64, filter: &str, options: SubscribeOptions, sub_id: u32, handler: Handler) -> Subscription {
+        let matched = match split_shared(filter) {
+            Some(Ok((_, f))) => f,
+            _ => filter,
+        };
+        Subscription {
+            id,
+            filter: matched.into(),
+            options,
+            sub_id,
+            handler,
+        }
+    }
+}
+
+/// One filter to subscribe to: the filter, its options and its handler.
+pub type FilterRequest = (MqttStr, SubscribeOptions, Handler);
 
 /// A subscribe that was not accepted: why, and the handlers it did not register.
 pub struct Rejected {
     pub error: Error,
-    pub handlers: Vec<(MqttStr, QoS, Handler)>,
+    pub handlers: Vec<FilterRequest>,
 }
 
 impl std::fmt::Debug for Rejected {
@@ -161,8 +194,8 @@ pub(crate) enum Command {
     Connect(Token),
     Reconnect(Token),
     Publish(Token, Publish),
-    Subscribe(Token, Vec<(MqttStr, QoS, u64)>),
-    Unsubscribe(Token, Vec<MqttStr>),
+    Subscribe(Token, Vec<session::SubscribeFilter>, Properties),
+    Unsubscribe(Token, Vec<MqttStr>, Properties),
     Disconnect(Token),
 }
 
@@ -182,7 +215,10 @@ pub enum State {
 /// short, callback-free sections.
 pub(crate) struct Shared {
     pub tokens: tokens::Tokens,
-    pub subs: Mutex<Trie<Arc<Subscription>>>,
+    pub subs: Mutex<registry::Registry>,
+    /// The DISCONNECT a clean disconnect ends with (MQTT 5: the application's reason code and
+    /// properties).
+    pub goodbye: Mutex<Disconnect>,
     state: AtomicU8,
     /// A session is under way: set by the first CONNACK, cleared when `disconnect` ends it. While
     /// set, publishes made without a connection wait in the offline queue.
@@ -221,7 +257,7 @@ impl Shared {
         self.state.store(s as u8, Ordering::Release);
     }
 
-    pub fn subs(&self) -> MutexGuard<'_, Trie<Arc<Subscription>>> {
+    pub fn subs(&self) -> MutexGuard<'_, registry::Registry> {
         self.subs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -240,6 +276,9 @@ impl Shared {
 /// callback runs.
 pub struct Client {
     shared: Arc<Shared>,
+    version: Version,
+    /// The CONNECT's Session Expiry Interval: a DISCONNECT may not raise it from 0 (MQTT-3.14.2-2).
+    session_expiry: u32,
     commands: mpsc::UnboundedSender<Command>,
     shutdown: Arc<Notify>,
     network: Option<JoinHandle<()>>,
@@ -257,7 +296,8 @@ impl Client {
         }
         let shared = Arc::new(Shared {
             tokens: tokens::Tokens::new(options.token_history),
-            subs: Mutex::new(Trie::new()),
+            subs: Mutex::new(registry::Registry::default()),
+            goodbye: Mutex::new(Disconnect::default()),
             state: AtomicU8::new(State::Disconnected as u8),
             session_alive: AtomicBool::new(false),
             wake: Notify::new(),
@@ -275,6 +315,7 @@ impl Client {
                 false => None,
             },
         });
+        let (version, session_expiry) = (options.version, options.session_expiry);
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::channel(options.callback_queue.max(1));
         let shutdown = Arc::new(Notify::new());
@@ -300,6 +341,8 @@ impl Client {
         })?;
         Ok(Client {
             shared,
+            version,
+            session_expiry,
             commands: cmd_tx,
             shutdown,
             network: Some(network),
@@ -331,6 +374,11 @@ impl Client {
         self.shared.state()
     }
 
+    /// The protocol version the client speaks.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
     pub fn connect(&self) -> Result<Token, Error> {
         self.shared
             .state
@@ -359,6 +407,18 @@ impl Client {
     /// in the offline queue (while a session is under way, or before the first connect when
     /// `queue_before_connect` is set).
     pub fn publish(&self, topic: MqttStr, payload: Bytes, qos: QoS, retain: bool) -> Result<Token, Error> {
+        self.publish_with(topic, payload, qos, retain, Properties::new())
+    }
+
+    /// [`Client::publish`] with MQTT 5 properties, ones a client may send in PUBLISH.
+    pub fn publish_with(
+        &self,
+        topic: MqttStr,
+        payload: Bytes,
+        qos: QoS,
+        retain: bool,
+        properties: Properties,
+    ) -> Result<Token, Error> {
         if !self.shared.queue_before_connect {
             self.require_session()?;
         } else if self.shared.state() == State::Disconnecting {
@@ -373,7 +433,7 @@ impl Client {
                     retain,
                     topic,
                     pkid: 0,
-                    properties: Properties::new(),
+                    properties,
                     payload,
                 },
             )
@@ -386,7 +446,14 @@ impl Client {
     /// CONNACK, so messages a persistent session delivers at once find their handler. While a
     /// disconnect is under way the handlers are handed back untouched, so the caller decides what
     /// dropping them means.
-    pub fn subscribe(&self, filters: Vec<(MqttStr, QoS, Handler)>) -> Result<Token, Rejected> {
+    pub fn subscribe<O: Into<SubscribeOptions>>(&self, filters: Vec<(MqttStr, O, Handler)>) -> Result<Token, Rejected> {
+        let filters = filters.into_iter().map(|(f, o, h)| (f, o.into(), h)).collect();
+        self.subscribe_with(filters, Properties::new())
+    }
+
+    /// [`Client::subscribe`] with MQTT 5 subscription options and SUBSCRIBE properties (user
+    /// properties; the engine adds the Subscription Identifier).
+    pub fn subscribe_with(&self, filters: Vec<FilterRequest>, mut properties: Properties) -> Result<Token, Rejected> {
         let queued = filters.iter().any(|(_, _, h)| matches!(h, Handler::Queue { .. }));
         let refused = if self.shared.state() == State::Disconnecting {
             Some(Error::NotConnected)
@@ -405,35 +472,74 @@ impl Client {
         let mut replaced = Vec::new();
         {
             let mut subs = self.shared.subs();
-            for (filter, qos, handler) in filters {
+            let mut sub_id = 0;
+            for (filter, options, handler) in filters {
                 let id = self.shared.next_sub_id.fetch_add(1, Ordering::Relaxed);
-                replaced.extend(subs.insert(filter.as_str(), Arc::new(Subscription { id, qos, handler })));
-                request.push((filter, qos, id));
+                if sub_id == 0 && self.version == Version::V5 {
+                    // The SUBSCRIBE's identifier is its first registration's id, while ids fit the
+                    // identifier's range; a client that made 268 million subscriptions goes on
+                    // without (its messages are then matched).
+                    sub_id = u32::try_from(id)
+                        .ok()
+                        .filter(|&i| i <= MAX_SUBSCRIPTION_ID)
+                        .unwrap_or(0);
+                    if sub_id != 0 {
+                        properties.remove(PropertyId::SubscriptionIdentifier);
+                        properties
+                            .push_int(PropertyId::SubscriptionIdentifier, sub_id)
+                            .expect("in range: checked above");
+                    }
+                }
+                let sub = Subscription::new(id, filter.as_str(), options, sub_id, handler);
+                replaced.extend(subs.insert(filter.as_str(), Arc::new(sub)));
+                request.push((filter, options, id));
             }
         }
         // Replaced handlers are dropped here, outside the lock: their drop may run user code.
         drop(replaced);
-        self.send(|t| Command::Subscribe(t, request)).map_err(|error| Rejected {
-            error,
-            handlers: Vec::new(),
-        })
+        self.send(|t| Command::Subscribe(t, request, properties))
+            .map_err(|error| Rejected {
+                error,
+                handlers: Vec::new(),
+            })
     }
 
     /// Removes the handlers at once (no further delivery to them) and sends one UNSUBSCRIBE.
     pub fn unsubscribe(&self, filters: Vec<MqttStr>) -> Result<Token, Error> {
+        self.unsubscribe_with(filters, Properties::new())
+    }
+
+    /// [`Client::unsubscribe`] with MQTT 5 UNSUBSCRIBE properties (user properties).
+    pub fn unsubscribe_with(&self, filters: Vec<MqttStr>, properties: Properties) -> Result<Token, Error> {
         self.require_session()?;
         let removed: Vec<_> = {
             let mut subs = self.shared.subs();
             filters.iter().filter_map(|f| subs.remove(f.as_str())).collect()
         };
         drop(removed);
-        self.send(|t| Command::Unsubscribe(t, filters))
+        self.send(|t| Command::Unsubscribe(t, filters, properties))
     }
 
     /// Sends what was queued before it, waits (up to the disconnect timeout) for in-flight QoS 1/2
     /// acknowledgements, then sends DISCONNECT and closes the socket.
     pub fn disconnect(&self) -> Result<Token, Error> {
+        self.disconnect_with(Disconnect::default())
+    }
+
+    /// [`Client::disconnect`] ending with `goodbye`: in MQTT 5 the application's reason code and
+    /// properties (0x04 "disconnect with will message" asks the broker to publish the will).
+    pub fn disconnect_with(&self, goodbye: Disconnect) -> Result<Token, Error> {
         self.require_session()?;
+        let raises_expiry = goodbye
+            .properties
+            .int(PropertyId::SessionExpiryInterval)
+            .is_some_and(|e| e > 0);
+        if self.session_expiry == 0 && raises_expiry {
+            return Err(Error::InvalidArgument(
+                "a DISCONNECT cannot set a session expiry when the CONNECT's was 0 (MQTT-3.14.2-2)",
+            ));
+        }
+        *self.shared.goodbye.lock().unwrap_or_else(|p| p.into_inner()) = goodbye;
         self.shared.set_state(State::Disconnecting);
         let token = self.send(Command::Disconnect);
         self.shared.wake.notify_one();

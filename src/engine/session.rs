@@ -6,7 +6,7 @@
 //! requests still waiting for an answer, [`Session::resume`] says what to resend.
 use std::collections::{HashSet, VecDeque};
 
-use crate::codec::{Ack, MqttStr, Packet, Properties, Publish, QoS, ReasonCode};
+use crate::codec::{Ack, MqttStr, Packet, Properties, Publish, QoS, ReasonCode, SubscribeOptions};
 use crate::fxhash::FxHashMap;
 
 use super::Error;
@@ -29,14 +29,18 @@ pub struct InFlight {
     seq: u64,
 }
 
-/// A SUBSCRIBE or UNSUBSCRIBE not yet answered, kept across reconnects. A subscribe carries each
-/// filter's QoS and the id of the registration it made, so that a refused filter removes exactly
-/// that registration (not a later replacement); its token is None for the subscribes the client
-/// makes by itself after the broker lost the session.
+/// One filter of a SUBSCRIBE: the filter, its options (QoS and the MQTT 5 flags), and the id of
+/// the registration it made.
+pub type SubscribeFilter = (MqttStr, SubscribeOptions, u64);
+
+/// A SUBSCRIBE or UNSUBSCRIBE not yet answered, kept across reconnects, with the properties it is
+/// sent with (MQTT 5). A subscribe carries each filter's registration id, so that a refused filter
+/// removes exactly that registration (not a later replacement); its token is None for the
+/// subscribes the client makes by itself after the broker lost the session.
 #[derive(Debug)]
 pub enum Request {
-    Subscribe(Option<Token>, Vec<(MqttStr, QoS, u64)>),
-    Unsubscribe(Token, Vec<MqttStr>),
+    Subscribe(Option<Token>, Vec<SubscribeFilter>, Properties),
+    Unsubscribe(Token, Vec<MqttStr>, Properties),
 }
 
 /// A completed SUBSCRIBE: its token, its result, and the (filter, subscription id) pairs refused.
@@ -138,15 +142,15 @@ impl Session {
             return Err(request);
         };
         let packet = match &request {
-            Request::Subscribe(_, filters) => Packet::Subscribe(crate::codec::Subscribe {
+            Request::Subscribe(_, filters, properties) => Packet::Subscribe(crate::codec::Subscribe {
                 pkid,
-                filters: filters.iter().map(|(f, q, _)| (f.clone(), (*q).into())).collect(),
-                properties: Properties::new(),
+                filters: filters.iter().map(|(f, o, _)| (f.clone(), *o)).collect(),
+                properties: properties.clone(),
             }),
-            Request::Unsubscribe(_, filters) => Packet::Unsubscribe(crate::codec::Unsubscribe {
+            Request::Unsubscribe(_, filters, properties) => Packet::Unsubscribe(crate::codec::Unsubscribe {
                 pkid,
                 filters: filters.clone(),
-                properties: Properties::new(),
+                properties: properties.clone(),
             }),
         };
         let seq = self.seq();
@@ -206,10 +210,16 @@ impl Session {
 
     /// PUBACK (QoS 1 done), PUBREC (QoS 2: send PUBREL), PUBCOMP (QoS 2 done), with the MQTT 5
     /// reason code (success in 3.1.1). The token's outcome carries a success code (0x10 "no
-    /// matching subscribers" is one); a PUBACK or PUBREC with an error code ends the exchange and
-    /// fails the token (MQTT 5 section 4.3.3: no PUBREL follows a failed PUBREC). An ack for an
-    /// id we are not waiting on in that state is ignored: MQTT allows it after a resend.
-    pub fn on_ack(&mut self, kind: Awaiting, id: u16, reason: ReasonCode) -> AckAction {
+    /// matching subscribers" is one) and the ack's properties; a PUBACK or PUBREC with an error code
+    /// ends the exchange and fails the token (MQTT 5 section 4.3.3: no PUBREL follows a failed
+    /// PUBREC). An ack for an id we are not waiting on in that state is ignored: MQTT allows it
+    /// after a resend.
+    pub fn on_ack(&mut self, kind: Awaiting, ack: Ack) -> AckAction {
+        let Ack {
+            pkid: id,
+            reason,
+            properties,
+        } = ack;
         let Some(f) = self.inflight.get_mut(&id) else {
             return AckAction::Nothing;
         };
@@ -223,11 +233,17 @@ impl Session {
         let f = self.inflight.remove(&id).expect("present: looked up above");
         self.ids.release(id);
         let result = if reason.is_error() {
-            Err(Error::PublishRefused { code: reason.0 })
-        } else if reason == ReasonCode::SUCCESS {
-            Ok(Outcome::default())
+            Err(Error::PublishRefused {
+                code: reason.0,
+                properties,
+            })
         } else {
-            Ok(Outcome { codes: vec![reason.0] })
+            let codes = if reason == ReasonCode::SUCCESS {
+                Vec::new()
+            } else {
+                vec![reason.0]
+            };
+            Ok(Outcome { codes, properties })
         };
         AckAction::Complete(f.token, result)
     }
@@ -238,8 +254,13 @@ impl Session {
     /// A SUBACK must hold one return code per filter, in order (MQTT-3.8.4-5, MQTT-3.9.3-1). With
     /// any other number there is no telling which filter a code is for: that is a protocol error,
     /// and the request stays, to go again on the next connection.
-    pub fn on_suback(&mut self, id: u16, codes: &[ReasonCode]) -> Result<Option<SubAckOutcome>, Error> {
-        let Some((_, Request::Subscribe(_, filters))) = self.requests.get(&id) else {
+    pub fn on_suback(
+        &mut self,
+        id: u16,
+        codes: &[ReasonCode],
+        properties: Properties,
+    ) -> Result<Option<SubAckOutcome>, Error> {
+        let Some((_, Request::Subscribe(_, filters, _))) = self.requests.get(&id) else {
             return Ok(None);
         };
         if codes.len() != filters.len() {
@@ -247,7 +268,7 @@ impl Session {
                 "SUBACK whose number of return codes differs from the SUBSCRIBE's filters",
             ));
         }
-        let Some((_, Request::Subscribe(token, filters))) = self.requests.remove(&id) else {
+        let Some((_, Request::Subscribe(token, filters, _))) = self.requests.remove(&id) else {
             unreachable!("checked just above");
         };
         self.ids.release(id);
@@ -259,9 +280,9 @@ impl Session {
             .map(|((f, _, id), _)| (f.as_str().to_owned(), id))
             .collect();
         let result = if refused.is_empty() {
-            Ok(Outcome { codes: raw })
+            Ok(Outcome { codes: raw, properties })
         } else {
-            Err(Error::SubscribeRefused { codes: raw })
+            Err(Error::SubscribeRefused { codes: raw, properties })
         };
         Ok(Some((token, result, refused)))
     }
@@ -269,8 +290,13 @@ impl Session {
     /// UNSUBACK: the token and its result, one reason code per filter in MQTT 5 (none in 3.1.1,
     /// which has no codes); None for an id no UNSUBSCRIBE awaits. A code count that differs from
     /// the filters is a protocol error, as for SUBACK.
-    pub fn on_unsuback(&mut self, id: u16, codes: &[ReasonCode]) -> Result<Option<(Token, TokenResult)>, Error> {
-        let Some((_, Request::Unsubscribe(_, filters))) = self.requests.get(&id) else {
+    pub fn on_unsuback(
+        &mut self,
+        id: u16,
+        codes: &[ReasonCode],
+        properties: Properties,
+    ) -> Result<Option<(Token, TokenResult)>, Error> {
+        let Some((_, Request::Unsubscribe(_, filters, _))) = self.requests.get(&id) else {
             return Ok(None);
         };
         if !codes.is_empty() && codes.len() != filters.len() {
@@ -278,15 +304,15 @@ impl Session {
                 "UNSUBACK whose number of reason codes differs from the UNSUBSCRIBE's filters",
             ));
         }
-        let Some((_, Request::Unsubscribe(token, _))) = self.requests.remove(&id) else {
+        let Some((_, Request::Unsubscribe(token, ..))) = self.requests.remove(&id) else {
             unreachable!("checked just above");
         };
         self.ids.release(id);
         let codes: Vec<u8> = codes.iter().map(|c| c.0).collect();
         let result = if codes.iter().any(|&c| ReasonCode(c).is_error()) {
-            Err(Error::UnsubscribeRefused { codes })
+            Err(Error::UnsubscribeRefused { codes, properties })
         } else {
-            Ok(Outcome { codes })
+            Ok(Outcome { codes, properties })
         };
         Ok(Some((token, result)))
     }
@@ -359,8 +385,8 @@ impl Session {
         let mut out: Vec<(Token, TokenResult)> = inflight.into_iter().map(|f| (f.token, Err(error.clone()))).collect();
         out.extend(self.queued.drain(..).map(|(t, _)| (t, Err(error.clone()))));
         out.extend(self.on_lost().into_iter().filter_map(|r| match r {
-            Request::Subscribe(t, _) => t.map(|t| (t, Err(error.clone()))),
-            Request::Unsubscribe(t, _) => Some((t, Err(error.clone()))),
+            Request::Subscribe(t, ..) => t.map(|t| (t, Err(error.clone()))),
+            Request::Unsubscribe(t, ..) => Some((t, Err(error.clone()))),
         }));
         self.inbound_qos2.clear();
         self.ids = PacketIds::new();
@@ -375,7 +401,7 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::MqttStr;
+    use crate::codec::PropertyId;
     use bytes::Bytes;
 
     fn publish(qos: QoS) -> Publish {
@@ -423,7 +449,7 @@ mod tests {
         assert!(s.submit(4, publish(QoS::AtLeastOnce)).is_none());
         let first = *s.inflight.keys().min().unwrap();
         assert_eq!(
-            s.on_ack(Awaiting::PubAck, first, ReasonCode::SUCCESS),
+            s.on_ack(Awaiting::PubAck, ack(first, ReasonCode::SUCCESS)),
             AckAction::Complete(1, Ok(Outcome::default()))
         );
         let next = s.next_in_window().unwrap().pkid;
@@ -436,16 +462,16 @@ mod tests {
         let mut s = Session::new(10);
         let p = s.submit(7, publish(QoS::ExactlyOnce)).unwrap().clone();
         assert_eq!(
-            s.on_ack(Awaiting::PubComp, p.pkid, ReasonCode::SUCCESS),
+            s.on_ack(Awaiting::PubComp, ack(p.pkid, ReasonCode::SUCCESS)),
             AckAction::Nothing,
             "PUBCOMP before PUBREC"
         );
         assert_eq!(
-            s.on_ack(Awaiting::PubRec, p.pkid, ReasonCode::SUCCESS),
+            s.on_ack(Awaiting::PubRec, ack(p.pkid, ReasonCode::SUCCESS)),
             AckAction::SendPubRel(p.pkid)
         );
         assert_eq!(
-            s.on_ack(Awaiting::PubComp, p.pkid, ReasonCode::SUCCESS),
+            s.on_ack(Awaiting::PubComp, ack(p.pkid, ReasonCode::SUCCESS)),
             AckAction::Complete(7, Ok(Outcome::default()))
         );
         assert!(s.is_idle());
@@ -456,9 +482,17 @@ mod tests {
             Some(9),
             filters
                 .iter()
-                .map(|(f, id)| (MqttStr::new(f).unwrap(), QoS::AtLeastOnce, *id))
+                .map(|(f, id)| (MqttStr::new(f).unwrap(), QoS::AtLeastOnce.into(), *id))
                 .collect(),
+            Properties::new(),
         )
+    }
+
+    fn ack(pkid: u16, reason: ReasonCode) -> Ack {
+        Ack {
+            reason,
+            ..Ack::new(pkid)
+        }
     }
 
     fn pkid(packet: &Packet) -> u16 {
@@ -478,19 +512,65 @@ mod tests {
         let b = s.submit(2, publish(QoS::AtLeastOnce)).unwrap().pkid;
         let c = s.submit(3, publish(QoS::ExactlyOnce)).unwrap().pkid;
         assert_eq!(
-            s.on_ack(Awaiting::PubAck, a, ReasonCode::NO_MATCHING_SUBSCRIBERS),
-            AckAction::Complete(1, Ok(Outcome { codes: vec![0x10] }))
+            s.on_ack(Awaiting::PubAck, ack(a, ReasonCode::NO_MATCHING_SUBSCRIBERS)),
+            AckAction::Complete(
+                1,
+                Ok(Outcome {
+                    codes: vec![0x10],
+                    ..Outcome::default()
+                })
+            )
         );
         assert_eq!(
-            s.on_ack(Awaiting::PubAck, b, ReasonCode::NOT_AUTHORIZED),
-            AckAction::Complete(2, Err(Error::PublishRefused { code: 0x87 }))
+            s.on_ack(Awaiting::PubAck, ack(b, ReasonCode::NOT_AUTHORIZED)),
+            AckAction::Complete(
+                2,
+                Err(Error::PublishRefused {
+                    code: 0x87,
+                    properties: Properties::new()
+                })
+            )
         );
         // A refused PUBREC ends the QoS 2 exchange: no PUBREL, the id is free again.
         assert_eq!(
-            s.on_ack(Awaiting::PubRec, c, ReasonCode::QUOTA_EXCEEDED),
-            AckAction::Complete(3, Err(Error::PublishRefused { code: 0x97 }))
+            s.on_ack(Awaiting::PubRec, ack(c, ReasonCode::QUOTA_EXCEEDED)),
+            AckAction::Complete(
+                3,
+                Err(Error::PublishRefused {
+                    code: 0x97,
+                    properties: Properties::new()
+                })
+            )
         );
         assert!(s.is_idle());
+    }
+
+    #[test]
+    fn an_acks_properties_reach_the_token_whether_it_succeeds_or_fails() {
+        let mut s = Session::new(10);
+        let a = s.submit(1, publish(QoS::AtLeastOnce)).unwrap().pkid;
+        let b = s.submit(2, publish(QoS::AtLeastOnce)).unwrap().pkid;
+        let mut props = Properties::new();
+        props.push_str(PropertyId::ReasonString, "queued for later").unwrap();
+        props.push_user("k", "v").unwrap();
+        let ok = Ack {
+            properties: props.clone(),
+            ..Ack::new(a)
+        };
+        let AckAction::Complete(1, Ok(outcome)) = s.on_ack(Awaiting::PubAck, ok) else {
+            panic!("PUBACK did not complete token 1")
+        };
+        assert_eq!(outcome.properties, props);
+        let refused = Ack {
+            reason: ReasonCode::NOT_AUTHORIZED,
+            properties: props.clone(),
+            ..Ack::new(b)
+        };
+        let AckAction::Complete(2, Err(e)) = s.on_ack(Awaiting::PubAck, refused) else {
+            panic!("refused PUBACK did not fail token 2")
+        };
+        assert_eq!(e.properties(), Some(&props));
+        assert!(e.to_string().ends_with("(queued for later)"), "{e}");
     }
 
     #[test]
@@ -509,21 +589,39 @@ mod tests {
     fn unsuback_codes_per_filter() {
         let mut s = Session::new(10);
         let filters = vec![MqttStr::new("a").unwrap(), MqttStr::new("b").unwrap()];
-        let id = pkid(&s.start_request(Request::Unsubscribe(4, filters.clone())).unwrap());
+        let id = pkid(
+            &s.start_request(Request::Unsubscribe(4, filters.clone(), Properties::new()))
+                .unwrap(),
+        );
         assert!(
-            s.on_unsuback(id, &[ReasonCode::SUCCESS]).is_err(),
+            s.on_unsuback(id, &[ReasonCode::SUCCESS], Properties::new()).is_err(),
             "one code for two filters"
         );
         let codes = [ReasonCode::SUCCESS, ReasonCode::NO_SUBSCRIPTION_EXISTED];
         assert_eq!(
-            s.on_unsuback(id, &codes),
-            Ok(Some((4, Ok(Outcome { codes: vec![0, 0x11] }))))
+            s.on_unsuback(id, &codes, Properties::new()),
+            Ok(Some((
+                4,
+                Ok(Outcome {
+                    codes: vec![0, 0x11],
+                    ..Outcome::default()
+                })
+            )))
         );
-        let id = pkid(&s.start_request(Request::Unsubscribe(5, filters)).unwrap());
+        let id = pkid(
+            &s.start_request(Request::Unsubscribe(5, filters, Properties::new()))
+                .unwrap(),
+        );
         let codes = [ReasonCode::NOT_AUTHORIZED, ReasonCode::SUCCESS];
         assert_eq!(
-            s.on_unsuback(id, &codes),
-            Ok(Some((5, Err(Error::UnsubscribeRefused { codes: vec![0x87, 0] }))))
+            s.on_unsuback(id, &codes, Properties::new()),
+            Ok(Some((
+                5,
+                Err(Error::UnsubscribeRefused {
+                    codes: vec![0x87, 0],
+                    properties: Properties::new()
+                })
+            )))
         );
     }
 
@@ -532,11 +630,21 @@ mod tests {
         let mut s = Session::new(10);
         let id = pkid(&s.start_request(subscribe(&[("a", 1), ("b", 2)])).unwrap());
         let (token, result, refused) = s
-            .on_suback(id, &[ReasonCode::GRANTED_QOS_1, ReasonCode::UNSPECIFIED_ERROR])
+            .on_suback(
+                id,
+                &[ReasonCode::GRANTED_QOS_1, ReasonCode::UNSPECIFIED_ERROR],
+                Properties::new(),
+            )
             .unwrap()
             .unwrap();
         assert_eq!(token, Some(9));
-        assert_eq!(result, Err(Error::SubscribeRefused { codes: vec![1, 0x80] }));
+        assert_eq!(
+            result,
+            Err(Error::SubscribeRefused {
+                codes: vec![1, 0x80],
+                properties: Properties::new()
+            })
+        );
         assert_eq!(refused, vec![("b".to_string(), 2)]);
         assert!(s.is_idle());
     }
@@ -545,11 +653,21 @@ mod tests {
     fn an_ack_of_the_wrong_kind_leaves_the_request_waiting() {
         let mut s = Session::new(10);
         let id = pkid(
-            &s.start_request(Request::Unsubscribe(4, vec![MqttStr::new("a").unwrap()]))
-                .unwrap(),
+            &s.start_request(Request::Unsubscribe(
+                4,
+                vec![MqttStr::new("a").unwrap()],
+                Properties::new(),
+            ))
+            .unwrap(),
         );
-        assert_eq!(s.on_suback(id, &[ReasonCode::UNSPECIFIED_ERROR]), Ok(None));
-        assert_eq!(s.on_unsuback(id, &[]), Ok(Some((4, Ok(Outcome::default())))));
+        assert_eq!(
+            s.on_suback(id, &[ReasonCode::UNSPECIFIED_ERROR], Properties::new()),
+            Ok(None)
+        );
+        assert_eq!(
+            s.on_unsuback(id, &[], Properties::new()),
+            Ok(Some((4, Ok(Outcome::default()))))
+        );
     }
 
     #[test]
@@ -558,26 +676,33 @@ mod tests {
         let id = pkid(&s.start_request(subscribe(&[("a", 1), ("b", 2)])).unwrap());
         let granted = ReasonCode::GRANTED_QOS_1;
         for codes in [&[][..], &[granted], &[granted, granted, granted]] {
-            assert!(matches!(s.on_suback(id, codes), Err(Error::UnexpectedPacket(_))));
+            assert!(matches!(
+                s.on_suback(id, codes, Properties::new()),
+                Err(Error::UnexpectedPacket(_))
+            ));
         }
         // Still waiting: handed back on a loss, to go again.
         let back = s.on_lost();
-        assert!(matches!(&back[..], [Request::Subscribe(Some(9), f)] if f.len() == 2));
+        assert!(matches!(&back[..], [Request::Subscribe(Some(9), f, _)] if f.len() == 2));
     }
 
     #[test]
     fn lost_connection_hands_back_unanswered_requests_in_send_order() {
         let mut s = Session::new(10);
         s.start_request(subscribe(&[("b", 1)])).unwrap();
-        s.start_request(Request::Unsubscribe(5, vec![MqttStr::new("c").unwrap()]))
-            .unwrap();
+        s.start_request(Request::Unsubscribe(
+            5,
+            vec![MqttStr::new("c").unwrap()],
+            Properties::new(),
+        ))
+        .unwrap();
         s.start_request(subscribe(&[("a", 2)])).unwrap();
         let back = s.on_lost();
         let order: Vec<String> = back
             .iter()
             .map(|r| match r {
-                Request::Subscribe(_, f) => format!("sub {}", f[0].0.as_str()),
-                Request::Unsubscribe(_, f) => format!("unsub {}", f[0].as_str()),
+                Request::Subscribe(_, f, _) => format!("sub {}", f[0].0.as_str()),
+                Request::Unsubscribe(_, f, _) => format!("unsub {}", f[0].as_str()),
             })
             .collect();
         assert_eq!(order, ["sub b", "unsub c", "sub a"]);
@@ -596,7 +721,7 @@ mod tests {
         s.ids.last = 50;
         let c = s.submit(3, publish(QoS::ExactlyOnce)).unwrap().pkid;
         assert_eq!(
-            s.on_ack(Awaiting::PubRec, a, ReasonCode::SUCCESS),
+            s.on_ack(Awaiting::PubRec, ack(a, ReasonCode::SUCCESS)),
             AckAction::SendPubRel(a)
         );
         s.inbound_qos2.insert(77);
@@ -618,7 +743,7 @@ mod tests {
         }
         assert!(s.inbound_qos2.contains(&77), "inbound QoS 2 state survives");
         assert_eq!(
-            s.on_ack(Awaiting::PubComp, a, ReasonCode::SUCCESS),
+            s.on_ack(Awaiting::PubComp, ack(a, ReasonCode::SUCCESS)),
             AckAction::Complete(1, Ok(Outcome::default()))
         );
     }

@@ -9,6 +9,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::Error;
+use crate::codec::Properties;
 use crate::fxhash::FxHashMap;
 
 pub type Token = u64;
@@ -18,6 +19,9 @@ pub type Token = u64;
 pub struct Outcome {
     /// CONNACK: `[session_present]`; SUBACK: one return code per filter (0, 1, 2 or 0x80).
     pub codes: Vec<u8>,
+    /// MQTT 5: the acknowledgement's properties (CONNACK: the broker's limits and assignments;
+    /// others: a reason string, user properties). Empty in 3.1.1.
+    pub properties: Properties,
 }
 
 pub type TokenResult = Result<Outcome, Error>;
@@ -188,7 +192,19 @@ mod tests {
         let t2 = t.clone();
         let h = std::thread::spawn(move || t2.wait(a, Duration::from_secs(10)));
         std::thread::sleep(Duration::from_millis(20));
-        t.complete(a, Ok(Outcome { codes: vec![1] }));
-        assert_eq!(h.join().unwrap(), TokenState::Done(Ok(Outcome { codes: vec![1] })));
+        t.complete(
+            a,
+            Ok(Outcome {
+                codes: vec![1],
+                ..Outcome::default()
+            }),
+        );
+        assert_eq!(
+            h.join().unwrap(),
+            TokenState::Done(Ok(Outcome {
+                codes: vec![1],
+                ..Outcome::default()
+            }))
+        );
     }
 }

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::properties::{mqttc_properties, properties_arg};
 use super::{Failure, arg_bytes, arg_str, guard, mqttc_status, opt_str, write_out};
-use crate::codec::{MqttStr, Properties, QoS, Version, Will};
+use crate::codec::{Holder, MqttStr, PacketType, PropertyId, QoS, Version, Will};
 use crate::engine::{self, Address, Client, ConnectionEvent, LogLevel, Overflow, State, TlsConnector, TlsOptions};
 use crate::topic::validate_topic_name;
 
@@ -133,6 +134,15 @@ pub struct mqttc_options {
     /// MQTT 5: how many topic aliases the broker may set up towards this client (0: none).
     /// Aliased messages reach callbacks with their whole topic. Default 16.
     pub topic_alias_maximum: u16,
+    /// MQTT 5: properties to add to CONNECT (user properties, Receive Maximum, Request Response
+    /// Information, Request Problem Information); copied when the client is made. Session expiry,
+    /// maximum packet size and topic alias maximum come from the fields above. Default NULL.
+    /// After connecting, `mqttc_token_properties` on the connect token gives the CONNACK's.
+    pub connect_properties: *const mqttc_properties,
+    /// MQTT 5: the will's properties (Will Delay Interval, Message Expiry Interval, Content Type,
+    /// Response Topic, Correlation Data, Payload Format Indicator, user properties); copied.
+    /// Default NULL.
+    pub will_properties: *const mqttc_properties,
 }
 
 /// What happens to a publish that does not fit in the offline queue (`offline_overflow`). Either
@@ -205,6 +215,8 @@ fn defaults() -> mqttc_options {
         protocol_version: d.version as u8,
         session_expiry: d.session_expiry,
         topic_alias_maximum: d.topic_alias_maximum,
+        connect_properties: std::ptr::null(),
+        will_properties: std::ptr::null(),
     }
 }
 
@@ -387,9 +399,29 @@ unsafe fn read_options(opts: *const mqttc_options) -> Result<(engine::Options, T
             payload: Bytes::copy_from_slice(unsafe { arg_bytes(o.will_payload, o.will_payload_len, "will_payload") }?),
             qos: qos_arg(o.will_qos, "will_qos")?,
             retain: o.will_retain,
-            properties: Properties::new(),
+            properties: unsafe { properties_arg(o.will_properties, e.version, Holder::Will, "will", &[]) }?,
         });
+    } else if !o.will_properties.is_null() {
+        return Err(Failure::new(
+            mqttc_status::MQTTC_ERR_INVALID_ARGUMENT,
+            "will_properties without a will_topic",
+        ));
     }
+    let owned = [
+        (PropertyId::SessionExpiryInterval, "set session_expiry in the options"),
+        (PropertyId::MaximumPacketSize, "set max_packet_size in the options"),
+        (PropertyId::TopicAliasMaximum, "set topic_alias_maximum in the options"),
+        (
+            PropertyId::AuthenticationMethod,
+            "enhanced authentication (AUTH) is not supported yet",
+        ),
+        (
+            PropertyId::AuthenticationData,
+            "enhanced authentication (AUTH) is not supported yet",
+        ),
+    ];
+    let holder = Holder::Packet(PacketType::Connect);
+    e.connect_properties = unsafe { properties_arg(o.connect_properties, e.version, holder, "CONNECT", &owned) }?;
     Ok((e, unsafe { read_tls(&o) }?))
 }
 

@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use super::client::{Callback, OwnedConnectionEvent, client_arg, mqttc_client, mqttc_connection_event, mqttc_token};
 use super::message::message_view;
+use super::properties::mqttc_properties;
 use super::{Failure, guard, mqttc_message, mqttc_status, write_out};
-use crate::codec::Publish;
+use crate::codec::{Properties, Publish};
 use crate::engine::{Client, ClientEvent, Error};
 
 /// What an `mqttc_event` reports.
@@ -44,6 +45,9 @@ pub struct mqttc_event {
     /// the granted QoS or 0x80 per filter, also when refused), `code_count` of them; else NULL.
     pub codes: *const u8,
     pub code_count: usize,
+    /// COMPLETE: the acknowledgement's properties, as `mqttc_token_properties` would give them
+    /// (empty when none completed it); MESSAGE: the message's, as `message.properties`; else NULL.
+    pub properties: *const mqttc_properties,
 }
 
 /// An event with what it points to: the view first, so a pointer to it is a pointer to the whole.
@@ -57,6 +61,7 @@ struct OwnedEvent {
     _connection: Option<OwnedConnectionEvent>,
     detail: Option<CString>,
     codes: Vec<u8>,
+    properties: mqttc_properties,
 }
 
 fn empty_view(kind: mqttc_event_kind) -> mqttc_event {
@@ -72,6 +77,7 @@ fn empty_view(kind: mqttc_event_kind) -> mqttc_event {
             qos: 0,
             retain: false,
             dup: false,
+            properties: std::ptr::null(),
         },
         subscriptions: std::ptr::null(),
         subscription_count: 0,
@@ -85,6 +91,7 @@ fn empty_view(kind: mqttc_event_kind) -> mqttc_event {
         detail: std::ptr::null(),
         codes: std::ptr::null(),
         code_count: 0,
+        properties: std::ptr::null(),
     }
 }
 
@@ -95,12 +102,14 @@ fn owned_event(event: ClientEvent) -> Box<OwnedEvent> {
             let topic = CString::new(publish.topic.as_str()).unwrap_or_default();
             let subscriptions: Box<[*mut c_void]> = keys.into_iter().map(|k| k as *mut c_void).collect();
             let mut view = empty_view(mqttc_event_kind::MQTTC_EVENT_MESSAGE);
-            view.message = message_view(&publish, topic.as_ptr());
+            let properties = mqttc_properties::new(publish.properties.clone());
+            view.message = message_view(&publish, topic.as_ptr(), &properties);
             view.subscriptions = subscriptions.as_ptr();
             view.subscription_count = subscriptions.len();
             // The pointers above stay valid when the CString, the boxed slice and the Bytes inside
-            // `publish` move into the box: their heap buffers do not move.
-            Box::new(OwnedEvent {
+            // `publish` move into the box: their heap buffers do not move. The properties do
+            // move: they are pointed at once in the box.
+            let mut event = Box::new(OwnedEvent {
                 view,
                 topic,
                 _publish: Some(publish),
@@ -108,21 +117,27 @@ fn owned_event(event: ClientEvent) -> Box<OwnedEvent> {
                 _connection: None,
                 detail: None,
                 codes: Vec::new(),
-            })
+                properties,
+            });
+            event.view.message.properties = &event.properties;
+            event.view.properties = &event.properties;
+            event
         }
         ClientEvent::Completed { token, result } => {
             let mut view = empty_view(mqttc_event_kind::MQTTC_EVENT_COMPLETE);
             view.token = token;
-            let (detail, codes) = match result {
-                Ok(outcome) => (None, outcome.codes),
+            let (detail, codes, properties) = match result {
+                Ok(outcome) => (None, outcome.codes, outcome.properties),
                 Err(e) => {
                     view.status = mqttc_status::from(&e);
                     let detail = CString::new(e.to_string().replace('\0', " ")).unwrap_or_default();
                     let codes = e.reason_codes().unwrap_or_default();
-                    (Some(detail), codes)
+                    (Some(detail), codes, e.properties().cloned().unwrap_or_default())
                 }
             };
             let mut event = boxed(view, None);
+            event.properties = mqttc_properties::new(properties);
+            event.view.properties = &event.properties;
             // Pointers into the box's own heap buffers, which stay put from here on.
             event.view.detail = detail.as_ref().map_or(std::ptr::null(), |d| d.as_ptr());
             if !codes.is_empty() {
@@ -151,6 +166,7 @@ fn boxed(view: mqttc_event, connection: Option<OwnedConnectionEvent>) -> Box<Own
         _connection: connection,
         detail: None,
         codes: Vec::new(),
+        properties: mqttc_properties::new(Properties::new()),
     })
 }
 

@@ -7,10 +7,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bytes::Bytes;
 
 use super::client::{Callback, client_arg, mqttc_client, mqttc_token, qos_arg};
+use super::properties::{mqttc_properties, properties_arg};
 use super::{Failure, arg_bytes, arg_str, guard, mqttc_status, write_out};
-use crate::codec::{MAX_REMAINING_LENGTH, MqttStr, Publish, QoS};
-use crate::engine::Handler;
-use crate::topic::{validate_topic_filter, validate_topic_name};
+use crate::codec::{
+    Disconnect, Holder, MAX_REMAINING_LENGTH, MqttStr, PacketType, PropertyId, Publish, QoS, ReasonCode,
+    RetainHandling, SubscribeOptions, Version,
+};
+use crate::engine::{FilterRequest, Handler};
+use crate::topic::{split_shared, validate_topic_filter, validate_topic_name};
 
 /// A message as seen by a callback. Everything it points to is borrowed and valid only until the
 /// callback returns; use `mqttc_message_copy` to keep one.
@@ -25,6 +29,10 @@ pub struct mqttc_message {
     pub qos: c_int,
     pub retain: bool,
     pub dup: bool,
+    /// The message's MQTT 5 properties (content type, response topic, correlation data, user
+    /// properties, subscription identifiers, ...), borrowed like the rest; never NULL (an empty
+    /// list in MQTT 3.1.1).
+    pub properties: *const mqttc_properties,
 }
 
 /// Message callback: `message` is borrowed for the call. Runs on the client's callback thread.
@@ -49,7 +57,27 @@ pub struct mqttc_subscription {
     pub userdata: *mut c_void,
     /// May be NULL.
     pub drop_userdata: mqttc_drop_cb,
+    /// MQTT 5 subscription options, 0 or more `mqttc_sub_option` flags ORed (0 for 3.1.1).
+    pub options: c_int,
 }
+
+/// Flags for `mqttc_subscription.options` (MQTT 5 section 3.8.3.1; the bits of the wire format).
+#[repr(C)]
+pub enum mqttc_sub_option {
+    /// Do not send this client the messages it publishes itself. Not on a shared subscription.
+    MQTTC_SUB_NO_LOCAL = 0x04,
+    /// Keep the RETAIN flag of forwarded messages as published (otherwise the broker clears it).
+    MQTTC_SUB_RETAIN_AS_PUBLISHED = 0x08,
+    /// Send retained messages only if the subscription is new (default: at every subscribe).
+    MQTTC_SUB_RETAIN_IF_NEW = 0x10,
+    /// Never send retained messages for this subscribe.
+    MQTTC_SUB_RETAIN_NEVER = 0x20,
+}
+
+const NO_LOCAL: c_int = mqttc_sub_option::MQTTC_SUB_NO_LOCAL as c_int;
+const RETAIN_AS_PUBLISHED: c_int = mqttc_sub_option::MQTTC_SUB_RETAIN_AS_PUBLISHED as c_int;
+const RETAIN_IF_NEW: c_int = mqttc_sub_option::MQTTC_SUB_RETAIN_IF_NEW as c_int;
+const RETAIN_NEVER: c_int = mqttc_sub_option::MQTTC_SUB_RETAIN_NEVER as c_int;
 
 thread_local! {
     /// The callback thread's NUL-terminated copy of the current topic (reused: no allocation per
@@ -91,7 +119,9 @@ fn handler(reg: Registration) -> Handler {
             buf.clear();
             buf.extend_from_slice(p.topic.as_str().as_bytes());
             buf.push(0);
-            let msg = message_view(p, buf.as_ptr().cast());
+            // Shares the message's bytes; strings are copied only if the callback reads them.
+            let props = mqttc_properties::new(p.properties.clone());
+            let msg = message_view(p, buf.as_ptr().cast(), &props);
             // SAFETY: the caller's function with its own userdata; `msg` lives for the call.
             unsafe { f(reg.cb.client, &msg, reg.cb.userdata) }
         })
@@ -109,8 +139,9 @@ fn payload_ptr(payload: &[u8]) -> *const u8 {
     }
 }
 
-/// The C view of `p`, with `topic` a NUL-terminated copy of its topic; it borrows both.
-pub(crate) fn message_view(p: &Publish, topic: *const c_char) -> mqttc_message {
+/// The C view of `p`, with `topic` a NUL-terminated copy of its topic and `props` its properties;
+/// it borrows all three.
+pub(crate) fn message_view(p: &Publish, topic: *const c_char, props: &mqttc_properties) -> mqttc_message {
     mqttc_message {
         topic,
         topic_len: p.topic.len(),
@@ -119,12 +150,22 @@ pub(crate) fn message_view(p: &Publish, topic: *const c_char) -> mqttc_message {
         qos: p.qos as c_int,
         retain: p.retain,
         dup: p.dup,
+        properties: props,
     }
 }
 
 fn topic_failure(status: mqttc_status, what: &str, text: &str, err: impl std::fmt::Display) -> Failure {
     Failure::new(status, format!("{what} \"{text}\": {err}"))
 }
+
+/// PUBLISH properties a client may not set: what the library or only a broker sets.
+const PUBLISH_OWNED: &[(PropertyId, &str)] = &[
+    (PropertyId::TopicAlias, "it manages topic aliases"),
+    (
+        PropertyId::SubscriptionIdentifier,
+        "only a broker sends it in PUBLISH (MQTT-3.3.4-6)",
+    ),
+];
 
 /// Queues a publish (MQTTClient.jl's `publish_async`) and returns at once. The topic and payload are
 /// copied. `*token` (if not NULL) completes when the message was written (QoS 0), acknowledged
@@ -139,6 +180,26 @@ pub unsafe extern "C" fn mqttc_publish(
     retain: bool,
     token: *mut mqttc_token,
 ) -> mqttc_status {
+    // SAFETY: per the documented contract.
+    unsafe { mqttc_publish_v5(client, topic, payload, len, qos, retain, std::ptr::null(), token) }
+}
+
+/// `mqttc_publish` with MQTT 5 properties (NULL for none), copied: message expiry, content type,
+/// payload format, response topic, correlation data, user properties. Topic alias and subscription
+/// identifier are refused (the library manages aliases; only brokers send identifiers), and so is
+/// any property on an MQTT 3.1.1 client (MQTTC_ERR_NOT_SUPPORTED).
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn mqttc_publish_v5(
+    client: *mut mqttc_client,
+    topic: *const c_char,
+    payload: *const c_void,
+    len: usize,
+    qos: c_int,
+    retain: bool,
+    properties: *const mqttc_properties,
+    token: *mut mqttc_token,
+) -> mqttc_status {
     guard(|| {
         // SAFETY (all pointer reads): per the documented contract, borrowed for this call.
         let c = unsafe { client_arg(client) }?;
@@ -146,8 +207,19 @@ pub unsafe extern "C" fn mqttc_publish(
         validate_topic_name(topic)
             .map_err(|e| topic_failure(mqttc_status::MQTTC_ERR_INVALID_TOPIC, "topic", topic, e))?;
         let qos = qos_arg(qos, "qos")?;
-        // 2 (topic length) + 2 (packet id) bytes of variable header share the remaining length.
-        if len.saturating_add(topic.len() + 4) > MAX_REMAINING_LENGTH {
+        let version = c.inner.version();
+        let properties = unsafe {
+            properties_arg(
+                properties,
+                version,
+                Holder::Packet(PacketType::Publish),
+                "PUBLISH",
+                PUBLISH_OWNED,
+            )
+        }?;
+        // 2 (topic length) + 2 (packet id) bytes of variable header, and the properties with their
+        // length, share the remaining length.
+        if len.saturating_add(topic.len() + 4 + properties.len_in(version)) > MAX_REMAINING_LENGTH {
             return Err(Failure::new(
                 mqttc_status::MQTTC_ERR_PAYLOAD_TOO_LARGE,
                 format!("payload of {len} bytes exceeds MQTT's limit"),
@@ -156,10 +228,59 @@ pub unsafe extern "C" fn mqttc_publish(
         let payload = unsafe { arg_bytes(payload.cast(), len, "payload") }?;
         let topic =
             MqttStr::new(topic).map_err(|e| topic_failure(mqttc_status::MQTTC_ERR_INVALID_TOPIC, "topic", topic, e))?;
-        let t = c.inner.publish(topic, Bytes::copy_from_slice(payload), qos, retain)?;
+        let t = c
+            .inner
+            .publish_with(topic, Bytes::copy_from_slice(payload), qos, retain, properties)?;
         unsafe { write_out(token, t) };
         Ok(())
     })
+}
+
+/// Publishes `payload` as the answer to `request`, a message received in a callback or an event
+/// (MQTT 5 request/response, section 4.10): to its Response Topic, with its Correlation Data, and
+/// with `properties` (NULL for none) added. MQTTC_ERR_NOT_FOUND when the request has no response
+/// topic. Otherwise as `mqttc_publish_v5`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mqttc_respond(
+    client: *mut mqttc_client,
+    request: *const mqttc_message,
+    payload: *const c_void,
+    len: usize,
+    qos: c_int,
+    properties: *const mqttc_properties,
+    token: *mut mqttc_token,
+) -> mqttc_status {
+    let mut reply = None;
+    let status = guard(|| {
+        // SAFETY: a message view handed out by the library, and the caller's list, per the contract.
+        let request =
+            unsafe { request.as_ref() }.ok_or_else(|| Failure::new(mqttc_status::MQTTC_ERR_NULL, "request is NULL"))?;
+        let asked = unsafe { request.properties.as_ref() }
+            .map(|p| p.list().clone())
+            .unwrap_or_default();
+        let topic = asked
+            .str(PropertyId::ResponseTopic)
+            .ok_or_else(|| Failure::new(mqttc_status::MQTTC_ERR_NOT_FOUND, "the request has no response topic"))?;
+        let mut list = unsafe { properties.as_ref() }
+            .map(|p| p.list().clone())
+            .unwrap_or_default();
+        if let Some(correlation) = asked.binary(PropertyId::CorrelationData) {
+            list.remove(PropertyId::CorrelationData);
+            list.push_binary(PropertyId::CorrelationData, correlation)
+                .map_err(|e| Failure::new(mqttc_status::MQTTC_ERR_INVALID_ARGUMENT, e.to_string()))?;
+        }
+        let topic = std::ffi::CString::new(topic.as_str())
+            .map_err(|_| Failure::new(mqttc_status::MQTTC_ERR_INVALID_TOPIC, "response topic contains NUL"))?;
+        reply = Some((topic, mqttc_properties::new(list)));
+        Ok(())
+    });
+    match reply {
+        // SAFETY: the caller's arguments, and our own topic and list, live through the call.
+        Some((topic, props)) => unsafe {
+            mqttc_publish_v5(client, topic.as_ptr(), payload, len, qos, false, &props, token)
+        },
+        None => status,
+    }
 }
 
 /// Checks one subscription request and turns it into what the engine takes.
@@ -170,13 +291,15 @@ unsafe fn subscription_arg(
     client: *mut mqttc_client,
     s: &mqttc_subscription,
     event_mode: bool,
+    version: Version,
     owned: &Arc<AtomicBool>,
-) -> Result<(MqttStr, QoS, Handler), Failure> {
+) -> Result<FilterRequest, Failure> {
     // SAFETY: per this function's contract.
     let filter = unsafe { arg_str(s.filter, "filter") }?;
-    validate_topic_filter(filter)
-        .map_err(|e| topic_failure(mqttc_status::MQTTC_ERR_INVALID_FILTER, "filter", filter, e))?;
-    let qos = qos_arg(s.qos, "qos")?;
+    let bad_filter = |e| topic_failure(mqttc_status::MQTTC_ERR_INVALID_FILTER, "filter", filter, e);
+    validate_topic_filter(filter).map_err(bad_filter)?;
+    let shared = split_shared(filter).transpose().map_err(bad_filter)?.is_some();
+    let options = sub_options(s.options, qos_arg(s.qos, "qos")?, version, shared)?;
     if s.on_message.is_none() && !event_mode {
         return Err(Failure::new(
             mqttc_status::MQTTC_ERR_NULL,
@@ -194,16 +317,76 @@ unsafe fn subscription_arg(
         drop_userdata: s.drop_userdata,
         owned: owned.clone(),
     };
-    Ok((filter, qos, handler(reg)))
+    Ok((filter, options, handler(reg)))
 }
 
-fn subscribe_all(
+/// Subscription options from `mqttc_sub_option` flags.
+fn sub_options(bits: c_int, qos: QoS, version: Version, shared: bool) -> Result<SubscribeOptions, Failure> {
+    if bits == 0 {
+        return Ok(qos.into());
+    }
+    let invalid = |detail: &str| Failure::new(mqttc_status::MQTTC_ERR_INVALID_ARGUMENT, detail);
+    if version == Version::V311 {
+        return Err(Failure::new(
+            mqttc_status::MQTTC_ERR_NOT_SUPPORTED,
+            "subscription options need MQTT 5: set protocol_version to 5",
+        ));
+    }
+    if bits & !(NO_LOCAL | RETAIN_AS_PUBLISHED | RETAIN_IF_NEW | RETAIN_NEVER) != 0 {
+        return Err(invalid(&format!(
+            "options {bits:#x} hold bits that are no mqttc_sub_option flag"
+        )));
+    }
+    if shared && bits & NO_LOCAL != 0 {
+        return Err(invalid(
+            "MQTTC_SUB_NO_LOCAL on a shared subscription is a protocol error (MQTT-3.8.3-4)",
+        ));
+    }
+    let retain_handling = match (bits & RETAIN_IF_NEW != 0, bits & RETAIN_NEVER != 0) {
+        (false, false) => RetainHandling::SendAtSubscribe,
+        (true, false) => RetainHandling::SendIfNew,
+        (false, true) => RetainHandling::DontSend,
+        (true, true) => {
+            return Err(invalid(
+                "MQTTC_SUB_RETAIN_IF_NEW and MQTTC_SUB_RETAIN_NEVER exclude each other",
+            ));
+        }
+    };
+    Ok(SubscribeOptions {
+        qos,
+        no_local: bits & NO_LOCAL != 0,
+        retain_as_published: bits & RETAIN_AS_PUBLISHED != 0,
+        retain_handling,
+    })
+}
+
+/// SUBSCRIBE properties a client may not set.
+const SUBSCRIBE_OWNED: &[(PropertyId, &str)] = &[(
+    PropertyId::SubscriptionIdentifier,
+    "it gives every SUBSCRIBE one, to route messages to their callbacks",
+)];
+
+/// # Safety
+/// `properties` is NULL or a live list; the rest per the exported functions' contracts.
+unsafe fn subscribe_all(
     client: *mut mqttc_client,
     subs: &[mqttc_subscription],
+    properties: *const mqttc_properties,
     token: *mut mqttc_token,
 ) -> Result<(), Failure> {
     // SAFETY: per the exported functions' contracts.
     let c = unsafe { client_arg(client) }?;
+    let version = c.inner.version();
+    let what = "SUBSCRIBE";
+    let properties = unsafe {
+        properties_arg(
+            properties,
+            version,
+            Holder::Packet(PacketType::Subscribe),
+            what,
+            SUBSCRIBE_OWNED,
+        )
+    }?;
     if subs.is_empty() {
         return Err(Failure::new(
             mqttc_status::MQTTC_ERR_INVALID_ARGUMENT,
@@ -214,13 +397,13 @@ fn subscribe_all(
     // engine has taken the handlers, the userdata stays the caller's: `owned` is cleared when the
     // call fails, so dropping the handlers then runs no destructor.
     let owned = Arc::new(AtomicBool::new(true));
-    let disown = |handlers: Vec<(MqttStr, QoS, Handler)>| {
+    let disown = |handlers: Vec<FilterRequest>| {
         owned.store(false, Ordering::Release);
         drop(handlers);
     };
     let mut checked = Vec::with_capacity(subs.len());
     for s in subs {
-        match unsafe { subscription_arg(client, s, c.inner.event_mode(), &owned) } {
+        match unsafe { subscription_arg(client, s, c.inner.event_mode(), version, &owned) } {
             Ok(v) => checked.push(v),
             Err(f) => {
                 disown(checked);
@@ -228,7 +411,7 @@ fn subscribe_all(
             }
         }
     }
-    match c.inner.subscribe(checked) {
+    match c.inner.subscribe_with(checked, properties) {
         Ok(t) => {
             unsafe { write_out(token, t) };
             Ok(())
@@ -269,8 +452,10 @@ pub unsafe extern "C" fn mqttc_subscribe(
             on_message,
             userdata,
             drop_userdata: None,
+            options: 0,
         };
-        subscribe_all(client, std::slice::from_ref(&sub), token)
+        // SAFETY: per the documented contract.
+        unsafe { subscribe_all(client, std::slice::from_ref(&sub), std::ptr::null(), token) }
     })
 }
 
@@ -284,13 +469,32 @@ pub unsafe extern "C" fn mqttc_subscribe_many(
     count: usize,
     token: *mut mqttc_token,
 ) -> mqttc_status {
+    // SAFETY: per the documented contract.
+    unsafe { mqttc_subscribe_v5(client, subscriptions, count, std::ptr::null(), token) }
+}
+
+/// `mqttc_subscribe_many` with MQTT 5 SUBSCRIBE properties (NULL for none; user properties). Each
+/// entry's `options` may ask for No Local, Retain As Published and a retain handling; a filter
+/// `$share/<name>/<filter>` is a shared subscription, whose callback gets the messages on
+/// `<filter>` the broker hands this member of the group. The library gives each SUBSCRIBE a
+/// Subscription Identifier (when the broker takes them) and routes a message that carries one to
+/// exactly the callbacks of the subscriptions it names: with overlapping filters, each copy the
+/// broker sends reaches its own subscription's callback once.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mqttc_subscribe_v5(
+    client: *mut mqttc_client,
+    subscriptions: *const mqttc_subscription,
+    count: usize,
+    properties: *const mqttc_properties,
+    token: *mut mqttc_token,
+) -> mqttc_status {
     guard(|| {
         if subscriptions.is_null() {
             return Err(Failure::new(mqttc_status::MQTTC_ERR_NULL, "subscriptions is NULL"));
         }
         // SAFETY: `count` readable entries per the contract.
         let subs = unsafe { std::slice::from_raw_parts(subscriptions, count) };
-        subscribe_all(client, subs, token)
+        unsafe { subscribe_all(client, subs, properties, token) }
     })
 }
 
@@ -301,6 +505,20 @@ pub unsafe extern "C" fn mqttc_unsubscribe_many(
     client: *mut mqttc_client,
     filters: *const *const c_char,
     count: usize,
+    token: *mut mqttc_token,
+) -> mqttc_status {
+    // SAFETY: per the documented contract.
+    unsafe { mqttc_unsubscribe_v5(client, filters, count, std::ptr::null(), token) }
+}
+
+/// `mqttc_unsubscribe_many` with MQTT 5 UNSUBSCRIBE properties (NULL for none; user properties).
+/// In MQTT 5 `mqttc_token_codes` gives each filter's UNSUBACK reason code.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mqttc_unsubscribe_v5(
+    client: *mut mqttc_client,
+    filters: *const *const c_char,
+    count: usize,
+    properties: *const mqttc_properties,
     token: *mut mqttc_token,
 ) -> mqttc_status {
     guard(|| {
@@ -315,16 +533,56 @@ pub unsafe extern "C" fn mqttc_unsubscribe_many(
                 "no filters given",
             ));
         }
+        let holder = Holder::Packet(PacketType::Unsubscribe);
+        let properties = unsafe { properties_arg(properties, c.inner.version(), holder, "UNSUBSCRIBE", &[]) }?;
         let mut checked = Vec::with_capacity(count);
         for &f in unsafe { std::slice::from_raw_parts(filters, count) } {
             let f = unsafe { arg_str(f, "filter") }?;
-            validate_topic_filter(f)
-                .map_err(|e| topic_failure(mqttc_status::MQTTC_ERR_INVALID_FILTER, "filter", f, e))?;
+            let bad_filter = |e| topic_failure(mqttc_status::MQTTC_ERR_INVALID_FILTER, "filter", f, e);
+            validate_topic_filter(f).map_err(bad_filter)?;
+            split_shared(f).transpose().map_err(bad_filter)?;
             checked.push(
                 MqttStr::new(f).map_err(|e| topic_failure(mqttc_status::MQTTC_ERR_INVALID_FILTER, "filter", f, e))?,
             );
         }
-        let t = c.inner.unsubscribe(checked)?;
+        let t = c.inner.unsubscribe_with(checked, properties)?;
+        unsafe { write_out(token, t) };
+        Ok(())
+    })
+}
+
+/// `mqttc_disconnect` with an MQTT 5 reason code and DISCONNECT properties (NULL for none): 0x00
+/// (normal), 0x04 (disconnect with will message: the broker publishes the will), or another code
+/// a client may send (MQTT 5 section 3.14.2.1). Properties may set a Session Expiry Interval
+/// (not when the connect's was 0), a Reason String and user properties.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mqttc_disconnect_v5(
+    client: *mut mqttc_client,
+    reason_code: u8,
+    properties: *const mqttc_properties,
+    token: *mut mqttc_token,
+) -> mqttc_status {
+    guard(|| {
+        // SAFETY (all pointer reads): per the documented contract.
+        let c = unsafe { client_arg(client) }?;
+        let version = c.inner.version();
+        let reason = ReasonCode(reason_code);
+        if reason.check(PacketType::Disconnect).is_err() {
+            return Err(Failure::new(
+                mqttc_status::MQTTC_ERR_INVALID_ARGUMENT,
+                format!("{reason_code:#04x} is not a DISCONNECT reason code"),
+            ));
+        }
+        if version == Version::V311 && reason != ReasonCode::SUCCESS {
+            return Err(Failure::new(
+                mqttc_status::MQTTC_ERR_NOT_SUPPORTED,
+                "a disconnect reason code needs MQTT 5: set protocol_version to 5",
+            ));
+        }
+        let owned = [(PropertyId::ServerReference, "only a broker sends it")];
+        let holder = Holder::Packet(PacketType::Disconnect);
+        let properties = unsafe { properties_arg(properties, version, holder, "DISCONNECT", &owned) }?;
+        let t = c.inner.disconnect_with(Disconnect { reason, properties })?;
         unsafe { write_out(token, t) };
         Ok(())
     })
@@ -347,6 +605,7 @@ struct OwnedMessage {
     view: mqttc_message,
     topic: CString,
     payload: Box<[u8]>,
+    properties: mqttc_properties,
 }
 
 /// Copies a borrowed message (inside a callback) into one the caller owns and must release with
@@ -364,6 +623,9 @@ pub unsafe extern "C" fn mqttc_message_copy(
         let m = unsafe { &*message };
         let topic = unsafe { arg_bytes(m.topic.cast(), m.topic_len, "topic") }?;
         let payload: Box<[u8]> = unsafe { arg_bytes(m.payload, m.payload_len, "payload") }?.into();
+        let list = unsafe { m.properties.as_ref() }
+            .map(|p| p.list().clone())
+            .unwrap_or_default();
         let topic = CString::new(topic)
             .map_err(|_| Failure::new(mqttc_status::MQTTC_ERR_INVALID_ARGUMENT, "topic contains NUL"))?;
         let mut owned = Box::new(OwnedMessage {
@@ -375,10 +637,13 @@ pub unsafe extern "C" fn mqttc_message_copy(
                 qos: m.qos,
                 retain: m.retain,
                 dup: m.dup,
+                properties: std::ptr::null(),
             },
             topic,
             payload,
+            properties: mqttc_properties::new(list),
         });
+        owned.view.properties = &owned.properties;
         owned.view.topic = owned.topic.as_ptr();
         owned.view.payload = payload_ptr(&owned.payload);
         // SAFETY: checked non-NULL above.

@@ -13,6 +13,7 @@
 mod client;
 mod events;
 mod message;
+mod properties;
 mod status;
 mod token;
 mod version;
@@ -24,6 +25,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 pub use client::*;
 pub use events::*;
 pub use message::*;
+pub use properties::*;
 pub use status::*;
 pub use token::*;
 pub use version::*;

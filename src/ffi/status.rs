@@ -33,6 +33,11 @@ pub enum mqttc_status {
     MQTTC_ERR_OPTIONS_SIZE = -9,
     /// An event-mode function on a client made without `event_mode` in its options.
     MQTTC_ERR_EVENT_MODE_OFF = -10,
+    /// The property asked for is not in the list (or an index is past its end).
+    MQTTC_ERR_NOT_FOUND = -11,
+    /// An MQTT 5 feature (properties, subscription options, a disconnect reason) on a client made
+    /// for MQTT 3.1.1: set `protocol_version` to 5.
+    MQTTC_ERR_NOT_SUPPORTED = -12,
     /// The client is not connected (connect first, or it was disconnected).
     MQTTC_ERR_NOT_CONNECTED = -20,
     /// `mqttc_connect` while connected or connecting.
@@ -131,6 +136,7 @@ impl From<&Error> for mqttc_status {
             Error::QueueFull => MQTTC_ERR_QUEUE_FULL,
             Error::Dropped => MQTTC_ERR_DROPPED,
             Error::EventModeOff => MQTTC_ERR_EVENT_MODE_OFF,
+            Error::InvalidArgument(_) => MQTTC_ERR_INVALID_ARGUMENT,
         }
     }
 }
@@ -149,6 +155,9 @@ const ALL: &[(mqttc_status, &str)] = {
         (MQTTC_ERR_INVALID_ARGUMENT, "invalid argument\0"),
         (MQTTC_ERR_INVALID_HANDLE, "not a live client handle\0"),
         (MQTTC_ERR_OPTIONS_SIZE, "unknown options struct_size\0"),
+        (MQTTC_ERR_EVENT_MODE_OFF, "the client was not made in event mode\0"),
+        (MQTTC_ERR_NOT_FOUND, "not found\0"),
+        (MQTTC_ERR_NOT_SUPPORTED, "needs MQTT 5 (protocol_version 5)\0"),
         (MQTTC_ERR_NOT_CONNECTED, "not connected\0"),
         (MQTTC_ERR_ALREADY_CONNECTED, "already connected or connecting\0"),
         (MQTTC_ERR_IN_CALLBACK, "blocking wait refused on the callback thread\0"),

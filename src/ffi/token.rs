@@ -1,7 +1,8 @@
-//! Polling and waiting on tokens, and reading the codes a completed token carries.
+//! Polling and waiting on tokens, and reading the codes and properties a completed token carries.
 use std::time::Duration;
 
 use super::client::{client_arg, mqttc_client, mqttc_token};
+use super::properties::mqttc_properties;
 use super::{Failure, guard, mqttc_status, set_last_error, write_out};
 use crate::engine::TokenState;
 
@@ -106,6 +107,40 @@ pub unsafe extern "C" fn mqttc_token_codes(
             unsafe { std::ptr::copy_nonoverlapping(got.as_ptr(), codes, n) };
         }
         unsafe { write_out(count, got.len()) };
+        Ok(())
+    })
+}
+
+/// MQTT 5: copies the properties of the acknowledgement that completed a token into a list the
+/// caller owns and releases with `mqttc_properties_free`: for a connect, the CONNACK's (the
+/// broker's limits, an assigned client identifier, response information); for a publish, the
+/// PUBACK's or PUBCOMP's; for a (un)subscribe, the SUBACK's or UNSUBACK's; in each case also when
+/// the broker refused (a reason string says why). The list is empty in MQTT 3.1.1. Returns the
+/// token's poll status when no acknowledgement completed it (pending, cancelled, lost, ...).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mqttc_token_properties(
+    client: *const mqttc_client,
+    token: mqttc_token,
+    out: *mut *mut mqttc_properties,
+) -> mqttc_status {
+    guard(|| {
+        // SAFETY: per the contracts of `client_arg` and `write_out`.
+        let c = unsafe { client_arg(client) }?;
+        if out.is_null() {
+            return Err(Failure::new(mqttc_status::MQTTC_ERR_NULL, "out is NULL"));
+        }
+        let list = match c.inner.token_state(token) {
+            TokenState::Done(Ok(outcome)) => outcome.properties,
+            TokenState::Done(Err(e)) if e.properties().is_some() => e.properties().cloned().unwrap_or_default(),
+            other => {
+                let status = state_status(other);
+                return Err(Failure::new(
+                    status,
+                    format!("no acknowledgement completed token {token}: {status:?}"),
+                ));
+            }
+        };
+        unsafe { write_out(out, Box::into_raw(Box::new(mqttc_properties::new(list)))) };
         Ok(())
     })
 }

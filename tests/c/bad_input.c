@@ -123,7 +123,7 @@ int main(int argc, char **argv) {
     expect("client_new ok", mqttc_client_new("127.0.0.1", port, NULL, &c), MQTTC_OK);
     expect("publish before connect", mqttc_publish(c, "t", "x", 1, 0, false, &t), MQTTC_ERR_NOT_CONNECTED);
     expect("disconnect before connect", mqttc_disconnect(c, &t), MQTTC_ERR_NOT_CONNECTED);
-    mqttc_subscription one = {"t", 0, on_msg, NULL, count_drop};
+    mqttc_subscription one = {"t", 0, on_msg, NULL, count_drop, 0};
     /* Accepted: registered now, sent after the CONNACK. */
     expect("subscribe before connect", mqttc_subscribe_many(c, &one, 1, &t), MQTTC_OK);
     expect("token_poll never issued", mqttc_token_poll(c, 424242), MQTTC_ERR_TOKEN_UNKNOWN);
@@ -161,7 +161,7 @@ int main(int argc, char **argv) {
     mqttc_subscription none[1];
     memset(none, 0, sizeof none);
     expect("subscribe_many count 0", mqttc_subscribe_many(c, none, 0, &t), MQTTC_ERR_INVALID_ARGUMENT);
-    mqttc_subscription two[2] = {{"fine", 0, on_msg, NULL, count_drop}, {"bad/#/x", 0, on_msg, NULL, count_drop}};
+    mqttc_subscription two[2] = {{"fine", 0, on_msg, NULL, count_drop, 0}, {"bad/#/x", 0, on_msg, NULL, count_drop, 0}};
     expect("subscribe_many with one bad filter", mqttc_subscribe_many(c, two, 2, &t), MQTTC_ERR_INVALID_FILTER);
     if (drops != 0) {
         printf("FAIL: drop_userdata ran %d time(s) for live or failed registrations\n", drops);

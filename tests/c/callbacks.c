@@ -59,7 +59,7 @@ static void on_in(mqttc_client *c, const mqttc_message *m, void *u) {
     mqttc_token t = 0;
     atomic_store(&publish_in_callback_status, mqttc_publish(c, "cb/out", "reply", 5, 1, false, &t));
     atomic_store(&wait_in_callback_status, mqttc_token_wait(c, t, 5000));
-    mqttc_subscription s = {"cb/sub2", 1, on_sub2, NULL, on_drop};
+    mqttc_subscription s = {"cb/sub2", 1, on_sub2, NULL, on_drop, 0};
     mqttc_token st;
     if (mqttc_subscribe_many(c, &s, 1, &st) != MQTTC_OK)
         printf("FAIL: subscribe inside callback: %s\n", mqttc_last_error());
@@ -105,9 +105,9 @@ int main(int argc, char **argv) {
     mqttc_token t;
 
     mqttc_subscription subs[] = {
-        {"cb/in", 1, on_in, NULL, on_drop},
-        {"cb/out", 1, on_out, NULL, on_drop},
-        {"cb/free", 0, on_free, NULL, on_drop},
+        {"cb/in", 1, on_in, NULL, on_drop, 0},
+        {"cb/out", 1, on_out, NULL, on_drop, 0},
+        {"cb/free", 0, on_free, NULL, on_drop, 0},
     };
     CHECK(mqttc_subscribe_many(a, subs, 3, &t));
     wait_ok(a, t, "subscribe");

@@ -34,7 +34,13 @@ pub fn connect(client: &Client, broker: &FakeBroker) -> FakeConn {
     let mut conn = broker.accept();
     conn.accept_connect();
     // The outcome of a connect is [session present].
-    assert_eq!(done(client, token), Ok(Outcome { codes: vec![0] }));
+    assert_eq!(
+        done(client, token),
+        Ok(Outcome {
+            codes: vec![0],
+            ..Outcome::default()
+        })
+    );
     assert_eq!(client.state(), State::Connected);
     conn
 }
@@ -73,7 +79,13 @@ pub fn subscribe_one(client: &Client, conn: &mut FakeConn, filter: &str, qos: Qo
     let (handler, rx) = collector();
     let token = client.subscribe(vec![(mqtt_str(filter), qos, handler)]).unwrap();
     conn.answer_subscribe(&[qos as u8]);
-    assert_eq!(done(client, token), Ok(Outcome { codes: vec![qos as u8] }));
+    assert_eq!(
+        done(client, token),
+        Ok(Outcome {
+            codes: vec![qos as u8],
+            ..Outcome::default()
+        })
+    );
     rx
 }
 

@@ -72,6 +72,8 @@ class mqttc_options(ctypes.Structure):
         ("protocol_version", c_uint8),
         ("session_expiry", c_uint32),
         ("topic_alias_maximum", c_uint16),
+        ("connect_properties", c_void_p),
+        ("will_properties", c_void_p),
     ]
 
 
@@ -84,6 +86,7 @@ class mqttc_message(ctypes.Structure):
         ("qos", c_int),
         ("retain", c_bool),
         ("dup", c_bool),
+        ("properties", c_void_p),
     ]
 
 
@@ -109,6 +112,7 @@ class mqttc_event(ctypes.Structure):
         ("detail", c_char_p),
         ("codes", POINTER(c_uint8)),
         ("code_count", c_size_t),
+        ("properties", c_void_p),
     ]
 
 

@@ -107,6 +107,8 @@ struct mqttc_options
     protocol_version::UInt8
     session_expiry::UInt32
     topic_alias_maximum::UInt16
+    connect_properties::Ptr{Cvoid}
+    will_properties::Ptr{Cvoid}
 end
 
 struct mqttc_message
@@ -117,6 +119,7 @@ struct mqttc_message
     qos::Cint
     retain::Bool
     dup::Bool
+    properties::Ptr{Cvoid}
 end
 
 struct mqttc_connection_event
@@ -138,6 +141,7 @@ struct mqttc_event
     detail::Ptr{UInt8}
     codes::Ptr{UInt8}
     code_count::Csize_t
+    properties::Ptr{Cvoid}
 end
 
 const EVENT_MESSAGE = 1
