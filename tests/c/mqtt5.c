@@ -33,10 +33,15 @@ typedef struct {
     int count;
 } inbox;
 
+/* Every inbox, to release what arrived late once the clients are freed. */
+static inbox *inboxes[32];
+static int inbox_count;
+
 static void inbox_init(inbox *b) {
     memset(b, 0, sizeof *b);
     pthread_mutex_init(&b->lock, NULL);
     pthread_cond_init(&b->cond, NULL);
+    inboxes[inbox_count++] = b;
 }
 
 static void inbox_clear(inbox *b) {
@@ -455,6 +460,8 @@ int main(int argc, char **argv) {
     argument_checks(a);
     mqttc_client_free(a);
     mqttc_client_free(b);
+    for (int i = 0; i < inbox_count; i++)
+        inbox_clear(inboxes[i]);
     printf("mqtt5: ok\n");
     return 0;
 }
