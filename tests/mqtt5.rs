@@ -207,20 +207,102 @@ fn a_server_disconnect_is_reported_with_its_reason_and_server_reference() {
     );
 }
 
-#[test]
-fn a_refused_mqtt5_connack_fails_the_connect_token_with_its_reason_code() {
+/// How a connect fails when the broker answers `connack`.
+fn connect_refused_with(connack: Packet) -> Error {
     let broker = FakeBroker::new();
     let client = Client::new(vec![broker.address()], v5()).unwrap();
     let token = client.connect().unwrap();
     let mut conn = broker.accept();
     conn.expect_connect();
-    conn.connack(ReasonCode::BANNED);
-    let err = done(&client, token).unwrap_err();
-    assert_eq!(err, Error::Refused(ReasonCode::BANNED));
+    conn.send(connack);
+    done(&client, token).unwrap_err()
+}
+
+#[test]
+fn a_refused_mqtt5_connack_fails_the_connect_token_with_its_reason_code() {
+    let err = connect_refused_with(Packet::ConnAck(ConnAck {
+        code: ReasonCode::BANNED,
+        ..ConnAck::accepted(false)
+    }));
+    assert_eq!(err, Error::refused(ReasonCode::BANNED));
     assert_eq!(
         mqttclient::ffi::mqttc_status::from(&err),
         mqttclient::ffi::mqttc_status::MQTTC_ERR_REFUSED
     );
+}
+
+/// A CONNACK refusal with a Reason String and a Server Reference.
+fn refusal(code: ReasonCode, reason: &str, server: &str) -> Packet {
+    let mut properties = Properties::new();
+    properties.push_str(PropertyId::ReasonString, reason).unwrap();
+    properties.push_str(PropertyId::ServerReference, server).unwrap();
+    Packet::ConnAck(ConnAck {
+        code,
+        properties,
+        ..ConnAck::accepted(false)
+    })
+}
+
+#[test]
+fn a_refused_connack_keeps_its_reason_string_and_server_reference() {
+    let err = connect_refused_with(refusal(ReasonCode::SERVER_MOVED, "moved for good", "new.example:1883"));
+    assert_eq!(
+        err,
+        Error::Refused {
+            code: ReasonCode::SERVER_MOVED,
+            reason: Some("moved for good".into()),
+            server_reference: Some("new.example:1883".into()),
+        }
+    );
+    assert_eq!(err.reason_codes(), Some(vec![0x9D]));
+    let text = err.to_string();
+    assert!(
+        text.contains("Server moved") && text.contains("moved for good") && text.contains("new.example:1883"),
+        "{text}"
+    );
+    assert_eq!(
+        mqttclient::ffi::mqttc_status::from(&err),
+        mqttclient::ffi::mqttc_status::MQTTC_ERR_REFUSED,
+        "the status is the one any other MQTT 5 refusal gets"
+    );
+}
+
+/// Through the C API: the connect token fails with the status the code always had, and
+/// `mqttc_last_error` carries the reason string.
+#[test]
+fn a_refused_connacks_reason_string_reaches_mqttc_last_error() {
+    use mqttclient::ffi::*;
+    use std::ffi::CStr;
+    for (code, status) in [
+        (
+            ReasonCode::NOT_AUTHORIZED,
+            mqttc_status::MQTTC_ERR_REFUSED_NOT_AUTHORIZED,
+        ),
+        (ReasonCode::USE_ANOTHER_SERVER, mqttc_status::MQTTC_ERR_REFUSED),
+    ] {
+        let broker = FakeBroker::new();
+        let mut opts = std::mem::MaybeUninit::uninit();
+        unsafe { mqttc_options_init_size(opts.as_mut_ptr(), size_of::<mqttc_options>()) };
+        let mut opts = unsafe { opts.assume_init() };
+        opts.protocol_version = 5;
+        let mut c = std::ptr::null_mut();
+        let st = unsafe { mqttc_client_new(c"127.0.0.1".as_ptr(), broker.port(), &opts, &mut c) };
+        assert_eq!(st, mqttc_status::MQTTC_OK);
+        let mut t = 0;
+        assert_eq!(unsafe { mqttc_connect(c, &mut t) }, mqttc_status::MQTTC_OK);
+        let mut conn = broker.accept();
+        conn.expect_connect();
+        conn.send(refusal(code, "not from this network", "backup.example"));
+        assert_eq!(unsafe { mqttc_token_wait(c, t, 5_000) }, status, "{code}");
+        let detail = unsafe { CStr::from_ptr(mqttc_last_error()) }
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            detail.contains("not from this network") && detail.contains("backup.example"),
+            "{detail}"
+        );
+        unsafe { mqttc_client_free(c) };
+    }
 }
 
 #[test]

@@ -547,7 +547,14 @@ async fn handshake(ctx: &Ctx, server: &Address) -> Result<Link, Error> {
                 link.properties = ack.properties;
                 return Ok(link);
             }
-            Some(Packet::ConnAck(ack)) => return Err(Error::Refused(ack.code)),
+            Some(Packet::ConnAck(ack)) => {
+                let text = |id| ack.properties.str(id).map(|s| s.as_str().to_owned());
+                return Err(Error::Refused {
+                    code: ack.code,
+                    reason: text(PropertyId::ReasonString),
+                    server_reference: text(PropertyId::ServerReference),
+                });
+            }
             Some(_) => return Err(Error::UnexpectedPacket("packet before CONNACK")),
             None => {}
         }
