@@ -166,7 +166,12 @@ fn inbound_topic_aliases_are_resolved_before_dispatch() {
 
 #[test]
 fn an_alias_never_set_or_above_the_maximum_is_a_protocol_error() {
-    for (alias, what) in [(2, "never set"), (17, "above our Topic Alias Maximum")] {
+    // The client says why before closing: 0x82 Protocol Error for an alias never set, 0x94 Topic
+    // Alias invalid for one above its maximum (MQTT 5 section 3.3.2.3.4).
+    for (alias, what, code) in [
+        (2, "never set", ReasonCode::PROTOCOL_ERROR),
+        (17, "above our Topic Alias Maximum", ReasonCode::TOPIC_ALIAS_INVALID),
+    ] {
         let (_broker, client, mut conn) = start_with(v5(), Properties::new());
         let events = connection_events(&client);
         let mut p = publish("", QoS::AtMostOnce, 0, b"x");
@@ -174,8 +179,98 @@ fn an_alias_never_set_or_above_the_maximum_is_a_protocol_error() {
         conn.send(Packet::Publish(p));
         let reason = next_loss(&events);
         assert!(reason.to_string().contains(what), "{reason}");
-        conn.expect_eof(TIMEOUT);
+        expect_goodbye(&mut conn, code);
     }
+}
+
+/// The client's last words on a connection it closes: DISCONNECT with `code`, then end of stream.
+fn expect_goodbye(conn: &mut FakeConn, code: ReasonCode) {
+    let r = conn.expect(
+        &format!("DISCONNECT {code}"),
+        |p| matches!(p, Packet::Disconnect(d) if d.reason == code),
+    );
+    assert_eq!(
+        r.packet,
+        Packet::Disconnect(Disconnect {
+            reason: code,
+            properties: Properties::new()
+        })
+    );
+    conn.expect_eof(TIMEOUT);
+}
+
+#[test]
+fn closing_on_the_brokers_protocol_error_sends_disconnect_with_the_reason_code_in_mqtt5_only() {
+    let small = Options {
+        max_packet_size: 1000,
+        ..v5()
+    };
+    let cases: [(&str, &[u8], ReasonCode); 4] = [
+        ("reserved packet type 0", &[0x00, 0x00], ReasonCode::MALFORMED_PACKET),
+        (
+            "PUBACK with remaining length 1",
+            &[0x40, 0x01, 0],
+            ReasonCode::MALFORMED_PACKET,
+        ),
+        (
+            "PINGREQ, which only a client sends",
+            &[0xC0, 0x00],
+            ReasonCode::PROTOCOL_ERROR,
+        ),
+        // A PUBLISH header announcing 5,000 bytes, over the client's maximum of 1,000.
+        (
+            "packet larger than our maximum",
+            &[0x30, 0x88, 0x27],
+            ReasonCode::PACKET_TOO_LARGE,
+        ),
+    ];
+    for (what, bytes, code) in cases {
+        for version in [Version::V5, Version::V311] {
+            let options = Options {
+                version,
+                ..small.clone()
+            };
+            let (_broker, client, mut conn) = start_with(options, Properties::new());
+            let events = connection_events(&client);
+            eprintln!("case: {what}, {version:?}");
+            conn.send_raw(bytes);
+            let reason = next_loss(&events);
+            assert!(
+                matches!(reason, Error::Protocol(_) | Error::UnexpectedPacket(_)),
+                "{what}: {reason:?}"
+            );
+            if version == Version::V5 {
+                expect_goodbye(&mut conn, code);
+            } else {
+                // MQTT 3.1.1 has no DISCONNECT from the client with a reason: it just closes.
+                conn.expect_eof(TIMEOUT);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_malformed_connack_gets_a_disconnect_too() {
+    let broker = FakeBroker::new();
+    let client = Client::new(vec![broker.address()], v5()).unwrap();
+    let token = client.connect().unwrap();
+    let mut conn = broker.accept();
+    conn.expect_connect();
+    // CONNACK with a reserved flag bit set.
+    conn.send_raw(&[0x20, 0x03, 0x02, 0x00, 0x00]);
+    assert!(matches!(done(&client, token), Err(Error::Protocol(_))));
+    expect_goodbye(&mut conn, ReasonCode::MALFORMED_PACKET);
+}
+
+#[test]
+fn a_keep_alive_timeout_closes_without_a_disconnect() {
+    // Server Keep Alive 1 s: a PINGREQ after 1 s, and without its PINGRESP the link is dead after
+    // half a second more. Nothing is sent on a dead link.
+    let (_broker, client, mut conn) = start_with(v5(), props(&[(PropertyId::ServerKeepAlive, 1)]));
+    let events = connection_events(&client);
+    conn.expect_within(Duration::from_millis(2500), "PINGREQ", |p| *p == Packet::PingReq);
+    assert_eq!(next_loss(&events), Error::KeepAliveTimeout);
+    conn.expect_eof(TIMEOUT);
 }
 
 #[test]

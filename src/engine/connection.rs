@@ -10,7 +10,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::time::{Instant, sleep_until, timeout};
 
-use crate::codec::{self, Ack, Disconnect, MqttStr, Packet, Properties, PropertyId, Publish, QoS, Version};
+use crate::codec::{
+    self, Ack, CodecError, Disconnect, MqttStr, Packet, Properties, PropertyId, Publish, QoS, ReasonCode, Version,
+};
 
 use super::backoff::Backoff;
 use super::dispatch::{ConnectionEvent, Event, LogLevel};
@@ -28,6 +30,9 @@ const WRITE_HIGH_WATER: usize = 1 << 20;
 const READ_CHUNK: usize = 64 * 1024;
 /// The least time a disconnect gives its last write (DISCONNECT included) when its deadline passed.
 const LAST_WRITE: Duration = Duration::from_millis(200);
+/// How long the DISCONNECT that tells an MQTT 5 broker why the client closes on its protocol error
+/// may take to go out (with what was queued before it). A courtesy: the connection closes anyway.
+const GOODBYE_WRITE: Duration = Duration::from_millis(200);
 /// Filters per SUBSCRIBE when subscribing again after the broker lost the session: keeps each
 /// packet well within brokers' size limits.
 const RESUBSCRIBE_CHUNK: usize = 256;
@@ -193,6 +198,10 @@ struct Peer {
     aliases: Vec<Option<MqttStr>>,
 }
 
+/// What an inbound alias of 0 or above our Topic Alias Maximum is (MQTT 5 section 3.3.2.3.4 names
+/// its own reason code for it, 0x94 Topic Alias invalid).
+const ALIAS_ABOVE_MAXIMUM: &str = "PUBLISH with a topic alias above our Topic Alias Maximum";
+
 impl Peer {
     fn new(connack: &Properties, topic_alias_maximum: u16) -> Peer {
         Peer {
@@ -211,9 +220,7 @@ impl Peer {
         let slot = (alias as usize)
             .checked_sub(1)
             .and_then(|i| self.aliases.get_mut(i))
-            .ok_or(Error::UnexpectedPacket(
-                "PUBLISH with a topic alias above our Topic Alias Maximum",
-            ))?;
+            .ok_or(Error::UnexpectedPacket(ALIAS_ABOVE_MAXIMUM))?;
         if publish.topic.is_empty() {
             publish.topic = slot
                 .clone()
@@ -537,6 +544,19 @@ async fn handshake(ctx: &Ctx, server: &Address) -> Result<Link, Error> {
     link.wbuf.encode(&Packet::Connect(connect))?;
     link.wbuf.write_all(&mut link.writer).await?;
     link.writer.flush().await?;
+    match await_connack(&mut link, o).await {
+        Ok(()) => Ok(link),
+        Err(e) => {
+            if let Some(reason) = disconnect_reason(o.version, &e) {
+                goodbye(&mut link.writer, &mut link.wbuf, reason).await;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Reads up to the CONNACK; a refusal is an error.
+async fn await_connack(link: &mut Link, o: &Options) -> Result<(), Error> {
     loop {
         if let Some(what) = link.rbuf.first().and_then(|&b| before_connack(b)) {
             return Err(Error::UnexpectedPacket(what));
@@ -545,7 +565,7 @@ async fn handshake(ctx: &Ctx, server: &Address) -> Result<Link, Error> {
             Some(Packet::ConnAck(ack)) if !ack.code.is_error() => {
                 link.session_present = ack.session_present;
                 link.properties = ack.properties;
-                return Ok(link);
+                return Ok(());
             }
             Some(Packet::ConnAck(ack)) => {
                 let text = |id| ack.properties.str(id).map(|s| s.as_str().to_owned());
@@ -562,6 +582,44 @@ async fn handshake(ctx: &Ctx, server: &Address) -> Result<Link, Error> {
             return Err(Error::ConnectionClosed);
         }
     }
+}
+
+/// The reason code of the DISCONNECT an MQTT 5 client sends before it closes the connection on
+/// `error` (MQTT 5 sections 4.13 and 3.14): for what the broker sent, a packet larger than our
+/// maximum (0x95), bytes that are not a valid packet (0x81), a topic alias out of range (0x94) or
+/// any other protocol error (0x82). None for 3.1.1, which has no such DISCONNECT, and for every
+/// other end: a dead link (nothing would arrive), a refusal or the broker's own DISCONNECT (the
+/// broker closes).
+fn disconnect_reason(version: Version, error: &Error) -> Option<ReasonCode> {
+    if version == Version::V311 {
+        return None;
+    }
+    match error {
+        Error::Protocol(CodecError::PacketTooLarge { .. }) => Some(ReasonCode::PACKET_TOO_LARGE),
+        Error::Protocol(_) => Some(ReasonCode::MALFORMED_PACKET),
+        Error::UnexpectedPacket(what) if *what == ALIAS_ABOVE_MAXIMUM => Some(ReasonCode::TOPIC_ALIAS_INVALID),
+        Error::UnexpectedPacket(_) => Some(ReasonCode::PROTOCOL_ERROR),
+        _ => None,
+    }
+}
+
+/// Writes a DISCONNECT with `reason` after whatever is queued (the broker must get whole packets)
+/// and shuts the stream down, for at most [`GOODBYE_WRITE`]: best effort, since the connection is
+/// closed whatever happens. Returns whether everything went out.
+async fn goodbye(writer: &mut Writer, wbuf: &mut WriteQueue, reason: ReasonCode) -> bool {
+    let disconnect = Packet::Disconnect(Disconnect {
+        reason,
+        properties: Properties::new(),
+    });
+    if wbuf.encode(&disconnect).is_err() {
+        return false;
+    }
+    let write = async {
+        wbuf.write_all(writer).await?;
+        writer.flush().await?;
+        writer.shutdown().await
+    };
+    matches!(timeout(GOODBYE_WRITE, write).await, Ok(Ok(())))
 }
 
 /// An MQTT 5 CONNECT's properties: what the options ask of the session, and the limits this
@@ -807,7 +865,7 @@ impl Net<'_> {
         }
         // Packets already received with the CONNACK.
         if let Err(e) = self.process_input(&mut rbuf, &mut wbuf, &mut ka) {
-            return Ended::Lost(e);
+            return self.close_on(&mut writer, &mut wbuf, e).await;
         }
         loop {
             self.out.flush();
@@ -834,7 +892,7 @@ impl Net<'_> {
                         ka.last_received = Instant::now();
                         let pinging = ka.ping_sent.is_some();
                         if let Err(e) = self.process_input(&mut rbuf, &mut wbuf, &mut ka) {
-                            return Ended::Lost(e);
+                            return self.close_on(&mut writer, &mut wbuf, e).await;
                         }
                         if pinging && ka.ping_sent.is_none() {
                             // PINGRESP: the timer still points at the ping deadline; the next PINGREQ is due earlier.
@@ -953,6 +1011,23 @@ impl Net<'_> {
                 Ended::Disconnected(token)
             }
         }
+    }
+
+    /// Ends the connection on `error`, met in what the broker sent. An MQTT 5 broker is told why
+    /// first (see [`goodbye`]); when that write took everything queued, the QoS 0 publishes in it
+    /// left too.
+    async fn close_on(&mut self, writer: &mut Writer, wbuf: &mut WriteQueue, error: Error) -> Ended {
+        let reason = disconnect_reason(self.ctx.options.version, &error);
+        if let Some(reason) = reason {
+            self.out
+                .log(LogLevel::Debug, || format!("sending DISCONNECT ({reason}) on: {error}"));
+            if goodbye(writer, wbuf, reason).await {
+                for t in self.written.drain(..) {
+                    self.out.complete(t, Ok(Outcome::default()));
+                }
+            }
+        }
+        Ended::Lost(error)
     }
 
     /// Decodes and handles every whole packet in `rbuf`, queueing replies in `wbuf`.
@@ -1111,6 +1186,42 @@ mod tests {
         ka.set_reading(true, start);
         assert_eq!(ka.deadline(), None);
         assert_eq!(ka.due(start + SECOND * 3600), Due::Nothing);
+    }
+
+    #[test]
+    fn the_clients_disconnect_reason_follows_the_brokers_fault_in_mqtt5_only() {
+        let too_large = Error::Protocol(CodecError::PacketTooLarge { size: 9, max: 8 });
+        let cases = [
+            (too_large, Some(ReasonCode::PACKET_TOO_LARGE)),
+            (
+                Error::Protocol(CodecError::Truncated),
+                Some(ReasonCode::MALFORMED_PACKET),
+            ),
+            (
+                Error::UnexpectedPacket(ALIAS_ABOVE_MAXIMUM),
+                Some(ReasonCode::TOPIC_ALIAS_INVALID),
+            ),
+            (
+                Error::UnexpectedPacket("second CONNACK"),
+                Some(ReasonCode::PROTOCOL_ERROR),
+            ),
+            (Error::KeepAliveTimeout, None),
+            (Error::ConnectionClosed, None),
+            (Error::Io("reset".into()), None),
+            (Error::refused(ReasonCode::BANNED), None),
+            (
+                Error::ServerDisconnected {
+                    code: ReasonCode::PROTOCOL_ERROR,
+                    reason: None,
+                    server_reference: None,
+                },
+                None,
+            ),
+        ];
+        for (error, want) in cases {
+            assert_eq!(disconnect_reason(Version::V5, &error), want, "{error:?}");
+            assert_eq!(disconnect_reason(Version::V311, &error), None, "{error:?}");
+        }
     }
 
     #[test]
