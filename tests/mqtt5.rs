@@ -9,7 +9,7 @@ use bytes::Bytes;
 use mqttclient::codec::{
     Ack, ConnAck, Disconnect, Packet, Properties, PropertyId, Publish, QoS, ReasonCode, SubAck, Version,
 };
-use mqttclient::engine::{Client, ConnectionEvent, Error, Options, Outcome};
+use mqttclient::engine::{Client, ConnectionEvent, Error, Options, Outcome, Token, TokenState};
 
 use common::fake::{FakeBroker, FakeConn, TIMEOUT, mqtt_str, publish};
 use common::scripted::{collector, connection_events, done, next_event, ok, options, publish_qos1};
@@ -76,30 +76,112 @@ fn connect_is_mqtt5_with_the_session_expiry_and_the_limits_this_client_holds_the
     assert!(done(&client, token).is_ok());
 }
 
-#[test]
-fn the_brokers_receive_maximum_bounds_what_is_unacknowledged() {
-    // The client's own window is 20; the broker takes 2 at a time.
-    let (_broker, client, mut conn) = start_with(v5(), props(&[(PropertyId::ReceiveMaximum, 2)]));
-    let tokens: Vec<_> = (0..6).map(|i| publish_qos1(&client, "rm/t", &i.to_string())).collect();
+/// Plays a broker that acknowledges QoS 1 publishes one at a time: takes everything the client
+/// sends until it pauses, acknowledges the oldest, and again, until `tokens` are all acknowledged;
+/// each token must complete as its PUBACK arrives, the later ones still pending. Returns the
+/// publishes in arrival order and the most that were ever unacknowledged at once.
+fn acknowledge_one_by_one(client: &Client, conn: &mut FakeConn, tokens: &[Token]) -> (Vec<Publish>, usize) {
+    let mut arrived = Vec::new();
     let mut unacked = Vec::new();
     let mut most = 0;
-    let mut acked = 0;
-    while acked < tokens.len() {
-        // Take everything the client sends until it pauses, then acknowledge the oldest.
+    for (i, &token) in tokens.iter().enumerate() {
         while let Some(r) = conn.next_within(Duration::from_millis(150)) {
             let Packet::Publish(p) = r.packet else {
                 panic!("{:?}", r.packet)
             };
             unacked.push(p.pkid);
             most = most.max(unacked.len());
+            arrived.push(p);
         }
         assert!(!unacked.is_empty(), "the client sent nothing while below the window");
         conn.send(Packet::PubAck(Ack::new(unacked.remove(0))));
-        acked += 1;
+        assert_eq!(done(client, token), ok(), "publish {i}");
+        for &later in &tokens[i + 1..] {
+            assert_eq!(
+                client.token_state(later),
+                TokenState::Pending,
+                "completed before its PUBACK"
+            );
+        }
     }
+    (arrived, most)
+}
+
+#[test]
+fn the_brokers_receive_maximum_bounds_what_is_unacknowledged() {
+    // The client's own window is 20; the broker takes 2 at a time.
+    let (_broker, client, mut conn) = start_with(v5(), props(&[(PropertyId::ReceiveMaximum, 2)]));
+    let tokens: Vec<_> = (0..6).map(|i| publish_qos1(&client, "rm/t", &i.to_string())).collect();
+    let (_, most) = acknowledge_one_by_one(&client, &mut conn, &tokens);
     assert_eq!(most, 2, "at most Receive Maximum unacknowledged at the broker");
-    for t in tokens {
-        assert_eq!(done(&client, t), ok());
+}
+
+/// Options for a session the broker keeps across connections, reconnecting at once.
+fn kept_session() -> Options {
+    Options {
+        clean_session: false,
+        session_expiry: 600,
+        reconnect_min: Duration::from_millis(10),
+        ..v5()
+    }
+}
+
+/// Drops `conn` and answers the client's next CONNECT with a CONNACK carrying `properties`.
+fn reconnect(broker: &FakeBroker, conn: FakeConn, session_present: bool, properties: Properties) -> FakeConn {
+    conn.close();
+    let mut conn = broker.accept();
+    conn.expect_connect();
+    conn.send(Packet::ConnAck(ConnAck {
+        properties,
+        ..ConnAck::accepted(session_present)
+    }));
+    conn
+}
+
+#[test]
+fn resends_after_a_reconnect_keep_to_the_new_connections_receive_maximum() {
+    let (broker, client, mut conn) = start_with(kept_session(), props(&[(PropertyId::ReceiveMaximum, 10)]));
+    let tokens: Vec<_> = (0..6)
+        .map(|i| publish_qos1(&client, "rm/resend", &i.to_string()))
+        .collect();
+    let first: Vec<u16> = (0..6).map(|_| conn.expect_publish().pkid).collect();
+    // None acknowledged; the broker comes back taking only 2 at a time.
+    let mut conn = reconnect(&broker, conn, true, props(&[(PropertyId::ReceiveMaximum, 2)]));
+    let (resent, most) = acknowledge_one_by_one(&client, &mut conn, &tokens);
+    assert_eq!(most, 2, "at most the new Receive Maximum unacknowledged at the broker");
+    let payloads: Vec<&[u8]> = resent.iter().map(|p| &p.payload[..]).collect();
+    assert_eq!(
+        payloads,
+        [b"0", b"1", b"2", b"3", b"4", b"5"],
+        "resent in their original order"
+    );
+    assert!(resent.iter().all(|p| p.dup), "each once, as a resend");
+    assert_eq!(resent.iter().map(|p| p.pkid).collect::<Vec<_>>(), first);
+}
+
+#[test]
+fn a_resend_over_the_new_brokers_maximum_packet_size_fails_its_token_instead() {
+    for session_present in [true, false] {
+        let (broker, client, mut conn) = start_with(kept_session(), Properties::new());
+        let big = client
+            .publish(mqtt_str("big"), Bytes::from(vec![0; 200]), QoS::AtLeastOnce, false)
+            .unwrap();
+        let small = publish_qos1(&client, "small", "fits");
+        conn.expect_publish();
+        conn.expect_publish();
+        let mut conn = reconnect(
+            &broker,
+            conn,
+            session_present,
+            props(&[(PropertyId::MaximumPacketSize, 100)]),
+        );
+        let err = done(&client, big).unwrap_err();
+        assert!(matches!(err, Error::PacketTooLarge { max: 100, .. }), "{err:?}");
+        let p = conn.expect_publish();
+        assert_eq!((p.topic.as_str(), p.dup), ("small", session_present));
+        conn.send(Packet::PubAck(Ack::new(p.pkid)));
+        assert_eq!(done(&client, small), ok());
+        conn.expect_silence(Duration::from_millis(100));
     }
 }
 

@@ -210,6 +210,18 @@ impl Peer {
         }
     }
 
+    /// A publish larger than the broker's Maximum Packet Size must not be sent: the error that
+    /// fails its token instead.
+    fn check_size(&self, publish: &Publish, version: Version) -> Result<(), Error> {
+        match self.max_packet_size {
+            Some(max) if publish.encoded_len(version) > max => Err(Error::PacketTooLarge {
+                size: publish.encoded_len(version),
+                max,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Gives an inbound PUBLISH its whole topic: a topic with an alias sets the alias, an empty
     /// topic with one is replaced by what the alias stands for (MQTT 5 section 3.3.2.3.4). An
     /// alias of 0 or above our maximum, or one never set, is a protocol error (0x94, 0x82).
@@ -745,13 +757,10 @@ impl Net<'_> {
     /// Queues a publish on the live connection: QoS 0 straight into the write buffer, QoS 1/2
     /// through the session's in-flight window.
     fn publish(&mut self, wbuf: &mut WriteQueue, token: Token, publish: Publish) -> Result<(), Error> {
-        if let Some(max) = self.peer.max_packet_size {
-            // The packet id is not chosen yet, but it takes the same two bytes whichever it is.
-            let size = publish.encoded_len(wbuf.version);
-            if size > max {
-                self.out.complete(token, Err(Error::PacketTooLarge { size, max }));
-                return Ok(());
-            }
+        // The packet id is not chosen yet, but it takes the same two bytes whichever it is.
+        if let Err(e) = self.peer.check_size(&publish, wbuf.version) {
+            self.out.complete(token, Err(e));
+            return Ok(());
         }
         if publish.qos == QoS::AtMostOnce {
             wbuf.publish(&publish).map_err(Error::Protocol)?;
@@ -760,6 +769,29 @@ impl Net<'_> {
             wbuf.publish(p).map_err(Error::Protocol)?;
         }
         Ok(())
+    }
+
+    /// Writes the publishes the session's window has room for: resends first, then those queued.
+    /// One larger than the broker's Maximum Packet Size fails its token instead of going out: it
+    /// was checked when submitted, but a new connection's broker may take less.
+    fn fill_window(&mut self, wbuf: &mut WriteQueue) -> Result<(), Error> {
+        while let Some(p) = self.session.next_in_window() {
+            match self.peer.check_size(p, wbuf.version) {
+                Ok(()) => wbuf.publish(p).map_err(Error::Protocol)?,
+                Err(e) => {
+                    let id = p.pkid;
+                    self.abandon(id, e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Fails the token of the in-flight publish `id`, which will not be sent, with `error`.
+    fn abandon(&mut self, id: u16, error: Error) {
+        if let Some(token) = self.session.abandon(id) {
+            self.out.complete(token, Err(error));
+        }
     }
 
     fn request(&mut self, wbuf: &mut WriteQueue, request: Request) -> Result<(), Error> {
@@ -788,8 +820,15 @@ impl Net<'_> {
     /// connection, and the publishes of the offline queue, in that order.
     fn resume(&mut self, wbuf: &mut WriteQueue, session_present: bool) -> Result<(), Error> {
         for packet in self.session.resume(session_present) {
-            encode(wbuf, &packet)?;
+            match packet {
+                Packet::Publish(p) => match self.peer.check_size(&p, wbuf.version) {
+                    Ok(()) => wbuf.publish(&p).map_err(Error::Protocol)?,
+                    Err(e) => self.abandon(p.pkid, e),
+                },
+                other => encode(wbuf, &other)?,
+            }
         }
+        self.fill_window(wbuf)?;
         let deferred = std::mem::take(&mut self.deferred);
         if !session_present {
             // Every registration in the trie, except those a request of their own subscribes
@@ -1131,9 +1170,7 @@ impl Net<'_> {
             AckAction::SendPubRel(id) => encode(wbuf, &Packet::PubRel(Ack::new(id)))?,
             AckAction::Complete(token, result) => {
                 self.out.complete(token, result);
-                while let Some(p) = self.session.next_in_window() {
-                    wbuf.publish(p).map_err(Error::Protocol)?;
-                }
+                self.fill_window(wbuf)?;
             }
         }
         Ok(())
