@@ -118,7 +118,7 @@ fn refused_connack_codes_1_to_5_fail_the_connect_token_with_distinct_statuses() 
         conn.expect_connect();
         conn.connack(code);
         let err = done(&client, token).expect_err("a refused CONNACK fails the connect token");
-        assert_eq!(err, Error::Refused(code));
+        assert_eq!(err, Error::refused(code));
         assert_eq!(mqttc_status::from(&err), status);
         statuses.insert(mqttc_status::from(&err) as i32);
         assert_eq!(client.state(), State::Disconnected);
@@ -524,7 +524,7 @@ fn a_failed_first_connect_is_not_retried() {
     let client = Client::new(vec![broker.address()], reconnecting()).unwrap();
     let token = client.connect().unwrap();
     broker.accept().connack(ReasonCode::NOT_AUTHORIZED);
-    assert_eq!(done(&client, token), Err(Error::Refused(ReasonCode::NOT_AUTHORIZED)));
+    assert_eq!(done(&client, token), Err(Error::refused(ReasonCode::NOT_AUTHORIZED)));
     assert_eq!(client.state(), State::Disconnected);
     assert!(broker.try_accept(Duration::from_millis(300)).is_none());
 }

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use mqttclient::codec::{
     Ack, ConnAck, Disconnect, Packet, Properties, PropertyId, Publish, QoS, ReasonCode, SubAck, Version,
 };
-use mqttclient::engine::{Client, ConnectionEvent, Error, Options, Outcome};
+use mqttclient::engine::{Client, ConnectionEvent, Error, Options, Outcome, Token, TokenState};
 
 use common::fake::{FakeBroker, FakeConn, TIMEOUT, mqtt_str, publish};
 use common::scripted::{collector, connection_events, done, next_event, ok, options, publish_qos1};
@@ -83,30 +83,112 @@ fn connect_is_mqtt5_with_the_session_expiry_and_the_limits_this_client_holds_the
     assert!(done(&client, token).is_ok());
 }
 
-#[test]
-fn the_brokers_receive_maximum_bounds_what_is_unacknowledged() {
-    // The client's own window is 20; the broker takes 2 at a time.
-    let (_broker, client, mut conn) = start_with(v5(), props(&[(PropertyId::ReceiveMaximum, 2)]));
-    let tokens: Vec<_> = (0..6).map(|i| publish_qos1(&client, "rm/t", &i.to_string())).collect();
+/// Plays a broker that acknowledges QoS 1 publishes one at a time: takes everything the client
+/// sends until it pauses, acknowledges the oldest, and again, until `tokens` are all acknowledged;
+/// each token must complete as its PUBACK arrives, the later ones still pending. Returns the
+/// publishes in arrival order and the most that were ever unacknowledged at once.
+fn acknowledge_one_by_one(client: &Client, conn: &mut FakeConn, tokens: &[Token]) -> (Vec<Publish>, usize) {
+    let mut arrived = Vec::new();
     let mut unacked = Vec::new();
     let mut most = 0;
-    let mut acked = 0;
-    while acked < tokens.len() {
-        // Take everything the client sends until it pauses, then acknowledge the oldest.
+    for (i, &token) in tokens.iter().enumerate() {
         while let Some(r) = conn.next_within(Duration::from_millis(150)) {
             let Packet::Publish(p) = r.packet else {
                 panic!("{:?}", r.packet)
             };
             unacked.push(p.pkid);
             most = most.max(unacked.len());
+            arrived.push(p);
         }
         assert!(!unacked.is_empty(), "the client sent nothing while below the window");
         conn.send(Packet::PubAck(Ack::new(unacked.remove(0))));
-        acked += 1;
+        assert_eq!(done(client, token), ok(), "publish {i}");
+        for &later in &tokens[i + 1..] {
+            assert_eq!(
+                client.token_state(later),
+                TokenState::Pending,
+                "completed before its PUBACK"
+            );
+        }
     }
+    (arrived, most)
+}
+
+#[test]
+fn the_brokers_receive_maximum_bounds_what_is_unacknowledged() {
+    // The client's own window is 20; the broker takes 2 at a time.
+    let (_broker, client, mut conn) = start_with(v5(), props(&[(PropertyId::ReceiveMaximum, 2)]));
+    let tokens: Vec<_> = (0..6).map(|i| publish_qos1(&client, "rm/t", &i.to_string())).collect();
+    let (_, most) = acknowledge_one_by_one(&client, &mut conn, &tokens);
     assert_eq!(most, 2, "at most Receive Maximum unacknowledged at the broker");
-    for t in tokens {
-        assert_eq!(done(&client, t), ok());
+}
+
+/// Options for a session the broker keeps across connections, reconnecting at once.
+fn kept_session() -> Options {
+    Options {
+        clean_session: false,
+        session_expiry: 600,
+        reconnect_min: Duration::from_millis(10),
+        ..v5()
+    }
+}
+
+/// Drops `conn` and answers the client's next CONNECT with a CONNACK carrying `properties`.
+fn reconnect(broker: &FakeBroker, conn: FakeConn, session_present: bool, properties: Properties) -> FakeConn {
+    conn.close();
+    let mut conn = broker.accept();
+    conn.expect_connect();
+    conn.send(Packet::ConnAck(ConnAck {
+        properties,
+        ..ConnAck::accepted(session_present)
+    }));
+    conn
+}
+
+#[test]
+fn resends_after_a_reconnect_keep_to_the_new_connections_receive_maximum() {
+    let (broker, client, mut conn) = start_with(kept_session(), props(&[(PropertyId::ReceiveMaximum, 10)]));
+    let tokens: Vec<_> = (0..6)
+        .map(|i| publish_qos1(&client, "rm/resend", &i.to_string()))
+        .collect();
+    let first: Vec<u16> = (0..6).map(|_| conn.expect_publish().pkid).collect();
+    // None acknowledged; the broker comes back taking only 2 at a time.
+    let mut conn = reconnect(&broker, conn, true, props(&[(PropertyId::ReceiveMaximum, 2)]));
+    let (resent, most) = acknowledge_one_by_one(&client, &mut conn, &tokens);
+    assert_eq!(most, 2, "at most the new Receive Maximum unacknowledged at the broker");
+    let payloads: Vec<&[u8]> = resent.iter().map(|p| &p.payload[..]).collect();
+    assert_eq!(
+        payloads,
+        [b"0", b"1", b"2", b"3", b"4", b"5"],
+        "resent in their original order"
+    );
+    assert!(resent.iter().all(|p| p.dup), "each once, as a resend");
+    assert_eq!(resent.iter().map(|p| p.pkid).collect::<Vec<_>>(), first);
+}
+
+#[test]
+fn a_resend_over_the_new_brokers_maximum_packet_size_fails_its_token_instead() {
+    for session_present in [true, false] {
+        let (broker, client, mut conn) = start_with(kept_session(), Properties::new());
+        let big = client
+            .publish(mqtt_str("big"), Bytes::from(vec![0; 200]), QoS::AtLeastOnce, false)
+            .unwrap();
+        let small = publish_qos1(&client, "small", "fits");
+        conn.expect_publish();
+        conn.expect_publish();
+        let mut conn = reconnect(
+            &broker,
+            conn,
+            session_present,
+            props(&[(PropertyId::MaximumPacketSize, 100)]),
+        );
+        let err = done(&client, big).unwrap_err();
+        assert!(matches!(err, Error::PacketTooLarge { max: 100, .. }), "{err:?}");
+        let p = conn.expect_publish();
+        assert_eq!((p.topic.as_str(), p.dup), ("small", session_present));
+        conn.send(Packet::PubAck(Ack::new(p.pkid)));
+        assert_eq!(done(&client, small), ok());
+        conn.expect_silence(Duration::from_millis(100));
     }
 }
 
@@ -140,7 +222,7 @@ fn ack_reason_codes_complete_the_tokens() {
         }
     );
     assert!(
-        err.to_string().ends_with("(acl)"),
+        err.to_string().ends_with(": acl"),
         "the reason string is in the text: {err}"
     );
     assert_eq!(err.reason_codes(), Some(vec![0x87]));
@@ -195,7 +277,12 @@ fn inbound_topic_aliases_are_resolved_before_dispatch() {
 
 #[test]
 fn an_alias_never_set_or_above_the_maximum_is_a_protocol_error() {
-    for (alias, what) in [(2, "never set"), (17, "above our Topic Alias Maximum")] {
+    // The client says why before closing: 0x82 Protocol Error for an alias never set, 0x94 Topic
+    // Alias invalid for one above its maximum (MQTT 5 section 3.3.2.3.4).
+    for (alias, what, code) in [
+        (2, "never set", ReasonCode::PROTOCOL_ERROR),
+        (17, "above our Topic Alias Maximum", ReasonCode::TOPIC_ALIAS_INVALID),
+    ] {
         let (_broker, client, mut conn) = start_with(v5(), Properties::new());
         let events = connection_events(&client);
         let mut p = publish("", QoS::AtMostOnce, 0, b"x");
@@ -203,8 +290,98 @@ fn an_alias_never_set_or_above_the_maximum_is_a_protocol_error() {
         conn.send(Packet::Publish(p));
         let reason = next_loss(&events);
         assert!(reason.to_string().contains(what), "{reason}");
-        conn.expect_eof(TIMEOUT);
+        expect_goodbye(&mut conn, code);
     }
+}
+
+/// The client's last words on a connection it closes: DISCONNECT with `code`, then end of stream.
+fn expect_goodbye(conn: &mut FakeConn, code: ReasonCode) {
+    let r = conn.expect(
+        &format!("DISCONNECT {code}"),
+        |p| matches!(p, Packet::Disconnect(d) if d.reason == code),
+    );
+    assert_eq!(
+        r.packet,
+        Packet::Disconnect(Disconnect {
+            reason: code,
+            properties: Properties::new()
+        })
+    );
+    conn.expect_eof(TIMEOUT);
+}
+
+#[test]
+fn closing_on_the_brokers_protocol_error_sends_disconnect_with_the_reason_code_in_mqtt5_only() {
+    let small = Options {
+        max_packet_size: 1000,
+        ..v5()
+    };
+    let cases: [(&str, &[u8], ReasonCode); 4] = [
+        ("reserved packet type 0", &[0x00, 0x00], ReasonCode::MALFORMED_PACKET),
+        (
+            "PUBACK with remaining length 1",
+            &[0x40, 0x01, 0],
+            ReasonCode::MALFORMED_PACKET,
+        ),
+        (
+            "PINGREQ, which only a client sends",
+            &[0xC0, 0x00],
+            ReasonCode::PROTOCOL_ERROR,
+        ),
+        // A PUBLISH header announcing 5,000 bytes, over the client's maximum of 1,000.
+        (
+            "packet larger than our maximum",
+            &[0x30, 0x88, 0x27],
+            ReasonCode::PACKET_TOO_LARGE,
+        ),
+    ];
+    for (what, bytes, code) in cases {
+        for version in [Version::V5, Version::V311] {
+            let options = Options {
+                version,
+                ..small.clone()
+            };
+            let (_broker, client, mut conn) = start_with(options, Properties::new());
+            let events = connection_events(&client);
+            eprintln!("case: {what}, {version:?}");
+            conn.send_raw(bytes);
+            let reason = next_loss(&events);
+            assert!(
+                matches!(reason, Error::Protocol(_) | Error::UnexpectedPacket(_)),
+                "{what}: {reason:?}"
+            );
+            if version == Version::V5 {
+                expect_goodbye(&mut conn, code);
+            } else {
+                // MQTT 3.1.1 has no DISCONNECT from the client with a reason: it just closes.
+                conn.expect_eof(TIMEOUT);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_malformed_connack_gets_a_disconnect_too() {
+    let broker = FakeBroker::new();
+    let client = Client::new(vec![broker.address()], v5()).unwrap();
+    let token = client.connect().unwrap();
+    let mut conn = broker.accept();
+    conn.expect_connect();
+    // CONNACK with a reserved flag bit set.
+    conn.send_raw(&[0x20, 0x03, 0x02, 0x00, 0x00]);
+    assert!(matches!(done(&client, token), Err(Error::Protocol(_))));
+    expect_goodbye(&mut conn, ReasonCode::MALFORMED_PACKET);
+}
+
+#[test]
+fn a_keep_alive_timeout_closes_without_a_disconnect() {
+    // Server Keep Alive 1 s: a PINGREQ after 1 s, and without its PINGRESP the link is dead after
+    // half a second more. Nothing is sent on a dead link.
+    let (_broker, client, mut conn) = start_with(v5(), props(&[(PropertyId::ServerKeepAlive, 1)]));
+    let events = connection_events(&client);
+    conn.expect_within(Duration::from_millis(2500), "PINGREQ", |p| *p == Packet::PingReq);
+    assert_eq!(next_loss(&events), Error::KeepAliveTimeout);
+    conn.expect_eof(TIMEOUT);
 }
 
 #[test]
@@ -236,20 +413,102 @@ fn a_server_disconnect_is_reported_with_its_reason_and_server_reference() {
     );
 }
 
-#[test]
-fn a_refused_mqtt5_connack_fails_the_connect_token_with_its_reason_code() {
+/// How a connect fails when the broker answers `connack`.
+fn connect_refused_with(connack: Packet) -> Error {
     let broker = FakeBroker::new();
     let client = Client::new(vec![broker.address()], v5()).unwrap();
     let token = client.connect().unwrap();
     let mut conn = broker.accept();
     conn.expect_connect();
-    conn.connack(ReasonCode::BANNED);
-    let err = done(&client, token).unwrap_err();
-    assert_eq!(err, Error::Refused(ReasonCode::BANNED));
+    conn.send(connack);
+    done(&client, token).unwrap_err()
+}
+
+#[test]
+fn a_refused_mqtt5_connack_fails_the_connect_token_with_its_reason_code() {
+    let err = connect_refused_with(Packet::ConnAck(ConnAck {
+        code: ReasonCode::BANNED,
+        ..ConnAck::accepted(false)
+    }));
+    assert_eq!(err, Error::refused(ReasonCode::BANNED));
     assert_eq!(
         mqttclient::ffi::mqttc_status::from(&err),
         mqttclient::ffi::mqttc_status::MQTTC_ERR_REFUSED
     );
+}
+
+/// A CONNACK refusal with a Reason String and a Server Reference.
+fn refusal(code: ReasonCode, reason: &str, server: &str) -> Packet {
+    let mut properties = Properties::new();
+    properties.push_str(PropertyId::ReasonString, reason).unwrap();
+    properties.push_str(PropertyId::ServerReference, server).unwrap();
+    Packet::ConnAck(ConnAck {
+        code,
+        properties,
+        ..ConnAck::accepted(false)
+    })
+}
+
+#[test]
+fn a_refused_connack_keeps_its_reason_string_and_server_reference() {
+    let err = connect_refused_with(refusal(ReasonCode::SERVER_MOVED, "moved for good", "new.example:1883"));
+    assert_eq!(
+        err,
+        Error::Refused {
+            code: ReasonCode::SERVER_MOVED,
+            reason: Some("moved for good".into()),
+            server_reference: Some("new.example:1883".into()),
+        }
+    );
+    assert_eq!(err.reason_codes(), Some(vec![0x9D]));
+    let text = err.to_string();
+    assert!(
+        text.contains("Server moved") && text.contains("moved for good") && text.contains("new.example:1883"),
+        "{text}"
+    );
+    assert_eq!(
+        mqttclient::ffi::mqttc_status::from(&err),
+        mqttclient::ffi::mqttc_status::MQTTC_ERR_REFUSED,
+        "the status is the one any other MQTT 5 refusal gets"
+    );
+}
+
+/// Through the C API: the connect token fails with the status the code always had, and
+/// `mqttc_last_error` carries the reason string.
+#[test]
+fn a_refused_connacks_reason_string_reaches_mqttc_last_error() {
+    use mqttclient::ffi::*;
+    use std::ffi::CStr;
+    for (code, status) in [
+        (
+            ReasonCode::NOT_AUTHORIZED,
+            mqttc_status::MQTTC_ERR_REFUSED_NOT_AUTHORIZED,
+        ),
+        (ReasonCode::USE_ANOTHER_SERVER, mqttc_status::MQTTC_ERR_REFUSED),
+    ] {
+        let broker = FakeBroker::new();
+        let mut opts = std::mem::MaybeUninit::uninit();
+        unsafe { mqttc_options_init_size(opts.as_mut_ptr(), size_of::<mqttc_options>()) };
+        let mut opts = unsafe { opts.assume_init() };
+        opts.protocol_version = 5;
+        let mut c = std::ptr::null_mut();
+        let st = unsafe { mqttc_client_new(c"127.0.0.1".as_ptr(), broker.port(), &opts, &mut c) };
+        assert_eq!(st, mqttc_status::MQTTC_OK);
+        let mut t = 0;
+        assert_eq!(unsafe { mqttc_connect(c, &mut t) }, mqttc_status::MQTTC_OK);
+        let mut conn = broker.accept();
+        conn.expect_connect();
+        conn.send(refusal(code, "not from this network", "backup.example"));
+        assert_eq!(unsafe { mqttc_token_wait(c, t, 5_000) }, status, "{code}");
+        let detail = unsafe { CStr::from_ptr(mqttc_last_error()) }
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            detail.contains("not from this network") && detail.contains("backup.example"),
+            "{detail}"
+        );
+        unsafe { mqttc_client_free(c) };
+    }
 }
 
 #[test]

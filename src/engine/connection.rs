@@ -10,7 +10,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::time::{Instant, sleep_until, timeout};
 
-use crate::codec::{self, Ack, MqttStr, Packet, Properties, PropertyId, Publish, QoS, Version};
+use crate::codec::{
+    self, Ack, CodecError, Disconnect, MqttStr, Packet, Properties, PropertyId, Publish, QoS, ReasonCode, Version,
+};
 
 use super::backoff::Backoff;
 use super::dispatch::{ConnectionEvent, Event, LogLevel};
@@ -28,6 +30,9 @@ const WRITE_HIGH_WATER: usize = 1 << 20;
 const READ_CHUNK: usize = 64 * 1024;
 /// The least time a disconnect gives its last write (DISCONNECT included) when its deadline passed.
 const LAST_WRITE: Duration = Duration::from_millis(200);
+/// How long the DISCONNECT that tells an MQTT 5 broker why the client closes on its protocol error
+/// may take to go out (with what was queued before it). A courtesy: the connection closes anyway.
+const GOODBYE_WRITE: Duration = Duration::from_millis(200);
 /// Filters per SUBSCRIBE when subscribing again after the broker lost the session: keeps each
 /// packet well within brokers' size limits.
 const RESUBSCRIBE_CHUNK: usize = 256;
@@ -195,12 +200,28 @@ struct Peer {
     subscription_ids: bool,
 }
 
+/// What an inbound alias of 0 or above our Topic Alias Maximum is (MQTT 5 section 3.3.2.3.4 names
+/// its own reason code for it, 0x94 Topic Alias invalid).
+const ALIAS_ABOVE_MAXIMUM: &str = "PUBLISH with a topic alias above our Topic Alias Maximum";
+
 impl Peer {
     fn new(connack: &Properties, topic_alias_maximum: u16) -> Peer {
         Peer {
             max_packet_size: connack.int(PropertyId::MaximumPacketSize).map(|n| n as usize),
             aliases: vec![None; topic_alias_maximum.into()],
             subscription_ids: connack.int(PropertyId::SubscriptionIdentifierAvailable) != Some(0),
+        }
+    }
+
+    /// A publish larger than the broker's Maximum Packet Size must not be sent: the error that
+    /// fails its token instead.
+    fn check_size(&self, publish: &Publish, version: Version) -> Result<(), Error> {
+        match self.max_packet_size {
+            Some(max) if publish.encoded_len(version) > max => Err(Error::PacketTooLarge {
+                size: publish.encoded_len(version),
+                max,
+            }),
+            _ => Ok(()),
         }
     }
 
@@ -214,9 +235,7 @@ impl Peer {
         let slot = (alias as usize)
             .checked_sub(1)
             .and_then(|i| self.aliases.get_mut(i))
-            .ok_or(Error::UnexpectedPacket(
-                "PUBLISH with a topic alias above our Topic Alias Maximum",
-            ))?;
+            .ok_or(Error::UnexpectedPacket(ALIAS_ABOVE_MAXIMUM))?;
         if publish.topic.is_empty() {
             publish.topic = slot
                 .clone()
@@ -541,6 +560,19 @@ async fn handshake(ctx: &Ctx, server: &Address) -> Result<Link, Error> {
     link.wbuf.encode(&Packet::Connect(connect))?;
     link.wbuf.write_all(&mut link.writer).await?;
     link.writer.flush().await?;
+    match await_connack(&mut link, o).await {
+        Ok(()) => Ok(link),
+        Err(e) => {
+            if let Some(reason) = disconnect_reason(o.version, &e) {
+                goodbye(&mut link.writer, &mut link.wbuf, reason).await;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Reads up to the CONNACK; a refusal is an error.
+async fn await_connack(link: &mut Link, o: &Options) -> Result<(), Error> {
     loop {
         if let Some(what) = link.rbuf.first().and_then(|&b| before_connack(b)) {
             return Err(Error::UnexpectedPacket(what));
@@ -549,9 +581,16 @@ async fn handshake(ctx: &Ctx, server: &Address) -> Result<Link, Error> {
             Some(Packet::ConnAck(ack)) if !ack.code.is_error() => {
                 link.session_present = ack.session_present;
                 link.properties = ack.properties;
-                return Ok(link);
+                return Ok(());
             }
-            Some(Packet::ConnAck(ack)) => return Err(Error::Refused(ack.code)),
+            Some(Packet::ConnAck(ack)) => {
+                let text = |id| ack.properties.str(id).map(|s| s.as_str().to_owned());
+                return Err(Error::Refused {
+                    code: ack.code,
+                    reason: text(PropertyId::ReasonString),
+                    server_reference: text(PropertyId::ServerReference),
+                });
+            }
             Some(_) => return Err(Error::UnexpectedPacket("packet before CONNACK")),
             None => {}
         }
@@ -559,6 +598,44 @@ async fn handshake(ctx: &Ctx, server: &Address) -> Result<Link, Error> {
             return Err(Error::ConnectionClosed);
         }
     }
+}
+
+/// The reason code of the DISCONNECT an MQTT 5 client sends before it closes the connection on
+/// `error` (MQTT 5 sections 4.13 and 3.14): for what the broker sent, a packet larger than our
+/// maximum (0x95), bytes that are not a valid packet (0x81), a topic alias out of range (0x94) or
+/// any other protocol error (0x82). None for 3.1.1, which has no such DISCONNECT, and for every
+/// other end: a dead link (nothing would arrive), a refusal or the broker's own DISCONNECT (the
+/// broker closes).
+fn disconnect_reason(version: Version, error: &Error) -> Option<ReasonCode> {
+    if version == Version::V311 {
+        return None;
+    }
+    match error {
+        Error::Protocol(CodecError::PacketTooLarge { .. }) => Some(ReasonCode::PACKET_TOO_LARGE),
+        Error::Protocol(_) => Some(ReasonCode::MALFORMED_PACKET),
+        Error::UnexpectedPacket(what) if *what == ALIAS_ABOVE_MAXIMUM => Some(ReasonCode::TOPIC_ALIAS_INVALID),
+        Error::UnexpectedPacket(_) => Some(ReasonCode::PROTOCOL_ERROR),
+        _ => None,
+    }
+}
+
+/// Writes a DISCONNECT with `reason` after whatever is queued (the broker must get whole packets)
+/// and shuts the stream down, for at most [`GOODBYE_WRITE`]: best effort, since the connection is
+/// closed whatever happens. Returns whether everything went out.
+async fn goodbye(writer: &mut Writer, wbuf: &mut WriteQueue, reason: ReasonCode) -> bool {
+    let disconnect = Packet::Disconnect(Disconnect {
+        reason,
+        properties: Properties::new(),
+    });
+    if wbuf.encode(&disconnect).is_err() {
+        return false;
+    }
+    let write = async {
+        wbuf.write_all(writer).await?;
+        writer.flush().await?;
+        writer.shutdown().await
+    };
+    matches!(timeout(GOODBYE_WRITE, write).await, Ok(Ok(())))
 }
 
 /// An MQTT 5 CONNECT's properties: what the options ask of the session, and the limits this
@@ -684,13 +761,10 @@ impl Net<'_> {
     /// Queues a publish on the live connection: QoS 0 straight into the write buffer, QoS 1/2
     /// through the session's in-flight window.
     fn publish(&mut self, wbuf: &mut WriteQueue, token: Token, publish: Publish) -> Result<(), Error> {
-        if let Some(max) = self.peer.max_packet_size {
-            // The packet id is not chosen yet, but it takes the same two bytes whichever it is.
-            let size = publish.encoded_len(wbuf.version);
-            if size > max {
-                self.out.complete(token, Err(Error::PacketTooLarge { size, max }));
-                return Ok(());
-            }
+        // The packet id is not chosen yet, but it takes the same two bytes whichever it is.
+        if let Err(e) = self.peer.check_size(&publish, wbuf.version) {
+            self.out.complete(token, Err(e));
+            return Ok(());
         }
         if publish.qos == QoS::AtMostOnce {
             wbuf.publish(&publish).map_err(Error::Protocol)?;
@@ -699,6 +773,29 @@ impl Net<'_> {
             wbuf.publish(p).map_err(Error::Protocol)?;
         }
         Ok(())
+    }
+
+    /// Writes the publishes the session's window has room for: resends first, then those queued.
+    /// One larger than the broker's Maximum Packet Size fails its token instead of going out: it
+    /// was checked when submitted, but a new connection's broker may take less.
+    fn fill_window(&mut self, wbuf: &mut WriteQueue) -> Result<(), Error> {
+        while let Some(p) = self.session.next_in_window() {
+            match self.peer.check_size(p, wbuf.version) {
+                Ok(()) => wbuf.publish(p).map_err(Error::Protocol)?,
+                Err(e) => {
+                    let id = p.pkid;
+                    self.abandon(id, e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Fails the token of the in-flight publish `id`, which will not be sent, with `error`.
+    fn abandon(&mut self, id: u16, error: Error) {
+        if let Some(token) = self.session.abandon(id) {
+            self.out.complete(token, Err(error));
+        }
     }
 
     fn request(&mut self, wbuf: &mut WriteQueue, mut request: Request) -> Result<(), Error> {
@@ -733,8 +830,15 @@ impl Net<'_> {
     /// connection, and the publishes of the offline queue, in that order.
     fn resume(&mut self, wbuf: &mut WriteQueue, session_present: bool) -> Result<(), Error> {
         for packet in self.session.resume(session_present) {
-            encode(wbuf, &packet)?;
+            match packet {
+                Packet::Publish(p) => match self.peer.check_size(&p, wbuf.version) {
+                    Ok(()) => wbuf.publish(&p).map_err(Error::Protocol)?,
+                    Err(e) => self.abandon(p.pkid, e),
+                },
+                other => encode(wbuf, &other)?,
+            }
         }
+        self.fill_window(wbuf)?;
         let deferred = std::mem::take(&mut self.deferred);
         if !session_present {
             // Every registration in the trie, except those a request of their own subscribes
@@ -820,7 +924,7 @@ impl Net<'_> {
         }
         // Packets already received with the CONNACK.
         if let Err(e) = self.process_input(&mut rbuf, &mut wbuf, &mut ka) {
-            return Ended::Lost(e);
+            return self.close_on(&mut writer, &mut wbuf, e).await;
         }
         loop {
             self.out.flush();
@@ -847,7 +951,7 @@ impl Net<'_> {
                         ka.last_received = Instant::now();
                         let pinging = ka.ping_sent.is_some();
                         if let Err(e) = self.process_input(&mut rbuf, &mut wbuf, &mut ka) {
-                            return Ended::Lost(e);
+                            return self.close_on(&mut writer, &mut wbuf, e).await;
                         }
                         if pinging && ka.ping_sent.is_none() {
                             // PINGRESP: the timer still points at the ping deadline; the next PINGREQ is due earlier.
@@ -971,6 +1075,23 @@ impl Net<'_> {
         }
     }
 
+    /// Ends the connection on `error`, met in what the broker sent. An MQTT 5 broker is told why
+    /// first (see [`goodbye`]); when that write took everything queued, the QoS 0 publishes in it
+    /// left too.
+    async fn close_on(&mut self, writer: &mut Writer, wbuf: &mut WriteQueue, error: Error) -> Ended {
+        let reason = disconnect_reason(self.ctx.options.version, &error);
+        if let Some(reason) = reason {
+            self.out
+                .log(LogLevel::Debug, || format!("sending DISCONNECT ({reason}) on: {error}"));
+            if goodbye(writer, wbuf, reason).await {
+                for t in self.written.drain(..) {
+                    self.out.complete(t, Ok(Outcome::default()));
+                }
+            }
+        }
+        Ended::Lost(error)
+    }
+
     /// Decodes and handles every whole packet in `rbuf`, queueing replies in `wbuf`.
     fn process_input(&mut self, rbuf: &mut BytesMut, wbuf: &mut WriteQueue, ka: &mut KeepAlive) -> Result<(), Error> {
         let max = self.ctx.options.max_packet_size;
@@ -1074,9 +1195,7 @@ impl Net<'_> {
             AckAction::SendPubRel(id) => encode(wbuf, &Packet::PubRel(Ack::new(id)))?,
             AckAction::Complete(token, result) => {
                 self.out.complete(token, result);
-                while let Some(p) = self.session.next_in_window() {
-                    wbuf.publish(p).map_err(Error::Protocol)?;
-                }
+                self.fill_window(wbuf)?;
             }
         }
         Ok(())
@@ -1129,6 +1248,42 @@ mod tests {
         ka.set_reading(true, start);
         assert_eq!(ka.deadline(), None);
         assert_eq!(ka.due(start + SECOND * 3600), Due::Nothing);
+    }
+
+    #[test]
+    fn the_clients_disconnect_reason_follows_the_brokers_fault_in_mqtt5_only() {
+        let too_large = Error::Protocol(CodecError::PacketTooLarge { size: 9, max: 8 });
+        let cases = [
+            (too_large, Some(ReasonCode::PACKET_TOO_LARGE)),
+            (
+                Error::Protocol(CodecError::Truncated),
+                Some(ReasonCode::MALFORMED_PACKET),
+            ),
+            (
+                Error::UnexpectedPacket(ALIAS_ABOVE_MAXIMUM),
+                Some(ReasonCode::TOPIC_ALIAS_INVALID),
+            ),
+            (
+                Error::UnexpectedPacket("second CONNACK"),
+                Some(ReasonCode::PROTOCOL_ERROR),
+            ),
+            (Error::KeepAliveTimeout, None),
+            (Error::ConnectionClosed, None),
+            (Error::Io("reset".into()), None),
+            (Error::refused(ReasonCode::BANNED), None),
+            (
+                Error::ServerDisconnected {
+                    code: ReasonCode::PROTOCOL_ERROR,
+                    reason: None,
+                    server_reference: None,
+                },
+                None,
+            ),
+        ];
+        for (error, want) in cases {
+            assert_eq!(disconnect_reason(Version::V5, &error), want, "{error:?}");
+            assert_eq!(disconnect_reason(Version::V311, &error), None, "{error:?}");
+        }
     }
 
     #[test]

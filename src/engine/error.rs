@@ -11,7 +11,13 @@ pub enum Error {
     /// `connect` was called while a connection exists or is being made.
     AlreadyConnected,
     /// The broker answered CONNACK with a refusal (a 3.1.1 return code as its MQTT 5 equivalent).
-    Refused(ReasonCode),
+    /// An MQTT 5 CONNACK may say why (its Reason String) and, for 0x9C "use another server" or
+    /// 0x9D "server moved", which server to use instead (its Server Reference).
+    Refused {
+        code: ReasonCode,
+        reason: Option<String>,
+        server_reference: Option<String>,
+    },
     /// Name resolution, TCP/Unix connect or a socket read/write failed.
     Io(String),
     /// The TLS handshake failed or TLS broke the connection (the text says why and what to set).
@@ -63,7 +69,14 @@ impl fmt::Display for Error {
         match self {
             Error::NotConnected => write!(f, "the client is not connected"),
             Error::AlreadyConnected => write!(f, "the client is already connected or connecting"),
-            Error::Refused(code) => write!(f, "the broker refused the connection: {code}"),
+            Error::Refused {
+                code,
+                reason,
+                server_reference,
+            } => {
+                write!(f, "the broker refused the connection: {code}")?;
+                explain(f, reason, server_reference)
+            }
             Error::Io(e) | Error::Tls(e) => write!(f, "{e}"),
             Error::ConnectTimeout => write!(f, "connect timed out"),
             Error::KeepAliveTimeout => write!(f, "no PINGRESP from the broker within the ping timeout"),
@@ -73,15 +86,15 @@ impl fmt::Display for Error {
             Error::PacketIdsExhausted => write!(f, "all 65535 packet ids are in use"),
             Error::SubscribeRefused { properties, .. } => {
                 write!(f, "the broker refused the subscription")?;
-                reason_string(f, properties)
+                explain(f, &reason_string(properties), &None)
             }
             Error::PublishRefused { code, properties } => {
                 write!(f, "the broker refused the publish: {}", ReasonCode(*code))?;
-                reason_string(f, properties)
+                explain(f, &reason_string(properties), &None)
             }
             Error::UnsubscribeRefused { properties, .. } => {
                 write!(f, "the broker refused the unsubscribe")?;
-                reason_string(f, properties)
+                explain(f, &reason_string(properties), &None)
             }
             Error::ServerDisconnected {
                 code,
@@ -89,13 +102,7 @@ impl fmt::Display for Error {
                 server_reference,
             } => {
                 write!(f, "the broker disconnected: {code}")?;
-                if let Some(reason) = reason {
-                    write!(f, ": {reason}")?;
-                }
-                if let Some(server) = server_reference {
-                    write!(f, " (use server {server})")?;
-                }
-                Ok(())
+                explain(f, reason, server_reference)
             }
             Error::PacketTooLarge { size, max } => write!(
                 f,
@@ -110,15 +117,33 @@ impl fmt::Display for Error {
     }
 }
 
-/// Appends an MQTT 5 Reason String, the broker's own words for a refusal, to an error's text.
-fn reason_string(f: &mut fmt::Formatter<'_>, properties: &Properties) -> fmt::Result {
-    match properties.str(PropertyId::ReasonString) {
-        Some(reason) => write!(f, " ({})", reason.as_str()),
-        None => Ok(()),
+/// The rest of a refusal's or a DISCONNECT's text: the broker's reason string and the server it
+/// names instead, when it gave them.
+fn explain(f: &mut fmt::Formatter<'_>, reason: &Option<String>, server_reference: &Option<String>) -> fmt::Result {
+    if let Some(reason) = reason {
+        write!(f, ": {reason}")?;
     }
+    if let Some(server) = server_reference {
+        write!(f, " (use server {server})")?;
+    }
+    Ok(())
+}
+
+/// An acknowledgement's MQTT 5 Reason String, the broker's own words for a refusal.
+fn reason_string(properties: &Properties) -> Option<String> {
+    properties.str(PropertyId::ReasonString).map(|s| s.as_str().to_owned())
 }
 
 impl Error {
+    /// A CONNACK refusal that says nothing more than its code (as every 3.1.1 one).
+    pub fn refused(code: ReasonCode) -> Error {
+        Error::Refused {
+            code,
+            reason: None,
+            server_reference: None,
+        }
+    }
+
     /// The properties of the acknowledgement that refused an operation (MQTT 5): None for
     /// failures no acknowledgement described.
     pub fn properties(&self) -> Option<&Properties> {
@@ -137,7 +162,7 @@ impl Error {
         match self {
             Error::SubscribeRefused { codes, .. } | Error::UnsubscribeRefused { codes, .. } => Some(codes.clone()),
             Error::PublishRefused { code, .. } => Some(vec![*code]),
-            Error::Refused(code) | Error::ServerDisconnected { code, .. } => Some(vec![code.0]),
+            Error::Refused { code, .. } | Error::ServerDisconnected { code, .. } => Some(vec![code.0]),
             _ => None,
         }
     }

@@ -99,6 +99,9 @@ pub struct Session {
     pub(crate) inflight: FxHashMap<u16, InFlight>,
     /// QoS 1/2 publishes beyond the in-flight window, in submission order.
     pub queued: VecDeque<(Token, Publish)>,
+    /// Ids of in-flight publishes a resumed session must send again and has not yet (the new
+    /// connection's window was full), in their original order. They go before anything queued.
+    resend: VecDeque<u16>,
     /// SUBSCRIBE/UNSUBSCRIBE sent and not yet answered, by packet id, with their send order.
     requests: FxHashMap<u16, (u64, Request)>,
     /// Inbound QoS 2 ids we sent PUBREC for: a duplicate PUBLISH with one of them is not delivered
@@ -124,6 +127,7 @@ impl Session {
             configured_inflight: max_inflight.clamp(1, 65535),
             inflight: FxHashMap::default(),
             queued: VecDeque::new(),
+            resend: VecDeque::new(),
             requests: FxHashMap::default(),
             inbound_qos2: HashSet::new(),
             next_seq: 0,
@@ -163,7 +167,7 @@ impl Session {
     /// the session keeps the one copy a publish has until it is acknowledged, and lends it out for
     /// writing rather than clone it (a clone of its buffers costs allocations of their own).
     pub fn submit(&mut self, token: Token, publish: Publish) -> Option<&Publish> {
-        if self.queued.is_empty() && self.inflight.len() < self.max_inflight {
+        if self.queued.is_empty() && self.resend.is_empty() && self.has_room() {
             self.start(token, publish)
         } else {
             self.queued.push_back((token, publish));
@@ -192,14 +196,35 @@ impl Session {
         Some(&self.inflight.entry(id).insert_entry(flight).into_mut().publish)
     }
 
-    /// Moves the next queued publish into the window if it has room, returning it to write.
-    /// Called until it returns None after each acknowledgement, which usually frees one slot.
+    /// Whether the window takes one more publish: those in flight count, save the ones still
+    /// waiting to be sent again (the broker has none of them on this connection). Those awaiting
+    /// PUBCOMP count too, which is more than MQTT 5 asks (section 4.9) but never too many.
+    fn has_room(&self) -> bool {
+        self.inflight.len() - self.resend.len() < self.max_inflight
+    }
+
+    /// The next publish to write if the window has room: a resend the resumed session still owes
+    /// (DUP set, its packet id kept), else the next queued publish, moved into the window. Called
+    /// until it returns None after a connection is resumed and after each acknowledgement, which
+    /// usually frees one slot.
     pub fn next_in_window(&mut self) -> Option<&Publish> {
-        if self.inflight.len() >= self.max_inflight {
+        if !self.has_room() {
             return None;
+        }
+        if let Some(id) = self.resend.pop_front() {
+            return Some(&self.inflight[&id].publish);
         }
         let (token, publish) = self.queued.pop_front()?;
         self.start(token, publish)
+    }
+
+    /// Drops an in-flight publish that will not be sent (it is larger than the broker takes):
+    /// returns its token, to be failed; its packet id is free again.
+    pub fn abandon(&mut self, id: u16) -> Option<Token> {
+        let f = self.inflight.remove(&id)?;
+        self.ids.release(id);
+        self.resend.retain(|&r| r != id);
+        Some(f.token)
     }
 
     /// The in-flight limit for the connection just made: the configured one, or less when an MQTT 5
@@ -225,6 +250,10 @@ impl Session {
         };
         if f.awaiting != kind {
             return AckAction::Nothing;
+        }
+        if !self.resend.is_empty() {
+            // Acknowledged before it went again (the broker had it): nothing left to resend.
+            self.resend.retain(|&r| r != id);
         }
         if kind == Awaiting::PubRec && !reason.is_error() {
             f.awaiting = Awaiting::PubComp;
@@ -332,30 +361,36 @@ impl Session {
             .collect()
     }
 
-    /// A new connection is up: returns what to send before anything new. When the broker kept the
-    /// session, every unacknowledged publish goes again with DUP set and its packet id, and those
-    /// already PUBREC'd get their PUBREL (MQTT-4.4.0-1), in their original order. When it did not,
-    /// the broker knows none of them: they start again as new messages, in order, ahead of what
-    /// was queued (a QoS 2 message PUBREC'd by the lost session may then arrive twice; losing it
-    /// instead would break QoS 2's promise worse), and inbound QoS 2 state is forgotten with the
-    /// broker's.
+    /// A new connection is up (its window already set): returns what to send before anything
+    /// new; then [`Session::next_in_window`] gives the publishes the window did not take yet.
+    /// When the broker kept the session, every unacknowledged publish goes again with DUP set and
+    /// its packet id, and those already PUBREC'd get their PUBREL (MQTT-4.4.0-1), in their
+    /// original order, but no more publishes than the window takes: the rest follow, still in
+    /// order and before anything queued, as acknowledgements free slots (a PUBREL is never held
+    /// back, so it may overtake them). When the broker did not keep the session, it knows none of
+    /// them: they start again as new messages, in order, ahead of what was queued, all through
+    /// `next_in_window` (a QoS 2 message PUBREC'd by the lost session may then arrive twice;
+    /// losing it instead would break QoS 2's promise worse), and inbound QoS 2 state is forgotten
+    /// with the broker's.
     pub fn resume(&mut self, session_present: bool) -> Vec<Packet> {
         let mut flights: Vec<(u16, u64)> = self.inflight.iter().map(|(id, f)| (*id, f.seq)).collect();
         flights.sort_by_key(|(_, seq)| *seq);
+        self.resend.clear();
         if session_present {
-            return flights
-                .into_iter()
-                .map(|(id, _)| {
-                    let f = &self.inflight[&id];
-                    match f.awaiting {
-                        Awaiting::PubComp => Packet::PubRel(Ack::new(id)),
-                        Awaiting::PubAck | Awaiting::PubRec => Packet::Publish(Publish {
-                            dup: true,
-                            ..f.publish.clone()
-                        }),
+            let mut out = Vec::new();
+            for (id, _) in flights {
+                let f = self.inflight.get_mut(&id).expect("listed just above");
+                f.publish.dup = true;
+                match f.awaiting {
+                    // Each counts against the window, like those in flight (see `has_room`).
+                    Awaiting::PubComp => out.push(Packet::PubRel(Ack::new(id))),
+                    Awaiting::PubAck | Awaiting::PubRec if self.resend.is_empty() && out.len() < self.max_inflight => {
+                        out.push(Packet::Publish(f.publish.clone()));
                     }
-                })
-                .collect();
+                    Awaiting::PubAck | Awaiting::PubRec => self.resend.push_back(id),
+                }
+            }
+            return out;
         }
         self.inbound_qos2.clear();
         for (id, _) in flights.into_iter().rev() {
@@ -370,11 +405,7 @@ impl Session {
                 },
             ));
         }
-        let mut out = Vec::new();
-        while let Some(p) = self.next_in_window() {
-            out.push(Packet::Publish(p.clone()));
-        }
-        out
+        Vec::new()
     }
 
     /// Ends the session (a disconnect, or the client closing): every operation still waiting
@@ -389,6 +420,7 @@ impl Session {
             Request::Unsubscribe(t, ..) => Some((t, Err(error.clone()))),
         }));
         self.inbound_qos2.clear();
+        self.resend.clear();
         self.ids = PacketIds::new();
         out
     }
@@ -570,7 +602,7 @@ mod tests {
             panic!("refused PUBACK did not fail token 2")
         };
         assert_eq!(e.properties(), Some(&props));
-        assert!(e.to_string().ends_with("(queued for later)"), "{e}");
+        assert!(e.to_string().ends_with(": queued for later"), "{e}");
     }
 
     #[test]
@@ -728,6 +760,11 @@ mod tests {
         (s, [a, b, c])
     }
 
+    /// Everything the window lets out now, as after a resume or an acknowledgement.
+    fn window(s: &mut Session) -> Vec<Publish> {
+        std::iter::from_fn(|| s.next_in_window().cloned()).collect()
+    }
+
     #[test]
     fn resume_with_session_resends_in_order_with_dup_and_pubrel() {
         let (mut s, [a, b, c]) = session_with_three_in_flight();
@@ -741,6 +778,7 @@ mod tests {
             assert!(p.dup, "a resent PUBLISH has DUP set");
             assert_eq!(p.pkid, id, "with its original packet id");
         }
+        assert!(window(&mut s).is_empty(), "all of them went at once");
         assert!(s.inbound_qos2.contains(&77), "inbound QoS 2 state survives");
         assert_eq!(
             s.on_ack(Awaiting::PubComp, ack(a, ReasonCode::SUCCESS)),
@@ -752,24 +790,83 @@ mod tests {
     fn resume_without_session_starts_the_messages_again_in_order() {
         let (mut s, _) = session_with_three_in_flight();
         s.submit(4, publish(QoS::AtLeastOnce));
-        let resent = s.resume(false);
+        assert_eq!(s.resume(false), [], "no PUBREL: the broker knows none of them");
+        let resent = window(&mut s);
         let tokens: Vec<Token> = resent
             .iter()
             .map(|p| {
-                let Packet::Publish(p) = p else { panic!("{p:?}") };
                 assert!(!p.dup, "new messages to a new session");
                 s.inflight[&p.pkid].token
             })
             .collect();
         assert_eq!(tokens, [1, 2, 3, 4]);
         assert!(s.inbound_qos2.is_empty(), "the broker forgot its QoS 2 state, so do we");
-        let first = resent[0].clone();
-        let Packet::Publish(first) = first else { unreachable!() };
         assert_eq!(
-            s.inflight[&first.pkid].awaiting,
+            s.inflight[&resent[0].pkid].awaiting,
             Awaiting::PubRec,
             "QoS 2 restarts at PUBLISH"
         );
+    }
+
+    #[test]
+    fn resends_of_a_resumed_session_keep_to_a_smaller_window_and_go_before_new_publishes() {
+        let mut s = Session::new(10);
+        let ids: Vec<u16> = (1..=6)
+            .map(|t| s.submit(t, publish(QoS::AtLeastOnce)).unwrap().pkid)
+            .collect();
+        // The new connection's broker takes 2 at a time.
+        s.set_window(2);
+        let first: Vec<Publish> = s
+            .resume(true)
+            .into_iter()
+            .map(|p| match p {
+                Packet::Publish(p) => p,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(first.iter().map(|p| p.pkid).collect::<Vec<_>>(), ids[..2]);
+        assert!(first.iter().all(|p| p.dup));
+        assert!(window(&mut s).is_empty(), "the window is full");
+        assert!(
+            s.submit(7, publish(QoS::AtLeastOnce)).is_none(),
+            "new ones wait behind the resends"
+        );
+        let mut sent = first.iter().map(|p| p.pkid).collect::<Vec<_>>();
+        // Each acknowledgement lets exactly one more out, in the original order, then the new one.
+        for i in 0..5 {
+            let done = s.on_ack(Awaiting::PubAck, ack(sent[i], ReasonCode::SUCCESS));
+            assert_eq!(done, AckAction::Complete(i as Token + 1, Ok(Outcome::default())));
+            let next = window(&mut s);
+            assert_eq!(next.len(), 1, "one slot freed, one publish out");
+            assert_eq!(next[0].dup, i + 2 < 6, "resends have DUP, the new publish not");
+            sent.push(next[0].pkid);
+        }
+        assert_eq!(sent[..6], ids[..]);
+        assert_eq!(s.inflight[&sent[6]].token, 7);
+        s.on_ack(Awaiting::PubAck, ack(sent[5], ReasonCode::SUCCESS));
+        assert!(window(&mut s).is_empty(), "nothing left to send");
+    }
+
+    #[test]
+    fn an_ack_for_a_publish_not_yet_resent_takes_it_off_the_resends() {
+        let mut s = Session::new(10);
+        let a = s.submit(1, publish(QoS::AtLeastOnce)).unwrap().pkid;
+        let b = s.submit(2, publish(QoS::AtLeastOnce)).unwrap().pkid;
+        let c = s.submit(3, publish(QoS::AtLeastOnce)).unwrap().pkid;
+        s.set_window(1);
+        assert!(matches!(&s.resume(true)[..], [Packet::Publish(p)] if p.pkid == a));
+        // The broker acknowledges c, which it had, before it is sent again.
+        assert_eq!(
+            s.on_ack(Awaiting::PubAck, ack(c, ReasonCode::SUCCESS)),
+            AckAction::Complete(3, Ok(Outcome::default()))
+        );
+        assert!(window(&mut s).is_empty(), "a still holds the one slot");
+        s.on_ack(Awaiting::PubAck, ack(a, ReasonCode::SUCCESS));
+        assert_eq!(window(&mut s).iter().map(|p| p.pkid).collect::<Vec<_>>(), [b]);
+        // An abandoned publish frees its slot and its id too.
+        assert_eq!(s.abandon(b), Some(2));
+        assert!(s.is_idle());
+        assert_eq!(s.ids.count, 0);
     }
 
     #[test]

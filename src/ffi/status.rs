@@ -112,7 +112,7 @@ impl From<&Error> for mqttc_status {
             Error::AlreadyConnected => MQTTC_ERR_ALREADY_CONNECTED,
             // The five 3.1.1 return codes keep their statuses; MQTT 5's other refusals share one,
             // and `mqttc_token_codes` gives the reason code itself.
-            Error::Refused(code) => match *code {
+            Error::Refused { code, .. } => match *code {
                 ReasonCode::UNSUPPORTED_PROTOCOL_VERSION => MQTTC_ERR_REFUSED_PROTOCOL_VERSION,
                 ReasonCode::CLIENT_IDENTIFIER_NOT_VALID => MQTTC_ERR_REFUSED_IDENTIFIER,
                 ReasonCode::SERVER_UNAVAILABLE => MQTTC_ERR_REFUSED_SERVER_UNAVAILABLE,

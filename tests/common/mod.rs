@@ -39,6 +39,25 @@ pub fn mosquitto_path() -> PathBuf {
     panic!("mosquitto not found: install it (apt-get install mosquitto) or run .ci/run");
 }
 
+/// mosquitto's dynamic security plugin (in Debian's mosquitto package), for tests that need the
+/// broker to refuse a subscription: its `acl_file` never does.
+pub fn dynamic_security_plugin() -> PathBuf {
+    let name = "mosquitto_dynamic_security.so";
+    let dirs = ["/usr/lib", "/usr/local/lib"].map(PathBuf::from);
+    // Debian puts it in the multiarch directory (/usr/lib/x86_64-linux-gnu/ and the like).
+    let multiarch = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with("-linux-gnu"));
+    dirs.into_iter()
+        .chain(multiarch)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{name} not found: it comes with mosquitto 2 (apt-get install mosquitto)"))
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -80,7 +99,14 @@ impl Broker {
 
     /// Starts mosquitto with a loopback listener on a free port plus `extra` config lines.
     pub fn start_with(extra: &str) -> Broker {
-        Broker::launch(|_| "persistence false\n".to_string(), extra)
+        Broker::start_with_files(extra, &[])
+    }
+
+    /// Like `start_with`, with `files` (name, contents) written into the broker's directory first,
+    /// for config that names a file (an `acl_file`, a plugin's config file, ...): `{dir}` in
+    /// `extra` stands for that directory.
+    pub fn start_with_files(extra: &str, files: &[(&str, &str)]) -> Broker {
+        Broker::launch(|_| "persistence false\n".to_string(), extra, files)
     }
 
     /// Like `start_with`, but with persistence in the broker's temp dir, saved after every change
@@ -99,13 +125,19 @@ impl Broker {
                 )
             },
             extra,
+            &[],
         )
     }
 
-    /// Writes a config with `settings(dir)` and `extra` on a free port and starts mosquitto,
-    /// retrying with another port if the probed one was taken meanwhile.
-    fn launch(settings: impl Fn(&Path) -> String, extra: &str) -> Broker {
+    /// Writes `files` into a new directory, and a config with `settings(dir)` and `extra` (`{dir}`
+    /// replaced) on a free port, and starts mosquitto, retrying with another port if the probed
+    /// one was taken meanwhile.
+    fn launch(settings: impl Fn(&Path) -> String, extra: &str, files: &[(&str, &str)]) -> Broker {
         let dir = std::sync::Arc::new(temp_dir("broker"));
+        for (name, contents) in files {
+            std::fs::write(dir.join(name), contents).unwrap();
+        }
+        let extra = extra.replace("{dir}", &dir.display().to_string());
         let conf = dir.join("mosquitto.conf");
         for _ in 0..5 {
             let port = free_port();
