@@ -908,7 +908,8 @@ enum mqttc_status mqttc_client_new_unix(const char *path,
  *
  * May be called from any thread, including inside one of this client's callbacks: then the
  * callback in progress finishes normally and none runs after it. Otherwise, when this returns no
- * callback of this client is running or will run.
+ * callback of this client is running or will run, and the log callback has had every line logged
+ * before the call (message, completion and connection callbacks still pending are not run).
  */
 void mqttc_client_free(struct mqttc_client *client);
 

@@ -12,14 +12,14 @@ use mqttclient::codec::{
     Ack, CodecError, Disconnect, Packet, Properties, Publish, QoS, ReasonCode, SubAck, SubscribeOptions, Version, Will,
 };
 use mqttclient::engine::{
-    Client, ConnectionEvent, Error, Handler, Options, Outcome, Overflow, State, Token, TokenState,
+    Client, ConnectionEvent, Error, Handler, LogLevel, Options, Outcome, Overflow, State, Token, TokenState,
 };
 use mqttclient::ffi::mqttc_status;
 
 use common::fake::{FakeBroker, FakeConn, TIMEOUT, mqtt_str, publish};
 use common::scripted::{
-    collector, connection_events, done, next_event, ok, options, publish_qos1, reconnecting, start, start_watched,
-    subscribe_one,
+    collector, connect, connection_events, done, next_event, ok, options, publish_qos1, reconnecting, start,
+    start_watched, subscribe_one,
 };
 
 #[test]
@@ -922,5 +922,30 @@ fn subscribe_before_connect_is_sent_after_connack_and_catches_messages_sent_at_o
             codes: vec![1],
             ..Outcome::default()
         })
+    );
+}
+
+/// A program that logs, connects and frees its client at once (as `mqttc_pub -d` does) must still
+/// see every line logged before the free, however far behind the callback thread is.
+#[test]
+fn free_delivers_the_log_lines_produced_before_it() {
+    let broker = FakeBroker::new();
+    let client = Client::new(vec![broker.address()], options()).unwrap();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    client.set_log(
+        LogLevel::Debug,
+        Some(Arc::new(move |_, line: &str| {
+            // A slow handler: the callback thread falls behind the network thread.
+            std::thread::sleep(Duration::from_millis(100));
+            sink.lock().unwrap().push(line.to_owned());
+        })),
+    );
+    let _conn = connect(&client, &broker);
+    drop(client);
+    let lines = lines.lock().unwrap();
+    assert!(
+        lines.iter().any(|l| l.starts_with("connected to")),
+        "the connection's log line was lost: {lines:?}"
     );
 }

@@ -114,12 +114,12 @@ fn run(shared: Arc<Shared>, mut events: mpsc::Receiver<Event>) {
             }
             Event::Log(level, line) => {
                 let handler = shared.log.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                if let Some(h) = handler.filter(|_| shared.wants_log(level) && !shared.closed.load(Ordering::Acquire)) {
+                if let Some(h) = handler.filter(|_| shared.wants_log(level) && shared.logs_open()) {
                     guarded(|| h(level, &line));
                 }
             }
         }
-        if shared.closed.load(Ordering::Acquire) {
+        if !shared.logs_open() {
             break;
         }
     }

@@ -228,8 +228,13 @@ pub(crate) struct Shared {
     /// Wakes the network task to look at `state` again: a disconnect must be taken even while the
     /// write buffer is too full to take other commands.
     pub wake: Notify,
-    /// Set by `Client::close`: the callback thread runs no further callback.
+    /// Set by `Client::close`: the callback thread runs no further callback, but for log lines
+    /// while `flush_logs` is set.
     pub closed: AtomicBool,
+    /// Set by a `Client::close` made outside the callbacks, which waits for the callback thread:
+    /// the log lines produced before (a connection's last words) are still delivered, so a
+    /// program that logs and exits sees them all.
+    flush_logs: AtomicBool,
     pub callback_thread: OnceLock<ThreadId>,
     pub on_complete: Mutex<Option<CompletionHandler>>,
     pub has_on_complete: AtomicBool,
@@ -259,6 +264,12 @@ impl Shared {
 
     pub fn subs(&self) -> MutexGuard<'_, registry::Registry> {
         self.subs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Log lines still reach the log handler: the client is open, or closing from outside its
+    /// callbacks (see `flush_logs`).
+    pub fn logs_open(&self) -> bool {
+        !self.closed.load(Ordering::Acquire) || self.flush_logs.load(Ordering::Acquire)
     }
 
     pub fn wants_log(&self, level: LogLevel) -> bool {
@@ -303,6 +314,7 @@ impl Client {
             wake: Notify::new(),
             queue_before_connect: options.queue_before_connect,
             closed: AtomicBool::new(false),
+            flush_logs: AtomicBool::new(false),
             callback_thread: OnceLock::new(),
             on_complete: Mutex::new(None),
             has_on_complete: AtomicBool::new(false),
@@ -622,6 +634,10 @@ impl Client {
     /// both threads end, and no callback runs after this returns. Called on the callback thread, the
     /// callback in progress finishes and the thread ends right after it.
     pub fn close(&mut self) {
+        // Before `closed`, so the callback thread never sees it closed without the flush.
+        self.shared
+            .flush_logs
+            .store(!self.on_callback_thread(), Ordering::Release);
         self.shared.closed.store(true, Ordering::Release);
         if let Some(q) = &self.shared.events {
             q.close(); // the callback thread may be waiting for room there

@@ -567,7 +567,8 @@ pub(crate) unsafe fn client_arg<'a>(p: *const mqttc_client) -> Result<&'a mqttc_
 ///
 /// May be called from any thread, including inside one of this client's callbacks: then the
 /// callback in progress finishes normally and none runs after it. Otherwise, when this returns no
-/// callback of this client is running or will run.
+/// callback of this client is running or will run, and the log callback has had every line logged
+/// before the call (message, completion and connection callbacks still pending are not run).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_client_free(client: *mut mqttc_client) {
     let _ = guard(|| {
