@@ -42,9 +42,27 @@ pub struct Tokens {
     history: usize,
 }
 
+/// One token's entry, small because the table holds up to `history` of them (and, churned by
+/// removals, twice as many buckets): a result (64 bytes) is boxed, and only when it says more than
+/// plain success, which most do not.
+enum Slot {
+    Pending,
+    Succeeded,
+    Done(Box<TokenResult>),
+}
+
+impl Slot {
+    fn done(result: TokenResult) -> Slot {
+        match result {
+            Ok(o) if o.codes.is_empty() && o.properties.is_empty() => Slot::Succeeded,
+            other => Slot::Done(Box::new(other)),
+        }
+    }
+}
+
 struct Table {
     next: Token,
-    slots: FxHashMap<Token, Option<TokenResult>>,
+    slots: FxHashMap<Token, Slot>,
     completed: VecDeque<Token>,
     /// Threads blocked in `wait`; completions skip the (syscall-costly) notify when there are none.
     waiters: usize,
@@ -75,7 +93,7 @@ impl Tokens {
         let mut t = self.lock();
         let token = t.next;
         t.next += 1;
-        t.slots.insert(token, None);
+        t.slots.insert(token, Slot::Pending);
         token
     }
 
@@ -89,7 +107,7 @@ impl Tokens {
         let mut t = self.lock();
         for (token, result) in results {
             match t.slots.get_mut(&token) {
-                Some(slot @ None) => *slot = Some(result),
+                Some(slot @ Slot::Pending) => *slot = Slot::done(result),
                 _ => continue,
             }
             t.completed.push_back(token);
@@ -110,8 +128,9 @@ impl Tokens {
 
     fn state_in(t: &Table, token: Token) -> TokenState {
         match t.slots.get(&token) {
-            Some(None) => TokenState::Pending,
-            Some(Some(r)) => TokenState::Done(r.clone()),
+            Some(Slot::Pending) => TokenState::Pending,
+            Some(Slot::Succeeded) => TokenState::Done(Ok(Outcome::default())),
+            Some(Slot::Done(r)) => TokenState::Done((**r).clone()),
             None if token != 0 && token < t.next => TokenState::Expired,
             None => TokenState::Unknown,
         }
@@ -140,7 +159,12 @@ impl Tokens {
     /// Tokens still pending, oldest first.
     pub fn pending(&self) -> Vec<Token> {
         let t = self.lock();
-        let mut v: Vec<Token> = t.slots.iter().filter(|(_, s)| s.is_none()).map(|(k, _)| *k).collect();
+        let mut v: Vec<Token> = t
+            .slots
+            .iter()
+            .filter(|(_, s)| matches!(s, Slot::Pending))
+            .map(|(k, _)| *k)
+            .collect();
         v.sort_unstable();
         v
     }
@@ -161,6 +185,27 @@ mod tests {
         assert_eq!(t.state(a), TokenState::Pending);
         assert_eq!(t.state(0), TokenState::Unknown);
         assert_eq!(t.state(b + 1), TokenState::Unknown);
+    }
+
+    #[test]
+    fn a_slot_is_two_words() {
+        assert!(std::mem::size_of::<Slot>() <= 16);
+    }
+
+    #[test]
+    fn plain_success_and_fuller_results_read_back_as_completed() {
+        let t = Tokens::new(8);
+        let (a, b, c) = (t.issue(), t.issue(), t.issue());
+        let granted = Outcome {
+            codes: vec![1, 0x80],
+            ..Outcome::default()
+        };
+        t.complete(a, Ok(Outcome::default()));
+        t.complete(b, Ok(granted.clone()));
+        t.complete(c, Err(Error::Cancelled));
+        assert_eq!(t.state(a), TokenState::Done(Ok(Outcome::default())));
+        assert_eq!(t.state(b), TokenState::Done(Ok(granted)));
+        assert_eq!(t.state(c), TokenState::Done(Err(Error::Cancelled)));
     }
 
     #[test]
