@@ -633,6 +633,16 @@ typedef struct mqttc_options {
    * Default NULL.
    */
   const struct mqttc_properties *will_properties;
+  /**
+   * Run callbacks on the library's network thread instead of a callback thread of their own,
+   * as libmosquitto and Paho C do. Saves a thread hand-off per message (lower latency and CPU),
+   * but while a callback runs the connection stands still: nothing is read or written and no
+   * keep-alive goes out, so callbacks must be quick. Everything else holds as with the callback
+   * thread: any function may be called from a callback, `mqttc_wait` there fails with
+   * MQTTC_ERR_IN_CALLBACK, free is deferred until the callback returns. Not with `event_mode`
+   * (MQTTC_ERR_INVALID_ARGUMENT). Default false.
+   */
+  bool inline_callbacks;
 } mqttc_options;
 
 /**

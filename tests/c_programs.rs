@@ -8,9 +8,16 @@ use std::time::Duration;
 use common::{Broker, compile_c, project_dir, run_program};
 
 fn run_c_test(name: &str, broker: &Broker) -> String {
+    run_c_test_with(name, broker, &[])
+}
+
+fn run_c_test_with(name: &str, broker: &Broker, args: &[&str]) -> String {
     let exe = compile_c(name, &[project_dir().join(format!("tests/c/{name}.c"))]);
-    let (code, out, err) = run_program(Command::new(&exe).arg(broker.port.to_string()), Duration::from_secs(60));
-    assert_eq!(code, 0, "{name} failed\nstdout:\n{out}\nstderr:\n{err}");
+    let (code, out, err) = run_program(
+        Command::new(&exe).arg(broker.port.to_string()).args(args),
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 0, "{name} {args:?} failed\nstdout:\n{out}\nstderr:\n{err}");
     out
 }
 
@@ -27,7 +34,14 @@ fn bad_input_through_the_c_api_gets_clear_errors_not_crashes() {
 fn callbacks_can_call_the_api_and_free_their_own_client() {
     let broker = Broker::start();
     let out = run_c_test("callbacks", &broker);
-    assert!(out.contains("callbacks: ok"), "{out}");
+    assert!(out.contains("callbacks: ok (mqttc-callbacks"), "{out}");
+}
+
+#[test]
+fn inline_callbacks_run_on_the_network_thread_and_can_call_the_api_and_free_their_own_client() {
+    let broker = Broker::start();
+    let out = run_c_test_with("callbacks", &broker, &["inline"]);
+    assert!(out.contains("callbacks: ok (mqttc-net"), "{out}");
 }
 
 /// Runs a program that prints an `ok ...` line per step it passed, then a summary line.

@@ -1,5 +1,6 @@
 //! The network task: connects, runs one connection's read/write loop and keep-alive, and hands
-//! everything user-visible to the callback thread. It never runs user code.
+//! everything user-visible to the callback thread. It never runs user code, unless the application
+//! chose `Options::inline_callbacks`.
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -15,7 +16,7 @@ use crate::codec::{
 };
 
 use super::backoff::Backoff;
-use super::dispatch::{ConnectionEvent, Event, LogLevel};
+use super::dispatch::{ConnectionEvent, Dispatcher, Event, LogLevel};
 use super::offline::OfflineQueue;
 use super::session::{AckAction, Awaiting, Request, Session, SubscribeFilter};
 use super::tokens::{Outcome, Token, TokenResult};
@@ -39,9 +40,22 @@ const RESUBSCRIBE_CHUNK: usize = 256;
 
 pub(super) struct Ctx {
     pub shared: Arc<Shared>,
-    pub events: mpsc::Sender<Event>,
+    /// The callback thread's queue; `None` with `Options::inline_callbacks`, where the network
+    /// task runs the callbacks itself.
+    pub events: Option<mpsc::Sender<Event>>,
     pub options: Options,
     pub servers: Vec<Address>,
+}
+
+impl Ctx {
+    /// Room for one event in the callback thread's queue. Never ready with inline callbacks, which
+    /// hold nothing back.
+    async fn room(&self) -> Result<mpsc::Permit<'_, Event>, mpsc::error::SendError<()>> {
+        match &self.events {
+            Some(events) => events.reserve().await,
+            None => std::future::pending().await,
+        }
+    }
 }
 
 /// Everything leaving the network task for the user: events for the callback thread (kept in order,
@@ -51,6 +65,8 @@ struct Outbox<'a> {
     ctx: &'a Ctx,
     backlog: VecDeque<Event>,
     done: Vec<(Token, TokenResult)>,
+    /// With `Options::inline_callbacks`: runs each event's callbacks at once, on this thread.
+    inline: Option<Dispatcher>,
 }
 
 impl<'a> Outbox<'a> {
@@ -59,15 +75,22 @@ impl<'a> Outbox<'a> {
             ctx,
             backlog: VecDeque::new(),
             done: Vec::new(),
+            inline: ctx.events.is_none().then(|| Dispatcher::new(ctx.shared.clone())),
         }
     }
 
     fn push(&mut self, event: Event) {
+        let Some(events) = &self.ctx.events else {
+            if let Some(dispatcher) = &mut self.inline {
+                dispatcher.handle(event);
+            }
+            return;
+        };
         if !self.backlog.is_empty() {
             self.backlog.push_back(event);
             return;
         }
-        match self.ctx.events.try_send(event) {
+        match events.try_send(event) {
             Ok(()) => {}
             Err(TrySendError::Full(event)) => self.backlog.push_back(event),
             // The callback thread is gone only when the client is closing.
@@ -109,7 +132,7 @@ impl<'a> Outbox<'a> {
     async fn drain(&mut self) {
         self.flush();
         while let Some(event) = self.backlog.pop_front() {
-            if self.ctx.events.send(event).await.is_err() {
+            if self.ctx.room().await.map(|permit| permit.send(event)).is_err() {
                 self.backlog.clear();
             }
         }
@@ -329,7 +352,7 @@ impl<'a> Net<'a> {
                         }
                     }
                 },
-                permit = self.ctx.events.reserve(), if !self.out.backlog.is_empty() => self.out.deliver(permit),
+                permit = self.ctx.room(), if !self.out.backlog.is_empty() => self.out.deliver(permit),
             }
         }
     }
@@ -960,7 +983,7 @@ impl Net<'_> {
                     }
                     Err(e) => return Ended::Lost(e.into()),
                 },
-                permit = ctx.events.reserve(), if !self.out.backlog.is_empty() => self.out.deliver(permit),
+                permit = ctx.room(), if !self.out.backlog.is_empty() => self.out.deliver(permit),
                 // Bytes a TLS or WebSocket writer accepted may wait in it for a flush, which is
                 // due once our own queue is empty (nothing else would push them out).
                 r = wbuf.write_or_flush(&mut writer), if !wbuf.is_empty() || unflushed => match r {

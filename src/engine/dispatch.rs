@@ -1,5 +1,6 @@
-//! The callback thread: the only place user code runs. One per client, so a slow callback in one
-//! client never stalls another; events are handled one at a time in arrival order.
+//! The callback thread: the only place user code runs (unless `Options::inline_callbacks` moves it
+//! to the network thread). One per client, so a slow callback in one client never stalls another;
+//! events are handled one at a time in arrival order.
 //!
 //! No lock is held while a handler runs: the trie lock is taken only to collect the matching
 //! subscriptions, so handlers may subscribe, unsubscribe, publish or even free the client.
@@ -64,18 +65,43 @@ pub(crate) fn spawn(
 
 fn run(shared: Arc<Shared>, mut events: mpsc::Receiver<Event>) {
     let _ = shared.callback_thread.set(std::thread::current().id());
-    let mut matched: Vec<Arc<Subscription>> = Vec::new();
+    let mut dispatcher = Dispatcher::new(shared);
     // `blocking_recv` sets up a parker every call; a non-blocking look first makes a burst cost
     // one of those, not one per event.
     while let Some(event) = events.try_recv().ok().or_else(|| events.blocking_recv()) {
+        dispatcher.handle(event);
+        if !dispatcher.shared.logs_open() {
+            break;
+        }
+    }
+}
+
+/// Runs the user's code for events, one at a time: on the callback thread, or with
+/// `Options::inline_callbacks` on the network thread itself.
+pub(crate) struct Dispatcher {
+    shared: Arc<Shared>,
+    /// The subscriptions matching the message at hand (kept to reuse its allocation).
+    matched: Vec<Arc<Subscription>>,
+}
+
+impl Dispatcher {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Dispatcher {
+            shared,
+            matched: Vec::new(),
+        }
+    }
+
+    pub fn handle(&mut self, event: Event) {
+        let shared = &*self.shared;
         match event {
             Event::Message(publish) => {
                 let sub_ids = publish.properties.ints(PropertyId::SubscriptionIdentifier);
                 shared
                     .subs()
-                    .for_each_match(publish.topic.as_str(), sub_ids, |s| matched.push(s.clone()));
+                    .for_each_match(publish.topic.as_str(), sub_ids, |s| self.matched.push(s.clone()));
                 let mut keys = Vec::new();
-                for sub in matched.drain(..) {
+                for sub in self.matched.drain(..) {
                     if shared.closed.load(Ordering::Acquire) {
                         break;
                     }
@@ -85,7 +111,7 @@ fn run(shared: Arc<Shared>, mut events: mpsc::Receiver<Event>) {
                     }
                 }
                 if !keys.is_empty() {
-                    queue(&shared, ClientEvent::Message { publish, keys });
+                    queue(shared, ClientEvent::Message { publish, keys });
                 }
             }
             Event::Completed(token, result) => {
@@ -93,7 +119,7 @@ fn run(shared: Arc<Shared>, mut events: mpsc::Receiver<Event>) {
                 if let Some(h) = handler.filter(|_| !shared.closed.load(Ordering::Acquire)) {
                     guarded(|| h(token, &result));
                 }
-                queue(&shared, ClientEvent::Completed { token, result });
+                queue(shared, ClientEvent::Completed { token, result });
             }
             Event::Unregister(filters) => {
                 let removed: Vec<_> = {
@@ -110,7 +136,7 @@ fn run(shared: Arc<Shared>, mut events: mpsc::Receiver<Event>) {
                 if let Some(h) = handler.filter(|_| !shared.closed.load(Ordering::Acquire)) {
                     guarded(|| h(&change));
                 }
-                queue(&shared, ClientEvent::Connection(change));
+                queue(shared, ClientEvent::Connection(change));
             }
             Event::Log(level, line) => {
                 let handler = shared.log.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -118,9 +144,6 @@ fn run(shared: Arc<Shared>, mut events: mpsc::Receiver<Event>) {
                     guarded(|| h(level, &line));
                 }
             }
-        }
-        if !shared.logs_open() {
-            break;
         }
     }
 }

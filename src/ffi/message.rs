@@ -4,8 +4,6 @@ use std::ffi::{CString, c_char, c_int, c_void};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use bytes::Bytes;
-
 use super::client::{Callback, client_arg, mqttc_client, mqttc_token, qos_arg};
 use super::properties::{mqttc_properties, properties_arg};
 use super::{Failure, arg_bytes, arg_str, guard, mqttc_status, write_out};
@@ -230,7 +228,7 @@ pub unsafe extern "C" fn mqttc_publish_v5(
             MqttStr::new(topic).map_err(|e| topic_failure(mqttc_status::MQTTC_ERR_INVALID_TOPIC, "topic", topic, e))?;
         let t = c
             .inner
-            .publish_with(topic, Bytes::copy_from_slice(payload), qos, retain, properties)?;
+            .publish_with(topic, c.inner.payload(payload), qos, retain, properties)?;
         unsafe { write_out(token, t) };
         Ok(())
     })

@@ -88,6 +88,11 @@ int main(int argc, char **argv) {
     mqttc_client_free(c);
     c = NULL;
     mqttc_options_init(&opts);
+    opts.event_mode = true;
+    opts.inline_callbacks = true;
+    expect("inline_callbacks with event_mode", mqttc_client_new("127.0.0.1", port, &opts, &c),
+           MQTTC_ERR_INVALID_ARGUMENT);
+    mqttc_options_init(&opts);
     opts.reconnect_min_ms = 0;
     expect("reconnect_min_ms 0", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_ARGUMENT);
     mqttc_options_init(&opts);

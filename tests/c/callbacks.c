@@ -2,10 +2,15 @@
  * Callbacks may call the API: publish, subscribe and unsubscribe from inside a message callback;
  * a blocking wait there is refused with MQTTC_ERR_IN_CALLBACK instead of hanging; the client can
  * be freed from inside its own callback, after which no callback runs and every userdata
- * destructor has run exactly once. Also checks the completion and log callbacks.
- * Usage: callbacks <port of a running broker>
+ * destructor has run exactly once. Also checks the completion and log callbacks, and which
+ * library thread the message callbacks run on.
+ * Usage: callbacks <port of a running broker> [inline]
+ *   inline: the clients are made with inline_callbacks (callbacks on the network thread).
  */
+#define _GNU_SOURCE /* pthread_getname_np */
 #include "check.h"
+
+#include <pthread.h>
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -16,6 +21,9 @@
 
 static atomic_int in_count, out_count, sub2_count, free_count, drops, completions, log_lines;
 static atomic_int wait_in_callback_status = 1;
+static bool inline_callbacks;
+/* The name of the thread the last message callback ran on. */
+static char callback_thread[32];
 static atomic_int publish_in_callback_status = 1;
 
 static void sleep_ms(int ms) {
@@ -56,6 +64,7 @@ static void on_out(mqttc_client *c, const mqttc_message *m, void *u) {
 /* Calls the API from inside a callback. */
 static void on_in(mqttc_client *c, const mqttc_message *m, void *u) {
     (void)m, (void)u;
+    pthread_getname_np(pthread_self(), callback_thread, sizeof callback_thread);
     mqttc_token t = 0;
     atomic_store(&publish_in_callback_status, mqttc_publish(c, "cb/out", "reply", 5, 1, false, &t));
     atomic_store(&wait_in_callback_status, mqttc_token_wait(c, t, 5000));
@@ -75,6 +84,15 @@ static void on_free(mqttc_client *c, const mqttc_message *m, void *u) {
     mqttc_client_free(c);
 }
 
+/* A slow callback, to be caught by a free from the main thread. */
+static atomic_int slow_started, slow_finished;
+static void on_slow(mqttc_client *c, const mqttc_message *m, void *u) {
+    (void)c, (void)m, (void)u;
+    atomic_store(&slow_started, 1);
+    sleep_ms(200);
+    atomic_store(&slow_finished, 1);
+}
+
 static void on_complete(mqttc_client *c, mqttc_token t, mqttc_status st, void *u) {
     (void)c, (void)t, (void)st, (void)u;
     atomic_fetch_add(&completions, 1);
@@ -89,7 +107,10 @@ static void on_log(mqttc_client *c, int level, const char *line, void *u) {
 static mqttc_client *connected(uint16_t port) {
     mqttc_client *c = NULL;
     mqttc_token t;
-    CHECK(mqttc_client_new("127.0.0.1", port, NULL, &c));
+    mqttc_options o;
+    mqttc_options_init(&o);
+    o.inline_callbacks = inline_callbacks;
+    CHECK(mqttc_client_new("127.0.0.1", port, &o, &c));
     CHECK(mqttc_set_on_complete(c, on_complete, NULL));
     CHECK(mqttc_set_log(c, MQTTC_LOG_INFO, on_log, NULL));
     CHECK(mqttc_connect(c, &t));
@@ -101,6 +122,7 @@ int main(int argc, char **argv) {
     if (argc < 2)
         return 2;
     uint16_t port = (uint16_t)atoi(argv[1]);
+    inline_callbacks = argc > 2 && !strcmp(argv[2], "inline");
     mqttc_client *a = connected(port), *b = connected(port);
     mqttc_token t;
 
@@ -125,6 +147,9 @@ int main(int argc, char **argv) {
         FAIL("publish inside callback: %d", atomic_load(&publish_in_callback_status));
     if (atomic_load(&wait_in_callback_status) != MQTTC_ERR_IN_CALLBACK)
         FAIL("wait inside callback returned %d, want MQTTC_ERR_IN_CALLBACK", atomic_load(&wait_in_callback_status));
+    const char *want_thread = inline_callbacks ? "mqttc-net" : "mqttc-callbacks";
+    if (strcmp(callback_thread, want_thread))
+        FAIL("the message callback ran on thread \"%s\", want \"%s\"", callback_thread, want_thread);
 
     /* The subscription made inside the callback works (poll until its SUBACK has surely arrived). */
     for (int i = 0; i < 100 && atomic_load(&sub2_count) == 0; i++) {
@@ -150,10 +175,22 @@ int main(int argc, char **argv) {
     if (atomic_load(&log_lines) < 2)
         FAIL("log callback got %d lines", atomic_load(&log_lines));
 
+    /* A free from another thread while a callback runs waits for it to return. */
+    mqttc_client *slow = connected(port);
+    mqttc_subscription s = {"cb/slow", 0, on_slow, NULL, NULL, 0};
+    CHECK(mqttc_subscribe_many(slow, &s, 1, &t));
+    wait_ok(slow, t, "subscribe cb/slow");
+    CHECK(mqttc_publish(b, "cb/slow", "z", 1, 0, false, NULL));
+    await_count(&slow_started, 1, "slow callback");
+    mqttc_client_free(slow);
+    if (!atomic_load(&slow_finished))
+        FAIL("mqttc_client_free returned while the client's callback was still running");
+
     mqttc_token d;
     CHECK(mqttc_disconnect(b, &d));
     wait_ok(b, d, "disconnect");
     mqttc_client_free(b);
-    printf("callbacks: ok (completions %d, log lines %d)\n", atomic_load(&completions), atomic_load(&log_lines));
+    printf("callbacks: ok (%s, completions %d, log lines %d)\n", callback_thread, atomic_load(&completions),
+           atomic_load(&log_lines));
     return 0;
 }

@@ -74,6 +74,7 @@ class mqttc_options(ctypes.Structure):
         ("topic_alias_maximum", c_uint16),
         ("connect_properties", c_void_p),
         ("will_properties", c_void_p),
+        ("inline_callbacks", c_bool),
     ]
 
 

@@ -109,6 +109,7 @@ struct mqttc_options
     topic_alias_maximum::UInt16
     connect_properties::Ptr{Cvoid}
     will_properties::Ptr{Cvoid}
+    inline_callbacks::Bool
 end
 
 struct mqttc_message
