@@ -4,7 +4,7 @@
  *
  * Usage: mqttc_bench [--host H] [--port P] [--mode pub|e2e|latency] [--qos 0|1|2] [--count N]
  *                    [--size BYTES] [--inflight W] [--callbacks network|thread]
- *        (defaults: 127.0.0.1 1883 pub 0 100000 64 100 network)
+ *        (defaults: 127.0.0.1 1883 pub 0 100000 64 100, callbacks by mode)
  *
  * Prints one JSON line on standard output:
  *   {"lib":"mqttclient","mode":..,"qos":..,"size":..,"count":..,"secs":..,"msgs_per_s":..}
@@ -18,8 +18,11 @@
  *   latency  publish one message to bench/ping and wait until the subscriber's callback has it,
  *            N times; each round trip is one sample ("secs" is the whole run).
  * At QoS 1/2 at most W publishes are unacknowledged at once (mqttc_options.max_inflight).
- * --callbacks picks where the callbacks run (mqttc_options.inline_callbacks): on the network thread,
- * the peers' model and the default here, or on the library's own callback thread.
+ * --callbacks picks where the callbacks run (mqttc_options.inline_callbacks): on the network thread
+ * (libmosquitto's and Paho's model), or on the library's own callback thread (its default). Without
+ * it, latency mode uses the network thread, which spares a thread hand-off per round trip, and the
+ * other modes the callback thread, which lets the subscriber read while its callbacks run (both
+ * measured in BENCHMARKS.md).
  *
  * Exit status: 0 done, 1 the library or the broker failed (on stderr), 2 bad command line.
  */
@@ -64,7 +67,7 @@ struct args {
     long count;
     long size;
     long inflight;
-    bool inline_callbacks;
+    const char *callbacks; /* "network", "thread", or NULL: by mode */
 };
 
 /* A count kept by a callback thread. The main thread waits for it to reach a value by publishing
@@ -116,7 +119,7 @@ static long number(const char *opt, const char *text, long min, long max) {
 }
 
 static void parse_args(int argc, char **argv, struct args *a) {
-    *a = (struct args){"127.0.0.1", 1883, MODE_PUB, "pub", 0, 100000, 64, 100, true};
+    *a = (struct args){"127.0.0.1", 1883, MODE_PUB, "pub", 0, 100000, 64, 100, NULL};
     for (int i = 1; i < argc; i += 2) {
         const char *opt = argv[i];
         if (i + 1 >= argc)
@@ -147,7 +150,7 @@ static void parse_args(int argc, char **argv, struct args *a) {
         } else if (!strcmp(opt, "--callbacks")) {
             if (strcmp(val, "network") && strcmp(val, "thread"))
                 usage_error("--callbacks %s: expected network or thread", val);
-            a->inline_callbacks = !strcmp(val, "network");
+            a->callbacks = val;
         } else {
             usage_error("unknown argument %s", opt);
         }
@@ -298,9 +301,8 @@ static mqttc_client *open_client(struct bench *b, const char *role) {
      * few completed results keeps the token table small however many messages are sent. */
     o.token_history = 16;
     o.auto_reconnect = false;
-    /* --callbacks: on the network thread (the default here, as libmosquitto and Paho C run theirs),
-     * or on the library's callback thread (the library's default). */
-    o.inline_callbacks = b->a.inline_callbacks;
+    /* --callbacks: see the top of this file. */
+    o.inline_callbacks = b->a.callbacks ? !strcmp(b->a.callbacks, "network") : b->a.mode == MODE_LATENCY;
     mqttc_client *c;
     check(mqttc_client_new(b->a.host, (uint16_t)b->a.port, &o, &c), "mqttc_client_new");
     check(mqttc_set_on_connection(c, on_connection, b), "mqttc_set_on_connection");
