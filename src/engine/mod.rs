@@ -316,7 +316,7 @@ impl Client {
         if options.inline_callbacks && options.event_mode {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
-                "inline_callbacks cannot be combined with event_mode",
+                "inline_callbacks cannot be combined with event_mode: a full event queue would stall the connection",
             ));
         }
         let shared = Arc::new(Shared {

@@ -354,12 +354,6 @@ unsafe fn read_options(opts: *const mqttc_options) -> Result<(engine::Options, T
         topic_alias_maximum: o.topic_alias_maximum,
         ..engine::Options::default()
     };
-    if e.inline_callbacks && e.event_mode {
-        return Err(Failure::new(
-            mqttc_status::MQTTC_ERR_INVALID_ARGUMENT,
-            "inline_callbacks cannot be combined with event_mode: a full event queue would stall the connection",
-        ));
-    }
     if e.version == Version::V311 && e.session_expiry != 0 {
         return Err(Failure::new(
             mqttc_status::MQTTC_ERR_INVALID_ARGUMENT,
@@ -459,11 +453,13 @@ fn make_client(servers: Vec<Address>, opts: *const mqttc_options, out: *mut *mut
             "TLS options are set but no server uses TLS: use an mqtts:// address or set tls",
         ));
     }
-    let inner = Client::new(servers, options).map_err(|e| {
-        Failure::new(
+    let inner = Client::new(servers, options).map_err(|e| match e.kind() {
+        // Options the engine refuses as a combination (it is the one place that checks them).
+        std::io::ErrorKind::InvalidInput => Failure::new(mqttc_status::MQTTC_ERR_INVALID_ARGUMENT, e.to_string()),
+        _ => Failure::new(
             mqttc_status::MQTTC_ERR_RESOURCE,
             format!("cannot start the client: {e}"),
-        )
+        ),
     })?;
     let client = Box::new(mqttc_client {
         magic: AtomicU64::new(LIVE),
