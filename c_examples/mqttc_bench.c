@@ -20,9 +20,9 @@
  * At QoS 1/2 at most W publishes are unacknowledged at once (mqttc_options.max_inflight).
  * --callbacks picks where the callbacks run (mqttc_options.inline_callbacks): on the network thread
  * (libmosquitto's and Paho's model), or on the library's own callback thread (its default). Without
- * it, latency mode uses the network thread, which spares a thread hand-off per round trip, and the
- * other modes the callback thread, which lets the subscriber read while its callbacks run (both
- * measured in BENCHMARKS.md).
+ * it, pub and latency modes use the network thread, which spares a thread hand-off per batch of
+ * acknowledgements or per round trip, and e2e mode the callback thread, which lets the subscriber
+ * read while its callbacks run (both measured in BENCHMARKS.md).
  *
  * Exit status: 0 done, 1 the library or the broker failed (on stderr), 2 bad command line.
  */
@@ -302,7 +302,7 @@ static mqttc_client *open_client(struct bench *b, const char *role) {
     o.token_history = 16;
     o.auto_reconnect = false;
     /* --callbacks: see the top of this file. */
-    o.inline_callbacks = b->a.callbacks ? !strcmp(b->a.callbacks, "network") : b->a.mode == MODE_LATENCY;
+    o.inline_callbacks = b->a.callbacks ? !strcmp(b->a.callbacks, "network") : b->a.mode != MODE_E2E;
     mqttc_client *c;
     check(mqttc_client_new(b->a.host, (uint16_t)b->a.port, &o, &c), "mqttc_client_new");
     check(mqttc_set_on_connection(c, on_connection, b), "mqttc_set_on_connection");

@@ -46,7 +46,8 @@ pub enum LogLevel {
 #[derive(Debug)]
 pub(crate) enum Event {
     Message(Publish),
-    Completed(Token, TokenResult),
+    /// Tokens completed together, in completion order.
+    Completed(Vec<(Token, TokenResult)>),
     Log(LogLevel, String),
     Connection(ConnectionEvent),
     /// Registrations to drop (filter, subscription id): a SUBSCRIBE the broker refused or that never
@@ -114,12 +115,15 @@ impl Dispatcher {
                     queue(shared, ClientEvent::Message { publish, keys });
                 }
             }
-            Event::Completed(token, result) => {
-                let handler = shared.on_complete.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                if let Some(h) = handler.filter(|_| !shared.closed.load(Ordering::Acquire)) {
-                    guarded(|| h(token, &result));
+            Event::Completed(done) => {
+                // Looked up per token: a handler may set another for the tokens after its own.
+                for (token, result) in done {
+                    let handler = shared.on_complete.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    if let Some(h) = handler.filter(|_| !shared.closed.load(Ordering::Acquire)) {
+                        guarded(|| h(token, &result));
+                    }
+                    queue(shared, ClientEvent::Completed { token, result });
                 }
-                queue(shared, ClientEvent::Completed { token, result });
             }
             Event::Unregister(filters) => {
                 let removed: Vec<_> = {

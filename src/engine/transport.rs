@@ -18,6 +18,27 @@ pub struct Stream {
     /// The writer may keep bytes it accepted until it is flushed (TLS records, WebSocket frames),
     /// so the connection flushes it whenever its own queue runs empty.
     pub buffered: bool,
+    /// The TCP socket under it, if any, for [`quick_ack`].
+    pub tcp: Option<std::os::fd::RawFd>,
+}
+
+/// Has the kernel send the TCP ACK it is holding back for the socket `fd` now, not up to 40 ms
+/// later. Needed where the client reads without writing back (its window held back): a broker
+/// with Nagle's algorithm on (mosquitto's default) sends its next acknowledgements only once
+/// this ACK arrives. A failure only leaves the ACK delayed, so it is not reported.
+pub fn quick_ack(fd: std::os::fd::RawFd) {
+    let one: libc::c_int = 1;
+    // SAFETY: the option value and its length are valid for the call. The caller holds the
+    // stream `fd` belongs to, so it is open and still that socket.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_QUICKACK,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,30 +212,35 @@ pub async fn connect(addr: &Address, tls: Option<&Connector>, max_packet_size: u
             let tcp = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
             // MQTT packets are small and latency-sensitive; we batch writes ourselves.
             tcp.set_nodelay(true)?;
-            if !*secure {
-                return match websocket {
-                    Some(_) => websocket::connect(addr, tcp, max_packet_size).await,
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&tcp);
+            let mut stream = if !*secure {
+                match websocket {
+                    Some(_) => websocket::connect(addr, tcp, max_packet_size).await?,
                     None => {
                         let (r, w) = tcp.into_split();
-                        Ok(Stream {
+                        Stream {
                             reader: Box::new(r),
                             writer: Box::new(w),
                             buffered: false,
-                        })
+                            tcp: None,
+                        }
                     }
-                };
-            }
-            let connector = tls.ok_or_else(|| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    "a TLS address but no TLS configuration",
-                )
-            })?;
-            let tls_stream = connector.connect(host, tcp).await?;
-            match websocket {
-                Some(_) => websocket::connect(addr, tls_stream, max_packet_size).await,
-                None => Ok(split(tls_stream)),
-            }
+                }
+            } else {
+                let connector = tls.ok_or_else(|| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        "a TLS address but no TLS configuration",
+                    )
+                })?;
+                let tls_stream = connector.connect(host, tcp).await?;
+                match websocket {
+                    Some(_) => websocket::connect(addr, tls_stream, max_packet_size).await?,
+                    None => split(tls_stream),
+                }
+            };
+            stream.tcp = Some(fd);
+            Ok(stream)
         }
         Address::Unix(path) => {
             let (r, w) = tokio::net::UnixStream::connect(path).await?.into_split();
@@ -222,6 +248,7 @@ pub async fn connect(addr: &Address, tls: Option<&Connector>, max_packet_size: u
                 reader: Box::new(r),
                 writer: Box::new(w),
                 buffered: false,
+                tcp: None,
             })
         }
     }
@@ -234,6 +261,7 @@ fn split<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S) -> Stream {
         reader: Box::new(r),
         writer: Box::new(w),
         buffered: true,
+        tcp: None,
     }
 }
 
