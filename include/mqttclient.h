@@ -511,7 +511,9 @@ typedef struct mqttc_options {
   uint32_t disconnect_timeout_ms;
   /**
    * Outbound QoS 1/2 messages awaiting acknowledgement at once; later ones wait in order.
-   * Default 20 (as libmosquitto, and mosquitto's max_inflight_messages).
+   * Once the window has been full, waiting messages go out when a quarter of it is free (in
+   * larger writes, which costs less CPU than one per acknowledgement). Default 20 (as
+   * libmosquitto, and mosquitto's max_inflight_messages).
    */
   uint32_t max_inflight;
   /**
