@@ -261,7 +261,11 @@ fn no_pingresp_is_noticed_within_1_5_keep_alive_and_reconnect_resends_with_dup()
 
 #[test]
 fn after_a_loss_the_session_is_resumed_in_order_with_dup_and_pubrel() {
-    let (broker, client, mut conn, events) = start_watched(reconnecting());
+    // A window of 3: its quarter is one, so each PUBREL goes as soon as its PUBREC is read.
+    let (broker, client, mut conn, events) = start_watched(Options {
+        max_inflight: 3,
+        ..reconnecting()
+    });
     let q1 = publish_qos1(&client, "a", "1");
     let q2_recd = client
         .publish(mqtt_str("b"), Bytes::from_static(b"2"), QoS::ExactlyOnce, false)

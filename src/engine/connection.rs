@@ -981,10 +981,12 @@ impl Net<'_> {
                         if let Err(e) = self.process_input(&mut rbuf, &mut wbuf, &mut ka) {
                             return self.close_on(&mut writer, &mut wbuf, e).await;
                         }
-                        // Acknowledgements read with nothing written back: see quick_ack.
+                        // Read with nothing to write back while more acknowledgements are awaited:
+                        // see quick_ack. Bytes waiting in `wbuf` carry the ACK themselves, and an
+                        // ACK sent ahead of them would be a segment of its own.
                         if let Some(fd) = tcp
-                            && !self.session.queued.is_empty()
-                            && !self.session.refill_due()
+                            && wbuf.is_empty()
+                            && self.session.awaits_acks()
                         {
                             transport::quick_ack(fd);
                         }
@@ -1203,6 +1205,9 @@ impl Net<'_> {
                 }
             }
         }
+        for id in self.session.take_pubrels(!wbuf.is_empty()) {
+            encode(wbuf, &Packet::PubRel(Ack::new(id)))?;
+        }
         Ok(())
     }
 
@@ -1227,7 +1232,7 @@ impl Net<'_> {
                 };
                 self.ignored(name, id, "no publish in flight awaits one");
             }
-            AckAction::SendPubRel(id) => encode(wbuf, &Packet::PubRel(Ack::new(id)))?,
+            AckAction::PubRelOwed => {}
             AckAction::Complete(token, result) => {
                 self.out.complete(token, result);
                 self.fill_window(wbuf)?;

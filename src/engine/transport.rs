@@ -23,9 +23,10 @@ pub struct Stream {
 }
 
 /// Has the kernel send the TCP ACK it is holding back for the socket `fd` now, not up to 40 ms
-/// later. Needed where the client reads without writing back (its window held back): a broker
-/// with Nagle's algorithm on (mosquitto's default) sends its next acknowledgements only once
-/// this ACK arrives. A failure only leaves the ACK delayed, so it is not reported.
+/// later. Needed where the client reads acknowledgements without writing back and awaits more (its
+/// window or its PUBRELs held back, or a burst smaller than the window): a broker with Nagle's
+/// algorithm on (mosquitto's default) sends the next ones only once this ACK arrives. A failure
+/// only leaves the ACK delayed, so it is not reported.
 pub fn quick_ack(fd: std::os::fd::RawFd) {
     let one: libc::c_int = 1;
     // SAFETY: the option value and its length are valid for the call. The caller holds the
