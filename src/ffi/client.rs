@@ -67,7 +67,8 @@ pub struct mqttc_options {
     pub disconnect_timeout_ms: u32,
     /// Outbound QoS 1/2 messages awaiting acknowledgement at once; later ones wait in order.
     /// Once the window has been full, waiting messages go out when a quarter of it is free (in
-    /// larger writes, which costs less CPU than one per acknowledgement). Default 20 (as
+    /// larger writes, which costs less CPU than one per acknowledgement); QoS 2 PUBRELs likewise
+    /// wait until a quarter of the window owes one, or no PUBREC is still to come. Default 20 (as
     /// libmosquitto, and mosquitto's max_inflight_messages).
     pub max_inflight: u32,
     /// Largest inbound packet in bytes; a larger one closes the connection. Default 268435460.
