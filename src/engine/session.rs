@@ -110,7 +110,8 @@ pub struct Session {
     pub inbound_qos2: HashSet<u16>,
     /// PUBRELs owed for PUBRECs read and not yet written: they go out in batches, see `take_pubrels`.
     pubrels: Vec<u16>,
-    /// In-flight QoS 2 publishes whose PUBREC has not been read.
+    /// In-flight QoS 2 publishes whose PUBREC has not been read: counted, not derived from
+    /// `inflight`, because `take_pubrels` asks after every read.
     awaiting_pubrec: usize,
     next_seq: u64,
 }
@@ -241,9 +242,9 @@ impl Session {
     /// The PUBRELs to write now, if they are due: once they are a quarter of the window, or when no
     /// PUBREC may be on its way (none is awaited, or a resend is owed: nothing else would then
     /// release them), or with `anyway` (other bytes are being written, publishes among them
-    /// perhaps, which they join for free). Holding them
-    /// this way makes for larger writes, as `refill_due` does for publishes: a PUBREL written as
-    /// each PUBREC is read means a system call, and a read by the broker, per packet or two.
+    /// perhaps, which they join for free). Holding them this way makes for larger writes, as
+    /// `refill_due` does for publishes: a PUBREL written as each PUBREC is read means a system
+    /// call, and a read by the broker, per packet or two.
     pub fn take_pubrels(&mut self, anyway: bool) -> std::vec::Drain<'_, u16> {
         let due = anyway
             || self.awaiting_pubrec == 0
@@ -413,8 +414,8 @@ impl Session {
     /// When the broker kept the session, every unacknowledged publish goes again with DUP set and
     /// its packet id, and those already PUBREC'd get their PUBREL (MQTT-4.4.0-1), in their
     /// original order, but no more publishes than the window takes: the rest follow, still in
-    /// order and before anything queued, as acknowledgements free slots (a PUBREL is never held
-    /// back, so it may overtake them). When the broker did not keep the session, it knows none of
+    /// order and before anything queued, as acknowledgements free slots (a resumed PUBREL waits
+    /// for no window slot, so it may overtake them). When the broker did not keep the session, it knows none of
     /// them: they start again as new messages, in order, ahead of what was queued, all through
     /// `next_in_window` (a QoS 2 message PUBREC'd by the lost session may then arrive twice;
     /// losing it instead would break QoS 2's promise worse), and inbound QoS 2 state is forgotten
