@@ -32,10 +32,10 @@
 //! # Visit order
 //!
 //! Unspecified, but deterministic: it depends only on the set of stored filters and the topic,
-//! never on insertion order or hash-map layout. Currently the walk is depth-first over the topic's
-//! levels; at each level it reports the filter ending in `#` there first, then (if the topic ends
-//! at that level) the filter ending exactly there, then descends into the literal child before
-//! the `+` child. For `"a/b"` that gives `"#"`, `"a/#"`, `"a/b"`, `"a/+"`, `"+/b"`.
+//! never on insertion order or hash-map layout. Currently the walk is breadth-first over the
+//! topic's levels, literal child before `+` child; at each node it reports the filter ending in
+//! `#` there first, then (if the topic ends at that level) the filter ending exactly there. For
+//! `"a/b"` that gives `"#"`, `"a/#"`, `"a/b"`, `"a/+"`, `"+/b"`.
 //!
 //! # Cost
 //!
@@ -46,8 +46,8 @@
 //! The cost grows with the topic's depth and the number of wildcard branches on its path, not
 //! with the number of stored filters. (Hashing the level string at every node, as a per-node map
 //! of strings does, made a match 3–4 times slower at 100,000 filters: see `benches/trie.rs`.)
-//! Nothing recurses per level (matching keeps its own stack), so even a filter of 65,535 levels
-//! is safe on a small thread stack.
+//! Nothing recurses per level (matching keeps its own list of the nodes a level reaches), so even
+//! a filter of 65,535 levels is safe on a small thread stack.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -69,37 +69,60 @@ const UNKNOWN_LEVEL: LevelId = LevelId::MAX;
 /// that label and freed when the last such edge goes.
 #[derive(Default)]
 struct Levels {
-    ids: HashMap<Box<[u8]>, LevelId, FxBuildHasher>,
+    /// Levels of up to [`SHORT`] bytes, the usual case, under their [`short_key`].
+    short: HashMap<u128, LevelId, FxBuildHasher>,
+    long: HashMap<Box<[u8]>, LevelId, FxBuildHasher>,
     /// Edges labelled with each id; 0 marks a free id.
     uses: Vec<u32>,
     free: Vec<LevelId>,
 }
 
+/// The longest level kept as a [`short_key`]: the length takes the 16th byte.
+const SHORT: usize = 15;
+
+/// A level of up to [`SHORT`] bytes as one integer: its bytes, then its length in the top byte,
+/// so that distinct levels have distinct keys. A lookup then compares integers; comparing the
+/// bytes called `memcmp` for every topic level, 14% of a match's time in `benches/trie.rs`.
+#[inline]
+fn short_key(level: &[u8]) -> Option<u128> {
+    if level.len() > SHORT {
+        return None;
+    }
+    let bytes = level.iter().enumerate();
+    Some(bytes.fold((level.len() as u128) << 120, |key, (i, &b)| {
+        key | u128::from(b) << (8 * i)
+    }))
+}
+
 impl Levels {
     #[inline]
     fn get(&self, level: &[u8]) -> LevelId {
-        self.ids.get(level).copied().unwrap_or(UNKNOWN_LEVEL)
+        let id = match short_key(level) {
+            Some(key) => self.short.get(&key),
+            None => self.long.get(level),
+        };
+        id.copied().unwrap_or(UNKNOWN_LEVEL)
     }
 
     /// The id of `level`, counting one more edge labelled with it.
     fn acquire(&mut self, level: &str) -> LevelId {
-        let id = match self.ids.get(level.as_bytes()) {
-            Some(&id) => id,
-            None => {
-                let id = match self.free.pop() {
-                    Some(id) => id,
-                    None => {
-                        self.uses.push(0);
-                        LevelId::try_from(self.uses.len() - 1)
-                            .ok()
-                            .filter(|&id| id != UNKNOWN_LEVEL)
-                            .expect("fewer than 2^32 distinct levels")
-                    }
-                };
-                self.ids.insert(level.as_bytes().into(), id);
-                id
-            }
-        };
+        let mut id = self.get(level.as_bytes());
+        if id == UNKNOWN_LEVEL {
+            id = match self.free.pop() {
+                Some(id) => id,
+                None => {
+                    self.uses.push(0);
+                    LevelId::try_from(self.uses.len() - 1)
+                        .ok()
+                        .filter(|&id| id != UNKNOWN_LEVEL)
+                        .expect("fewer than 2^32 distinct levels")
+                }
+            };
+            match short_key(level.as_bytes()) {
+                Some(key) => self.short.insert(key, id),
+                None => self.long.insert(level.as_bytes().into(), id),
+            };
+        }
         self.uses[id as usize] += 1;
         id
     }
@@ -109,9 +132,26 @@ impl Levels {
         let uses = &mut self.uses[id as usize];
         *uses -= 1;
         if *uses == 0 {
-            self.ids.remove(level.as_bytes());
+            match short_key(level.as_bytes()) {
+                Some(key) => self.short.remove(&key),
+                None => self.long.remove(level.as_bytes()),
+            };
             self.free.push(id);
         }
+    }
+
+    /// Every level in use, indexed by id (free ids are empty).
+    fn names(&self) -> Vec<String> {
+        let mut names = vec![String::new(); self.uses.len()];
+        for (&key, &id) in &self.short {
+            let len = (key >> 120) as usize;
+            let bytes = key.to_le_bytes()[..len].to_vec();
+            names[id as usize] = String::from_utf8(bytes).expect("levels are made from &str");
+        }
+        for (level, &id) in &self.long {
+            names[id as usize] = String::from_utf8(level.to_vec()).expect("levels are made from &str");
+        }
+        names
     }
 }
 
@@ -122,44 +162,66 @@ fn edge_key(parent: NodeId, level: LevelId) -> u64 {
 
 /// One filter level, living in [`Trie::nodes`] and linked by index, so that no operation (drop
 /// included) recurses once per level: a valid filter can have 65,535 levels.
-struct Node<V> {
+///
+/// Only what a match walk reads at every node is here, in 12 bytes; the values are apart, in
+/// [`Trie::slots`], and read only where `filled` says there is one. At 100,000 filters the nodes
+/// then take a quarter of the cache they took with the values inline, and a match is cache-miss
+/// bound (see `benches/trie.rs`).
+#[derive(Clone, Copy, Default)]
+struct Node {
+    /// The `+` child, or [`ROOT`] for none (the root is nobody's child).
+    single: NodeId,
+    /// How many literal children this node has in [`Trie::edges`]; a match skips the probe when
+    /// there are none, and pruning needs to know when a node is empty.
+    literals: u32,
+    /// The [`Slot`]s of this node holding a value, one bit each.
+    filled: u8,
+}
+
+impl Node {
+    fn is_empty(&self) -> bool {
+        self.filled == 0 && self.literals == 0 && self.single == ROOT
+    }
+
+    #[inline]
+    fn single(&self) -> Option<NodeId> {
+        Some(self.single).filter(|&child| child != ROOT)
+    }
+
+    #[inline]
+    fn has(&self, slot: Slot) -> bool {
+        self.filled & slot as u8 != 0
+    }
+}
+
+/// The values stored at one node, at the node's index in [`Trie::slots`].
+struct Slots<V> {
     /// The filter that ends at this level.
     value: Option<V>,
     /// The filter that is this node's path followed by `/#` (`"#"` itself at the root). `#` is
     /// always the last level, so it needs only a value, not a node.
     multi: Option<V>,
-    /// The `+` child.
-    single: Option<NodeId>,
-    /// How many literal children this node has in [`Trie::edges`]; a match skips the probe when
-    /// there are none, and pruning needs to know when a node is empty.
-    literals: u32,
 }
 
 // Manual so that `V` need not be `Default`.
-impl<V> Default for Node<V> {
+impl<V> Default for Slots<V> {
     fn default() -> Self {
-        Node {
+        Slots {
             value: None,
             multi: None,
-            single: None,
-            literals: 0,
         }
     }
 }
 
-impl<V> Node<V> {
-    fn is_empty(&self) -> bool {
-        self.value.is_none() && self.multi.is_none() && self.literals == 0 && self.single.is_none()
-    }
-
-    fn slot(&self, slot: Slot) -> &Option<V> {
+impl<V> Slots<V> {
+    fn get(&self, slot: Slot) -> &Option<V> {
         match slot {
             Slot::Value => &self.value,
             Slot::Multi => &self.multi,
         }
     }
 
-    fn slot_mut(&mut self, slot: Slot) -> &mut Option<V> {
+    fn get_mut(&mut self, slot: Slot) -> &mut Option<V> {
         match slot {
             Slot::Value => &mut self.value,
             Slot::Multi => &mut self.multi,
@@ -170,10 +232,11 @@ impl<V> Node<V> {
 /// The empty path; it never holds a `value`, since every filter has at least one level.
 const ROOT: NodeId = 0;
 
+/// The two values a node can hold; the discriminants are the bits of [`Node::filled`].
 #[derive(Clone, Copy)]
 enum Slot {
-    Value,
-    Multi,
+    Value = 1,
+    Multi = 2,
 }
 
 /// Splits a filter into the levels leading to its node and the slot it occupies there.
@@ -188,17 +251,17 @@ fn parse_filter(filter: &str) -> (impl Iterator<Item = &str>, Slot) {
     (path.into_iter().flat_map(|path| path.split('/')), slot)
 }
 
-/// A stack kept on the call stack up to `N` items and spilled to the heap beyond, so that a
+/// A list kept on the call stack up to `N` items and spilled to the heap beyond, so that a
 /// match of a topic of ordinary depth allocates nothing.
-struct SmallStack<T, const N: usize> {
+struct SmallList<T, const N: usize> {
     inline: [T; N],
     len: usize,
     spill: Vec<T>,
 }
 
-impl<T: Copy + Default, const N: usize> SmallStack<T, N> {
+impl<T: Copy + Default, const N: usize> SmallList<T, N> {
     fn new() -> Self {
-        SmallStack {
+        SmallList {
             inline: [T::default(); N],
             len: 0,
             spill: Vec::new(),
@@ -215,12 +278,15 @@ impl<T: Copy + Default, const N: usize> SmallStack<T, N> {
     }
 
     #[inline]
-    fn pop(&mut self) -> Option<T> {
-        self.len = self.len.checked_sub(1)?;
-        match self.inline.get(self.len) {
-            Some(&item) => Some(item),
-            None => self.spill.pop(),
+    fn extend(&mut self, item: Option<T>) {
+        if let Some(item) = item {
+            self.push(item);
         }
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+        self.spill.clear();
     }
 
     #[inline]
@@ -249,8 +315,10 @@ impl<V, F: FnMut(&V) -> ControlFlow<()>> Sink<V> for F {
 
 /// MQTT topic filter -> value. See the [module documentation](self) for the matching rule.
 pub struct Trie<V> {
-    /// `nodes[ROOT]` is the root; unused slots are listed in `free` and hold empty nodes.
-    nodes: Vec<Node<V>>,
+    /// `nodes[ROOT]` is the root; unused entries are listed in `free` and hold empty nodes.
+    nodes: Vec<Node>,
+    /// The values of `nodes[i]` are in `slots[i]`; the two vectors always have the same length.
+    slots: Vec<Slots<V>>,
     free: Vec<NodeId>,
     /// Literal edges: [`edge_key`]`(parent, level)` -> child.
     edges: HashMap<u64, NodeId, FxBuildHasher>,
@@ -262,6 +330,7 @@ impl<V> Default for Trie<V> {
     fn default() -> Self {
         Trie {
             nodes: vec![Node::default()],
+            slots: vec![Slots::default()],
             free: Vec::new(),
             edges: HashMap::default(),
             levels: Levels::default(),
@@ -285,7 +354,8 @@ impl<V> Trie<V> {
                 None => self.add_child(node, level),
             };
         }
-        let old = self.node_mut(node).slot_mut(slot).replace(value);
+        self.nodes[node as usize].filled |= slot as u8;
+        let old = self.slots[node as usize].get_mut(slot).replace(value);
         if old.is_none() {
             self.len += 1;
         }
@@ -299,7 +369,7 @@ impl<V> Trie<V> {
         for level in levels {
             node = self.child(node, level)?;
         }
-        self.node(node).slot(slot).as_ref()
+        self.slots[node as usize].get(slot).as_ref()
     }
 
     /// Removes `filter`, pruning the nodes this leaves empty.
@@ -319,14 +389,15 @@ impl<V> Trie<V> {
             edges.push((node, level));
             node = child;
         }
-        let value = self.node_mut(node).slot_mut(slot).take_if(|value| pred(value))?;
+        let value = self.slots[node as usize].get_mut(slot).take_if(|value| pred(value))?;
+        self.nodes[node as usize].filled &= !(slot as u8);
         self.len -= 1;
         while let Some((parent, level)) = edges.pop() {
             if !self.node(node).is_empty() {
                 break;
             }
             if level == "+" {
-                self.node_mut(parent).single = None;
+                self.node_mut(parent).single = ROOT;
             } else {
                 let id = self.levels.get(level.as_bytes());
                 self.edges.remove(&edge_key(parent, id));
@@ -365,14 +436,14 @@ impl<V> Trie<V> {
 
     /// Every stored filter with its value, in unspecified order.
     pub fn filters(&self) -> Vec<(String, &V)> {
-        let mut names = vec![""; self.levels.uses.len()];
-        for (level, &id) in &self.levels.ids {
-            names[id as usize] = std::str::from_utf8(level).expect("levels are made from &str");
-        }
+        let names = self.levels.names();
         let mut children: HashMap<NodeId, Vec<(&str, NodeId)>> = HashMap::new();
         for (&key, &child) in &self.edges {
             let (parent, level) = (key as NodeId, (key >> 32) as LevelId);
-            children.entry(parent).or_default().push((names[level as usize], child));
+            children
+                .entry(parent)
+                .or_default()
+                .push((&names[level as usize], child));
         }
         let push_children = |stack: &mut Vec<(String, NodeId)>, path: Option<&str>, index: NodeId| {
             let path_to = |level: &str| match path {
@@ -381,37 +452,42 @@ impl<V> Trie<V> {
             };
             let literal = children.get(&index).into_iter().flatten();
             stack.extend(literal.map(|&(level, child)| (path_to(level), child)));
-            stack.extend(self.node(index).single.map(|child| (path_to("+"), child)));
+            stack.extend(self.node(index).single().map(|child| (path_to("+"), child)));
         };
 
         let mut out = Vec::with_capacity(self.len);
-        out.extend(self.node(ROOT).multi.as_ref().map(|value| ("#".to_owned(), value)));
+        out.extend(
+            self.slots[ROOT as usize]
+                .multi
+                .as_ref()
+                .map(|value| ("#".to_owned(), value)),
+        );
         let mut stack = Vec::new();
         push_children(&mut stack, None, ROOT);
         while let Some((path, index)) = stack.pop() {
-            let node = self.node(index);
-            out.extend(node.multi.as_ref().map(|value| (format!("{path}/#"), value)));
+            let slots = &self.slots[index as usize];
+            out.extend(slots.multi.as_ref().map(|value| (format!("{path}/#"), value)));
             push_children(&mut stack, Some(&path), index);
-            out.extend(node.value.as_ref().map(|value| (path, value)));
+            out.extend(slots.value.as_ref().map(|value| (path, value)));
         }
         out
     }
 
     /// Removes every filter, returning their values.
     pub fn drain(&mut self) -> Vec<V> {
-        let nodes = std::mem::take(self).nodes;
-        nodes
+        let slots = std::mem::take(self).slots;
+        slots
             .into_iter()
-            .flat_map(|node| node.value.into_iter().chain(node.multi))
+            .flat_map(|slots| slots.value.into_iter().chain(slots.multi))
             .collect()
     }
 
     #[inline]
-    fn node(&self, index: NodeId) -> &Node<V> {
+    fn node(&self, index: NodeId) -> &Node {
         &self.nodes[index as usize]
     }
 
-    fn node_mut(&mut self, index: NodeId) -> &mut Node<V> {
+    fn node_mut(&mut self, index: NodeId) -> &mut Node {
         &mut self.nodes[index as usize]
     }
 
@@ -426,24 +502,23 @@ impl<V> Trie<V> {
 
     fn child(&self, node: NodeId, level: &str) -> Option<NodeId> {
         match level {
-            "+" => self.node(node).single,
+            "+" => self.node(node).single(),
             _ => self.literal_child(node, self.levels.get(level.as_bytes())),
         }
     }
 
     fn add_child(&mut self, node: NodeId, level: &str) -> NodeId {
+        // A freed node was pruned because it was empty, values included, so it is reused as is.
         let child = match self.free.pop() {
-            Some(child) => {
-                *self.node_mut(child) = Node::default();
-                child
-            }
+            Some(child) => child,
             None => {
                 self.nodes.push(Node::default());
+                self.slots.push(Slots::default());
                 NodeId::try_from(self.nodes.len() - 1).expect("fewer than 2^32 trie nodes")
             }
         };
         if level == "+" {
-            self.node_mut(node).single = Some(child);
+            self.node_mut(node).single = child;
         } else {
             let id = self.levels.acquire(level);
             match self.edges.entry(edge_key(node, id)) {
@@ -455,47 +530,61 @@ impl<V> Trie<V> {
         child
     }
 
-    /// Depth-first walk with an explicit stack (see [`Node`] for why not recursion). Entering
-    /// each node at most once is what guarantees one visit per filter: the trie is a tree, and
-    /// the topic's next level leads to two distinct children, literal and `+`.
+    /// Breadth-first walk, one topic level at a time. The nodes one level reaches are independent
+    /// of each other, so their lookups, each likely a cache miss in a large trie, overlap in the
+    /// processor; depth-first, each lookup waited for the one before (a third fewer matches per
+    /// second in `benches/trie.rs`). Entering each node at most once is what guarantees one
+    /// visit per filter: the trie is a tree, and a topic level leads from a node to two distinct
+    /// children, literal and `+`.
     fn walk(&self, topic: &str, sink: &mut impl Sink<V>) -> ControlFlow<()> {
-        // Each topic level resolved to its id once, however many branches pass through it.
-        let mut levels: SmallStack<LevelId, 32> = SmallStack::new();
+        let mut frontier: SmallList<NodeId, 16> = SmallList::new();
+        let mut reached: SmallList<NodeId, 16> = SmallList::new();
+        frontier.push(ROOT);
+        // MQTT-4.7.2-1: only a literal first level can match a `$` topic, so the root's `#` and
+        // `+` are skipped.
+        let mut wildcards = !topic.starts_with('$');
         for level in topic.as_bytes().split(|&b| b == b'/') {
-            levels.push(self.levels.get(level));
-        }
-        let depth = levels.len;
-        // `+` branches still to explore, each with the index of the topic level after it.
-        let mut pending: SmallStack<(NodeId, usize), 16> = SmallStack::new();
-        let mut next = Some((ROOT, 0));
-        if topic.starts_with('$') {
-            // MQTT-4.7.2-1: only a literal first level can match a `$` topic, so the root's `+`
-            // and `#` are skipped.
-            sink.enter();
-            next = self.literal_child(ROOT, levels.get(0)).map(|child| (child, 1));
-        }
-        while let Some((index, at)) = next.take().or_else(|| pending.pop()) {
-            let node = self.node(index);
-            sink.enter();
-            if let Some(value) = &node.multi {
-                sink.visit(value)?;
-            }
-            if at == depth {
-                if let Some(value) = &node.value {
-                    sink.visit(value)?;
+            let id = self.levels.get(level);
+            for i in 0..frontier.len {
+                let index = frontier.get(i);
+                let node = *self.node(index);
+                sink.enter();
+                if wildcards {
+                    if node.has(Slot::Multi) {
+                        self.visit(index, Slot::Multi, sink)?;
+                    }
+                    reached.extend(self.literal_child(index, id));
+                    reached.extend(node.single());
+                } else {
+                    reached.extend(self.literal_child(index, id));
                 }
-                continue;
             }
-            next = self.literal_child(index, levels.get(at)).map(|child| (child, at + 1));
-            if let Some(child) = node.single {
-                // The literal branch goes first, the `+` branch waits.
-                match next {
-                    None => next = Some((child, at + 1)),
-                    Some(_) => pending.push((child, at + 1)),
+            if reached.len == 0 {
+                return ControlFlow::Continue(());
+            }
+            wildcards = true;
+            std::mem::swap(&mut frontier, &mut reached);
+            reached.clear();
+        }
+        for i in 0..frontier.len {
+            let index = frontier.get(i);
+            let node = *self.node(index);
+            sink.enter();
+            for slot in [Slot::Multi, Slot::Value] {
+                if node.has(slot) {
+                    self.visit(index, slot, sink)?;
                 }
             }
         }
         ControlFlow::Continue(())
+    }
+
+    #[inline]
+    fn visit(&self, index: NodeId, slot: Slot, sink: &mut impl Sink<V>) -> ControlFlow<()> {
+        match self.slots[index as usize].get(slot) {
+            Some(value) => sink.visit(value),
+            None => ControlFlow::Continue(()),
+        }
     }
 }
 
@@ -507,7 +596,7 @@ impl<V> Trie<V> {
         let reachable = self
             .nodes
             .iter()
-            .map(|n| n.literals as usize + usize::from(n.single.is_some()));
+            .map(|n| n.literals as usize + usize::from(n.single().is_some()));
         assert_eq!(reachable.sum::<usize>(), live, "every live node has exactly one parent");
         assert_eq!(
             self.edges.len(),
@@ -966,9 +1055,10 @@ mod tests {
     }
 
     #[test]
-    fn many_pending_branches_spill_past_the_inline_stacks() {
-        // Every node on the path "a/a/…" has both a literal and a `+` child, so the walk holds
-        // one pending branch per level: 40 of them, more than the inline capacity.
+    fn wide_levels_spill_past_the_inline_lists() {
+        // Every node on the path "a/a/…" has both a literal and a `+` child, so level k of the
+        // walk reaches k + 1 nodes (the literal path and k paths with one `+`): up to 41, more
+        // than the inline capacity.
         const DEPTH: usize = 40;
         let mut trie = Trie::new();
         for plus_at in 0..=DEPTH {
