@@ -16,6 +16,7 @@ use crate::codec::{
 };
 
 use super::backoff::Backoff;
+use super::direct::{Commands, Direct};
 use super::dispatch::{ConnectionEvent, Dispatcher, Event, LogLevel};
 use super::offline::OfflineQueue;
 use super::session::{AckAction, Awaiting, Request, Session, SubscribeFilter};
@@ -191,7 +192,7 @@ enum Attempt {
 struct Net<'a> {
     ctx: &'a Ctx,
     out: Outbox<'a>,
-    commands: mpsc::UnboundedReceiver<Command>,
+    commands: Commands,
     session: Session,
     /// Subscribes and unsubscribes to send right after the next CONNACK: those made without a
     /// connection, and those left unanswered by the last one.
@@ -273,7 +274,7 @@ pub(super) async fn run(ctx: Ctx, commands: mpsc::UnboundedReceiver<Command>) {
     let mut net = Net {
         ctx: &ctx,
         out: Outbox::new(&ctx),
-        commands,
+        commands: Commands::new(commands),
         session: Session::new(o.max_inflight),
         deferred: Vec::new(),
         offline: OfflineQueue::new(o.offline_max_messages, o.offline_max_bytes, o.offline_overflow),
@@ -550,11 +551,51 @@ struct Link {
     buffered: bool,
     /// See [`transport::Stream::tcp`]: valid while `reader` and `writer` are.
     tcp: Option<std::os::fd::RawFd>,
+    /// See [`transport::Stream::raw`].
+    raw: Option<std::os::fd::RawFd>,
     rbuf: BytesMut,
     wbuf: WriteQueue,
     session_present: bool,
     /// The CONNACK's properties (MQTT 5): the broker's limits for this connection.
     properties: Properties,
+}
+
+/// The network task's side of [`Direct`]: whether its socket is on offer to callers.
+struct Offer<'a> {
+    direct: &'a Direct,
+    offered: bool,
+}
+
+impl Offer<'_> {
+    /// Offers `fd` unless it already is (see [`Direct::offer`]).
+    fn make(&mut self, fd: std::os::fd::RawFd, max_packet_size: Option<usize>, commands: &Commands) {
+        if !self.offered {
+            self.offered = self.direct.offer(fd, max_packet_size, commands);
+        }
+    }
+
+    /// Takes the socket back (see [`Direct::withdraw`]) before anything is written, or the
+    /// connection ends with publishes a caller left half written.
+    fn withdraw(&mut self, wbuf: &mut WriteQueue, written: &mut Vec<Token>) {
+        if std::mem::take(&mut self.offered) {
+            self.direct.withdraw(wbuf, written);
+        }
+    }
+}
+
+impl Drop for Offer<'_> {
+    /// However the connection ends, callers stop writing before its socket is closed (and its
+    /// number perhaps reused). Every branch that ends it has withdrawn the offer already, taking
+    /// over what callers left; this only makes the socket's life independent of that.
+    fn drop(&mut self) {
+        let mut rest = WriteQueue::default();
+        let mut tokens = Vec::new();
+        self.withdraw(&mut rest, &mut tokens);
+        debug_assert!(
+            tokens.is_empty(),
+            "publishes left half written when the connection ended"
+        );
+    }
 }
 
 /// Opens the stream, sends CONNECT and waits for CONNACK. Bytes after the CONNACK stay in `rbuf`.
@@ -565,6 +606,7 @@ async fn handshake(ctx: &Ctx, server: &Address) -> Result<Link, Error> {
         writer: stream.writer,
         buffered: stream.buffered,
         tcp: stream.tcp,
+        raw: stream.raw,
         rbuf: BytesMut::with_capacity(READ_CHUNK),
         wbuf: WriteQueue::new(ctx.options.version),
         session_present: false,
@@ -925,6 +967,7 @@ impl Net<'_> {
             mut writer,
             buffered,
             tcp,
+            raw,
             mut rbuf,
             mut wbuf,
             session_present,
@@ -946,6 +989,11 @@ impl Net<'_> {
         let far = now + Duration::from_secs(86400 * 365);
         let timer = sleep_until(ka.deadline().unwrap_or(far));
         tokio::pin!(timer);
+        // Declared after the stream's halves, so that it is dropped (withdrawn) before them.
+        let mut offer = Offer {
+            direct: &ctx.shared.direct,
+            offered: false,
+        };
 
         if let Err(e) = self.resume(&mut wbuf, session_present) {
             return Ended::Lost(e);
@@ -972,31 +1020,43 @@ impl Net<'_> {
             if rbuf.capacity() - rbuf.len() < want.max(READ_CHUNK / 4) {
                 rbuf.reserve(want.max(READ_CHUNK));
             }
+            // Nothing of our own to write and no command waiting: callers may write (see Direct).
+            // Every branch below that may write or end the connection first takes the socket back.
+            if let Some(fd) = raw
+                && wbuf.is_empty()
+                && !unflushed
+                && disconnecting.is_none()
+            {
+                offer.make(fd, self.peer.max_packet_size, &self.commands);
+            }
             tokio::select! {
-                r = reader.read_buf(&mut rbuf), if self.out.backlog.is_empty() => match r {
-                    Ok(0) => return Ended::Lost(Error::ConnectionClosed),
-                    Ok(_) => {
-                        ka.last_received = Instant::now();
-                        let pinging = ka.ping_sent.is_some();
-                        if let Err(e) = self.process_input(&mut rbuf, &mut wbuf, &mut ka) {
-                            return self.close_on(&mut writer, &mut wbuf, e).await;
+                r = reader.read_buf(&mut rbuf), if self.out.backlog.is_empty() => {
+                    offer.withdraw(&mut wbuf, &mut self.written);
+                    match r {
+                        Ok(0) => return Ended::Lost(Error::ConnectionClosed),
+                        Ok(_) => {
+                            ka.last_received = Instant::now();
+                            let pinging = ka.ping_sent.is_some();
+                            if let Err(e) = self.process_input(&mut rbuf, &mut wbuf, &mut ka) {
+                                return self.close_on(&mut writer, &mut wbuf, e).await;
+                            }
+                            // Read with nothing to write back while more acknowledgements are awaited:
+                            // see quick_ack. Bytes waiting in `wbuf` carry the ACK themselves, and an
+                            // ACK sent ahead of them would be a segment of its own.
+                            if let Some(fd) = tcp
+                                && wbuf.is_empty()
+                                && self.session.awaits_acks()
+                            {
+                                transport::quick_ack(fd);
+                            }
+                            if pinging && ka.ping_sent.is_none() {
+                                // PINGRESP: the timer still points at the ping deadline; the next PINGREQ is due earlier.
+                                timer.as_mut().reset(ka.next_wakeup(disconnecting, far));
+                            }
                         }
-                        // Read with nothing to write back while more acknowledgements are awaited:
-                        // see quick_ack. Bytes waiting in `wbuf` carry the ACK themselves, and an
-                        // ACK sent ahead of them would be a segment of its own.
-                        if let Some(fd) = tcp
-                            && wbuf.is_empty()
-                            && self.session.awaits_acks()
-                        {
-                            transport::quick_ack(fd);
-                        }
-                        if pinging && ka.ping_sent.is_none() {
-                            // PINGRESP: the timer still points at the ping deadline; the next PINGREQ is due earlier.
-                            timer.as_mut().reset(ka.next_wakeup(disconnecting, far));
-                        }
+                        Err(e) => return Ended::Lost(e.into()),
                     }
-                    Err(e) => return Ended::Lost(e.into()),
-                },
+                }
                 permit = ctx.room(), if !self.out.backlog.is_empty() => self.out.deliver(permit),
                 // Bytes a TLS or WebSocket writer accepted may wait in it for a flush, which is
                 // due once our own queue is empty (nothing else would push them out).
@@ -1016,11 +1076,12 @@ impl Net<'_> {
                     Err(e) => return Ended::Lost(e.into()),
                 },
                 // A disconnect is taken even when the socket is stuck: it is what ends that.
-                () = ctx.shared.wake.notified() => {},
+                () = ctx.shared.wake.notified() => offer.withdraw(&mut wbuf, &mut self.written),
                 command = self.commands.recv(),
                     if disconnecting.is_none()
                         && (wbuf.len() < WRITE_HIGH_WATER || ctx.shared.state() == State::Disconnecting) =>
                 {
+                    offer.withdraw(&mut wbuf, &mut self.written);
                     let Some(mut command) = command else { return Ended::Closed };
                     // Take whatever else is queued too, so one socket write carries the whole batch.
                     loop {
@@ -1057,6 +1118,7 @@ impl Net<'_> {
                     }
                 },
                 () = &mut timer => {
+                    offer.withdraw(&mut wbuf, &mut self.written);
                     let now = Instant::now();
                     match ka.due(now) {
                         Due::TimedOut => return Ended::Lost(Error::KeepAliveTimeout),

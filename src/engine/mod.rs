@@ -9,6 +9,7 @@
 //! writing and pinging.
 mod backoff;
 mod connection;
+mod direct;
 pub mod dispatch;
 mod error;
 pub mod events;
@@ -252,6 +253,9 @@ pub(crate) struct Shared {
     next_sub_id: AtomicU64,
     /// Event mode's queue; `None` in callback mode.
     pub events: Option<events::EventQueue>,
+    /// The socket while the network task lets callers write QoS 0 publishes themselves; every
+    /// command goes through it too, to keep the order of calls.
+    direct: direct::Direct,
 }
 
 impl Shared {
@@ -340,6 +344,7 @@ impl Client {
                 true => Some(events::EventQueue::new(options.callback_queue)?),
                 false => None,
             },
+            direct: direct::Direct::new(options.version),
         });
         let (version, session_expiry) = (options.version, options.session_expiry);
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
@@ -388,7 +393,7 @@ impl Client {
 
     fn send(&self, make: impl FnOnce(Token) -> Command) -> Result<Token, Error> {
         let token = self.shared.tokens.issue();
-        if self.commands.send(make(token)).is_err() {
+        if self.shared.direct.send(&self.commands, make(token)).is_err() {
             // The network thread is gone (only after close): nothing can run this operation.
             self.shared.tokens.complete(token, Err(Error::Cancelled));
             return Err(Error::Cancelled);
@@ -466,20 +471,28 @@ impl Client {
         } else if self.shared.state() == State::Disconnecting {
             return Err(Error::NotConnected);
         }
-        self.send(|t| {
-            Command::Publish(
-                t,
-                Publish {
-                    dup: false,
-                    qos,
-                    retain,
-                    topic,
-                    pkid: 0,
-                    properties,
-                    payload,
-                },
-            )
-        })
+        let mut publish = Publish {
+            dup: false,
+            qos,
+            retain,
+            topic,
+            pkid: 0,
+            properties,
+            payload,
+        };
+        // Written here when the connection is idle, unless the token's completion is to be
+        // reported (by a callback or an event), which is the network task's to send.
+        if qos == QoS::AtMostOnce && self.shared.state() == State::Connected && !self.shared.wants_completions() {
+            match self
+                .shared
+                .direct
+                .publish(publish, &self.shared.tokens, &self.shared.wake)
+            {
+                Ok(token) => return Ok(token),
+                Err(p) => publish = p,
+            }
+        }
+        self.send(|t| Command::Publish(t, publish))
     }
 
     /// Registers the handlers (replacing any for the same filter) and sends one SUBSCRIBE for all

@@ -20,6 +20,25 @@ pub struct Stream {
     pub buffered: bool,
     /// The TCP socket under it, if any, for [`quick_ack`].
     pub tcp: Option<std::os::fd::RawFd>,
+    /// The socket itself when the writer puts nothing of its own around what it is given (plain
+    /// TCP, Unix): bytes written to it with [`send_now`] then go out as the writer would send
+    /// them. Valid while `reader` and `writer` are.
+    pub raw: Option<std::os::fd::RawFd>,
+}
+
+/// One non-blocking write of `slices` to the socket `fd`, from any thread: what it took, or
+/// `WouldBlock` when its buffer is full. A peer that is gone is an error, never a SIGPIPE that
+/// would end the application.
+pub fn send_now(fd: std::os::fd::RawFd, slices: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+    // SAFETY: an all-zero msghdr is valid (no address, no control data); `IoSlice` is ABI
+    // compatible with `iovec` on Unix, and `slices` outlives the call.
+    let sent = unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = slices.as_ptr() as *mut libc::iovec;
+        msg.msg_iovlen = slices.len() as _;
+        libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+    };
+    usize::try_from(sent).map_err(|_| std::io::Error::last_os_error())
 }
 
 /// Has the kernel send the TCP ACK it is holding back for the socket `fd` now, not up to 40 ms
@@ -224,6 +243,7 @@ pub async fn connect(addr: &Address, tls: Option<&Connector>, max_packet_size: u
                             writer: Box::new(w),
                             buffered: false,
                             tcp: None,
+                            raw: Some(fd),
                         }
                     }
                 }
@@ -244,12 +264,15 @@ pub async fn connect(addr: &Address, tls: Option<&Connector>, max_packet_size: u
             Ok(stream)
         }
         Address::Unix(path) => {
-            let (r, w) = tokio::net::UnixStream::connect(path).await?.into_split();
+            let unix = tokio::net::UnixStream::connect(path).await?;
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&unix);
+            let (r, w) = unix.into_split();
             Ok(Stream {
                 reader: Box::new(r),
                 writer: Box::new(w),
                 buffered: false,
                 tcp: None,
+                raw: Some(fd),
             })
         }
     }
@@ -263,6 +286,7 @@ fn split<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S) -> Stream {
         writer: Box::new(w),
         buffered: true,
         tcp: None,
+        raw: None,
     }
 }
 

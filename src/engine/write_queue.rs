@@ -77,13 +77,26 @@ impl WriteQueue {
             return writer.write(&self.tail).await;
         }
         let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        let n = self.slices(&mut slices);
+        writer.write_vectored(&slices[..n]).await
+    }
+
+    /// [`WriteQueue::write_to`] on a caller's thread: one non-blocking write to the socket `fd`.
+    pub(super) fn send_now(&self, fd: std::os::fd::RawFd) -> std::io::Result<usize> {
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        let n = self.slices(&mut slices);
+        super::transport::send_now(fd, &slices[..n])
+    }
+
+    /// Fills `slices` with the queued bytes in wire order, as many as fit; returns how many.
+    fn slices<'a>(&'a self, slices: &mut [IoSlice<'a>; MAX_SLICES]) -> usize {
         let chunks = self.frames.iter().map(|f| &f[..]).chain(Some(&self.tail[..]));
         let mut n = 0;
         for (slot, chunk) in slices.iter_mut().zip(chunks.filter(|c| !c.is_empty())) {
             *slot = IoSlice::new(chunk);
             n += 1;
         }
-        writer.write_vectored(&slices[..n]).await
+        n
     }
 
     /// One write when anything is queued (`Some(bytes taken)`), else a flush of the writer (`None`).

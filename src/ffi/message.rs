@@ -168,6 +168,12 @@ const PUBLISH_OWNED: &[(PropertyId, &str)] = &[
 /// Queues a publish (MQTTClient.jl's `publish_async`) and returns at once. The topic and payload are
 /// copied. `*token` (if not NULL) completes when the message was written (QoS 0), acknowledged
 /// (QoS 1: PUBACK) or fully handed over (QoS 2: PUBCOMP). `payload` may be NULL when `len` is 0.
+///
+/// A QoS 0 publish made while a plain TCP or Unix-socket connection is idle, and not part of a
+/// burst, is written by this call itself (one non-blocking send; what the socket does not take
+/// goes to the network thread), which spares a thread wakeup: its token is then already
+/// complete. Not when a completion callback is set or in event mode, whose completion reports
+/// come from the network thread. Calls keep their order either way.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_publish(
     client: *mut mqttc_client,
