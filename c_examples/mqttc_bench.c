@@ -3,7 +3,7 @@
  * (shared/bench/compare.py), with the same command line and output as the peer programs there.
  *
  * Usage: mqttc_bench [--host H] [--port P] [--mode pub|e2e|latency] [--qos 0|1|2] [--count N]
- *                    [--size BYTES] [--inflight W] [--callbacks network|thread]
+ *                    [--size BYTES] [--inflight W] [--callbacks network|thread|loop]
  *        (defaults: 127.0.0.1 1883 pub 0 100000 64 100, callbacks by mode)
  *
  * Prints one JSON line on standard output:
@@ -18,11 +18,13 @@
  *   latency  publish one message to bench/ping and wait until the subscriber's callback has it,
  *            N times; each round trip is one sample ("secs" is the whole run).
  * At QoS 1/2 at most W publishes are unacknowledged at once (mqttc_options.max_inflight).
- * --callbacks picks where the callbacks run (mqttc_options.inline_callbacks): on the network thread
- * (libmosquitto's and Paho's model), or on the library's own callback thread (its default). Without
- * it, pub and latency modes use the network thread, which spares a thread hand-off per batch of
- * acknowledgements or per round trip, and e2e mode the callback thread, which lets the subscriber
- * read while its callbacks run (both measured in BENCHMARKS.md).
+ * --callbacks picks where the callbacks run: on each client's network thread
+ * (mqttc_options.inline_callbacks, libmosquitto's and Paho's model), on the library's own callback
+ * thread (its default), or on this program's main thread, both clients on one mqttc_loop
+ * (mqttc_options.run_loop: the library starts no thread). Without it, pub mode uses the network
+ * thread, which spares a thread hand-off per batch of acknowledgements; e2e mode the callback
+ * thread, which lets the subscriber read while its callbacks run; latency mode the loop, where a
+ * round trip wakes one thread, not three (all measured in BENCHMARKS.md).
  *
  * Exit status: 0 done, 1 the library or the broker failed (on stderr), 2 bad command line.
  */
@@ -67,7 +69,7 @@ struct args {
     long count;
     long size;
     long inflight;
-    const char *callbacks; /* "network", "thread", or NULL: by mode */
+    const char *callbacks; /* "network", "thread" or "loop" */
 };
 
 /* A count kept by a callback thread. The main thread waits for it to reach a value by publishing
@@ -85,6 +87,7 @@ struct bench {
     pthread_cond_t cond;
     struct counter acked;    /* QoS 1/2: the publisher's acknowledged publishes (completion callback) */
     struct counter received; /* e2e, latency: messages that reached the subscriber */
+    mqttc_loop *loop;        /* --callbacks loop: the loop both clients run on, else NULL */
     atomic_int failure;      /* the first error a callback saw (an mqttc_status), 0 if none */
 };
 
@@ -101,7 +104,7 @@ static void usage_error(const char *fmt, const char *what) {
     fprintf(stderr, fmt, what);
     fprintf(stderr,
             "\nusage: mqttc_bench [--host H] [--port P] [--mode pub|e2e|latency] [--qos 0|1|2] "
-            "[--count N] [--size BYTES] [--inflight W] [--callbacks network|thread]\n");
+            "[--count N] [--size BYTES] [--inflight W] [--callbacks network|thread|loop]\n");
     exit(2);
 }
 
@@ -148,13 +151,15 @@ static void parse_args(int argc, char **argv, struct args *a) {
         } else if (!strcmp(opt, "--inflight")) {
             a->inflight = number(opt, val, 1, 65535);
         } else if (!strcmp(opt, "--callbacks")) {
-            if (strcmp(val, "network") && strcmp(val, "thread"))
-                usage_error("--callbacks %s: expected network or thread", val);
+            if (strcmp(val, "network") && strcmp(val, "thread") && strcmp(val, "loop"))
+                usage_error("--callbacks %s: expected network, thread or loop", val);
             a->callbacks = val;
         } else {
             usage_error("unknown argument %s", opt);
         }
     }
+    if (!a->callbacks)
+        a->callbacks = a->mode == MODE_E2E ? "thread" : a->mode == MODE_LATENCY ? "loop" : "network";
 }
 
 /* ---- failures and waking the main thread ------------------------------------------------------ */
@@ -223,6 +228,13 @@ static void wait_count(struct bench *b, struct counter *c, long target, const ch
             fprintf(stderr, "mqttc_bench: %s: stuck at %ld of %ld for %.0f s\n", what, n, target,
                     STALL_TIMEOUT_S);
             exit(1);
+        }
+        if (b->loop) {
+            /* The callbacks run in here, on this thread: nothing to wait for but the loop. */
+            pthread_mutex_unlock(&b->lock);
+            check(mqttc_loop_run(b->loop, 1000), "mqttc_loop_run");
+            pthread_mutex_lock(&b->lock);
+            continue;
         }
         /* The deadline only bounds how long a stall goes unnoticed; callbacks wake us earlier. */
         struct timespec deadline;
@@ -302,7 +314,8 @@ static mqttc_client *open_client(struct bench *b, const char *role) {
     o.token_history = 16;
     o.auto_reconnect = false;
     /* --callbacks: see the top of this file. */
-    o.inline_callbacks = b->a.callbacks ? !strcmp(b->a.callbacks, "network") : b->a.mode != MODE_E2E;
+    o.inline_callbacks = !strcmp(b->a.callbacks, "network");
+    o.run_loop = b->loop;
     mqttc_client *c;
     check(mqttc_client_new(b->a.host, (uint16_t)b->a.port, &o, &c), "mqttc_client_new");
     check(mqttc_set_on_connection(c, on_connection, b), "mqttc_set_on_connection");
@@ -474,6 +487,8 @@ int main(int argc, char **argv) {
     memset(payload, 'x', (size_t)a->size);
     atomic_init(&b.acked.wake_at, LONG_MAX);
     atomic_init(&b.received.wake_at, LONG_MAX);
+    if (!strcmp(a->callbacks, "loop"))
+        check(mqttc_loop_new(&b.loop), "mqttc_loop_new");
 
     if (a->mode == MODE_LATENCY) {
         double secs = run_latency(&b, payload, lat);
@@ -490,6 +505,7 @@ int main(int argc, char **argv) {
                a->mode_name, a->qos, a->size, a->count, secs, (double)a->count / secs);
     }
     fflush(stdout);
+    mqttc_loop_free(b.loop);
     free(lat);
     free(payload);
     return 0;

@@ -446,6 +446,18 @@ typedef enum mqttc_sub_option {
 typedef struct mqttc_client mqttc_client;
 
 /**
+ * A loop that runs clients on the application's own thread, with no thread of the library's.
+ *
+ * Opaque. Made by `mqttc_loop_new`, released by `mqttc_loop_free`, and given to clients through
+ * `mqttc_options.run_loop`. A client made with a loop has no network or callback thread: its
+ * connection advances (reads, writes, keep-alive, reconnects) and its callbacks run only while
+ * some thread is inside `mqttc_loop_run`, or inside `mqttc_token_wait` on one of its tokens, which
+ * runs the loop meanwhile. One thread can thus serve several clients; a request/reply round trip
+ * then wakes one thread instead of three.
+ */
+typedef struct mqttc_loop mqttc_loop;
+
+/**
  * A property list (MQTT 5). Lists the caller makes with `mqttc_properties_new` or
  * `mqttc_properties_copy` are the caller's, released with `mqttc_properties_free`; the library
  * copies what it sends. Lists the library hands out inside a message or an event are borrowed
@@ -646,6 +658,16 @@ typedef struct mqttc_options {
    * (MQTTC_ERR_INVALID_ARGUMENT). Default false.
    */
   bool inline_callbacks;
+  /**
+   * Run the client on this loop (see `mqttc_loop`) instead of threads of its own: it advances,
+   * and its callbacks run, only inside `mqttc_loop_run` or `mqttc_token_wait`. Callbacks then
+   * run on the thread running the loop (`inline_callbacks` is implied), where `mqttc_token_wait`
+   * and `mqttc_loop_run` fail with MQTTC_ERR_IN_CALLBACK. Freeing such a client outside the loop
+   * drops its connection at once; inside one of its callbacks, when that callback returns. Not
+   * with `event_mode` (MQTTC_ERR_INVALID_ARGUMENT). Borrowed: the client holds its own
+   * reference, so the loop may be freed first. Default NULL.
+   */
+  const struct mqttc_loop *run_loop;
 } mqttc_options;
 
 /**
@@ -1265,6 +1287,32 @@ enum mqttc_status mqttc_properties_get_binary(const struct mqttc_properties *pro
 enum mqttc_status mqttc_properties_get_user(const struct mqttc_properties *properties,
                                             const char *name,
                                             const char **value);
+
+/**
+ * Makes a loop. On success `*out` receives it, which the caller releases with `mqttc_loop_free`;
+ * on failure (MQTTC_ERR_NULL, MQTTC_ERR_RESOURCE) `*out` is not written.
+ */
+enum mqttc_status mqttc_loop_new(struct mqttc_loop **out);
+
+/**
+ * Runs the loop's clients on the calling thread: reads and writes what their connections have,
+ * runs their callbacks, and returns once something has reached the application (a message or
+ * connection callback ran, a token completed) or after `timeout_ms` milliseconds. 0 handles what
+ * is ready without waiting. Call it again and again, as with `mosquitto_loop`: between calls the
+ * clients stand still, keep-alive included (a QoS 0 publish made while a connection is idle is
+ * still written at once, by `mqttc_publish` itself).
+ *
+ * Returns MQTTC_OK, or MQTTC_ERR_IN_CALLBACK inside a callback, where the thread already runs a
+ * loop. Several threads may call it at once; one of them at a time does the work.
+ */
+enum mqttc_status mqttc_loop_run(const struct mqttc_loop *run_loop, uint32_t timeout_ms);
+
+/**
+ * Releases the caller's handle. Clients made with the loop keep it alive until they are freed
+ * (so the order of the frees does not matter); the handle itself must not be used again. NULL is
+ * a no-op.
+ */
+void mqttc_loop_free(struct mqttc_loop *run_loop);
 
 /**
  * A static, NUL-terminated English name for a status value. Takes a plain `int` so that any value

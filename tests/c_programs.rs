@@ -53,6 +53,11 @@ fn run_c_steps(name: &str, summary: &str, steps: usize) {
 }
 
 #[test]
+fn clients_on_a_loop_run_on_the_application_thread() {
+    run_c_steps("run_loop", "run_loop: ok", 8);
+}
+
+#[test]
 fn event_mode_through_the_c_api() {
     run_c_steps("events", "events: ok", 5);
 }

@@ -84,6 +84,7 @@ impl<'a> Outbox<'a> {
         let Some(events) = &self.ctx.events else {
             if let Some(dispatcher) = &mut self.inline {
                 dispatcher.handle(event);
+                self.ctx.shared.announce();
             }
             return;
         };
@@ -124,6 +125,7 @@ impl<'a> Outbox<'a> {
         } else {
             self.ctx.shared.tokens.complete_all(self.done.drain(..));
         }
+        self.ctx.shared.announce();
     }
 
     /// Delivers the backlog, waiting for the callback thread: used between connections, where

@@ -1,5 +1,6 @@
 //! The async engine: one client = one network thread (a current-thread tokio runtime) plus one
-//! callback thread ([`dispatch`]). Nothing here knows about C.
+//! callback thread ([`dispatch`]), or no thread at all with a [`Loop`] the application runs.
+//! Nothing here knows about C.
 //!
 //! Flow: API calls validate, issue a token and send a [`Command`] to the network task, returning at
 //! once. The network task owns the socket and the [`session::Session`]; it completes tokens in the
@@ -16,6 +17,7 @@ pub mod events;
 pub mod offline;
 mod payload_pool;
 mod registry;
+mod run_loop;
 pub mod session;
 pub mod tls;
 pub mod tokens;
@@ -37,6 +39,7 @@ pub use dispatch::{CompletionHandler, ConnectionEvent, ConnectionHandler, LogHan
 pub use error::Error;
 pub use events::{ClientEvent, Wakeup};
 pub use offline::Overflow;
+pub use run_loop::{Loop, Nested};
 pub use tls::{Connector as TlsConnector, TlsOptions};
 pub use tokens::{Outcome, Token, TokenResult, TokenState};
 pub use transport::Address;
@@ -88,6 +91,10 @@ pub struct Options {
     /// but while a callback runs the connection stands still (no reading, writing or keep-alive).
     /// Not with `event_mode`, whose full queue would then stall the connection too.
     pub inline_callbacks: bool,
+    /// Run the connection on this loop instead of a network thread: it advances, and callbacks
+    /// run, only inside [`Loop::run`] or a wait on one of the client's tokens. Implies
+    /// `inline_callbacks`; not with `event_mode`.
+    pub run_loop: Option<Arc<Loop>>,
     /// Reconnect by itself after a connection is lost (not after a failed first connect).
     pub auto_reconnect: bool,
     /// Bounds of the exponential backoff between reconnect attempts.
@@ -130,6 +137,7 @@ impl Default for Options {
             callback_queue: 4096,
             event_mode: false,
             inline_callbacks: false,
+            run_loop: None,
             auto_reconnect: true,
             reconnect_min: Duration::from_secs(1),
             reconnect_max: Duration::from_secs(30),
@@ -256,6 +264,9 @@ pub(crate) struct Shared {
     /// The socket while the network task lets callers write QoS 0 publishes themselves; every
     /// command goes through it too, to keep the order of calls.
     direct: direct::Direct,
+    /// With a [`Loop`]: signalled when something reaches the application, which is what
+    /// `Loop::run` returns for.
+    loop_activity: Option<Arc<Notify>>,
 }
 
 impl Shared {
@@ -292,6 +303,13 @@ impl Shared {
     pub fn wants_completions(&self) -> bool {
         self.events.is_some() || self.has_on_complete.load(Ordering::Acquire)
     }
+
+    /// Something reached the application: a thread running the loop may return to it.
+    pub fn announce(&self) {
+        if let Some(a) = &self.loop_activity {
+            a.notify_waiters();
+        }
+    }
 }
 
 /// The client handle. Dropping it (or calling [`Client::close`]) stops both threads; after that no
@@ -303,14 +321,22 @@ pub struct Client {
     session_expiry: u32,
     commands: mpsc::UnboundedSender<Command>,
     shutdown: Arc<Notify>,
-    network: Option<JoinHandle<()>>,
+    network: Network,
     callbacks: Option<JoinHandle<()>>,
     payloads: payload_pool::PayloadPool,
 }
 
+/// Where a client's connection task runs.
+enum Network {
+    Thread(JoinHandle<()>),
+    Loop(Arc<Loop>, run_loop::Slot),
+    /// After `close`.
+    Gone,
+}
+
 impl Client {
     /// A client for the broker at one of `servers` (tried in order; at least one).
-    pub fn new(servers: Vec<Address>, options: Options) -> std::io::Result<Client> {
+    pub fn new(servers: Vec<Address>, mut options: Options) -> std::io::Result<Client> {
         if servers.is_empty() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
@@ -322,6 +348,16 @@ impl Client {
                 std::io::ErrorKind::InvalidInput,
                 "inline_callbacks cannot be combined with event_mode: a full event queue would stall the connection",
             ));
+        }
+        if options.run_loop.is_some() {
+            if options.event_mode {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "a loop cannot be combined with event_mode: a full event queue would stall the loop",
+                ));
+            }
+            // The loop's thread is the only one there is.
+            options.inline_callbacks = true;
         }
         let shared = Arc::new(Shared {
             tokens: tokens::Tokens::new(options.token_history),
@@ -345,47 +381,60 @@ impl Client {
                 false => None,
             },
             direct: direct::Direct::new(options.version),
+            loop_activity: options.run_loop.as_ref().map(|l| l.activity()),
         });
         let (version, session_expiry) = (options.version, options.session_expiry);
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let shutdown = Arc::new(Notify::new());
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        // Out of the options the task keeps: the loop holds the task, which must not hold the loop.
+        let run_loop = options.run_loop.take();
         let (ev_tx, callbacks) = if options.inline_callbacks {
             (None, None)
         } else {
             let (ev_tx, ev_rx) = mpsc::channel(options.callback_queue.max(1));
             (Some(ev_tx), Some(dispatch::spawn(shared.clone(), ev_rx)?))
         };
-        let net_shared = shared.clone();
+        let inline = ev_tx.is_none();
+        let ctx = connection::Ctx {
+            shared: shared.clone(),
+            events: ev_tx,
+            options,
+            servers,
+        };
         let net_shutdown = shutdown.clone();
-        let network = std::thread::Builder::new().name("mqttc-net".into()).spawn(move || {
-            if ev_tx.is_none() {
-                // Callbacks run here: blocking waits are refused on this thread, as on a callback
-                // thread, and a free made inside a callback does not wait for it.
-                let _ = net_shared.callback_thread.set(std::thread::current().id());
+        let task = async move {
+            tokio::select! {
+                _ = connection::run(ctx, cmd_rx) => {}
+                _ = net_shutdown.notified() => {}
             }
-            runtime.block_on(async move {
-                let ctx = connection::Ctx {
-                    shared: net_shared,
-                    events: ev_tx,
-                    options,
-                    servers,
-                };
-                tokio::select! {
-                    _ = connection::run(ctx, cmd_rx) => {}
-                    _ = net_shutdown.notified() => {}
-                }
-            });
-            // A name lookup stuck in the blocking pool must not hold up `close`.
-            runtime.shutdown_background();
-        })?;
+        };
+        let network = match run_loop {
+            Some(lp) => {
+                let slot = lp.spawn(task);
+                Network::Loop(lp, slot)
+            }
+            None => {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                let net_shared = shared.clone();
+                Network::Thread(std::thread::Builder::new().name("mqttc-net".into()).spawn(move || {
+                    if inline {
+                        // Callbacks run here: blocking waits are refused on this thread, as on a
+                        // callback thread, and a free made inside a callback does not wait for it.
+                        let _ = net_shared.callback_thread.set(std::thread::current().id());
+                    }
+                    runtime.block_on(task);
+                    // A name lookup stuck in the blocking pool must not hold up `close`.
+                    runtime.shutdown_background();
+                })?)
+            }
+        };
         Ok(Client {
             shared,
             version,
             session_expiry,
             commands: cmd_tx,
             shutdown,
-            network: Some(network),
+            network,
             callbacks,
             payloads: payload_pool::PayloadPool::default(),
         })
@@ -605,18 +654,31 @@ impl Client {
         self.shared.tokens.state(token)
     }
 
-    /// True on this client's callback thread, where blocking waits are refused.
+    /// True on this client's callback thread, where blocking waits are refused; with a loop, on a
+    /// thread running one.
     pub fn on_callback_thread(&self) -> bool {
-        self.shared.callback_thread.get() == Some(&std::thread::current().id())
+        match self.network {
+            Network::Loop(..) => Loop::running_here(),
+            _ => self.shared.callback_thread.get() == Some(&std::thread::current().id()),
+        }
     }
 
     /// Blocks until the token completes or `timeout` passes. Refused on the callback thread: the
-    /// network task may be waiting for that very thread to drain the event queue.
+    /// network task may be waiting for that very thread to drain the event queue. With a loop, the
+    /// wait runs the loop (other clients' callbacks on it may run meanwhile).
     pub fn wait(&self, token: Token, timeout: Duration) -> Option<TokenState> {
         if self.on_callback_thread() {
             return None;
         }
-        Some(self.shared.tokens.wait(token, timeout))
+        let state = || self.shared.tokens.state(token);
+        match &self.network {
+            Network::Loop(lp, _) => {
+                lp.run_until(std::time::Instant::now() + timeout, || state() != TokenState::Pending)
+                    .ok()?;
+                Some(state())
+            }
+            _ => Some(self.shared.tokens.wait(token, timeout)),
+        }
     }
 
     pub fn set_on_complete(&self, handler: Option<CompletionHandler>) {
@@ -686,7 +748,15 @@ impl Client {
             q.close(); // the callback thread may be waiting for room there
         }
         self.shutdown.notify_one();
-        for h in [self.network.take(), self.callbacks.take()].into_iter().flatten() {
+        let network = match std::mem::replace(&mut self.network, Network::Gone) {
+            Network::Thread(h) => Some(h),
+            Network::Loop(_, slot) => {
+                slot.close();
+                None
+            }
+            Network::Gone => None,
+        };
+        for h in [network, self.callbacks.take()].into_iter().flatten() {
             if h.thread().id() == std::thread::current().id() {
                 drop(h); // detach: it exits when the current callback returns
             } else {
@@ -697,6 +767,7 @@ impl Client {
         self.shared
             .tokens
             .complete_all(pending.into_iter().map(|t| (t, Err(Error::Cancelled))));
+        self.shared.announce();
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::properties::{mqttc_properties, properties_arg};
+use super::run_loop::{loop_arg, mqttc_loop};
 use super::{Failure, arg_bytes, arg_str, guard, mqttc_status, opt_str, write_out};
 use crate::codec::{Holder, MqttStr, PacketType, PropertyId, QoS, Version, Will};
 use crate::engine::{self, Address, Client, ConnectionEvent, LogLevel, Overflow, State, TlsConnector, TlsOptions};
@@ -154,6 +155,14 @@ pub struct mqttc_options {
     /// MQTTC_ERR_IN_CALLBACK, free is deferred until the callback returns. Not with `event_mode`
     /// (MQTTC_ERR_INVALID_ARGUMENT). Default false.
     pub inline_callbacks: bool,
+    /// Run the client on this loop (see `mqttc_loop`) instead of threads of its own: it advances,
+    /// and its callbacks run, only inside `mqttc_loop_run` or `mqttc_token_wait`. Callbacks then
+    /// run on the thread running the loop (`inline_callbacks` is implied), where `mqttc_token_wait`
+    /// and `mqttc_loop_run` fail with MQTTC_ERR_IN_CALLBACK. Freeing such a client outside the loop
+    /// drops its connection at once; inside one of its callbacks, when that callback returns. Not
+    /// with `event_mode` (MQTTC_ERR_INVALID_ARGUMENT). Borrowed: the client holds its own
+    /// reference, so the loop may be freed first. Default NULL.
+    pub run_loop: *const mqttc_loop,
 }
 
 /// What happens to a publish that does not fit in the offline queue (`offline_overflow`). Either
@@ -229,6 +238,7 @@ fn defaults() -> mqttc_options {
         connect_properties: std::ptr::null(),
         will_properties: std::ptr::null(),
         inline_callbacks: d.inline_callbacks,
+        run_loop: std::ptr::null(),
     }
 }
 
@@ -343,6 +353,11 @@ unsafe fn read_options(opts: *const mqttc_options) -> Result<(engine::Options, T
         rotate_servers: o.rotate_servers,
         event_mode: o.event_mode,
         inline_callbacks: o.inline_callbacks,
+        run_loop: match o.run_loop.is_null() {
+            true => None,
+            // SAFETY: per the documented contract, a pointer from `mqttc_loop_new`.
+            false => Some(unsafe { loop_arg(o.run_loop, "run_loop") }?.clone()),
+        },
         version: match o.protocol_version {
             4 => Version::V311,
             5 => Version::V5,

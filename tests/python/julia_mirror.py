@@ -75,6 +75,7 @@ class mqttc_options(ctypes.Structure):
         ("connect_properties", c_void_p),
         ("will_properties", c_void_p),
         ("inline_callbacks", c_bool),
+        ("run_loop", c_void_p),
     ]
 
 

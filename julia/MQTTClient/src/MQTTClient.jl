@@ -110,6 +110,7 @@ struct mqttc_options
     connect_properties::Ptr{Cvoid}
     will_properties::Ptr{Cvoid}
     inline_callbacks::Bool
+    run_loop::Ptr{Cvoid}
 end
 
 struct mqttc_message

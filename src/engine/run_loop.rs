@@ -1,0 +1,252 @@
+//! A loop the application runs itself (libmosquitto's `mosquitto_loop` model). Clients made with
+//! one have no threads of their own: their connections advance, and their callbacks run, only
+//! while some thread is inside [`Loop::run`] (or a wait on one of their tokens, which runs the
+//! loop meanwhile). One thread can then serve several clients with no hand-off between threads:
+//! a request/reply round trip costs one wakeup instead of three.
+//!
+//! Each client's connection task sits in a [`Slot`] rather than directly in the runtime, so that
+//! closing a client from outside the loop drops its connection at once (socket closed, handlers
+//! released), whether or not anyone runs the loop again.
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+#[derive(Debug)]
+pub struct Loop {
+    /// `None` only while being dropped.
+    runtime: Option<tokio::runtime::Runtime>,
+    /// Signalled when something reached the application (a callback ran, a token completed):
+    /// what [`Loop::run`] returns for.
+    activity: Arc<Notify>,
+}
+
+/// `Loop::run` was called where it cannot run: inside a callback, which the loop itself is running.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Nested;
+
+thread_local! {
+    /// This thread is inside `Loop::run` (of any loop): tokio cannot nest one runtime in another,
+    /// and blocking here would stall the very loop that must make progress.
+    static RUNNING: Cell<bool> = const { Cell::new(false) };
+}
+
+type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A client's connection task, polled by the loop through the slot's lock.
+#[derive(Clone)]
+pub(super) struct Slot(Arc<Mutex<Option<Task>>>);
+
+impl Slot {
+    /// Drops the task now, unless this thread is the one running the loop, which may be inside
+    /// that very task (a callback closing its own client): then the task, already told to stop,
+    /// ends at its next poll.
+    pub fn close(&self) {
+        if !Loop::running_here() {
+            drop(self.0.lock().unwrap_or_else(|p| p.into_inner()).take());
+        }
+    }
+}
+
+struct Running;
+
+impl Running {
+    fn enter() -> Result<Running, Nested> {
+        match RUNNING.replace(true) {
+            true => Err(Nested),
+            false => Ok(Running),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        RUNNING.set(false);
+    }
+}
+
+impl Loop {
+    pub fn new() -> std::io::Result<Arc<Loop>> {
+        Ok(Arc::new(Loop {
+            runtime: Some(tokio::runtime::Builder::new_current_thread().enable_all().build()?),
+            activity: Arc::new(Notify::new()),
+        }))
+    }
+
+    /// True on a thread inside `run` (any loop's): blocking waits are refused there.
+    pub fn running_here() -> bool {
+        RUNNING.get()
+    }
+
+    pub(super) fn activity(&self) -> Arc<Notify> {
+        self.activity.clone()
+    }
+
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.runtime.as_ref().expect("the runtime is taken only by drop")
+    }
+
+    /// Starts a client's connection task; it makes progress only inside `run`.
+    pub(super) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) -> Slot {
+        let slot = Slot(Arc::new(Mutex::new(Some(Box::pin(task) as Task))));
+        let polled = slot.clone();
+        self.runtime().spawn(std::future::poll_fn(move |cx| {
+            let mut task = polled.0.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(t) = task.as_mut() else {
+                return Poll::Ready(()); // closed from outside
+            };
+            let done = t.as_mut().poll(cx);
+            if done.is_ready() {
+                *task = None;
+            }
+            done
+        }));
+        slot
+    }
+
+    /// Runs the loop until something reaches the application (a callback ran, a token completed,
+    /// an event was queued) or `timeout` passes. With a timeout of 0 it handles what is ready
+    /// without waiting.
+    pub fn run(&self, timeout: Duration) -> Result<(), Nested> {
+        let _running = Running::enter()?;
+        let activity = self.activity.notified();
+        self.runtime().block_on(async {
+            tokio::pin!(activity);
+            activity.as_mut().enable();
+            if timeout.is_zero() {
+                // One pass over what is ready, the sockets included, with no time to wait: tokio
+                // polls a yielded future again only after it has polled for I/O. (With time to
+                // wait, the wait itself polls for I/O; a yield would cost a system call per run.)
+                tokio::task::yield_now().await;
+            }
+            tokio::select! {
+                biased;
+                _ = activity => {}
+                _ = tokio::time::sleep(timeout) => {}
+            }
+        });
+        Ok(())
+    }
+
+    /// Runs the loop until `done()` holds or `deadline` passes; returns `done()`.
+    pub fn run_until(&self, deadline: Instant, done: impl Fn() -> bool) -> Result<bool, Nested> {
+        let _running = Running::enter()?;
+        Ok(self.runtime().block_on(async {
+            let sleep = tokio::time::sleep_until(deadline.into());
+            tokio::pin!(sleep);
+            loop {
+                // Registered before `done` is checked: activity in between is not missed.
+                let activity = self.activity.notified();
+                tokio::pin!(activity);
+                activity.as_mut().enable();
+                if done() {
+                    return true;
+                }
+                tokio::select! {
+                    biased;
+                    _ = activity => {}
+                    _ = &mut sleep => return done(),
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        // Not waiting for the blocking pool: a name lookup stuck there must not hold this up.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn run_returns_when_a_task_signals_activity() {
+        let lp = Loop::new().unwrap();
+        let activity = lp.activity();
+        let polls = Arc::new(AtomicUsize::new(0));
+        let p = polls.clone();
+        let _slot = lp.spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            p.fetch_add(1, Ordering::SeqCst);
+            activity.notify_waiters();
+            std::future::pending::<()>().await;
+        });
+        let start = Instant::now();
+        lp.run(Duration::from_secs(5)).unwrap();
+        assert_eq!(polls.load(Ordering::SeqCst), 1);
+        assert!(start.elapsed() < Duration::from_secs(4), "run waited for its timeout");
+    }
+
+    #[test]
+    fn run_waits_out_its_timeout_when_nothing_happens() {
+        let lp = Loop::new().unwrap();
+        let start = Instant::now();
+        lp.run(Duration::from_millis(30)).unwrap();
+        assert!(start.elapsed() >= Duration::from_millis(30));
+    }
+
+    #[test]
+    fn run_until_stops_once_done_holds() {
+        let lp = Loop::new().unwrap();
+        let activity = lp.activity();
+        let count = Arc::new(AtomicUsize::new(0));
+        let c = count.clone();
+        let _slot = lp.spawn(async move {
+            for _ in 0..3 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                c.fetch_add(1, Ordering::SeqCst);
+                activity.notify_waiters();
+            }
+            std::future::pending::<()>().await;
+        });
+        let reached = lp
+            .run_until(Instant::now() + Duration::from_secs(5), || {
+                count.load(Ordering::SeqCst) == 3
+            })
+            .unwrap();
+        assert!(reached);
+        assert!(!lp.run_until(Instant::now(), || false).unwrap());
+    }
+
+    #[test]
+    fn a_run_inside_a_run_is_refused() {
+        let lp = Loop::new().unwrap();
+        let inner = lp.clone();
+        let nested = Arc::new(Mutex::new(None));
+        let seen = nested.clone();
+        let activity = lp.activity();
+        let _slot = lp.spawn(async move {
+            *seen.lock().unwrap() = Some(inner.run(Duration::ZERO));
+            activity.notify_waiters();
+        });
+        lp.run(Duration::from_secs(5)).unwrap();
+        assert_eq!(*nested.lock().unwrap(), Some(Err(Nested)));
+        assert!(!Loop::running_here(), "the flag is cleared when run returns");
+    }
+
+    #[test]
+    fn closing_a_slot_outside_the_loop_drops_its_task_at_once() {
+        let lp = Loop::new().unwrap();
+        let held = Arc::new(());
+        let in_task = held.clone();
+        let slot = lp.spawn(async move {
+            let _keep = in_task;
+            std::future::pending::<()>().await;
+        });
+        assert_eq!(Arc::strong_count(&held), 2);
+        slot.close();
+        assert_eq!(Arc::strong_count(&held), 1, "the task's future was dropped by close");
+        lp.run(Duration::ZERO).unwrap(); // the emptied slot's task ends quietly
+    }
+}

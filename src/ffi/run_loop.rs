@@ -1,0 +1,111 @@
+//! The application-run loop: clients with no threads of their own (libmosquitto's `mosquitto_loop`).
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::{Failure, guard, mqttc_status};
+use crate::engine::Loop;
+
+/// A loop that runs clients on the application's own thread, with no thread of the library's.
+///
+/// Opaque. Made by `mqttc_loop_new`, released by `mqttc_loop_free`, and given to clients through
+/// `mqttc_options.run_loop`. A client made with a loop has no network or callback thread: its
+/// connection advances (reads, writes, keep-alive, reconnects) and its callbacks run only while
+/// some thread is inside `mqttc_loop_run`, or inside `mqttc_token_wait` on one of its tokens, which
+/// runs the loop meanwhile. One thread can thus serve several clients; a request/reply round trip
+/// then wakes one thread instead of three.
+pub struct mqttc_loop {
+    /// As `mqttc_client`'s: catches a freed handle while its memory is not reused.
+    magic: AtomicU64,
+    inner: Arc<Loop>,
+}
+
+const LIVE: u64 = 0x6d71_7474_635f_6c6f;
+
+/// # Safety
+/// `p` is NULL or a pointer returned by `mqttc_loop_new` (a freed one is detected while its memory
+/// is not reused).
+pub(crate) unsafe fn loop_arg<'a>(p: *const mqttc_loop, name: &str) -> Result<&'a Arc<Loop>, Failure> {
+    if p.is_null() {
+        return Err(Failure::new(mqttc_status::MQTTC_ERR_NULL, format!("{name} is NULL")));
+    }
+    // SAFETY: per the contract, `p` came from `Box::into_raw` in `mqttc_loop_new`.
+    let l = unsafe { &*p };
+    if l.magic.load(Ordering::Acquire) != LIVE {
+        return Err(Failure::new(
+            mqttc_status::MQTTC_ERR_INVALID_HANDLE,
+            format!("{name} was freed or is not a loop"),
+        ));
+    }
+    Ok(&l.inner)
+}
+
+/// Makes a loop. On success `*out` receives it, which the caller releases with `mqttc_loop_free`;
+/// on failure (MQTTC_ERR_NULL, MQTTC_ERR_RESOURCE) `*out` is not written.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mqttc_loop_new(out: *mut *mut mqttc_loop) -> mqttc_status {
+    guard(|| {
+        if out.is_null() {
+            return Err(Failure::new(mqttc_status::MQTTC_ERR_NULL, "out is NULL"));
+        }
+        let inner = Loop::new()
+            .map_err(|e| Failure::new(mqttc_status::MQTTC_ERR_RESOURCE, format!("cannot make the loop: {e}")))?;
+        let l = Box::new(mqttc_loop {
+            magic: AtomicU64::new(LIVE),
+            inner,
+        });
+        // SAFETY: checked non-NULL above; writable per the contract.
+        unsafe { out.write(Box::into_raw(l)) };
+        Ok(())
+    })
+}
+
+/// Runs the loop's clients on the calling thread: reads and writes what their connections have,
+/// runs their callbacks, and returns once something has reached the application (a message or
+/// connection callback ran, a token completed) or after `timeout_ms` milliseconds. 0 handles what
+/// is ready without waiting. Call it again and again, as with `mosquitto_loop`: between calls the
+/// clients stand still, keep-alive included (a QoS 0 publish made while a connection is idle is
+/// still written at once, by `mqttc_publish` itself).
+///
+/// Returns MQTTC_OK, or MQTTC_ERR_IN_CALLBACK inside a callback, where the thread already runs a
+/// loop. Several threads may call it at once; one of them at a time does the work.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mqttc_loop_run(run_loop: *const mqttc_loop, timeout_ms: u32) -> mqttc_status {
+    guard(|| {
+        // Held for the run: a callback may free the handle meanwhile.
+        // SAFETY: per the contract of `loop_arg`.
+        let lp = unsafe { loop_arg(run_loop, "run_loop") }?.clone();
+        lp.run(Duration::from_millis(timeout_ms.into())).map_err(|_| {
+            Failure::new(
+                mqttc_status::MQTTC_ERR_IN_CALLBACK,
+                "mqttc_loop_run called inside a callback, on a thread already running a loop",
+            )
+        })
+    })
+}
+
+/// Releases the caller's handle. Clients made with the loop keep it alive until they are freed
+/// (so the order of the frees does not matter); the handle itself must not be used again. NULL is
+/// a no-op.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mqttc_loop_free(run_loop: *mut mqttc_loop) {
+    let _ = guard(|| {
+        // SAFETY: per the contract of `loop_arg`.
+        match unsafe { loop_arg(run_loop, "run_loop") } {
+            Ok(_) => {}
+            Err(f) if f.status == mqttc_status::MQTTC_ERR_NULL => return Ok(()),
+            Err(f) => return Err(f),
+        }
+        // SAFETY: checked above; only one of several racing frees gets past the exchange.
+        let l = unsafe { &*run_loop };
+        if l.magic
+            .compare_exchange(LIVE, 0, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return Err(Failure::new(mqttc_status::MQTTC_ERR_INVALID_HANDLE, "loop freed twice"));
+        }
+        // SAFETY: made by Box::into_raw and now exclusively ours.
+        drop(unsafe { Box::from_raw(run_loop) });
+        Ok(())
+    });
+}
