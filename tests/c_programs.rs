@@ -44,6 +44,13 @@ fn inline_callbacks_run_on_the_network_thread_and_can_call_the_api_and_free_thei
     assert!(out.contains("callbacks: ok (mqttc-net"), "{out}");
 }
 
+#[test]
+fn callbacks_on_a_loop_can_call_the_api_and_free_their_own_client() {
+    let broker = Broker::start();
+    let out = run_c_test_with("callbacks", &broker, &["loop"]);
+    assert!(out.contains("callbacks: ok ("), "{out}");
+}
+
 /// Runs a program that prints an `ok ...` line per step it passed, then a summary line.
 fn run_c_steps(name: &str, summary: &str, steps: usize) {
     let broker = Broker::start();

@@ -4,8 +4,10 @@
  * be freed from inside its own callback, after which no callback runs and every userdata
  * destructor has run exactly once. Also checks the completion and log callbacks, and which
  * library thread the message callbacks run on.
- * Usage: callbacks <port of a running broker> [inline]
+ * Usage: callbacks <port of a running broker> [inline|loop]
  *   inline: the clients are made with inline_callbacks (callbacks on the network thread).
+ *   loop: the clients run on an mqttc_loop, run by a thread of this program ("loop-runner") and
+ *         by this thread's token waits.
  */
 #define _GNU_SOURCE /* pthread_getname_np */
 #include "check.h"
@@ -22,6 +24,8 @@
 static atomic_int in_count, out_count, sub2_count, free_count, drops, completions, log_lines;
 static atomic_int wait_in_callback_status = 1;
 static bool inline_callbacks;
+static mqttc_loop *run_loop;
+static atomic_int stop_runner;
 /* The name of the thread the last message callback ran on. */
 static char callback_thread[32];
 static atomic_int publish_in_callback_status = 1;
@@ -110,6 +114,7 @@ static mqttc_client *connected(uint16_t port) {
     mqttc_options o;
     mqttc_options_init(&o);
     o.inline_callbacks = inline_callbacks;
+    o.run_loop = run_loop;
     CHECK(mqttc_client_new("127.0.0.1", port, &o, &c));
     CHECK(mqttc_set_on_complete(c, on_complete, NULL));
     CHECK(mqttc_set_log(c, MQTTC_LOG_INFO, on_log, NULL));
@@ -118,11 +123,28 @@ static mqttc_client *connected(uint16_t port) {
     return c;
 }
 
+static void *runner(void *arg) {
+    (void)arg;
+    pthread_setname_np(pthread_self(), "loop-runner");
+    while (!atomic_load(&stop_runner))
+        if (mqttc_loop_run(run_loop, 50) != MQTTC_OK)
+            return "mqttc_loop_run failed";
+    return NULL;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2)
         return 2;
     uint16_t port = (uint16_t)atoi(argv[1]);
     inline_callbacks = argc > 2 && !strcmp(argv[2], "inline");
+    pthread_t runner_thread;
+    if (argc > 2 && !strcmp(argv[2], "loop")) {
+        CHECK(mqttc_loop_new(&run_loop));
+        if (pthread_create(&runner_thread, NULL, runner, NULL))
+            FAIL("pthread_create");
+    }
+    char main_thread[32];
+    pthread_getname_np(pthread_self(), main_thread, sizeof main_thread);
     mqttc_client *a = connected(port), *b = connected(port);
     mqttc_token t;
 
@@ -147,8 +169,9 @@ int main(int argc, char **argv) {
         FAIL("publish inside callback: %d", atomic_load(&publish_in_callback_status));
     if (atomic_load(&wait_in_callback_status) != MQTTC_ERR_IN_CALLBACK)
         FAIL("wait inside callback returned %d, want MQTTC_ERR_IN_CALLBACK", atomic_load(&wait_in_callback_status));
-    const char *want_thread = inline_callbacks ? "mqttc-net" : "mqttc-callbacks";
-    if (strcmp(callback_thread, want_thread))
+    /* With a loop: whichever thread runs it, the runner or this one waiting on a token. */
+    const char *want_thread = inline_callbacks ? "mqttc-net" : run_loop ? "loop-runner" : "mqttc-callbacks";
+    if (strcmp(callback_thread, want_thread) && !(run_loop && !strcmp(callback_thread, main_thread)))
         FAIL("the message callback ran on thread \"%s\", want \"%s\"", callback_thread, want_thread);
 
     /* The subscription made inside the callback works (poll until its SUBACK has surely arrived). */
@@ -190,6 +213,14 @@ int main(int argc, char **argv) {
     CHECK(mqttc_disconnect(b, &d));
     wait_ok(b, d, "disconnect");
     mqttc_client_free(b);
+    if (run_loop) {
+        atomic_store(&stop_runner, 1);
+        void *err;
+        pthread_join(runner_thread, &err);
+        if (err)
+            FAIL("%s", (const char *)err);
+        mqttc_loop_free(run_loop);
+    }
     printf("callbacks: ok (%s, completions %d, log lines %d)\n", callback_thread, atomic_load(&completions),
            atomic_load(&log_lines));
     return 0;
