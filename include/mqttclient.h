@@ -1302,8 +1302,9 @@ enum mqttc_status mqttc_loop_new(struct mqttc_loop **out);
  * clients stand still, keep-alive included (a QoS 0 publish made while a connection is idle is
  * still written at once, by `mqttc_publish` itself).
  *
- * Returns MQTTC_OK, or MQTTC_ERR_IN_CALLBACK inside a callback, where the thread already runs a
- * loop. Several threads may call it at once; one of them at a time does the work.
+ * Returns MQTTC_OK, or MQTTC_ERR_IN_CALLBACK inside a callback the loop runs, or one running on a
+ * client's network thread (`inline_callbacks`): those threads already run an event loop. Several
+ * threads may call it at once; one of them at a time does the work.
  */
 enum mqttc_status mqttc_loop_run(const struct mqttc_loop *run_loop, uint32_t timeout_ms);
 

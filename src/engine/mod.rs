@@ -670,9 +670,11 @@ impl Client {
         if self.on_callback_thread() {
             return None;
         }
-        let state = || self.shared.tokens.state(token);
         match &self.network {
             Network::Loop(lp, _) => {
+                // Our own references: a callback the loop runs may free this client meanwhile.
+                let (lp, shared) = (lp.clone(), self.shared.clone());
+                let state = || shared.tokens.state(token);
                 lp.run_until(std::time::Instant::now() + timeout, || state() != TokenState::Pending)
                     .ok()?;
                 Some(state())

@@ -42,11 +42,11 @@ type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 pub(super) struct Slot(Arc<Mutex<Option<Task>>>);
 
 impl Slot {
-    /// Drops the task now, unless this thread is the one running the loop, which may be inside
-    /// that very task (a callback closing its own client): then the task, already told to stop,
-    /// ends at its next poll.
+    /// Drops the task now, unless this thread is running a loop, which may be inside that very
+    /// task (a callback closing its own client): then the task, already told to stop, ends at its
+    /// next poll.
     pub fn close(&self) {
-        if !Loop::running_here() {
+        if !RUNNING.get() {
             drop(self.0.lock().unwrap_or_else(|p| p.into_inner()).take());
         }
     }
@@ -55,11 +55,13 @@ impl Slot {
 struct Running;
 
 impl Running {
+    /// Refused inside this loop's callbacks, and inside any other runtime (a callback on a
+    /// network thread of a client without a loop), which tokio would not nest.
     fn enter() -> Result<Running, Nested> {
-        match RUNNING.replace(true) {
-            true => Err(Nested),
-            false => Ok(Running),
+        if tokio::runtime::Handle::try_current().is_ok() || RUNNING.replace(true) {
+            return Err(Nested);
         }
+        Ok(Running)
     }
 }
 
@@ -77,9 +79,10 @@ impl Loop {
         }))
     }
 
-    /// True on a thread inside `run` (any loop's): blocking waits are refused there.
+    /// True on a thread inside `run` (any loop's) or inside another runtime: blocking waits are
+    /// refused there.
     pub fn running_here() -> bool {
-        RUNNING.get()
+        RUNNING.get() || tokio::runtime::Handle::try_current().is_ok()
     }
 
     pub(super) fn activity(&self) -> Arc<Notify> {
@@ -233,6 +236,15 @@ mod tests {
         lp.run(Duration::from_secs(5)).unwrap();
         assert_eq!(*nested.lock().unwrap(), Some(Err(Nested)));
         assert!(!Loop::running_here(), "the flag is cleared when run returns");
+    }
+
+    #[test]
+    fn a_run_inside_another_runtime_is_refused_not_a_panic() {
+        let lp = Loop::new().unwrap();
+        let other = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let inside = other.block_on(async { (Loop::running_here(), lp.run(Duration::ZERO)) });
+        assert_eq!(inside, (true, Err(Nested)));
+        assert!(!Loop::running_here());
     }
 
     #[test]

@@ -67,8 +67,9 @@ pub unsafe extern "C" fn mqttc_loop_new(out: *mut *mut mqttc_loop) -> mqttc_stat
 /// clients stand still, keep-alive included (a QoS 0 publish made while a connection is idle is
 /// still written at once, by `mqttc_publish` itself).
 ///
-/// Returns MQTTC_OK, or MQTTC_ERR_IN_CALLBACK inside a callback, where the thread already runs a
-/// loop. Several threads may call it at once; one of them at a time does the work.
+/// Returns MQTTC_OK, or MQTTC_ERR_IN_CALLBACK inside a callback the loop runs, or one running on a
+/// client's network thread (`inline_callbacks`): those threads already run an event loop. Several
+/// threads may call it at once; one of them at a time does the work.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_loop_run(run_loop: *const mqttc_loop, timeout_ms: u32) -> mqttc_status {
     guard(|| {
@@ -78,7 +79,7 @@ pub unsafe extern "C" fn mqttc_loop_run(run_loop: *const mqttc_loop, timeout_ms:
         lp.run(Duration::from_millis(timeout_ms.into())).map_err(|_| {
             Failure::new(
                 mqttc_status::MQTTC_ERR_IN_CALLBACK,
-                "mqttc_loop_run called inside a callback, on a thread already running a loop",
+                "mqttc_loop_run called inside a callback, on a thread already running an event loop",
             )
         })
     })
