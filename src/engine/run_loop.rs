@@ -115,30 +115,23 @@ impl Loop {
     /// an event was queued) or `timeout` passes. With a timeout of 0 it handles what is ready
     /// without waiting.
     pub fn run(&self, timeout: Duration) -> Result<(), Nested> {
+        // Done at the second look, which comes only after some activity (or the deadline).
+        let looked = Cell::new(false);
+        self.run_until(Instant::now() + timeout, || looked.replace(true))
+            .map(drop)
+    }
+
+    /// Runs the loop until `done()` holds or `deadline` passes; returns `done()`. A deadline
+    /// already past still gets one pass over what is ready.
+    pub fn run_until(&self, deadline: Instant, done: impl Fn() -> bool) -> Result<bool, Nested> {
         let _running = Running::enter()?;
-        let activity = self.activity.notified();
-        self.runtime().block_on(async {
-            tokio::pin!(activity);
-            activity.as_mut().enable();
-            if timeout.is_zero() {
+        Ok(self.runtime().block_on(async {
+            if deadline <= Instant::now() {
                 // One pass over what is ready, the sockets included, with no time to wait: tokio
                 // polls a yielded future again only after it has polled for I/O. (With time to
                 // wait, the wait itself polls for I/O; a yield would cost a system call per run.)
                 tokio::task::yield_now().await;
             }
-            tokio::select! {
-                biased;
-                _ = activity => {}
-                _ = tokio::time::sleep(timeout) => {}
-            }
-        });
-        Ok(())
-    }
-
-    /// Runs the loop until `done()` holds or `deadline` passes; returns `done()`.
-    pub fn run_until(&self, deadline: Instant, done: impl Fn() -> bool) -> Result<bool, Nested> {
-        let _running = Running::enter()?;
-        Ok(self.runtime().block_on(async {
             let sleep = tokio::time::sleep_until(deadline.into());
             tokio::pin!(sleep);
             loop {
