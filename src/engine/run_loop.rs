@@ -7,11 +7,16 @@
 //! Each client's connection task sits in a [`Slot`] rather than directly in the runtime, so that
 //! closing a client from outside the loop drops its connection at once (socket closed, handlers
 //! released), whether or not anyone runs the loop again.
+//!
+//! A task woken while no thread runs the loop (a command queued by `mqttc_publish` between runs)
+//! is woken for real only when the next run starts: tokio would otherwise signal its eventfd,
+//! and the run would spend a system call on each side of it (a `write`, and an `epoll_wait` that
+//! finds only that) for a task it would have polled anyway.
 use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
+use std::task::{Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
@@ -23,6 +28,64 @@ pub struct Loop {
     /// Signalled when something reached the application (a callback ran, a token completed):
     /// what [`Loop::run`] returns for.
     activity: Arc<Notify>,
+    gate: Arc<Gate>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Holds back the wakes of the loop's tasks while no thread runs it (see the module docs).
+#[derive(Debug, Default)]
+struct Gate(Mutex<GateState>);
+
+#[derive(Debug, Default)]
+struct GateState {
+    /// Threads inside `run_until` (the ones past the first each wait for the first).
+    runners: usize,
+    held: Vec<Waker>,
+}
+
+impl Gate {
+    fn wake(&self, task: &Waker) {
+        let mut s = lock(&self.0);
+        if s.runners > 0 {
+            drop(s);
+            task.wake_by_ref();
+        } else if !s.held.iter().any(|w| w.will_wake(task)) {
+            s.held.push(task.clone());
+        }
+    }
+
+    /// A run starts: what was held back is its to wake.
+    fn open(&self) -> Vec<Waker> {
+        let mut s = lock(&self.0);
+        s.runners += 1;
+        std::mem::take(&mut s.held)
+    }
+
+    fn close(&self) {
+        lock(&self.0).runners -= 1;
+    }
+}
+
+/// The waker a task in a [`Slot`] is polled with: it wakes the task's own (tokio's) waker
+/// through the gate.
+struct GatedWaker {
+    gate: Arc<Gate>,
+    task: Mutex<Option<Waker>>,
+}
+
+impl Wake for GatedWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if let Some(task) = lock(&self.task).as_ref() {
+            self.gate.wake(task);
+        }
+    }
 }
 
 /// `Loop::run` was called where it cannot run: inside a callback, which the loop itself is running.
@@ -47,7 +110,7 @@ impl Slot {
     /// next poll.
     pub fn close(&self) {
         if !RUNNING.get() {
-            drop(self.0.lock().unwrap_or_else(|p| p.into_inner()).take());
+            drop(lock(&self.0).take());
         }
     }
 }
@@ -76,6 +139,7 @@ impl Loop {
         Ok(Arc::new(Loop {
             runtime: Some(tokio::runtime::Builder::new_current_thread().enable_all().build()?),
             activity: Arc::new(Notify::new()),
+            gate: Arc::default(),
         }))
     }
 
@@ -97,12 +161,23 @@ impl Loop {
     pub(super) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) -> Slot {
         let slot = Slot(Arc::new(Mutex::new(Some(Box::pin(task) as Task))));
         let polled = slot.clone();
+        let gated = Arc::new(GatedWaker {
+            gate: self.gate.clone(),
+            task: Mutex::new(None),
+        });
+        let waker = Waker::from(gated.clone());
         self.runtime().spawn(std::future::poll_fn(move |cx| {
-            let mut task = polled.0.lock().unwrap_or_else(|p| p.into_inner());
+            let mut task = lock(&polled.0);
             let Some(t) = task.as_mut() else {
                 return Poll::Ready(()); // closed from outside
             };
-            let done = t.as_mut().poll(cx);
+            {
+                let mut own = lock(&gated.task);
+                if !own.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    *own = Some(cx.waker().clone());
+                }
+            }
+            let done = t.as_mut().poll(&mut std::task::Context::from_waker(&waker));
             if done.is_ready() {
                 *task = None;
             }
@@ -125,7 +200,12 @@ impl Loop {
     /// already past still gets one pass over what is ready.
     pub fn run_until(&self, deadline: Instant, done: impl Fn() -> bool) -> Result<bool, Nested> {
         let _running = Running::enter()?;
+        let (_open, held) = Open::new(&self.gate);
         Ok(self.runtime().block_on(async {
+            // On the loop's own thread now, so these wakes only queue their tasks.
+            for task in held {
+                task.wake();
+            }
             if deadline <= Instant::now() {
                 // One pass over what is ready, the sockets included, with no time to wait: tokio
                 // polls a yielded future again only after it has polled for I/O. (With time to
@@ -149,6 +229,22 @@ impl Loop {
                 }
             }
         }))
+    }
+}
+
+/// The gate held open for the length of a run.
+struct Open<'a>(&'a Gate);
+
+impl<'a> Open<'a> {
+    /// Also returns the wakes held back until now.
+    fn new(gate: &'a Gate) -> (Open<'a>, Vec<Waker>) {
+        (Open(gate), gate.open())
+    }
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.0.close();
     }
 }
 
@@ -238,6 +334,56 @@ mod tests {
         let inside = other.block_on(async { (Loop::running_here(), lp.run(Duration::ZERO)) });
         assert_eq!(inside, (true, Err(Nested)));
         assert!(!Loop::running_here());
+    }
+
+    /// A task that takes numbers from a channel, keeping the last, and reports each as activity.
+    fn receiver(lp: &Loop) -> (tokio::sync::mpsc::UnboundedSender<usize>, Arc<AtomicUsize>, Slot) {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let last = Arc::new(AtomicUsize::new(0));
+        let (l, activity) = (last.clone(), lp.activity());
+        let slot = lp.spawn(async move {
+            while let Some(n) = rx.recv().await {
+                l.store(n, Ordering::SeqCst);
+                activity.notify_waiters();
+            }
+        });
+        (tx, last, slot)
+    }
+
+    #[test]
+    fn a_wake_between_runs_is_held_until_the_next_run_starts() {
+        let lp = Loop::new().unwrap();
+        let (tx, last, _slot) = receiver(&lp);
+        lp.run(Duration::ZERO).unwrap(); // the task now waits on its channel
+        tx.send(7).unwrap();
+        assert_eq!(
+            lock(&lp.gate.0).held.len(),
+            1,
+            "no thread runs the loop: the wake is held"
+        );
+        lp.run(Duration::ZERO).unwrap();
+        assert_eq!(last.load(Ordering::SeqCst), 7, "the held wake was delivered by the run");
+        assert!(lock(&lp.gate.0).held.is_empty());
+    }
+
+    #[test]
+    fn a_wake_from_another_thread_during_a_run_goes_through_at_once() {
+        let lp = Loop::new().unwrap();
+        let (tx, last, _slot) = receiver(&lp);
+        lp.run(Duration::ZERO).unwrap();
+        let sender = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            tx.send(9).unwrap();
+            tx // kept open, so the task does not end
+        });
+        let start = Instant::now();
+        lp.run(Duration::from_secs(5)).unwrap();
+        assert_eq!(last.load(Ordering::SeqCst), 9);
+        assert!(
+            start.elapsed() < Duration::from_secs(4),
+            "the run slept through the wake"
+        );
+        drop(sender.join().unwrap());
     }
 
     #[test]
