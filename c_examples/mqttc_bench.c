@@ -22,9 +22,11 @@
  * (mqttc_options.inline_callbacks, libmosquitto's and Paho's model), on the library's own callback
  * thread (its default), or on this program's main thread, both clients on one mqttc_loop
  * (mqttc_options.run_loop: the library starts no thread). Without it, pub mode uses the network
- * thread, which spares a thread hand-off per batch of acknowledgements; e2e mode the callback
- * thread, which lets the subscriber read while its callbacks run; latency mode the loop, where a
- * round trip wakes one thread, not three (all measured in BENCHMARKS.md).
+ * thread, which spares a thread hand-off per batch of acknowledgements; latency mode the loop,
+ * where a round trip wakes one thread, not three; e2e mode the loop too (at QoS 1 it held 11-12 us
+ * of CPU per message where the callback thread ranged over 9-18 us from run to run), except at
+ * QoS 2, where the callback thread, which lets the subscriber read while its callbacks run, spent
+ * about 21 us against the loop's 21-26 (all measured in BENCHMARKS.md).
  *
  * Exit status: 0 done, 1 the library or the broker failed (on stderr), 2 bad command line.
  */
@@ -158,8 +160,12 @@ static void parse_args(int argc, char **argv, struct args *a) {
             usage_error("unknown argument %s", opt);
         }
     }
-    if (!a->callbacks)
-        a->callbacks = a->mode == MODE_E2E ? "thread" : a->mode == MODE_LATENCY ? "loop" : "network";
+    if (!a->callbacks) {
+        if (a->mode == MODE_PUB)
+            a->callbacks = "network";
+        else
+            a->callbacks = a->mode == MODE_E2E && a->qos == 2 ? "thread" : "loop";
+    }
 }
 
 /* ---- failures and waking the main thread ------------------------------------------------------ */
