@@ -15,6 +15,7 @@
 use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Poll, Wake, Waker};
 use std::time::{Duration, Instant};
@@ -37,35 +38,38 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Holds back the wakes of the loop's tasks while no thread runs it (see the module docs).
 #[derive(Debug, Default)]
-struct Gate(Mutex<GateState>);
-
-#[derive(Debug, Default)]
-struct GateState {
-    /// Threads inside `run_until` (the ones past the first each wait for the first).
-    runners: usize,
-    held: Vec<Waker>,
+struct Gate {
+    /// Threads inside `run_until` (the ones past the first each wait for the first). Raised only
+    /// under `held`'s lock, so a wake that finds it 0 there is taken by the next run.
+    runners: AtomicUsize,
+    held: Mutex<Vec<Waker>>,
 }
 
 impl Gate {
     fn wake(&self, task: &Waker) {
-        let mut s = lock(&self.0);
-        if s.runners > 0 {
-            drop(s);
-            task.wake_by_ref();
-        } else if !s.held.iter().any(|w| w.will_wake(task)) {
-            s.held.push(task.clone());
+        // While the loop runs (every wake from its own sockets and timers), no lock: a wake let
+        // through just as the run ends only costs the eventfd signal it would have cost anyway.
+        if self.runners.load(Ordering::SeqCst) == 0 {
+            let mut held = lock(&self.held);
+            if self.runners.load(Ordering::SeqCst) == 0 {
+                if !held.iter().any(|w| w.will_wake(task)) {
+                    held.push(task.clone());
+                }
+                return;
+            }
         }
+        task.wake_by_ref();
     }
 
     /// A run starts: what was held back is its to wake.
     fn open(&self) -> Vec<Waker> {
-        let mut s = lock(&self.0);
-        s.runners += 1;
-        std::mem::take(&mut s.held)
+        let mut held = lock(&self.held);
+        self.runners.fetch_add(1, Ordering::SeqCst);
+        std::mem::take(&mut held)
     }
 
     fn close(&self) {
-        lock(&self.0).runners -= 1;
+        self.runners.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -260,7 +264,6 @@ impl Drop for Loop {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]
     fn run_returns_when_a_task_signals_activity() {
@@ -357,13 +360,13 @@ mod tests {
         lp.run(Duration::ZERO).unwrap(); // the task now waits on its channel
         tx.send(7).unwrap();
         assert_eq!(
-            lock(&lp.gate.0).held.len(),
+            lock(&lp.gate.held).len(),
             1,
             "no thread runs the loop: the wake is held"
         );
         lp.run(Duration::ZERO).unwrap();
         assert_eq!(last.load(Ordering::SeqCst), 7, "the held wake was delivered by the run");
-        assert!(lock(&lp.gate.0).held.is_empty());
+        assert!(lock(&lp.gate.held).is_empty());
     }
 
     #[test]
