@@ -811,18 +811,18 @@ typedef struct mqttc_event {
 typedef void (*mqttc_wakeup_cb)(void *arg);
 
 /**
- * Message callback: `message` is borrowed for the call. Runs on the client's callback thread.
- */
-typedef void (*mqttc_message_cb)(struct mqttc_client *client,
-                                 const struct mqttc_message *message,
-                                 void *userdata);
-
-/**
  * Destructor for a subscription's userdata, called exactly once when the subscription ends
  * (unsubscribe, replacement by a new subscribe to the same filter, refusal by the broker, or
  * client free), after its last callback has returned.
  */
 typedef void (*mqttc_drop_cb)(void *userdata);
+
+/**
+ * Message callback: `message` is borrowed for the call. Runs on the client's callback thread.
+ */
+typedef void (*mqttc_message_cb)(struct mqttc_client *client,
+                                 const struct mqttc_message *message,
+                                 void *userdata);
 
 /**
  * One filter for `mqttc_subscribe_many`.
@@ -1073,6 +1073,34 @@ enum mqttc_status mqttc_publish_v5(struct mqttc_client *client,
                                    bool retain,
                                    const struct mqttc_properties *properties,
                                    mqttc_token *token);
+
+/**
+ * `mqttc_publish_v5` without copying the payload: the library reads `payload` where it is, from
+ * its own threads, until it calls `release(release_userdata)`. That spares the copy
+ * `mqttc_publish` makes, and the memory the copy holds while the message is in flight: for
+ * payloads of hundreds of KiB and more, the copy is a large part of what a publish costs.
+ *
+ * Ownership: from this call on, the bytes belong to the library until `release` runs, **whatever
+ * the call returns**: the application must not change or free them before. `release` runs exactly
+ * once: when the message has been written (QoS 0) or acknowledged (QoS 1/2), or when the publish
+ * fails, is discarded or the client is freed, and also when this call returns an error (then
+ * before it returns). It may run on any thread: the client's network or callback thread, the
+ * thread running its `mqttc_loop`, or the caller's own thread (inside this call or
+ * `mqttc_client_free`), so it must be thread-safe, and short. It may queue work (publish,
+ * subscribe, ...), but must not wait on or free the client. `free` fits when
+ * `release_userdata` is the malloc'd payload itself. NULL `release`: nothing to do, for bytes
+ * that stay valid and unchanged for the client's whole life (static data).
+ */
+enum mqttc_status mqttc_publish_nocopy(struct mqttc_client *client,
+                                       const char *topic,
+                                       const void *payload,
+                                       size_t len,
+                                       int qos,
+                                       bool retain,
+                                       const struct mqttc_properties *properties,
+                                       mqttc_drop_cb release,
+                                       void *release_userdata,
+                                       mqttc_token *token);
 
 /**
  * Publishes `payload` as the answer to `request`, a message received in a callback or an event

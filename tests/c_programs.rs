@@ -196,3 +196,8 @@ fn a_hostile_broker_is_reported_through_the_c_api_and_the_client_comes_back() {
 fn mqtt5_properties_options_identifiers_and_shared_subscriptions_through_the_c_api() {
     run_c_steps("mqtt5", "mqtt5: ok", 9);
 }
+
+#[test]
+fn lent_payloads_arrive_intact_and_are_released_exactly_once() {
+    run_c_steps("nocopy", "nocopy: ok", 4);
+}

@@ -114,7 +114,10 @@ impl Slot {
     /// next poll.
     pub fn close(&self) {
         if !RUNNING.get() {
-            drop(lock(&self.0).take());
+            // Dropped after the lock is let go: what the task holds may run application code
+            // (a lent payload's release), which may call the library.
+            let task = lock(&self.0).take();
+            drop(task);
         }
     }
 }
