@@ -4,6 +4,7 @@
  *
  * Usage: mqttc_bench [--host H] [--port P] [--mode pub|e2e|latency] [--qos 0|1|2] [--count N]
  *                    [--size BYTES] [--inflight W] [--callbacks network|thread|loop]
+ *                    [--nocopy on|off]
  *        (defaults: 127.0.0.1 1883 pub 0 100000 64 100, callbacks by mode)
  *
  * Prints one JSON line on standard output:
@@ -27,6 +28,9 @@
  * of CPU per message where the callback thread ranged over 9-18 us from run to run), except at
  * QoS 2, where the callback thread, which lets the subscriber read while its callbacks run, spent
  * about 21 us against the loop's 21-26 (all measured in BENCHMARKS.md).
+ * Payloads of LEND_FROM bytes and more are lent with mqttc_publish_nocopy (the one buffer, valid
+ * until the end, for every message), as an application sending large buffers would: the library
+ * then makes no copy. --nocopy off publishes them with mqttc_publish, which copies each.
  *
  * Exit status: 0 done, 1 the library or the broker failed (on stderr), 2 bad command line.
  */
@@ -58,6 +62,8 @@
  * Small enough for the library's payload buffers to be reused as they are written: at 32 MiB,
  * most copies were made in fresh memory, and its page faults cost 64 KiB publishes 20-30%. */
 #define AHEAD_BYTES (4L << 20)
+/* Payloads at least this large are lent, not copied (--nocopy). */
+#define LEND_FROM (16L * 1024)
 
 
 enum mode { MODE_PUB, MODE_E2E, MODE_LATENCY };
@@ -72,6 +78,7 @@ struct args {
     long size;
     long inflight;
     const char *callbacks; /* "network", "thread" or "loop" */
+    bool nocopy;           /* lend payloads of LEND_FROM bytes and more */
 };
 
 /* A count kept by a callback thread. The main thread waits for it to reach a value by publishing
@@ -106,7 +113,8 @@ static void usage_error(const char *fmt, const char *what) {
     fprintf(stderr, fmt, what);
     fprintf(stderr,
             "\nusage: mqttc_bench [--host H] [--port P] [--mode pub|e2e|latency] [--qos 0|1|2] "
-            "[--count N] [--size BYTES] [--inflight W] [--callbacks network|thread|loop]\n");
+            "[--count N] [--size BYTES] [--inflight W] [--callbacks network|thread|loop] "
+            "[--nocopy on|off]\n");
     exit(2);
 }
 
@@ -124,7 +132,7 @@ static long number(const char *opt, const char *text, long min, long max) {
 }
 
 static void parse_args(int argc, char **argv, struct args *a) {
-    *a = (struct args){"127.0.0.1", 1883, MODE_PUB, "pub", 0, 100000, 64, 100, NULL};
+    *a = (struct args){"127.0.0.1", 1883, MODE_PUB, "pub", 0, 100000, 64, 100, NULL, true};
     for (int i = 1; i < argc; i += 2) {
         const char *opt = argv[i];
         if (i + 1 >= argc)
@@ -156,6 +164,10 @@ static void parse_args(int argc, char **argv, struct args *a) {
             if (strcmp(val, "network") && strcmp(val, "thread") && strcmp(val, "loop"))
                 usage_error("--callbacks %s: expected network, thread or loop", val);
             a->callbacks = val;
+        } else if (!strcmp(opt, "--nocopy")) {
+            if (strcmp(val, "on") && strcmp(val, "off"))
+                usage_error("--nocopy %s: expected on or off", val);
+            a->nocopy = !strcmp(val, "on");
         } else {
             usage_error("unknown argument %s", opt);
         }
@@ -342,8 +354,14 @@ static void close_client(mqttc_client *c) {
     mqttc_client_free(c);
 }
 
-static void publish(mqttc_client *c, const char *topic, const void *payload, size_t len, int qos, mqttc_token *t) {
-    check(mqttc_publish(c, topic, payload, len, qos, false, t), "mqttc_publish");
+/* The payload outlives every client, so a lent one needs no release. */
+static void publish(const struct args *a, mqttc_client *c, const char *topic, const void *payload, size_t len,
+                    int qos, mqttc_token *t) {
+    if (a->nocopy && len >= LEND_FROM)
+        check(mqttc_publish_nocopy(c, topic, payload, len, qos, false, NULL, NULL, NULL, t),
+              "mqttc_publish_nocopy");
+    else
+        check(mqttc_publish(c, topic, payload, len, qos, false, t), "mqttc_publish");
 }
 
 /* ---- the modes --------------------------------------------------------------------------------- */
@@ -398,7 +416,7 @@ static void publish_all(struct bench *b, mqttc_client *c, const void *payload) {
         if (mark && checkpoint)
             wait_written(b, c, checkpoint);
         mqttc_token t;
-        publish(c, "bench/t", payload, (size_t)a->size, a->qos, &t);
+        publish(a, c, "bench/t", payload, (size_t)a->size, a->qos, &t);
         if (mark)
             checkpoint = t;
     }
@@ -415,7 +433,7 @@ static double run_pub(struct bench *b, const void *payload) {
         /* QoS 0 has nothing to acknowledge; the broker has read them all when it acknowledges a
          * QoS 1 message sent after them on the same connection. */
         mqttc_token marker;
-        publish(c, "bench/end", "e", 1, 1, &marker);
+        publish(a, c, "bench/end", "e", 1, 1, &marker);
         wait_token(b, c, marker, 1e9, "QoS 0 end marker");
     } else {
         wait_count(b, &b->acked, a->count, "publish");
@@ -458,7 +476,7 @@ static double run_latency(struct bench *b, const void *payload, double *lat) {
     double t0 = now_s();
     for (long i = 0; i < a->count; i++) {
         double s = now_s();
-        publish(pub, "bench/ping", payload, (size_t)a->size, a->qos, NULL);
+        publish(a, pub, "bench/ping", payload, (size_t)a->size, a->qos, NULL);
         wait_count(b, &b->received, i + 1, "ping");
         lat[i] = now_s() - s;
     }

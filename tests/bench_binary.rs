@@ -92,7 +92,12 @@ impl Report {
 
 /// Runs the bench and checks everything compare.py relies on, plus that the numbers hang together.
 fn run_bench(port: u16, mode: &str, qos: u8, count: u64, inflight: u32) -> Report {
-    let args = [
+    run_bench_with(port, mode, qos, count, inflight, 64, &[])
+}
+
+/// `run_bench` with payloads of `size` bytes and `extra` arguments.
+fn run_bench_with(port: u16, mode: &str, qos: u8, count: u64, inflight: u32, size: u32, extra: &[&str]) -> Report {
+    let mut args = vec![
         "--port".to_string(),
         port.to_string(),
         "--mode".into(),
@@ -102,10 +107,11 @@ fn run_bench(port: u16, mode: &str, qos: u8, count: u64, inflight: u32) -> Repor
         "--count".into(),
         count.to_string(),
         "--size".into(),
-        "64".into(),
+        size.to_string(),
         "--inflight".into(),
         inflight.to_string(),
     ];
+    args.extend(extra.iter().map(|a| a.to_string()));
     let (code, out, err) = run_program(Command::new(bench()).args(&args), TIMEOUT);
     let what = format!("mqttc_bench {}", args.join(" "));
     assert_eq!(code, 0, "{what} failed\nstdout:\n{out}\nstderr:\n{err}");
@@ -125,7 +131,7 @@ fn run_bench(port: u16, mode: &str, qos: u8, count: u64, inflight: u32) -> Repor
     assert_eq!(r.str("lib"), "mqttclient", "{}", r.line);
     assert_eq!(r.str("mode"), mode, "{}", r.line);
     assert_eq!(r.num("qos"), f64::from(qos), "{}", r.line);
-    assert_eq!(r.num("size"), 64.0, "{}", r.line);
+    assert_eq!(r.num("size"), f64::from(size), "{}", r.line);
     assert_eq!(r.num("count"), count as f64, "{}", r.line);
     let secs = r.num("secs");
     assert!(secs.is_finite() && secs > 0.0, "{}", r.line);
@@ -194,6 +200,18 @@ fn a_small_window_and_more_messages_than_the_bench_queues_ahead() {
     }
 }
 
+/// Payloads from 16 KiB up are lent to the library (mqttc_publish_nocopy) unless `--nocopy off`:
+/// both ways every message is acknowledged and received.
+#[test]
+fn large_payloads_lent_and_copied() {
+    let broker = bench_broker();
+    for nocopy in ["on", "off"] {
+        for qos in 0..=1 {
+            run_bench_with(broker.port, "e2e", qos, 200, 100, 64 * 1024, &["--nocopy", nocopy]);
+        }
+    }
+}
+
 /// A run against a port nobody listens on fails with exit status 1 and says why.
 #[test]
 fn no_broker_is_a_failure_not_a_hang() {
@@ -219,6 +237,7 @@ fn bad_arguments_are_rejected_with_usage() {
         &["--size", "-1"],
         &["--port", "70000"],
         &["--verbose", "1"],
+        &["--nocopy", "yes"],
         &["--count"],
     ];
     for args in cases {
