@@ -214,7 +214,9 @@ impl Broker {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return false;
             }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            // Another test's broker may hold the probed port (it was free when probed): only a
+            // listener of our own child counts, and ours then exits failing to bind.
+            if self.child_listens() && TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 return true;
             }
             if Instant::now() >= deadline {
@@ -222,6 +224,30 @@ impl Broker {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Whether the socket listening on 127.0.0.1:`port` is one of our child's open files: its
+    /// inode in /proc/net/tcp among the `socket:[inode]` links in /proc/<pid>/fd.
+    fn child_listens(&self) -> bool {
+        let local = format!("0100007F:{:04X}", self.port);
+        let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+            return false;
+        };
+        let inodes: Vec<String> = table
+            .lines()
+            .skip(1)
+            .filter_map(|line| {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                // Columns: sl local rem st tx:rx tr:when retrnsmt uid timeout inode ...
+                (f.len() > 9 && f[1] == local && f[3] == "0A").then(|| format!("socket:[{}]", f[9]))
+            })
+            .collect();
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{}/fd", self.child.id())) else {
+            return false;
+        };
+        fds.flatten().any(|fd| {
+            std::fs::read_link(fd.path()).is_ok_and(|target| inodes.iter().any(|i| target.as_os_str() == i.as_str()))
+        })
     }
 }
 
