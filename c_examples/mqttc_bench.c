@@ -24,10 +24,9 @@
  * thread (its default), or on this program's main thread, both clients on one mqttc_loop
  * (mqttc_options.run_loop: the library starts no thread). Without it, pub mode uses the network
  * thread, which spares a thread hand-off per batch of acknowledgements; latency mode the loop,
- * where a round trip wakes one thread, not three; e2e mode the loop too (at QoS 1 it held 11-12 us
- * of CPU per message where the callback thread ranged over 9-18 us from run to run), except at
- * QoS 2, where the callback thread, which lets the subscriber read while its callbacks run, spent
- * about 21 us against the loop's 21-26 (all measured in BENCHMARKS.md).
+ * where a round trip wakes one thread, not three; e2e mode the loop too (at QoS 2 it spent 16 us
+ * of CPU per message where the callback thread ranged over 20-30 us from run to run; measured in
+ * BENCHMARKS.md).
  * Payloads of LEND_FROM bytes and more are lent with mqttc_publish_nocopy (the one buffer, valid
  * until the end, for every message), as an application sending large buffers would: the library
  * then makes no copy. --nocopy off publishes them with mqttc_publish, which copies each.
@@ -172,12 +171,8 @@ static void parse_args(int argc, char **argv, struct args *a) {
             usage_error("unknown argument %s", opt);
         }
     }
-    if (!a->callbacks) {
-        if (a->mode == MODE_PUB)
-            a->callbacks = "network";
-        else
-            a->callbacks = a->mode == MODE_E2E && a->qos == 2 ? "thread" : "loop";
-    }
+    if (!a->callbacks)
+        a->callbacks = a->mode == MODE_PUB ? "network" : "loop";
 }
 
 /* ---- failures and waking the main thread ------------------------------------------------------ */

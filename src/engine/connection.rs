@@ -21,7 +21,7 @@ use super::dispatch::{ConnectionEvent, Dispatcher, Event, LogLevel};
 use super::offline::OfflineQueue;
 use super::session::{AckAction, Awaiting, Request, Session, SubscribeFilter};
 use super::tokens::{Outcome, Token, TokenResult};
-use super::transport::{self, Reader, Writer};
+use super::transport::{self, DelayedAck, Reader, Writer};
 use super::write_queue::WriteQueue;
 use super::{Address, Command, Error, Options, Shared, State};
 
@@ -991,6 +991,7 @@ impl Net<'_> {
         let far = now + Duration::from_secs(86400 * 365);
         let timer = sleep_until(ka.deadline().unwrap_or(far));
         tokio::pin!(timer);
+        let mut ack = DelayedAck::new(tcp);
         // Declared after the stream's halves, so that it is dropped (withdrawn) before them.
         let mut offer = Offer {
             direct: &ctx.shared.direct,
@@ -1032,7 +1033,7 @@ impl Net<'_> {
                 offer.make(fd, self.peer.max_packet_size, &self.commands);
             }
             tokio::select! {
-                r = reader.read_buf(&mut rbuf), if self.out.backlog.is_empty() => {
+                r = reader.read_buf(&mut rbuf), if self.out.backlog.is_empty() && !ack.holding() => {
                     offer.withdraw(&mut wbuf, &mut self.written);
                     match r {
                         Ok(0) => return Ended::Lost(Error::ConnectionClosed),
@@ -1043,13 +1044,10 @@ impl Net<'_> {
                                 return self.close_on(&mut writer, &mut wbuf, e).await;
                             }
                             // Read with nothing to write back while more acknowledgements are awaited:
-                            // see quick_ack. Bytes waiting in `wbuf` carry the ACK themselves, and an
+                            // see DelayedAck. Bytes waiting in `wbuf` carry the ACK themselves, and an
                             // ACK sent ahead of them would be a segment of its own.
-                            if let Some(fd) = tcp
-                                && wbuf.is_empty()
-                                && self.session.awaits_acks()
-                            {
-                                transport::quick_ack(fd);
+                            if wbuf.is_empty() && self.session.awaits_acks() {
+                                ack.owe();
                             }
                             if pinging && ka.ping_sent.is_none() {
                                 // PINGRESP: the timer still points at the ping deadline; the next PINGREQ is due earlier.
@@ -1066,6 +1064,7 @@ impl Net<'_> {
                     Ok(Some(0)) => return Ended::Lost(Error::ConnectionClosed),
                     Ok(Some(n)) => {
                         wbuf.advance(n);
+                        ack.carried();
                         unflushed = buffered;
                         ka.last_sent = Instant::now();
                         if wbuf.is_empty() {
@@ -1119,6 +1118,7 @@ impl Net<'_> {
                         }
                     }
                 },
+                () = ack.expired(), if ack.armed() => {}
                 () = &mut timer => {
                     offer.withdraw(&mut wbuf, &mut self.written);
                     let now = Instant::now();
