@@ -1,7 +1,6 @@
 //! The outbound QoS 1/2 window once it has been full: it is refilled a quarter at a time (fewer,
 //! larger writes), QoS 2 PUBRELs go out in batches too, and the acknowledgements the client waits
-//! for keep coming although, holding its packets back, it has no data to carry its TCP ACKs; nor
-//! does a subscriber's first message wait for the TCP ACK of its SUBACK.
+//! for keep coming although, holding its packets back, it has no data to carry its TCP ACKs.
 mod common;
 
 use std::collections::HashMap;
@@ -9,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mqttclient::codec::{Ack, MqttStr, Packet, QoS};
-use mqttclient::engine::{Client, Handler, Options, Token, TokenState};
+use mqttclient::engine::{Client, Options, Token, TokenState};
 
 use common::Broker;
 use common::engine::{connect, wait};
@@ -173,54 +172,5 @@ fn publish_1000_through_a_window_of_8(qos: QoS) {
         tokens
             .keys()
             .all(|&t| matches!(client.token_state(t), TokenState::Done(Ok(_))))
-    );
-}
-
-/// A subscriber that has just written its SUBSCRIBE and read the SUBACK (nothing to write back) is
-/// one the kernel takes for interactive, so it holds the TCP ACK of that SUBACK up to 40 ms, and
-/// mosquitto's Nagle holds the first message behind it: it arrived 40-44 ms after its publish, in
-/// every run. The client asks for that ACK within microseconds instead.
-#[test]
-fn the_first_message_after_a_subscribe_does_not_wait_for_a_delayed_tcp_ack() {
-    let broker = Broker::start();
-    let publisher = Client::new(
-        vec![format!("mqtt://127.0.0.1:{}", broker.port).parse().unwrap()],
-        Options::default(),
-    )
-    .unwrap();
-    connect(&publisher).unwrap();
-    let mut took = Vec::new();
-    for round in 0..5 {
-        let subscriber = Client::new(
-            vec![format!("mqtt://127.0.0.1:{}", broker.port).parse().unwrap()],
-            Options::default(),
-        )
-        .unwrap();
-        connect(&subscriber).unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let handler = Handler::Call(Box::new(move |_| {
-            let _ = tx.send(Instant::now());
-        }));
-        let topic = format!("flow/first/{round}");
-        let t = subscriber
-            .subscribe(vec![(MqttStr::new(&topic).unwrap(), QoS::AtMostOnce, handler)])
-            .unwrap();
-        assert!(wait(&subscriber, t).is_ok());
-        let sent = Instant::now();
-        publisher
-            .publish(
-                MqttStr::new(&topic).unwrap(),
-                Bytes::from("first"),
-                QoS::AtMostOnce,
-                false,
-            )
-            .unwrap();
-        let arrived = rx.recv_timeout(Duration::from_secs(5)).expect("the message arrives");
-        took.push(arrived - sent);
-    }
-    took.sort();
-    assert!(
-        took[2] < Duration::from_millis(20),
-        "first messages took {took:?}: the SUBACK's delayed ACK was waited for"
     );
 }

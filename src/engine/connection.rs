@@ -566,8 +566,6 @@ struct Link {
 struct Offer<'a> {
     direct: &'a Direct,
     offered: bool,
-    /// A caller wrote on the socket while it was on offer (for [`DelayedAck::wrote`]).
-    written_to: bool,
 }
 
 impl Offer<'_> {
@@ -582,7 +580,7 @@ impl Offer<'_> {
     /// connection ends with publishes a caller left half written.
     fn withdraw(&mut self, wbuf: &mut WriteQueue, written: &mut Vec<Token>) {
         if std::mem::take(&mut self.offered) {
-            self.written_to |= self.direct.withdraw(wbuf, written);
+            self.direct.withdraw(wbuf, written);
         }
     }
 }
@@ -998,7 +996,6 @@ impl Net<'_> {
         let mut offer = Offer {
             direct: &ctx.shared.direct,
             offered: false,
-            written_to: false,
         };
 
         if let Err(e) = self.resume(&mut wbuf, session_present) {
@@ -1046,15 +1043,11 @@ impl Net<'_> {
                             if let Err(e) = self.process_input(&mut rbuf, &mut wbuf, &mut ka) {
                                 return self.close_on(&mut writer, &mut wbuf, e).await;
                             }
-                            if std::mem::take(&mut offer.written_to) {
-                                ack.wrote();
-                            }
-                            // Bytes waiting in `wbuf` carry the ACK themselves, and an ACK sent ahead
-                            // of them would be a segment of its own. The broker may send messages at
-                            // any time once subscribed, or with a session resumed.
-                            if wbuf.is_empty() {
-                                let may_send = session_present || !self.known_subs.is_empty();
-                                ack.read_without_reply(self.session.awaits_acks(), may_send);
+                            // Read with nothing to write back while more acknowledgements are awaited:
+                            // see DelayedAck. Bytes waiting in `wbuf` carry the ACK themselves, and an
+                            // ACK sent ahead of them would be a segment of its own.
+                            if wbuf.is_empty() && self.session.awaits_acks() {
+                                ack.owe();
                             }
                             if pinging && ka.ping_sent.is_none() {
                                 // PINGRESP: the timer still points at the ping deadline; the next PINGREQ is due earlier.
@@ -1071,7 +1064,7 @@ impl Net<'_> {
                     Ok(Some(0)) => return Ended::Lost(Error::ConnectionClosed),
                     Ok(Some(n)) => {
                         wbuf.advance(n);
-                        ack.wrote();
+                        ack.carried();
                         unflushed = buffered;
                         ka.last_sent = Instant::now();
                         if wbuf.is_empty() {

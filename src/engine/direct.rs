@@ -163,9 +163,8 @@ impl Direct {
     }
 
     /// Takes the socket back before the network task writes: what a caller left half written goes
-    /// into `wbuf` (empty while the socket was on offer), its tokens into `written`. Returns
-    /// whether a caller wrote on the socket while it was on offer.
-    pub(crate) fn withdraw(&self, wbuf: &mut WriteQueue, written: &mut Vec<Token>) -> bool {
+    /// into `wbuf` (empty while the socket was on offer), its tokens into `written`.
+    pub(crate) fn withdraw(&self, wbuf: &mut WriteQueue, written: &mut Vec<Token>) {
         let mut inner = self.lock();
         inner.fd = None;
         self.offered.store(false, Ordering::SeqCst);
@@ -174,7 +173,6 @@ impl Direct {
             std::mem::swap(wbuf, &mut inner.rest);
             written.append(&mut inner.rest_tokens);
         }
-        matches!((inner.last_written, inner.offered_at), (Some(w), Some(o)) if w >= o)
     }
 }
 
@@ -266,23 +264,6 @@ mod tests {
         assert!(
             direct.publish(p, &tokens, &wake).is_err(),
             "a command withdrew the offer"
-        );
-    }
-
-    #[test]
-    fn withdrawing_tells_whether_a_caller_wrote_while_on_offer() {
-        let (ours, _broker) = UnixStream::pair().unwrap();
-        let (direct, tokens, wake) = direct();
-        let (mut wbuf, mut written) = (WriteQueue::new(Version::V311), Vec::new());
-        assert!(direct.offer(ours.as_raw_fd(), None, &commands().1));
-        assert!(!direct.withdraw(&mut wbuf, &mut written), "nothing written");
-        assert!(direct.offer(ours.as_raw_fd(), None, &commands().1));
-        direct.publish(publish("t", vec![1]), &tokens, &wake).unwrap();
-        assert!(direct.withdraw(&mut wbuf, &mut written));
-        assert!(direct.offer(ours.as_raw_fd(), None, &commands().1));
-        assert!(
-            !direct.withdraw(&mut wbuf, &mut written),
-            "a write during an earlier offer does not count"
         );
     }
 

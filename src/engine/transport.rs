@@ -61,13 +61,7 @@ const ACK_DELAY: Duration = Duration::from_micros(25);
 /// loopback, 64-byte messages, window 100: publishing at QoS 1 went from about 160,000 to 212,000
 /// messages/s at 60% of the CPU time per message, and the publisher's connection in e2e QoS 2
 /// carried 0.9 TCP segments per message instead of 2.3. A write before then carries the ACK
-/// itself.
-///
-/// The same stall awaits a client the broker may send messages at any time (it subscribed, or
-/// resumed a session) after it has written: the kernel then takes the connection for interactive
-/// and holds the ACK of what it reads next, which made the first message after a SUBSCRIBE arrive
-/// 40 ms late. So such a read owes the ACK too; the quick ACK also ends that mode, so until the
-/// next write the kernel ACKs each read itself. The timer is a timerfd, since tokio's timers count whole milliseconds; without one (no
+/// itself. The timer is a timerfd, since tokio's timers count whole milliseconds; without one (no
 /// descriptor left), the ACK is asked for at once.
 pub struct DelayedAck {
     /// None: not TCP (a Unix socket), where nothing is owed.
@@ -77,8 +71,6 @@ pub struct DelayedAck {
     armed: bool,
     /// An ACK is owed and no write has carried it yet.
     owed: bool,
-    /// Bytes were written since the last quick ACK: the kernel may hold the ACK of the next read.
-    wrote: bool,
 }
 
 impl DelayedAck {
@@ -101,29 +93,21 @@ impl DelayedAck {
             timer,
             armed: false,
             owed: false,
-            wrote: false,
         }
     }
 
-    /// A read wrote nothing back. An ACK is owed while more acknowledgements are `awaited`, or
-    /// when the broker `may_send` messages at any time and bytes were written since the last quick
-    /// ACK (see above).
-    pub fn read_without_reply(&mut self, awaited: bool, may_send: bool) {
-        if awaited || (may_send && self.wrote) {
-            self.owe();
-        }
-    }
-
-    /// The ACK is owed, sent when the timer runs out unless a write carries it first. A timer
-    /// already running keeps its deadline, so no ACK waits longer than [`ACK_DELAY`].
-    fn owe(&mut self) {
+    /// A read wrote nothing back: the ACK is owed, sent when the timer runs out unless a write
+    /// carries it first. A timer already running keeps its deadline, so no ACK waits longer than
+    /// [`ACK_DELAY`].
+    pub fn owe(&mut self) {
         let Some(socket) = self.socket else { return };
         self.owed = true;
         if self.armed {
             return;
         }
         let Some(timer) = &self.timer else {
-            self.ack_now(socket);
+            quick_ack(socket);
+            self.owed = false;
             return;
         };
         let spec = libc::itimerspec {
@@ -137,15 +121,14 @@ impl DelayedAck {
         if unsafe { libc::timerfd_settime(timer.as_raw_fd(), 0, &spec, std::ptr::null_mut()) } == 0 {
             self.armed = true;
         } else {
-            self.ack_now(socket);
+            quick_ack(socket);
+            self.owed = false;
         }
     }
 
-    /// Bytes were written on the socket: they carried the ACK, and may have made the kernel hold
-    /// the next one.
-    pub fn wrote(&mut self) {
+    /// Bytes were written on the socket: they carried the ACK.
+    pub fn carried(&mut self) {
         self.owed = false;
-        self.wrote = true;
     }
 
     /// Whether the timer runs, so that [`expired`](Self::expired) is worth awaiting.
@@ -187,17 +170,9 @@ impl DelayedAck {
             }
         }
         self.armed = false;
-        if self.owed {
-            self.ack_now(socket);
+        if std::mem::take(&mut self.owed) {
+            quick_ack(socket);
         }
-    }
-
-    /// Sends the owed ACK. `TCP_QUICKACK` also ends the kernel's interactive mode for the
-    /// connection: until bytes are written again, a read that empties the socket sends the ACK.
-    fn ack_now(&mut self, socket: RawFd) {
-        quick_ack(socket);
-        self.owed = false;
-        self.wrote = false;
     }
 }
 
@@ -459,15 +434,6 @@ mod tests {
         rt.block_on(test);
     }
 
-    /// A connected TCP socket, and the listener it is connected to.
-    async fn loopback_socket() -> (tokio::net::TcpListener, tokio::net::TcpStream) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let socket = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        (listener, socket)
-    }
-
     /// Waits for the timer, failing after `within` (generous: the timer is 25 us).
     async fn expires(ack: &mut DelayedAck, within: Duration) {
         tokio::time::timeout(within, ack.expired())
@@ -478,11 +444,14 @@ mod tests {
     #[test]
     fn an_owed_ack_holds_reads_until_its_timer_runs_out_or_a_write_carries_it() {
         on_a_runtime(async {
-            let (_listener, socket) = loopback_socket().await;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let socket = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+                .await
+                .unwrap();
             let mut ack = DelayedAck::new(Some(socket.as_raw_fd()));
             assert!(!ack.armed() && !ack.holding());
 
-            ack.read_without_reply(true, false);
+            ack.owe();
             assert!(ack.armed() && ack.holding());
             let start = std::time::Instant::now();
             expires(&mut ack, Duration::from_secs(5)).await;
@@ -491,8 +460,8 @@ mod tests {
             assert!(!ack.armed() && !ack.holding());
 
             // A write carries the ACK: reads go on at once; the timer still runs out, once.
-            ack.read_without_reply(true, false);
-            ack.wrote();
+            ack.owe();
+            ack.carried();
             assert!(ack.armed() && !ack.holding());
             expires(&mut ack, Duration::from_secs(5)).await;
             assert!(!ack.armed());
@@ -504,31 +473,13 @@ mod tests {
             );
 
             // Owed twice: one timer runs out, and it can be armed again after it.
-            ack.read_without_reply(true, false);
-            ack.read_without_reply(true, false);
+            ack.owe();
+            ack.owe();
             expires(&mut ack, Duration::from_secs(5)).await;
             assert!(!ack.holding());
-            ack.read_without_reply(true, false);
+            ack.owe();
             assert!(ack.holding());
             expires(&mut ack, Duration::from_secs(5)).await;
-        });
-    }
-
-    #[test]
-    fn without_acks_awaited_an_ack_is_owed_only_if_the_broker_may_send_and_bytes_were_written() {
-        on_a_runtime(async {
-            let (_listener, socket) = loopback_socket().await;
-            let mut ack = DelayedAck::new(Some(socket.as_raw_fd()));
-            ack.read_without_reply(false, true);
-            assert!(!ack.armed(), "nothing written yet: the kernel ACKs the read itself");
-            ack.wrote();
-            ack.read_without_reply(false, false);
-            assert!(!ack.armed(), "the broker sends nothing unasked");
-            ack.read_without_reply(false, true);
-            assert!(ack.armed() && ack.holding());
-            expires(&mut ack, Duration::from_secs(5)).await;
-            ack.read_without_reply(false, true);
-            assert!(!ack.armed(), "the quick ACK ended the kernel's interactive mode");
         });
     }
 
