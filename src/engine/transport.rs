@@ -105,11 +105,6 @@ impl DelayedAck {
         if self.armed {
             return;
         }
-        let Some(timer) = &self.timer else {
-            quick_ack(socket);
-            self.owed = false;
-            return;
-        };
         let spec = libc::itimerspec {
             it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
             it_value: libc::timespec {
@@ -118,9 +113,11 @@ impl DelayedAck {
             },
         };
         // SAFETY: `timer` holds an open timerfd; `spec` is valid for the call.
-        if unsafe { libc::timerfd_settime(timer.as_raw_fd(), 0, &spec, std::ptr::null_mut()) } == 0 {
-            self.armed = true;
-        } else {
+        self.armed = self.timer.as_ref().is_some_and(|timer| unsafe {
+            libc::timerfd_settime(timer.as_raw_fd(), 0, &spec, std::ptr::null_mut()) == 0
+        });
+        if !self.armed {
+            // No timer to wait for: the ACK goes now.
             quick_ack(socket);
             self.owed = false;
         }
@@ -162,9 +159,11 @@ impl DelayedAck {
                     Ok(())
                 }
             });
-            if let Ok(Ok(())) = read {
-                // Read, the timerfd stays unreadable until it is armed and runs out again, which
-                // the reactor reports anew: no second read to learn that.
+            // Ok: read, the timerfd stays unreadable until it is armed and runs out again, which
+            // the reactor reports anew, so no second read is needed to learn that. A failure other
+            // than "not yet" (none is known for a timerfd) counts as the timer having run out too,
+            // rather than spinning on a readiness that would never clear.
+            if read.is_ok() {
                 ready.clear_ready();
                 break;
             }
