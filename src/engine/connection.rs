@@ -21,7 +21,7 @@ use super::dispatch::{ConnectionEvent, Dispatcher, Event, LogLevel};
 use super::offline::OfflineQueue;
 use super::session::{AckAction, Awaiting, Request, Session, SubscribeFilter};
 use super::tokens::{Outcome, Token, TokenResult};
-use super::transport::{self, DelayedAck, Reader, Writer};
+use super::transport::{self, ACK_DELAY, DelayedAck, Reader, STREAM_ACK_DELAY, Writer};
 use super::write_queue::WriteQueue;
 use super::{Address, Command, Error, Options, Shared, State};
 
@@ -600,6 +600,15 @@ impl Drop for Offer<'_> {
     }
 }
 
+/// What one read brought, for [`DelayedAck`].
+#[derive(Default)]
+struct Received {
+    /// A SUBACK: the broker may follow it at once with retained messages.
+    answer: bool,
+    /// PUBLISH packets: two or more in one read means a stream.
+    publishes: u32,
+}
+
 /// Opens the stream, sends CONNECT and waits for CONNACK. Bytes after the CONNACK stay in `rbuf`.
 async fn handshake(ctx: &Ctx, server: &Address) -> Result<Link, Error> {
     let stream = transport::connect(server, ctx.options.tls.as_ref(), ctx.options.max_packet_size).await?;
@@ -1005,6 +1014,11 @@ impl Net<'_> {
         if let Err(e) = self.process_input(&mut rbuf, &mut wbuf, &mut ka) {
             return self.close_on(&mut writer, &mut wbuf, e).await;
         }
+        // The CONNACK's ACK, which the kernel would hold up to 40 ms (we just wrote CONNECT),
+        // while mosquitto's Nagle holds back a resumed session's queued messages behind it.
+        if wbuf.is_empty() {
+            ack.owe(ACK_DELAY);
+        }
         loop {
             self.out.flush();
             if let Some((token, deadline)) = disconnecting {
@@ -1040,14 +1054,20 @@ impl Net<'_> {
                         Ok(_) => {
                             ka.last_received = Instant::now();
                             let pinging = ka.ping_sent.is_some();
-                            if let Err(e) = self.process_input(&mut rbuf, &mut wbuf, &mut ka) {
-                                return self.close_on(&mut writer, &mut wbuf, e).await;
-                            }
-                            // Read with nothing to write back while more acknowledgements are awaited:
-                            // see DelayedAck. Bytes waiting in `wbuf` carry the ACK themselves, and an
-                            // ACK sent ahead of them would be a segment of its own.
-                            if wbuf.is_empty() && self.session.awaits_acks() {
-                                ack.owe();
+                            let received = match self.process_input(&mut rbuf, &mut wbuf, &mut ka) {
+                                Ok(received) => received,
+                                Err(e) => return self.close_on(&mut writer, &mut wbuf, e).await,
+                            };
+                            // Read with nothing to write back while more acknowledgements are awaited,
+                            // after a SUBACK (retained messages may follow it), or in a stream of
+                            // messages: see DelayedAck. Bytes waiting in `wbuf` carry the ACK
+                            // themselves, and an ACK sent ahead of them would be a segment of its own.
+                            if wbuf.is_empty() {
+                                if self.session.awaits_acks() || received.answer {
+                                    ack.owe(ACK_DELAY);
+                                } else if received.publishes >= 2 {
+                                    ack.owe(STREAM_ACK_DELAY);
+                                }
                             }
                             if pinging && ka.ping_sent.is_none() {
                                 // PINGRESP: the timer still points at the ping deadline; the next PINGREQ is due earlier.
@@ -1194,12 +1214,19 @@ impl Net<'_> {
     }
 
     /// Decodes and handles every whole packet in `rbuf`, queueing replies in `wbuf`.
-    fn process_input(&mut self, rbuf: &mut BytesMut, wbuf: &mut WriteQueue, ka: &mut KeepAlive) -> Result<(), Error> {
+    fn process_input(
+        &mut self,
+        rbuf: &mut BytesMut,
+        wbuf: &mut WriteQueue,
+        ka: &mut KeepAlive,
+    ) -> Result<Received, Error> {
         let max = self.ctx.options.max_packet_size;
         let version = self.ctx.options.version;
+        let mut received = Received::default();
         while let Some(packet) = codec::decode(rbuf, max, version)? {
             match packet {
                 Packet::Publish(mut p) => {
+                    received.publishes += 1;
                     self.peer.resolve(&mut p)?;
                     let id = p.pkid;
                     match p.qos {
@@ -1225,6 +1252,7 @@ impl Net<'_> {
                     encode(wbuf, &Packet::PubComp(Ack::new(ack.pkid)))?;
                 }
                 Packet::SubAck(ack) => {
+                    received.answer = true;
                     let Some((token, result, refused)) =
                         self.session.on_suback(ack.pkid, &ack.codes, ack.properties)?
                     else {
@@ -1272,7 +1300,7 @@ impl Net<'_> {
         for id in self.session.take_pubrels(!wbuf.is_empty()) {
             encode(wbuf, &Packet::PubRel(Ack::new(id)))?;
         }
-        Ok(())
+        Ok(received)
     }
 
     /// An acknowledgement for a packet id nothing awaits (or of the wrong kind for it) is ignored, as

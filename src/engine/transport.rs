@@ -48,7 +48,12 @@ pub fn send_now(fd: RawFd, slices: &[std::io::IoSlice<'_>]) -> std::io::Result<u
 /// trip, so a few more of the broker's acknowledgements join the segment it releases, and far
 /// below the kernel's own 40 ms delayed ACK, which a broker with Nagle's algorithm on would wait
 /// out.
-const ACK_DELAY: Duration = Duration::from_micros(25);
+pub const ACK_DELAY: Duration = Duration::from_micros(25);
+
+/// How long the ACK is held back after a read of several messages with nothing to write back (a
+/// subscriber in a stream): long enough for the broker to gather a few dozen messages into its
+/// next segment, short against the time a stream's messages spend in the broker anyway.
+pub const STREAM_ACK_DELAY: Duration = Duration::from_micros(100);
 
 /// The TCP ACK owed to the broker after a read that wrote nothing back while more acknowledgements
 /// are awaited (a window or PUBRELs held back, or a burst smaller than the window). A broker with
@@ -63,6 +68,12 @@ const ACK_DELAY: Duration = Duration::from_micros(25);
 /// carried 0.9 TCP segments per message instead of 2.3. A write before then carries the ACK
 /// itself. The timer is a timerfd, since tokio's timers count whole milliseconds; without one (no
 /// descriptor left), the ACK is asked for at once.
+///
+/// Owed as well: after the CONNACK and after a SUBACK, which the broker may follow at once with a
+/// resumed session's messages or with retained ones (held by its Nagle behind the unACKed answer:
+/// the first message after a SUBSCRIBE used to wait 41 ms, as it does with libmosquitto); and
+/// after a read of several messages that writes nothing back (a QoS 0 stream), held
+/// [`STREAM_ACK_DELAY`] so the broker gathers them into fewer, larger segments.
 pub struct DelayedAck {
     /// None: not TCP (a Unix socket), where nothing is owed.
     socket: Option<RawFd>,
@@ -99,7 +110,7 @@ impl DelayedAck {
     /// A read wrote nothing back: the ACK is owed, sent when the timer runs out unless a write
     /// carries it first. A timer already running keeps its deadline, so no ACK waits longer than
     /// [`ACK_DELAY`].
-    pub fn owe(&mut self) {
+    pub fn owe(&mut self, delay: Duration) {
         let Some(socket) = self.socket else { return };
         self.owed = true;
         if self.armed {
@@ -109,7 +120,7 @@ impl DelayedAck {
             it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
             it_value: libc::timespec {
                 tv_sec: 0,
-                tv_nsec: ACK_DELAY.as_nanos() as libc::c_long,
+                tv_nsec: delay.as_nanos() as libc::c_long,
             },
         };
         // SAFETY: `timer` holds an open timerfd; `spec` is valid for the call.
@@ -175,18 +186,35 @@ impl DelayedAck {
     }
 }
 
+/// `TCP_DELACK_MAX_US` (Linux 6.15 and later; `libc` does not name it yet).
+const TCP_DELACK_MAX_US: libc::c_int = 46;
+
+/// Caps the kernel's delayed ACK on the socket `fd` at its smallest (two clock ticks: 2-8 ms)
+/// instead of 40 ms, for the ACKs no [`DelayedAck`] rule sends: a client that has just written
+/// something (a QoS 0 publish, a PINGREQ) holds the ACK of what it reads next, and the broker's
+/// Nagle then holds every later message behind it. Older kernels refuse the option and keep
+/// their 40 ms, so the failure is not reported. Below two ticks the kernel refuses the value;
+/// it rounds 5 ms up to two ticks.
+fn cap_delayed_ack(fd: RawFd) {
+    set_tcp_option(fd, TCP_DELACK_MAX_US, 5000);
+}
+
 /// Has the kernel send the TCP ACK it is holding back for the socket `fd` now. A failure only
 /// leaves the ACK delayed, so it is not reported.
 fn quick_ack(fd: RawFd) {
-    let one: libc::c_int = 1;
+    set_tcp_option(fd, libc::TCP_QUICKACK, 1);
+}
+
+/// Sets an integer TCP option on the socket `fd`; the callers treat a failure as harmless.
+fn set_tcp_option(fd: RawFd, option: libc::c_int, value: libc::c_int) {
     // SAFETY: the option value and its length are valid for the call. The caller holds the
     // stream `fd` belongs to, so it is open and still that socket.
     unsafe {
         libc::setsockopt(
             fd,
             libc::IPPROTO_TCP,
-            libc::TCP_QUICKACK,
-            (&one as *const libc::c_int).cast(),
+            option,
+            (&value as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         );
     }
@@ -364,6 +392,7 @@ pub async fn connect(addr: &Address, tls: Option<&Connector>, max_packet_size: u
             // MQTT packets are small and latency-sensitive; we batch writes ourselves.
             tcp.set_nodelay(true)?;
             let fd = AsRawFd::as_raw_fd(&tcp);
+            cap_delayed_ack(fd);
             let mut stream = if !*secure {
                 match websocket {
                     Some(_) => websocket::connect(addr, tcp, max_packet_size).await?,
@@ -450,7 +479,7 @@ mod tests {
             let mut ack = DelayedAck::new(Some(socket.as_raw_fd()));
             assert!(!ack.armed() && !ack.holding());
 
-            ack.owe();
+            ack.owe(ACK_DELAY);
             assert!(ack.armed() && ack.holding());
             let start = std::time::Instant::now();
             expires(&mut ack, Duration::from_secs(5)).await;
@@ -459,7 +488,7 @@ mod tests {
             assert!(!ack.armed() && !ack.holding());
 
             // A write carries the ACK: reads go on at once; the timer still runs out, once.
-            ack.owe();
+            ack.owe(ACK_DELAY);
             ack.carried();
             assert!(ack.armed() && !ack.holding());
             expires(&mut ack, Duration::from_secs(5)).await;
@@ -472,21 +501,51 @@ mod tests {
             );
 
             // Owed twice: one timer runs out, and it can be armed again after it.
-            ack.owe();
-            ack.owe();
+            ack.owe(ACK_DELAY);
+            ack.owe(ACK_DELAY);
             expires(&mut ack, Duration::from_secs(5)).await;
             assert!(!ack.holding());
-            ack.owe();
+            ack.owe(ACK_DELAY);
             assert!(ack.holding());
             expires(&mut ack, Duration::from_secs(5)).await;
         });
+    }
+
+    /// Where the kernel knows the option, the socket's delayed ACK is capped far below 40 ms.
+    #[test]
+    fn the_kernels_delayed_ack_is_capped_where_it_can_be() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let socket = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let fd = socket.as_raw_fd();
+        let read = || {
+            let mut value: libc::c_int = 0;
+            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            // SAFETY: `value` and `len` are valid for the call; `socket` is open.
+            let r = unsafe {
+                libc::getsockopt(
+                    fd,
+                    libc::IPPROTO_TCP,
+                    TCP_DELACK_MAX_US,
+                    (&mut value as *mut libc::c_int).cast(),
+                    &mut len,
+                )
+            };
+            (r == 0).then_some(value)
+        };
+        let Some(before) = read() else {
+            eprintln!("this kernel has no TCP_DELACK_MAX_US: nothing to cap");
+            return;
+        };
+        cap_delayed_ack(fd);
+        let after = read().unwrap();
+        assert!(after <= 10_000 && after < before, "{before} us -> {after} us");
     }
 
     #[test]
     fn without_a_tcp_socket_no_ack_is_owed() {
         on_a_runtime(async {
             let mut ack = DelayedAck::new(None);
-            ack.owe();
+            ack.owe(ACK_DELAY);
             assert!(!ack.armed() && !ack.holding());
             assert!(
                 tokio::time::timeout(Duration::from_millis(20), ack.expired())
