@@ -1014,11 +1014,6 @@ impl Net<'_> {
         if let Err(e) = self.process_input(&mut rbuf, &mut wbuf, &mut ka) {
             return self.close_on(&mut writer, &mut wbuf, e).await;
         }
-        // The CONNACK's ACK, which the kernel would hold up to 40 ms (we just wrote CONNECT),
-        // while mosquitto's Nagle holds back a resumed session's queued messages behind it.
-        if wbuf.is_empty() {
-            ack.owe(ACK_DELAY);
-        }
         loop {
             self.out.flush();
             if let Some((token, deadline)) = disconnecting {

@@ -69,9 +69,9 @@ pub const STREAM_ACK_DELAY: Duration = Duration::from_micros(100);
 /// itself. The timer is a timerfd, since tokio's timers count whole milliseconds; without one (no
 /// descriptor left), the ACK is asked for at once.
 ///
-/// Owed as well: after the CONNACK and after a SUBACK, which the broker may follow at once with a
-/// resumed session's messages or with retained ones (held by its Nagle behind the unACKed answer:
-/// the first message after a SUBSCRIBE used to wait 41 ms, as it does with libmosquitto); and
+/// Owed as well: after a SUBACK, which the broker may follow at once with retained messages (held
+/// by its Nagle behind the unACKed SUBACK: the first of them used to wait 41 ms, as it does with
+/// libmosquitto); and
 /// after a read of several messages that writes nothing back (a QoS 0 stream), held
 /// [`STREAM_ACK_DELAY`] so the broker gathers them into fewer, larger segments.
 pub struct DelayedAck {
@@ -107,9 +107,9 @@ impl DelayedAck {
         }
     }
 
-    /// A read wrote nothing back: the ACK is owed, sent when the timer runs out unless a write
-    /// carries it first. A timer already running keeps its deadline, so no ACK waits longer than
-    /// [`ACK_DELAY`].
+    /// A read wrote nothing back: the ACK is owed, sent `delay` from now unless a write carries it
+    /// first. A timer already running keeps its deadline, so an ACK owed meanwhile waits no longer
+    /// than the one that armed it ([`STREAM_ACK_DELAY`] at most).
     pub fn owe(&mut self, delay: Duration) {
         let Some(socket) = self.socket else { return };
         self.owed = true;
