@@ -205,8 +205,23 @@ fn quick_ack(fd: RawFd) {
     set_tcp_option(fd, libc::TCP_QUICKACK, 1);
 }
 
+/// Has the loopback connection on the socket `fd` use the `reno` congestion controller, which
+/// does not pace. Loopback has no path whose bandwidth could be probed, but a controller that
+/// paces (BBR, where it is the system's default) spaces the client's writes all the same, with a
+/// kernel timer per burst: `mqttc_bench` publishing 1 MiB payloads on Linux 6.18 with BBR ran at
+/// 5,000 messages/s and 185 us of CPU each, with reno at 9,400-10,600/s and 105 us. Connections
+/// that leave the machine keep the system's choice. Every kernel has reno built in and lets any
+/// process pick it; a refusal only leaves the default, so it is not reported.
+fn unpaced(fd: RawFd) {
+    set_tcp_option_bytes(fd, libc::TCP_CONGESTION, b"reno");
+}
+
 /// Sets an integer TCP option on the socket `fd`; the callers treat a failure as harmless.
 fn set_tcp_option(fd: RawFd, option: libc::c_int, value: libc::c_int) {
+    set_tcp_option_bytes(fd, option, &value.to_ne_bytes());
+}
+
+fn set_tcp_option_bytes(fd: RawFd, option: libc::c_int, value: &[u8]) {
     // SAFETY: the option value and its length are valid for the call. The caller holds the
     // stream `fd` belongs to, so it is open and still that socket.
     unsafe {
@@ -214,8 +229,8 @@ fn set_tcp_option(fd: RawFd, option: libc::c_int, value: libc::c_int) {
             fd,
             libc::IPPROTO_TCP,
             option,
-            (&value as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            value.as_ptr().cast(),
+            value.len() as libc::socklen_t,
         );
     }
 }
@@ -393,6 +408,9 @@ pub async fn connect(addr: &Address, tls: Option<&Connector>, max_packet_size: u
             tcp.set_nodelay(true)?;
             let fd = AsRawFd::as_raw_fd(&tcp);
             cap_delayed_ack(fd);
+            if tcp.peer_addr().is_ok_and(|a| a.ip().is_loopback()) {
+                unpaced(fd);
+            }
             let mut stream = if !*secure {
                 match websocket {
                     Some(_) => websocket::connect(addr, tcp, max_packet_size).await?,
@@ -539,6 +557,37 @@ mod tests {
         cap_delayed_ack(fd);
         let after = read().unwrap();
         assert!(after <= 10_000 && after < before, "{before} us -> {after} us");
+    }
+
+    /// The congestion controller of the TCP socket `fd`, by name.
+    fn congestion_control(fd: RawFd) -> String {
+        let mut name = [0u8; 16];
+        let mut len = name.len() as libc::socklen_t;
+        // SAFETY: `name` and `len` are valid for the call; the caller's socket `fd` is open.
+        let r = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_CONGESTION,
+                name.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(r, 0, "getsockopt(TCP_CONGESTION): {}", std::io::Error::last_os_error());
+        let name = &name[..len as usize];
+        String::from_utf8_lossy(name.split(|&b| b == 0).next().unwrap_or(name)).into_owned()
+    }
+
+    #[test]
+    fn a_loopback_connection_does_not_pace() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let plain = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        eprintln!("the system's default: {}", congestion_control(plain.as_raw_fd()));
+        on_a_runtime(async {
+            let stream = connect(&Address::tcp("127.0.0.1", port), None, 1 << 20).await.unwrap();
+            assert_eq!(congestion_control(stream.raw.unwrap()), "reno");
+        });
     }
 
     #[test]
