@@ -16,6 +16,11 @@ Sections (each run --rounds times, interleaved; the report shows medians):
   payload  pub at QoS 0 and 1 with 64 KiB (20000 messages) and 1 MiB (1000 messages) payloads
   idle     resident memory of one idle connected client: mqttclient vs libmosquitto
   trie     `cargo bench --bench trie` (target: >= 2,000,000 matches/s)
+  floor    latency mode at QoS 0 and 1 (latency count): the CPU per round trip of mqttclient and of
+           libmosquitto (compare.py's mosq_bench.c, built from beside compare.py when it is found)
+           beside benches/latency_floor.c, a raw-socket client that spends the least any client
+           can (blocking recv, and the event-loop shape: epoll_wait then recv), so the report
+           shows how far below libmosquitto any client can go (target: <= 0.5x libmosquitto)
   compare  shared/bench/compare.py side by side with libmosquitto, Paho C and a raw-socket client
            (only when --compare PATH is given, or ../shared/bench/compare.py exists beside the
            repository and --quick is not given), with the targets: pub >= 0.95x raw (payloads:
@@ -56,6 +61,8 @@ RELEASE = os.path.join(ROOT, "target", "release")
 BENCH_EXE = os.path.join(RELEASE, "mqttc_bench")
 IDLE_OURS = os.path.join(RELEASE, "idle_mqttclient")
 IDLE_MOSQ = os.path.join(RELEASE, "idle_libmosquitto")
+FLOOR_EXE = os.path.join(RELEASE, "latency_floor")
+MOSQ_LATENCY = os.path.join(RELEASE, "mosq_bench")  # compare.py's libmosquitto client, built here
 DEFAULT_COMPARE = os.path.join(os.path.dirname(ROOT), "shared", "bench", "compare.py")
 MOSQUITTO_H = "/usr/include/mosquitto.h"
 PAHO_H = "/usr/include/MQTTAsync.h"
@@ -63,7 +70,7 @@ GNU_TIME = "/usr/bin/time"
 HAVE_GNU_TIME = os.access(GNU_TIME, os.X_OK)  # set again after installing
 CFLAGS = ["-std=c11", "-O2", "-D_POSIX_C_SOURCE=200809L", "-Wall", "-Wextra", "-Werror"]
 
-SECTIONS = ["modes", "scale", "payload", "idle", "trie", "compare"]
+SECTIONS = ["modes", "scale", "payload", "idle", "trie", "floor", "compare"]
 INFLIGHT = 100
 SIZE = 64
 
@@ -175,7 +182,7 @@ def ensure_packages(sections):
     compare = "compare" in sections
     want = [("mosquitto", mosquitto_exe() is not None, True),
             ("time", os.access(GNU_TIME, os.X_OK), compare)]
-    if "idle" in sections or compare:
+    if {"idle", "floor"} & set(sections) or compare:
         want.append(("libmosquitto-dev", os.path.exists(MOSQUITTO_H), compare))
     if compare:
         want.append(("libpaho-mqtt-dev", os.path.exists(PAHO_H), True))
@@ -205,9 +212,9 @@ def link_ours():
     return [f"-L{RELEASE}", f"-Wl,-rpath,{RELEASE}", "-lmqttclient", "-lpthread"]
 
 
-def build(sections, have_mosq_h):
+def build(sections, have_mosq_h, compare_path):
     run_tool(["cargo", "build", "--release", "--lib"], BUILD_TIMEOUT, "building the library")
-    if {"modes", "scale", "payload", "compare"} & set(sections):
+    if {"modes", "scale", "payload", "floor", "compare"} & set(sections):
         run_tool(["gcc", *CFLAGS, "-Iinclude", "c_examples/mqttc_bench.c", *link_ours(),
                   "-o", BENCH_EXE], GCC_TIMEOUT, "building mqttc_bench")
     if "idle" in sections:
@@ -216,6 +223,17 @@ def build(sections, have_mosq_h):
         if have_mosq_h:
             run_tool(["gcc", *CFLAGS, "benches/idle/idle_libmosquitto.c", "-lmosquitto",
                       "-lpthread", "-o", IDLE_MOSQ], GCC_TIMEOUT, "building idle_libmosquitto")
+    if "floor" in sections:
+        run_tool(["gcc", *CFLAGS, "benches/latency_floor.c", "-o", FLOOR_EXE], GCC_TIMEOUT,
+                 "building latency_floor")
+        peer_dir = os.path.dirname(compare_path) if compare_path else None
+        if have_mosq_h and peer_dir and os.path.exists(os.path.join(peer_dir, "mosq_bench.c")):
+            # As compare.py builds it (its flags, not ours: it is their program).
+            run_tool(["gcc", "-O2", "-I", peer_dir, "-o", MOSQ_LATENCY,
+                      os.path.join(peer_dir, "mosq_bench.c"), "-lmosquitto", "-lpthread"],
+                     GCC_TIMEOUT, "building compare.py's mosq_bench")
+        elif os.path.exists(MOSQ_LATENCY):
+            os.remove(MOSQ_LATENCY)  # not one left from another version of compare.py
 
 
 # ---- the broker --------------------------------------------------------------------------------
@@ -508,6 +526,40 @@ def section_trie(cfg, rounds):
     return out
 
 
+def section_floor(run, cfg, rounds):
+    progs = [("floor-block", [FLOOR_EXE, "--wait", "block"]),
+             ("floor-epoll", [FLOOR_EXE, "--wait", "epoll"]), ("mqttclient", [BENCH_EXE])]
+    if os.path.exists(MOSQ_LATENCY):
+        progs.append(("libmosquitto", [MOSQ_LATENCY]))
+    n = cfg["lat_count"]
+    runs = {(q, name): [] for q in (0, 1) for name, _ in progs}
+    for r in range(rounds):
+        for qos in (0, 1):
+            for name, cmd in progs:
+                run.broker.check_alive()
+                what = f"{name} latency QoS {qos}"
+                res = measure([*cmd, "--port", run.broker.port, "--mode", "latency", "--qos", qos,
+                               "--count", n, "--size", SIZE, "--inflight", INFLIGHT],
+                              run_timeout(n, SIZE), what)
+                if res.get("lib") != name or res.get("count") != n:
+                    raise BenchError(f"{what}: unexpected output {res}")
+                res["cpu_us_per_msg"] = res["cpu_s"] / n * 1e6
+                runs[(qos, name)].append(res)
+                log(f"floor round {r + 1}/{rounds}: {what}: {res['cpu_us_per_msg']:.1f} us CPU per "
+                    f"round trip, p50 {res['p50_us']:.0f} us")
+    rows = []
+    for qos in (0, 1):
+        row = {"qos": qos, "count": n, "size": SIZE}
+        for name, _ in progs:
+            row[name] = summarize(runs[(qos, name)], ["cpu_us_per_msg", "p50_us", "p99_us"])
+        if "libmosquitto" in row:
+            theirs = row["libmosquitto"]["cpu_us_per_msg"]
+            row["ratios"] = {name: row[name]["cpu_us_per_msg"] / theirs for name, _ in progs[:3]}
+            row["met"] = row["ratios"]["mqttclient"] <= T_CPU_VS_MOSQ
+        rows.append(row)
+    return {"rows": rows}
+
+
 def section_compare(path, cfg, rounds, quick):
     """Runs compare.py for the 64-byte modes and for the large payloads (pub, QoS 0 and 1);
     its own broker, its own interleaved rounds."""
@@ -738,6 +790,25 @@ def report(machine, settings, results, targets):
                         t["filters_per_topic"], num(t["matches_per_s"]), f">= {T_TRIE:,}", verdict(t["met"])]]),
                 ""]
 
+    if "floor" in results:
+        out += ["## floor", "", f"Latency mode ({SIZE}-byte payloads): CPU per round trip (user + "
+                "system, wait4), medians; in brackets, the ratio to libmosquitto. The floor is "
+                "benches/latency_floor.c, a raw-socket client that spends the least any client can "
+                "with the same packets: blocking recv (the fewest system calls), and epoll (the "
+                "shape of an event loop such as libmosquitto's or ours).", ""]
+        rows = []
+        for r in results["floor"]["rows"]:
+            ratios = r.get("ratios", {})
+            cells = [f"{r[name]['cpu_us_per_msg']:.1f}"
+                     + (f" ({ratios[name]:.2f}x)" if name in ratios else "")
+                     for name in ("floor-block", "floor-epoll", "mqttclient")]
+            mosq = r.get("libmosquitto")
+            rows.append([r["qos"], *cells, f"{mosq['cpu_us_per_msg']:.1f}" if mosq else "not built",
+                         f"<= {T_CPU_VS_MOSQ:.2f}x libmosquitto",
+                         verdict(r["met"]) if "met" in r else "n/a (no libmosquitto)"])
+        out += [table(["QoS", "floor, blocking recv", "floor, epoll", "mqttclient", "libmosquitto",
+                       "target", "result"], rows), ""]
+
     if "compare" in results:
         c = results["compare"]
         out += ["## compare", "", f"`{c['path']}` (its own broker and rounds): medians per library; "
@@ -794,6 +865,13 @@ def target_summary(results):
     if "trie" in results:
         t = results["trie"]
         rows.append([f"trie >= {T_TRIE:,} matches/s", num(t["matches_per_s"]), verdict(t["met"])])
+    for r in results.get("floor", {}).get("rows", []):
+        if "met" in r:
+            ratios = r["ratios"]
+            rows.append([f"latency QoS {r['qos']}: CPU per round trip <= {T_CPU_VS_MOSQ:.2f}x libmosquitto "
+                         "(wait4; floor section)",
+                         f"{ratios['mqttclient']:.2f}x (raw-socket floor {ratios['floor-block']:.2f}x "
+                         f"blocking, {ratios['floor-epoll']:.2f}x epoll)", verdict(r["met"])])
     for k in results.get("compare", {}).get("checks", []):
         sign = ">=" if k["higher_is_better"] else "<="
         name = {"msgs_per_s": "msgs/s", "cpu_us_per_msg": "CPU/msg", "p50_us": "p50",
@@ -863,8 +941,8 @@ def main(argv=None):
         have_mosq_h = ensure_packages(a.sections)
         settings["gnu_time"] = HAVE_GNU_TIME
         machine = machine_info(mosquitto_exe())
-        build(a.sections, have_mosq_h)
-        needs_broker = {"modes", "scale", "payload", "idle"} & set(a.sections)
+        build(a.sections, have_mosq_h, a.compare_path)
+        needs_broker = {"modes", "scale", "payload", "idle", "floor"} & set(a.sections)
         if needs_broker:
             broker = Broker()
             broker.start()
@@ -882,6 +960,8 @@ def main(argv=None):
                 results[name] = section_idle(broker, a.rounds)
             elif name == "trie":
                 results[name] = section_trie(cfg, a.rounds)
+            elif name == "floor":
+                results[name] = section_floor(run, cfg, a.rounds)
             elif name == "compare":
                 results[name] = section_compare(a.compare_path, cfg, a.rounds, a.quick)
         errors = results.get("compare", {}).get("errors")

@@ -4,7 +4,7 @@
 //! each other; never how fast anything is.
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -97,6 +97,31 @@ fn run_bench(port: u16, mode: &str, qos: u8, count: u64, inflight: u32) -> Repor
 
 /// `run_bench` with payloads of `size` bytes and `extra` arguments.
 fn run_bench_with(port: u16, mode: &str, qos: u8, count: u64, inflight: u32, size: u32, extra: &[&str]) -> Report {
+    let run = Run {
+        port,
+        mode,
+        qos,
+        count,
+        inflight,
+        size,
+    };
+    run_checked(bench(), "mqttclient", &run, extra)
+}
+
+/// What one run of a compare.py-style program is asked for.
+struct Run<'a> {
+    port: u16,
+    mode: &'a str,
+    qos: u8,
+    count: u64,
+    inflight: u32,
+    size: u32,
+}
+
+/// Runs `exe` with compare.py's arguments for `run` plus `extra`, and checks everything compare.py
+/// relies on, with `lib` as the name it reports, plus that the numbers hang together.
+fn run_checked(exe: &Path, lib: &str, run: &Run, extra: &[&str]) -> Report {
+    let (port, mode, qos, count, inflight, size) = (run.port, run.mode, run.qos, run.count, run.inflight, run.size);
     let mut args = vec![
         "--port".to_string(),
         port.to_string(),
@@ -112,8 +137,8 @@ fn run_bench_with(port: u16, mode: &str, qos: u8, count: u64, inflight: u32, siz
         inflight.to_string(),
     ];
     args.extend(extra.iter().map(|a| a.to_string()));
-    let (code, out, err) = run_program(Command::new(bench()).args(&args), TIMEOUT);
-    let what = format!("mqttc_bench {}", args.join(" "));
+    let (code, out, err) = run_program(Command::new(exe).args(&args), TIMEOUT);
+    let what = format!("{} {}", exe.display(), args.join(" "));
     assert_eq!(code, 0, "{what} failed\nstdout:\n{out}\nstderr:\n{err}");
     assert!(err.is_empty(), "{what} wrote to stderr:\n{err}");
     let lines: Vec<&str> = out.lines().collect();
@@ -128,7 +153,7 @@ fn run_bench_with(port: u16, mode: &str, qos: u8, count: u64, inflight: u32, siz
     };
     assert_eq!(keys, expected, "{what}: fields of {line}");
     let r = Report { fields, line };
-    assert_eq!(r.str("lib"), "mqttclient", "{}", r.line);
+    assert_eq!(r.str("lib"), lib, "{}", r.line);
     assert_eq!(r.str("mode"), mode, "{}", r.line);
     assert_eq!(r.num("qos"), f64::from(qos), "{}", r.line);
     assert_eq!(r.num("size"), f64::from(size), "{}", r.line);
@@ -210,6 +235,38 @@ fn large_payloads_lent_and_copied() {
             run_bench_with(broker.port, "e2e", qos, 200, 100, 64 * 1024, &["--nocopy", nocopy]);
         }
     }
+}
+
+/// benches/latency_floor.c, the raw-socket client whose CPU per round trip scripts/bench.py reports
+/// as the least any client can spend in latency mode: both ways of waiting, at QoS 0 and 1, give
+/// what compare.py reads; QoS 2, where no fixed order of packets is a floor, is refused.
+#[test]
+fn the_latency_floor_client_runs_both_ways_and_refuses_qos_2() {
+    static EXE: OnceLock<PathBuf> = OnceLock::new();
+    let floor = EXE.get_or_init(|| compile_c("latency_floor", &[project_dir().join("benches/latency_floor.c")]));
+    let broker = bench_broker();
+    for wait in ["block", "epoll"] {
+        for qos in 0..=1 {
+            let run = Run {
+                port: broker.port,
+                mode: "latency",
+                qos,
+                count: 50,
+                inflight: 100,
+                size: 64,
+            };
+            run_checked(floor, &format!("floor-{wait}"), &run, &["--wait", wait]);
+        }
+    }
+    let (code, out, err) = run_program(
+        Command::new(floor).args(["--port", &broker.port.to_string(), "--qos", "2", "--wait", "block"]),
+        TIMEOUT,
+    );
+    assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        out.is_empty() && err.contains("--qos 2: 0 or 1"),
+        "stdout:\n{out}\nstderr:\n{err}"
+    );
 }
 
 /// A run against a port nobody listens on fails with exit status 1 and says why.
