@@ -12,7 +12,7 @@
  *                      --wait block|epoll
  * (the broker is on 127.0.0.1, as compare.py's is)
  *   block  one blocking recv per packet: the fewest system calls (send, recv)
- *   epoll  the shape of an event loop (libmosquitto's, tokio's): non-blocking sockets, one
+ *   epoll  the shape of an event loop (libmosquitto's, tokio's): non-blocking reads, one
  *          epoll_wait before the reads it reports, every ready socket read into its own buffer
  * Prints one JSON line as the compare.py clients do ("lib" is "floor-block" or "floor-epoll").
  *
@@ -21,7 +21,6 @@
  * fixed sequence is a floor there. */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdarg.h>
@@ -63,13 +62,6 @@ static void send_all(struct conn *c, const void *p, size_t n) {
         ssize_t k = send(c->fd, b, n, MSG_NOSIGNAL);
         if (k < 0 && errno == EINTR)
             continue;
-        if (k < 0 && errno == EAGAIN) {
-            /* A non-blocking socket with a full send buffer: cannot happen with one small
-             * packet in flight, but waiting is the right answer if it does. */
-            struct epoll_event e;
-            (void)epoll_wait(epfd, &e, 1, 10);
-            continue;
-        }
         if (k <= 0)
             die("send: %s", k < 0 ? strerror(errno) : "connection closed");
         b += k;
@@ -77,9 +69,10 @@ static void send_all(struct conn *c, const void *p, size_t n) {
     }
 }
 
-/* Reads what the socket has into the connection's buffer; false if it had nothing. */
+/* Reads what the socket has into the connection's buffer (in epoll mode without waiting: the
+ * sockets stay blocking for send, and only these reads are not); false if it had nothing. */
 static int fill(struct conn *c) {
-    ssize_t k = recv(c->fd, c->buf + c->have, sizeof c->buf - c->have, 0);
+    ssize_t k = recv(c->fd, c->buf + c->have, sizeof c->buf - c->have, epfd < 0 ? 0 : MSG_DONTWAIT);
     if (k < 0 && (errno == EAGAIN || errno == EINTR))
         return 0;
     if (k <= 0)
@@ -233,8 +226,6 @@ int main(int argc, char **argv) {
         if (epfd < 0)
             die("epoll_create1: %s", strerror(errno));
         for (uint32_t i = 0; i < 2; i++) {
-            if (fcntl(conns[i]->fd, F_SETFL, O_NONBLOCK))
-                die("O_NONBLOCK: %s", strerror(errno));
             struct epoll_event e = {.events = EPOLLIN, .data.u32 = i};
             if (epoll_ctl(epfd, EPOLL_CTL_ADD, conns[i]->fd, &e))
                 die("epoll_ctl: %s", strerror(errno));
