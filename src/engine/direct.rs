@@ -20,10 +20,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
 use tokio::sync::mpsc::error::{SendError, TryRecvError};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
+use super::signal::Signal;
 use super::write_queue::WriteQueue;
 use super::{Command, Outcome, Token, tokens::Tokens};
 use crate::codec::{Publish, QoS, Version};
@@ -104,7 +104,7 @@ impl Direct {
     /// Writes the QoS 0 `publish` now when the socket is on offer and this is not part of a burst,
     /// returning its token (complete unless the socket took only part of it; the network task
     /// then writes the rest and completes it). Otherwise hands `publish` back for the network task.
-    pub(crate) fn publish(&self, publish: Publish, tokens: &Tokens, wake: &Notify) -> Result<Token, Publish> {
+    pub(crate) fn publish(&self, publish: Publish, tokens: &Tokens, wake: &Signal) -> Result<Token, Publish> {
         debug_assert_eq!(publish.qos, QoS::AtMostOnce);
         if !self.offered.load(Ordering::Relaxed) {
             return Err(publish);
@@ -141,7 +141,7 @@ impl Direct {
             inner.rest_tokens.push(token);
             inner.fd = None;
             self.offered.store(false, Ordering::SeqCst);
-            wake.notify_one();
+            wake.raise();
         }
         Ok(token)
     }
@@ -228,11 +228,11 @@ mod tests {
     }
 
     /// Tests other than the burst one treat every publish as a lone one.
-    fn direct() -> (Direct, Tokens, Notify) {
+    fn direct() -> (Direct, Tokens, Signal) {
         (
             Direct::with_burst_gap(Version::V311, Duration::ZERO),
             Tokens::new(16),
-            Notify::new(),
+            Signal::default(),
         )
     }
 
@@ -274,7 +274,7 @@ mod tests {
         let (direct, tokens, wake) = (
             Direct::with_burst_gap(Version::V311, gap),
             Tokens::new(16),
-            Notify::new(),
+            Signal::default(),
         );
         assert!(direct.offer(ours.as_raw_fd(), None, &commands().1));
         assert!(

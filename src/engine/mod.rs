@@ -19,6 +19,7 @@ mod payload_pool;
 mod registry;
 mod run_loop;
 pub mod session;
+mod signal;
 pub mod tls;
 pub mod tokens;
 pub mod transport;
@@ -243,7 +244,7 @@ pub(crate) struct Shared {
     queue_before_connect: bool,
     /// Wakes the network task to look at `state` again: a disconnect must be taken even while the
     /// write buffer is too full to take other commands.
-    pub wake: Notify,
+    pub wake: signal::Signal,
     /// Set by `Client::close`: the callback thread runs no further callback, but for log lines
     /// while `flush_logs` is set.
     pub closed: AtomicBool,
@@ -365,7 +366,7 @@ impl Client {
             goodbye: Mutex::new(Disconnect::default()),
             state: AtomicU8::new(State::Disconnected as u8),
             session_alive: AtomicBool::new(false),
-            wake: Notify::new(),
+            wake: signal::Signal::default(),
             queue_before_connect: options.queue_before_connect,
             closed: AtomicBool::new(false),
             flush_logs: AtomicBool::new(false),
@@ -646,7 +647,7 @@ impl Client {
         *self.shared.goodbye.lock().unwrap_or_else(|p| p.into_inner()) = goodbye;
         self.shared.set_state(State::Disconnecting);
         let token = self.send(Command::Disconnect);
-        self.shared.wake.notify_one();
+        self.shared.wake.raise();
         token
     }
 
