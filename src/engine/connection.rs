@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::sync::mpsc::{
+    self,
+    error::{TryRecvError, TrySendError},
+};
 use tokio::time::{Instant, sleep_until, timeout};
 
 use crate::codec::{
@@ -1104,14 +1107,18 @@ impl Net<'_> {
                 },
                 // A disconnect is taken even when the socket is stuck: it is what ends that.
                 () = ctx.shared.wake.wait() => offer.withdraw(&mut wbuf, &mut self.written),
-                command = self.commands.recv(),
+                () = self.commands.ready(&ctx.shared.direct),
                     if disconnecting.is_none()
                         && (wbuf.len() < WRITE_HIGH_WATER || ctx.shared.state() == State::Disconnecting) =>
                 {
                     offer.withdraw(&mut wbuf, &mut self.written);
-                    let Some(mut command) = command else { return Ended::Closed };
-                    // Take whatever else is queued too, so one socket write carries the whole batch.
+                    // Take everything queued, so one socket write carries the whole batch.
                     loop {
+                        let command = match self.commands.try_recv() {
+                            Ok(command) => command,
+                            Err(TryRecvError::Empty) => break,
+                            Err(TryRecvError::Disconnected) => return Ended::Closed,
+                        };
                         let handled = match command {
                             Command::Disconnect(t) => {
                                 disconnecting = Some((t, Instant::now() + ctx.options.disconnect_timeout));
@@ -1137,10 +1144,6 @@ impl Net<'_> {
                         }
                         if wbuf.len() >= WRITE_HIGH_WATER {
                             break;
-                        }
-                        match self.commands.try_recv() {
-                            Ok(c) => command = c,
-                            Err(_) => break,
                         }
                     }
                 },
