@@ -28,8 +28,8 @@ impl MqttStr {
 
     pub fn as_str(&self) -> &str {
         // `Bytes` cannot remember that it holds UTF-8, and validating again on every look cost
-        // about 100 instructions each time a message's topic was read: four times per message
-        // received (decode, trie match, callback), a twentieth of a QoS 0 round trip.
+        // about 100 instructions each time a topic was read (encoding, decoding, the trie match,
+        // the callback): 3% of a QoS 0 round trip's instructions in a latency run.
         // SAFETY: both constructors take only valid UTF-8 (`new` a `&str`, `from_bytes` checks
         // it), and the private `Bytes` is never changed after.
         unsafe { std::str::from_utf8_unchecked(&self.0) }
