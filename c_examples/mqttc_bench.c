@@ -22,11 +22,13 @@
  * --callbacks picks where the callbacks run: on each client's network thread
  * (mqttc_options.inline_callbacks, libmosquitto's and Paho's model), on the library's own callback
  * thread (its default), or on this program's main thread, both clients on one mqttc_loop
- * (mqttc_options.run_loop: the library starts no thread). Without it, pub mode uses the network
- * thread, which spares a thread hand-off per batch of acknowledgements; latency mode the loop,
- * where a round trip wakes one thread, not three; e2e mode the loop too (at QoS 2 it spent 16 us
- * of CPU per message where the callback thread ranged over 20-30 us from run to run; measured in
- * BENCHMARKS.md).
+ * (mqttc_options.run_loop: the library starts no thread). Without it, every mode uses the loop,
+ * as libmosquitto's mosquitto_loop users do: in latency mode a round trip then wakes one thread,
+ * not three; in e2e mode at QoS 2 it spent 16 us of CPU per message where the callback thread
+ * ranged over 20-30 us from run to run; in pub mode at QoS 0 it kept the rate at the raw-socket
+ * client's from run to run, where the network thread, busy beside this one on a 2-core machine,
+ * now and then took the broker's core and cost 5-18% of the rate (at QoS 1/2 the two are even;
+ * all measured in BENCHMARKS.md).
  * Payloads of LEND_FROM bytes and more are lent with mqttc_publish_nocopy (the one buffer, valid
  * until the end, for every message), as an application sending large buffers would: the library
  * then makes no copy. --nocopy off publishes them with mqttc_publish, which copies each.
@@ -172,7 +174,7 @@ static void parse_args(int argc, char **argv, struct args *a) {
         }
     }
     if (!a->callbacks)
-        a->callbacks = a->mode == MODE_PUB ? "network" : "loop";
+        a->callbacks = "loop";
 }
 
 /* ---- failures and waking the main thread ------------------------------------------------------ */
@@ -319,8 +321,9 @@ static mqttc_client *open_client(struct bench *b, const char *role) {
     mqttc_options_init(&o);
     o.client_id = id;
     /* The --inflight window: the library sends at most this many QoS 1/2 publishes ahead of their
-     * acknowledgements and keeps the rest in order, refilling the window from its network thread
-     * as acknowledgements arrive (no round trip through this program). */
+     * acknowledgements and keeps the rest in order, refilling the window as acknowledgements
+     * arrive (on its network thread, or on the loop while this program waits in it), with no
+     * round trip through this program. */
     o.max_inflight = (uint32_t)b->a.inflight;
     /* Results reach this program through callbacks, never by polling old tokens: keeping only a
      * few completed results keeps the token table small however many messages are sent. */
@@ -385,10 +388,10 @@ static void wait_written(struct bench *b, mqttc_client *c, mqttc_token t) {
 /* Publishes the run's N messages to bench/t.
  *
  * QoS 1/2: the library keeps `max_inflight` (the --inflight window) in flight and the publishes
- * beyond it in order, refilling the window from its network thread as each acknowledgement is
- * read, with no round trip through this program. So this thread only has to stay ahead of the
- * window: it hands over up to AHEAD publishes beyond it (fewer for large payloads, see
- * ahead_for), then sleeps until half of those have gone out (one wakeup per AHEAD/2
+ * beyond it in order, refilling the window as each acknowledgement is read (on its network
+ * thread, or on the loop while this thread waits in it), with no round trip through this program. So this thread only has to
+ * stay ahead of the window: it hands over up to AHEAD publishes beyond it (fewer for large
+ * payloads, see ahead_for), then waits until half of those have gone out (one wait per AHEAD/2
  * acknowledgements). Measured against the alternatives:
  * publishing all N at once is no faster but holds every queued copy (~250 bytes each beyond the
  * payload: 25 MB at 100,000), and a window kept by this program alone (publish one per

@@ -213,6 +213,21 @@ fn latency_mode_at_every_qos() {
     }
 }
 
+/// Every mode defaults to running its clients on one loop; the other two places the callbacks
+/// can run (each client's network thread, the library's callback thread) still count every
+/// message in every mode.
+#[test]
+fn every_callbacks_choice_in_every_mode() {
+    let broker = bench_broker();
+    for callbacks in ["network", "thread", "loop"] {
+        for (mode, count) in [("pub", 500), ("e2e", 500), ("latency", 50)] {
+            for qos in 0..=1 {
+                run_bench_with(broker.port, mode, qos, count, 100, 64, &["--callbacks", callbacks]);
+            }
+        }
+    }
+}
+
 /// With a window much smaller than the count the bench stops handing publishes to the library
 /// (it keeps about 1024 beyond the window) and waits for acknowledgements to make room: every
 /// message still arrives and is acknowledged.
