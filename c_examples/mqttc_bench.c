@@ -27,8 +27,8 @@
  * not three; in e2e mode at QoS 2 it spent 16 us of CPU per message where the callback thread
  * ranged over 20-30 us from run to run; in pub mode at QoS 0 it kept the rate at the raw-socket
  * client's from run to run, where the network thread, busy beside this one on a 2-core machine,
- * now and then took the broker's core and cost 5-18% of the rate (at QoS 1/2 the two are even;
- * all measured in BENCHMARKS.md).
+ * now and then took the broker's core and lost from 5% to half of the rate in a run (at QoS 1/2
+ * the two are even; all measured in BENCHMARKS.md).
  * Payloads of LEND_FROM bytes and more are lent with mqttc_publish_nocopy (the one buffer, valid
  * until the end, for every message), as an application sending large buffers would: the library
  * then makes no copy. --nocopy off publishes them with mqttc_publish, which copies each.
@@ -389,10 +389,10 @@ static void wait_written(struct bench *b, mqttc_client *c, mqttc_token t) {
  *
  * QoS 1/2: the library keeps `max_inflight` (the --inflight window) in flight and the publishes
  * beyond it in order, refilling the window as each acknowledgement is read (on its network
- * thread, or on the loop while this thread waits in it), with no round trip through this program. So this thread only has to
- * stay ahead of the window: it hands over up to AHEAD publishes beyond it (fewer for large
- * payloads, see ahead_for), then waits until half of those have gone out (one wait per AHEAD/2
- * acknowledgements). Measured against the alternatives:
+ * thread, or on the loop while this thread waits in it), with no round trip through this
+ * program. So this thread only has to stay ahead of the window: it hands over up to AHEAD
+ * publishes beyond it (fewer for large payloads, see ahead_for), then waits until half of those
+ * have gone out (one wait per AHEAD/2 acknowledgements). Measured against the alternatives:
  * publishing all N at once is no faster but holds every queued copy (~250 bytes each beyond the
  * payload: 25 MB at 100,000), and a window kept by this program alone (publish one per
  * acknowledgement) costs a wakeup of this thread per message and measured no faster.
