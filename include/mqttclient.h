@@ -729,6 +729,13 @@ typedef void (*mqttc_connection_cb)(struct mqttc_client *client,
                                     void *userdata);
 
 /**
+ * Destructor for a subscription's userdata, called exactly once when the subscription ends
+ * (unsubscribe, replacement by a new subscribe to the same filter, refusal by the broker, or
+ * client free), after its last callback has returned.
+ */
+typedef void (*mqttc_drop_cb)(void *userdata);
+
+/**
  * A message as seen by a callback. Everything it points to is borrowed and valid only until the
  * callback returns; use `mqttc_message_copy` to keep one.
  */
@@ -753,69 +760,6 @@ typedef struct mqttc_message {
    */
   const struct mqttc_properties *properties;
 } mqttc_message;
-
-/**
- * One event from `mqttc_event_next`. The caller owns it and releases it with `mqttc_event_free`;
- * everything it points to stays valid until then (also after the client is freed). Fields that do
- * not belong to the event's `kind` are zero / NULL.
- */
-typedef struct mqttc_event {
-  /**
-   * An `mqttc_event_kind` value.
-   */
-  int kind;
-  /**
-   * COMPLETE: the token that completed.
-   */
-  mqttc_token token;
-  /**
-   * COMPLETE: its status, as `mqttc_token_poll` reports it (`mqttc_token_codes` gives its codes).
-   */
-  enum mqttc_status status;
-  /**
-   * MESSAGE: the message.
-   */
-  struct mqttc_message message;
-  /**
-   * MESSAGE: the `userdata` of every event-mode subscription whose filter matched (one entry per
-   * subscription when filters overlap), `subscription_count` of them.
-   */
-  void *const *subscriptions;
-  size_t subscription_count;
-  /**
-   * CONNECTION: the change.
-   */
-  struct mqttc_connection_event connection;
-  /**
-   * COMPLETE with a failure: what went wrong, as `mqttc_last_error` would say it; else NULL.
-   */
-  const char *detail;
-  /**
-   * COMPLETE: the codes `mqttc_token_codes` would give (connect: [session_present]; subscribe:
-   * the granted QoS or 0x80 per filter, also when refused), `code_count` of them; else NULL.
-   */
-  const uint8_t *codes;
-  size_t code_count;
-  /**
-   * COMPLETE: the acknowledgement's properties, as `mqttc_token_properties` would give them
-   * (empty when none completed it); MESSAGE: the message's, as `message.properties`; else NULL.
-   */
-  const struct mqttc_properties *properties;
-} mqttc_event;
-
-/**
- * A wakeup hook: called with its `arg` from a library thread. It must be quick and thread-safe,
- * and must not call into a runtime that forbids foreign threads: Julia passes `uv_async_send`
- * with its `AsyncCondition`'s handle.
- */
-typedef void (*mqttc_wakeup_cb)(void *arg);
-
-/**
- * Destructor for a subscription's userdata, called exactly once when the subscription ends
- * (unsubscribe, replacement by a new subscribe to the same filter, refusal by the broker, or
- * client free), after its last callback has returned.
- */
-typedef void (*mqttc_drop_cb)(void *userdata);
 
 /**
  * Message callback: `message` is borrowed for the call. Runs on the client's callback thread.
@@ -878,6 +822,62 @@ typedef struct mqttc_property {
   const uint8_t *binary;
   size_t binary_len;
 } mqttc_property;
+
+/**
+ * One event from `mqttc_event_next`. The caller owns it and releases it with `mqttc_event_free`;
+ * everything it points to stays valid until then (also after the client is freed). Fields that do
+ * not belong to the event's `kind` are zero / NULL.
+ */
+typedef struct mqttc_event {
+  /**
+   * An `mqttc_event_kind` value.
+   */
+  int kind;
+  /**
+   * COMPLETE: the token that completed.
+   */
+  mqttc_token token;
+  /**
+   * COMPLETE: its status, as `mqttc_token_poll` reports it (`mqttc_token_codes` gives its codes).
+   */
+  enum mqttc_status status;
+  /**
+   * MESSAGE: the message.
+   */
+  struct mqttc_message message;
+  /**
+   * MESSAGE: the `userdata` of every event-mode subscription whose filter matched (one entry per
+   * subscription when filters overlap), `subscription_count` of them.
+   */
+  void *const *subscriptions;
+  size_t subscription_count;
+  /**
+   * CONNECTION: the change.
+   */
+  struct mqttc_connection_event connection;
+  /**
+   * COMPLETE with a failure: what went wrong, as `mqttc_last_error` would say it; else NULL.
+   */
+  const char *detail;
+  /**
+   * COMPLETE: the codes `mqttc_token_codes` would give (connect: [session_present]; subscribe:
+   * the granted QoS or 0x80 per filter, also when refused), `code_count` of them; else NULL.
+   */
+  const uint8_t *codes;
+  size_t code_count;
+  /**
+   * COMPLETE: the acknowledgement's properties, as `mqttc_token_properties` would give them
+   * (empty when none completed it); MESSAGE: the message's, as `message.properties`; else NULL.
+   */
+  const struct mqttc_properties *properties;
+} mqttc_event;
+
+/**
+ * A wakeup hook: called with its `arg` from a library thread. It must be quick and thread-safe,
+ * and must not call into a runtime that forbids foreign threads: Julia passes `uv_async_send`
+ * with its `AsyncCondition`'s handle.
+ */
+typedef void (*mqttc_wakeup_cb)(void *arg);
 
 #ifdef __cplusplus
 extern "C" {
@@ -949,6 +949,12 @@ enum mqttc_status mqttc_client_new_unix(const char *path,
 void mqttc_client_free(struct mqttc_client *client);
 
 /**
+ * The client's connection state (an `mqttc_state` value), or a negative `mqttc_status` when the
+ * handle is invalid.
+ */
+int mqttc_client_state(const struct mqttc_client *client);
+
+/**
  * Starts connecting (MQTTClient.jl's `connect_async`). Returns at once; `*token` (if not NULL)
  * completes when the broker accepted (MQTTC_OK; `mqttc_token_codes` gives [session_present]) or
  * refused the connection (one MQTTC_ERR_REFUSED_* per CONNACK code), or it failed.
@@ -974,10 +980,15 @@ enum mqttc_status mqttc_reconnect(struct mqttc_client *client, mqttc_token *toke
 enum mqttc_status mqttc_disconnect(struct mqttc_client *client, mqttc_token *token);
 
 /**
- * The client's connection state (an `mqttc_state` value), or a negative `mqttc_status` when the
- * handle is invalid.
+ * `mqttc_disconnect` with an MQTT 5 reason code and DISCONNECT properties (NULL for none): 0x00
+ * (normal), 0x04 (disconnect with will message: the broker publishes the will), or another code
+ * a client may send (MQTT 5 section 3.14.2.1). Properties may set a Session Expiry Interval
+ * (not when the connect's was 0), a Reason String and user properties.
  */
-int mqttc_client_state(const struct mqttc_client *client);
+enum mqttc_status mqttc_disconnect_v5(struct mqttc_client *client,
+                                      uint8_t reason_code,
+                                      const struct mqttc_properties *properties,
+                                      mqttc_token *token);
 
 /**
  * Sets (or with NULL `cb`, removes) the log callback; messages at `level` (an `mqttc_log_level`)
@@ -1005,40 +1016,6 @@ enum mqttc_status mqttc_set_on_complete(struct mqttc_client *client,
 enum mqttc_status mqttc_set_on_connection(struct mqttc_client *client,
                                           mqttc_connection_cb cb,
                                           void *userdata);
-
-/**
- * Takes the oldest waiting event without blocking. On MQTTC_OK, `*out` is the event (which the
- * caller releases with `mqttc_event_free`), or NULL when none waits. Drain until NULL after each
- * wakeup: the descriptor and the hook signal only that the queue became non-empty.
- * MQTTC_ERR_EVENT_MODE_OFF unless the client was made with `event_mode`.
- */
-enum mqttc_status mqttc_event_next(struct mqttc_client *client, struct mqttc_event **out);
-
-/**
- * Releases an event from `mqttc_event_next`. NULL is a no-op.
- */
-void mqttc_event_free(struct mqttc_event *event);
-
-/**
- * Stores in `*fd` a file descriptor that is readable exactly while events wait (an eventfd on
- * Linux): wait on it with select/poll/epoll or an event loop (Julia: `FileWatching.poll_fd`),
- * then drain with `mqttc_event_next`. The library owns it and closes it in `mqttc_client_free`;
- * never read, write or close it.
- */
-enum mqttc_status mqttc_events_fd(struct mqttc_client *client, int *fd);
-
-/**
- * Stores in `*count` how many events wait.
- */
-enum mqttc_status mqttc_events_pending(struct mqttc_client *client, size_t *count);
-
-/**
- * Sets (or with NULL `wake`, removes) the wakeup hook: called when the event queue goes from
- * empty to non-empty, and at once when events already wait as it is set.
- */
-enum mqttc_status mqttc_events_set_wakeup(struct mqttc_client *client,
-                                          mqttc_wakeup_cb wake,
-                                          void *arg);
 
 /**
  * Queues a publish (MQTTClient.jl's `publish_async`) and returns at once. The topic and payload are
@@ -1173,6 +1150,13 @@ enum mqttc_status mqttc_unsubscribe_many(struct mqttc_client *client,
                                          mqttc_token *token);
 
 /**
+ * Unsubscribes one filter; see `mqttc_unsubscribe_many`.
+ */
+enum mqttc_status mqttc_unsubscribe(struct mqttc_client *client,
+                                    const char *filter,
+                                    mqttc_token *token);
+
+/**
  * `mqttc_unsubscribe_many` with MQTT 5 UNSUBSCRIBE properties (NULL for none; user properties).
  * In MQTT 5 `mqttc_token_codes` gives each filter's UNSUBACK reason code.
  */
@@ -1181,24 +1165,6 @@ enum mqttc_status mqttc_unsubscribe_v5(struct mqttc_client *client,
                                        size_t count,
                                        const struct mqttc_properties *properties,
                                        mqttc_token *token);
-
-/**
- * `mqttc_disconnect` with an MQTT 5 reason code and DISCONNECT properties (NULL for none): 0x00
- * (normal), 0x04 (disconnect with will message: the broker publishes the will), or another code
- * a client may send (MQTT 5 section 3.14.2.1). Properties may set a Session Expiry Interval
- * (not when the connect's was 0), a Reason String and user properties.
- */
-enum mqttc_status mqttc_disconnect_v5(struct mqttc_client *client,
-                                      uint8_t reason_code,
-                                      const struct mqttc_properties *properties,
-                                      mqttc_token *token);
-
-/**
- * Unsubscribes one filter; see `mqttc_unsubscribe_many`.
- */
-enum mqttc_status mqttc_unsubscribe(struct mqttc_client *client,
-                                    const char *filter,
-                                    mqttc_token *token);
 
 /**
  * Copies a borrowed message (inside a callback) into one the caller owns and must release with
@@ -1317,39 +1283,6 @@ enum mqttc_status mqttc_properties_get_user(const struct mqttc_properties *prope
                                             const char **value);
 
 /**
- * Makes a loop. On success `*out` receives it, which the caller releases with `mqttc_loop_free`;
- * on failure (MQTTC_ERR_NULL, MQTTC_ERR_RESOURCE) `*out` is not written.
- */
-enum mqttc_status mqttc_loop_new(struct mqttc_loop **out);
-
-/**
- * Runs the loop's clients on the calling thread: reads and writes what their connections have,
- * runs their callbacks, and returns once something has reached the application (a message or
- * connection callback ran, a token completed) or after `timeout_ms` milliseconds. 0 handles what
- * is ready without waiting. Call it again and again, as with `mosquitto_loop`: between calls the
- * clients stand still, keep-alive included (a QoS 0 publish made while a connection is idle is
- * still written at once, by `mqttc_publish` itself).
- *
- * Returns MQTTC_OK, or MQTTC_ERR_IN_CALLBACK inside a callback the loop runs, or one running on a
- * client's network thread (`inline_callbacks`): those threads already run an event loop. Several
- * threads may call it at once; one of them at a time does the work.
- */
-enum mqttc_status mqttc_loop_run(const struct mqttc_loop *run_loop, uint32_t timeout_ms);
-
-/**
- * Releases the caller's handle. Clients made with the loop keep it alive until they are freed
- * (so the order of the frees does not matter); the handle itself must not be used again. NULL is
- * a no-op.
- */
-void mqttc_loop_free(struct mqttc_loop *run_loop);
-
-/**
- * A static, NUL-terminated English name for a status value. Takes a plain `int` so that any value
- * is safe to pass; unknown values give "unknown status".
- */
-const char *mqttc_status_str(int32_t status);
-
-/**
  * Polls a token without blocking: MQTTC_PENDING, MQTTC_OK, the operation's error status, or
  * MQTTC_ERR_TOKEN_UNKNOWN / MQTTC_ERR_TOKEN_EXPIRED (see `token_history` in `mqttc_options`).
  */
@@ -1389,6 +1322,73 @@ enum mqttc_status mqttc_token_codes(const struct mqttc_client *client,
 enum mqttc_status mqttc_token_properties(const struct mqttc_client *client,
                                          mqttc_token token,
                                          struct mqttc_properties **out);
+
+/**
+ * Takes the oldest waiting event without blocking. On MQTTC_OK, `*out` is the event (which the
+ * caller releases with `mqttc_event_free`), or NULL when none waits. Drain until NULL after each
+ * wakeup: the descriptor and the hook signal only that the queue became non-empty.
+ * MQTTC_ERR_EVENT_MODE_OFF unless the client was made with `event_mode`.
+ */
+enum mqttc_status mqttc_event_next(struct mqttc_client *client, struct mqttc_event **out);
+
+/**
+ * Releases an event from `mqttc_event_next`. NULL is a no-op.
+ */
+void mqttc_event_free(struct mqttc_event *event);
+
+/**
+ * Stores in `*fd` a file descriptor that is readable exactly while events wait (an eventfd on
+ * Linux): wait on it with select/poll/epoll or an event loop (Julia: `FileWatching.poll_fd`),
+ * then drain with `mqttc_event_next`. The library owns it and closes it in `mqttc_client_free`;
+ * never read, write or close it.
+ */
+enum mqttc_status mqttc_events_fd(struct mqttc_client *client, int *fd);
+
+/**
+ * Stores in `*count` how many events wait.
+ */
+enum mqttc_status mqttc_events_pending(struct mqttc_client *client, size_t *count);
+
+/**
+ * Sets (or with NULL `wake`, removes) the wakeup hook: called when the event queue goes from
+ * empty to non-empty, and at once when events already wait as it is set.
+ */
+enum mqttc_status mqttc_events_set_wakeup(struct mqttc_client *client,
+                                          mqttc_wakeup_cb wake,
+                                          void *arg);
+
+/**
+ * Makes a loop. On success `*out` receives it, which the caller releases with `mqttc_loop_free`;
+ * on failure (MQTTC_ERR_NULL, MQTTC_ERR_RESOURCE) `*out` is not written.
+ */
+enum mqttc_status mqttc_loop_new(struct mqttc_loop **out);
+
+/**
+ * Runs the loop's clients on the calling thread: reads and writes what their connections have,
+ * runs their callbacks, and returns once something has reached the application (a message or
+ * connection callback ran, a token completed) or after `timeout_ms` milliseconds. 0 handles what
+ * is ready without waiting. Call it again and again, as with `mosquitto_loop`: between calls the
+ * clients stand still, keep-alive included (a QoS 0 publish made while a connection is idle is
+ * still written at once, by `mqttc_publish` itself).
+ *
+ * Returns MQTTC_OK, or MQTTC_ERR_IN_CALLBACK inside a callback the loop runs, or one running on a
+ * client's network thread (`inline_callbacks`): those threads already run an event loop. Several
+ * threads may call it at once; one of them at a time does the work.
+ */
+enum mqttc_status mqttc_loop_run(const struct mqttc_loop *run_loop, uint32_t timeout_ms);
+
+/**
+ * Releases the caller's handle. Clients made with the loop keep it alive until they are freed
+ * (so the order of the frees does not matter); the handle itself must not be used again. NULL is
+ * a no-op.
+ */
+void mqttc_loop_free(struct mqttc_loop *run_loop);
+
+/**
+ * A static, NUL-terminated English name for a status value. Takes a plain `int` so that any value
+ * is safe to pass; unknown values give "unknown status".
+ */
+const char *mqttc_status_str(int32_t status);
 
 /**
  * The library's version as a static string, e.g. "0.1.0": the `MQTTC_VERSION_STRING` of the

@@ -2,7 +2,8 @@
 use std::ffi::{CString, c_char, c_int, c_void};
 use std::sync::Arc;
 
-use super::client::{Callback, OwnedConnectionEvent, client_arg, mqttc_client, mqttc_connection_event, mqttc_token};
+use super::callbacks::{Callback, OwnedConnectionEvent, mqttc_connection_event};
+use super::client::{client_arg, mqttc_client, mqttc_token};
 use super::message::message_view;
 use super::properties::mqttc_properties;
 use super::{Failure, guard, mqttc_message, mqttc_status, write_out};

@@ -10,25 +10,47 @@
 // it borrows and for how long, which is the whole of their safety contract.
 #![allow(clippy::missing_safety_doc)]
 
+// The header (cbindgen) lists the API in this order: making a client, then what it does.
+mod options;
+
 mod client;
-mod events;
+
+mod callbacks;
+
+mod publish;
+
+mod subscribe;
+
 mod message;
+
 mod properties;
-mod run_loop;
-mod status;
+
 mod token;
+
+mod events;
+
+mod run_loop;
+
+mod status;
+
 mod version;
 
 use std::cell::RefCell;
-use std::ffi::{CStr, CString, c_char};
+use std::ffi::{CStr, CString, c_char, c_int};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use crate::codec::QoS;
+
+pub use callbacks::*;
 pub use client::*;
 pub use events::*;
 pub use message::*;
+pub use options::*;
 pub use properties::*;
+pub use publish::*;
 pub use run_loop::*;
 pub use status::*;
+pub use subscribe::*;
 pub use token::*;
 pub use version::*;
 
@@ -129,6 +151,24 @@ pub(crate) unsafe fn arg_bytes<'a>(p: *const u8, len: usize, name: &str) -> Resu
     }
     // SAFETY: non-NULL with `len` readable bytes per the caller's contract.
     Ok(unsafe { std::slice::from_raw_parts(p, len) })
+}
+
+/// Checks a QoS argument from C.
+pub(crate) fn qos_arg(qos: c_int, name: &str) -> Result<QoS, Failure> {
+    u8::try_from(qos)
+        .ok()
+        .and_then(|q| QoS::from_u8(q).ok())
+        .ok_or_else(|| {
+            Failure::new(
+                mqttc_status::MQTTC_ERR_INVALID_QOS,
+                format!("{name} is {qos}; it must be 0, 1 or 2"),
+            )
+        })
+}
+
+/// A failure about a topic name or filter, quoting it.
+pub(crate) fn topic_failure(status: mqttc_status, what: &str, text: &str, err: impl std::fmt::Display) -> Failure {
+    Failure::new(status, format!("{what} \"{text}\": {err}"))
 }
 
 /// Writes an out-parameter when the caller gave one.

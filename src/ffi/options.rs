@@ -1,0 +1,429 @@
+//! Connection options: `mqttc_options`, its defaults, and reading a caller's struct of any size.
+use std::ffi::{c_char, c_int};
+use std::mem::size_of;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::properties::{mqttc_properties, properties_arg};
+use super::run_loop::{loop_arg, mqttc_loop};
+use super::{Failure, arg_bytes, mqttc_status, opt_str, qos_arg};
+use crate::codec::{Holder, MqttStr, PacketType, PropertyId, Version, Will};
+use crate::engine::{self, Overflow, TlsOptions};
+use crate::topic::validate_topic_name;
+
+/// Connection options. Always initialise with `mqttc_options_init(&opts)`, which sets `struct_size`
+/// and the defaults, then change what you need: fields may be appended in later versions, and
+/// `struct_size` tells the library which ones your program knows.
+///
+/// Strings and buffers are borrowed for the duration of `mqttc_client_new*` only; the library
+/// copies them.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct mqttc_options {
+    /// sizeof(mqttc_options) as compiled into the caller; set by `mqttc_options_init`.
+    pub struct_size: u32,
+    /// Keep-alive interval in seconds; 0 turns keep-alive off. Default 60.
+    pub keep_alive: u16,
+    /// Start without a session (and discard any on the broker). Default true.
+    pub clean_session: bool,
+    /// Client identifier. NULL (the default) makes a random one ("mqttc-" + 16 hex digits); "" asks
+    /// the broker to assign one (requires clean_session).
+    pub client_id: *const c_char,
+    /// User name, or NULL.
+    pub username: *const c_char,
+    /// Password bytes (need not be text), or NULL; requires a user name.
+    pub password: *const u8,
+    pub password_len: usize,
+    /// Will topic, or NULL for no will.
+    pub will_topic: *const c_char,
+    pub will_payload: *const u8,
+    pub will_payload_len: usize,
+    pub will_qos: c_int,
+    pub will_retain: bool,
+    /// Milliseconds to wait for PINGRESP before the connection is declared lost. Default 30000.
+    pub ping_timeout_ms: u32,
+    /// Milliseconds for TCP connect plus CONNACK. Default 30000.
+    pub connect_timeout_ms: u32,
+    /// Milliseconds `mqttc_disconnect` waits for in-flight QoS 1/2 acknowledgements. Default 10000.
+    pub disconnect_timeout_ms: u32,
+    /// Outbound QoS 1/2 messages awaiting acknowledgement at once; later ones wait in order.
+    /// Once the window has been full, waiting messages go out when a quarter of it is free (in
+    /// larger writes, which costs less CPU than one per acknowledgement); QoS 2 PUBRELs likewise
+    /// wait until a quarter of the window owes one, or no PUBREC is still to come. Default 20 (as
+    /// libmosquitto, and mosquitto's max_inflight_messages).
+    pub max_inflight: u32,
+    /// Largest inbound packet in bytes; a larger one closes the connection. Default 268435460.
+    pub max_packet_size: u32,
+    /// How many completed token results are kept for polling. Default 65536.
+    pub token_history: u32,
+    /// Events queued for the callback thread before the library stops reading the socket.
+    /// Default 4096.
+    pub callback_queue: u32,
+    /// Reconnect by itself when an established connection is lost, with exponential backoff and
+    /// jitter between `reconnect_min_ms` and `reconnect_max_ms`. A failed first `mqttc_connect`
+    /// is not retried (its token reports the failure). Default true.
+    pub auto_reconnect: bool,
+    /// Default 1000.
+    pub reconnect_min_ms: u32,
+    /// Default 30000.
+    pub reconnect_max_ms: u32,
+    /// Publishes made while there is no connection (after a loss, while reconnecting) wait in
+    /// order in the offline queue, bounded by count and by bytes (topic + payload), and go out on
+    /// the next connection. 0 messages turns offline queueing off: such publishes fail with
+    /// MQTTC_ERR_QUEUE_FULL. Default 10000 messages, 16 MiB.
+    pub offline_max_messages: u32,
+    pub offline_max_bytes: usize,
+    /// What happens when the offline queue is full: an `mqttc_overflow` value. Default
+    /// MQTTC_OVERFLOW_REJECT_NEW.
+    pub offline_overflow: c_int,
+    /// Also queue publishes made before the first `mqttc_connect` (otherwise they fail with
+    /// MQTTC_ERR_NOT_CONNECTED). Default false.
+    pub queue_before_connect: bool,
+    /// With several servers (`mqttc_client_new_uris`): start each reconnect at the server after
+    /// the one last connected to, instead of at the first of the list. Default false.
+    pub rotate_servers: bool,
+    /// Event mode, for runtimes that must not be called from a library thread (Julia, Python,
+    /// event loops): token completions, connection changes, and messages for subscriptions made
+    /// with a NULL `on_message` wait in a queue drained with `mqttc_event_next`; see
+    /// `mqttc_events_fd` and `mqttc_events_set_wakeup`. The queue holds up to `callback_queue`
+    /// events; when it is full the library stops reading the socket until the application drains.
+    /// Callbacks that are set still run as usual. Default false.
+    pub event_mode: bool,
+    /// Use TLS for every server: how a host-and-port client (`mqttc_client_new`) asks for it.
+    /// Server URIs with `mqtts://`, `ssl://`, `tls://` or `wss://` use TLS whatever this says; with
+    /// this set, `ws://` ones do too. Default false.
+    pub tls: bool,
+    /// PEM file of the CA certificates that may sign the broker's certificate. NULL (the default)
+    /// trusts the system's CA store.
+    pub tls_ca_file: *const c_char,
+    /// PEM client certificate chain and its unencrypted private key (PKCS#8, PKCS#1 or SEC1), for
+    /// brokers that require client certificates; both or neither. Default NULL.
+    pub tls_cert_file: *const c_char,
+    pub tls_key_file: *const c_char,
+    /// The name the broker's certificate must carry (also sent as SNI), when it differs from the
+    /// host connected to, e.g. a broker reached by IP address. Default NULL: the host.
+    pub tls_server_name: *const c_char,
+    /// ALPN protocols to offer, comma-separated, most preferred first (e.g. "mqtt", or
+    /// "x-amzn-mqtt-ca" for AWS IoT on port 443). Default NULL: none.
+    pub tls_alpn: *const c_char,
+    /// Accept any broker certificate without verification. For tests with throwaway certificates
+    /// only: anyone in the middle can then read and change the traffic. Default false.
+    pub tls_insecure: bool,
+    /// The MQTT protocol: 4 for 3.1.1 (the default), 5 for MQTT 5.
+    pub protocol_version: u8,
+    /// MQTT 5: seconds the broker keeps the session after the connection ends; 0 (the default)
+    /// ends it with the connection, 0xFFFFFFFF never. Not 0 with 3.1.1, which has
+    /// `clean_session` instead.
+    pub session_expiry: u32,
+    /// MQTT 5: how many topic aliases the broker may set up towards this client (0: none).
+    /// Aliased messages reach callbacks with their whole topic. Default 16.
+    pub topic_alias_maximum: u16,
+    /// MQTT 5: properties to add to CONNECT (user properties, Receive Maximum, Request Response
+    /// Information, Request Problem Information); copied when the client is made. Session expiry,
+    /// maximum packet size and topic alias maximum come from the fields above. Default NULL.
+    /// After connecting, `mqttc_token_properties` on the connect token gives the CONNACK's.
+    pub connect_properties: *const mqttc_properties,
+    /// MQTT 5: the will's properties (Will Delay Interval, Message Expiry Interval, Content Type,
+    /// Response Topic, Correlation Data, Payload Format Indicator, user properties); copied.
+    /// Default NULL.
+    pub will_properties: *const mqttc_properties,
+    /// Run callbacks on the library's network thread instead of a callback thread of their own,
+    /// as libmosquitto and Paho C do. Saves a thread hand-off per message (lower latency and CPU),
+    /// but while a callback runs the connection stands still: nothing is read or written and no
+    /// keep-alive goes out, so callbacks must be quick. Everything else holds as with the callback
+    /// thread: any function may be called from a callback, `mqttc_wait` there fails with
+    /// MQTTC_ERR_IN_CALLBACK, free is deferred until the callback returns. Not with `event_mode`
+    /// (MQTTC_ERR_INVALID_ARGUMENT). Default false.
+    pub inline_callbacks: bool,
+    /// Run the client on this loop (see `mqttc_loop`) instead of threads of its own: it advances,
+    /// and its callbacks run, only inside `mqttc_loop_run` or `mqttc_token_wait`. Callbacks then
+    /// run on the thread running the loop (`inline_callbacks` is implied), where `mqttc_token_wait`
+    /// and `mqttc_loop_run` fail with MQTTC_ERR_IN_CALLBACK. Freeing such a client outside the loop
+    /// drops its connection at once; inside one of its callbacks, when that callback returns. Not
+    /// with `event_mode` (MQTTC_ERR_INVALID_ARGUMENT). Borrowed: the client holds its own
+    /// reference, so the loop may be freed first. Default NULL.
+    pub run_loop: *const mqttc_loop,
+}
+
+/// What happens to a publish that does not fit in the offline queue (`offline_overflow`). Either
+/// way the message that is not sent has its token fail, so nothing is dropped silently.
+#[repr(C)]
+pub enum mqttc_overflow {
+    /// The new publish's token fails with MQTTC_ERR_QUEUE_FULL.
+    MQTTC_OVERFLOW_REJECT_NEW = 0,
+    /// The oldest queued publishes' tokens fail with MQTTC_ERR_DROPPED until the new one fits.
+    MQTTC_OVERFLOW_DROP_OLDEST = 1,
+}
+
+/// Fills the first `size` bytes of `*opts` with the defaults and sets `struct_size` to `size` (or to
+/// this library's size if `size` is larger). C and C++ call it through the `mqttc_options_init(opts)`
+/// macro, which passes `sizeof *opts` as compiled into the caller: a program built against an older
+/// header, with a shorter struct, then never has memory past its struct written. Bindings (Julia,
+/// Python) pass the size of their own mirror. NULL, or a size too small to hold `struct_size`, is
+/// ignored.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mqttc_options_init_size(opts: *mut mqttc_options, size: usize) {
+    let size = size.min(size_of::<mqttc_options>());
+    if opts.is_null() || size < size_of::<u32>() {
+        return;
+    }
+    let mut d = defaults();
+    d.struct_size = size as u32;
+    // SAFETY: the caller's struct has `size` writable bytes per the contract, and `size` does not
+    // exceed ours.
+    unsafe { std::ptr::copy_nonoverlapping((&raw const d).cast::<u8>(), opts.cast::<u8>(), size) };
+}
+
+fn defaults() -> mqttc_options {
+    let d = engine::Options::default();
+    mqttc_options {
+        struct_size: size_of::<mqttc_options>() as u32,
+        keep_alive: d.keep_alive,
+        clean_session: d.clean_session,
+        client_id: std::ptr::null(),
+        username: std::ptr::null(),
+        password: std::ptr::null(),
+        password_len: 0,
+        will_topic: std::ptr::null(),
+        will_payload: std::ptr::null(),
+        will_payload_len: 0,
+        will_qos: 0,
+        will_retain: false,
+        ping_timeout_ms: millis(d.ping_timeout),
+        connect_timeout_ms: millis(d.connect_timeout),
+        disconnect_timeout_ms: millis(d.disconnect_timeout),
+        max_inflight: d.max_inflight as u32,
+        max_packet_size: d.max_packet_size.min(u32::MAX as usize) as u32,
+        token_history: d.token_history as u32,
+        callback_queue: d.callback_queue as u32,
+        auto_reconnect: d.auto_reconnect,
+        reconnect_min_ms: millis(d.reconnect_min),
+        reconnect_max_ms: millis(d.reconnect_max),
+        offline_max_messages: d.offline_max_messages.min(u32::MAX as usize) as u32,
+        offline_max_bytes: d.offline_max_bytes,
+        offline_overflow: mqttc_overflow::MQTTC_OVERFLOW_REJECT_NEW as c_int,
+        queue_before_connect: d.queue_before_connect,
+        rotate_servers: d.rotate_servers,
+        event_mode: d.event_mode,
+        tls: false,
+        tls_ca_file: std::ptr::null(),
+        tls_cert_file: std::ptr::null(),
+        tls_key_file: std::ptr::null(),
+        tls_server_name: std::ptr::null(),
+        tls_alpn: std::ptr::null(),
+        tls_insecure: false,
+        protocol_version: d.version as u8,
+        session_expiry: d.session_expiry,
+        topic_alias_maximum: d.topic_alias_maximum,
+        connect_properties: std::ptr::null(),
+        will_properties: std::ptr::null(),
+        inline_callbacks: d.inline_callbacks,
+        run_loop: std::ptr::null(),
+    }
+}
+
+fn millis(d: Duration) -> u32 {
+    d.as_millis().min(u32::MAX as u128) as u32
+}
+
+fn random_client_id() -> String {
+    use std::hash::{BuildHasher, RandomState};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let seed = (
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        std::time::SystemTime::now(),
+    );
+    format!("mqttc-{:016x}", RandomState::new().hash_one(seed))
+}
+
+/// The TLS part of the options, kept apart until the servers are known: only a client with a TLS
+/// server builds a configuration (which may need the system's CA store).
+pub(crate) struct TlsRequest {
+    /// `tls`: every server uses TLS.
+    pub(crate) all_servers: bool,
+    pub(crate) options: TlsOptions,
+    /// Whether any TLS field was set, which makes sense only with a TLS server.
+    pub(crate) any_set: bool,
+}
+
+/// The TLS fields of the options.
+///
+/// # Safety
+/// The strings `o` points to are NULL or NUL-terminated, borrowed for the call.
+unsafe fn read_tls(o: &mqttc_options) -> Result<TlsRequest, Failure> {
+    // SAFETY (all reads): borrowed for this call per the documented contract.
+    let path = |p, name| unsafe { opt_str(p, name) }.map(|s| s.map(PathBuf::from));
+    let options = TlsOptions {
+        ca_file: path(o.tls_ca_file, "tls_ca_file")?,
+        cert_file: path(o.tls_cert_file, "tls_cert_file")?,
+        key_file: path(o.tls_key_file, "tls_key_file")?,
+        server_name: unsafe { opt_str(o.tls_server_name, "tls_server_name") }?.map(str::to_owned),
+        insecure: o.tls_insecure,
+        alpn: unsafe { opt_str(o.tls_alpn, "tls_alpn") }?
+            .map(|list| list.split(',').map(|p| p.trim().to_owned()).collect())
+            .unwrap_or_default(),
+    };
+    let any_set = options.ca_file.is_some()
+        || options.cert_file.is_some()
+        || options.key_file.is_some()
+        || options.server_name.is_some()
+        || options.insecure
+        || !options.alpn.is_empty();
+    Ok(TlsRequest {
+        all_servers: o.tls,
+        options,
+        any_set,
+    })
+}
+
+/// Reads the caller's options (which may be an older, shorter struct) into engine options.
+///
+/// # Safety
+/// `opts` is NULL or points to `opts->struct_size` readable bytes laid out as `mqttc_options`.
+pub(crate) unsafe fn read_options(opts: *const mqttc_options) -> Result<(engine::Options, TlsRequest), Failure> {
+    let mut o = defaults();
+    if !opts.is_null() {
+        // SAFETY: the caller's struct has at least its `struct_size` field.
+        let size = unsafe { (*opts).struct_size } as usize;
+        if size < size_of::<u32>() || size > size_of::<mqttc_options>() {
+            return Err(Failure::new(
+                mqttc_status::MQTTC_ERR_OPTIONS_SIZE,
+                format!("options struct_size is {size}; call mqttc_options_init first"),
+            ));
+        }
+        // Copy only the prefix the caller's version has; the rest keeps its defaults.
+        // SAFETY: `size` bytes are readable per the contract and fit in `o`.
+        unsafe { std::ptr::copy_nonoverlapping(opts.cast::<u8>(), (&raw mut o).cast::<u8>(), size) };
+    }
+    let mut e = engine::Options {
+        keep_alive: o.keep_alive,
+        clean_session: o.clean_session,
+        ping_timeout: Duration::from_millis(o.ping_timeout_ms.into()),
+        connect_timeout: Duration::from_millis(o.connect_timeout_ms.into()),
+        disconnect_timeout: Duration::from_millis(o.disconnect_timeout_ms.into()),
+        max_inflight: (o.max_inflight as usize).clamp(1, 65535),
+        max_packet_size: (o.max_packet_size as usize).max(2),
+        token_history: (o.token_history as usize).max(1),
+        callback_queue: (o.callback_queue as usize).max(1),
+        auto_reconnect: o.auto_reconnect,
+        reconnect_min: Duration::from_millis(o.reconnect_min_ms.into()),
+        reconnect_max: Duration::from_millis(o.reconnect_max_ms.into()),
+        offline_max_messages: o.offline_max_messages as usize,
+        offline_max_bytes: o.offline_max_bytes,
+        offline_overflow: match o.offline_overflow {
+            0 => Overflow::RejectNew,
+            1 => Overflow::DropOldest,
+            other => {
+                return Err(Failure::new(
+                    mqttc_status::MQTTC_ERR_INVALID_ARGUMENT,
+                    format!("offline_overflow is {other}; it must be an mqttc_overflow value (0 or 1)"),
+                ));
+            }
+        },
+        queue_before_connect: o.queue_before_connect,
+        rotate_servers: o.rotate_servers,
+        event_mode: o.event_mode,
+        inline_callbacks: o.inline_callbacks,
+        run_loop: match o.run_loop.is_null() {
+            true => None,
+            // SAFETY: per the documented contract, a pointer from `mqttc_loop_new`.
+            false => Some(unsafe { loop_arg(o.run_loop, "run_loop") }?.clone()),
+        },
+        version: match o.protocol_version {
+            4 => Version::V311,
+            5 => Version::V5,
+            other => {
+                return Err(Failure::new(
+                    mqttc_status::MQTTC_ERR_INVALID_ARGUMENT,
+                    format!("protocol_version is {other}; it must be 4 (MQTT 3.1.1) or 5 (MQTT 5)"),
+                ));
+            }
+        },
+        session_expiry: o.session_expiry,
+        topic_alias_maximum: o.topic_alias_maximum,
+        ..engine::Options::default()
+    };
+    if e.version == Version::V311 && e.session_expiry != 0 {
+        return Err(Failure::new(
+            mqttc_status::MQTTC_ERR_INVALID_ARGUMENT,
+            "session_expiry needs protocol_version 5; MQTT 3.1.1 has clean_session instead",
+        ));
+    }
+    if e.reconnect_min.is_zero() || e.reconnect_max < e.reconnect_min {
+        return Err(Failure::new(
+            mqttc_status::MQTTC_ERR_INVALID_ARGUMENT,
+            format!(
+                "reconnect delays must satisfy 0 < reconnect_min_ms ({}) <= reconnect_max_ms ({})",
+                o.reconnect_min_ms, o.reconnect_max_ms
+            ),
+        ));
+    }
+    let text = |s: &str, name: &str| {
+        MqttStr::new(s).map_err(|err| Failure::new(mqttc_status::MQTTC_ERR_INVALID_ARGUMENT, format!("{name}: {err}")))
+    };
+    // SAFETY (all string/byte reads below): borrowed for this call per the documented contract.
+    e.client_id = match unsafe { opt_str(o.client_id, "client_id") }? {
+        Some(id) => text(id, "client_id")?.as_str().to_owned(),
+        None => random_client_id(),
+    };
+    if e.client_id.is_empty() && !e.clean_session {
+        return Err(Failure::new(
+            mqttc_status::MQTTC_ERR_INVALID_ARGUMENT,
+            "an empty client_id requires clean_session",
+        ));
+    }
+    e.username = unsafe { opt_str(o.username, "username") }?
+        .map(|u| text(u, "username"))
+        .transpose()?;
+    if !o.password.is_null() {
+        if e.username.is_none() && e.version == Version::V311 {
+            return Err(Failure::new(
+                mqttc_status::MQTTC_ERR_INVALID_ARGUMENT,
+                "a password requires a username in MQTT 3.1.1 (MQTT 5 allows one alone)",
+            ));
+        }
+        e.password = Some(Bytes::copy_from_slice(unsafe {
+            arg_bytes(o.password, o.password_len, "password")
+        }?));
+    }
+    if let Some(topic) = unsafe { opt_str(o.will_topic, "will_topic") }? {
+        validate_topic_name(topic).map_err(|err| {
+            Failure::new(
+                mqttc_status::MQTTC_ERR_INVALID_TOPIC,
+                format!("will_topic \"{topic}\": {err}"),
+            )
+        })?;
+        e.will = Some(Will {
+            topic: text(topic, "will_topic")?,
+            payload: Bytes::copy_from_slice(unsafe { arg_bytes(o.will_payload, o.will_payload_len, "will_payload") }?),
+            qos: qos_arg(o.will_qos, "will_qos")?,
+            retain: o.will_retain,
+            properties: unsafe { properties_arg(o.will_properties, e.version, Holder::Will, "will", &[]) }?,
+        });
+    } else if !o.will_properties.is_null() {
+        return Err(Failure::new(
+            mqttc_status::MQTTC_ERR_INVALID_ARGUMENT,
+            "will_properties without a will_topic",
+        ));
+    }
+    let owned = [
+        (PropertyId::SessionExpiryInterval, "set session_expiry in the options"),
+        (PropertyId::MaximumPacketSize, "set max_packet_size in the options"),
+        (PropertyId::TopicAliasMaximum, "set topic_alias_maximum in the options"),
+        (
+            PropertyId::AuthenticationMethod,
+            "enhanced authentication (AUTH) is not supported yet",
+        ),
+        (
+            PropertyId::AuthenticationData,
+            "enhanced authentication (AUTH) is not supported yet",
+        ),
+    ];
+    let holder = Holder::Packet(PacketType::Connect);
+    e.connect_properties = unsafe { properties_arg(o.connect_properties, e.version, holder, "CONNECT", &owned) }?;
+    Ok((e, unsafe { read_tls(&o) }?))
+}
