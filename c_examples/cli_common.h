@@ -708,7 +708,7 @@ static mqttc_client *cli_client_start(const struct cli_config *cfg) {
     mqttc_client *client = NULL;
     if (!cli_check(cli_client_new(cfg, &client), "creating the client"))
         return NULL;
-    if (cfg->debug && !cli_check(mqttc_set_log(client, MQTTC_LOG_DEBUG, cli_log_line, NULL), "mqttc_set_log")) {
+    if (cfg->debug && !cli_check(mqttc_client_set_log(client, MQTTC_LOG_DEBUG, cli_log_line, NULL), "mqttc_client_set_log")) {
         mqttc_client_free(client);
         return NULL;
     }

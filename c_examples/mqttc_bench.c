@@ -334,7 +334,7 @@ static mqttc_client *open_client(struct bench *b, const char *role) {
     o.run_loop = b->loop;
     mqttc_client *c;
     check(mqttc_client_new(b->a.host, (uint16_t)b->a.port, &o, &c), "mqttc_client_new");
-    check(mqttc_set_on_connection(c, on_connection, b), "mqttc_set_on_connection");
+    check(mqttc_client_set_on_connection(c, on_connection, b), "mqttc_client_set_on_connection");
     mqttc_token t;
     check(mqttc_connect(c, &t), "mqttc_connect");
     char what[128];
@@ -345,7 +345,7 @@ static mqttc_client *open_client(struct bench *b, const char *role) {
 
 /* After the measurement: a clean goodbye, whose outcome changes nothing any more. */
 static void close_client(mqttc_client *c) {
-    mqttc_set_on_complete(c, NULL, NULL);
+    mqttc_client_set_on_complete(c, NULL, NULL);
     mqttc_token t;
     if (mqttc_disconnect(c, &t) == MQTTC_OK)
         mqttc_token_wait(c, t, SETUP_TIMEOUT_MS);
@@ -424,7 +424,7 @@ static double run_pub(struct bench *b, const void *payload) {
     const struct args *a = &b->a;
     mqttc_client *c = open_client(b, "pub");
     if (a->qos > 0)
-        check(mqttc_set_on_complete(c, on_complete, b), "mqttc_set_on_complete");
+        check(mqttc_client_set_on_complete(c, on_complete, b), "mqttc_client_set_on_complete");
     double t0 = now_s();
     publish_all(b, c, payload);
     if (a->qos == 0) {
@@ -456,7 +456,7 @@ static double run_e2e(struct bench *b, const void *payload) {
     mqttc_client *sub = open_subscriber(b);
     mqttc_client *pub = open_client(b, "pub");
     if (a->qos > 0)
-        check(mqttc_set_on_complete(pub, on_complete, b), "mqttc_set_on_complete");
+        check(mqttc_client_set_on_complete(pub, on_complete, b), "mqttc_client_set_on_complete");
     double t0 = now_s();
     publish_all(b, pub, payload);
     wait_count(b, &b->received, a->count, "receive");

@@ -226,7 +226,7 @@ typedef enum mqttc_status {
 } mqttc_status;
 
 /**
- * Log levels for `mqttc_set_log`, most severe first.
+ * Log levels for `mqttc_client_set_log`, most severe first.
  */
 typedef enum mqttc_log_level {
   MQTTC_LOG_OFF = 0,
@@ -583,7 +583,7 @@ typedef struct mqttc_options {
    * Event mode, for runtimes that must not be called from a library thread (Julia, Python,
    * event loops): token completions, connection changes, and messages for subscriptions made
    * with a NULL `on_message` wait in a queue drained with `mqttc_event_next`; see
-   * `mqttc_events_fd` and `mqttc_events_set_wakeup`. The queue holds up to `callback_queue`
+   * `mqttc_event_fd` and `mqttc_event_set_wakeup`. The queue holds up to `callback_queue`
    * events; when it is full the library stops reading the socket until the application drains.
    * Callbacks that are set still run as usual. Default false.
    */
@@ -653,7 +653,7 @@ typedef struct mqttc_options {
    * as libmosquitto and Paho C do. Saves a thread hand-off per message (lower latency and CPU),
    * but while a callback runs the connection stands still: nothing is read or written and no
    * keep-alive goes out, so callbacks must be quick. Everything else holds as with the callback
-   * thread: any function may be called from a callback, `mqttc_wait` there fails with
+   * thread: any function may be called from a callback, `mqttc_token_wait` there fails with
    * MQTTC_ERR_IN_CALLBACK, free is deferred until the callback returns. Not with `event_mode`
    * (MQTTC_ERR_INVALID_ARGUMENT). Default false.
    */
@@ -994,18 +994,18 @@ enum mqttc_status mqttc_disconnect_v5(struct mqttc_client *client,
  * Sets (or with NULL `cb`, removes) the log callback; messages at `level` (an `mqttc_log_level`)
  * and more severe are passed to it. Lines are produced only while a callback is set.
  */
-enum mqttc_status mqttc_set_log(struct mqttc_client *client,
-                                int level,
-                                mqttc_log_cb cb,
-                                void *userdata);
+enum mqttc_status mqttc_client_set_log(struct mqttc_client *client,
+                                       int level,
+                                       mqttc_log_cb cb,
+                                       void *userdata);
 
 /**
  * Sets (or with NULL `cb`, removes) the completion callback. Tokens keep working with poll and
  * wait whether or not a callback is set.
  */
-enum mqttc_status mqttc_set_on_complete(struct mqttc_client *client,
-                                        mqttc_complete_cb cb,
-                                        void *userdata);
+enum mqttc_status mqttc_client_set_on_complete(struct mqttc_client *client,
+                                               mqttc_complete_cb cb,
+                                               void *userdata);
 
 /**
  * Sets (or with NULL `cb`, removes) the connection-state callback: called when a connection comes
@@ -1013,9 +1013,9 @@ enum mqttc_status mqttc_set_on_complete(struct mqttc_client *client,
  * the session. A connection dropped by `mqttc_reconnect` reports only the new UP. Failed
  * attempts to connect are not events (the connect token and the log report them).
  */
-enum mqttc_status mqttc_set_on_connection(struct mqttc_client *client,
-                                          mqttc_connection_cb cb,
-                                          void *userdata);
+enum mqttc_status mqttc_client_set_on_connection(struct mqttc_client *client,
+                                                 mqttc_connection_cb cb,
+                                                 void *userdata);
 
 /**
  * Queues a publish (MQTTClient.jl's `publish_async`) and returns at once. The topic and payload are
@@ -1342,20 +1342,20 @@ void mqttc_event_free(struct mqttc_event *event);
  * then drain with `mqttc_event_next`. The library owns it and closes it in `mqttc_client_free`;
  * never read, write or close it.
  */
-enum mqttc_status mqttc_events_fd(struct mqttc_client *client, int *fd);
+enum mqttc_status mqttc_event_fd(struct mqttc_client *client, int *fd);
 
 /**
  * Stores in `*count` how many events wait.
  */
-enum mqttc_status mqttc_events_pending(struct mqttc_client *client, size_t *count);
+enum mqttc_status mqttc_event_pending(struct mqttc_client *client, size_t *count);
 
 /**
  * Sets (or with NULL `wake`, removes) the wakeup hook: called when the event queue goes from
  * empty to non-empty, and at once when events already wait as it is set.
  */
-enum mqttc_status mqttc_events_set_wakeup(struct mqttc_client *client,
-                                          mqttc_wakeup_cb wake,
-                                          void *arg);
+enum mqttc_status mqttc_event_set_wakeup(struct mqttc_client *client,
+                                         mqttc_wakeup_cb wake,
+                                         void *arg);
 
 /**
  * Makes a loop. On success `*out` receives it, which the caller releases with `mqttc_loop_free`;

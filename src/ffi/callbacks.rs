@@ -6,7 +6,7 @@ use super::client::{client_arg, mqttc_client, mqttc_token};
 use super::{Failure, guard, mqttc_status};
 use crate::engine::{self, ConnectionEvent, LogLevel};
 
-/// Log levels for `mqttc_set_log`, most severe first.
+/// Log levels for `mqttc_client_set_log`, most severe first.
 #[repr(C)]
 pub enum mqttc_log_level {
     MQTTC_LOG_OFF = 0,
@@ -56,7 +56,7 @@ unsafe fn callback_arg<'a, F>(
 /// Sets (or with NULL `cb`, removes) the log callback; messages at `level` (an `mqttc_log_level`)
 /// and more severe are passed to it. Lines are produced only while a callback is set.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mqttc_set_log(
+pub unsafe extern "C" fn mqttc_client_set_log(
     client: *mut mqttc_client,
     level: c_int,
     cb: mqttc_log_cb,
@@ -94,7 +94,7 @@ pub unsafe extern "C" fn mqttc_set_log(
 /// Sets (or with NULL `cb`, removes) the completion callback. Tokens keep working with poll and
 /// wait whether or not a callback is set.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mqttc_set_on_complete(
+pub unsafe extern "C" fn mqttc_client_set_on_complete(
     client: *mut mqttc_client,
     cb: mqttc_complete_cb,
     userdata: *mut c_void,
@@ -210,7 +210,7 @@ pub type mqttc_connection_cb = Option<
 /// the session. A connection dropped by `mqttc_reconnect` reports only the new UP. Failed
 /// attempts to connect are not events (the connect token and the log report them).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mqttc_set_on_connection(
+pub unsafe extern "C" fn mqttc_client_set_on_connection(
     client: *mut mqttc_client,
     cb: mqttc_connection_cb,
     userdata: *mut c_void,

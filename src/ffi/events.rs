@@ -230,14 +230,14 @@ unsafe fn read_into<T>(
 /// then drain with `mqttc_event_next`. The library owns it and closes it in `mqttc_client_free`;
 /// never read, write or close it.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mqttc_events_fd(client: *mut mqttc_client, fd: *mut c_int) -> mqttc_status {
+pub unsafe extern "C" fn mqttc_event_fd(client: *mut mqttc_client, fd: *mut c_int) -> mqttc_status {
     // SAFETY: per this function's contract.
     unsafe { read_into(client, fd, "fd", Client::event_fd) }
 }
 
 /// Stores in `*count` how many events wait.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mqttc_events_pending(client: *mut mqttc_client, count: *mut usize) -> mqttc_status {
+pub unsafe extern "C" fn mqttc_event_pending(client: *mut mqttc_client, count: *mut usize) -> mqttc_status {
     // SAFETY: per this function's contract.
     unsafe { read_into(client, count, "count", Client::pending_events) }
 }
@@ -250,7 +250,7 @@ pub type mqttc_wakeup_cb = Option<unsafe extern "C" fn(arg: *mut c_void)>;
 /// Sets (or with NULL `wake`, removes) the wakeup hook: called when the event queue goes from
 /// empty to non-empty, and at once when events already wait as it is set.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mqttc_events_set_wakeup(
+pub unsafe extern "C" fn mqttc_event_set_wakeup(
     client: *mut mqttc_client,
     wake: mqttc_wakeup_cb,
     arg: *mut c_void,

@@ -88,7 +88,7 @@ pub struct mqttc_options {
     /// Event mode, for runtimes that must not be called from a library thread (Julia, Python,
     /// event loops): token completions, connection changes, and messages for subscriptions made
     /// with a NULL `on_message` wait in a queue drained with `mqttc_event_next`; see
-    /// `mqttc_events_fd` and `mqttc_events_set_wakeup`. The queue holds up to `callback_queue`
+    /// `mqttc_event_fd` and `mqttc_event_set_wakeup`. The queue holds up to `callback_queue`
     /// events; when it is full the library stops reading the socket until the application drains.
     /// Callbacks that are set still run as usual. Default false.
     pub event_mode: bool,
@@ -134,7 +134,7 @@ pub struct mqttc_options {
     /// as libmosquitto and Paho C do. Saves a thread hand-off per message (lower latency and CPU),
     /// but while a callback runs the connection stands still: nothing is read or written and no
     /// keep-alive goes out, so callbacks must be quick. Everything else holds as with the callback
-    /// thread: any function may be called from a callback, `mqttc_wait` there fails with
+    /// thread: any function may be called from a callback, `mqttc_token_wait` there fails with
     /// MQTTC_ERR_IN_CALLBACK, free is deferred until the callback returns. Not with `event_mode`
     /// (MQTTC_ERR_INVALID_ARGUMENT). Default false.
     pub inline_callbacks: bool,

@@ -119,9 +119,9 @@ int main(int argc, char **argv) {
     expect("disconnect NULL client", mqttc_disconnect(NULL, &t), MQTTC_ERR_NULL);
     expect("token_poll NULL client", mqttc_token_poll(NULL, 1), MQTTC_ERR_NULL);
     expect("token_wait NULL client", mqttc_token_wait(NULL, 1, 10), MQTTC_ERR_NULL);
-    expect("set_log NULL client", mqttc_set_log(NULL, 1, NULL, NULL), MQTTC_ERR_NULL);
+    expect("set_log NULL client", mqttc_client_set_log(NULL, 1, NULL, NULL), MQTTC_ERR_NULL);
     expect("reconnect NULL client", mqttc_reconnect(NULL, &t), MQTTC_ERR_NULL);
-    expect("set_on_connection NULL client", mqttc_set_on_connection(NULL, NULL, NULL), MQTTC_ERR_NULL);
+    expect("set_on_connection NULL client", mqttc_client_set_on_connection(NULL, NULL, NULL), MQTTC_ERR_NULL);
     mqttc_client_free(NULL); /* a no-op */
 
     /* A real client, before connecting. */
@@ -133,7 +133,7 @@ int main(int argc, char **argv) {
     expect("subscribe before connect", mqttc_subscribe_many(c, &one, 1, &t), MQTTC_OK);
     expect("token_poll never issued", mqttc_token_poll(c, 424242), MQTTC_ERR_TOKEN_UNKNOWN);
     expect("token_poll zero", mqttc_token_poll(c, 0), MQTTC_ERR_TOKEN_UNKNOWN);
-    expect("set_log bad level", mqttc_set_log(c, 9, NULL, NULL), MQTTC_ERR_INVALID_ARGUMENT);
+    expect("set_log bad level", mqttc_client_set_log(c, 9, NULL, NULL), MQTTC_ERR_INVALID_ARGUMENT);
     expect("connect", mqttc_connect(c, &t), MQTTC_OK);
     expect("connect wait", mqttc_token_wait(c, t, 10000), MQTTC_OK);
     expect("connect again", mqttc_connect(c, &t), MQTTC_ERR_ALREADY_CONNECTED);

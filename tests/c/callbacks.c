@@ -116,8 +116,8 @@ static mqttc_client *connected(uint16_t port) {
     o.inline_callbacks = inline_callbacks;
     o.run_loop = run_loop;
     CHECK(mqttc_client_new("127.0.0.1", port, &o, &c));
-    CHECK(mqttc_set_on_complete(c, on_complete, NULL));
-    CHECK(mqttc_set_log(c, MQTTC_LOG_INFO, on_log, NULL));
+    CHECK(mqttc_client_set_on_complete(c, on_complete, NULL));
+    CHECK(mqttc_client_set_log(c, MQTTC_LOG_INFO, on_log, NULL));
     CHECK(mqttc_connect(c, &t));
     wait_ok(c, t, "connect");
     return c;

@@ -73,11 +73,11 @@ static void callback_mode_refuses_event_calls(int port) {
     int fd = -1;
     size_t n = 0;
     mqttc_event *e = NULL;
-    EXPECT(mqttc_events_fd(c, &fd) == MQTTC_ERR_EVENT_MODE_OFF, "events_fd on a callback client");
+    EXPECT(mqttc_event_fd(c, &fd) == MQTTC_ERR_EVENT_MODE_OFF, "events_fd on a callback client");
     EXPECT(strstr(mqttc_last_error(), "event mode") != NULL, "a clear message");
-    EXPECT(mqttc_events_pending(c, &n) == MQTTC_ERR_EVENT_MODE_OFF, "events_pending");
+    EXPECT(mqttc_event_pending(c, &n) == MQTTC_ERR_EVENT_MODE_OFF, "events_pending");
     EXPECT(mqttc_event_next(c, &e) == MQTTC_ERR_EVENT_MODE_OFF, "event_next");
-    EXPECT(mqttc_events_set_wakeup(c, on_wakeup, &wakeups) == MQTTC_ERR_EVENT_MODE_OFF,
+    EXPECT(mqttc_event_set_wakeup(c, on_wakeup, &wakeups) == MQTTC_ERR_EVENT_MODE_OFF,
            "set_wakeup");
     EXPECT(mqttc_subscribe(c, "x", 0, NULL, NULL, NULL) == MQTTC_ERR_NULL,
            "a NULL callback outside event mode");
@@ -95,7 +95,7 @@ static void failure_carries_its_detail(void) {
     mqttc_client *c = NULL;
     CHECK(mqttc_client_new("127.0.0.1", 1, &o, &c)); /* nothing listens on port 1 */
     int fd = -1;
-    CHECK(mqttc_events_fd(c, &fd));
+    CHECK(mqttc_event_fd(c, &fd));
     mqttc_token t = 0;
     CHECK(mqttc_connect(c, &t));
     mqttc_event *e = next_event(c, fd);
@@ -122,10 +122,10 @@ int main(int argc, char **argv) {
     mqttc_client *c = NULL;
     CHECK(mqttc_client_new("127.0.0.1", (uint16_t)port, &o, &c));
     int fd = -1;
-    CHECK(mqttc_events_fd(c, &fd));
+    CHECK(mqttc_event_fd(c, &fd));
     EXPECT(fd >= 0 && !readable(fd, 0), "a quiet descriptor before anything happened");
     EXPECT(mqttc_event_next(c, NULL) == MQTTC_ERR_NULL, "NULL out");
-    CHECK(mqttc_events_set_wakeup(c, on_wakeup, &wakeups));
+    CHECK(mqttc_event_set_wakeup(c, on_wakeup, &wakeups));
 
     mqttc_token t = 0;
     CHECK(mqttc_connect(c, &t));
@@ -170,7 +170,7 @@ int main(int argc, char **argv) {
     EXPECT(seen == (key_hash | key_plus), "their userdata, once each");
     EXPECT(!readable(fd, 0), "drained: the descriptor is quiet again");
     size_t pending = 1;
-    CHECK(mqttc_events_pending(c, &pending));
+    CHECK(mqttc_event_pending(c, &pending));
     EXPECT(pending == 0, "nothing pending");
 
     mqttc_client_free(c);

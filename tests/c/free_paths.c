@@ -77,7 +77,7 @@ static mqttc_client *new_client(uint16_t port, bool auto_reconnect) {
     o.queue_before_connect = true;
     mqttc_client *c = NULL;
     CHECK(mqttc_client_new("127.0.0.1", port, &o, &c));
-    CHECK(mqttc_set_on_connection(c, on_connection, NULL));
+    CHECK(mqttc_client_set_on_connection(c, on_connection, NULL));
     return c;
 }
 

@@ -64,7 +64,7 @@ int main(int argc, char **argv) {
     opts.reconnect_max_ms = 40;
     mqttc_client *c;
     CHECK(mqttc_client_new("127.0.0.1", (uint16_t)atoi(argv[1]), &opts, &c));
-    CHECK(mqttc_set_on_connection(c, on_connection, NULL));
+    CHECK(mqttc_client_set_on_connection(c, on_connection, NULL));
     mqttc_token t;
     CHECK(mqttc_connect(c, &t));
     CHECK(mqttc_token_wait(c, t, 10000));

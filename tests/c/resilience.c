@@ -170,7 +170,7 @@ int main(int argc, char **argv) {
     mqttc_client *c = NULL;
     mqttc_status st = mqttc_client_new_uris(uris, 2, &opts, &c);
     CHECK(st == MQTTC_OK, "client_new_uris: %s (%s)", mqttc_status_str(st), mqttc_last_error());
-    CHECK(mqttc_set_on_connection(c, on_connection, NULL) == MQTTC_OK, "set_on_connection");
+    CHECK(mqttc_client_set_on_connection(c, on_connection, NULL) == MQTTC_OK, "set_on_connection");
 
     mqttc_token t = 0;
     CHECK(mqttc_connect(c, &t) == MQTTC_OK, "connect");

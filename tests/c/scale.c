@@ -433,7 +433,7 @@ static void run_threads(uint16_t port, int threads, int per_thread) {
     connect_now(sub);
     subscribe_now(sub, "scale/t/+", 2, on_thread_message, NULL);
     mqttc_client *pub = new_client(port, "scale-threads-pub");
-    CHECK(mqttc_set_on_complete(pub, on_complete, NULL));
+    CHECK(mqttc_client_set_on_complete(pub, on_complete, NULL));
     connect_now(pub);
 
     publisher ps[MAX_THREADS];

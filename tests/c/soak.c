@@ -133,7 +133,7 @@ static mqttc_client *new_client(const char *id, bool clean, uint32_t token_histo
     o.token_history = token_history;
     mqttc_client *c = NULL;
     CHECK(mqttc_client_new(host, port, &o, &c));
-    CHECK(mqttc_set_on_connection(c, on_connection, NULL));
+    CHECK(mqttc_client_set_on_connection(c, on_connection, NULL));
     return c;
 }
 

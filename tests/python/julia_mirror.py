@@ -132,8 +132,8 @@ PROTOTYPES = {
     "mqttc_publish": (c_int, [c_void_p, c_char_p, c_char_p, c_size_t, c_int, c_bool, POINTER(c_uint64)]),
     "mqttc_subscribe": (c_int, [c_void_p, c_char_p, c_int, c_void_p, c_void_p, POINTER(c_uint64)]),
     "mqttc_unsubscribe_many": (c_int, [c_void_p, POINTER(c_char_p), c_size_t, POINTER(c_uint64)]),
-    "mqttc_events_fd": (c_int, [c_void_p, POINTER(c_int)]),
-    "mqttc_events_pending": (c_int, [c_void_p, POINTER(c_size_t)]),
+    "mqttc_event_fd": (c_int, [c_void_p, POINTER(c_int)]),
+    "mqttc_event_pending": (c_int, [c_void_p, POINTER(c_size_t)]),
     "mqttc_event_next": (c_int, [c_void_p, POINTER(POINTER(mqttc_event))]),
     "mqttc_event_free": (None, [POINTER(mqttc_event)]),
 }
@@ -282,7 +282,7 @@ def isconnected(client):
 
 def pending_events(client):
     count = c_size_t(0)
-    check(_lib.mqttc_events_pending(client.state.handle, ctypes.byref(count)), "pending_events")
+    check(_lib.mqttc_event_pending(client.state.handle, ctypes.byref(count)), "pending_events")
     return count.value
 
 
@@ -376,7 +376,7 @@ def new_client(connection, ping_timeout, callback_queue):
                                        ctypes.byref(options), ctypes.byref(handle))
     check(status, "MakeConnection")
     fd = c_int(-1)
-    status = _lib.mqttc_events_fd(handle, ctypes.byref(fd))
+    status = _lib.mqttc_event_fd(handle, ctypes.byref(fd))
     if status != 0:
         err = MQTTException(f"MakeConnection: {last_error()}")
         _lib.mqttc_client_free(handle)

@@ -36,8 +36,8 @@ const C_FUNCTIONS = (
     :mqttc_publish,
     :mqttc_subscribe,
     :mqttc_unsubscribe_many,
-    :mqttc_events_fd,
-    :mqttc_events_pending,
+    :mqttc_event_fd,
+    :mqttc_event_pending,
     :mqttc_event_next,
     :mqttc_event_free,
 )
@@ -350,7 +350,7 @@ How many events wait in the library's queue for this client's event task; never 
 """
 function pending_events(client::Client)
     count = Ref{Csize_t}(0)
-    status = GC.@preserve client ccall(sym(:mqttc_events_pending), Cint,
+    status = GC.@preserve client ccall(sym(:mqttc_event_pending), Cint,
         (Ptr{Cvoid}, Ref{Csize_t}), client.state.handle, count)
     check(status, "pending_events")
     return Int(count[])
@@ -461,7 +461,7 @@ function new_client(connection::MQTTConnection, ping_timeout, callback_queue)
     end
     check(status, "MakeConnection")
     fd = Ref{Cint}(-1)
-    status = ccall(sym(:mqttc_events_fd), Cint, (Ptr{Cvoid}, Ref{Cint}), handle[], fd)
+    status = ccall(sym(:mqttc_event_fd), Cint, (Ptr{Cvoid}, Ref{Cint}), handle[], fd)
     if status != 0
         err = MQTTException(string("MakeConnection: ", last_error()))
         ccall(sym(:mqttc_client_free), Cvoid, (Ptr{Cvoid},), handle[])
