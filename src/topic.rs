@@ -93,6 +93,13 @@ pub fn split_shared(filter: &str) -> Option<Result<(&str, &str), TopicError>> {
     })
 }
 
+/// Checks a filter a client subscribes to or unsubscribes from: a topic filter and, when it starts
+/// with `$share/`, a well-formed shared subscription. Returns whether it is shared.
+pub fn validate_subscription_filter(filter: &str) -> Result<bool, TopicError> {
+    validate_topic_filter(filter)?;
+    Ok(split_shared(filter).transpose()?.is_some())
+}
+
 /// Whether a topic name matches a filter (section 4.7): `+` is one level, `#` the rest including
 /// the parent level, and a topic starting with `$` is matched by no filter that starts with a
 /// wildcard (MQTT-4.7.2-1). The trie answers the same question for many filters at once.
@@ -115,6 +122,17 @@ pub fn filter_matches(filter: &str, topic: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subscription_filters_are_valid_filters_with_a_well_formed_share() {
+        assert_eq!(validate_subscription_filter("a/+/#"), Ok(false));
+        assert_eq!(validate_subscription_filter("$share/g/a/#"), Ok(true));
+        assert_eq!(validate_subscription_filter("a/#/b"), Err(TopicError::HashNotLast));
+        assert_eq!(
+            validate_subscription_filter("$share/+/a"),
+            Err(TopicError::BadSharedSubscription)
+        );
+    }
 
     #[test]
     fn shared_filters_split_into_name_and_filter() {

@@ -5,7 +5,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::fields::{check_pkid, field_len, read_pkid, read_str, write_field};
 use super::header::PacketType;
 use super::properties::Holder;
-use super::{CodecError, Encode, MqttStr, Properties, PropertyId, QoS, Version};
+use super::{CodecError, Encode, MAX_REMAINING_LENGTH, MqttStr, Properties, PropertyId, QoS, Version};
 use crate::topic::validate_topic_name;
 
 // Fixed-header flag bits (section 3.3.1).
@@ -90,8 +90,13 @@ impl Encode for Publish {
     }
 
     fn remaining_len(&self, version: Version) -> usize {
-        let pkid_len = if self.qos == QoS::AtMostOnce { 0 } else { 2 };
-        field_len(self.topic.as_bytes()) + pkid_len + self.properties.len_in(version) + self.payload.len()
+        Publish::remaining_len_of(
+            self.topic.as_str(),
+            self.qos,
+            &self.properties,
+            self.payload.len(),
+            version,
+        )
     }
 
     fn write_body(&self, buf: &mut BytesMut, version: Version) {
@@ -101,6 +106,28 @@ impl Encode for Publish {
 }
 
 impl Publish {
+    /// The remaining length of a PUBLISH made of these parts (saturating, for a payload length a
+    /// caller has not checked yet).
+    fn remaining_len_of(topic: &str, qos: QoS, properties: &Properties, payload_len: usize, version: Version) -> usize {
+        let pkid_len = if qos == QoS::AtMostOnce { 0 } else { 2 };
+        (field_len(topic.as_bytes()) + pkid_len + properties.len_in(version)).saturating_add(payload_len)
+    }
+
+    /// Checks that a PUBLISH made of these parts fits MQTT's remaining length, before its payload
+    /// is read or copied.
+    pub fn check_size(
+        topic: &str,
+        qos: QoS,
+        properties: &Properties,
+        payload_len: usize,
+        version: Version,
+    ) -> Result<(), CodecError> {
+        match Publish::remaining_len_of(topic, qos, properties, payload_len, version) {
+            len if len > MAX_REMAINING_LENGTH => Err(CodecError::PayloadTooLarge(len)),
+            _ => Ok(()),
+        }
+    }
+
     /// The body up to the payload.
     pub(super) fn write_head(&self, buf: &mut BytesMut, version: Version) {
         write_field(buf, self.topic.as_bytes());
@@ -385,6 +412,21 @@ mod tests {
         assert_eq!(
             encode_err(&Packet::Publish(p)),
             CodecError::PayloadTooLarge(MAX_REMAINING_LENGTH + 1)
+        );
+    }
+
+    #[test]
+    fn check_size_follows_the_encoded_remaining_length() {
+        let fits = MAX_REMAINING_LENGTH - 3;
+        let props = Properties::new();
+        assert_eq!(Publish::check_size("t", QoS::AtMostOnce, &props, fits, V3), Ok(()));
+        assert_eq!(
+            Publish::check_size("t", QoS::AtLeastOnce, &props, fits, V3),
+            Err(CodecError::PayloadTooLarge(MAX_REMAINING_LENGTH + 2))
+        );
+        assert_eq!(
+            Publish::check_size("t", QoS::AtMostOnce, &props, usize::MAX, V3),
+            Err(CodecError::PayloadTooLarge(usize::MAX))
         );
     }
 }

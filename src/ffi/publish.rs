@@ -8,7 +8,7 @@ use super::message::mqttc_message;
 use super::properties::{mqttc_properties, properties_arg};
 use super::subscribe::mqttc_drop_cb;
 use super::{Failure, arg_bytes, arg_str, guard, mqttc_status, qos_arg, topic_failure, write_out};
-use crate::codec::{Holder, MAX_REMAINING_LENGTH, MqttStr, PacketType, PropertyId};
+use crate::codec::{Holder, MqttStr, PacketType, PropertyId, Publish};
 use crate::topic::validate_topic_name;
 
 /// PUBLISH properties a client may not set: what the library or only a broker sets.
@@ -148,14 +148,13 @@ unsafe fn publish_checked(
             PUBLISH_OWNED,
         )
     }?;
-    // 2 (topic length) + 2 (packet id) bytes of variable header, and the properties with their
-    // length, share the remaining length.
-    if len.saturating_add(topic.len() + 4 + properties.len_in(version)) > MAX_REMAINING_LENGTH {
-        return Err(Failure::new(
+    // Checked before the payload is read: a length from C may be anything.
+    Publish::check_size(topic, qos, &properties, len, version).map_err(|_| {
+        Failure::new(
             mqttc_status::MQTTC_ERR_PAYLOAD_TOO_LARGE,
             format!("payload of {len} bytes exceeds MQTT's limit"),
-        ));
-    }
+        )
+    })?;
     let payload = payload(c)?;
     let topic =
         MqttStr::new(topic).map_err(|e| topic_failure(mqttc_status::MQTTC_ERR_INVALID_TOPIC, "topic", topic, e))?;

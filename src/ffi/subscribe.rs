@@ -11,7 +11,7 @@ use super::properties::{mqttc_properties, properties_arg};
 use super::{Failure, arg_str, guard, mqttc_status, qos_arg, topic_failure, write_out};
 use crate::codec::{Holder, MqttStr, PacketType, PropertyId, Publish, QoS, RetainHandling, SubscribeOptions, Version};
 use crate::engine::{FilterRequest, Handler};
-use crate::topic::{split_shared, validate_topic_filter};
+use crate::topic::validate_subscription_filter;
 
 /// Message callback: `message` is borrowed for the call. Runs on the client's callback thread.
 pub type mqttc_message_cb =
@@ -119,9 +119,8 @@ unsafe fn subscription_arg(
 ) -> Result<FilterRequest, Failure> {
     // SAFETY: per this function's contract.
     let filter = unsafe { arg_str(s.filter, "filter") }?;
-    let bad_filter = |e| topic_failure(mqttc_status::MQTTC_ERR_INVALID_FILTER, "filter", filter, e);
-    validate_topic_filter(filter).map_err(bad_filter)?;
-    let shared = split_shared(filter).transpose().map_err(bad_filter)?.is_some();
+    let shared = validate_subscription_filter(filter)
+        .map_err(|e| topic_failure(mqttc_status::MQTTC_ERR_INVALID_FILTER, "filter", filter, e))?;
     let options = sub_options(s.options, qos_arg(s.qos, "qos")?, version, shared)?;
     if s.on_message.is_none() && !event_mode {
         return Err(Failure::new(
@@ -372,9 +371,8 @@ pub unsafe extern "C" fn mqttc_unsubscribe_v5(
         let mut checked = Vec::with_capacity(count);
         for &f in unsafe { std::slice::from_raw_parts(filters, count) } {
             let f = unsafe { arg_str(f, "filter") }?;
-            let bad_filter = |e| topic_failure(mqttc_status::MQTTC_ERR_INVALID_FILTER, "filter", f, e);
-            validate_topic_filter(f).map_err(bad_filter)?;
-            split_shared(f).transpose().map_err(bad_filter)?;
+            validate_subscription_filter(f)
+                .map_err(|e| topic_failure(mqttc_status::MQTTC_ERR_INVALID_FILTER, "filter", f, e))?;
             checked.push(
                 MqttStr::new(f).map_err(|e| topic_failure(mqttc_status::MQTTC_ERR_INVALID_FILTER, "filter", f, e))?,
             );
