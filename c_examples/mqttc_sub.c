@@ -144,6 +144,7 @@ static mqttc_subscription *make_subscriptions(const struct cli_config *cfg, stru
         return NULL;
     }
     for (size_t i = 0; i < cfg->topic_count; i++) {
+        subs[i].struct_size = sizeof subs[i];
         subs[i].filter = cfg->topics[i];
         subs[i].qos = cfg->qos;
         subs[i].on_message = on_message;

@@ -44,6 +44,18 @@
 #define mqttc_options_init(opts) mqttc_options_init_size((opts), sizeof *(opts))
 
 /**
+ * Initializer of an mqttc_subscription: sets `struct_size`, then the fields given, in order
+ * (filter, qos, on_message, userdata, drop_userdata, options) or, in C, by name; the rest are 0.
+ * Give every field in C++ and with -Wextra.
+ *
+ *     mqttc_subscription subs[] = {
+ *         MQTTC_SUBSCRIPTION_INIT("a/#", 1, on_a, NULL, NULL, 0),
+ *         MQTTC_SUBSCRIPTION_INIT(.filter = "b/+", .qos = 0, .on_message = on_b),
+ *     };
+ */
+#define MQTTC_SUBSCRIPTION_INIT(...) {(uint32_t)sizeof(mqttc_subscription), __VA_ARGS__}
+
+/**
  * Result of every mqttclient call and of every token. Values are stable and never reused:
  * 0 is success, 1 means "still pending", negative values are errors. MQTT return/reason codes
  * from the broker are reported separately (`mqttc_token_codes`).
@@ -87,9 +99,10 @@ typedef enum mqttc_status {
    */
   MQTTC_ERR_INVALID_HANDLE = -8,
   /**
-   * The options struct's `struct_size` is not one this library knows.
+   * The `struct_size` of a struct the caller passes (`mqttc_options`, `mqttc_subscription`,
+   * `mqttc_property`) is not one this library knows.
    */
-  MQTTC_ERR_OPTIONS_SIZE = -9,
+  MQTTC_ERR_STRUCT_SIZE = -9,
   /**
    * An event-mode function on a client made without `event_mode` in its options.
    */
@@ -769,9 +782,17 @@ typedef void (*mqttc_message_cb)(struct mqttc_client *client,
                                  void *userdata);
 
 /**
- * One filter for `mqttc_subscribe_many`.
+ * One filter for `mqttc_subscribe_many` and `mqttc_subscribe_v5`. Make each with
+ * `MQTTC_SUBSCRIPTION_INIT(...)`, which sets `struct_size`, or set `struct_size` to
+ * `sizeof(mqttc_subscription)` yourself: fields may be appended in later versions, and
+ * `struct_size` tells the library which ones your program knows. The library walks an array
+ * with the stride of its first entry's `struct_size`; every entry must carry the same.
  */
 typedef struct mqttc_subscription {
+  /**
+   * sizeof(mqttc_subscription) as compiled into the caller.
+   */
+  uint32_t struct_size;
   /**
    * Topic filter, NUL-terminated UTF-8; '+' and '#' wildcards allowed.
    */
@@ -798,8 +819,14 @@ typedef struct mqttc_subscription {
 
 /**
  * One property, as `mqttc_properties_at` gives it. Borrowed from the list (see `mqttc_properties`).
+ * Set `struct_size` before the call (`mqttc_property p; p.struct_size = sizeof p;`): fields may
+ * be appended in later versions, and the library fills no more than `struct_size` bytes.
  */
 typedef struct mqttc_property {
+  /**
+   * sizeof(mqttc_property) as compiled into the caller; set by the caller, kept by the library.
+   */
+  uint32_t struct_size;
   /**
    * An `mqttc_property_id` value.
    */
@@ -1119,6 +1146,9 @@ enum mqttc_status mqttc_subscribe(struct mqttc_client *client,
  * Subscribes to `count` filters in one SUBSCRIBE packet, each with its own callback, userdata and
  * userdata destructor. `*token` completes once for all; `mqttc_token_codes` gives one granted QoS
  * (or 0x80 for a refused filter) per entry, in order. Nothing is registered if any entry is invalid.
+ * Every entry's `struct_size` must be set (see `mqttc_subscription`) and equal:
+ * MQTTC_ERR_STRUCT_SIZE for a size this library does not know, MQTTC_ERR_INVALID_ARGUMENT when
+ * entries differ.
  */
 enum mqttc_status mqttc_subscribe_many(struct mqttc_client *client,
                                        const struct mqttc_subscription *subscriptions,
@@ -1243,7 +1273,8 @@ enum mqttc_status mqttc_properties_count(const struct mqttc_properties *properti
 /**
  * Stores in `*out` the property at `index` (0 up to the count), in the order of the packet: the
  * way to read repeated properties (user properties, a message's subscription identifiers) and
- * properties of any kind. MQTTC_ERR_NOT_FOUND past the end.
+ * properties of any kind. MQTTC_ERR_NOT_FOUND past the end; MQTTC_ERR_STRUCT_SIZE when
+ * `out->struct_size` is not a size this library knows.
  */
 enum mqttc_status mqttc_properties_at(const struct mqttc_properties *properties,
                                       size_t index,

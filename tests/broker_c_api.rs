@@ -116,6 +116,7 @@ impl Client {
         let inbox = Arc::new(Inbox::default());
         let filter = CString::new(filter).unwrap();
         let sub = mqttc_subscription {
+            struct_size: std::mem::size_of::<mqttc_subscription>() as u32,
             filter: filter.as_ptr(),
             qos,
             on_message: Some(record),

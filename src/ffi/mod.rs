@@ -171,6 +171,20 @@ pub(crate) fn topic_failure(status: mqttc_status, what: &str, text: &str, err: i
     Failure::new(status, format!("{what} \"{text}\": {err}"))
 }
 
+/// Checks the `struct_size` C set in a struct the library reads or fills, and returns it: from
+/// `min` (the shortest layout of `T` published) up to this library's `T`, else
+/// MQTTC_ERR_STRUCT_SIZE saying what to do (`hint`).
+pub(crate) fn struct_size_arg<T>(size: u32, min: usize, what: &str, hint: &str) -> Result<usize, Failure> {
+    let size = size as usize;
+    if size < min || size > std::mem::size_of::<T>() {
+        return Err(Failure::new(
+            mqttc_status::MQTTC_ERR_STRUCT_SIZE,
+            format!("{what} struct_size is {size}; {hint}"),
+        ));
+    }
+    Ok(size)
+}
+
 /// Writes an out-parameter when the caller gave one.
 ///
 /// # Safety

@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use super::properties::{mqttc_properties, properties_arg};
 use super::run_loop::{loop_arg, mqttc_loop};
-use super::{Failure, arg_bytes, mqttc_status, opt_str, qos_arg};
+use super::{Failure, arg_bytes, mqttc_status, opt_str, qos_arg, struct_size_arg};
 use crate::codec::{Holder, MqttStr, PacketType, PropertyId, Version, Will};
 use crate::engine::{self, Overflow, TlsOptions};
 use crate::topic::validate_topic_name;
@@ -288,13 +288,10 @@ pub(crate) unsafe fn read_options(opts: *const mqttc_options) -> Result<(engine:
     let mut o = defaults();
     if !opts.is_null() {
         // SAFETY: the caller's struct has at least its `struct_size` field.
-        let size = unsafe { (*opts).struct_size } as usize;
-        if size < size_of::<u32>() || size > size_of::<mqttc_options>() {
-            return Err(Failure::new(
-                mqttc_status::MQTTC_ERR_OPTIONS_SIZE,
-                format!("options struct_size is {size}; call mqttc_options_init first"),
-            ));
-        }
+        let size = unsafe { (*opts).struct_size };
+        // Any prefix holding `struct_size`: fields the caller's version lacks keep their defaults.
+        let size =
+            struct_size_arg::<mqttc_options>(size, size_of::<u32>(), "options", "call mqttc_options_init first")?;
         // Copy only the prefix the caller's version has; the rest keeps its defaults.
         // SAFETY: `size` bytes are readable per the contract and fit in `o`.
         unsafe { std::ptr::copy_nonoverlapping(opts.cast::<u8>(), (&raw mut o).cast::<u8>(), size) };

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use bytes::Bytes;
 
-use super::{Failure, arg_bytes, arg_str, guard, mqttc_status, write_out};
+use super::{Failure, arg_bytes, arg_str, guard, mqttc_status, struct_size_arg, write_out};
 use crate::codec::{CodecError, Holder, Properties, Property, PropertyId, PropertyKind, PropertyValue, Version};
 
 /// The MQTT 5 property identifiers (MQTT 5 table 2-4), as the `id` of the `mqttc_properties_*`
@@ -141,8 +141,12 @@ impl mqttc_properties {
 }
 
 /// One property, as `mqttc_properties_at` gives it. Borrowed from the list (see `mqttc_properties`).
+/// Set `struct_size` before the call (`mqttc_property p; p.struct_size = sizeof p;`): fields may
+/// be appended in later versions, and the library fills no more than `struct_size` bytes.
 #[repr(C)]
 pub struct mqttc_property {
+    /// sizeof(mqttc_property) as compiled into the caller; set by the caller, kept by the library.
+    pub struct_size: u32,
     /// An `mqttc_property_id` value.
     pub id: c_int,
     /// The value of an integer property (byte, two-byte, four-byte or variable byte integer).
@@ -155,6 +159,9 @@ pub struct mqttc_property {
     pub binary: *const u8,
     pub binary_len: usize,
 }
+
+/// The shortest `mqttc_property` layout published, the first with `struct_size`.
+const PROPERTY_MIN_SIZE: usize = size_of::<mqttc_property>();
 
 /// # Safety
 /// `p` is NULL or a live list.
@@ -401,7 +408,8 @@ pub unsafe extern "C" fn mqttc_properties_count(
 
 /// Stores in `*out` the property at `index` (0 up to the count), in the order of the packet: the
 /// way to read repeated properties (user properties, a message's subscription identifiers) and
-/// properties of any kind. MQTTC_ERR_NOT_FOUND past the end.
+/// properties of any kind. MQTTC_ERR_NOT_FOUND past the end; MQTTC_ERR_STRUCT_SIZE when
+/// `out->struct_size` is not a size this library knows.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_properties_at(
     properties: *const mqttc_properties,
@@ -414,6 +422,10 @@ pub unsafe extern "C" fn mqttc_properties_at(
         if out.is_null() {
             return Err(Failure::new(mqttc_status::MQTTC_ERR_NULL, "out is NULL"));
         }
+        // SAFETY: the caller's struct has at least its `struct_size` field, per the contract.
+        let size = unsafe { out.cast::<u32>().read_unaligned() };
+        let hint = "set it to sizeof(mqttc_property)";
+        let size = struct_size_arg::<mqttc_property>(size, PROPERTY_MIN_SIZE, "out", hint)?;
         let entries = p.entries();
         let e = entries.get(index).ok_or_else(|| {
             Failure::new(
@@ -423,6 +435,7 @@ pub unsafe extern "C" fn mqttc_properties_at(
         })?;
         let cstr = |s: &Option<CString>| s.as_ref().map_or(std::ptr::null(), |s| s.as_ptr());
         let view = mqttc_property {
+            struct_size: size as u32,
             id: e.id as c_int,
             integer: e.integer,
             name: cstr(&e.name),
@@ -434,7 +447,8 @@ pub unsafe extern "C" fn mqttc_properties_at(
             },
             binary_len: e.binary.len(),
         };
-        unsafe { write_out(out, view) };
+        // SAFETY: the caller's struct has `size` writable bytes, no more than `view` has.
+        unsafe { std::ptr::copy_nonoverlapping((&raw const view).cast::<u8>(), out.cast::<u8>(), size) };
         Ok(())
     })
 }

@@ -29,8 +29,9 @@ pub enum mqttc_status {
     MQTTC_ERR_INVALID_ARGUMENT = -7,
     /// The client pointer is not a live client (freed, or never made by `mqttc_client_new*`).
     MQTTC_ERR_INVALID_HANDLE = -8,
-    /// The options struct's `struct_size` is not one this library knows.
-    MQTTC_ERR_OPTIONS_SIZE = -9,
+    /// The `struct_size` of a struct the caller passes (`mqttc_options`, `mqttc_subscription`,
+    /// `mqttc_property`) is not one this library knows.
+    MQTTC_ERR_STRUCT_SIZE = -9,
     /// An event-mode function on a client made without `event_mode` in its options.
     MQTTC_ERR_EVENT_MODE_OFF = -10,
     /// The property asked for is not in the list (or an index is past its end).
@@ -154,7 +155,7 @@ const ALL: &[(mqttc_status, &str)] = {
         (MQTTC_ERR_PAYLOAD_TOO_LARGE, "payload too large\0"),
         (MQTTC_ERR_INVALID_ARGUMENT, "invalid argument\0"),
         (MQTTC_ERR_INVALID_HANDLE, "not a live client handle\0"),
-        (MQTTC_ERR_OPTIONS_SIZE, "unknown options struct_size\0"),
+        (MQTTC_ERR_STRUCT_SIZE, "unknown struct_size\0"),
         (MQTTC_ERR_EVENT_MODE_OFF, "the client was not made in event mode\0"),
         (MQTTC_ERR_NOT_FOUND, "not found\0"),
         (MQTTC_ERR_NOT_SUPPORTED, "needs MQTT 5 (protocol_version 5)\0"),

@@ -8,7 +8,7 @@ use super::callbacks::Callback;
 use super::client::{client_arg, mqttc_client, mqttc_token};
 use super::message::{message_view, mqttc_message};
 use super::properties::{mqttc_properties, properties_arg};
-use super::{Failure, arg_str, guard, mqttc_status, qos_arg, topic_failure, write_out};
+use super::{Failure, arg_str, guard, mqttc_status, qos_arg, struct_size_arg, topic_failure, write_out};
 use crate::codec::{Holder, MqttStr, PacketType, PropertyId, Publish, QoS, RetainHandling, SubscribeOptions, Version};
 use crate::engine::{FilterRequest, Handler};
 use crate::topic::validate_subscription_filter;
@@ -22,9 +22,16 @@ pub type mqttc_message_cb =
 /// client free), after its last callback has returned.
 pub type mqttc_drop_cb = Option<unsafe extern "C" fn(userdata: *mut c_void)>;
 
-/// One filter for `mqttc_subscribe_many`.
+/// One filter for `mqttc_subscribe_many` and `mqttc_subscribe_v5`. Make each with
+/// `MQTTC_SUBSCRIPTION_INIT(...)`, which sets `struct_size`, or set `struct_size` to
+/// `sizeof(mqttc_subscription)` yourself: fields may be appended in later versions, and
+/// `struct_size` tells the library which ones your program knows. The library walks an array
+/// with the stride of its first entry's `struct_size`; every entry must carry the same.
 #[repr(C)]
+#[derive(Clone, Copy)]
 pub struct mqttc_subscription {
+    /// sizeof(mqttc_subscription) as compiled into the caller.
+    pub struct_size: u32,
     /// Topic filter, NUL-terminated UTF-8; '+' and '#' wildcards allowed.
     pub filter: *const c_char,
     /// Maximum QoS requested: 0, 1 or 2.
@@ -188,6 +195,45 @@ const SUBSCRIBE_OWNED: &[(PropertyId, &str)] = &[(
     "it gives every SUBSCRIBE one, to route messages to their callbacks",
 )];
 
+/// The shortest `mqttc_subscription` layout published, the first with `struct_size`; entries as
+/// short are read with any later fields 0.
+const SUBSCRIPTION_MIN_SIZE: usize = size_of::<mqttc_subscription>();
+
+/// Reads a C array of `count` subscriptions, with the stride of the first entry's `struct_size`.
+///
+/// # Safety
+/// `subs` is non-NULL and points to `count` entries, each of the size the first one gives.
+unsafe fn subscriptions_arg(subs: *const mqttc_subscription, count: usize) -> Result<Vec<mqttc_subscription>, Failure> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    // SAFETY: the first entry has at least its `struct_size` field, per the contract.
+    let first = unsafe { subs.cast::<u32>().read_unaligned() };
+    let hint = "make entries with MQTTC_SUBSCRIPTION_INIT";
+    let stride = struct_size_arg::<mqttc_subscription>(first, SUBSCRIPTION_MIN_SIZE, "subscriptions[0]", hint)?;
+    (0..count)
+        .map(|i| {
+            // SAFETY: entry `i` starts `i * stride` bytes in, with at least its `struct_size`.
+            let entry = unsafe { subs.cast::<u8>().add(i * stride) };
+            let size = unsafe { entry.cast::<u32>().read_unaligned() };
+            if size != first {
+                return Err(Failure::new(
+                    mqttc_status::MQTTC_ERR_INVALID_ARGUMENT,
+                    format!(
+                        "subscriptions[{i}] struct_size is {size} but subscriptions[0]'s is {first}; all must be equal"
+                    ),
+                ));
+            }
+            // SAFETY: every field of the struct (pointers, integers, optional function pointers)
+            // is valid as zero, and `stride` readable bytes, no more than the struct, start at
+            // `entry`.
+            let mut s: mqttc_subscription = unsafe { std::mem::zeroed() };
+            unsafe { std::ptr::copy_nonoverlapping(entry, (&raw mut s).cast::<u8>(), stride) };
+            Ok(s)
+        })
+        .collect()
+}
+
 /// # Safety
 /// `properties` is NULL or a live list; the rest per the exported functions' contracts.
 unsafe fn subscribe_all(
@@ -269,6 +315,7 @@ pub unsafe extern "C" fn mqttc_subscribe(
 ) -> mqttc_status {
     guard(|| {
         let sub = mqttc_subscription {
+            struct_size: size_of::<mqttc_subscription>() as u32,
             filter,
             qos,
             on_message,
@@ -284,6 +331,9 @@ pub unsafe extern "C" fn mqttc_subscribe(
 /// Subscribes to `count` filters in one SUBSCRIBE packet, each with its own callback, userdata and
 /// userdata destructor. `*token` completes once for all; `mqttc_token_codes` gives one granted QoS
 /// (or 0x80 for a refused filter) per entry, in order. Nothing is registered if any entry is invalid.
+/// Every entry's `struct_size` must be set (see `mqttc_subscription`) and equal:
+/// MQTTC_ERR_STRUCT_SIZE for a size this library does not know, MQTTC_ERR_INVALID_ARGUMENT when
+/// entries differ.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_subscribe_many(
     client: *mut mqttc_client,
@@ -315,8 +365,8 @@ pub unsafe extern "C" fn mqttc_subscribe_v5(
             return Err(Failure::new(mqttc_status::MQTTC_ERR_NULL, "subscriptions is NULL"));
         }
         // SAFETY: `count` readable entries per the contract.
-        let subs = unsafe { std::slice::from_raw_parts(subscriptions, count) };
-        unsafe { subscribe_all(client, subs, properties, token) }
+        let subs = unsafe { subscriptions_arg(subscriptions, count) }?;
+        unsafe { subscribe_all(client, &subs, properties, token) }
     })
 }
 

@@ -51,9 +51,9 @@ int main(int argc, char **argv) {
     expect("client_new_unix NULL path", mqttc_client_new_unix(NULL, NULL, &c), MQTTC_ERR_NULL);
     mqttc_options_init(&opts);
     opts.struct_size = 2;
-    expect("options struct_size too small", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_OPTIONS_SIZE);
+    expect("options struct_size too small", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_STRUCT_SIZE);
     opts.struct_size = 100000;
-    expect("options struct_size too large", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_OPTIONS_SIZE);
+    expect("options struct_size too large", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_STRUCT_SIZE);
     mqttc_options_init(&opts);
     opts.will_topic = "a/+";
     expect("will topic with wildcard", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_TOPIC);
@@ -128,7 +128,7 @@ int main(int argc, char **argv) {
     expect("client_new ok", mqttc_client_new("127.0.0.1", port, NULL, &c), MQTTC_OK);
     expect("publish before connect", mqttc_publish(c, "t", "x", 1, 0, false, &t), MQTTC_ERR_NOT_CONNECTED);
     expect("disconnect before connect", mqttc_disconnect(c, &t), MQTTC_ERR_NOT_CONNECTED);
-    mqttc_subscription one = {"t", 0, on_msg, NULL, count_drop, 0};
+    mqttc_subscription one = MQTTC_SUBSCRIPTION_INIT("t", 0, on_msg, NULL, count_drop, 0);
     /* Accepted: registered now, sent after the CONNACK. */
     expect("subscribe before connect", mqttc_subscribe_many(c, &one, 1, &t), MQTTC_OK);
     expect("token_poll never issued", mqttc_token_poll(c, 424242), MQTTC_ERR_TOKEN_UNKNOWN);
@@ -166,8 +166,19 @@ int main(int argc, char **argv) {
     mqttc_subscription none[1];
     memset(none, 0, sizeof none);
     expect("subscribe_many count 0", mqttc_subscribe_many(c, none, 0, &t), MQTTC_ERR_INVALID_ARGUMENT);
-    mqttc_subscription two[2] = {{"fine", 0, on_msg, NULL, count_drop, 0}, {"bad/#/x", 0, on_msg, NULL, count_drop, 0}};
+    mqttc_subscription two[2] = {MQTTC_SUBSCRIPTION_INIT("fine", 0, on_msg, NULL, count_drop, 0),
+                                 MQTTC_SUBSCRIPTION_INIT("bad/#/x", 0, on_msg, NULL, count_drop, 0)};
     expect("subscribe_many with one bad filter", mqttc_subscribe_many(c, two, 2, &t), MQTTC_ERR_INVALID_FILTER);
+    two[1].filter = "fine/too";
+    two[0].struct_size = 0;
+    expect("subscribe_many struct_size 0", mqttc_subscribe_many(c, two, 2, &t), MQTTC_ERR_STRUCT_SIZE);
+    two[0].struct_size = sizeof two[0] + 8;
+    expect("subscribe_many struct_size too large", mqttc_subscribe_many(c, two, 2, &t), MQTTC_ERR_STRUCT_SIZE);
+    two[0].struct_size = sizeof two[0] - 8;
+    expect("subscribe_many struct_size too small", mqttc_subscribe_v5(c, two, 2, NULL, &t), MQTTC_ERR_STRUCT_SIZE);
+    two[0].struct_size = sizeof two[0];
+    two[1].struct_size = sizeof two[1] - 8;
+    expect("subscribe_many struct_size differs", mqttc_subscribe_many(c, two, 2, &t), MQTTC_ERR_INVALID_ARGUMENT);
     if (drops != 0) {
         printf("FAIL: drop_userdata ran %d time(s) for live or failed registrations\n", drops);
         failures++;

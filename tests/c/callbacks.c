@@ -72,7 +72,7 @@ static void on_in(mqttc_client *c, const mqttc_message *m, void *u) {
     mqttc_token t = 0;
     atomic_store(&publish_in_callback_status, mqttc_publish(c, "cb/out", "reply", 5, 1, false, &t));
     atomic_store(&wait_in_callback_status, mqttc_token_wait(c, t, 5000));
-    mqttc_subscription s = {"cb/sub2", 1, on_sub2, NULL, on_drop, 0};
+    mqttc_subscription s = MQTTC_SUBSCRIPTION_INIT("cb/sub2", 1, on_sub2, NULL, on_drop, 0);
     mqttc_token st;
     if (mqttc_subscribe_many(c, &s, 1, &st) != MQTTC_OK)
         printf("FAIL: subscribe inside callback: %s\n", mqttc_last_error());
@@ -149,9 +149,9 @@ int main(int argc, char **argv) {
     mqttc_token t;
 
     mqttc_subscription subs[] = {
-        {"cb/in", 1, on_in, NULL, on_drop, 0},
-        {"cb/out", 1, on_out, NULL, on_drop, 0},
-        {"cb/free", 0, on_free, NULL, on_drop, 0},
+        MQTTC_SUBSCRIPTION_INIT("cb/in", 1, on_in, NULL, on_drop, 0),
+        MQTTC_SUBSCRIPTION_INIT("cb/out", 1, on_out, NULL, on_drop, 0),
+        MQTTC_SUBSCRIPTION_INIT("cb/free", 0, on_free, NULL, on_drop, 0),
     };
     CHECK(mqttc_subscribe_many(a, subs, 3, &t));
     wait_ok(a, t, "subscribe");
@@ -200,7 +200,7 @@ int main(int argc, char **argv) {
 
     /* A free from another thread while a callback runs waits for it to return. */
     mqttc_client *slow = connected(port);
-    mqttc_subscription s = {"cb/slow", 0, on_slow, NULL, NULL, 0};
+    mqttc_subscription s = MQTTC_SUBSCRIPTION_INIT("cb/slow", 0, on_slow, NULL, NULL, 0);
     CHECK(mqttc_subscribe_many(slow, &s, 1, &t));
     wait_ok(slow, t, "subscribe cb/slow");
     CHECK(mqttc_publish(b, "cb/slow", "z", 1, 0, false, NULL));

@@ -142,10 +142,10 @@ int main(int argc, char **argv) {
 
     int key_hash = 1, key_plus = 2;
     mqttc_subscription subs[2] = {
-        {.filter = "ev/#", .qos = 1, .on_message = NULL, .userdata = &key_hash,
-         .drop_userdata = on_drop},
-        {.filter = "ev/+", .qos = 2, .on_message = NULL, .userdata = &key_plus,
-         .drop_userdata = on_drop},
+        MQTTC_SUBSCRIPTION_INIT(.filter = "ev/#", .qos = 1, .on_message = NULL, .userdata = &key_hash,
+                                .drop_userdata = on_drop),
+        MQTTC_SUBSCRIPTION_INIT(.filter = "ev/+", .qos = 2, .on_message = NULL, .userdata = &key_plus,
+                                .drop_userdata = on_drop),
     };
     CHECK(mqttc_subscribe_many(c, subs, 2, &t));
     static const uint8_t granted[] = {1, 2};

@@ -62,7 +62,7 @@ static void await_count(atomic_int *counter, int want, const char *what) {
 /* A subscription whose userdata only its destructor frees. Before the first connect it waits for
  * the CONNACK; offline it waits for the next connection. */
 static void subscribe_owned(mqttc_client *c, const char *filter) {
-    mqttc_subscription s = {filter, 1, on_message, malloc(64), on_drop, 0};
+    mqttc_subscription s = MQTTC_SUBSCRIPTION_INIT(filter, 1, on_message, malloc(64), on_drop, 0);
     mqttc_token t;
     CHECK(mqttc_subscribe_many(c, &s, 1, &t));
 }

@@ -110,7 +110,7 @@ static mqttc_client *client_v5(const char *id, const mqttc_options *base, mqttc_
 }
 
 static void subscribe(mqttc_client *c, const char *filter, int qos, int options, inbox *b) {
-    mqttc_subscription s = {filter, qos, on_message, b, NULL, options};
+    mqttc_subscription s = MQTTC_SUBSCRIPTION_INIT(filter, qos, on_message, b, NULL, options);
     mqttc_token t = 0;
     CHECK(mqttc_subscribe_v5(c, &s, 1, NULL, &t));
     wait_ok(c, t, filter);
@@ -173,6 +173,7 @@ static void properties_round_trip(mqttc_client *a, mqttc_client *b) {
     CHECK(mqttc_properties_count(got, &count));
     for (size_t i = 0; i < count; i++) {
         mqttc_property e;
+        e.struct_size = sizeof e;
         CHECK(mqttc_properties_at(got, i, &e));
         if (e.id != MQTTC_PROP_USER_PROPERTY)
             continue;
@@ -182,7 +183,12 @@ static void properties_round_trip(mqttc_client *a, mqttc_client *b) {
     }
     EXPECT(seen == 3, "%d user properties", seen);
     mqttc_property past;
+    past.struct_size = sizeof past;
     EXPECT(mqttc_properties_at(got, count, &past) == MQTTC_ERR_NOT_FOUND, "index past the end");
+    past.struct_size = 0;
+    EXPECT(mqttc_properties_at(got, 0, &past) == MQTTC_ERR_STRUCT_SIZE, "property struct_size 0");
+    past.struct_size = sizeof past + 8;
+    EXPECT(mqttc_properties_at(got, 0, &past) == MQTTC_ERR_STRUCT_SIZE, "property struct_size too large");
     const char *first_a = NULL;
     CHECK(mqttc_properties_get_user(got, "a", &first_a));
     EXPECT(strcmp(first_a, "1") == 0, "first a is %s", first_a);
@@ -210,7 +216,7 @@ static void on_request(mqttc_client *c, const mqttc_message *m, void *userdata) 
 }
 
 static void request_response(mqttc_client *a, mqttc_client *b) {
-    mqttc_subscription s = {"p5/req", 1, on_request, NULL, NULL, 0};
+    mqttc_subscription s = MQTTC_SUBSCRIPTION_INIT("p5/req", 1, on_request, NULL, NULL, 0);
     mqttc_token t = 0;
     CHECK(mqttc_subscribe_v5(a, &s, 1, NULL, &t));
     wait_ok(a, t, "subscribe p5/req");
@@ -415,12 +421,12 @@ static void argument_checks(mqttc_client *a) {
     CHECK(mqttc_properties_set_int(p, MQTTC_PROP_RECEIVE_MAXIMUM, 5));
     EXPECT(mqttc_publish_v5(a, "p5/x", "", 0, 0, false, p, NULL) == MQTTC_ERR_INVALID_ARGUMENT,
            "Receive Maximum in PUBLISH");
-    mqttc_subscription shared_nl = {"$share/g/p5/x", 0, on_message, NULL, NULL, MQTTC_SUB_NO_LOCAL};
+    mqttc_subscription shared_nl = MQTTC_SUBSCRIPTION_INIT("$share/g/p5/x", 0, on_message, NULL, NULL, MQTTC_SUB_NO_LOCAL);
     EXPECT(mqttc_subscribe_v5(a, &shared_nl, 1, NULL, NULL) == MQTTC_ERR_INVALID_ARGUMENT,
            "No Local on a shared subscription");
-    mqttc_subscription both = {"p5/x", 0, on_message, NULL, NULL, MQTTC_SUB_RETAIN_IF_NEW | MQTTC_SUB_RETAIN_NEVER};
+    mqttc_subscription both = MQTTC_SUBSCRIPTION_INIT("p5/x", 0, on_message, NULL, NULL, MQTTC_SUB_RETAIN_IF_NEW | MQTTC_SUB_RETAIN_NEVER);
     EXPECT(mqttc_subscribe_v5(a, &both, 1, NULL, NULL) == MQTTC_ERR_INVALID_ARGUMENT, "two retain handlings");
-    mqttc_subscription bad_share = {"$share/+/p5/x", 0, on_message, NULL, NULL, 0};
+    mqttc_subscription bad_share = MQTTC_SUBSCRIPTION_INIT("$share/+/p5/x", 0, on_message, NULL, NULL, 0);
     EXPECT(mqttc_subscribe_v5(a, &bad_share, 1, NULL, NULL) == MQTTC_ERR_INVALID_FILTER, "a wildcard share name");
     EXPECT(mqttc_disconnect_v5(a, 0x10, NULL, NULL) == MQTTC_ERR_INVALID_ARGUMENT, "0x10 is no DISCONNECT code");
 
@@ -430,7 +436,7 @@ static void argument_checks(mqttc_client *a) {
     CHECK(mqttc_properties_remove(p, MQTTC_PROP_RECEIVE_MAXIMUM));
     CHECK(mqttc_properties_add_user(p, "k", "v"));
     EXPECT(mqttc_publish_v5(v3, "p5/x", "", 0, 0, false, p, NULL) == MQTTC_ERR_NOT_SUPPORTED, "3.1.1 properties");
-    mqttc_subscription nl = {"p5/x", 0, on_message, NULL, NULL, MQTTC_SUB_NO_LOCAL};
+    mqttc_subscription nl = MQTTC_SUBSCRIPTION_INIT("p5/x", 0, on_message, NULL, NULL, MQTTC_SUB_NO_LOCAL);
     EXPECT(mqttc_subscribe_v5(v3, &nl, 1, NULL, NULL) == MQTTC_ERR_NOT_SUPPORTED, "3.1.1 options");
     EXPECT(mqttc_disconnect_v5(v3, 0x04, NULL, NULL) == MQTTC_ERR_NOT_SUPPORTED, "3.1.1 reason code");
     mqttc_options o;
