@@ -1,7 +1,12 @@
 //! The network task: connects, runs one connection's read/write loop and keep-alive, and hands
 //! everything user-visible to the callback thread. It never runs user code, unless the application
 //! chose `Options::inline_callbacks`.
-use std::collections::{HashSet, VecDeque};
+mod handshake;
+mod keep_alive;
+mod outbox;
+mod peer;
+
+use std::collections::HashSet;
 use std::io::ErrorKind;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -9,36 +14,30 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc::{
-    self,
-    error::{TryRecvError, TrySendError},
-};
+use tokio::sync::mpsc::{self, error::TryRecvError};
 use tokio::time::{Instant, sleep_until, timeout};
 
-use crate::codec::{
-    self, Ack, CodecError, Disconnect, MqttStr, Packet, Properties, PropertyId, Publish, QoS, ReasonCode, Version,
-};
+use crate::codec::{self, Ack, MqttStr, Packet, Properties, PropertyId, Publish, QoS, Version};
 
 use super::backoff::Backoff;
 use super::direct::{Commands, Direct};
-use super::dispatch::{ConnectionEvent, Dispatcher, Event, LogLevel};
+use super::dispatch::{ConnectionEvent, Event, LogLevel};
 use super::offline::OfflineQueue;
 use super::session::{AckAction, Awaiting, Request, Session, SubscribeFilter};
-use super::tokens::{Outcome, Token, TokenResult};
-use super::transport::{self, ACK_DELAY, DelayedAck, Reader, STREAM_ACK_DELAY, Writer};
+use super::tokens::{Outcome, Token};
+use super::transport::{ACK_DELAY, DelayedAck, STREAM_ACK_DELAY, Writer};
 use super::write_queue::WriteQueue;
 use super::{Address, Command, Error, Options, Shared, State};
+use handshake::{Link, READ_CHUNK, disconnect_reason, goodbye, handshake};
+use keep_alive::{Due, KeepAlive};
+use outbox::Outbox;
+use peer::Peer;
 
 /// Stop taking commands while this much is waiting to be written: the socket is the bottleneck and
 /// encoding more would only grow memory.
 const WRITE_HIGH_WATER: usize = 1 << 20;
-/// Keep at least this much free space for each socket read, so small reads don't reallocate.
-const READ_CHUNK: usize = 64 * 1024;
 /// The least time a disconnect gives its last write (DISCONNECT included) when its deadline passed.
 const LAST_WRITE: Duration = Duration::from_millis(200);
-/// How long the DISCONNECT that tells an MQTT 5 broker why the client closes on its protocol error
-/// may take to go out (with what was queued before it). A courtesy: the connection closes anyway.
-const GOODBYE_WRITE: Duration = Duration::from_millis(200);
 /// Filters per SUBSCRIBE when subscribing again after the broker lost the session: keeps each
 /// packet well within brokers' size limits.
 const RESUBSCRIBE_CHUNK: usize = 256;
@@ -59,104 +58,6 @@ impl Ctx {
         match &self.events {
             Some(events) => events.reserve().await,
             None => std::future::pending().await,
-        }
-    }
-}
-
-/// Everything leaving the network task for the user: events for the callback thread (kept in order,
-/// held back in `backlog` when the callback queue is full) and token completions (batched so a burst
-/// of acknowledgements takes the token lock once).
-struct Outbox<'a> {
-    ctx: &'a Ctx,
-    backlog: VecDeque<Event>,
-    done: Vec<(Token, TokenResult)>,
-    /// With `Options::inline_callbacks`: runs each event's callbacks at once, on this thread.
-    inline: Option<Dispatcher>,
-}
-
-impl<'a> Outbox<'a> {
-    fn new(ctx: &'a Ctx) -> Self {
-        Outbox {
-            ctx,
-            backlog: VecDeque::new(),
-            done: Vec::new(),
-            inline: ctx.events.is_none().then(|| Dispatcher::new(ctx.shared.clone())),
-        }
-    }
-
-    fn push(&mut self, event: Event) {
-        let Some(events) = &self.ctx.events else {
-            if let Some(dispatcher) = &mut self.inline {
-                dispatcher.handle(event);
-                self.ctx.shared.announce();
-            }
-            return;
-        };
-        if !self.backlog.is_empty() {
-            self.backlog.push_back(event);
-            return;
-        }
-        match events.try_send(event) {
-            Ok(()) => {}
-            Err(TrySendError::Full(event)) => self.backlog.push_back(event),
-            // The callback thread is gone only when the client is closing.
-            Err(TrySendError::Closed(_)) => {}
-        }
-    }
-
-    fn log(&mut self, level: LogLevel, line: impl FnOnce() -> String) {
-        if self.ctx.shared.wants_log(level) {
-            self.push(Event::Log(level, line()));
-        }
-    }
-
-    fn complete(&mut self, token: Token, result: TokenResult) {
-        self.done.push((token, result));
-    }
-
-    fn flush(&mut self) {
-        if self.done.is_empty() {
-            return;
-        }
-        // Recorded before the event goes out, so a handler (or an event-mode consumer) that asks
-        // about a token finds it complete.
-        if self.ctx.shared.wants_completions() {
-            self.ctx.shared.tokens.complete_all(self.done.iter().cloned());
-            // One event for the lot: the callback thread is woken once per batch, not once per
-            // token (which cost a futex wake and a context switch per acknowledged publish).
-            let done = std::mem::take(&mut self.done);
-            self.push(Event::Completed(done));
-        } else {
-            self.ctx.shared.tokens.complete_all(self.done.drain(..));
-        }
-        self.ctx.shared.announce();
-    }
-
-    /// Delivers the backlog, waiting for the callback thread: used between connections, where
-    /// there is no socket to pause.
-    async fn drain(&mut self) {
-        self.flush();
-        while let Some(event) = self.backlog.pop_front() {
-            if self.ctx.room().await.map(|permit| permit.send(event)).is_err() {
-                self.backlog.clear();
-            }
-        }
-    }
-
-    /// Hands the oldest held-back event to the callback thread once the queue has room.
-    fn deliver(&mut self, permit: Result<mpsc::Permit<'_, Event>, mpsc::error::SendError<()>>) {
-        match (permit, self.backlog.pop_front()) {
-            (Ok(permit), Some(event)) => permit.send(event),
-            // The callback thread is gone only when the client is closing.
-            _ => self.backlog.clear(),
-        }
-    }
-
-    /// Drops registrations made by a SUBSCRIBE that did not succeed. Done on the callback thread,
-    /// because dropping a registration may run the user's userdata destructor.
-    fn unregister(&mut self, filters: Vec<(String, u64)>) {
-        if !filters.is_empty() {
-            self.push(Event::Unregister(filters));
         }
     }
 }
@@ -215,64 +116,6 @@ struct Net<'a> {
     backoff: Backoff,
     /// What the broker of the current connection allows and has set up (MQTT 5).
     peer: Peer,
-}
-
-/// MQTT 5 state of one connection, from the CONNACK on; all of it lapses with the connection.
-#[derive(Default)]
-struct Peer {
-    /// The broker's Maximum Packet Size: larger packets must not be sent (MQTT-3.2.2-15).
-    max_packet_size: Option<usize>,
-    /// Inbound topic aliases the broker has set: index alias - 1, up to our Topic Alias Maximum.
-    aliases: Vec<Option<MqttStr>>,
-    /// The broker takes Subscription Identifiers (its CONNACK says so unless it says 0).
-    subscription_ids: bool,
-}
-
-/// What an inbound alias of 0 or above our Topic Alias Maximum is (MQTT 5 section 3.3.2.3.4 names
-/// its own reason code for it, 0x94 Topic Alias invalid).
-const ALIAS_ABOVE_MAXIMUM: &str = "PUBLISH with a topic alias above our Topic Alias Maximum";
-
-impl Peer {
-    fn new(connack: &Properties, topic_alias_maximum: u16) -> Peer {
-        Peer {
-            max_packet_size: connack.int(PropertyId::MaximumPacketSize).map(|n| n as usize),
-            aliases: vec![None; topic_alias_maximum.into()],
-            subscription_ids: connack.int(PropertyId::SubscriptionIdentifierAvailable) != Some(0),
-        }
-    }
-
-    /// A publish larger than the broker's Maximum Packet Size must not be sent: the error that
-    /// fails its token instead.
-    fn check_size(&self, publish: &Publish, version: Version) -> Result<(), Error> {
-        match self.max_packet_size {
-            Some(max) if publish.encoded_len(version) > max => Err(Error::PacketTooLarge {
-                size: publish.encoded_len(version),
-                max,
-            }),
-            _ => Ok(()),
-        }
-    }
-
-    /// Gives an inbound PUBLISH its whole topic: a topic with an alias sets the alias, an empty
-    /// topic with one is replaced by what the alias stands for (MQTT 5 section 3.3.2.3.4). An
-    /// alias of 0 or above our maximum, or one never set, is a protocol error (0x94, 0x82).
-    fn resolve(&mut self, publish: &mut Publish) -> Result<(), Error> {
-        let Some(alias) = publish.properties.int(PropertyId::TopicAlias) else {
-            return Ok(());
-        };
-        let slot = (alias as usize)
-            .checked_sub(1)
-            .and_then(|i| self.aliases.get_mut(i))
-            .ok_or(Error::UnexpectedPacket(ALIAS_ABOVE_MAXIMUM))?;
-        if publish.topic.is_empty() {
-            publish.topic = slot
-                .clone()
-                .ok_or(Error::UnexpectedPacket("PUBLISH with a topic alias that was never set"))?;
-        } else {
-            *slot = Some(publish.topic.clone());
-        }
-        Ok(())
-    }
 }
 
 pub(super) async fn run(ctx: Ctx, commands: mpsc::UnboundedReceiver<Command>) {
@@ -550,22 +393,6 @@ impl<'a> Net<'a> {
     }
 }
 
-struct Link {
-    reader: Reader,
-    writer: Writer,
-    /// See [`transport::Stream::buffered`].
-    buffered: bool,
-    /// See [`transport::Stream::tcp`]: valid while `reader` and `writer` are.
-    tcp: Option<std::os::fd::RawFd>,
-    /// See [`transport::Stream::raw`].
-    raw: Option<std::os::fd::RawFd>,
-    rbuf: BytesMut,
-    wbuf: WriteQueue,
-    session_present: bool,
-    /// The CONNACK's properties (MQTT 5): the broker's limits for this connection.
-    properties: Properties,
-}
-
 /// The network task's side of [`Direct`]: whether its socket is on offer to callers.
 struct Offer<'a> {
     direct: &'a Direct,
@@ -611,228 +438,6 @@ struct Received {
     answer: bool,
     /// PUBLISH packets: two or more in one read means a stream.
     publishes: u32,
-}
-
-/// Opens the stream, sends CONNECT and waits for CONNACK. Bytes after the CONNACK stay in `rbuf`.
-async fn handshake(ctx: &Ctx, server: &Address) -> Result<Link, Error> {
-    let stream = transport::connect(server, ctx.options.tls.as_ref(), ctx.options.max_packet_size).await?;
-    let mut link = Link {
-        reader: stream.reader,
-        writer: stream.writer,
-        buffered: stream.buffered,
-        tcp: stream.tcp,
-        raw: stream.raw,
-        rbuf: BytesMut::with_capacity(READ_CHUNK),
-        wbuf: WriteQueue::new(ctx.options.version),
-        session_present: false,
-        properties: Properties::new(),
-    };
-    let o = &ctx.options;
-    let connect = codec::Connect {
-        version: o.version,
-        clean_session: o.clean_session,
-        keep_alive: o.keep_alive,
-        client_id: codec::MqttStr::new(&o.client_id)?,
-        will: o.will.clone(),
-        username: o.username.clone(),
-        password: o.password.clone(),
-        properties: connect_properties(o)?,
-    };
-    link.wbuf.encode(&Packet::Connect(connect))?;
-    link.wbuf.write_all(&mut link.writer).await?;
-    link.writer.flush().await?;
-    match await_connack(&mut link, o).await {
-        Ok(()) => Ok(link),
-        Err(e) => {
-            if let Some(reason) = disconnect_reason(o.version, &e) {
-                goodbye(&mut link.writer, &mut link.wbuf, reason).await;
-            }
-            Err(e)
-        }
-    }
-}
-
-/// Reads up to the CONNACK; a refusal is an error.
-async fn await_connack(link: &mut Link, o: &Options) -> Result<(), Error> {
-    loop {
-        if let Some(what) = link.rbuf.first().and_then(|&b| before_connack(b)) {
-            return Err(Error::UnexpectedPacket(what));
-        }
-        match codec::decode(&mut link.rbuf, o.max_packet_size, o.version)? {
-            Some(Packet::ConnAck(ack)) if !ack.code.is_error() => {
-                link.session_present = ack.session_present;
-                link.properties = ack.properties;
-                return Ok(());
-            }
-            Some(Packet::ConnAck(ack)) => {
-                let text = |id| ack.properties.str(id).map(|s| s.as_str().to_owned());
-                return Err(Error::Refused {
-                    code: ack.code,
-                    reason: text(PropertyId::ReasonString),
-                    server_reference: text(PropertyId::ServerReference),
-                });
-            }
-            Some(_) => return Err(Error::UnexpectedPacket("packet before CONNACK")),
-            None => {}
-        }
-        if link.reader.read_buf(&mut link.rbuf).await? == 0 {
-            return Err(Error::ConnectionClosed);
-        }
-    }
-}
-
-/// The reason code of the DISCONNECT an MQTT 5 client sends before it closes the connection on
-/// `error` (MQTT 5 sections 4.13 and 3.14): for what the broker sent, a packet larger than our
-/// maximum (0x95), bytes that are not a valid packet (0x81), a topic alias out of range (0x94) or
-/// any other protocol error (0x82). None for 3.1.1, which has no such DISCONNECT, and for every
-/// other end: a dead link (nothing would arrive), a refusal or the broker's own DISCONNECT (the
-/// broker closes).
-fn disconnect_reason(version: Version, error: &Error) -> Option<ReasonCode> {
-    if version == Version::V311 {
-        return None;
-    }
-    match error {
-        Error::Protocol(CodecError::PacketTooLarge { .. }) => Some(ReasonCode::PACKET_TOO_LARGE),
-        Error::Protocol(_) => Some(ReasonCode::MALFORMED_PACKET),
-        Error::UnexpectedPacket(what) if *what == ALIAS_ABOVE_MAXIMUM => Some(ReasonCode::TOPIC_ALIAS_INVALID),
-        Error::UnexpectedPacket(_) => Some(ReasonCode::PROTOCOL_ERROR),
-        _ => None,
-    }
-}
-
-/// Writes a DISCONNECT with `reason` after whatever is queued (the broker must get whole packets)
-/// and shuts the stream down, for at most [`GOODBYE_WRITE`]: best effort, since the connection is
-/// closed whatever happens. Returns whether everything went out.
-async fn goodbye(writer: &mut Writer, wbuf: &mut WriteQueue, reason: ReasonCode) -> bool {
-    let disconnect = Packet::Disconnect(Disconnect {
-        reason,
-        properties: Properties::new(),
-    });
-    if wbuf.encode(&disconnect).is_err() {
-        return false;
-    }
-    let write = async {
-        wbuf.write_all(writer).await?;
-        writer.flush().await?;
-        writer.shutdown().await
-    };
-    matches!(timeout(GOODBYE_WRITE, write).await, Ok(Ok(())))
-}
-
-/// An MQTT 5 CONNECT's properties: what the options ask of the session, and the limits this
-/// client holds the broker to (the largest packet it reads, the aliases it resolves).
-fn connect_properties(o: &super::Options) -> Result<Properties, Error> {
-    if o.version == Version::V311 {
-        return Ok(Properties::new());
-    }
-    let mut p = o.connect_properties.clone();
-    if o.session_expiry > 0 {
-        p.push_int(PropertyId::SessionExpiryInterval, o.session_expiry)?;
-    }
-    let max_packet = o.max_packet_size.min(u32::MAX as usize) as u32;
-    p.push_int(PropertyId::MaximumPacketSize, max_packet.max(1))?;
-    if o.topic_alias_maximum > 0 {
-        p.push_int(PropertyId::TopicAliasMaximum, o.topic_alias_maximum.into())?;
-    }
-    Ok(p)
-}
-
-/// What a broker sent instead of CONNACK, named from the packet's first byte: CONNACK must come
-/// first (MQTT-3.2.0-1), and a broker that sends anything else is refused at once rather than after
-/// a body that may be as large as the maximum packet size. None for CONNACK, and for the reserved
-/// types, which the decoder reports.
-fn before_connack(first_byte: u8) -> Option<&'static str> {
-    Some(match first_byte >> 4 {
-        1 => "CONNECT before CONNACK",
-        3 => "PUBLISH before CONNACK",
-        4 => "PUBACK before CONNACK",
-        5 => "PUBREC before CONNACK",
-        6 => "PUBREL before CONNACK",
-        7 => "PUBCOMP before CONNACK",
-        8 => "SUBSCRIBE before CONNACK",
-        9 => "SUBACK before CONNACK",
-        10 => "UNSUBSCRIBE before CONNACK",
-        11 => "UNSUBACK before CONNACK",
-        12 => "PINGREQ before CONNACK",
-        13 => "PINGRESP before CONNACK",
-        14 => "DISCONNECT before CONNACK",
-        _ => return None,
-    })
-}
-
-/// Keep-alive bookkeeping (MQTT-3.1.2-24): a PINGREQ goes out when nothing was sent or nothing was
-/// received for a keep-alive interval, so a silent (half-open) link is noticed even while we publish.
-struct KeepAlive {
-    interval: Option<Duration>,
-    ping_timeout: Duration,
-    last_sent: Instant,
-    last_received: Instant,
-    ping_sent: Option<Instant>,
-    /// False while reading is paused because the callback queue is full (the application is slow):
-    /// the PINGRESP may then be waiting unread behind the messages the pause left in the socket, so
-    /// the ping timeout does not run.
-    reading: bool,
-}
-
-/// What the keep-alive asks for when its timer fires.
-#[derive(Debug, PartialEq, Eq)]
-enum Due {
-    Nothing,
-    Ping,
-    TimedOut,
-}
-
-impl KeepAlive {
-    fn new(interval: Option<Duration>, ping_timeout: Duration, now: Instant) -> Self {
-        KeepAlive {
-            interval,
-            // At most half the interval, so a silent link is noticed within 1.5 keep-alive intervals.
-            ping_timeout: interval.map_or(ping_timeout, |i| ping_timeout.min(i / 2)),
-            last_sent: now,
-            last_received: now,
-            ping_sent: None,
-            reading: true,
-        }
-    }
-
-    fn deadline(&self) -> Option<Instant> {
-        let interval = self.interval?;
-        match self.ping_sent {
-            Some(_) if !self.reading => None,
-            Some(t) => Some(t + self.ping_timeout),
-            None => Some(self.last_sent.min(self.last_received) + interval),
-        }
-    }
-
-    fn due(&self, now: Instant) -> Due {
-        match self.deadline() {
-            Some(d) if now >= d && self.ping_sent.is_some() => Due::TimedOut,
-            Some(d) if now >= d => Due::Ping,
-            _ => Due::Nothing,
-        }
-    }
-
-    /// Reading pauses while the callback queue is full and resumes when it has room; returns whether
-    /// that changed. The ping timeout counts only time spent reading: on resuming, a PINGREQ still
-    /// unanswered gets the whole timeout again, since its answer may be anywhere in what the pause
-    /// left unread. (A dead link is still noticed: once reading resumes, nothing comes.)
-    /// Takes the clock as `now`, read only on a change: this runs on every turn of the loop.
-    fn set_reading(&mut self, reading: bool, now: impl FnOnce() -> Instant) -> bool {
-        if reading == self.reading {
-            return false;
-        }
-        self.reading = reading;
-        if reading && self.ping_sent.is_some() {
-            self.ping_sent = Some(now());
-        }
-        true
-    }
-
-    /// When the loop's timer must next fire: the keep-alive deadline or the disconnect deadline.
-    fn next_wakeup(&self, disconnecting: Option<(Token, Instant)>, far: Instant) -> Instant {
-        let next = self.deadline().unwrap_or(far);
-        disconnecting.map_or(next, |(_, d)| next.min(d))
-    }
 }
 
 fn encode(wbuf: &mut WriteQueue, packet: &Packet) -> Result<(), Error> {
@@ -1353,109 +958,5 @@ impl Net<'_> {
             }
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SECOND: Duration = Duration::from_secs(1);
-
-    #[test]
-    fn keep_alive_pings_after_an_idle_interval_and_times_out_half_an_interval_later() {
-        let start = Instant::now();
-        let mut ka = KeepAlive::new(Some(SECOND), Duration::from_secs(30), start);
-        assert_eq!(ka.ping_timeout, SECOND / 2, "capped at half the interval");
-        assert_eq!(ka.due(start + SECOND / 2), Due::Nothing);
-        assert_eq!(ka.due(start + SECOND), Due::Ping);
-        ka.ping_sent = Some(start + SECOND);
-        assert_eq!(ka.due(start + SECOND * 3 / 2 - Duration::from_millis(1)), Due::Nothing);
-        assert_eq!(ka.due(start + SECOND * 3 / 2), Due::TimedOut);
-    }
-
-    #[test]
-    fn keep_alive_does_not_time_out_while_reading_is_paused_and_gives_the_whole_timeout_after() {
-        let start = Instant::now();
-        let mut ka = KeepAlive::new(Some(SECOND), SECOND / 2, start);
-        // Paused before the ping is due: the ping still goes out.
-        assert!(ka.set_reading(false, || start));
-        assert!(!ka.set_reading(false, || start), "no change");
-        assert_eq!(ka.due(start + SECOND), Due::Ping);
-        ka.ping_sent = Some(start + SECOND);
-        // Its answer may be waiting unread: however long the pause, no timeout.
-        assert_eq!(ka.deadline(), None);
-        assert_eq!(ka.due(start + SECOND * 60), Due::Nothing);
-        // Reading again: the whole timeout from now.
-        let resumed = start + SECOND * 60;
-        assert!(ka.set_reading(true, || resumed));
-        assert_eq!(ka.deadline(), Some(resumed + SECOND / 2));
-        assert_eq!(ka.due(resumed + SECOND / 4), Due::Nothing);
-        assert_eq!(ka.due(resumed + SECOND / 2), Due::TimedOut);
-    }
-
-    #[test]
-    fn keep_alive_off_never_asks_for_anything() {
-        let start = Instant::now();
-        let mut ka = KeepAlive::new(None, SECOND, start);
-        ka.set_reading(false, || start);
-        ka.set_reading(true, || start);
-        assert_eq!(ka.deadline(), None);
-        assert_eq!(ka.due(start + SECOND * 3600), Due::Nothing);
-    }
-
-    #[test]
-    fn the_clients_disconnect_reason_follows_the_brokers_fault_in_mqtt5_only() {
-        let too_large = Error::Protocol(CodecError::PacketTooLarge { size: 9, max: 8 });
-        let cases = [
-            (too_large, Some(ReasonCode::PACKET_TOO_LARGE)),
-            (
-                Error::Protocol(CodecError::Truncated),
-                Some(ReasonCode::MALFORMED_PACKET),
-            ),
-            (
-                Error::UnexpectedPacket(ALIAS_ABOVE_MAXIMUM),
-                Some(ReasonCode::TOPIC_ALIAS_INVALID),
-            ),
-            (
-                Error::UnexpectedPacket("second CONNACK"),
-                Some(ReasonCode::PROTOCOL_ERROR),
-            ),
-            (Error::KeepAliveTimeout, None),
-            (Error::ConnectionClosed, None),
-            (Error::Io("reset".into()), None),
-            (Error::refused(ReasonCode::BANNED), None),
-            (
-                Error::ServerDisconnected {
-                    code: ReasonCode::PROTOCOL_ERROR,
-                    reason: None,
-                    server_reference: None,
-                },
-                None,
-            ),
-        ];
-        for (error, want) in cases {
-            assert_eq!(disconnect_reason(Version::V5, &error), want, "{error:?}");
-            assert_eq!(disconnect_reason(Version::V311, &error), None, "{error:?}");
-        }
-    }
-
-    #[test]
-    fn before_connack_names_any_other_packet_from_its_first_byte() {
-        assert_eq!(before_connack(0x20), None);
-        assert_eq!(before_connack(0x30), Some("PUBLISH before CONNACK"));
-        assert_eq!(
-            before_connack(0x3D),
-            Some("PUBLISH before CONNACK"),
-            "flags do not matter"
-        );
-        assert_eq!(before_connack(0x62), Some("PUBREL before CONNACK"));
-        assert_eq!(before_connack(0xE0), Some("DISCONNECT before CONNACK"));
-        // Reserved types are the decoder's to report.
-        assert_eq!(before_connack(0x00), None);
-        assert_eq!(before_connack(0xF0), None);
-        for t in 1..=14u8 {
-            assert_eq!(before_connack(t << 4).is_none(), t == 2, "type {t}");
-        }
     }
 }
