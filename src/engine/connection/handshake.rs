@@ -19,16 +19,22 @@ pub(super) const READ_CHUNK: usize = 64 * 1024;
 /// may take to go out (with what was queued before it). A courtesy: the connection closes anyway.
 const GOODBYE_WRITE: Duration = Duration::from_millis(200);
 
+/// What the socket writer needs to know of the stream under a connection.
+#[derive(Clone, Copy)]
+pub(super) struct StreamKind {
+    /// See [`transport::Stream::buffered`].
+    pub(super) buffered: bool,
+    /// See [`transport::Stream::tcp`]: valid while the stream's halves are.
+    pub(super) tcp: Option<RawFd>,
+    /// See [`transport::Stream::raw`].
+    pub(super) raw: Option<RawFd>,
+}
+
 /// A connection the broker has accepted, before it is served.
 pub(super) struct Link {
     pub(super) reader: Reader,
     pub(super) writer: Writer,
-    /// See [`transport::Stream::buffered`].
-    pub(super) buffered: bool,
-    /// See [`transport::Stream::tcp`]: valid while `reader` and `writer` are.
-    pub(super) tcp: Option<RawFd>,
-    /// See [`transport::Stream::raw`].
-    pub(super) raw: Option<RawFd>,
+    pub(super) kind: StreamKind,
     pub(super) rbuf: BytesMut,
     pub(super) wbuf: WriteQueue,
     pub(super) session_present: bool,
@@ -42,9 +48,11 @@ pub(super) async fn handshake(ctx: &Ctx, server: &Address) -> Result<Link, Error
     let mut link = Link {
         reader: stream.reader,
         writer: stream.writer,
-        buffered: stream.buffered,
-        tcp: stream.tcp,
-        raw: stream.raw,
+        kind: StreamKind {
+            buffered: stream.buffered,
+            tcp: stream.tcp,
+            raw: stream.raw,
+        },
         rbuf: BytesMut::with_capacity(READ_CHUNK),
         wbuf: WriteQueue::new(ctx.options.version),
         session_present: false,
