@@ -9,7 +9,7 @@ use crate::engine::Error;
 use crate::engine::dispatch::{Event, LogLevel};
 use crate::engine::session::{AckAction, Awaiting};
 
-/// What one read brought, for [`DelayedAck`].
+/// What one read brought, for [`crate::engine::transport::DelayedAck`].
 #[derive(Default)]
 pub(super) struct Received {
     /// A SUBACK: the broker may follow it at once with retained messages.
