@@ -1,14 +1,13 @@
 //! QoS 0 publishes written on the caller's thread while the connection is idle.
 //!
 //! A publish is normally a command to the network task, which wakes up to write it. On a quiet
-//! connection that wakeup is most of what a lone publish costs: in `mqttc_bench --mode latency`
-//! the publisher's network thread, which did nothing but that, took a third of the process's CPU
-//! time. So while the network task has nothing of its own to write and no command waiting, it
-//! *offers* its socket here (plain TCP and Unix sockets only: TLS and WebSocket writers keep state
-//! of their own). A QoS 0 publish made then is written at once with one non-blocking `sendmsg`,
-//! unless it comes within [`BURST_GAP`] of the offer or of the last publish written this way: a
-//! burst still goes to the network task, which batches it into a few large writes. What the
-//! socket does not take stays here, and the network task, woken, writes it before anything else.
+//! connection that wakeup is most of what a lone publish costs. So while the network task has
+//! nothing of its own to write and no command waiting, it *offers* its socket here (plain TCP and
+//! Unix sockets only: TLS and WebSocket writers keep state of their own). A QoS 0 publish made
+//! then is written at once with one non-blocking `sendmsg`, unless it comes within [`BURST_GAP`]
+//! of the offer or of the last publish written this way: a burst still goes to the network task,
+//! which batches it into a few large writes. What the socket does not take stays here, and the
+//! network task, woken, writes it before anything else.
 //!
 //! Order: every command is counted before it is sent, and withdraws the offer if there is one;
 //! the network task keeps an offer only while it has taken as many commands as were counted, and
@@ -203,8 +202,9 @@ impl Commands {
     /// Waits until commands may be waiting: one was queued since the last wait, or the last take
     /// found one (then [`try_recv`](Self::try_recv) says whether more are left). A connection's
     /// loop waits here on every turn rather than in [`recv`](Self::recv), whose every poll of the
-    /// channel cost about 200 instructions, five times in a QoS 1 round trip. A wait can end with
-    /// nothing to take (a command already taken by `recv` between connections raised it too).
+    /// channel costs far more than a look at the signal, and comes several times a round trip. A
+    /// wait can end with nothing to take (a command already taken by `recv` between connections
+    /// raised it too).
     pub(crate) async fn ready(&self, direct: &Direct) {
         if !self.left {
             direct.queued.wait().await;

@@ -1,0 +1,252 @@
+//! Opening a connection (CONNECT, CONNACK) and closing one on the broker's fault (DISCONNECT).
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::timeout;
+
+use super::Ctx;
+use super::peer::ALIAS_ABOVE_MAXIMUM;
+use crate::codec::{self, CodecError, Disconnect, Packet, Properties, PropertyId, ReasonCode, Version};
+use crate::engine::transport::{self, Reader, Writer};
+use crate::engine::write_queue::WriteQueue;
+use crate::engine::{Address, Error, Options};
+
+/// Keep at least this much free space for each socket read, so small reads don't reallocate.
+pub(super) const READ_CHUNK: usize = 64 * 1024;
+/// How long the DISCONNECT that tells an MQTT 5 broker why the client closes on its protocol error
+/// may take to go out (with what was queued before it). A courtesy: the connection closes anyway.
+const GOODBYE_WRITE: Duration = Duration::from_millis(200);
+
+/// What the socket writer needs to know of the stream under a connection.
+#[derive(Clone, Copy)]
+pub(super) struct StreamKind {
+    /// See [`transport::Stream::buffered`].
+    pub(super) buffered: bool,
+    /// See [`transport::Stream::tcp`]: valid while the stream's halves are.
+    pub(super) tcp: Option<RawFd>,
+    /// See [`transport::Stream::raw`].
+    pub(super) raw: Option<RawFd>,
+}
+
+/// A connection the broker has accepted, before it is served.
+pub(super) struct Link {
+    pub(super) reader: Reader,
+    pub(super) writer: Writer,
+    pub(super) kind: StreamKind,
+    pub(super) rbuf: BytesMut,
+    pub(super) wbuf: WriteQueue,
+    pub(super) session_present: bool,
+    /// The CONNACK's properties (MQTT 5): the broker's limits for this connection.
+    pub(super) properties: Properties,
+}
+
+/// Opens the stream, sends CONNECT and waits for CONNACK. Bytes after the CONNACK stay in `rbuf`.
+pub(super) async fn handshake(ctx: &Ctx, server: &Address) -> Result<Link, Error> {
+    let stream = transport::connect(server, ctx.options.tls.as_ref(), ctx.options.max_packet_size).await?;
+    let mut link = Link {
+        reader: stream.reader,
+        writer: stream.writer,
+        kind: StreamKind {
+            buffered: stream.buffered,
+            tcp: stream.tcp,
+            raw: stream.raw,
+        },
+        rbuf: BytesMut::with_capacity(READ_CHUNK),
+        wbuf: WriteQueue::new(ctx.options.version),
+        session_present: false,
+        properties: Properties::new(),
+    };
+    let o = &ctx.options;
+    let connect = codec::Connect {
+        version: o.version,
+        clean_session: o.clean_session,
+        keep_alive: o.keep_alive,
+        client_id: codec::MqttStr::new(&o.client_id)?,
+        will: o.will.clone(),
+        username: o.username.clone(),
+        password: o.password.clone(),
+        properties: connect_properties(o)?,
+    };
+    link.wbuf.encode(&Packet::Connect(connect))?;
+    link.wbuf.write_all(&mut link.writer).await?;
+    link.writer.flush().await?;
+    match await_connack(&mut link, o).await {
+        Ok(()) => Ok(link),
+        Err(e) => {
+            if let Some(reason) = disconnect_reason(o.version, &e) {
+                goodbye(&mut link.writer, &mut link.wbuf, reason).await;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Reads up to the CONNACK; a refusal is an error.
+async fn await_connack(link: &mut Link, o: &Options) -> Result<(), Error> {
+    loop {
+        if let Some(what) = link.rbuf.first().and_then(|&b| before_connack(b)) {
+            return Err(Error::UnexpectedPacket(what));
+        }
+        match codec::decode(&mut link.rbuf, o.max_packet_size, o.version)? {
+            Some(Packet::ConnAck(ack)) if !ack.code.is_error() => {
+                link.session_present = ack.session_present;
+                link.properties = ack.properties;
+                return Ok(());
+            }
+            Some(Packet::ConnAck(ack)) => {
+                let text = |id| ack.properties.str(id).map(|s| s.as_str().to_owned());
+                return Err(Error::Refused {
+                    code: ack.code,
+                    reason: text(PropertyId::ReasonString),
+                    server_reference: text(PropertyId::ServerReference),
+                });
+            }
+            Some(_) => return Err(Error::UnexpectedPacket("packet before CONNACK")),
+            None => {}
+        }
+        if link.reader.read_buf(&mut link.rbuf).await? == 0 {
+            return Err(Error::ConnectionClosed);
+        }
+    }
+}
+
+/// The reason code of the DISCONNECT an MQTT 5 client sends before it closes the connection on
+/// `error` (MQTT 5 sections 4.13 and 3.14): for what the broker sent, a packet larger than our
+/// maximum (0x95), bytes that are not a valid packet (0x81), a topic alias out of range (0x94) or
+/// any other protocol error (0x82). None for 3.1.1, which has no such DISCONNECT, and for every
+/// other end: a dead link (nothing would arrive), a refusal or the broker's own DISCONNECT (the
+/// broker closes).
+pub(super) fn disconnect_reason(version: Version, error: &Error) -> Option<ReasonCode> {
+    if version == Version::V311 {
+        return None;
+    }
+    match error {
+        Error::Protocol(CodecError::PacketTooLarge { .. }) => Some(ReasonCode::PACKET_TOO_LARGE),
+        Error::Protocol(_) => Some(ReasonCode::MALFORMED_PACKET),
+        Error::UnexpectedPacket(what) if *what == ALIAS_ABOVE_MAXIMUM => Some(ReasonCode::TOPIC_ALIAS_INVALID),
+        Error::UnexpectedPacket(_) => Some(ReasonCode::PROTOCOL_ERROR),
+        _ => None,
+    }
+}
+
+/// Writes a DISCONNECT with `reason` after whatever is queued (the broker must get whole packets)
+/// and shuts the stream down, for at most [`GOODBYE_WRITE`]: best effort, since the connection is
+/// closed whatever happens. Returns whether everything went out.
+pub(super) async fn goodbye(writer: &mut Writer, wbuf: &mut WriteQueue, reason: ReasonCode) -> bool {
+    let disconnect = Packet::Disconnect(Disconnect {
+        reason,
+        properties: Properties::new(),
+    });
+    if wbuf.encode(&disconnect).is_err() {
+        return false;
+    }
+    let write = async {
+        wbuf.write_all(writer).await?;
+        writer.flush().await?;
+        writer.shutdown().await
+    };
+    matches!(timeout(GOODBYE_WRITE, write).await, Ok(Ok(())))
+}
+
+/// An MQTT 5 CONNECT's properties: what the options ask of the session, and the limits this
+/// client holds the broker to (the largest packet it reads, the aliases it resolves).
+fn connect_properties(o: &Options) -> Result<Properties, Error> {
+    if o.version == Version::V311 {
+        return Ok(Properties::new());
+    }
+    let mut p = o.connect_properties.clone();
+    if o.session_expiry > 0 {
+        p.push_int(PropertyId::SessionExpiryInterval, o.session_expiry)?;
+    }
+    let max_packet = o.max_packet_size.min(u32::MAX as usize) as u32;
+    p.push_int(PropertyId::MaximumPacketSize, max_packet.max(1))?;
+    if o.topic_alias_maximum > 0 {
+        p.push_int(PropertyId::TopicAliasMaximum, o.topic_alias_maximum.into())?;
+    }
+    Ok(p)
+}
+
+/// What a broker sent instead of CONNACK, named from the packet's first byte: CONNACK must come
+/// first (MQTT-3.2.0-1), and a broker that sends anything else is refused at once rather than after
+/// a body that may be as large as the maximum packet size. None for CONNACK, and for the reserved
+/// types, which the decoder reports.
+fn before_connack(first_byte: u8) -> Option<&'static str> {
+    Some(match first_byte >> 4 {
+        1 => "CONNECT before CONNACK",
+        3 => "PUBLISH before CONNACK",
+        4 => "PUBACK before CONNACK",
+        5 => "PUBREC before CONNACK",
+        6 => "PUBREL before CONNACK",
+        7 => "PUBCOMP before CONNACK",
+        8 => "SUBSCRIBE before CONNACK",
+        9 => "SUBACK before CONNACK",
+        10 => "UNSUBSCRIBE before CONNACK",
+        11 => "UNSUBACK before CONNACK",
+        12 => "PINGREQ before CONNACK",
+        13 => "PINGRESP before CONNACK",
+        14 => "DISCONNECT before CONNACK",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clients_disconnect_reason_follows_the_brokers_fault_in_mqtt5_only() {
+        let too_large = Error::Protocol(CodecError::PacketTooLarge { size: 9, max: 8 });
+        let cases = [
+            (too_large, Some(ReasonCode::PACKET_TOO_LARGE)),
+            (
+                Error::Protocol(CodecError::Truncated),
+                Some(ReasonCode::MALFORMED_PACKET),
+            ),
+            (
+                Error::UnexpectedPacket(ALIAS_ABOVE_MAXIMUM),
+                Some(ReasonCode::TOPIC_ALIAS_INVALID),
+            ),
+            (
+                Error::UnexpectedPacket("second CONNACK"),
+                Some(ReasonCode::PROTOCOL_ERROR),
+            ),
+            (Error::KeepAliveTimeout, None),
+            (Error::ConnectionClosed, None),
+            (Error::Io("reset".into()), None),
+            (Error::refused(ReasonCode::BANNED), None),
+            (
+                Error::ServerDisconnected {
+                    code: ReasonCode::PROTOCOL_ERROR,
+                    reason: None,
+                    server_reference: None,
+                },
+                None,
+            ),
+        ];
+        for (error, want) in cases {
+            assert_eq!(disconnect_reason(Version::V5, &error), want, "{error:?}");
+            assert_eq!(disconnect_reason(Version::V311, &error), None, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn before_connack_names_any_other_packet_from_its_first_byte() {
+        assert_eq!(before_connack(0x20), None);
+        assert_eq!(before_connack(0x30), Some("PUBLISH before CONNACK"));
+        assert_eq!(
+            before_connack(0x3D),
+            Some("PUBLISH before CONNACK"),
+            "flags do not matter"
+        );
+        assert_eq!(before_connack(0x62), Some("PUBREL before CONNACK"));
+        assert_eq!(before_connack(0xE0), Some("DISCONNECT before CONNACK"));
+        // Reserved types are the decoder's to report.
+        assert_eq!(before_connack(0x00), None);
+        assert_eq!(before_connack(0xF0), None);
+        for t in 1..=14u8 {
+            assert_eq!(before_connack(t << 4).is_none(), t == 2, "type {t}");
+        }
+    }
+}

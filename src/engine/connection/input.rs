@@ -1,0 +1,141 @@
+//! What the broker sends on a live connection: messages to deliver, acknowledgements to match.
+use bytes::BytesMut;
+
+use super::Net;
+use super::keep_alive::KeepAlive;
+use super::writer::SocketWriter;
+use crate::codec::{self, Ack, Packet, PropertyId, QoS, Version};
+use crate::engine::Error;
+use crate::engine::dispatch::{Event, LogLevel};
+use crate::engine::session::{AckAction, Awaiting};
+
+/// What one read brought, for [`crate::engine::transport::DelayedAck`].
+#[derive(Default)]
+pub(super) struct Received {
+    /// A SUBACK: the broker may follow it at once with retained messages.
+    pub(super) answer: bool,
+    /// PUBLISH packets: two or more in one read means a stream.
+    pub(super) publishes: u32,
+}
+
+impl Net<'_> {
+    /// Decodes and handles every whole packet in `rbuf`, queueing replies in `w`.
+    pub(super) fn process_input(
+        &mut self,
+        rbuf: &mut BytesMut,
+        w: &mut SocketWriter,
+        ka: &mut KeepAlive,
+    ) -> Result<Received, Error> {
+        let max = self.ctx.options.max_packet_size;
+        let version = self.ctx.options.version;
+        let mut received = Received::default();
+        while let Some(packet) = codec::decode(rbuf, max, version)? {
+            match packet {
+                Packet::Publish(mut p) => {
+                    received.publishes += 1;
+                    self.peer.resolve(&mut p)?;
+                    let id = p.pkid;
+                    match p.qos {
+                        QoS::AtMostOnce => self.out.push(Event::Message(p)),
+                        QoS::AtLeastOnce => {
+                            self.out.push(Event::Message(p));
+                            w.encode(&Packet::PubAck(Ack::new(id)))?;
+                        }
+                        QoS::ExactlyOnce => {
+                            // Delivered on first receipt only; a resend before PUBREL just gets PUBREC again.
+                            if self.session.inbound_qos2.insert(id) {
+                                self.out.push(Event::Message(p));
+                            }
+                            w.encode(&Packet::PubRec(Ack::new(id)))?;
+                        }
+                    }
+                }
+                Packet::PubAck(ack) => self.acknowledge(Awaiting::PubAck, ack, w)?,
+                Packet::PubRec(ack) => self.acknowledge(Awaiting::PubRec, ack, w)?,
+                Packet::PubComp(ack) => self.acknowledge(Awaiting::PubComp, ack, w)?,
+                Packet::PubRel(ack) => {
+                    self.session.inbound_qos2.remove(&ack.pkid);
+                    w.encode(&Packet::PubComp(Ack::new(ack.pkid)))?;
+                }
+                Packet::SubAck(ack) => {
+                    received.answer = true;
+                    let Some((token, result, refused)) =
+                        self.session.on_suback(ack.pkid, &ack.codes, ack.properties)?
+                    else {
+                        self.ignored("SUBACK", ack.pkid, "no SUBSCRIBE awaits one");
+                        continue;
+                    };
+                    if !refused.is_empty() {
+                        self.out.log(LogLevel::Warning, || {
+                            format!("broker refused subscription(s): {refused:?}")
+                        });
+                    }
+                    self.out.unregister(refused);
+                    if let Some(token) = token {
+                        self.out.complete(token, result);
+                    }
+                }
+                Packet::UnsubAck(ack) => match self.session.on_unsuback(ack.pkid, &ack.codes, ack.properties)? {
+                    Some((token, result)) => self.out.complete(token, result),
+                    None => self.ignored("UNSUBACK", ack.pkid, "no UNSUBSCRIBE awaits one"),
+                },
+                Packet::PingResp => ka.ping_sent = None,
+                Packet::ConnAck(_) => return Err(Error::UnexpectedPacket("second CONNACK")),
+                Packet::Connect(_) => return Err(Error::UnexpectedPacket("CONNECT, which only a client sends")),
+                Packet::Subscribe(_) => return Err(Error::UnexpectedPacket("SUBSCRIBE, which only a client sends")),
+                Packet::Unsubscribe(_) => {
+                    return Err(Error::UnexpectedPacket("UNSUBSCRIBE, which only a client sends"));
+                }
+                Packet::PingReq => return Err(Error::UnexpectedPacket("PINGREQ, which only a client sends")),
+                Packet::Disconnect(_) if version == Version::V311 => {
+                    return Err(Error::UnexpectedPacket("DISCONNECT, which a 3.1.1 broker never sends"));
+                }
+                Packet::Disconnect(d) => {
+                    let text = |id| d.properties.str(id).map(|s| s.as_str().to_owned());
+                    return Err(Error::ServerDisconnected {
+                        code: d.reason,
+                        reason: text(PropertyId::ReasonString),
+                        server_reference: text(PropertyId::ServerReference),
+                    });
+                }
+                Packet::Auth(_) => {
+                    return Err(Error::UnexpectedPacket("AUTH, though no authentication method was set"));
+                }
+            }
+        }
+        for id in self.session.take_pubrels(!w.is_empty()) {
+            w.encode(&Packet::PubRel(Ack::new(id)))?;
+        }
+        Ok(received)
+    }
+
+    /// An acknowledgement for a packet id nothing awaits (or of the wrong kind for it) is ignored, as
+    /// libmosquitto and Paho do: it carries no data, so there is nothing for it to corrupt, and a late
+    /// duplicate after a resend is no fault of the broker's. It is logged, since it may also be a sign
+    /// of a broken broker.
+    fn ignored(&mut self, packet: &str, id: u16, why: &str) {
+        self.out.log(LogLevel::Warning, || {
+            format!("ignored {packet} for packet id {id}: {why}")
+        });
+    }
+
+    fn acknowledge(&mut self, kind: Awaiting, ack: Ack, w: &mut SocketWriter) -> Result<(), Error> {
+        let id = ack.pkid;
+        match self.session.on_ack(kind, ack) {
+            AckAction::Nothing => {
+                let name = match kind {
+                    Awaiting::PubAck => "PUBACK",
+                    Awaiting::PubRec => "PUBREC",
+                    Awaiting::PubComp => "PUBCOMP",
+                };
+                self.ignored(name, id, "no publish in flight awaits one");
+            }
+            AckAction::PubRelOwed => {}
+            AckAction::Complete(token, result) => {
+                self.out.complete(token, result);
+                self.fill_window(w)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,261 @@
+//! The loop that serves one live connection: reads, writes, commands, keep-alive, disconnect.
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc::error::TryRecvError;
+use tokio::time::{Instant, sleep_until};
+
+use super::handshake::{Link, READ_CHUNK, disconnect_reason};
+use super::keep_alive::{Due, KeepAlive};
+use super::peer::Peer;
+use super::writer::SocketWriter;
+use super::{Ended, Net};
+use crate::codec::{self, Packet, PropertyId, Version};
+use crate::engine::dispatch::LogLevel;
+use crate::engine::session::Request;
+use crate::engine::tokens::Outcome;
+use crate::engine::{Command, Error, State, Token};
+
+/// The least time a disconnect gives its last write (DISCONNECT included) when its deadline passed.
+const LAST_WRITE: Duration = Duration::from_millis(200);
+
+/// What taking the queued commands asks of the loop.
+enum Taken {
+    /// Carry on.
+    More,
+    /// Disconnect once what is queued has gone (or the disconnect deadline passed).
+    Disconnect(Token),
+    /// End the connection.
+    End(Ended),
+}
+
+impl Net<'_> {
+    pub(super) async fn serve(&mut self, link: Link) -> Ended {
+        let ctx = self.ctx;
+        let Link {
+            mut reader,
+            writer,
+            kind,
+            mut rbuf,
+            wbuf,
+            session_present,
+            properties,
+        } = link;
+        self.peer = Peer::new(&properties, ctx.options.topic_alias_maximum);
+        // Receive Maximum absent means 65,535 (MQTT 5 section 3.2.2.3.3).
+        let receive_maximum = properties.int(PropertyId::ReceiveMaximum).unwrap_or(65_535);
+        self.session.set_window(receive_maximum as usize);
+        // A Server Keep Alive replaces the client's (MQTT-3.2.2-21).
+        let keep_alive = properties
+            .int(PropertyId::ServerKeepAlive)
+            .map_or(ctx.options.keep_alive, |k| k as u16);
+        let now = Instant::now();
+        let interval = (keep_alive > 0).then(|| Duration::from_secs(keep_alive.into()));
+        let mut ka = KeepAlive::new(interval, ctx.options.ping_timeout, now);
+        let mut disconnecting: Option<(Token, Instant)> = None;
+        let far = now + Duration::from_secs(86400 * 365);
+        let timer = sleep_until(ka.deadline().unwrap_or(far));
+        tokio::pin!(timer);
+        // Declared after the reading half, so that it is dropped (its offer withdrawn) first.
+        let mut w = SocketWriter::new(writer, wbuf, kind, &ctx.shared.direct);
+
+        if let Err(e) = self.resume(&mut w, session_present) {
+            return Ended::Lost(e);
+        }
+        // Packets already received with the CONNACK.
+        if let Err(e) = self.process_input(&mut rbuf, &mut w, &mut ka) {
+            return self.close_on(&mut w, e).await;
+        }
+        loop {
+            // Before the flush, so that what this completes goes out with the rest.
+            if let Err(e) = self.took(w.send_now(), &mut w, &mut ka) {
+                return Ended::Lost(e);
+            }
+            self.out.flush();
+            if let Some((token, deadline)) = disconnecting {
+                if self.session.is_idle() || Instant::now() >= deadline {
+                    return self.finish_disconnect(w, token, deadline).await;
+                }
+            }
+            if ka.set_reading(self.out.backlog.is_empty(), Instant::now) {
+                timer.as_mut().reset(ka.next_wakeup(disconnecting, far));
+            }
+            reserve_read(&mut rbuf, ctx.options.version);
+            if disconnecting.is_none() {
+                w.offer_if_idle(self.peer.max_packet_size, &self.commands);
+            }
+            // Every branch that may write or end the connection first takes the socket back.
+            let reading = self.out.backlog.is_empty() && !w.holding_ack();
+            let writing = w.wants_write();
+            // A disconnect is taken even when the socket is stuck: it is what ends that.
+            let taking = disconnecting.is_none() && (w.has_room() || ctx.shared.state() == State::Disconnecting);
+            let ack_armed = w.ack_armed();
+            let (write, ack_due) = w.waits();
+            tokio::select! {
+                r = reader.read_buf(&mut rbuf), if reading => {
+                    w.withdraw(&mut self.written);
+                    match r {
+                        Ok(0) => return Ended::Lost(Error::ConnectionClosed),
+                        Ok(_) => {
+                            let pinging = ka.ping_sent.is_some();
+                            if let Err(e) = self.on_read(&mut rbuf, &mut w, &mut ka) {
+                                return self.close_on(&mut w, e).await;
+                            }
+                            if pinging && ka.ping_sent.is_none() {
+                                // PINGRESP: the timer still points at the ping deadline; the next PINGREQ is due earlier.
+                                timer.as_mut().reset(ka.next_wakeup(disconnecting, far));
+                            }
+                        }
+                        Err(e) => return Ended::Lost(e.into()),
+                    }
+                }
+                permit = ctx.room(), if !self.out.backlog.is_empty() => self.out.deliver(permit),
+                r = write, if writing => {
+                    if let Err(e) = self.took(w.after_write(r), &mut w, &mut ka) {
+                        return Ended::Lost(e);
+                    }
+                }
+                () = ctx.shared.wake.wait() => w.withdraw(&mut self.written),
+                () = self.commands.ready(&ctx.shared.direct), if taking => {
+                    w.withdraw(&mut self.written);
+                    match self.take_commands(&mut w) {
+                        Taken::More => {}
+                        Taken::Disconnect(t) => {
+                            disconnecting = Some((t, Instant::now() + ctx.options.disconnect_timeout));
+                            timer.as_mut().reset(ka.next_wakeup(disconnecting, far));
+                        }
+                        Taken::End(ended) => return ended,
+                    }
+                }
+                () = ack_due, if ack_armed => {}
+                () = &mut timer => {
+                    w.withdraw(&mut self.written);
+                    if let Err(e) = self.ping_if_due(&mut w, &mut ka) {
+                        return Ended::Lost(e);
+                    }
+                    timer.as_mut().reset(ka.next_wakeup(disconnecting, far));
+                },
+            }
+        }
+    }
+
+    /// The socket took `taken` bytes of what was queued (0: none): they count as sent for the
+    /// keep-alive, and once the queue is empty the QoS 0 publishes in it are done.
+    fn took(&mut self, taken: Result<usize, Error>, w: &mut SocketWriter, ka: &mut KeepAlive) -> Result<(), Error> {
+        let n = taken?;
+        if n > 0 {
+            ka.last_sent = Instant::now();
+            if w.wrote(n) {
+                for t in self.written.drain(..) {
+                    self.out.complete(t, Ok(Outcome::default()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles what a read brought, and owes the broker its ACK when nothing goes back at once.
+    fn on_read(&mut self, rbuf: &mut BytesMut, w: &mut SocketWriter, ka: &mut KeepAlive) -> Result<(), Error> {
+        ka.last_received = Instant::now();
+        let received = self.process_input(rbuf, w, ka)?;
+        w.owe_ack(&received, || self.session.awaits_acks());
+        Ok(())
+    }
+
+    /// Takes every command queued, so that one socket write carries the whole batch, until the
+    /// write queue reaches its high-water mark.
+    fn take_commands(&mut self, w: &mut SocketWriter) -> Taken {
+        loop {
+            let command = match self.commands.try_recv() {
+                Ok(command) => command,
+                Err(TryRecvError::Empty) => return Taken::More,
+                Err(TryRecvError::Disconnected) => return Taken::End(Ended::Closed),
+            };
+            let handled = match command {
+                Command::Disconnect(t) => return Taken::Disconnect(t),
+                Command::Reconnect(t) => return Taken::End(Ended::Reconnect(t)),
+                Command::Connect(t) => {
+                    self.out.complete(t, Err(Error::AlreadyConnected));
+                    Ok(())
+                }
+                Command::Publish(t, p) => self.publish(w, t, p),
+                Command::Subscribe(t, f, props) => {
+                    self.known_subs.extend(f.iter().map(|(_, _, id)| *id));
+                    self.request(w, Request::Subscribe(Some(t), f, props))
+                }
+                Command::Unsubscribe(t, f, props) => self.request(w, Request::Unsubscribe(t, f, props)),
+            };
+            if let Err(e) = handled {
+                return Taken::End(Ended::Lost(e));
+            }
+            if !w.has_room() {
+                return Taken::More;
+            }
+        }
+    }
+
+    /// The keep-alive timer fired: a PINGREQ may be due, or the last one's answer overdue.
+    fn ping_if_due(&mut self, w: &mut SocketWriter, ka: &mut KeepAlive) -> Result<(), Error> {
+        let now = Instant::now();
+        match ka.due(now) {
+            Due::TimedOut => return Err(Error::KeepAliveTimeout),
+            Due::Ping => {
+                w.encode(&Packet::PingReq)?;
+                self.out.log(LogLevel::Debug, || "sending PINGREQ".into());
+                ka.ping_sent = Some(now);
+            }
+            Due::Nothing => {}
+        }
+        Ok(())
+    }
+
+    /// Sends DISCONNECT after everything queued and closes the socket. A broker that stops reading
+    /// gets until the disconnect deadline (and at least `LAST_WRITE`), then the socket is closed.
+    async fn finish_disconnect(&mut self, w: SocketWriter<'_>, token: Token, deadline: Instant) -> Ended {
+        let goodbye = std::mem::take(&mut *self.ctx.shared.goodbye.lock().unwrap_or_else(|p| p.into_inner()));
+        let sent = w.finish(goodbye, deadline.max(Instant::now() + LAST_WRITE)).await;
+        let result = if sent.is_ok() {
+            Ok(Outcome::default())
+        } else {
+            Err(Error::Cancelled)
+        };
+        for t in self.written.drain(..) {
+            self.out.complete(t, result.clone());
+        }
+        match sent {
+            Ok(()) => Ended::Disconnected(token),
+            Err(e) => {
+                // The socket failed on the way out; the session ends all the same.
+                self.out.log(LogLevel::Warning, || format!("disconnect: {e}"));
+                Ended::Disconnected(token)
+            }
+        }
+    }
+
+    /// Ends the connection on `error`, met in what the broker sent. An MQTT 5 broker is told why
+    /// first (see [`SocketWriter::goodbye`]); when that write took everything queued, the QoS 0
+    /// publishes in it left too.
+    async fn close_on(&mut self, w: &mut SocketWriter<'_>, error: Error) -> Ended {
+        let reason = disconnect_reason(self.ctx.options.version, &error);
+        if let Some(reason) = reason {
+            self.out
+                .log(LogLevel::Debug, || format!("sending DISCONNECT ({reason}) on: {error}"));
+            if w.goodbye(reason).await {
+                for t in self.written.drain(..) {
+                    self.out.complete(t, Ok(Outcome::default()));
+                }
+            }
+        }
+        Ended::Lost(error)
+    }
+}
+
+/// Room for the rest of a large packet in one step (its size was checked against max_packet_size
+/// when its header arrived), so the buffer is not regrown and copied once per read.
+fn reserve_read(rbuf: &mut BytesMut, version: Version) {
+    let want = codec::pending_packet_len(rbuf, version).map_or(0, |n| n.saturating_sub(rbuf.len()));
+    if rbuf.capacity() - rbuf.len() < want.max(READ_CHUNK / 4) {
+        rbuf.reserve(want.max(READ_CHUNK));
+    }
+}
