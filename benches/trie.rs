@@ -1,5 +1,5 @@
 //! Topic-trie throughput: how many topics per second one core matches against a realistic set of
-//! subscribed filters (issue 5's target: 2,000,000/s with 100,000 filters).
+//! subscribed filters (the target: 2,000,000/s with 100,000 filters, BENCHMARKS.md).
 //!
 //! `cargo bench --bench trie` measures and prints one JSON line. Under `cargo test` (no `--bench`
 //! argument) it runs a small instance instead and checks every match against a brute-force

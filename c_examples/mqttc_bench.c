@@ -24,11 +24,9 @@
  * thread (its default), or on this program's main thread, both clients on one mqttc_loop
  * (mqttc_options.run_loop: the library starts no thread). Without it, every mode uses the loop,
  * as libmosquitto's mosquitto_loop users do: in latency mode a round trip then wakes one thread,
- * not three; in e2e mode at QoS 2 it spent 16 us of CPU per message where the callback thread
- * ranged over 20-30 us from run to run; in pub mode at QoS 0 it kept the rate at the raw-socket
- * client's from run to run, where the network thread, busy beside this one on a 2-core machine,
- * now and then took the broker's core and lost from 5% to half of the rate in a run (at QoS 1/2
- * the two are even; all measured in BENCHMARKS.md).
+ * not three; in e2e mode at QoS 2 it spends less CPU per message, and steadily, than the callback
+ * thread; in pub mode at QoS 0 it keeps the rate at the raw-socket client's, where a network
+ * thread busy beside this one on a 2-core machine can take the broker's core (BENCHMARKS.md).
  * Payloads of LEND_FROM bytes and more are lent with mqttc_publish_nocopy (the one buffer, valid
  * until the end, for every message), as an application sending large buffers would: the library
  * then makes no copy. --nocopy off publishes them with mqttc_publish, which copies each.

@@ -1,4 +1,4 @@
-//! Issue 7, the hostile broker: a scripted broker (tests/common/fake.rs) breaks MQTT 3.1.1 on
+//! The hostile broker: a scripted broker (tests/common/fake.rs) breaks MQTT 3.1.1 on
 //! purpose. For each kind of hostility the client must close that connection with an error that
 //! names the problem (and, for C, the status MQTTC_ERR_PROTOCOL or MQTTC_ERR_KEEPALIVE_TIMEOUT), hold
 //! a bounded amount of memory, not crash, and keep working: it reconnects by itself to the same
@@ -6,7 +6,7 @@
 //!
 //! tests/fake_broker.rs already covers a reserved packet type and a 5-byte remaining length in the
 //! middle of a QoS 1 exchange, and a PUBLISH header over the maximum packet size; the cases here
-//! are the rest of the issue's list.
+//! are the rest.
 mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,4 +1,4 @@
-//! Resilience of the engine (issue 3) against a real mosquitto, with faults injected by killing the
+//! Resilience of the engine against a real mosquitto, with faults injected by killing the
 //! broker or through the loopback proxy (tests/common/proxy.rs): automatic reconnect with backoff,
 //! connection events, session continuity (resends, re-subscribe), the offline queue and its
 //! overflow policies, half-open detection by keep-alive, several servers, and disconnect/free in

@@ -2,7 +2,7 @@
 //! create/connect/free cycles, 8 threads publishing on one client. Each scenario runs the program
 //! against its own mosquitto and prints what it measured (run with `--nocapture` to see it).
 //!
-//! The sizes are the everywhere, also under `MQTTC_SANITIZE=address` (scripts/test.sh's
+//! The sizes are the same everywhere, also under `MQTTC_SANITIZE=address` (scripts/test.sh's
 //! second run), where the three take about 20 s together on a 2-core machine.
 mod common;
 
