@@ -8,10 +8,15 @@
 //! - [`ffi`]: the C ABI, the only module with `extern "C"` and raw pointers.
 //!
 //! Beside them, `sys` holds the system calls the engine makes itself, behind safe functions.
+//! `unsafe` is denied everywhere but in `ffi` and `sys`, and forbidden in the pure layers.
+#![deny(unsafe_code)]
+
 pub mod codec;
 pub mod engine;
+#[allow(unsafe_code)]
 pub mod ffi;
 mod fxhash;
+#[allow(unsafe_code)]
 mod sys;
 pub mod topic;
 pub mod trie;

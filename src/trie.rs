@@ -48,6 +48,7 @@
 //! of strings does, made a match 3–4 times slower at 100,000 filters: see `benches/trie.rs`.)
 //! Nothing recurses per level (matching keeps its own list of the nodes a level reaches), so even
 //! a filter of 65,535 levels is safe on a small thread stack.
+#![forbid(unsafe_code)]
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
