@@ -17,8 +17,20 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use crate::codec::Publish;
 use crate::sys::EventFd;
 
-use super::dispatch::ConnectionEvent;
 use super::tokens::{Token, TokenResult};
+use super::{Address, Error};
+
+/// A change of the connection, as the connection-state callback and
+/// the event queue see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectionEvent {
+    /// A CONNACK accepted the connection to `server`.
+    Connected { session_present: bool, server: Address },
+    /// The connection to `server` was lost; automatic reconnect (when on) starts after this.
+    Lost { reason: Error, server: Address },
+    /// `disconnect` finished: the session ended by the application's choice.
+    Disconnected,
+}
 
 /// One queued event.
 #[derive(Debug)]

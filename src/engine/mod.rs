@@ -36,9 +36,9 @@ use tokio::sync::{Notify, mpsc};
 use crate::codec::{Disconnect, MqttStr, Properties, PropertyId, Publish, QoS, SubscribeOptions, Version, Will};
 use crate::topic::split_shared;
 
-pub use dispatch::{CompletionHandler, ConnectionEvent, ConnectionHandler, LogHandler, LogLevel, MessageHandler};
+pub use dispatch::{CompletionHandler, ConnectionHandler, LogHandler, LogLevel, MessageHandler};
 pub use error::Error;
-pub use events::{ClientEvent, Wakeup};
+pub use events::{ClientEvent, ConnectionEvent, Wakeup};
 pub use offline::Overflow;
 pub use run_loop::{Loop, Nested};
 pub use tls::{Connector as TlsConnector, TlsOptions};
