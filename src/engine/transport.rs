@@ -48,25 +48,24 @@ pub const ACK_DELAY: Duration = Duration::from_micros(25);
 /// next segment, short against the time a stream's messages spend in the broker anyway.
 pub const STREAM_ACK_DELAY: Duration = Duration::from_micros(100);
 
-/// The TCP ACK owed to the broker after a read that wrote nothing back while more acknowledgements
-/// are awaited (a window or PUBRELs held back, or a burst smaller than the window). A broker with
-/// Nagle's algorithm on (mosquitto's default) sends its next small segment only once the last one
-/// is ACKed, and the kernel, seeing a connection that writes, would hold that ACK up to 40 ms.
-/// Asking for it at once (`TCP_QUICKACK`) after every such read, or reading the next segment at
-/// once (a read that empties the socket's queue sends the ACK too), made a ping-pong of one tiny
-/// segment each way per acknowledgement or two. Sent [`ACK_DELAY`] later, with the socket left
-/// unread until then, it lets the broker gather several into one segment. Against mosquitto on
-/// loopback, 64-byte messages, window 100: publishing at QoS 1 went from about 160,000 to 212,000
-/// messages/s at 60% of the CPU time per message, and the publisher's connection in e2e QoS 2
-/// carried 0.9 TCP segments per message instead of 2.3. A write before then carries the ACK
-/// itself. The timer is a timerfd, since tokio's timers count whole milliseconds; without one (no
-/// descriptor left), the ACK is asked for at once.
+/// The TCP ACK owed to the broker after a read that wrote nothing back while more
+/// acknowledgements are awaited (a window or PUBRELs held back, or a burst smaller than the
+/// window). A broker with Nagle's algorithm on (mosquitto's default) sends its next small
+/// segment only once the last one is ACKed, and the kernel, seeing a connection that writes,
+/// would hold that ACK up to 40 ms. Asking for it at once (`TCP_QUICKACK`) after every such
+/// read, or reading the next segment at once (a read that empties the socket's queue sends the
+/// ACK too), makes a ping-pong of one tiny segment each way per acknowledgement or two. Sent
+/// [`ACK_DELAY`] later, with the socket left unread until then, it lets the broker gather
+/// several into one segment: higher throughput at less CPU per message, and fewer TCP segments
+/// per message. A write before then carries the ACK itself. The timer is a timerfd, since
+/// tokio's timers count whole milliseconds; without one (no descriptor left), the ACK is asked
+/// for at once.
 ///
-/// Owed as well: after a SUBACK, which the broker may follow at once with retained messages (held
-/// by its Nagle behind the unACKed SUBACK: the first of them used to wait 41 ms, as it does with
-/// libmosquitto); and
-/// after a read of several messages that writes nothing back (a QoS 0 stream), held
-/// [`STREAM_ACK_DELAY`] so the broker gathers them into fewer, larger segments.
+/// Owed as well: after a SUBACK, which the broker may follow at once with retained messages
+/// (held by its Nagle behind the unACKed SUBACK, the first of them would wait out the kernel's
+/// delayed ACK, as it does with libmosquitto); and after a read of several messages that writes
+/// nothing back (a QoS 0 stream), held [`STREAM_ACK_DELAY`] so the broker gathers them into
+/// fewer, larger segments.
 pub struct DelayedAck {
     /// None: not TCP (a Unix socket), where nothing is owed.
     socket: Option<RawFd>,
@@ -157,12 +156,12 @@ fn quick_ack(fd: RawFd) {
 
 /// Has the loopback connection on the socket `fd` use the `reno` congestion controller, which
 /// does not pace. Loopback has no path whose bandwidth could be probed, but a controller that
-/// paces (BBR, where it is the system's default) spaces the client's writes all the same, with a
-/// kernel timer per burst: `mqttc_bench` publishing 1 MiB payloads on Linux 6.18 with BBR ran at
-/// 5,000 messages/s and 185 us of CPU each, with reno at 9,400-10,600/s and 105 us. Connections
-/// that leave the machine keep the system's choice. Every kernel has reno built in, and lets any
-/// process pick it unless `net.ipv4.tcp_allowed_congestion_control` says otherwise; a refusal
-/// only leaves the default, so it is not reported.
+/// paces (BBR, where it is the system's default) spaces the client's writes all the same, with
+/// a kernel timer per burst, which with large payloads costs much of the throughput and CPU per
+/// message (`mqttc_bench` shows it). Connections that leave the machine keep the system's
+/// choice. Every kernel has reno built in, and lets any process pick it unless
+/// `net.ipv4.tcp_allowed_congestion_control` says otherwise; a refusal only leaves the default,
+/// so it is not reported.
 fn unpaced(fd: RawFd) {
     let _ = sys::set_tcp_option_bytes(fd, TcpOption::Congestion, b"reno");
 }
