@@ -20,8 +20,7 @@ use crate::sys::EventFd;
 use super::tokens::{Token, TokenResult};
 use super::{Address, Error};
 
-/// A change of the connection, as the connection-state callback and
-/// the event queue see it.
+/// A change of the connection, as the connection-state callback and the event queue see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConnectionEvent {
     /// A CONNACK accepted the connection to `server`.

@@ -1,6 +1,8 @@
 //! Socket calls: the non-blocking vectored send and the TCP options.
 //!
 //! They take the caller's `RawFd`: a stream the caller holds keeps it open and the same socket.
+//! They stay memory-safe whatever the number: the kernel checks the descriptor, and what they
+//! pass it is valid for the call.
 use std::io::{self, IoSlice};
 use std::os::fd::RawFd;
 
