@@ -1,4 +1,5 @@
 //! Topic name and topic filter rules of MQTT 3.1.1 section 4.7.
+#![forbid(unsafe_code)]
 
 use std::fmt;
 

@@ -45,9 +45,10 @@
 //! branches then walk through that level; each step of each branch is one integer-keyed probe.
 //! The cost grows with the topic's depth and the number of wildcard branches on its path, not
 //! with the number of stored filters. (Hashing the level string at every node, as a per-node map
-//! of strings does, made a match 3–4 times slower at 100,000 filters: see `benches/trie.rs`.)
+//! of strings does, makes a match several times slower with many filters: see `benches/trie.rs`.)
 //! Nothing recurses per level (matching keeps its own list of the nodes a level reaches), so even
 //! a filter of 65,535 levels is safe on a small thread stack.
+#![forbid(unsafe_code)]
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -82,7 +83,8 @@ const SHORT: usize = 15;
 
 /// A level of up to [`SHORT`] bytes as one integer: its bytes, then its length in the top byte,
 /// so that distinct levels have distinct keys. A lookup then compares integers; comparing the
-/// bytes called `memcmp` for every topic level, 14% of a match's time in `benches/trie.rs`.
+/// bytes would call `memcmp` for every topic level, a visible share of a match's time in
+/// `benches/trie.rs`.
 #[inline]
 fn short_key(level: &[u8]) -> Option<u128> {
     if level.len() > SHORT {
@@ -164,9 +166,9 @@ fn edge_key(parent: NodeId, level: LevelId) -> u64 {
 /// included) recurses once per level: a valid filter can have 65,535 levels.
 ///
 /// Only what a match walk reads at every node is here, in 12 bytes; the values are apart, in
-/// [`Trie::slots`], and read only where `filled` says there is one. At 100,000 filters the nodes
-/// then take a quarter of the cache they took with the values inline, and a match is cache-miss
-/// bound (see `benches/trie.rs`).
+/// [`Trie::slots`], and read only where `filled` says there is one. With many filters the nodes
+/// then take a fraction of the cache they would take with the values inline, which matters
+/// because a match is cache-miss bound (see `benches/trie.rs`).
 #[derive(Clone, Copy, Default)]
 struct Node {
     /// The `+` child, or [`ROOT`] for none (the root is nobody's child).
@@ -532,10 +534,9 @@ impl<V> Trie<V> {
 
     /// Breadth-first walk, one topic level at a time. The nodes one level reaches are independent
     /// of each other, so their lookups, each likely a cache miss in a large trie, overlap in the
-    /// processor; depth-first, each lookup waited for the one before (a third fewer matches per
-    /// second in `benches/trie.rs`). Entering each node at most once is what guarantees one
-    /// visit per filter: the trie is a tree, and a topic level leads from a node to two distinct
-    /// children, literal and `+`.
+    /// processor; depth-first, each lookup would wait for the one before (see `benches/trie.rs`).
+    /// Entering each node at most once is what guarantees one visit per filter: the trie is a
+    /// tree, and a topic level leads from a node to two distinct children, literal and `+`.
     fn walk(&self, topic: &str, sink: &mut impl Sink<V>) -> ControlFlow<()> {
         let mut frontier: SmallList<NodeId, 16> = SmallList::new();
         let mut reached: SmallList<NodeId, 16> = SmallList::new();

@@ -4,6 +4,7 @@
 //! frames them with the fixed header. One set of packet structs serves both versions: MQTT 5's
 //! additions (properties, reason codes, subscription options) are fields that 3.1.1 leaves empty or
 //! at success, and encoding them as 3.1.1 is refused rather than silently dropped.
+#![forbid(unsafe_code)]
 
 mod ack;
 mod connack;

@@ -13,24 +13,15 @@ use tokio::sync::mpsc;
 use crate::codec::{PropertyId, Publish};
 
 use super::events::ClientEvent;
+// Events flow from here into the event queue, so the type both know lives there.
+pub use super::events::ConnectionEvent;
 use super::tokens::{Token, TokenResult};
-use super::{Address, Error, Handler, Shared, Subscription};
+use super::{Handler, Shared, Subscription};
 
 pub type MessageHandler = Box<dyn Fn(&Publish) + Send + Sync>;
 pub type CompletionHandler = Arc<dyn Fn(Token, &TokenResult) + Send + Sync>;
 pub type LogHandler = Arc<dyn Fn(LogLevel, &str) + Send + Sync>;
 pub type ConnectionHandler = Arc<dyn Fn(&ConnectionEvent) + Send + Sync>;
-
-/// A change of the connection, as the connection-state callback sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ConnectionEvent {
-    /// A CONNACK accepted the connection to `server`.
-    Connected { session_present: bool, server: Address },
-    /// The connection to `server` was lost; automatic reconnect (when on) starts after this.
-    Lost { reason: Error, server: Address },
-    /// `disconnect` finished: the session ended by the application's choice.
-    Disconnected,
-}
 
 /// Log levels, most severe first; a handler receives its level and every more severe one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

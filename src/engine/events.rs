@@ -11,13 +11,25 @@
 //! the network task stops reading the socket (TCP back-pressure) rather than dropping or growing.
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::codec::Publish;
+use crate::sys::EventFd;
 
-use super::dispatch::ConnectionEvent;
 use super::tokens::{Token, TokenResult};
+use super::{Address, Error};
+
+/// A change of the connection, as the connection-state callback and the event queue see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectionEvent {
+    /// A CONNACK accepted the connection to `server`.
+    Connected { session_present: bool, server: Address },
+    /// The connection to `server` was lost; automatic reconnect (when on) starts after this.
+    Lost { reason: Error, server: Address },
+    /// `disconnect` finished: the session ended by the application's choice.
+    Disconnected,
+}
 
 /// One queued event.
 #[derive(Debug)]
@@ -50,7 +62,8 @@ pub(crate) struct EventQueue {
     /// Signalled when a pop makes room, or when the queue is closed.
     room: Condvar,
     capacity: usize,
-    signal: Signal,
+    /// Readable exactly while the queue is non-empty.
+    signal: EventFd,
     wakeup: Mutex<Option<Wakeup>>,
 }
 
@@ -64,7 +77,7 @@ impl EventQueue {
             }),
             room: Condvar::new(),
             capacity: capacity.max(1),
-            signal: Signal::new()?,
+            signal: EventFd::new()?,
             wakeup: Mutex::new(None),
         })
     }
@@ -146,90 +159,12 @@ impl EventQueue {
     }
 }
 
-/// A descriptor that is readable while set: an eventfd on Linux, a pipe elsewhere.
-struct Signal {
-    read: OwnedFd,
-    #[cfg(not(target_os = "linux"))]
-    write: OwnedFd,
-}
-
-impl Signal {
-    #[cfg(target_os = "linux")]
-    fn new() -> io::Result<Self> {
-        // SAFETY: plain syscall; the result is checked before it becomes an OwnedFd.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: a fresh descriptor that nothing else owns.
-        Ok(Signal {
-            read: unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) },
-        })
-    }
-
-    #[cfg(not(target_os = "linux"))]
-    fn new() -> io::Result<Self> {
-        let mut fds = [0; 2];
-        // SAFETY: `fds` has room for the two descriptors pipe writes.
-        if unsafe { libc::pipe(fds.as_mut_ptr()) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        for fd in fds {
-            // SAFETY: descriptors we just made.
-            unsafe {
-                libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK);
-                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
-            }
-        }
-        // SAFETY: fresh descriptors that nothing else owns.
-        Ok(Signal {
-            read: unsafe { std::os::fd::FromRawFd::from_raw_fd(fds[0]) },
-            write: unsafe { std::os::fd::FromRawFd::from_raw_fd(fds[1]) },
-        })
-    }
-
-    fn fd(&self) -> RawFd {
-        self.read.as_raw_fd()
-    }
-
-    fn writer(&self) -> RawFd {
-        #[cfg(target_os = "linux")]
-        return self.read.as_raw_fd();
-        #[cfg(not(target_os = "linux"))]
-        return self.write.as_raw_fd();
-    }
-
-    /// Makes the descriptor readable. Called only when it is clear, so neither the eventfd counter
-    /// nor the pipe can fill up.
-    fn raise(&self) {
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a live local to our own descriptor.
-        unsafe { libc::write(self.writer(), (&raw const one).cast(), size_of::<u64>()) };
-    }
-
-    /// Makes the descriptor unreadable again (reads the eventfd counter, or the pipe's byte).
-    fn clear(&self) {
-        let mut buf = [0u8; 8];
-        // SAFETY: reads at most 8 bytes into a live local from our own non-blocking descriptor.
-        unsafe { libc::read(self.fd(), buf.as_mut_ptr().cast(), buf.len()) };
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::readable_now;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
-
-    fn readable(fd: RawFd) -> bool {
-        let mut p = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, zero timeout.
-        unsafe { libc::poll(&mut p, 1, 0) == 1 }
-    }
 
     fn done(token: Token) -> ClientEvent {
         ClientEvent::Completed {
@@ -248,17 +183,17 @@ mod tests {
     #[test]
     fn the_descriptor_is_readable_exactly_while_events_wait() {
         let q = EventQueue::new(8).unwrap();
-        assert!(!readable(q.fd()));
+        assert!(!readable_now(q.fd()));
         assert!(q.push(done(1)));
         assert!(q.push(done(2)));
-        assert!(readable(q.fd()));
+        assert!(readable_now(q.fd()));
         assert_eq!(token_of(q.pop().unwrap()), 1);
-        assert!(readable(q.fd()), "one event still waits");
+        assert!(readable_now(q.fd()), "one event still waits");
         assert_eq!(token_of(q.pop().unwrap()), 2);
-        assert!(!readable(q.fd()));
+        assert!(!readable_now(q.fd()));
         assert!(q.pop().is_none());
         assert!(q.push(done(3)));
-        assert!(readable(q.fd()));
+        assert!(readable_now(q.fd()));
     }
 
     #[test]

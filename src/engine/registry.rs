@@ -10,7 +10,7 @@
 //! registration's id) and keeps the registrations each identifier stands for, so a message that
 //! carries identifiers reaches exactly the subscriptions it was sent for without walking the trie.
 //! That also makes overlapping filters exact: mosquitto sends one copy per matching subscription,
-//! and each copy now reaches only its own handler.
+//! and each copy reaches only its own handler.
 use std::sync::Arc;
 
 use crate::fxhash::FxHashMap;

@@ -32,7 +32,7 @@ pub struct Loop {
     gate: Arc<Gate>,
     /// The last run's timer, for the next run to move forward: tokio then only updates its
     /// deadline, where a new timer is added to its wheel and taken out again, each under the
-    /// driver's lock (about 300 instructions a run, and a latency test runs once per round trip).
+    /// driver's lock, on every run (a latency test runs once per round trip).
     spare_timer: Mutex<Option<Pin<Box<tokio::time::Sleep>>>>,
 }
 

@@ -1,10 +1,9 @@
 //! A wakeup for the one task that waits for it, cheap enough to wait for on every turn of a loop.
 //!
-//! The network task used a `tokio::sync::Notify` for this, awaiting a fresh `notified()` on each
-//! turn of its select: every turn then took the `Notify`'s lock twice, to enqueue the waiter and
-//! to dequeue it again: 4% of the instructions of a QoS 1 round trip in a latency run.
-//! Here a wait is a flag check and an `AtomicWaker` registration, and stays registered between
-//! turns.
+//! A `tokio::sync::Notify` would need a fresh `notified()` on each turn of the network task's
+//! select, taking the `Notify`'s lock twice a turn (to enqueue the waiter and dequeue it again),
+//! a cost that shows in a latency run. Here a wait is a flag check and an `AtomicWaker`
+//! registration, and stays registered between turns.
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 

@@ -1,13 +1,13 @@
 //! The byte stream under MQTT: TCP, TLS over TCP, WebSockets over either, or a Unix-domain socket,
 //! behind one pair of boxed halves so the connection loop does not care which.
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncRead, AsyncWrite, Interest};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::tls::Connector;
+use crate::sys::{self, TcpOption, TimerFd};
 
 mod websocket;
 
@@ -32,16 +32,9 @@ pub struct Stream {
 /// One non-blocking write of `slices` to the socket `fd`, from any thread: what it took, or
 /// `WouldBlock` when its buffer is full. A peer that is gone is an error, never a SIGPIPE that
 /// would end the application.
+#[inline]
 pub fn send_now(fd: RawFd, slices: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
-    // SAFETY: an all-zero msghdr is valid (no address, no control data); `IoSlice` is ABI
-    // compatible with `iovec` on Unix, and `slices` outlives the call.
-    let sent = unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = slices.as_ptr() as *mut libc::iovec;
-        msg.msg_iovlen = slices.len() as _;
-        libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
-    };
-    usize::try_from(sent).map_err(|_| std::io::Error::last_os_error())
+    sys::send_vectored_nonblocking(fd, slices)
 }
 
 /// How long an ACK owed to the broker is held back (see [`DelayedAck`]): about a loopback round
@@ -55,29 +48,28 @@ pub const ACK_DELAY: Duration = Duration::from_micros(25);
 /// next segment, short against the time a stream's messages spend in the broker anyway.
 pub const STREAM_ACK_DELAY: Duration = Duration::from_micros(100);
 
-/// The TCP ACK owed to the broker after a read that wrote nothing back while more acknowledgements
-/// are awaited (a window or PUBRELs held back, or a burst smaller than the window). A broker with
-/// Nagle's algorithm on (mosquitto's default) sends its next small segment only once the last one
-/// is ACKed, and the kernel, seeing a connection that writes, would hold that ACK up to 40 ms.
-/// Asking for it at once (`TCP_QUICKACK`) after every such read, or reading the next segment at
-/// once (a read that empties the socket's queue sends the ACK too), made a ping-pong of one tiny
-/// segment each way per acknowledgement or two. Sent [`ACK_DELAY`] later, with the socket left
-/// unread until then, it lets the broker gather several into one segment. Against mosquitto on
-/// loopback, 64-byte messages, window 100: publishing at QoS 1 went from about 160,000 to 212,000
-/// messages/s at 60% of the CPU time per message, and the publisher's connection in e2e QoS 2
-/// carried 0.9 TCP segments per message instead of 2.3. A write before then carries the ACK
-/// itself. The timer is a timerfd, since tokio's timers count whole milliseconds; without one (no
-/// descriptor left), the ACK is asked for at once.
+/// The TCP ACK owed to the broker after a read that wrote nothing back while more
+/// acknowledgements are awaited (a window or PUBRELs held back, or a burst smaller than the
+/// window). A broker with Nagle's algorithm on (mosquitto's default) sends its next small
+/// segment only once the last one is ACKed, and the kernel, seeing a connection that writes,
+/// would hold that ACK up to 40 ms. Asking for it at once (`TCP_QUICKACK`) after every such
+/// read, or reading the next segment at once (a read that empties the socket's queue sends the
+/// ACK too), makes a ping-pong of one tiny segment each way per acknowledgement or two. Sent
+/// [`ACK_DELAY`] later, with the socket left unread until then, it lets the broker gather
+/// several into one segment: higher throughput at less CPU per message, and fewer TCP segments
+/// per message. A write before then carries the ACK itself. The timer is a timerfd, since
+/// tokio's timers count whole milliseconds; without one (no descriptor left), the ACK is asked
+/// for at once.
 ///
-/// Owed as well: after a SUBACK, which the broker may follow at once with retained messages (held
-/// by its Nagle behind the unACKed SUBACK: the first of them used to wait 41 ms, as it does with
-/// libmosquitto); and
-/// after a read of several messages that writes nothing back (a QoS 0 stream), held
-/// [`STREAM_ACK_DELAY`] so the broker gathers them into fewer, larger segments.
+/// Owed as well: after a SUBACK, which the broker may follow at once with retained messages
+/// (held by its Nagle behind the unACKed SUBACK, the first of them would wait out the kernel's
+/// delayed ACK, as it does with libmosquitto); and after a read of several messages that writes
+/// nothing back (a QoS 0 stream), held [`STREAM_ACK_DELAY`] so the broker gathers them into
+/// fewer, larger segments.
 pub struct DelayedAck {
     /// None: not TCP (a Unix socket), where nothing is owed.
     socket: Option<RawFd>,
-    timer: Option<AsyncFd<OwnedFd>>,
+    timer: Option<TimerFd>,
     /// The timer runs; it is not stopped when a write carries the ACK (a system call either way).
     armed: bool,
     /// An ACK is owed and no write has carried it yet.
@@ -87,18 +79,8 @@ pub struct DelayedAck {
 impl DelayedAck {
     /// For the TCP socket `socket`, which must stay open as long as this lives, if any.
     pub fn new(socket: Option<RawFd>) -> DelayedAck {
-        // SAFETY: a plain system call.
-        let fd = match socket {
-            Some(_) => unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC) },
-            None => -1,
-        };
-        let timer = if fd >= 0 {
-            // SAFETY: `fd` was just opened, and nothing else owns it. The `OwnedFd` keeps it open
-            // and the same file for as long as the `AsyncFd` holding it lives.
-            unsafe { AsyncFd::register_with_interest(OwnedFd::from_raw_fd(fd), Interest::READABLE).ok() }
-        } else {
-            None
-        };
+        // Without a descriptor left for the timer, the ACK is asked for at once.
+        let timer = socket.and_then(|_| TimerFd::new().ok());
         DelayedAck {
             socket,
             timer,
@@ -116,17 +98,7 @@ impl DelayedAck {
         if self.armed {
             return;
         }
-        let spec = libc::itimerspec {
-            it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
-            it_value: libc::timespec {
-                tv_sec: 0,
-                tv_nsec: delay.as_nanos() as libc::c_long,
-            },
-        };
-        // SAFETY: `timer` holds an open timerfd; `spec` is valid for the call.
-        self.armed = self.timer.as_ref().is_some_and(|timer| unsafe {
-            libc::timerfd_settime(timer.as_raw_fd(), 0, &spec, std::ptr::null_mut()) == 0
-        });
+        self.armed = self.timer.as_ref().is_some_and(|timer| timer.arm(delay).is_ok());
         if !self.armed {
             // No timer to wait for: the ACK goes now.
             quick_ack(socket);
@@ -155,29 +127,9 @@ impl DelayedAck {
         let (Some(socket), Some(timer)) = (self.socket, &self.timer) else {
             return std::future::pending().await;
         };
-        loop {
-            let Ok(mut ready) = timer.readable().await else {
-                // The reactor is gone with the runtime: nothing more runs on this connection.
-                return std::future::pending().await;
-            };
-            let mut count = [0u8; 8];
-            // SAFETY: reads at most 8 bytes into `count`, from the timerfd `timer` holds.
-            let read = ready.try_io(|fd| {
-                let n = unsafe { libc::read(fd.as_raw_fd(), count.as_mut_ptr().cast(), count.len()) };
-                if n < 0 {
-                    Err(std::io::Error::last_os_error())
-                } else {
-                    Ok(())
-                }
-            });
-            // Ok: read, the timerfd stays unreadable until it is armed and runs out again, which
-            // the reactor reports anew, so no second read is needed to learn that. A failure other
-            // than "not yet" (none is known for a timerfd) counts as the timer having run out too,
-            // rather than spinning on a readiness that would never clear.
-            if read.is_ok() {
-                ready.clear_ready();
-                break;
-            }
+        if timer.expired().await.is_err() {
+            // The reactor is gone with the runtime: nothing more runs on this connection.
+            return std::future::pending().await;
         }
         self.armed = false;
         if std::mem::take(&mut self.owed) {
@@ -186,9 +138,6 @@ impl DelayedAck {
     }
 }
 
-/// `TCP_DELACK_MAX_US` (Linux 6.15 and later; `libc` does not name it yet).
-const TCP_DELACK_MAX_US: libc::c_int = 46;
-
 /// Caps the kernel's delayed ACK on the socket `fd` at its smallest (two clock ticks: 2-8 ms)
 /// instead of 40 ms, for the ACKs no [`DelayedAck`] rule sends: a client that has just written
 /// something (a QoS 0 publish, a PINGREQ) holds the ACK of what it reads next, and the broker's
@@ -196,44 +145,25 @@ const TCP_DELACK_MAX_US: libc::c_int = 46;
 /// their 40 ms, so the failure is not reported. Below two ticks the kernel refuses the value;
 /// it rounds 5 ms up to two ticks.
 fn cap_delayed_ack(fd: RawFd) {
-    set_tcp_option(fd, TCP_DELACK_MAX_US, 5000);
+    let _ = sys::set_tcp_option(fd, TcpOption::DelayedAckMax, 5000);
 }
 
 /// Has the kernel send the TCP ACK it is holding back for the socket `fd` now. A failure only
 /// leaves the ACK delayed, so it is not reported.
 fn quick_ack(fd: RawFd) {
-    set_tcp_option(fd, libc::TCP_QUICKACK, 1);
+    let _ = sys::set_tcp_option(fd, TcpOption::QuickAck, 1);
 }
 
 /// Has the loopback connection on the socket `fd` use the `reno` congestion controller, which
 /// does not pace. Loopback has no path whose bandwidth could be probed, but a controller that
-/// paces (BBR, where it is the system's default) spaces the client's writes all the same, with a
-/// kernel timer per burst: `mqttc_bench` publishing 1 MiB payloads on Linux 6.18 with BBR ran at
-/// 5,000 messages/s and 185 us of CPU each, with reno at 9,400-10,600/s and 105 us. Connections
-/// that leave the machine keep the system's choice. Every kernel has reno built in, and lets any
-/// process pick it unless `net.ipv4.tcp_allowed_congestion_control` says otherwise; a refusal
-/// only leaves the default, so it is not reported.
+/// paces (BBR, where it is the system's default) spaces the client's writes all the same, with
+/// a kernel timer per burst, which with large payloads costs much of the throughput and CPU per
+/// message (`mqttc_bench` shows it). Connections that leave the machine keep the system's
+/// choice. Every kernel has reno built in, and lets any process pick it unless
+/// `net.ipv4.tcp_allowed_congestion_control` says otherwise; a refusal only leaves the default,
+/// so it is not reported.
 fn unpaced(fd: RawFd) {
-    set_tcp_option_bytes(fd, libc::TCP_CONGESTION, b"reno");
-}
-
-/// Sets an integer TCP option on the socket `fd`; the callers treat a failure as harmless.
-fn set_tcp_option(fd: RawFd, option: libc::c_int, value: libc::c_int) {
-    set_tcp_option_bytes(fd, option, &value.to_ne_bytes());
-}
-
-fn set_tcp_option_bytes(fd: RawFd, option: libc::c_int, value: &[u8]) {
-    // SAFETY: the option value and its length are valid for the call. The caller holds the
-    // stream `fd` belongs to, so it is open and still that socket.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            option,
-            value.as_ptr().cast(),
-            value.len() as libc::socklen_t,
-        );
-    }
+    let _ = sys::set_tcp_option_bytes(fd, TcpOption::Congestion, b"reno");
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -536,21 +466,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let socket = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let fd = socket.as_raw_fd();
-        let read = || {
-            let mut value: libc::c_int = 0;
-            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-            // SAFETY: `value` and `len` are valid for the call; `socket` is open.
-            let r = unsafe {
-                libc::getsockopt(
-                    fd,
-                    libc::IPPROTO_TCP,
-                    TCP_DELACK_MAX_US,
-                    (&mut value as *mut libc::c_int).cast(),
-                    &mut len,
-                )
-            };
-            (r == 0).then_some(value)
-        };
+        let read = || sys::tcp_option(fd, TcpOption::DelayedAckMax).ok();
         let Some(before) = read() else {
             eprintln!("this kernel has no TCP_DELACK_MAX_US: nothing to cap");
             return;
@@ -563,19 +479,9 @@ mod tests {
     /// The congestion controller of the TCP socket `fd`, by name.
     fn congestion_control(fd: RawFd) -> String {
         let mut name = [0u8; 16];
-        let mut len = name.len() as libc::socklen_t;
-        // SAFETY: `name` and `len` are valid for the call; the caller's socket `fd` is open.
-        let r = unsafe {
-            libc::getsockopt(
-                fd,
-                libc::IPPROTO_TCP,
-                libc::TCP_CONGESTION,
-                name.as_mut_ptr().cast(),
-                &mut len,
-            )
-        };
-        assert_eq!(r, 0, "getsockopt(TCP_CONGESTION): {}", std::io::Error::last_os_error());
-        let name = &name[..len as usize];
+        let len = sys::tcp_option_bytes(fd, TcpOption::Congestion, &mut name)
+            .unwrap_or_else(|e| panic!("getsockopt(TCP_CONGESTION): {e}"));
+        let name = &name[..len];
         String::from_utf8_lossy(name.split(|&b| b == 0).next().unwrap_or(name)).into_owned()
     }
 

@@ -1,0 +1,112 @@
+//! [`Options`]: everything about a connection that is fixed when the client is made.
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::{Loop, Overflow, tls};
+use crate::codec::{MqttStr, Properties, Version, Will};
+
+/// Everything about a connection that is fixed when the client is made (MQTTClient.jl's
+/// `MakeConnection` arguments plus the knobs C users expect).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// MQTT 3.1.1 (the default) or 5.
+    pub version: Version,
+    /// MQTT 5: how long, in seconds, the broker keeps the session after the connection ends (0:
+    /// it ends with the connection; 0xFFFFFFFF: never). 3.1.1 has `clean_session` only.
+    pub session_expiry: u32,
+    /// MQTT 5: how many topic aliases the broker may use towards this client (0: none). Inbound
+    /// aliases are resolved by the library; handlers always see the whole topic.
+    pub topic_alias_maximum: u16,
+    /// MQTT 5: properties the application adds to CONNECT (user properties, Receive Maximum,
+    /// request/response and problem information). Those the options above set are the engine's.
+    pub connect_properties: Properties,
+    pub client_id: String,
+    pub clean_session: bool,
+    /// Seconds; 0 turns keep-alive off.
+    pub keep_alive: u16,
+    /// How long to wait for PINGRESP before declaring the link dead.
+    pub ping_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// How long `disconnect` waits for in-flight QoS 1/2 publishes to be acknowledged.
+    pub disconnect_timeout: Duration,
+    pub username: Option<MqttStr>,
+    pub password: Option<Bytes>,
+    pub will: Option<Will>,
+    /// Outbound QoS 1/2 publishes awaiting acknowledgement at once; the rest wait in order.
+    pub max_inflight: usize,
+    /// Largest inbound packet accepted; a larger one closes the connection with an error.
+    pub max_packet_size: usize,
+    /// Completed token results kept for polling (older ones report `Expired`).
+    pub token_history: usize,
+    /// Events (messages, completions) queued for the callback thread before reading pauses; in
+    /// event mode, also the bound of the application's event queue.
+    pub callback_queue: usize,
+    /// Event mode (see [`events`](super::events)): completions, connection changes, and messages for subscriptions
+    /// made with [`Handler::Queue`](super::Handler::Queue), wait in a queue the application drains.
+    pub event_mode: bool,
+    /// Run the callbacks on the network thread instead of a callback thread of their own, as
+    /// libmosquitto and Paho C do: a thread hand-off less per message (lower latency, less CPU),
+    /// but while a callback runs the connection stands still (no reading, writing or keep-alive).
+    /// Not with `event_mode`, whose full queue would then stall the connection too.
+    pub inline_callbacks: bool,
+    /// Run the connection on this loop instead of a network thread: it advances, and callbacks
+    /// run, only inside [`Loop::run`] or a wait on one of the client's tokens. Implies
+    /// `inline_callbacks`; not with `event_mode`.
+    pub run_loop: Option<Arc<Loop>>,
+    /// Reconnect by itself after a connection is lost (not after a failed first connect).
+    pub auto_reconnect: bool,
+    /// Bounds of the exponential backoff between reconnect attempts.
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+    /// Limits of the offline queue (publishes made while there is no connection).
+    pub offline_max_messages: usize,
+    pub offline_max_bytes: usize,
+    pub offline_overflow: Overflow,
+    /// Also queue publishes made before the first `connect` (otherwise they fail NotConnected).
+    pub queue_before_connect: bool,
+    /// With several servers: start each reconnect at the server after the last one used, rather
+    /// than at the first of the list.
+    pub rotate_servers: bool,
+    /// The TLS configuration, needed when any server address uses TLS.
+    pub tls: Option<tls::Connector>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            version: Version::V311,
+            session_expiry: 0,
+            topic_alias_maximum: 16,
+            connect_properties: Properties::new(),
+            client_id: String::new(),
+            clean_session: true,
+            keep_alive: 60,
+            ping_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(30),
+            disconnect_timeout: Duration::from_secs(10),
+            username: None,
+            password: None,
+            will: None,
+            // libmosquitto's default, and mosquitto's own max_inflight_messages: with more QoS 2
+            // messages in flight than that, mosquitto 2.0 accepts them but forwards only some.
+            max_inflight: 20,
+            max_packet_size: 256 * 1024 * 1024,
+            token_history: 65536,
+            callback_queue: 4096,
+            event_mode: false,
+            inline_callbacks: false,
+            run_loop: None,
+            auto_reconnect: true,
+            reconnect_min: Duration::from_secs(1),
+            reconnect_max: Duration::from_secs(30),
+            offline_max_messages: 10_000,
+            offline_max_bytes: 16 << 20,
+            offline_overflow: Overflow::RejectNew,
+            queue_before_connect: false,
+            rotate_servers: false,
+            tls: None,
+        }
+    }
+}
