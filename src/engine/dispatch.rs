@@ -12,9 +12,8 @@ use tokio::sync::mpsc;
 
 use crate::codec::{PropertyId, Publish};
 
-use super::events::ClientEvent;
-// Events flow from here into the event queue, so the type both know lives there.
-pub use super::events::ConnectionEvent;
+// Events flow from here into the event queue, so the types both know live there.
+use super::events::{ClientEvent, ConnectionEvent};
 use super::tokens::{Token, TokenResult};
 use super::{Handler, Shared, Subscription};
 

@@ -24,7 +24,8 @@ use tokio::time::timeout;
 
 use super::backoff::Backoff;
 use super::direct::Commands;
-use super::dispatch::{ConnectionEvent, Event, LogLevel};
+use super::dispatch::{Event, LogLevel};
+use super::events::ConnectionEvent;
 use super::offline::OfflineQueue;
 use super::session::{Request, Session};
 use super::tokens::{Outcome, Token};
