@@ -229,7 +229,8 @@ typedef enum mqttc_status {
    */
   MQTTC_ERR_UNSUBSCRIBE_REFUSED = -69,
   /**
-   * A thread or runtime could not be created.
+   * A thread or runtime could not be created, or memory for what a call was asked to copy
+   * could not be had.
    */
   MQTTC_ERR_RESOURCE = -98,
   /**
@@ -510,7 +511,8 @@ typedef struct mqttc_options {
    */
   const char *username;
   /**
-   * Password bytes (need not be text), or NULL; requires a user name.
+   * Password bytes (need not be text), or NULL; requires a user name. At most 65,535 bytes (an
+   * MQTT binary field), like `will_payload`: a longer length is MQTTC_ERR_INVALID_ARGUMENT.
    */
   const uint8_t *password;
   size_t password_len;
@@ -1148,7 +1150,8 @@ enum mqttc_status mqttc_subscribe(struct mqttc_client *client,
  * (or 0x80 for a refused filter) per entry, in order. Nothing is registered if any entry is invalid.
  * Every entry's `struct_size` must be set (see `mqttc_subscription`) and equal:
  * MQTTC_ERR_STRUCT_SIZE for a size this library does not know, MQTTC_ERR_INVALID_ARGUMENT when
- * entries differ.
+ * entries differ. A `count` over 67,108,863 (more filters than one SUBSCRIBE can hold) is
+ * MQTTC_ERR_INVALID_ARGUMENT, before any entry is read.
  */
 enum mqttc_status mqttc_subscribe_many(struct mqttc_client *client,
                                        const struct mqttc_subscription *subscriptions,
@@ -1172,7 +1175,8 @@ enum mqttc_status mqttc_subscribe_v5(struct mqttc_client *client,
 
 /**
  * Unsubscribes `count` filters in one UNSUBSCRIBE packet (MQTTClient.jl's `unsubscribe_async`).
- * Their callbacks stop at once; `*token` completes on UNSUBACK.
+ * Their callbacks stop at once; `*token` completes on UNSUBACK. A `count` over 89,478,484 (more
+ * filters than one UNSUBSCRIBE can hold) is MQTTC_ERR_INVALID_ARGUMENT, before any is read.
  */
 enum mqttc_status mqttc_unsubscribe_many(struct mqttc_client *client,
                                          const char *const *filters,
@@ -1198,7 +1202,9 @@ enum mqttc_status mqttc_unsubscribe_v5(struct mqttc_client *client,
 
 /**
  * Copies a borrowed message (inside a callback) into one the caller owns and must release with
- * `mqttc_message_free`. On success `*out` receives the copy.
+ * `mqttc_message_free`. On success `*out` receives the copy. A message whose lengths no MQTT
+ * message can have (a topic over 65,535 bytes, a payload over 268,435,455) is
+ * MQTTC_ERR_INVALID_ARGUMENT; MQTTC_ERR_RESOURCE when there is no memory for the copy.
  */
 enum mqttc_status mqttc_message_copy(const struct mqttc_message *message,
                                      struct mqttc_message **out);

@@ -2,8 +2,8 @@
 use std::ffi::{CString, c_char, c_int};
 
 use super::properties::mqttc_properties;
-use super::{Failure, arg_bytes, guard, mqttc_status};
-use crate::codec::Publish;
+use super::{Failure, MAX_FIELD, arg_bytes, guard, mqttc_status, vec_for};
+use crate::codec::{MAX_REMAINING_LENGTH, Publish};
 
 /// A message as seen by a callback. Everything it points to is borrowed and valid only until the
 /// callback returns; use `mqttc_message_copy` to keep one.
@@ -60,7 +60,9 @@ struct OwnedMessage {
 }
 
 /// Copies a borrowed message (inside a callback) into one the caller owns and must release with
-/// `mqttc_message_free`. On success `*out` receives the copy.
+/// `mqttc_message_free`. On success `*out` receives the copy. A message whose lengths no MQTT
+/// message can have (a topic over 65,535 bytes, a payload over 268,435,455) is
+/// MQTTC_ERR_INVALID_ARGUMENT; MQTTC_ERR_RESOURCE when there is no memory for the copy.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_message_copy(
     message: *const mqttc_message,
@@ -72,8 +74,12 @@ pub unsafe extern "C" fn mqttc_message_copy(
         }
         // SAFETY: a message view handed to a callback (or one of our copies), per the contract.
         let m = unsafe { &*message };
-        let topic = unsafe { arg_bytes(m.topic.cast(), m.topic_len, "topic") }?;
-        let payload: Box<[u8]> = unsafe { arg_bytes(m.payload, m.payload_len, "payload") }?.into();
+        // Lengths within what a received message can have: the payload's decides an allocation.
+        let topic = unsafe { arg_bytes(m.topic.cast(), m.topic_len, MAX_FIELD, "topic") }?;
+        let payload = unsafe { arg_bytes(m.payload, m.payload_len, MAX_REMAINING_LENGTH, "payload") }?;
+        let mut copy = vec_for(payload.len(), "payload bytes")?;
+        copy.extend_from_slice(payload);
+        let payload = copy.into_boxed_slice();
         let list = unsafe { m.properties.as_ref() }
             .map(|p| p.list().clone())
             .unwrap_or_default();

@@ -134,11 +134,16 @@ pub(crate) unsafe fn opt_str<'a>(p: *const c_char, name: &str) -> Result<Option<
     }
 }
 
-/// Borrows a (pointer, length) byte argument; NULL is allowed only with length 0.
+/// The most bytes an MQTT string or binary field holds: its length is a two-byte integer.
+pub(crate) const MAX_FIELD: usize = u16::MAX as usize;
+
+/// Borrows a (pointer, length) byte argument of at most `max` bytes; NULL is allowed only with
+/// length 0. The length is checked before the bytes are touched: a length from C may be anything,
+/// and a slice longer than the caller's buffer (or than `isize::MAX`) is undefined behaviour.
 ///
 /// # Safety
 /// `p` is NULL or points to `len` readable bytes that outlive the call.
-pub(crate) unsafe fn arg_bytes<'a>(p: *const u8, len: usize, name: &str) -> Result<&'a [u8], Failure> {
+pub(crate) unsafe fn arg_bytes<'a>(p: *const u8, len: usize, max: usize, name: &str) -> Result<&'a [u8], Failure> {
     if p.is_null() {
         return if len == 0 {
             Ok(&[])
@@ -149,8 +154,40 @@ pub(crate) unsafe fn arg_bytes<'a>(p: *const u8, len: usize, name: &str) -> Resu
             ))
         };
     }
-    // SAFETY: non-NULL with `len` readable bytes per the caller's contract.
+    if len > max {
+        return Err(Failure::new(
+            mqttc_status::MQTTC_ERR_INVALID_ARGUMENT,
+            format!("{name} is {len} bytes long; MQTT allows at most {max}"),
+        ));
+    }
+    // SAFETY: non-NULL with `len` readable bytes per the caller's contract; `len` is at most
+    // `max`, which no caller sets above MQTT's packet size (far below `isize::MAX`).
     Ok(unsafe { std::slice::from_raw_parts(p, len) })
+}
+
+/// Checks a count of filters from C against the most one `packet` can carry, before any entry is
+/// read.
+pub(crate) fn count_arg(count: usize, max: usize, packet: &str) -> Result<(), Failure> {
+    if count > max {
+        return Err(Failure::new(
+            mqttc_status::MQTTC_ERR_INVALID_ARGUMENT,
+            format!("count is {count}; one {packet} carries at most {max} filters"),
+        ));
+    }
+    Ok(())
+}
+
+/// An empty vector with room for `n` items: MQTTC_ERR_RESOURCE, not an abort, when the memory
+/// cannot be had (`n` comes from C).
+pub(crate) fn vec_for<T>(n: usize, what: &str) -> Result<Vec<T>, Failure> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|e| {
+        Failure::new(
+            mqttc_status::MQTTC_ERR_RESOURCE,
+            format!("no memory for {n} {what}: {e}"),
+        )
+    })?;
+    Ok(v)
 }
 
 /// Checks a QoS argument from C.
@@ -203,4 +240,30 @@ pub(crate) unsafe fn write_out<T>(p: *mut T, value: T) {
 #[unsafe(no_mangle)]
 pub extern "C" fn mqttc_last_error() -> *const c_char {
     LAST_ERROR.with(|e| e.borrow().as_ptr())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lengths_and_counts_over_the_limit_are_refused_before_any_byte_is_read() {
+        // A dangling pointer: reading through it would be caught by Miri and crash a sanitizer run.
+        let p = std::ptr::NonNull::<u8>::dangling().as_ptr();
+        for len in [MAX_FIELD + 1, isize::MAX as usize + 1, usize::MAX] {
+            let f = unsafe { arg_bytes(p, len, MAX_FIELD, "data") }.err().unwrap();
+            assert_eq!(f.status, mqttc_status::MQTTC_ERR_INVALID_ARGUMENT);
+            assert!(f.detail.contains(&len.to_string()), "{}", f.detail);
+        }
+        assert_eq!(unsafe { arg_bytes(p, 0, MAX_FIELD, "data") }.ok(), Some(&[][..]));
+        assert!(count_arg(5, 4, "SUBSCRIBE").is_err());
+        assert!(count_arg(4, 4, "SUBSCRIBE").is_ok());
+    }
+
+    #[test]
+    fn a_reservation_that_cannot_be_had_is_an_error_not_an_abort() {
+        let f = vec_for::<[u8; 4096]>(usize::MAX / 4096, "pages").err().unwrap();
+        assert_eq!(f.status, mqttc_status::MQTTC_ERR_RESOURCE);
+        assert!(vec_for::<u8>(16, "bytes").is_ok_and(|v| v.capacity() >= 16));
+    }
 }

@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use super::properties::{mqttc_properties, properties_arg};
 use super::run_loop::{loop_arg, mqttc_loop};
-use super::{Failure, arg_bytes, mqttc_status, opt_str, qos_arg, struct_size_arg};
+use super::{Failure, MAX_FIELD, arg_bytes, mqttc_status, opt_str, qos_arg, struct_size_arg};
 use crate::codec::{Holder, MqttStr, PacketType, PropertyId, Version, Will};
 use crate::engine::{self, Overflow, TlsOptions};
 use crate::topic::validate_topic_name;
@@ -34,7 +34,8 @@ pub struct mqttc_options {
     pub client_id: *const c_char,
     /// User name, or NULL.
     pub username: *const c_char,
-    /// Password bytes (need not be text), or NULL; requires a user name.
+    /// Password bytes (need not be text), or NULL; requires a user name. At most 65,535 bytes (an
+    /// MQTT binary field), like `will_payload`: a longer length is MQTTC_ERR_INVALID_ARGUMENT.
     pub password: *const u8,
     pub password_len: usize,
     /// Will topic, or NULL for no will.
@@ -384,7 +385,7 @@ pub(crate) unsafe fn read_options(opts: *const mqttc_options) -> Result<(engine:
             ));
         }
         e.password = Some(Bytes::copy_from_slice(unsafe {
-            arg_bytes(o.password, o.password_len, "password")
+            arg_bytes(o.password, o.password_len, MAX_FIELD, "password")
         }?));
     }
     if let Some(topic) = unsafe { opt_str(o.will_topic, "will_topic") }? {
@@ -396,7 +397,9 @@ pub(crate) unsafe fn read_options(opts: *const mqttc_options) -> Result<(engine:
         })?;
         e.will = Some(Will {
             topic: text(topic, "will_topic")?,
-            payload: Bytes::copy_from_slice(unsafe { arg_bytes(o.will_payload, o.will_payload_len, "will_payload") }?),
+            payload: Bytes::copy_from_slice(unsafe {
+                arg_bytes(o.will_payload, o.will_payload_len, MAX_FIELD, "will_payload")
+            }?),
             qos: qos_arg(o.will_qos, "will_qos")?,
             retain: o.will_retain,
             properties: unsafe { properties_arg(o.will_properties, e.version, Holder::Will, "will", &[]) }?,

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use bytes::Bytes;
 
-use super::{Failure, arg_bytes, arg_str, guard, mqttc_status, struct_size_arg, write_out};
+use super::{Failure, MAX_FIELD, arg_bytes, arg_str, guard, mqttc_status, struct_size_arg, write_out};
 use crate::codec::{CodecError, Holder, Properties, Property, PropertyId, PropertyKind, PropertyValue, Version};
 
 /// The MQTT 5 property identifiers (MQTT 5 table 2-4), as the `id` of the `mqttc_properties_*`
@@ -350,7 +350,7 @@ pub unsafe extern "C" fn mqttc_properties_set_binary(
         // SAFETY: per the contract.
         let p = unsafe { list_mut(properties) }?;
         let id = typed_id(id, &[PropertyKind::Binary], "a binary")?;
-        let data = unsafe { arg_bytes(data.cast(), len, "data") }?;
+        let data = unsafe { arg_bytes(data.cast(), len, MAX_FIELD, "data") }?;
         p.change(|l| {
             l.remove(id);
             l.push_binary(id, Bytes::copy_from_slice(data))

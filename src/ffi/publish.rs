@@ -8,7 +8,7 @@ use super::message::mqttc_message;
 use super::properties::{mqttc_properties, properties_arg};
 use super::subscribe::mqttc_drop_cb;
 use super::{Failure, arg_bytes, arg_str, guard, mqttc_status, qos_arg, topic_failure, write_out};
-use crate::codec::{Holder, MqttStr, PacketType, PropertyId, Publish};
+use crate::codec::{Holder, MAX_REMAINING_LENGTH, MqttStr, PacketType, PropertyId, Publish};
 use crate::topic::validate_topic_name;
 
 /// PUBLISH properties a client may not set: what the library or only a broker sets.
@@ -63,7 +63,8 @@ pub unsafe extern "C" fn mqttc_publish_v5(
         // SAFETY (all pointer reads): per the documented contract, borrowed for this call.
         unsafe {
             publish_checked(client, topic, len, qos, retain, properties, token, |c| {
-                Ok(c.inner.payload(arg_bytes(payload.cast(), len, "payload")?))
+                Ok(c.inner
+                    .payload(arg_bytes(payload.cast(), len, MAX_REMAINING_LENGTH, "payload")?))
             })
         }
     })
@@ -110,7 +111,7 @@ pub unsafe extern "C" fn mqttc_publish_nocopy(
         // SAFETY (all pointer reads): per the documented contract, borrowed for this call.
         unsafe {
             publish_checked(client, topic, len, qos, retain, properties, token, move |_| {
-                arg_bytes(lent.payload, len, "payload")?;
+                arg_bytes(lent.payload, len, MAX_REMAINING_LENGTH, "payload")?;
                 Ok(Bytes::from_owner(lent))
             })
         }

@@ -99,7 +99,8 @@ pub enum mqttc_status {
     /// MQTT 5: the broker refused at least one filter of an unsubscribe; `mqttc_token_codes`
     /// gives every filter's UNSUBACK reason code.
     MQTTC_ERR_UNSUBSCRIBE_REFUSED = -69,
-    /// A thread or runtime could not be created.
+    /// A thread or runtime could not be created, or memory for what a call was asked to copy
+    /// could not be had.
     MQTTC_ERR_RESOURCE = -98,
     /// An internal error (a caught panic); please report it.
     MQTTC_ERR_PANIC = -99,

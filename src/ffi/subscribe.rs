@@ -8,8 +8,13 @@ use super::callbacks::Callback;
 use super::client::{client_arg, mqttc_client, mqttc_token};
 use super::message::{message_view, mqttc_message};
 use super::properties::{mqttc_properties, properties_arg};
-use super::{Failure, arg_str, guard, mqttc_status, qos_arg, struct_size_arg, topic_failure, write_out};
-use crate::codec::{Holder, MqttStr, PacketType, PropertyId, Publish, QoS, RetainHandling, SubscribeOptions, Version};
+use super::{
+    Failure, arg_str, count_arg, guard, mqttc_status, qos_arg, struct_size_arg, topic_failure, vec_for, write_out,
+};
+use crate::codec::{
+    Holder, MAX_REMAINING_LENGTH, MqttStr, PacketType, PropertyId, Publish, QoS, RetainHandling, SubscribeOptions,
+    Version,
+};
 use crate::engine::{FilterRequest, Handler};
 use crate::topic::validate_subscription_filter;
 
@@ -199,11 +204,19 @@ const SUBSCRIBE_OWNED: &[(PropertyId, &str)] = &[(
 /// short are read with any later fields 0.
 const SUBSCRIPTION_MIN_SIZE: usize = size_of::<mqttc_subscription>();
 
+/// The most filters one SUBSCRIBE carries: each takes at least 4 bytes (a two-byte length, a
+/// one-byte filter, its options) after the two-byte packet id.
+const MAX_SUBSCRIBE_FILTERS: usize = (MAX_REMAINING_LENGTH - 2) / 4;
+
+/// The most filters one UNSUBSCRIBE carries: each takes at least 3 bytes.
+const MAX_UNSUBSCRIBE_FILTERS: usize = (MAX_REMAINING_LENGTH - 2) / 3;
+
 /// Reads a C array of `count` subscriptions, with the stride of the first entry's `struct_size`.
 ///
 /// # Safety
 /// `subs` is non-NULL and points to `count` entries, each of the size the first one gives.
 unsafe fn subscriptions_arg(subs: *const mqttc_subscription, count: usize) -> Result<Vec<mqttc_subscription>, Failure> {
+    count_arg(count, MAX_SUBSCRIBE_FILTERS, "SUBSCRIBE")?;
     if count == 0 {
         return Ok(Vec::new());
     }
@@ -211,27 +224,26 @@ unsafe fn subscriptions_arg(subs: *const mqttc_subscription, count: usize) -> Re
     let first = unsafe { subs.cast::<u32>().read_unaligned() };
     let hint = "make entries with MQTTC_SUBSCRIPTION_INIT";
     let stride = struct_size_arg::<mqttc_subscription>(first, SUBSCRIPTION_MIN_SIZE, "subscriptions[0]", hint)?;
-    (0..count)
-        .map(|i| {
-            // SAFETY: entry `i` starts `i * stride` bytes in, with at least its `struct_size`.
-            let entry = unsafe { subs.cast::<u8>().add(i * stride) };
-            let size = unsafe { entry.cast::<u32>().read_unaligned() };
-            if size != first {
-                return Err(Failure::new(
-                    mqttc_status::MQTTC_ERR_INVALID_ARGUMENT,
-                    format!(
-                        "subscriptions[{i}] struct_size is {size} but subscriptions[0]'s is {first}; all must be equal"
-                    ),
-                ));
-            }
-            // SAFETY: every field of the struct (pointers, integers, optional function pointers)
-            // is valid as zero, and `stride` readable bytes, no more than the struct, start at
-            // `entry`.
-            let mut s: mqttc_subscription = unsafe { std::mem::zeroed() };
-            unsafe { std::ptr::copy_nonoverlapping(entry, (&raw mut s).cast::<u8>(), stride) };
-            Ok(s)
-        })
-        .collect()
+    let mut all = vec_for(count, "subscriptions")?;
+    for i in 0..count {
+        // SAFETY: entry `i` starts `i * stride` bytes in, with at least its `struct_size`.
+        let entry = unsafe { subs.cast::<u8>().add(i * stride) };
+        let size = unsafe { entry.cast::<u32>().read_unaligned() };
+        if size != first {
+            return Err(Failure::new(
+                mqttc_status::MQTTC_ERR_INVALID_ARGUMENT,
+                format!(
+                    "subscriptions[{i}] struct_size is {size} but subscriptions[0]'s is {first}; all must be equal"
+                ),
+            ));
+        }
+        // SAFETY: every field of the struct (pointers, integers, optional function pointers) is
+        // valid as zero, and `stride` readable bytes, no more than the struct, start at `entry`.
+        let mut s: mqttc_subscription = unsafe { std::mem::zeroed() };
+        unsafe { std::ptr::copy_nonoverlapping(entry, (&raw mut s).cast::<u8>(), stride) };
+        all.push(s);
+    }
+    Ok(all)
 }
 
 /// # Safety
@@ -269,7 +281,7 @@ unsafe fn subscribe_all(
         owned.store(false, Ordering::Release);
         drop(handlers);
     };
-    let mut checked = Vec::with_capacity(subs.len());
+    let mut checked = vec_for(subs.len(), "filters")?;
     for s in subs {
         match unsafe { subscription_arg(client, s, c.inner.event_mode(), version, &owned) } {
             Ok(v) => checked.push(v),
@@ -333,7 +345,8 @@ pub unsafe extern "C" fn mqttc_subscribe(
 /// (or 0x80 for a refused filter) per entry, in order. Nothing is registered if any entry is invalid.
 /// Every entry's `struct_size` must be set (see `mqttc_subscription`) and equal:
 /// MQTTC_ERR_STRUCT_SIZE for a size this library does not know, MQTTC_ERR_INVALID_ARGUMENT when
-/// entries differ.
+/// entries differ. A `count` over 67,108,863 (more filters than one SUBSCRIBE can hold) is
+/// MQTTC_ERR_INVALID_ARGUMENT, before any entry is read.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_subscribe_many(
     client: *mut mqttc_client,
@@ -371,7 +384,8 @@ pub unsafe extern "C" fn mqttc_subscribe_v5(
 }
 
 /// Unsubscribes `count` filters in one UNSUBSCRIBE packet (MQTTClient.jl's `unsubscribe_async`).
-/// Their callbacks stop at once; `*token` completes on UNSUBACK.
+/// Their callbacks stop at once; `*token` completes on UNSUBACK. A `count` over 89,478,484 (more
+/// filters than one UNSUBSCRIBE can hold) is MQTTC_ERR_INVALID_ARGUMENT, before any is read.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_unsubscribe_many(
     client: *mut mqttc_client,
@@ -418,7 +432,10 @@ pub unsafe extern "C" fn mqttc_unsubscribe_v5(
         }
         let holder = Holder::Packet(PacketType::Unsubscribe);
         let properties = unsafe { properties_arg(properties, c.inner.version(), holder, "UNSUBSCRIBE", &[]) }?;
-        let mut checked = Vec::with_capacity(count);
+        count_arg(count, MAX_UNSUBSCRIBE_FILTERS, "UNSUBSCRIBE")?;
+        let mut checked = vec_for(count, "filters")?;
+        // SAFETY: `count` readable pointers per the contract; `count` fits in a packet, so the
+        // slice is far below `isize::MAX` bytes.
         for &f in unsafe { std::slice::from_raw_parts(filters, count) } {
             let f = unsafe { arg_str(f, "filter") }?;
             validate_subscription_filter(f)

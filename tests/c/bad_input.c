@@ -2,12 +2,20 @@
  * Bad input through the C API: every call gets a clear status (and a detail from
  * mqttc_last_error), never a crash. Usage: bad_input <port of a running broker>
  * Prints one line per case; exits non-zero if any case got an unexpected status.
+ *
+ * Lengths and counts beyond MQTT's limits come with a pointer to a buffer that ends where an
+ * unreadable page begins: a library that used such a length before checking it would read past
+ * the buffer and crash this program (or, for lengths over PTRDIFF_MAX, abort on its own checks).
  */
+#define _DEFAULT_SOURCE /* MAP_ANONYMOUS */
 #include <mqttclient.h>
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 static int failures;
 
@@ -30,6 +38,126 @@ static int drops;
 static void count_drop(void *u) {
     (void)u;
     drops++;
+}
+
+static int releases;
+static void count_release(void *u) {
+    (void)u;
+    releases++;
+}
+
+/* `n` bytes that end where an unreadable page begins: reading one byte past them faults. */
+static void *before_guard_page(size_t n) {
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    char *p = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED || mprotect(p + page, page, PROT_NONE) != 0) {
+        perror("guard page");
+        exit(2);
+    }
+    return p + page - n;
+}
+
+/* Lengths no MQTT string or binary field can have (at most 65,535 bytes): the largest, the first
+ * one a slice cannot have, and the first one over the limit. */
+static const size_t huge_field[] = {SIZE_MAX, (size_t)PTRDIFF_MAX + 1, 65536};
+#define HUGE_FIELDS (sizeof huge_field / sizeof huge_field[0])
+
+/* Counts of filters no SUBSCRIBE (at least 4 bytes each) or UNSUBSCRIBE (3) can carry within
+ * MQTT's 268,435,455 bytes of remaining length, the last one the first count over that. */
+static const size_t huge_subscribe[] = {SIZE_MAX, (size_t)PTRDIFF_MAX + 1, 67108864};
+static const size_t huge_unsubscribe[] = {SIZE_MAX, (size_t)PTRDIFF_MAX + 1, 89478485};
+
+static void expect_n(const char *what, size_t n, mqttc_status got, mqttc_status want) {
+    char name[96];
+    snprintf(name, sizeof name, "%s %zu", what, n);
+    expect(name, got, want);
+}
+
+/* Options with a password or a will payload of a length MQTT cannot carry. */
+static void huge_option_lengths(uint16_t port) {
+    mqttc_client *c = NULL;
+    mqttc_options opts;
+    uint8_t *pw = before_guard_page(2);
+    memcpy(pw, "pw", 2);
+    for (size_t i = 0; i < 2 * HUGE_FIELDS; i++) {
+        int will = i % 2;
+        size_t len = huge_field[i / 2];
+        mqttc_options_init(&opts);
+        if (will) {
+            opts.will_topic = "w";
+            opts.will_payload = pw;
+            opts.will_payload_len = len;
+        } else {
+            opts.username = "u";
+            opts.password = pw;
+            opts.password_len = len;
+        }
+        expect_n(will ? "will_payload_len" : "password_len", len, mqttc_client_new("127.0.0.1", port, &opts, &c),
+                 MQTTC_ERR_INVALID_ARGUMENT);
+    }
+    const char **uris = before_guard_page(sizeof *uris);
+    uris[0] = "127.0.0.1";
+    expect_n("client_new_uris count", SIZE_MAX, mqttc_client_new_uris(uris, SIZE_MAX, NULL, &c),
+             MQTTC_ERR_INVALID_ARGUMENT);
+}
+
+/* A binary property, a message to copy, a publish, and (un)subscribes with lengths and counts
+ * beyond MQTT's limits. */
+static void huge_lengths_and_counts(mqttc_client *c) {
+    mqttc_token t = 0;
+    uint8_t *bytes = before_guard_page(1);
+    bytes[0] = 'x';
+    mqttc_properties *props = NULL;
+    expect("properties_new", mqttc_properties_new(&props), MQTTC_OK);
+    for (size_t i = 0; i < HUGE_FIELDS; i++)
+        expect_n("properties_set_binary length", huge_field[i],
+                 mqttc_properties_set_binary(props, MQTTC_PROP_CORRELATION_DATA, bytes, huge_field[i]),
+                 MQTTC_ERR_INVALID_ARGUMENT);
+    mqttc_properties_free(props);
+
+    char *topic = before_guard_page(2);
+    memcpy(topic, "t", 2);
+    mqttc_message m = {.topic = topic, .topic_len = 1, .payload = bytes, .payload_len = 1};
+    mqttc_message *copy = NULL;
+    expect("message_copy of a made-up message", mqttc_message_copy(&m, &copy), MQTTC_OK);
+    mqttc_message_free(copy);
+    for (size_t i = 0; i < HUGE_FIELDS; i++) {
+        m.topic_len = huge_field[i];
+        expect_n("message_copy topic_len", huge_field[i], mqttc_message_copy(&m, &copy),
+                 MQTTC_ERR_INVALID_ARGUMENT);
+    }
+    m.topic_len = 1;
+    static const size_t huge_payload[] = {SIZE_MAX, (size_t)PTRDIFF_MAX + 1, 268435456};
+    for (size_t i = 0; i < sizeof huge_payload / sizeof huge_payload[0]; i++) {
+        m.payload_len = huge_payload[i];
+        expect_n("message_copy payload_len", huge_payload[i], mqttc_message_copy(&m, &copy),
+                 MQTTC_ERR_INVALID_ARGUMENT);
+    }
+
+    expect_n("publish len", SIZE_MAX, mqttc_publish(c, "t", bytes, SIZE_MAX, 0, false, &t),
+             MQTTC_ERR_PAYLOAD_TOO_LARGE);
+    expect_n("publish_nocopy len", SIZE_MAX,
+             mqttc_publish_nocopy(c, "t", bytes, SIZE_MAX, 0, false, NULL, count_release, NULL, &t),
+             MQTTC_ERR_PAYLOAD_TOO_LARGE);
+    if (releases != 1) {
+        printf("FAIL: a refused nocopy publish released its payload %d time(s), not once\n", releases);
+        failures++;
+    }
+
+    mqttc_subscription *one = before_guard_page(sizeof *one);
+    *one = (mqttc_subscription)MQTTC_SUBSCRIPTION_INIT("t", 0, on_msg, NULL, count_drop, 0);
+    const char **filters = before_guard_page(sizeof *filters);
+    filters[0] = "t";
+    for (size_t i = 0; i < sizeof huge_subscribe / sizeof huge_subscribe[0]; i++) {
+        expect_n("subscribe_many count", huge_subscribe[i], mqttc_subscribe_many(c, one, huge_subscribe[i], &t),
+                 MQTTC_ERR_INVALID_ARGUMENT);
+        expect_n("subscribe_v5 count", huge_subscribe[i], mqttc_subscribe_v5(c, one, huge_subscribe[i], NULL, &t),
+                 MQTTC_ERR_INVALID_ARGUMENT);
+        expect_n("unsubscribe_many count", huge_unsubscribe[i],
+                 mqttc_unsubscribe_many(c, filters, huge_unsubscribe[i], &t), MQTTC_ERR_INVALID_ARGUMENT);
+        expect_n("unsubscribe_v5 count", huge_unsubscribe[i],
+                 mqttc_unsubscribe_v5(c, filters, huge_unsubscribe[i], NULL, &t), MQTTC_ERR_INVALID_ARGUMENT);
+    }
 }
 
 int main(int argc, char **argv) {
@@ -73,6 +201,7 @@ int main(int argc, char **argv) {
     opts.password = (const uint8_t *)"pw";
     opts.password_len = 2;
     expect("password without username", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_ARGUMENT);
+    huge_option_lengths(port);
     mqttc_options_init(&opts);
     opts.offline_overflow = 7;
     expect("offline_overflow 7", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_ARGUMENT);
@@ -179,6 +308,7 @@ int main(int argc, char **argv) {
     two[0].struct_size = sizeof two[0];
     two[1].struct_size = sizeof two[1] - 8;
     expect("subscribe_many struct_size differs", mqttc_subscribe_many(c, two, 2, &t), MQTTC_ERR_INVALID_ARGUMENT);
+    huge_lengths_and_counts(c);
     if (drops != 0) {
         printf("FAIL: drop_userdata ran %d time(s) for live or failed registrations\n", drops);
         failures++;
