@@ -746,7 +746,9 @@ typedef void (*mqttc_connection_cb)(struct mqttc_client *client,
 /**
  * Destructor for a subscription's userdata, called exactly once when the subscription ends
  * (unsubscribe, replacement by a new subscribe to the same filter, refusal by the broker, or
- * client free), after its last callback has returned.
+ * client free), after its last callback has returned. In event mode it also waits for every
+ * MESSAGE event carrying the userdata to be freed: it then runs inside the `mqttc_event_free`
+ * of the last one, on the thread that calls it.
  */
 typedef void (*mqttc_drop_cb)(void *userdata);
 
@@ -854,8 +856,10 @@ typedef struct mqttc_property {
 
 /**
  * One event from `mqttc_event_next`. The caller owns it and releases it with `mqttc_event_free`;
- * everything it points to stays valid until then (also after the client is freed). Fields that do
- * not belong to the event's `kind` are zero / NULL.
+ * everything it points to stays valid until then (also after the client is freed). A MESSAGE
+ * event keeps the userdata it names alive too: a subscription's `drop_userdata` waits until the
+ * last MESSAGE event carrying its userdata is freed, even when the subscription ended before
+ * (see `mqttc_drop_cb`). Fields that do not belong to the event's `kind` are zero / NULL.
  */
 typedef struct mqttc_event {
   /**
@@ -876,7 +880,8 @@ typedef struct mqttc_event {
   struct mqttc_message message;
   /**
    * MESSAGE: the `userdata` of every event-mode subscription whose filter matched (one entry per
-   * subscription when filters overlap), `subscription_count` of them.
+   * subscription when filters overlap), `subscription_count` of them; each stays valid (its
+   * `drop_userdata` has not run) until this event is freed.
    */
   void *const *subscriptions;
   size_t subscription_count;
@@ -974,6 +979,10 @@ enum mqttc_status mqttc_client_new_unix(const char *path,
  * callback in progress finishes normally and none runs after it. Otherwise, when this returns no
  * callback of this client is running or will run, and the log callback has had every line logged
  * before the call (message, completion and connection callbacks still pending are not run).
+ *
+ * In event mode, events not yet taken with `mqttc_event_next` are discarded; events taken stay
+ * valid until `mqttc_event_free`, and so does the userdata a MESSAGE event names: that
+ * subscription's `drop_userdata` then runs in the `mqttc_event_free` of its last event.
  */
 void mqttc_client_free(struct mqttc_client *client);
 

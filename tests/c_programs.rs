@@ -69,6 +69,13 @@ fn event_mode_through_the_c_api() {
     run_c_steps("events", "events: ok", 5);
 }
 
+/// tests/c/event_userdata.c: a subscription's `drop_userdata` waits for the last MESSAGE event
+/// carrying its userdata to be freed, after an unsubscribe, a replacing subscribe, or a client free.
+#[test]
+fn event_mode_keeps_userdata_alive_until_its_last_message_event_is_freed() {
+    run_c_steps("event_userdata", "event_userdata: ok", 3);
+}
+
 #[test]
 fn tls_options_through_the_c_api() {
     let pki = common::pki::Pki::new();

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use mqttclient::codec::{Packet, QoS, Version};
+use mqttclient::engine::events::Subscriber;
 use mqttclient::engine::{Address, Client, ClientEvent, ConnectionEvent, Error, Handler, Options, Token, TokenState};
 
 use common::Broker;
@@ -43,6 +44,11 @@ fn queued(key: usize, drops: &Arc<AtomicUsize>) -> Handler {
         key,
         guard: Box::new(Counted(drops.clone())),
     }
+}
+
+/// The keys of a message event's subscribers, in order.
+fn keys_of(subscribers: &[Subscriber]) -> Vec<usize> {
+    subscribers.iter().map(|s| s.key).collect()
 }
 
 fn readable(fd: RawFd, timeout: Duration) -> bool {
@@ -123,9 +129,10 @@ fn messages_completions_and_connection_changes_arrive_as_events_in_order() {
                 assert!(result.is_ok());
                 saw_completion = true;
             }
-            ClientEvent::Message { publish, mut keys } => {
+            ClientEvent::Message { publish, subscribers } => {
                 assert_eq!(publish.topic.as_str(), "ev/a");
                 assert_eq!(&publish.payload[..], b"\0one");
+                let mut keys = keys_of(&subscribers);
                 keys.sort();
                 assert_eq!(keys, [1, 2], "each matching subscription, once");
                 saw_message = true;
@@ -180,7 +187,7 @@ fn callback_and_event_subscriptions_mix_on_one_client() {
     for _ in 0..2 {
         match next(&c) {
             ClientEvent::Completed { token, result } => assert_eq!((token, result.is_ok()), (t, true)),
-            ClientEvent::Message { publish, keys } => message = Some((publish.payload, keys)),
+            ClientEvent::Message { publish, subscribers } => message = Some((publish.payload, keys_of(&subscribers))),
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -299,8 +306,8 @@ fn a_full_event_queue_stops_reading_the_socket_and_loses_nothing() {
     while messages < sent {
         assert!(Instant::now() < deadline, "only {messages} of {sent} messages arrived");
         match c.next_event().unwrap() {
-            Some(ClientEvent::Message { publish, keys }) => {
-                assert_eq!(keys, [3]);
+            Some(ClientEvent::Message { publish, subscribers }) => {
+                assert_eq!(keys_of(&subscribers), [3]);
                 assert_eq!(publish.payload[0], (messages % BATCH) as u8, "in order, none lost");
                 messages += 1;
             }

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use crate::codec::{PropertyId, Publish};
 
 // Events flow from here into the event queue, so the types both know live there.
-use super::events::{ClientEvent, ConnectionEvent};
+use super::events::{ClientEvent, ConnectionEvent, Subscriber};
 use super::tokens::{Token, TokenResult};
 use super::{Handler, Shared, Subscription};
 
@@ -91,18 +91,23 @@ impl Dispatcher {
                 shared
                     .subs()
                     .for_each_match(publish.topic.as_str(), sub_ids, |s| self.matched.push(s.clone()));
-                let mut keys = Vec::new();
+                let mut subscribers = Vec::new();
                 for sub in self.matched.drain(..) {
                     if shared.closed.load(Ordering::Acquire) {
                         break;
                     }
-                    match &sub.handler {
-                        Handler::Call(h) => guarded(|| h(&publish)),
-                        Handler::Queue { key, .. } => keys.push(*key),
-                    }
+                    let key = match &sub.handler {
+                        Handler::Call(h) => {
+                            guarded(|| h(&publish));
+                            continue;
+                        }
+                        Handler::Queue { key, .. } => *key,
+                    };
+                    // The event holds the registration until the application frees it.
+                    subscribers.push(Subscriber::new(key, sub));
                 }
-                if !keys.is_empty() {
-                    queue(shared, ClientEvent::Message { publish, keys });
+                if !subscribers.is_empty() {
+                    queue(shared, ClientEvent::Message { publish, subscribers });
                 }
             }
             Event::Completed(done) => {

@@ -18,7 +18,7 @@ use crate::codec::Publish;
 use crate::sys::EventFd;
 
 use super::tokens::{Token, TokenResult};
-use super::{Address, Error};
+use super::{Address, Error, Subscription};
 
 /// A change of the connection, as the connection-state callback and the event queue see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,17 +34,41 @@ pub enum ConnectionEvent {
 /// One queued event.
 #[derive(Debug)]
 pub enum ClientEvent {
-    /// A message for the event-mode subscriptions whose keys are listed (one or more, when filters
-    /// overlap), in the trie's match order.
+    /// A message for the event-mode subscriptions listed (one or more, when filters overlap), in
+    /// the trie's match order.
     Message {
         publish: Publish,
-        keys: Vec<usize>,
+        subscribers: Vec<Subscriber>,
     },
     Completed {
         token: Token,
         result: TokenResult,
     },
     Connection(ConnectionEvent),
+}
+
+/// An event-mode subscription a queued message is for: its key, and a hold on its registration.
+/// The registration's guard, which may release what the key stands for (a C application's
+/// userdata), is dropped only when the subscription has ended and no event names it any more:
+/// an application may still be reading the key of a message taken before an unsubscribe.
+pub struct Subscriber {
+    pub key: usize,
+    _registration: Arc<Subscription>,
+}
+
+impl Subscriber {
+    pub(crate) fn new(key: usize, registration: Arc<Subscription>) -> Self {
+        Subscriber {
+            key,
+            _registration: registration,
+        }
+    }
+}
+
+impl std::fmt::Debug for Subscriber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Subscriber").field(&self.key).finish()
+    }
 }
 
 /// Called from a library thread when the queue goes from empty to non-empty.

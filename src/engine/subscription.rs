@@ -9,7 +9,8 @@ pub enum Handler {
     /// Called on the callback thread.
     Call(MessageHandler),
     /// Event mode: each message is queued as a [`ClientEvent::Message`](super::ClientEvent::Message) carrying `key`. `guard` is
-    /// dropped when the subscription ends (its `Drop` may release what `key` stands for).
+    /// dropped when the subscription has ended and no event carrying `key` is left (its `Drop`
+    /// may release what `key` stands for).
     Queue { key: usize, guard: Box<dyn Send + Sync> },
 }
 

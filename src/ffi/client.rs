@@ -170,6 +170,10 @@ pub(crate) unsafe fn client_arg<'a>(p: *const mqttc_client) -> Result<&'a mqttc_
 /// callback in progress finishes normally and none runs after it. Otherwise, when this returns no
 /// callback of this client is running or will run, and the log callback has had every line logged
 /// before the call (message, completion and connection callbacks still pending are not run).
+///
+/// In event mode, events not yet taken with `mqttc_event_next` are discarded; events taken stay
+/// valid until `mqttc_event_free`, and so does the userdata a MESSAGE event names: that
+/// subscription's `drop_userdata` then runs in the `mqttc_event_free` of its last event.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_client_free(client: *mut mqttc_client) {
     let _ = guard(|| {

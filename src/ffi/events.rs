@@ -8,6 +8,7 @@ use super::message::message_view;
 use super::properties::mqttc_properties;
 use super::{Failure, guard, mqttc_message, mqttc_status, write_out};
 use crate::codec::{Properties, Publish};
+use crate::engine::events::Subscriber;
 use crate::engine::{Client, ClientEvent, Error};
 
 /// What an `mqttc_event` reports.
@@ -22,8 +23,10 @@ pub enum mqttc_event_kind {
 }
 
 /// One event from `mqttc_event_next`. The caller owns it and releases it with `mqttc_event_free`;
-/// everything it points to stays valid until then (also after the client is freed). Fields that do
-/// not belong to the event's `kind` are zero / NULL.
+/// everything it points to stays valid until then (also after the client is freed). A MESSAGE
+/// event keeps the userdata it names alive too: a subscription's `drop_userdata` waits until the
+/// last MESSAGE event carrying its userdata is freed, even when the subscription ended before
+/// (see `mqttc_drop_cb`). Fields that do not belong to the event's `kind` are zero / NULL.
 #[repr(C)]
 pub struct mqttc_event {
     /// An `mqttc_event_kind` value.
@@ -35,7 +38,8 @@ pub struct mqttc_event {
     /// MESSAGE: the message.
     pub message: mqttc_message,
     /// MESSAGE: the `userdata` of every event-mode subscription whose filter matched (one entry per
-    /// subscription when filters overlap), `subscription_count` of them.
+    /// subscription when filters overlap), `subscription_count` of them; each stays valid (its
+    /// `drop_userdata` has not run) until this event is freed.
     pub subscriptions: *const *mut c_void,
     pub subscription_count: usize,
     /// CONNECTION: the change.
@@ -58,7 +62,12 @@ struct OwnedEvent {
     topic: CString,
     /// Kept alive for `view.message.payload`.
     _publish: Option<Publish>,
-    subscriptions: Box<[*mut c_void]>,
+    /// The userdata array `view.subscriptions` points to: `one` for the usual single subscription
+    /// (no allocation), `many` for more.
+    one: *mut c_void,
+    many: Box<[*mut c_void]>,
+    /// Holds each subscription's registration, so its `drop_userdata` waits for this event's free.
+    _subscribers: Vec<Subscriber>,
     _connection: Option<OwnedConnectionEvent>,
     detail: Option<CString>,
     codes: Vec<u8>,
@@ -98,28 +107,38 @@ fn empty_view(kind: mqttc_event_kind) -> mqttc_event {
 
 fn owned_event(event: ClientEvent) -> Box<OwnedEvent> {
     match event {
-        ClientEvent::Message { publish, keys } => {
+        ClientEvent::Message { publish, subscribers } => {
             // Topics are valid UTF-8 without NUL (the codec refuses others).
             let topic = CString::new(publish.topic.as_str()).unwrap_or_default();
-            let subscriptions: Box<[*mut c_void]> = keys.into_iter().map(|k| k as *mut c_void).collect();
+            let userdata = |s: &Subscriber| s.key as *mut c_void;
+            let one = subscribers.first().map_or(std::ptr::null_mut(), userdata);
+            let many: Box<[*mut c_void]> = match subscribers.len() {
+                0 | 1 => Box::new([]),
+                _ => subscribers.iter().map(userdata).collect(),
+            };
             let mut view = empty_view(mqttc_event_kind::MQTTC_EVENT_MESSAGE);
             let properties = mqttc_properties::new(publish.properties.clone());
             view.message = message_view(&publish, topic.as_ptr(), &properties);
-            view.subscriptions = subscriptions.as_ptr();
-            view.subscription_count = subscriptions.len();
+            view.subscriptions = many.as_ptr();
+            view.subscription_count = subscribers.len();
             // The pointers above stay valid when the CString, the boxed slice and the Bytes inside
-            // `publish` move into the box: their heap buffers do not move. The properties do
-            // move: they are pointed at once in the box.
+            // `publish` move into the box: their heap buffers do not move. The properties and
+            // `one` do move: they are pointed at once in the box.
             let mut event = Box::new(OwnedEvent {
                 view,
                 topic,
                 _publish: Some(publish),
-                subscriptions,
+                one,
+                many,
+                _subscribers: subscribers,
                 _connection: None,
                 detail: None,
                 codes: Vec::new(),
                 properties,
             });
+            if event.view.subscription_count == 1 {
+                event.view.subscriptions = &raw const event.one;
+            }
             event.view.message.properties = &event.properties;
             event.view.properties = &event.properties;
             event
@@ -163,7 +182,9 @@ fn boxed(view: mqttc_event, connection: Option<OwnedConnectionEvent>) -> Box<Own
         view,
         topic: CString::default(),
         _publish: None,
-        subscriptions: Box::new([]),
+        one: std::ptr::null_mut(),
+        many: Box::new([]),
+        _subscribers: Vec::new(),
         _connection: connection,
         detail: None,
         codes: Vec::new(),

@@ -24,7 +24,9 @@ pub type mqttc_message_cb =
 
 /// Destructor for a subscription's userdata, called exactly once when the subscription ends
 /// (unsubscribe, replacement by a new subscribe to the same filter, refusal by the broker, or
-/// client free), after its last callback has returned.
+/// client free), after its last callback has returned. In event mode it also waits for every
+/// MESSAGE event carrying the userdata to be freed: it then runs inside the `mqttc_event_free`
+/// of the last one, on the thread that calls it.
 pub type mqttc_drop_cb = Option<unsafe extern "C" fn(userdata: *mut c_void)>;
 
 /// One filter for `mqttc_subscribe_many` and `mqttc_subscribe_v5`. Make each with
