@@ -545,7 +545,12 @@ typedef struct mqttc_options {
    */
   uint32_t max_inflight;
   /**
-   * Largest inbound packet in bytes; a larger one closes the connection. Default 268435460.
+   * Largest inbound packet in bytes, fixed header included; a larger one closes the connection
+   * (MQTT 5: after a DISCONNECT with reason 0x95, Packet too large), and MQTT 5 tells the broker
+   * in CONNECT. Default 268435460, MQTT's maximum, which libmosquitto and Paho C accept too: the
+   * library holds in memory only the bytes of a packet that have arrived, never its declared
+   * length, so the limit costs nothing until a broker sends that much; a lower one would make an
+   * MQTT 3.1.1 client (which cannot tell the broker) drop the connection on each larger message.
    */
   uint32_t max_packet_size;
   /**

@@ -5,7 +5,11 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::{Loop, Overflow, tls};
-use crate::codec::{MqttStr, Properties, Version, Will};
+use crate::codec::{MAX_REMAINING_LENGTH, MqttStr, Properties, Version, Will};
+
+/// MQTT's own maximum packet size: a remaining length of 268,435,455 bytes after a 5-byte fixed
+/// header.
+const MAX_PACKET_SIZE: usize = MAX_REMAINING_LENGTH + 5;
 
 /// Everything about a connection that is fixed when the client is made (MQTTClient.jl's
 /// `MakeConnection` arguments plus the knobs C users expect).
@@ -36,7 +40,15 @@ pub struct Options {
     pub will: Option<Will>,
     /// Outbound QoS 1/2 publishes awaiting acknowledgement at once; the rest wait in order.
     pub max_inflight: usize,
-    /// Largest inbound packet accepted; a larger one closes the connection with an error.
+    /// Largest inbound packet accepted, fixed header included. A larger one closes the connection
+    /// as soon as its fixed header arrives (MQTT 5: after a DISCONNECT with reason 0x95, Packet too
+    /// large); an MQTT 5 CONNECT tells the broker, which then drops larger messages for this
+    /// client. Default: MQTT's maximum, 268,435,460 bytes, which is what libmosquitto and Paho C
+    /// accept, so whatever the broker took from a publisher reaches this client. A large limit
+    /// costs no memory of its own: the read buffer grows with the bytes that arrive, not with the
+    /// length a header declares. A lower default would make an MQTT 3.1.1 client, which cannot tell
+    /// the broker its limit, drop the connection on every larger message, and meet a retained or
+    /// queued one again on each reconnect.
     pub max_packet_size: usize,
     /// Completed token results kept for polling (older ones report `Expired`).
     pub token_history: usize,
@@ -92,7 +104,7 @@ impl Default for Options {
             // libmosquitto's default, and mosquitto's own max_inflight_messages: with more QoS 2
             // messages in flight than that, mosquitto 2.0 accepts them but forwards only some.
             max_inflight: 20,
-            max_packet_size: 256 * 1024 * 1024,
+            max_packet_size: MAX_PACKET_SIZE,
             token_history: 65536,
             callback_queue: 4096,
             event_mode: false,

@@ -56,7 +56,12 @@ pub struct mqttc_options {
     /// wait until a quarter of the window owes one, or no PUBREC is still to come. Default 20 (as
     /// libmosquitto, and mosquitto's max_inflight_messages).
     pub max_inflight: u32,
-    /// Largest inbound packet in bytes; a larger one closes the connection. Default 268435460.
+    /// Largest inbound packet in bytes, fixed header included; a larger one closes the connection
+    /// (MQTT 5: after a DISCONNECT with reason 0x95, Packet too large), and MQTT 5 tells the broker
+    /// in CONNECT. Default 268435460, MQTT's maximum, which libmosquitto and Paho C accept too: the
+    /// library holds in memory only the bytes of a packet that have arrived, never its declared
+    /// length, so the limit costs nothing until a broker sends that much; a lower one would make an
+    /// MQTT 3.1.1 client (which cannot tell the broker) drop the connection on each larger message.
     pub max_packet_size: u32,
     /// How many completed token results are kept for polling. Default 65536.
     pub token_history: u32,
