@@ -167,34 +167,80 @@ fn sanitizer_build_catches_a_client_never_freed() {
     assert!(err.contains("ERROR: LeakSanitizer: detected memory leaks"), "{err}");
 }
 
-/// tests/c/hostile.c against a scripted broker that breaks the first connection with a packet of
-/// the reserved type 0: the C connection-state callback gets LOST with MQTTC_ERR_PROTOCOL and a
-/// detail naming the problem, the client reconnects by itself and a QoS 1 publish completes.
-#[test]
-fn a_hostile_broker_is_reported_through_the_c_api_and_the_client_comes_back() {
-    use common::fake::{FakeBroker, TIMEOUT};
+/// Runs tests/c/hostile.c with `args` against a scripted broker: `breaks` gets the first
+/// connection once it is accepted and ends it; the client must come back by itself, and a QoS 1
+/// publish then completes on the next connection. Returns the program's output.
+fn run_hostile(args: &[&str], breaks: impl FnOnce(&mut common::fake::FakeConn)) -> String {
+    use common::fake::FakeBroker;
     use mqttclient::codec::{Ack, Disconnect, Packet};
     let broker = FakeBroker::new();
     let exe = compile_c("hostile", &[project_dir().join("tests/c/hostile.c")]);
-    let port = broker.port().to_string();
-    let program = std::thread::spawn(move || run_program(Command::new(&exe).arg(port), Duration::from_secs(30)));
+    let mut cmd = Command::new(&exe);
+    cmd.arg(broker.port().to_string()).args(args);
+    let program = std::thread::spawn(move || run_program(&mut cmd, Duration::from_secs(30)));
     let mut conn = broker.accept();
-    conn.accept_connect();
-    conn.send_raw(&[0x00, 0x00]);
-    conn.expect_eof(TIMEOUT);
+    breaks(&mut conn);
     let mut conn = broker.accept();
+    conn.set_auto_pingresp(true);
     conn.accept_connect();
     let p = conn.expect_publish();
     assert_eq!(p.topic.as_str(), "after/hostile");
     conn.send(Packet::PubAck(Ack::new(p.pkid)));
     conn.expect_packet(&Packet::Disconnect(Disconnect::default()));
     let (code, out, err) = program.join().unwrap();
-    assert_eq!(code, 0, "hostile failed\nstdout:\n{out}\nstderr:\n{err}");
+    assert_eq!(code, 0, "hostile {args:?} failed\nstdout:\n{out}\nstderr:\n{err}");
     assert!(out.contains("hostile: ok"), "{out}");
+    out
+}
+
+/// tests/c/hostile.c against a scripted broker that breaks the first connection with a packet of
+/// the reserved type 0: the C connection-state callback gets LOST with MQTTC_ERR_PROTOCOL and a
+/// detail naming the problem, the client reconnects by itself and a QoS 1 publish completes.
+#[test]
+fn a_hostile_broker_is_reported_through_the_c_api_and_the_client_comes_back() {
+    let out = run_hostile(&[], |conn| {
+        conn.accept_connect();
+        conn.send_raw(&[0x00, 0x00]);
+        conn.expect_eof(common::fake::TIMEOUT);
+    });
     assert!(
         out.contains(
             "reason=protocol violation by the broker detail=protocol violation by the broker: packet type 0 is reserved"
         ),
+        "{out}"
+    );
+}
+
+/// A broker declares a PUBLISH of 256 MiB (the largest remaining length MQTT can encode, within
+/// the default maximum packet size) to a client whose address space is limited to 256 MiB, sends
+/// a few KiB of it and stops. The client holds only what arrived: it does not abort on a
+/// reservation of the declared size, notices the stall by its keep-alive, reports it through the
+/// connection-state callback and reconnects. (Under AddressSanitizer the program cannot limit its
+/// address space, so there only the error and the reconnect are checked.)
+#[test]
+fn a_header_declaring_256_mib_costs_only_the_bytes_sent_and_the_client_comes_back() {
+    use mqttclient::codec::{Packet, PropertyId};
+    let out = run_hostile(&["huge"], |conn| {
+        let connect = conn.accept_connect();
+        assert_eq!(
+            connect.properties.int(PropertyId::MaximumPacketSize),
+            Some(268_435_460),
+            "CONNECT tells the broker the default limit, MQTT's maximum"
+        );
+        conn.send_raw(&[0x30, 0xFF, 0xFF, 0xFF, 0x7F, 0x00, 0x03, b'b', b'i', b'g']);
+        for _ in 0..10 {
+            conn.send_raw(&[b'x'; 1024]);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // The packet never ends, so the PINGRESP could never be read: none is sent.
+        conn.expect_within(common::fake::TIMEOUT, "PINGREQ", |p| matches!(p, Packet::PingReq));
+        conn.expect_eof(common::fake::TIMEOUT);
+    });
+    if common::sanitizer().is_none() {
+        assert!(out.contains("address space limited to 256 MiB"), "{out}");
+    }
+    assert!(
+        out.contains("detail=no PINGRESP from the broker within the ping timeout"),
         "{out}"
     );
 }

@@ -1,16 +1,32 @@
 /*
  * A hostile broker seen through the C API: the scripted broker of tests/c_programs.rs answers the
- * connect, then sends a packet of the reserved type 0. The connection-state callback must report
- * LOST with MQTTC_ERR_PROTOCOL and a detail that names the problem; the client reconnects by itself
- * (UP again), and a QoS 1 publish then completes. Prints each event, then "hostile: ok".
- * Usage: hostile <port of the scripted broker>
+ * connect, then breaks the connection. The connection-state callback must report LOST with the
+ * expected status and a detail that names the problem; the client reconnects by itself (UP
+ * again), and a QoS 1 publish then completes. Prints each event, then "hostile: ok".
+ * Usage: hostile <port of the scripted broker> [huge]
+ * - Without "huge" the broker sends a packet of the reserved type 0: MQTTC_ERR_PROTOCOL.
+ * - With "huge" the client speaks MQTT 5 with a 1 s keep-alive in an address space limited to
+ *   256 MiB, and the broker declares a PUBLISH of 256 MiB whose bytes then trickle in and stop:
+ *   the client must hold only what arrived, and notice the stall by its keep-alive
+ *   (MQTTC_ERR_KEEPALIVE_TIMEOUT), not abort on a reservation of the declared size.
  */
 #include "check.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
+
+/* AddressSanitizer reserves terabytes of address space for its shadow memory, so under it the
+ * address-space limit cannot be set: the program then only checks the error and the reconnect. */
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t changed = PTHREAD_COND_INITIALIZER;
@@ -52,14 +68,31 @@ static void wait_for(int want_ups, int want_losts) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s <port>\n", argv[0]);
+    int huge = argc == 3 && strcmp(argv[2], "huge") == 0;
+    if (argc != 2 && !huge) {
+        fprintf(stderr, "usage: %s <port> [huge]\n", argv[0]);
         return 2;
     }
     mqttc_options opts;
     mqttc_options_init(&opts);
     opts.client_id = "c-hostile";
     opts.keep_alive = 0;
+    mqttc_status want_reason = MQTTC_ERR_PROTOCOL;
+    const char *want_detail = "packet type 0 is reserved";
+    if (huge) {
+#ifdef UNDER_ASAN
+        printf("no address-space limit under AddressSanitizer\n");
+#else
+        struct rlimit limit = {256 << 20, 256 << 20};
+        if (setrlimit(RLIMIT_AS, &limit) != 0)
+            FAIL("setrlimit(RLIMIT_AS)");
+        printf("address space limited to 256 MiB\n");
+#endif
+        opts.protocol_version = 5;
+        opts.keep_alive = 1;
+        want_reason = MQTTC_ERR_KEEPALIVE_TIMEOUT;
+        want_detail = "no PINGRESP";
+    }
     opts.reconnect_min_ms = 20;
     opts.reconnect_max_ms = 40;
     mqttc_client *c;
@@ -71,9 +104,9 @@ int main(int argc, char **argv) {
 
     /* The broker breaks the connection; the client comes back by itself. */
     wait_for(2, 1);
-    if (lost_reason != MQTTC_ERR_PROTOCOL)
-        FAIL("lost for %s, not MQTTC_ERR_PROTOCOL", mqttc_status_str(lost_reason));
-    if (!strstr(lost_detail, "packet type 0 is reserved"))
+    if (lost_reason != want_reason)
+        FAIL("lost for %s, not %s", mqttc_status_str(lost_reason), mqttc_status_str(want_reason));
+    if (!strstr(lost_detail, want_detail))
         FAIL("the detail does not name the problem: %s", lost_detail);
 
     CHECK(mqttc_publish(c, "after/hostile", "x", 1, 1, false, &t));

@@ -14,7 +14,7 @@ use crate::engine::write_queue::WriteQueue;
 use crate::engine::{Address, Error, Options};
 
 /// Keep at least this much free space for each socket read, so small reads don't reallocate.
-pub(super) const READ_CHUNK: usize = 64 * 1024;
+const READ_CHUNK: usize = 64 * 1024;
 /// How long the DISCONNECT that tells an MQTT 5 broker why the client closes on its protocol error
 /// may take to go out (with what was queued before it). A courtesy: the connection closes anyway.
 const GOODBYE_WRITE: Duration = Duration::from_millis(200);
@@ -106,9 +106,25 @@ async fn await_connack(link: &mut Link, o: &Options) -> Result<(), Error> {
             Some(_) => return Err(Error::UnexpectedPacket("packet before CONNACK")),
             None => {}
         }
+        reserve_read(&mut link.rbuf, o.version);
         if link.reader.read_buf(&mut link.rbuf).await? == 0 {
             return Err(Error::ConnectionClosed);
         }
+    }
+}
+
+/// Makes room in `rbuf` for the next read, whose first bytes are those of the packet being read.
+/// A packet that fits in [`READ_CHUNK`] gets room for all of it at once, so it takes no more than
+/// one reserve. A larger one grows with what has arrived: by as much as the buffer already holds
+/// of it (a chunk at first), never beyond its declared size, and only when less than a chunk is
+/// free. Memory thus follows the bytes the broker sent, not the length it declared (a 5-byte
+/// header declaring 256 MiB costs a chunk), and a large packet that does arrive takes O(log n)
+/// reserves, each doubling what is held, rather than one per read.
+pub(super) fn reserve_read(rbuf: &mut BytesMut, version: Version) {
+    let want = codec::pending_packet_len(rbuf, version).map_or(0, |n| n.saturating_sub(rbuf.len()));
+    let step = want.min(rbuf.len().max(READ_CHUNK));
+    if rbuf.capacity() - rbuf.len() < step.clamp(READ_CHUNK / 4, READ_CHUNK) {
+        rbuf.reserve(step.max(READ_CHUNK));
     }
 }
 
@@ -228,6 +244,95 @@ mod tests {
         for (error, want) in cases {
             assert_eq!(disconnect_reason(Version::V5, &error), want, "{error:?}");
             assert_eq!(disconnect_reason(Version::V311, &error), None, "{error:?}");
+        }
+    }
+
+    /// Feeds `packet` to a read buffer the way the connection does (room made before each read,
+    /// reads of at most `read` bytes), and returns the buffer's capacity after each read.
+    fn capacities(packet: &[u8], read: usize) -> Vec<usize> {
+        let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+        let mut sent = 0;
+        let mut seen = Vec::new();
+        while sent < packet.len() {
+            reserve_read(&mut rbuf, Version::V5);
+            let n = read.min(rbuf.capacity() - rbuf.len()).min(packet.len() - sent);
+            rbuf.extend_from_slice(&packet[sent..sent + n]);
+            sent += n;
+            seen.push(rbuf.capacity());
+        }
+        seen
+    }
+
+    /// A PUBLISH of `size` bytes in all (fixed header included).
+    fn publish_of(size: usize) -> Vec<u8> {
+        // The remaining length's own size depends on its value: take the one that agrees.
+        let mut packet = (1..=4)
+            .find_map(|n| {
+                let mut header = vec![0x30];
+                let mut rest = size - 1 - n;
+                loop {
+                    let more = rest >= 128;
+                    header.push((rest % 128) as u8 | if more { 0x80 } else { 0 });
+                    rest /= 128;
+                    if !more {
+                        break;
+                    }
+                }
+                (header.len() == 1 + n).then_some(header)
+            })
+            .unwrap();
+        packet.extend_from_slice(&[0, 1, b't', 0]);
+        packet.resize(size, b'x');
+        assert_eq!(codec::pending_packet_len(&packet, Version::V5), Some(size));
+        packet
+    }
+
+    #[test]
+    fn a_header_declaring_a_huge_packet_reserves_a_chunk_not_its_size() {
+        let mut rbuf = BytesMut::new();
+        rbuf.extend_from_slice(&[0x30, 0xFF, 0xFF, 0xFF, 0x7F]);
+        reserve_read(&mut rbuf, Version::V5);
+        assert!(rbuf.capacity() >= READ_CHUNK, "room for a read");
+        assert!(rbuf.capacity() <= 2 * READ_CHUNK, "{}", rbuf.capacity());
+        // Bytes trickling in: the buffer stays within twice what arrived, plus a chunk.
+        let mut packet = vec![0x30, 0xFF, 0xFF, 0xFF, 0x7F];
+        packet.resize(4 << 20, b'x');
+        let mut held = 0;
+        for capacity in capacities(&packet, 1000) {
+            held += 1000;
+            assert!(
+                capacity <= 2 * held + 2 * READ_CHUNK,
+                "{capacity} for {held} bytes held"
+            );
+        }
+    }
+
+    #[test]
+    fn a_packet_within_a_chunk_gets_room_for_all_of_it_at_once() {
+        for size in [10, 1000, READ_CHUNK / 2, READ_CHUNK] {
+            let packet = publish_of(size);
+            let mut rbuf = BytesMut::from(&packet[..10]);
+            reserve_read(&mut rbuf, Version::V5);
+            assert!(rbuf.capacity() - rbuf.len() >= size - 10, "{size}");
+        }
+    }
+
+    #[test]
+    fn a_large_packet_grows_by_doubling_so_it_takes_log_n_reserves() {
+        for (size, read) in [
+            (64 * 1024 + 100, 64 * 1024),
+            (1 << 20, 64 * 1024),
+            (16 << 20, 200 * 1024),
+        ] {
+            let seen = capacities(&publish_of(size), read);
+            let mut grown = seen.windows(2).filter(|w| w[1] != w[0]).count();
+            if seen[0] != READ_CHUNK {
+                grown += 1;
+            }
+            // Doubling from a chunk: log2(size / chunk) steps, and one to start.
+            let bound = (size / READ_CHUNK).ilog2() as usize + 2;
+            assert!(grown <= bound, "{size}: {grown} reserves, capacities {seen:?}");
+            assert!(*seen.last().unwrap() <= 2 * size + READ_CHUNK, "{size}: {seen:?}");
         }
     }
 

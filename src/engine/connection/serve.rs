@@ -6,12 +6,12 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::time::{Instant, sleep_until};
 
-use super::handshake::{Link, READ_CHUNK, disconnect_reason};
+use super::handshake::{Link, disconnect_reason, reserve_read};
 use super::keep_alive::{Due, KeepAlive};
 use super::peer::Peer;
 use super::writer::SocketWriter;
 use super::{Ended, Net};
-use crate::codec::{self, Packet, PropertyId, Version};
+use crate::codec::{Packet, PropertyId};
 use crate::engine::dispatch::LogLevel;
 use crate::engine::session::Request;
 use crate::engine::tokens::Outcome;
@@ -248,14 +248,5 @@ impl Net<'_> {
             }
         }
         Ended::Lost(error)
-    }
-}
-
-/// Room for the rest of a large packet in one step (its size was checked against max_packet_size
-/// when its header arrived), so the buffer is not regrown and copied once per read.
-fn reserve_read(rbuf: &mut BytesMut, version: Version) {
-    let want = codec::pending_packet_len(rbuf, version).map_or(0, |n| n.saturating_sub(rbuf.len()));
-    if rbuf.capacity() - rbuf.len() < want.max(READ_CHUNK / 4) {
-        rbuf.reserve(want.max(READ_CHUNK));
     }
 }
