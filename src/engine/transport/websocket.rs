@@ -16,6 +16,10 @@ use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::{Address, Stream, split};
 
+mod pieces;
+
+use pieces::{PIECE, Pieces};
+
 /// Runs the WebSocket handshake for `addr` over `stream` (TCP or TLS).
 pub(super) async fn connect<S>(addr: &Address, stream: S, max_packet_size: usize) -> io::Result<Stream>
 where
@@ -27,17 +31,19 @@ where
     request
         .headers_mut()
         .insert("Sec-WebSocket-Protocol", HeaderValue::from_static("mqtt"));
-    // One message never needs to be larger than the largest packet plus its fixed header; a
-    // larger one from the server is refused before it is buffered. Writes go out as they are made
-    // (the connection already batches packets into one write).
-    let limit = max_packet_size.saturating_add(5);
+    // tungstenite reserves a frame's declared length when its header arrives, so it gets frames of
+    // at most a piece: larger data frames are cut (see `pieces`), and anything else larger is
+    // refused before it is buffered. A message, which it joins from the pieces as they arrive, never
+    // needs to be larger than the largest packet plus its fixed header. Writes go out as they are
+    // made (the connection already batches packets into one write).
     let config = WebSocketConfig::default()
         .write_buffer_size(0)
-        .max_message_size(Some(limit))
-        .max_frame_size(Some(limit));
-    let (ws, _response) = tokio_tungstenite::client_async_with_config(request, stream, Some(config))
+        .max_message_size(Some(max_packet_size.saturating_add(5)))
+        .max_frame_size(Some(PIECE));
+    let (mut ws, _response) = tokio_tungstenite::client_async_with_config(request, Pieces::new(stream), Some(config))
         .await
         .map_err(ws_error)?;
+    ws.get_mut().framing = true;
     Ok(split(ByteStream {
         ws,
         pending: Bytes::new(),
