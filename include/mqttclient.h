@@ -234,7 +234,11 @@ typedef enum mqttc_status {
    */
   MQTTC_ERR_RESOURCE = -98,
   /**
-   * An internal error (a caught panic); please report it.
+   * An internal error (a caught panic); please report it. A panic on a client's network task
+   * or callback thread stops that client: its pending tokens fail with this status, the
+   * connection callback (or event) reports LOST with it, the state becomes
+   * MQTTC_STATE_DISCONNECTED, and later calls that need the connection (publish, subscribe,
+   * connect, ...) return it at once. Free the client; other clients are not affected.
    */
   MQTTC_ERR_PANIC = -99,
 } mqttc_status;

@@ -8,14 +8,14 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use crate::codec::{PropertyId, Publish};
 
 // Events flow from here into the event queue, so the types both know live there.
 use super::events::{ClientEvent, ConnectionEvent, Subscriber};
 use super::tokens::{Token, TokenResult};
-use super::{Handler, Shared, Subscription};
+use super::{Handler, Shared, Subscription, panics};
 
 pub type MessageHandler = Box<dyn Fn(&Publish) + Send + Sync>;
 pub type CompletionHandler = Arc<dyn Fn(Token, &TokenResult) + Send + Sync>;
@@ -43,20 +43,41 @@ pub(crate) enum Event {
     /// Registrations to drop (filter, subscription id): a SUBSCRIBE the broker refused or that never
     /// went out. Only that registration goes; a newer one for the same filter stays.
     Unregister(Vec<(String, u64)>),
+    /// From `Client::inject_panic`: a panic in this module's own code, outside user callbacks.
+    InjectedPanic,
 }
 
+/// Starts the callback thread; `network` is the network task's shutdown signal, which a panic
+/// here raises (see [`run`]).
 pub(crate) fn spawn(
     shared: Arc<Shared>,
     events: mpsc::Receiver<Event>,
+    network: Arc<Notify>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("mqttc-callbacks".into())
-        .spawn(move || run(shared, events))
+        .spawn(move || run(shared, events, network))
 }
 
-fn run(shared: Arc<Shared>, mut events: mpsc::Receiver<Event>) {
+/// Handles events until the network task ends or the client closes. A panic in this thread's own
+/// code (user callbacks are guarded one by one) stops the client: it is recorded, the network task
+/// is told to end, and the thread carries on, to deliver the loss the network task then reports,
+/// so that task never waits on a queue nobody reads.
+fn run(shared: Arc<Shared>, mut events: mpsc::Receiver<Event>, network: Arc<Notify>) {
     let _ = shared.callback_thread.set(std::thread::current().id());
-    let mut dispatcher = Dispatcher::new(shared);
+    loop {
+        let mut dispatcher = Dispatcher::new(shared.clone());
+        match catch_unwind(AssertUnwindSafe(|| serve(&mut dispatcher, &mut events))) {
+            Ok(()) => return,
+            Err(payload) => {
+                let _ = shared.panic.set(panics::caught("the callback thread", &*payload));
+                network.notify_one();
+            }
+        }
+    }
+}
+
+fn serve(dispatcher: &mut Dispatcher, events: &mut mpsc::Receiver<Event>) {
     // `blocking_recv` sets up a parker every call; a non-blocking look first makes a burst cost
     // one of those, not one per event.
     while let Some(event) = events.try_recv().ok().or_else(|| events.blocking_recv()) {
@@ -143,6 +164,7 @@ impl Dispatcher {
                     guarded(|| h(level, &line));
                 }
             }
+            Event::InjectedPanic => panic!("injected on the callback thread"),
         }
     }
 }

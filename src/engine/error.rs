@@ -62,6 +62,10 @@ pub enum Error {
     EventModeOff,
     /// A request MQTT forbids, caught before it was sent.
     InvalidArgument(&'static str),
+    /// A panic stopped the client's network task or callback thread (a bug: the text says where
+    /// and why). Pending operations fail with it, and so does every later one that needs the
+    /// network task.
+    Panic(String),
 }
 
 impl fmt::Display for Error {
@@ -113,6 +117,7 @@ impl fmt::Display for Error {
             Error::Dropped => write!(f, "dropped from the full offline queue for a newer message"),
             Error::EventModeOff => write!(f, "the client was not made in event mode"),
             Error::InvalidArgument(why) => write!(f, "{why}"),
+            Error::Panic(what) => write!(f, "internal error, please report it: {what}"),
         }
     }
 }

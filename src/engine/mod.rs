@@ -16,6 +16,7 @@ mod error;
 pub mod events;
 pub mod offline;
 mod options;
+mod panics;
 mod payload_pool;
 mod registry;
 mod run_loop;
@@ -42,6 +43,8 @@ pub use error::Error;
 pub use events::{ClientEvent, ConnectionEvent, Wakeup};
 pub use offline::Overflow;
 pub use options::Options;
+#[doc(hidden)]
+pub use panics::PanicSite;
 pub use run_loop::{Loop, Nested};
 pub use subscription::{FilterRequest, Handler, Rejected, Subscription};
 pub use tls::{Connector as TlsConnector, TlsOptions};
@@ -113,6 +116,12 @@ pub(crate) struct Shared {
     /// With a [`Loop`]: signalled when something reaches the application, which is what
     /// `Loop::run` returns for.
     loop_activity: Option<Arc<Notify>>,
+    /// Why the client stopped: a panic on its network task or callback thread (see [`panics`]).
+    /// Once set, calls that need the network task fail with it.
+    pub panic: OnceLock<Error>,
+    /// A [`PanicSite`] asked for by `Client::inject_panic`, taken by the network task when
+    /// `shutdown` wakes it; 0 for none.
+    inject: AtomicU8,
 }
 
 impl Shared {
@@ -228,6 +237,8 @@ impl Client {
             },
             direct: direct::Direct::new(options.version),
             loop_activity: options.run_loop.as_ref().map(|l| l.activity()),
+            panic: OnceLock::new(),
+            inject: AtomicU8::new(0),
         });
         let (version, session_expiry) = (options.version, options.session_expiry);
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
@@ -238,22 +249,26 @@ impl Client {
             (None, None)
         } else {
             let (ev_tx, ev_rx) = mpsc::channel(options.callback_queue.max(1));
-            (Some(ev_tx), Some(dispatch::spawn(shared.clone(), ev_rx)?))
+            (
+                Some(ev_tx),
+                Some(dispatch::spawn(shared.clone(), ev_rx, shutdown.clone())?),
+            )
         };
         let inline = ev_tx.is_none();
+        let (report_to, first_server) = (ev_tx.clone(), servers[0].clone());
         let ctx = connection::Ctx {
             shared: shared.clone(),
             events: ev_tx,
             options,
             servers,
         };
-        let net_shutdown = shutdown.clone();
-        let task = async move {
-            tokio::select! {
-                _ = connection::run(ctx, cmd_rx) => {}
-                _ = net_shutdown.notified() => {}
-            }
-        };
+        let task = panics::supervise(
+            shared.clone(),
+            report_to,
+            first_server,
+            shutdown.clone(),
+            connection::run(ctx, cmd_rx),
+        );
         let network = match run_loop {
             Some(lp) => {
                 let slot = lp.spawn(task);
@@ -289,11 +304,18 @@ impl Client {
     fn send(&self, make: impl FnOnce(Token) -> Command) -> Result<Token, Error> {
         let token = self.shared.tokens.issue();
         if self.shared.direct.send(&self.commands, make(token)).is_err() {
-            // The network thread is gone (only after close): nothing can run this operation.
-            self.shared.tokens.complete(token, Err(Error::Cancelled));
-            return Err(Error::Cancelled);
+            // The network task is gone (after close, or a panic): nothing can run this operation.
+            let error = self.stopped().unwrap_or(Error::Cancelled);
+            self.shared.tokens.complete(token, Err(error.clone()));
+            return Err(error);
         }
         Ok(token)
+    }
+
+    /// The panic that stopped the client, if one did: what calls return instead of "not
+    /// connected" or "cancelled". Looked at only once a call has failed.
+    fn stopped(&self) -> Option<Error> {
+        self.shared.panic.get().cloned()
     }
 
     /// Operations that need a session: one is connected, being made, being re-made, or was lost
@@ -301,7 +323,9 @@ impl Client {
     fn require_session(&self) -> Result<(), Error> {
         match self.shared.state() {
             State::Disconnecting => Err(Error::NotConnected),
-            State::Disconnected if !self.shared.session_alive.load(Ordering::Acquire) => Err(Error::NotConnected),
+            State::Disconnected if !self.shared.session_alive.load(Ordering::Acquire) => {
+                Err(self.stopped().unwrap_or(Error::NotConnected))
+            }
             _ => Ok(()),
         }
     }
@@ -325,7 +349,9 @@ impl Client {
                 Ordering::Acquire,
             )
             .map_err(|_| Error::AlreadyConnected)?;
+        // Refused only when the network task is gone, which leaves the client disconnected.
         self.send(Command::Connect)
+            .inspect_err(|_| self.shared.set_state(State::Disconnected))
     }
 
     /// Starts a new connection at once: drops the current one if any (as if it were lost: the
@@ -527,6 +553,15 @@ impl Client {
             }
             _ => Some(self.shared.tokens.wait(token, timeout)),
         }
+    }
+
+    /// Test hook: makes the network task (or the callback thread's own code) panic, to check that
+    /// the client contains it. Takes the same path as `close`'s wake-up, so it costs nothing per
+    /// message. Not part of the API.
+    #[doc(hidden)]
+    pub fn inject_panic(&self, site: PanicSite) {
+        self.shared.inject.store(site as u8, Ordering::Release);
+        self.shutdown.notify_one();
     }
 
     pub fn set_on_complete(&self, handler: Option<CompletionHandler>) {

@@ -102,7 +102,11 @@ pub enum mqttc_status {
     /// A thread or runtime could not be created, or memory for what a call was asked to copy
     /// could not be had.
     MQTTC_ERR_RESOURCE = -98,
-    /// An internal error (a caught panic); please report it.
+    /// An internal error (a caught panic); please report it. A panic on a client's network task
+    /// or callback thread stops that client: its pending tokens fail with this status, the
+    /// connection callback (or event) reports LOST with it, the state becomes
+    /// MQTTC_STATE_DISCONNECTED, and later calls that need the connection (publish, subscribe,
+    /// connect, ...) return it at once. Free the client; other clients are not affected.
     MQTTC_ERR_PANIC = -99,
 }
 
@@ -139,6 +143,7 @@ impl From<&Error> for mqttc_status {
             Error::Dropped => MQTTC_ERR_DROPPED,
             Error::EventModeOff => MQTTC_ERR_EVENT_MODE_OFF,
             Error::InvalidArgument(_) => MQTTC_ERR_INVALID_ARGUMENT,
+            Error::Panic(_) => MQTTC_ERR_PANIC,
         }
     }
 }
