@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mqttclient::codec::{MqttStr, QoS};
-use mqttclient::engine::{Address, Client, ConnectionEvent, Error, Loop, Options, PanicSite, State, Token, TokenState};
+use mqttclient::engine::{
+    Address, Client, ClientEvent, ConnectionEvent, Error, Loop, Options, PanicSite, State, Token, TokenState,
+};
 
 use common::Broker;
 use common::fake::{FakeBroker, TIMEOUT};
@@ -115,11 +117,41 @@ fn client(address: Address, options: Options) -> (Client, mpsc::Receiver<Connect
     (c, rx)
 }
 
-fn contained_on_threads(site: PanicSite) {
+fn contained_on_threads(site: PanicSite, options: Options) {
     let (received_tx, received) = mpsc::channel();
     let (address, script) = silent_broker(received_tx);
-    let (c, lost) = client(address, Options::default());
+    let (c, lost) = client(address, options);
     pending_tokens_fail_and_the_loss_is_reported(&c, site, &received, &lost, &std::thread::sleep);
+    if c.event_mode() {
+        // The connection callback runs just before the event is queued: give it that moment.
+        let mut events = Vec::new();
+        let deadline = Instant::now() + PROMPT;
+        while !matches!(
+            events.last(),
+            Some(ClientEvent::Connection(ConnectionEvent::Lost { .. }))
+        ) {
+            match c.next_event().unwrap() {
+                Some(e) => events.push(e),
+                None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+                None => break,
+            }
+        }
+        let failed = events
+            .iter()
+            .filter(|e| matches!(e, ClientEvent::Completed { result, .. } if is_panic(result)))
+            .count();
+        assert_eq!(failed, UNACKED, "completion events: {events:?}");
+        assert!(
+            matches!(
+                events.last(),
+                Some(ClientEvent::Connection(ConnectionEvent::Lost {
+                    reason: Error::Panic(_),
+                    ..
+                }))
+            ),
+            "the last event reports the loss: {events:?}"
+        );
+    }
     let freed = Instant::now();
     drop(c);
     assert!(freed.elapsed() < PROMPT, "free took {:?}", freed.elapsed());
@@ -128,12 +160,30 @@ fn contained_on_threads(site: PanicSite) {
 
 #[test]
 fn a_panic_on_the_network_task_fails_pending_tokens_and_stops_the_client() {
-    contained_on_threads(PanicSite::Network);
+    contained_on_threads(PanicSite::Network, Options::default());
+}
+
+#[test]
+fn a_panic_on_a_network_thread_running_the_callbacks_stops_the_client() {
+    let options = Options {
+        inline_callbacks: true,
+        ..Options::default()
+    };
+    contained_on_threads(PanicSite::Network, options);
+}
+
+#[test]
+fn a_panic_on_the_callback_thread_in_event_mode_queues_the_failures_and_the_loss() {
+    let options = Options {
+        event_mode: true,
+        ..Options::default()
+    };
+    contained_on_threads(PanicSite::Callback, options);
 }
 
 #[test]
 fn a_panic_on_the_callback_thread_fails_pending_tokens_and_stops_the_client() {
-    contained_on_threads(PanicSite::Callback);
+    contained_on_threads(PanicSite::Callback, Options::default());
 }
 
 #[test]
