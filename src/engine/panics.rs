@@ -37,8 +37,8 @@ pub(super) fn caught(site: &str, payload: &(dyn Any + Send)) -> Error {
 
 /// Runs the connection task `run` until it ends or `shutdown` is notified. A panic in it, or one
 /// the callback thread reported (see [`super::dispatch`]), then stops the client: see [`contain`].
-/// The panic is caught around each poll, which costs nothing while none happens, and a
-/// current-thread runtime (or a loop shared with other clients) would otherwise swallow it.
+/// The panic is caught around each poll, which costs nothing while none happens; uncaught, it
+/// would end the network thread, or be swallowed by a loop's runtime, leaving every token pending.
 pub(super) async fn supervise(
     shared: Arc<Shared>,
     events: Option<mpsc::Sender<Event>>,
