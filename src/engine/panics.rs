@@ -128,3 +128,24 @@ async fn contain(shared: &Arc<Shared>, events: Option<mpsc::Sender<Event>>, serv
     }
     shared.announce();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_error_names_the_site_and_carries_the_panic_message() {
+        let text = std::panic::catch_unwind(|| panic!("bad {}", 1)).unwrap_err();
+        assert_eq!(
+            caught("the network task", &*text),
+            Error::Panic("the network task panicked: bad 1".into())
+        );
+        let literal = std::panic::catch_unwind(|| panic!("plain")).unwrap_err();
+        assert_eq!(
+            caught("the callback thread", &*literal),
+            Error::Panic("the callback thread panicked: plain".into())
+        );
+        let other = std::panic::catch_unwind(|| std::panic::panic_any(7u8)).unwrap_err();
+        assert_eq!(caught("x", &*other), Error::Panic("x panicked: no message".into()));
+    }
+}
