@@ -55,8 +55,10 @@ impl Drop for Offer<'_> {
         let mut rest = WriteQueue::default();
         let mut tokens = Vec::new();
         self.withdraw(&mut rest, &mut tokens);
+        // Unwinding from a caught panic may leave a publish half written; asserting then would
+        // turn a contained panic into an abort.
         debug_assert!(
-            tokens.is_empty(),
+            tokens.is_empty() || std::thread::panicking(),
             "publishes left half written when the connection ended"
         );
     }
