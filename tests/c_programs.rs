@@ -238,6 +238,7 @@ fn a_header_declaring_256_mib_costs_only_the_bytes_sent_and_the_client_comes_bac
     });
     if common::sanitizer().is_none() {
         assert!(out.contains("address space limited to 256 MiB"), "{out}");
+        assert!(out.contains("payload it could not copy: MQTTC_ERR_RESOURCE"), "{out}");
     }
     assert!(
         out.contains("detail=no PINGRESP from the broker within the ping timeout"),

@@ -366,8 +366,8 @@ impl Client {
     }
 
     /// The library's copy of a payload to publish. Large ones go into reused buffers, which spares
-    /// the page faults of fresh memory for each.
-    pub fn payload(&self, data: &[u8]) -> Bytes {
+    /// the page faults of fresh memory for each. Memory that cannot be had is an error.
+    pub fn payload(&self, data: &[u8]) -> Result<Bytes, std::collections::TryReserveError> {
         self.payloads.copy(data)
     }
 

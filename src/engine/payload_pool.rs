@@ -4,6 +4,7 @@
 //! copy once it is written. With payloads of tens of KiB, malloc serves each copy from fresh or
 //! just-trimmed heap, so every one pays page faults (the kernel zeroing the pages) on top of the
 //! copy: as much again as the copy itself. Buffers that come back here are handed out again, warm.
+use std::collections::TryReserveError;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -26,10 +27,11 @@ struct Idle {
 }
 
 impl PayloadPool {
-    /// The library's copy of `data`: from a reused buffer when it is large.
-    pub fn copy(&self, data: &[u8]) -> Bytes {
+    /// The library's copy of `data`: from a reused buffer when it is large. A large payload whose
+    /// memory cannot be had is an error, not an abort: its size comes from the application.
+    pub fn copy(&self, data: &[u8]) -> Result<Bytes, TryReserveError> {
         if data.len() < DETACH_PAYLOAD {
-            return Bytes::copy_from_slice(data);
+            return Ok(Bytes::copy_from_slice(data));
         }
         let reused = {
             let mut idle = self.lock();
@@ -44,13 +46,20 @@ impl PayloadPool {
                 b
             })
         };
-        let mut buf = reused.unwrap_or_else(|| Vec::with_capacity(data.len()));
+        let mut buf = match reused {
+            Some(buf) => buf,
+            None => {
+                let mut buf = Vec::new();
+                buf.try_reserve_exact(data.len())?;
+                buf
+            }
+        };
         buf.clear();
         buf.extend_from_slice(data);
-        Bytes::from_owner(Pooled {
+        Ok(Bytes::from_owner(Pooled {
             buf,
             home: self.free.clone(),
-        })
+        }))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Idle> {
@@ -95,7 +104,7 @@ mod tests {
     #[test]
     fn small_payloads_are_plain_copies() {
         let pool = PayloadPool::default();
-        let b = pool.copy(b"hello");
+        let b = pool.copy(b"hello").unwrap();
         assert_eq!(&b[..], b"hello");
         drop(b);
         assert_eq!(pool.idle(), (0, 0));
@@ -105,7 +114,7 @@ mod tests {
     fn a_large_payloads_buffer_comes_back_and_is_reused() {
         let pool = PayloadPool::default();
         let data = vec![7u8; 64 * 1024];
-        let first = pool.copy(&data);
+        let first = pool.copy(&data).unwrap();
         assert_eq!(first[..], data[..]);
         let addr = first.as_ptr();
         let clone = first.clone();
@@ -114,7 +123,7 @@ mod tests {
         drop(clone);
         assert_eq!(pool.idle(), (1, 64 * 1024));
         let other = vec![9u8; 60 * 1024];
-        let second = pool.copy(&other);
+        let second = pool.copy(&other).unwrap();
         assert_eq!(second.as_ptr(), addr, "the same buffer, reused");
         assert_eq!(second[..], other[..]);
         assert_eq!(pool.idle(), (0, 0));
@@ -123,8 +132,8 @@ mod tests {
     #[test]
     fn a_buffer_far_larger_than_needed_is_not_used() {
         let pool = PayloadPool::default();
-        drop(pool.copy(&vec![1u8; 1 << 20]));
-        let small = pool.copy(&vec![2u8; DETACH_PAYLOAD]);
+        drop(pool.copy(&vec![1u8; 1 << 20]).unwrap());
+        let small = pool.copy(&vec![2u8; DETACH_PAYLOAD]).unwrap();
         assert_eq!(small.len(), DETACH_PAYLOAD);
         assert_eq!(pool.idle(), (1, 1 << 20), "the 1 MiB buffer stays idle");
     }
@@ -132,7 +141,7 @@ mod tests {
     #[test]
     fn what_is_kept_idle_is_bounded() {
         let pool = PayloadPool::default();
-        let live: Vec<Bytes> = (0..200).map(|_| pool.copy(&vec![3u8; 64 * 1024])).collect();
+        let live: Vec<Bytes> = (0..200).map(|_| pool.copy(&vec![3u8; 64 * 1024]).unwrap()).collect();
         drop(live);
         let (count, bytes) = pool.idle();
         assert!(bytes <= KEPT_BYTES, "{bytes}");

@@ -63,8 +63,13 @@ pub unsafe extern "C" fn mqttc_publish_v5(
         // SAFETY (all pointer reads): per the documented contract, borrowed for this call.
         unsafe {
             publish_checked(client, topic, len, qos, retain, properties, token, |c| {
-                Ok(c.inner
-                    .payload(arg_bytes(payload.cast(), len, MAX_REMAINING_LENGTH, "payload")?))
+                let data = arg_bytes(payload.cast(), len, MAX_REMAINING_LENGTH, "payload")?;
+                c.inner.payload(data).map_err(|e| {
+                    Failure::new(
+                        mqttc_status::MQTTC_ERR_RESOURCE,
+                        format!("no memory for a copy of the {len}-byte payload: {e}"),
+                    )
+                })
             })
         }
     })

@@ -203,7 +203,10 @@ const ALL: &[(mqttc_status, &str)] = {
         (MQTTC_ERR_PUBLISH_REFUSED, "publish refused by the broker\0"),
         (MQTTC_ERR_UNSUBSCRIBE_REFUSED, "unsubscribe refused by the broker\0"),
         (MQTTC_ERR_SERVER_DISCONNECTED, "the broker disconnected\0"),
-        (MQTTC_ERR_RESOURCE, "could not create a thread or runtime\0"),
+        (
+            MQTTC_ERR_RESOURCE,
+            "out of memory, or could not create a thread or runtime\0",
+        ),
         (MQTTC_ERR_PANIC, "internal error\0"),
     ]
 };

@@ -8,13 +8,18 @@
  * - With "huge" the client speaks MQTT 5 with a 1 s keep-alive in an address space limited to
  *   256 MiB, and the broker declares a PUBLISH of 256 MiB whose bytes then trickle in and stop:
  *   the client must hold only what arrived, and notice the stall by its keep-alive
- *   (MQTTC_ERR_KEEPALIVE_TIMEOUT), not abort on a reservation of the declared size.
+ *   (MQTTC_ERR_KEEPALIVE_TIMEOUT), not abort on a reservation of the declared size. Then a
+ *   publish whose payload the library cannot copy within the limit must fail with
+ *   MQTTC_ERR_RESOURCE, not abort, and leave the client working.
  */
+/* MAP_ANONYMOUS is not POSIX. */
+#define _DEFAULT_SOURCE
 #include "check.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <time.h>
 
@@ -67,6 +72,37 @@ static void wait_for(int want_ups, int want_losts) {
     pthread_mutex_unlock(&lock);
 }
 
+#ifndef UNDER_ASAN
+/* Maps the largest payload that fits the address space left, less some room for the library's
+ * small allocations, so that the library's copy of it cannot fit. */
+static void publish_what_cannot_be_copied(mqttc_client *c) {
+    size_t mib = 1 << 20, size = 0;
+    void *p = MAP_FAILED;
+    for (size_t s = 256 * mib; s >= 32 * mib; s -= 8 * mib) {
+        p = mmap(NULL, s, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p != MAP_FAILED) {
+            size = s;
+            break;
+        }
+    }
+    if (p == MAP_FAILED)
+        FAIL("no room for a 32 MiB payload under the limit");
+    munmap(p, size);
+    size -= 16 * mib;
+    p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        FAIL("mmap of %zu MiB", size / mib);
+    mqttc_token t;
+    mqttc_status st = mqttc_publish(c, "big/hostile", p, size, 1, false, &t);
+    if (st != MQTTC_ERR_RESOURCE)
+        FAIL("a %zu MiB payload that cannot be copied gave %s, not MQTTC_ERR_RESOURCE", size / mib,
+             mqttc_status_str(st));
+    printf("a %zu MiB payload it could not copy: MQTTC_ERR_RESOURCE (%s)\n", size / mib,
+           mqttc_last_error());
+    munmap(p, size);
+}
+#endif
+
 int main(int argc, char **argv) {
     int huge = argc == 3 && strcmp(argv[2], "huge") == 0;
     if (argc != 2 && !huge) {
@@ -108,6 +144,10 @@ int main(int argc, char **argv) {
         FAIL("lost for %s, not %s", mqttc_status_str(lost_reason), mqttc_status_str(want_reason));
     if (!strstr(lost_detail, want_detail))
         FAIL("the detail does not name the problem: %s", lost_detail);
+#ifndef UNDER_ASAN
+    if (huge)
+        publish_what_cannot_be_copied(c);
+#endif
 
     CHECK(mqttc_publish(c, "after/hostile", "x", 1, 1, false, &t));
     CHECK(mqttc_token_wait(c, t, 10000));
