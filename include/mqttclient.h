@@ -624,8 +624,9 @@ typedef struct mqttc_options {
    */
   const char *tls_ca_file;
   /**
-   * PEM client certificate chain and its unencrypted private key (PKCS#8, PKCS#1 or SEC1), for
-   * brokers that require client certificates; both or neither. Default NULL.
+   * PEM client certificate chain (X.509 v1 or v3) and its unencrypted private key (PKCS#8,
+   * PKCS#1 or SEC1), for brokers that require client certificates; both or neither. A key that
+   * is not the certificate's fails the constructor with MQTTC_ERR_TLS. Default NULL.
    */
   const char *tls_cert_file;
   const char *tls_key_file;
@@ -640,8 +641,12 @@ typedef struct mqttc_options {
    */
   const char *tls_alpn;
   /**
-   * Accept any broker certificate without verification. For tests with throwaway certificates
-   * only: anyone in the middle can then read and change the traffic. Default false.
+   * Accept any broker certificate without verification: not its chain, dates or name (more
+   * than libmosquitto's `mosquitto_tls_insecure_set`, which skips only the name; for a name
+   * mismatch set `tls_server_name` instead). A `tls_ca_file` given with it is accepted but not
+   * used. Each connect logs a warning (MQTTC_LOG_WARNING) saying so and naming that CA file.
+   * For tests with throwaway certificates only: anyone in the middle can then read and change
+   * the traffic. Default false.
    */
   bool tls_insecure;
   /**

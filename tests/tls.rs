@@ -1,17 +1,20 @@
 //! TLS (rustls) against real mosquitto TLS listeners configured with certificates made at test time
 //! (tests/common/pki.rs), and ALPN against a scripted rustls server: trust by CA file, name
-//! verification and its override, the insecure mode, the system store, client certificates, and a
+//! verification and its override, the insecure mode and its warning, the system store, client
+//! certificates (also X.509 v1 ones made with the `openssl` CLI as mosquitto-tls(7) shows), and a
 //! readable reason for each way a handshake fails.
 mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use mqttclient::codec::QoS;
-use mqttclient::engine::{Address, Client, Error, Options, TlsOptions};
+use mqttclient::engine::{Address, Client, Error, LogLevel, Options, TlsConnector, TlsOptions};
 
 use common::Broker;
 use common::engine::{T, connect};
@@ -122,6 +125,163 @@ fn a_broker_requiring_a_client_certificate_refuses_none_and_accepts_ours() {
     let c = tls_client(&uri, with_cert);
     assert_eq!(connect(&c).map(|_| ()), Ok(()));
     round_trip(&c, "tls/client/cert");
+}
+
+/// Runs the `openssl` CLI in `dir` with the words of `command`.
+fn openssl(dir: &Path, command: &str) {
+    let out = Command::new("openssl")
+        .args(command.split_whitespace())
+        .current_dir(dir)
+        .output()
+        .expect("the openssl CLI (scripts/deps.sh installs it)");
+    assert!(
+        out.status.success(),
+        "openssl {command}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA, a broker certificate and a client certificate made with the commands of mosquitto-tls(7)
+/// (plus `-subj` and `-nodes`, so that nothing asks questions). The client certificate is exactly
+/// the guide's, hence X.509 v1. The broker's gets an extensions file naming `localhost`, which
+/// makes it v3: a verified broker needs its name in subjectAltName, which v1 cannot carry.
+struct GuidePki {
+    dir: common::TempDir,
+}
+
+impl GuidePki {
+    fn new() -> GuidePki {
+        let dir = common::temp_dir("guide-pki");
+        openssl(
+            &dir,
+            "req -new -x509 -days 2 -extensions v3_ca -keyout ca.key -out ca.crt -nodes -subj /CN=guide-ca",
+        );
+        std::fs::write(dir.join("server.ext"), "subjectAltName=DNS:localhost\n").unwrap();
+        for (name, extensions) in [("server", " -extfile server.ext"), ("client", "")] {
+            openssl(&dir, &format!("genrsa -out {name}.key 2048"));
+            openssl(
+                &dir,
+                &format!("req -out {name}.csr -key {name}.key -new -subj /CN={name}"),
+            );
+            openssl(
+                &dir,
+                &format!(
+                    "x509 -req -in {name}.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out {name}.crt -days 365{extensions}"
+                ),
+            );
+        }
+        // openssl writes keys for its user only; mosquitto started as root reads them as its own.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.join("server.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        GuidePki { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// A TLS listener with the guide's files that requires a client certificate the CA signed.
+    fn broker(&self) -> Broker {
+        Broker::start_with(&format!(
+            "cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n",
+            self.path("ca.crt").display(),
+            self.path("server.crt").display(),
+            self.path("server.key").display()
+        ))
+    }
+
+    fn client_options(&self, cert: &str, key: &str) -> TlsOptions {
+        TlsOptions {
+            cert_file: Some(self.path(cert)),
+            key_file: Some(self.path(key)),
+            ..trusting(&self.path("ca.crt"))
+        }
+    }
+}
+
+#[test]
+fn a_v1_client_certificate_made_as_mosquittos_guide_shows_is_accepted() {
+    let pki = GuidePki::new();
+    let version = Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(pki.path("client.crt"))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&version.stdout).contains("Version: 1 (0x0)"),
+        "the guide's recipe is expected to make a v1 certificate"
+    );
+    let broker = pki.broker();
+    let c = tls_client(
+        &format!("mqtts://localhost:{}", broker.port),
+        pki.client_options("client.crt", "client.key"),
+    );
+    assert_eq!(connect(&c).map(|_| ()), Ok(()));
+    round_trip(&c, "tls/v1/client/cert");
+}
+
+#[test]
+fn a_certificate_with_another_key_is_refused_when_the_client_is_made() {
+    let pki = GuidePki::new();
+    // The v1 client certificate with the broker's key, and the v3 broker certificate with the
+    // client's key: neither is a pair, whatever the certificate's version.
+    for (cert, key) in [("client.crt", "server.key"), ("server.crt", "client.key")] {
+        let e = TlsConnector::new(&pki.client_options(cert, key)).expect_err("a mismatched pair must be refused");
+        println!("{e}");
+        assert!(
+            e.contains("tls_cert_file") && e.contains("tls_key_file") && e.contains("public key does not match"),
+            "{cert} with {key}: {e}"
+        );
+    }
+}
+
+/// The log lines at warning level or above of one connect and round trip to `uri`.
+fn warnings(uri: &str, tls: TlsOptions) -> Vec<String> {
+    let c = tls_client(uri, tls);
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    c.set_log(
+        LogLevel::Warning,
+        Some(Arc::new(move |_, line: &str| {
+            sink.lock().unwrap().push(line.to_owned())
+        })),
+    );
+    assert_eq!(connect(&c).map(|_| ()), Ok(()));
+    // Log lines reach the handler through the callback thread's queue, ahead of the messages of
+    // the round trip: once they are back, every line of the connect has been logged.
+    round_trip(&c, "tls/warnings");
+    lines.lock().unwrap().clone()
+}
+
+#[test]
+fn insecure_mode_warns_on_each_connect_and_names_a_ca_file_it_does_not_use() {
+    let pki = Pki::new();
+    let broker = Broker::start_with(&pki.mosquitto_tls(false));
+    let by_ip = format!("mqtts://127.0.0.1:{}", broker.port);
+    let insecure = TlsOptions {
+        insecure: true,
+        ..TlsOptions::default()
+    };
+    let lines = warnings(&by_ip, insecure.clone());
+    assert!(
+        lines.len() == 1 && lines[0].contains("tls_insecure") && !lines[0].contains("tls_ca_file"),
+        "{lines:?}"
+    );
+    let ca = pki.other_ca.display().to_string();
+    let lines = warnings(
+        &by_ip,
+        TlsOptions {
+            ca_file: Some(pki.other_ca.clone()),
+            ..insecure
+        },
+    );
+    assert!(
+        lines.len() == 1 && lines[0].contains("tls_insecure") && lines[0].contains(&format!("tls_ca_file \"{ca}\"")),
+        "{lines:?}"
+    );
+    // Verified TLS has nothing to warn about.
+    let lines = warnings(&format!("mqtts://localhost:{}", broker.port), trusting(&pki.ca));
+    assert_eq!(lines, Vec::<String>::new());
 }
 
 #[test]

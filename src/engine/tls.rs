@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -25,8 +26,9 @@ pub struct TlsOptions {
     /// The name the server's certificate must carry (and that SNI sends), instead of the host the
     /// address names: for brokers reached by IP address or through a tunnel.
     pub server_name: Option<String>,
-    /// Skip certificate verification entirely. For tests against throwaway certificates only: it
-    /// lets anyone in the middle read and change the traffic.
+    /// Skip verification of the broker's certificate entirely (chain, dates and name), so that
+    /// `ca_file` is not used. For tests against throwaway certificates only: it lets anyone in the
+    /// middle read and change the traffic, and each connect logs a warning saying so.
     pub insecure: bool,
     /// ALPN protocols offered, most preferred first (e.g. "mqtt", or "x-amzn-mqtt-ca" for AWS IoT
     /// on port 443).
@@ -38,6 +40,8 @@ pub struct TlsOptions {
 pub struct Connector {
     config: Arc<ClientConfig>,
     server_name: Option<ServerName<'static>>,
+    /// Logged at each connect: what the configuration gives up.
+    warning: Option<String>,
 }
 
 impl Connector {
@@ -55,8 +59,7 @@ impl Connector {
         };
         let mut config = match (&o.cert_file, &o.key_file) {
             (Some(cert), Some(key)) => builder
-                .with_client_auth_cert(certificates(cert, "tls_cert_file")?, private_key(key)?)
-                .map_err(|e| format!("tls_cert_file and tls_key_file do not make a usable pair: {e}"))?,
+                .with_client_cert_resolver(Arc::new(SingleCertAndKey::from(client_identity(cert, key, &provider)?))),
             (None, None) => builder.with_no_client_auth(),
             _ => return Err("tls_cert_file and tls_key_file go together: give both or neither".into()),
         };
@@ -69,10 +72,29 @@ impl Connector {
             .as_deref()
             .map(|n| server_name(n).map_err(|e| format!("tls_server_name: {e}")))
             .transpose()?;
+        // A CA file is accepted with insecure mode, as mosquitto_pub takes `--cafile` with
+        // `--insecure`, but named in the warning: it does not protect this connection.
+        let warning = o.insecure.then(|| {
+            let unused = o
+                .ca_file
+                .as_ref()
+                .map(|ca| format!("; tls_ca_file \"{}\" is not used", ca.display()));
+            format!(
+                "TLS certificate verification is off (tls_insecure): anyone in the middle can read and change \
+                 the traffic{}",
+                unused.unwrap_or_default()
+            )
+        });
         Ok(Connector {
             config: Arc::new(config),
             server_name,
+            warning,
         })
+    }
+
+    /// What this configuration gives up, for the log of each connection it makes (insecure mode).
+    pub fn warning(&self) -> Option<&str> {
+        self.warning.as_deref()
     }
 
     /// Runs the TLS handshake over an open TCP stream to `host`.
@@ -132,6 +154,78 @@ fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
             path.display()
         )
     })
+}
+
+/// The client certificate chain and its key, checked to be a pair. rustls's own check parses the
+/// certificate with webpki, which refuses X.509 v1: what `openssl x509 -req` makes without an
+/// extensions file (mosquitto-tls(7)'s recipe), and what brokers accept as a client certificate.
+/// So the certificate's SubjectPublicKeyInfo is compared with the key's here.
+fn client_identity(cert_file: &Path, key_file: &Path, provider: &CryptoProvider) -> Result<CertifiedKey, String> {
+    let chain = certificates(cert_file, "tls_cert_file")?;
+    let key = provider
+        .key_provider
+        .load_private_key(private_key(key_file)?)
+        .map_err(|e| format!("tls_key_file \"{}\": {e}", key_file.display()))?;
+    let cert_spki = subject_public_key_info(&chain[0]).ok_or_else(|| {
+        format!(
+            "tls_cert_file \"{}\": its first certificate is not a DER X.509 certificate",
+            cert_file.display()
+        )
+    })?;
+    // A key that cannot give its public key (ring's all can) leaves the proof to the handshake.
+    if key.public_key().is_some_and(|spki| spki.as_ref() != cert_spki) {
+        return Err(format!(
+            "tls_cert_file \"{}\" and tls_key_file \"{}\" do not make a pair: the certificate's public key \
+             does not match the private key",
+            cert_file.display(),
+            key_file.display()
+        ));
+    }
+    Ok(CertifiedKey::new(chain, key))
+}
+
+/// The SubjectPublicKeyInfo (whole DER element) of a DER certificate, reached by skipping the
+/// fields before it, any version from 1 to 3:
+/// Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { version [0] EXPLICIT OPTIONAL,
+/// serialNumber INTEGER, signature SEQUENCE, issuer SEQUENCE, validity SEQUENCE,
+/// subject SEQUENCE, subjectPublicKeyInfo SEQUENCE, ... }, ... }.
+fn subject_public_key_info(cert: &[u8]) -> Option<&[u8]> {
+    const INTEGER: u8 = 0x02;
+    const SEQUENCE: u8 = 0x30;
+    const VERSION: u8 = 0xa0;
+    let (_, certificate, _) = der_element(cert, SEQUENCE)?;
+    let (_, mut tbs, _) = der_element(certificate, SEQUENCE)?;
+    if tbs.first() == Some(&VERSION) {
+        tbs = der_element(tbs, VERSION)?.2;
+    }
+    for tag in [INTEGER, SEQUENCE, SEQUENCE, SEQUENCE, SEQUENCE] {
+        tbs = der_element(tbs, tag)?.2;
+    }
+    der_element(tbs, SEQUENCE).map(|(whole, _, _)| whole)
+}
+
+/// The DER element at the start of `input` if its tag is `tag` (single-byte tags only, all a
+/// certificate's outer fields use): (the whole element, its content, what follows it).
+fn der_element(input: &[u8], tag: u8) -> Option<(&[u8], &[u8], &[u8])> {
+    let (&found, rest) = input.split_first()?;
+    let (&length, rest) = rest.split_first()?;
+    if found != tag {
+        return None;
+    }
+    let (len, rest) = match length {
+        0..=0x7f => (usize::from(length), rest),
+        // Long form: the next 1 to 4 bytes are the length, big-endian.
+        0x81..=0x84 => {
+            let n = usize::from(length & 0x7f);
+            let bytes = rest.get(..n)?;
+            let len = bytes.iter().fold(0usize, |len, &b| len << 8 | usize::from(b));
+            (len, &rest[n..])
+        }
+        _ => return None,
+    };
+    let content = rest.get(..len)?;
+    let header = input.len() - rest.len();
+    Some((&input[..header + len], content, &rest[len..]))
 }
 
 /// Says what a TLS failure means for the user, beyond rustls's terse variant names.
@@ -253,6 +347,21 @@ mod tests {
             ..TlsOptions::default()
         });
         assert!(e.contains("tls_server_name"), "{e}");
+    }
+
+    #[test]
+    fn the_public_key_is_found_in_a_certificate_and_a_cut_one_is_no_certificate() {
+        use rcgen::PublicKeyData;
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let der = cert.der().as_ref();
+        assert_eq!(subject_public_key_info(der), Some(&key.subject_public_key_info()[..]));
+        for len in 0..der.len() {
+            assert_eq!(subject_public_key_info(&der[..len]), None, "cut at {len}");
+        }
     }
 
     #[test]

@@ -105,8 +105,9 @@ pub struct mqttc_options {
     /// PEM file of the CA certificates that may sign the broker's certificate. NULL (the default)
     /// trusts the system's CA store.
     pub tls_ca_file: *const c_char,
-    /// PEM client certificate chain and its unencrypted private key (PKCS#8, PKCS#1 or SEC1), for
-    /// brokers that require client certificates; both or neither. Default NULL.
+    /// PEM client certificate chain (X.509 v1 or v3) and its unencrypted private key (PKCS#8,
+    /// PKCS#1 or SEC1), for brokers that require client certificates; both or neither. A key that
+    /// is not the certificate's fails the constructor with MQTTC_ERR_TLS. Default NULL.
     pub tls_cert_file: *const c_char,
     pub tls_key_file: *const c_char,
     /// The name the broker's certificate must carry (also sent as SNI), when it differs from the
@@ -115,8 +116,12 @@ pub struct mqttc_options {
     /// ALPN protocols to offer, comma-separated, most preferred first (e.g. "mqtt", or
     /// "x-amzn-mqtt-ca" for AWS IoT on port 443). Default NULL: none.
     pub tls_alpn: *const c_char,
-    /// Accept any broker certificate without verification. For tests with throwaway certificates
-    /// only: anyone in the middle can then read and change the traffic. Default false.
+    /// Accept any broker certificate without verification: not its chain, dates or name (more
+    /// than libmosquitto's `mosquitto_tls_insecure_set`, which skips only the name; for a name
+    /// mismatch set `tls_server_name` instead). A `tls_ca_file` given with it is accepted but not
+    /// used. Each connect logs a warning (MQTTC_LOG_WARNING) saying so and naming that CA file.
+    /// For tests with throwaway certificates only: anyone in the middle can then read and change
+    /// the traffic. Default false.
     pub tls_insecure: bool,
     /// The MQTT protocol: 4 for 3.1.1 (the default), 5 for MQTT 5.
     pub protocol_version: u8,

@@ -325,6 +325,15 @@ impl<'a> Net<'a> {
         for index in (first..first + n).map(|i| i % n) {
             let server = &ctx.servers[index];
             self.out.log(LogLevel::Info, || format!("connecting to {server}"));
+            if let Some(warning) = ctx
+                .options
+                .tls
+                .as_ref()
+                .and_then(|t| t.warning())
+                .filter(|_| server.uses_tls())
+            {
+                self.out.log(LogLevel::Warning, || format!("{server}: {warning}"));
+            }
             let mut handshake = std::pin::pin!(timeout(ctx.options.connect_timeout, handshake(ctx, server)));
             let result = loop {
                 match self.offline_wait(&mut handshake).await {
