@@ -539,7 +539,8 @@ impl Witness {
     /// A message the subscriber never got. The publisher numbers its packets 1, 2, 3, ... in
     /// publish order (a0, b0, a1, b1, ...), so a_i has packet id 2i+1 and b_i 2i+2. Explained when
     /// the broker acknowledged it (PUBACK or PUBREC) in life `e` without passing it on there (QoS 1:
-    /// not forwarded to the subscriber at once; QoS 2: no PUBREL from the publisher in that life),
+    /// not forwarded to the subscriber at once; QoS 2: no PUBCOMP for it in that life, nor a
+    /// forward right after the publisher's PUBREL),
     /// and then either
     /// - the database kill `e` left did not hold it (acknowledged, then lost unsaved), or
     /// - (QoS 2) when the publisher's PUBREL released it in a later life, the broker sent it to the
@@ -555,6 +556,7 @@ impl Witness {
         };
         let release = format!("Received PUBREL from res-kill-pub (Mid: {mid})");
         let forward = format!("Sending PUBLISH to res-kill-sub (d0, q{qos}, r0, m");
+        let complete = format!("Sending PUBCOMP to res-kill-pub (m{mid})");
         (0..self.snapshots.len()).find_map(|e| {
             let life: Vec<&str> = self.lives[e].lines().collect();
             let at = life
@@ -565,7 +567,15 @@ impl Witness {
             }
             let passed_on = match qos {
                 1 => life.get(at + 1).is_some_and(|l| l.contains(&forward)),
-                _ => life.iter().any(|l| l.contains(&release)),
+                // Released only where the broker acted on the PUBREL (answered it, or passed the
+                // message on at once): a broker killed right after logging it may have done neither.
+                _ => {
+                    life.iter().any(|l| l.contains(&complete))
+                        || life
+                            .iter()
+                            .position(|l| l.contains(&release))
+                            .is_some_and(|r| life.get(r + 1).is_some_and(|l| l.contains(&forward)))
+                }
             };
             if passed_on {
                 return None;
@@ -668,7 +678,11 @@ fn sigkill_run(kills: usize, min_each: usize) {
     let q1 = subscribe(&sub, "kill/q1", QoS::AtLeastOnce);
     let q2 = subscribe(&sub, "kill/q2", QoS::ExactlyOnce);
     let db = broker.dir.join("mosquitto.db");
-    wait_for("mosquitto.db written", Duration::from_secs(5), || db.exists());
+    // The first kill must find both subscriptions saved: the first save (made when the publisher
+    // connected) holds neither, and a kill during a later save leaves the one before it.
+    wait_for("the subscriptions saved", Duration::from_secs(10), || {
+        std::fs::read(&db).is_ok_and(|d| holds(&d, "res-kill-subkill/q1") && holds(&d, "res-kill-subkill/q2"))
+    });
 
     let start = Instant::now();
     let stop = AtomicBool::new(false);
