@@ -22,6 +22,7 @@ use mqttclient::engine::{Client, ConnectionEvent, Error, Handler, LogLevel, Opti
 use mqttclient::ffi::mqttc_status;
 use mqttclient::topic::TopicError;
 
+use common::engine::log_lines;
 use common::fake::{FakeBroker, FakeConn, TIMEOUT, mqtt_str, publish};
 use common::scripted::{
     Events, collector, connect, connection_events, done, next_event, ok, publish_qos1, reconnecting, subscribe_one,
@@ -290,18 +291,6 @@ fn a_suback_with_a_bad_return_code_or_the_wrong_number_of_them_is_a_protocol_err
 }
 
 /// Log lines of `client` at Warning and above, as they come.
-fn warnings(client: &Client) -> Arc<Mutex<Vec<String>>> {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let sink = lines.clone();
-    client.set_log(
-        LogLevel::Warning,
-        Some(Arc::new(move |_, line: &str| {
-            sink.lock().unwrap().push(line.to_owned())
-        })),
-    );
-    lines
-}
-
 /// Waits (bounded) for a log line containing all of `words`.
 fn expect_log(lines: &Mutex<Vec<String>>, words: &[&str]) {
     let deadline = Instant::now() + TIMEOUT;
@@ -363,7 +352,7 @@ fn a_malformed_connack_fails_that_connect_and_the_client_connects_again() {
     ];
     let broker = FakeBroker::new();
     let client = Client::new(vec![broker.address()], reconnecting()).unwrap();
-    let log = warnings(&client);
+    let log = log_lines(&client, LogLevel::Warning);
     // The first connect: a broken CONNACK fails its token with the reason (not retried, as any
     // failed first connect), and the application's next connect works.
     for (bytes, error, words) in &cases {
@@ -597,7 +586,7 @@ fn acks_for_packet_ids_never_used_are_ignored_and_logged_and_the_connection_stay
     // in use has nothing to corrupt, and a late duplicate after a resend is not an attack. So the
     // client logs a warning and goes on; what matters is that it never completes the wrong message.
     let mut scene = Scene::new(reconnecting());
-    let log = warnings(&scene.client);
+    let log = log_lines(&scene.client, LogLevel::Warning);
     let q1 = publish_qos1(&scene.client, "out/1", "one");
     let q2 = scene
         .client

@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -238,14 +238,7 @@ fn a_certificate_with_another_key_is_refused_when_the_client_is_made() {
 /// The log lines at warning level or above of one connect and round trip to `uri`.
 fn warnings(uri: &str, tls: TlsOptions) -> Vec<String> {
     let c = tls_client(uri, tls);
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let sink = lines.clone();
-    c.set_log(
-        LogLevel::Warning,
-        Some(Arc::new(move |_, line: &str| {
-            sink.lock().unwrap().push(line.to_owned())
-        })),
-    );
+    let lines = common::engine::log_lines(&c, LogLevel::Warning);
     assert_eq!(connect(&c).map(|_| ()), Ok(()));
     // Log lines reach the handler through the callback thread's queue, ahead of the messages of
     // the round trip: once they are back, every line of the connect has been logged.

@@ -1,10 +1,12 @@
 //! Small helpers for tests that drive the engine's `Client` directly.
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use bytes::Bytes;
 use mqttclient::codec::{MqttStr, Publish, QoS};
-use mqttclient::engine::{Address, Client, Handler, Options, TlsConnector, TlsOptions, Token, TokenResult, TokenState};
+use mqttclient::engine::{
+    Address, Client, Handler, LogLevel, Options, TlsConnector, TlsOptions, Token, TokenResult, TokenState,
+};
 
 pub const T: Duration = Duration::from_secs(10);
 
@@ -14,6 +16,19 @@ pub fn wait(c: &Client, token: Token) -> TokenResult {
         Some(TokenState::Done(r)) => r,
         other => panic!("token did not complete within {T:?}: {other:?}"),
     }
+}
+
+/// Collects the client's log lines at `level` and more severe, from now on.
+pub fn log_lines(c: &Client, level: LogLevel) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    c.set_log(
+        level,
+        Some(Arc::new(move |_, line: &str| {
+            sink.lock().unwrap().push(line.to_owned())
+        })),
+    );
+    lines
 }
 
 /// Connects and returns the connect token's result.
