@@ -95,7 +95,7 @@ typedef enum mqttc_status {
    */
   MQTTC_ERR_INVALID_ARGUMENT = -7,
   /**
-   * The client pointer is not a live client (freed, or never made by `mqttc_client_new*`).
+   * The client or loop handle is not a live one (freed, or never made by this library).
    */
   MQTTC_ERR_INVALID_HANDLE = -8,
   /**
@@ -459,7 +459,13 @@ typedef enum mqttc_sub_option {
 /**
  * A client: one connection to one broker, with its subscriptions and tokens.
  *
- * Opaque. Made by `mqttc_client_new` / `mqttc_client_new_unix`, released by `mqttc_client_free`.
+ * Opaque. Made by `mqttc_client_new*`, released by `mqttc_client_free`.
+ *
+ * A `mqttc_client *` is a handle, not an address: never dereference it. Every function taking one
+ * may be called from any thread, at the same time as any other, `mqttc_client_free` included. A
+ * call racing a free either completes before it or fails (MQTTC_ERR_INVALID_HANDLE, or a token
+ * completing with MQTTC_ERR_CANCELLED); a handle used after its free, even once a new client has
+ * been made, gets MQTTC_ERR_INVALID_HANDLE. Nothing a stale handle does reads freed memory.
  */
 typedef struct mqttc_client mqttc_client;
 
@@ -472,6 +478,9 @@ typedef struct mqttc_client mqttc_client;
  * some thread is inside `mqttc_loop_run`, or inside `mqttc_token_wait` on one of its tokens, which
  * runs the loop meanwhile. One thread can thus serve several clients; a request/reply round trip
  * then wakes one thread instead of three.
+ *
+ * A handle like `mqttc_client *`, with the same rules: never dereferenced, safe to use from any
+ * thread at the same time as its free, refused with MQTTC_ERR_INVALID_HANDLE once freed.
  */
 typedef struct mqttc_loop mqttc_loop;
 
@@ -987,7 +996,11 @@ enum mqttc_status mqttc_client_new_unix(const char *path,
  * Releases the client: the connection is dropped at once (no DISCONNECT is sent, so the broker
  * publishes the will; call `mqttc_disconnect` and wait on its token first for a clean goodbye),
  * pending tokens are cancelled, every subscription's `drop_userdata` runs, and all memory is
- * released. NULL is a no-op.
+ * released. NULL is a no-op; a handle already freed is refused (MQTTC_ERR_INVALID_HANDLE in
+ * `mqttc_last_error`, nothing else happens).
+ *
+ * Other threads inside calls on this client when it is freed return promptly: waits end with
+ * MQTTC_ERR_CANCELLED, new operations fail. The last of them to return releases the memory.
  *
  * May be called from any thread, including inside one of this client's callbacks: then the
  * callback in progress finishes normally and none runs after it. Otherwise, when this returns no
@@ -1439,8 +1452,8 @@ enum mqttc_status mqttc_loop_run(const struct mqttc_loop *run_loop, uint32_t tim
 
 /**
  * Releases the caller's handle. Clients made with the loop keep it alive until they are freed
- * (so the order of the frees does not matter); the handle itself must not be used again. NULL is
- * a no-op.
+ * (so the order of the frees does not matter); the handle itself is refused from now on
+ * (MQTTC_ERR_INVALID_HANDLE). NULL is a no-op.
  */
 void mqttc_loop_free(struct mqttc_loop *run_loop);
 

@@ -3,8 +3,8 @@
 # tests run), its command-line clients (compared against ours), CMake, g++ and pkg-config (the
 # packaging check builds a C++ consumer and one through pkg-config), and gcc's AddressSanitizer
 # runtime (the C tests run again under it), the system CA store (a TLS test checks that it does
-# not trust a private CA) and the openssl CLI (a TLS test makes certificates as mosquitto's TLS
-# guide does); and amqtt from PyPI in target/amqtt-venv, a broker with WebSocket
+# not trust a private CA), the openssl CLI (a TLS test makes certificates as mosquitto's TLS
+# guide does) and Valgrind (memcheck runs the free race test, seeing inside the library); and amqtt from PyPI in target/amqtt-venv, a broker with WebSocket
 # listeners (Debian's mosquitto has none) for tests/websocket.rs. Idempotent.
 set -euo pipefail
 need=()
@@ -15,6 +15,7 @@ command -v g++ >/dev/null || need+=(g++)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 [ -s /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
 command -v openssl >/dev/null || need+=(openssl)
+command -v valgrind >/dev/null || need+=(valgrind)
 # -print-file-name answers with a path only when the file exists.
 gcc -print-file-name=libasan.so | grep -q / || need+=(libasan8)
 if [ ${#need[@]} -gt 0 ]; then

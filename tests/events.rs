@@ -329,7 +329,7 @@ fn a_full_event_queue_stops_reading_the_socket_and_loses_nothing() {
 #[test]
 fn freeing_a_client_whose_full_queue_nobody_drains_is_prompt() {
     let broker = Broker::start();
-    let mut c = Client::new(
+    let c = Client::new(
         vec![tcp(broker.port)],
         Options {
             callback_queue: 2,

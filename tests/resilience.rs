@@ -1107,7 +1107,7 @@ fn disconnect_and_free_with_a_frozen_broker_are_prompt() {
     proxy.unfreeze();
 
     // free with a frozen broker, even in the middle of a disconnect that would wait 10 s.
-    let (mut c, _) = connected(&[proxy.port()], options("res-frozen-free", false));
+    let (c, _) = connected(&[proxy.port()], options("res-frozen-free", false));
     proxy.freeze();
     let p = publish(&c, "res/frozen", "y", QoS::ExactlyOnce);
     let d = c.disconnect().unwrap();
@@ -1122,7 +1122,7 @@ fn disconnect_and_free_with_a_frozen_broker_are_prompt() {
     proxy.unfreeze();
 
     // free while reconnect attempts hang in the handshake (CONNECT black-holed).
-    let (mut c, events) = connected(
+    let (c, events) = connected(
         &[proxy.port()],
         Options {
             keep_alive: 1,
@@ -1185,7 +1185,7 @@ fn stalled_client(tag: &str, disconnect_timeout: Duration) -> (Client, std::sync
 
 #[test]
 fn free_with_a_broker_that_stopped_reading_is_prompt() {
-    let (mut c, stop, tokens) = stalled_client("res-stalled-free", Duration::from_secs(10));
+    let (c, stop, tokens) = stalled_client("res-stalled-free", Duration::from_secs(10));
     let start = Instant::now();
     c.close();
     let took = start.elapsed();

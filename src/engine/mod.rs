@@ -177,16 +177,16 @@ pub struct Client {
     commands: mpsc::UnboundedSender<Command>,
     shutdown: Arc<Notify>,
     network: Network,
-    callbacks: Option<JoinHandle<()>>,
+    /// Taken by `close`; a lock because `close` takes `&self` (other threads may be inside calls).
+    callbacks: Mutex<Option<JoinHandle<()>>>,
     payloads: payload_pool::PayloadPool,
 }
 
 /// Where a client's connection task runs.
 enum Network {
-    Thread(JoinHandle<()>),
+    /// The thread's handle, taken by `close`.
+    Thread(Mutex<Option<JoinHandle<()>>>),
     Loop(Arc<Loop>, run_loop::Slot),
-    /// After `close`.
-    Gone,
 }
 
 impl Client {
@@ -277,16 +277,18 @@ impl Client {
             None => {
                 let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
                 let net_shared = shared.clone();
-                Network::Thread(std::thread::Builder::new().name("mqttc-net".into()).spawn(move || {
-                    if inline {
-                        // Callbacks run here: blocking waits are refused on this thread, as on a
-                        // callback thread, and a free made inside a callback does not wait for it.
-                        let _ = net_shared.callback_thread.set(std::thread::current().id());
-                    }
-                    runtime.block_on(task);
-                    // A name lookup stuck in the blocking pool must not hold up `close`.
-                    runtime.shutdown_background();
-                })?)
+                Network::Thread(Mutex::new(Some(
+                    std::thread::Builder::new().name("mqttc-net".into()).spawn(move || {
+                        if inline {
+                            // Callbacks run here: blocking waits are refused on this thread, as on a
+                            // callback thread, and a free made inside a callback does not wait for it.
+                            let _ = net_shared.callback_thread.set(std::thread::current().id());
+                        }
+                        runtime.block_on(task);
+                        // A name lookup stuck in the blocking pool must not hold up `close`.
+                        runtime.shutdown_background();
+                    })?,
+                )))
             }
         };
         Ok(Client {
@@ -296,7 +298,7 @@ impl Client {
             commands: cmd_tx,
             shutdown,
             network,
-            callbacks,
+            callbacks: Mutex::new(callbacks),
             payloads: payload_pool::PayloadPool::default(),
         })
     }
@@ -620,26 +622,26 @@ impl Client {
 
     /// Stops the client: the socket is closed without DISCONNECT (like a crash, so the will is sent),
     /// both threads end, and no callback runs after this returns. Called on the callback thread, the
-    /// callback in progress finishes and the thread ends right after it.
-    pub fn close(&mut self) {
+    /// callback in progress finishes and the thread ends right after it. Idempotent; calls other
+    /// threads make meanwhile or after fail (their tokens complete with `Error::Cancelled`).
+    pub fn close(&self) {
+        let inside = self.on_callback_thread();
         // Before `closed`, so the callback thread never sees it closed without the flush.
-        self.shared
-            .flush_logs
-            .store(!self.on_callback_thread(), Ordering::Release);
+        self.shared.flush_logs.store(!inside, Ordering::Release);
         self.shared.closed.store(true, Ordering::Release);
         if let Some(q) = &self.shared.events {
             q.close(); // the callback thread may be waiting for room there
         }
         self.shutdown.notify_one();
-        let network = match std::mem::replace(&mut self.network, Network::Gone) {
-            Network::Thread(h) => Some(h),
+        let network = match &self.network {
+            Network::Thread(h) => h.lock().unwrap_or_else(|p| p.into_inner()).take(),
             Network::Loop(_, slot) => {
                 slot.close();
                 None
             }
-            Network::Gone => None,
         };
-        for h in [network, self.callbacks.take()].into_iter().flatten() {
+        let callbacks = self.callbacks.lock().unwrap_or_else(|p| p.into_inner()).take();
+        for h in [network, callbacks].into_iter().flatten() {
             if h.thread().id() == std::thread::current().id() {
                 drop(h); // detach: it exits when the current callback returns
             } else {
@@ -651,6 +653,11 @@ impl Client {
             .tokens
             .complete_all(pending.into_iter().map(|t| (t, Err(Error::Cancelled))));
         self.shared.announce();
+        if !inside {
+            // The threads are gone, so no callback uses them: each subscription's userdata is
+            // released now, not when the last call still holding this client returns.
+            drop(std::mem::take(&mut *self.shared.subs()));
+        }
     }
 }
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::client::{client_arg, mqttc_client, mqttc_token};
 use super::{Failure, guard, mqttc_status};
-use crate::engine::{self, ConnectionEvent, LogLevel};
+use crate::engine::{self, Client, ConnectionEvent, LogLevel};
 
 /// Log levels for `mqttc_client_set_log`, most severe first.
 #[repr(C)]
@@ -40,16 +40,12 @@ unsafe impl<F: Send> Send for Callback<F> {}
 unsafe impl<F: Sync> Sync for Callback<F> {}
 
 /// Checks the client of a callback setter and pairs the C callback (if any) with its userdata.
-///
-/// # Safety
-/// As `client_arg`.
-unsafe fn callback_arg<'a, F>(
+fn callback_arg<F>(
     client: *mut mqttc_client,
     cb: Option<F>,
     userdata: *mut c_void,
-) -> Result<(&'a mqttc_client, Option<Callback<F>>), Failure> {
-    // SAFETY: per this function's contract.
-    let c = unsafe { client_arg(client) }?;
+) -> Result<(Arc<Client>, Option<Callback<F>>), Failure> {
+    let c = client_arg(client)?;
     Ok((c, cb.map(|f| Callback { f, client, userdata })))
 }
 
@@ -63,8 +59,7 @@ pub unsafe extern "C" fn mqttc_client_set_log(
     userdata: *mut c_void,
 ) -> mqttc_status {
     guard(|| {
-        // SAFETY: per the contract of `client_arg`.
-        let (c, cb) = unsafe { callback_arg(client, cb, userdata) }?;
+        let (c, cb) = callback_arg(client, cb, userdata)?;
         let level = match level {
             0 => LogLevel::Off,
             1 => LogLevel::Error,
@@ -86,7 +81,7 @@ pub unsafe extern "C" fn mqttc_client_set_log(
                 unsafe { (cb.f)(cb.client, level as c_int, line.as_ptr(), cb.userdata) }
             }) as engine::LogHandler
         });
-        c.inner.set_log(level, handler);
+        c.set_log(level, handler);
         Ok(())
     })
 }
@@ -100,8 +95,7 @@ pub unsafe extern "C" fn mqttc_client_set_on_complete(
     userdata: *mut c_void,
 ) -> mqttc_status {
     guard(|| {
-        // SAFETY: per the contract of `client_arg`.
-        let (c, cb) = unsafe { callback_arg(client, cb, userdata) }?;
+        let (c, cb) = callback_arg(client, cb, userdata)?;
         let handler = cb.map(|cb| {
             Arc::new(move |token, result: &engine::TokenResult| {
                 let cb = &cb; // capture the whole (Send + Sync) struct, not its raw-pointer fields
@@ -113,7 +107,7 @@ pub unsafe extern "C" fn mqttc_client_set_on_complete(
                 unsafe { (cb.f)(cb.client, token, status, cb.userdata) }
             }) as engine::CompletionHandler
         });
-        c.inner.set_on_complete(handler);
+        c.set_on_complete(handler);
         Ok(())
     })
 }
@@ -216,8 +210,7 @@ pub unsafe extern "C" fn mqttc_client_set_on_connection(
     userdata: *mut c_void,
 ) -> mqttc_status {
     guard(|| {
-        // SAFETY: per the contract of `client_arg`.
-        let (c, cb) = unsafe { callback_arg(client, cb, userdata) }?;
+        let (c, cb) = callback_arg(client, cb, userdata)?;
         let handler = cb.map(|cb| {
             Arc::new(move |change: &ConnectionEvent| {
                 let cb = &cb; // capture the whole (Send + Sync) struct, not its raw-pointer fields
@@ -227,7 +220,7 @@ pub unsafe extern "C" fn mqttc_client_set_on_connection(
                 unsafe { (cb.f)(cb.client, &event, cb.userdata) }
             }) as engine::ConnectionHandler
         });
-        c.inner.set_on_connection(handler);
+        c.set_on_connection(handler);
         Ok(())
     })
 }

@@ -1,8 +1,9 @@
 //! The client handle: create, free, state, connect, reconnect, disconnect.
 use std::ffi::{c_char, c_int};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
+use super::handles::Handles;
 use super::options::{mqttc_options, read_options};
 use super::properties::{mqttc_properties, properties_arg};
 use super::{Failure, arg_str, guard, mqttc_status, write_out};
@@ -11,15 +12,19 @@ use crate::engine::{self, Address, Client, State, TlsConnector};
 
 /// A client: one connection to one broker, with its subscriptions and tokens.
 ///
-/// Opaque. Made by `mqttc_client_new` / `mqttc_client_new_unix`, released by `mqttc_client_free`.
+/// Opaque. Made by `mqttc_client_new*`, released by `mqttc_client_free`.
+///
+/// A `mqttc_client *` is a handle, not an address: never dereference it. Every function taking one
+/// may be called from any thread, at the same time as any other, `mqttc_client_free` included. A
+/// call racing a free either completes before it or fails (MQTTC_ERR_INVALID_HANDLE, or a token
+/// completing with MQTTC_ERR_CANCELLED); a handle used after its free, even once a new client has
+/// been made, gets MQTTC_ERR_INVALID_HANDLE. Nothing a stale handle does reads freed memory.
 pub struct mqttc_client {
-    /// `LIVE` while usable; cleared by free so that a call with a stale pointer is caught while the
-    /// memory has not been reused (best effort: use after free is still a bug in the caller).
-    magic: AtomicU64,
-    pub(crate) inner: Client,
+    _handle: [u8; 0],
 }
 
-const LIVE: u64 = 0x6d71_7474_635f_6c69;
+/// Every live client, by handle (see [`super::handles`]).
+static CLIENTS: Handles<Client> = Handles::new(1);
 
 /// Identifies one asynchronous operation of a client: unique for the client's life, never 0.
 pub type mqttc_token = u64;
@@ -50,12 +55,14 @@ fn make_client(servers: Vec<Address>, opts: *const mqttc_options, out: *mut *mut
             format!("cannot start the client: {e}"),
         ),
     })?;
-    let client = Box::new(mqttc_client {
-        magic: AtomicU64::new(LIVE),
-        inner,
-    });
+    let handle = CLIENTS.insert(Arc::new(inner)).ok_or_else(|| {
+        Failure::new(
+            mqttc_status::MQTTC_ERR_RESOURCE,
+            "too many clients: free some (about a million can be live at once)",
+        )
+    })?;
     // SAFETY: checked non-NULL above.
-    unsafe { out.write(Box::into_raw(client)) };
+    unsafe { out.write(std::ptr::without_provenance_mut(handle)) };
     Ok(())
 }
 
@@ -141,30 +148,30 @@ pub unsafe extern "C" fn mqttc_client_new_unix(
     })
 }
 
-/// Checks a client pointer from C.
-///
-/// # Safety
-/// `p` is NULL or a pointer returned by `mqttc_client_new*` (a freed one is detected while its
-/// memory is not reused).
-pub(crate) unsafe fn client_arg<'a>(p: *const mqttc_client) -> Result<&'a mqttc_client, Failure> {
+/// The client a handle from C names, held until the caller drops it: a free racing the call
+/// cannot release it meanwhile.
+pub(crate) fn client_arg(p: *const mqttc_client) -> Result<Arc<Client>, Failure> {
     if p.is_null() {
         return Err(Failure::new(mqttc_status::MQTTC_ERR_NULL, "client is NULL"));
     }
-    // SAFETY: per the contract, `p` came from `Box::into_raw` in `make_client`.
-    let c = unsafe { &*p };
-    if c.magic.load(Ordering::Acquire) != LIVE {
-        return Err(Failure::new(
-            mqttc_status::MQTTC_ERR_INVALID_HANDLE,
-            "client was freed or is not a client",
-        ));
-    }
-    Ok(c)
+    CLIENTS.get(p.addr()).ok_or_else(stale)
+}
+
+fn stale() -> Failure {
+    Failure::new(
+        mqttc_status::MQTTC_ERR_INVALID_HANDLE,
+        "client was freed or is not a client",
+    )
 }
 
 /// Releases the client: the connection is dropped at once (no DISCONNECT is sent, so the broker
 /// publishes the will; call `mqttc_disconnect` and wait on its token first for a clean goodbye),
 /// pending tokens are cancelled, every subscription's `drop_userdata` runs, and all memory is
-/// released. NULL is a no-op.
+/// released. NULL is a no-op; a handle already freed is refused (MQTTC_ERR_INVALID_HANDLE in
+/// `mqttc_last_error`, nothing else happens).
+///
+/// Other threads inside calls on this client when it is freed return promptly: waits end with
+/// MQTTC_ERR_CANCELLED, new operations fail. The last of them to return releases the memory.
 ///
 /// May be called from any thread, including inside one of this client's callbacks: then the
 /// callback in progress finishes normally and none runs after it. Otherwise, when this returns no
@@ -177,24 +184,12 @@ pub(crate) unsafe fn client_arg<'a>(p: *const mqttc_client) -> Result<&'a mqttc_
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_client_free(client: *mut mqttc_client) {
     let _ = guard(|| {
-        // SAFETY: per the contract of `client_arg`.
-        let c = match unsafe { client_arg(client) } {
-            Ok(c) => c,
-            Err(f) if f.status == mqttc_status::MQTTC_ERR_NULL => return Ok(()),
-            Err(f) => return Err(f),
-        };
-        // Only one of several racing frees proceeds.
-        if c.magic
-            .compare_exchange(LIVE, 0, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
-            return Err(Failure::new(
-                mqttc_status::MQTTC_ERR_INVALID_HANDLE,
-                "client freed twice",
-            ));
+        if client.is_null() {
+            return Ok(());
         }
-        // SAFETY: made by Box::into_raw and now exclusively ours.
-        drop(unsafe { Box::from_raw(client) });
+        // Of several racing frees, one takes the client; the others find the handle dead.
+        let c = CLIENTS.remove(client.addr()).ok_or_else(stale)?;
+        c.close();
         Ok(())
     });
 }
@@ -216,8 +211,7 @@ pub enum mqttc_state {
 pub unsafe extern "C" fn mqttc_client_state(client: *const mqttc_client) -> c_int {
     let mut state = 0;
     let status = guard(|| {
-        // SAFETY: per the contract of `client_arg`.
-        state = match unsafe { client_arg(client) }?.inner.state() {
+        state = match client_arg(client)?.state() {
             State::Disconnected => mqttc_state::MQTTC_STATE_DISCONNECTED,
             State::Connecting => mqttc_state::MQTTC_STATE_CONNECTING,
             State::Connected => mqttc_state::MQTTC_STATE_CONNECTED,
@@ -236,16 +230,16 @@ pub unsafe extern "C" fn mqttc_client_state(client: *const mqttc_client) -> c_in
 /// Runs one of the client's token-returning operations for C.
 ///
 /// # Safety
-/// As `client_arg` for `client`; `token` is NULL or writable.
+/// `token` is NULL or writable.
 unsafe fn start(
     client: *mut mqttc_client,
     token: *mut mqttc_token,
     op: fn(&Client) -> Result<engine::Token, engine::Error>,
 ) -> mqttc_status {
     guard(|| {
-        // SAFETY: per the contracts of `client_arg` and `write_out`.
-        let c = unsafe { client_arg(client) }?;
-        let t = op(&c.inner)?;
+        let c = client_arg(client)?;
+        let t = op(&c)?;
+        // SAFETY: per the contract of `write_out`.
         unsafe { write_out(token, t) };
         Ok(())
     })
@@ -295,8 +289,8 @@ pub unsafe extern "C" fn mqttc_disconnect_v5(
 ) -> mqttc_status {
     guard(|| {
         // SAFETY (all pointer reads): per the documented contract.
-        let c = unsafe { client_arg(client) }?;
-        let version = c.inner.version();
+        let c = client_arg(client)?;
+        let version = c.version();
         let reason = ReasonCode(reason_code);
         if reason.check(PacketType::Disconnect).is_err() {
             return Err(Failure::new(
@@ -313,7 +307,7 @@ pub unsafe extern "C" fn mqttc_disconnect_v5(
         let owned = [(PropertyId::ServerReference, "only a broker sends it")];
         let holder = Holder::Packet(PacketType::Disconnect);
         let properties = unsafe { properties_arg(properties, version, holder, "DISCONNECT", &owned) }?;
-        let t = c.inner.disconnect_with(Disconnect { reason, properties })?;
+        let t = c.disconnect_with(Disconnect { reason, properties })?;
         unsafe { write_out(token, t) };
         Ok(())
     })

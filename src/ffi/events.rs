@@ -199,13 +199,11 @@ fn boxed(view: mqttc_event, connection: Option<OwnedConnectionEvent>) -> Box<Own
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_event_next(client: *mut mqttc_client, out: *mut *mut mqttc_event) -> mqttc_status {
     guard(|| {
-        // SAFETY: per the contract of `client_arg`.
-        let c = unsafe { client_arg(client) }?;
+        let c = client_arg(client)?;
         if out.is_null() {
             return Err(Failure::new(mqttc_status::MQTTC_ERR_NULL, "out is NULL"));
         }
         let event = c
-            .inner
             .next_event()?
             .map_or(std::ptr::null_mut(), |e| Box::into_raw(owned_event(e)).cast());
         // SAFETY: checked non-NULL above.
@@ -234,12 +232,11 @@ unsafe fn read_into<T>(
     get: fn(&Client) -> Result<T, Error>,
 ) -> mqttc_status {
     guard(|| {
-        // SAFETY: per this function's contract.
-        let c = unsafe { client_arg(client) }?;
+        let c = client_arg(client)?;
         if out.is_null() {
             return Err(Failure::new(mqttc_status::MQTTC_ERR_NULL, format!("{name} is NULL")));
         }
-        let value = get(&c.inner)?;
+        let value = get(&c)?;
         // SAFETY: checked non-NULL above.
         unsafe { write_out(out, value) };
         Ok(())
@@ -277,8 +274,7 @@ pub unsafe extern "C" fn mqttc_event_set_wakeup(
     arg: *mut c_void,
 ) -> mqttc_status {
     guard(|| {
-        // SAFETY: per the contract of `client_arg`.
-        let c = unsafe { client_arg(client) }?;
+        let c = client_arg(client)?;
         let hook = wake.map(|f| {
             let cb = Callback {
                 f,
@@ -291,7 +287,7 @@ pub unsafe extern "C" fn mqttc_event_set_wakeup(
                 unsafe { (cb.f)(cb.userdata) }
             }) as crate::engine::Wakeup
         });
-        c.inner.set_wakeup(hook)?;
+        c.set_wakeup(hook)?;
         Ok(())
     })
 }

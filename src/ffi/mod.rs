@@ -15,6 +15,8 @@ mod options;
 
 mod client;
 
+mod handles;
+
 mod callbacks;
 
 mod publish;

@@ -338,8 +338,7 @@ pub(crate) unsafe fn read_options(opts: *const mqttc_options) -> Result<(engine:
         inline_callbacks: o.inline_callbacks,
         run_loop: match o.run_loop.is_null() {
             true => None,
-            // SAFETY: per the documented contract, a pointer from `mqttc_loop_new`.
-            false => Some(unsafe { loop_arg(o.run_loop, "run_loop") }?.clone()),
+            false => Some(loop_arg(o.run_loop, "run_loop")?),
         },
         version: match o.protocol_version {
             4 => Version::V311,

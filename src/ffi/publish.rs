@@ -9,6 +9,7 @@ use super::properties::{mqttc_properties, properties_arg};
 use super::subscribe::mqttc_drop_cb;
 use super::{Failure, arg_bytes, arg_str, guard, mqttc_status, qos_arg, topic_failure, write_out};
 use crate::codec::{Holder, MAX_REMAINING_LENGTH, MqttStr, PacketType, PropertyId, Publish};
+use crate::engine::Client;
 use crate::topic::validate_topic_name;
 
 /// PUBLISH properties a client may not set: what the library or only a broker sets.
@@ -64,7 +65,7 @@ pub unsafe extern "C" fn mqttc_publish_v5(
         unsafe {
             publish_checked(client, topic, len, qos, retain, properties, token, |c| {
                 let data = arg_bytes(payload.cast(), len, MAX_REMAINING_LENGTH, "payload")?;
-                c.inner.payload(data).map_err(|e| {
+                c.payload(data).map_err(|e| {
                     Failure::new(
                         mqttc_status::MQTTC_ERR_RESOURCE,
                         format!("no memory for a copy of the {len}-byte payload: {e}"),
@@ -137,14 +138,14 @@ unsafe fn publish_checked(
     retain: bool,
     properties: *const mqttc_properties,
     token: *mut mqttc_token,
-    payload: impl FnOnce(&mqttc_client) -> Result<Bytes, Failure>,
+    payload: impl FnOnce(&Client) -> Result<Bytes, Failure>,
 ) -> Result<(), Failure> {
     // SAFETY (all pointer reads): per the caller's contract.
-    let c = unsafe { client_arg(client) }?;
+    let c = client_arg(client)?;
     let topic = unsafe { arg_str(topic, "topic") }?;
     validate_topic_name(topic).map_err(|e| topic_failure(mqttc_status::MQTTC_ERR_INVALID_TOPIC, "topic", topic, e))?;
     let qos = qos_arg(qos, "qos")?;
-    let version = c.inner.version();
+    let version = c.version();
     let properties = unsafe {
         properties_arg(
             properties,
@@ -161,10 +162,10 @@ unsafe fn publish_checked(
             format!("payload of {len} bytes exceeds MQTT's limit"),
         )
     })?;
-    let payload = payload(c)?;
+    let payload = payload(&c)?;
     let topic =
         MqttStr::new(topic).map_err(|e| topic_failure(mqttc_status::MQTTC_ERR_INVALID_TOPIC, "topic", topic, e))?;
-    let t = c.inner.publish_with(topic, payload, qos, retain, properties)?;
+    let t = c.publish_with(topic, payload, qos, retain, properties)?;
     unsafe { write_out(token, t) };
     Ok(())
 }

@@ -1,8 +1,8 @@
 //! The application-run loop: clients with no threads of their own (libmosquitto's `mosquitto_loop`).
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use super::handles::Handles;
 use super::{Failure, guard, mqttc_status};
 use crate::engine::Loop;
 
@@ -14,30 +14,29 @@ use crate::engine::Loop;
 /// some thread is inside `mqttc_loop_run`, or inside `mqttc_token_wait` on one of its tokens, which
 /// runs the loop meanwhile. One thread can thus serve several clients; a request/reply round trip
 /// then wakes one thread instead of three.
+///
+/// A handle like `mqttc_client *`, with the same rules: never dereferenced, safe to use from any
+/// thread at the same time as its free, refused with MQTTC_ERR_INVALID_HANDLE once freed.
 pub struct mqttc_loop {
-    /// As `mqttc_client`'s: catches a freed handle while its memory is not reused.
-    magic: AtomicU64,
-    inner: Arc<Loop>,
+    _handle: [u8; 0],
 }
 
-const LIVE: u64 = 0x6d71_7474_635f_6c6f;
+/// Every live loop, by handle (see [`super::handles`]).
+static LOOPS: Handles<Loop> = Handles::new(2);
 
-/// # Safety
-/// `p` is NULL or a pointer returned by `mqttc_loop_new` (a freed one is detected while its memory
-/// is not reused).
-pub(crate) unsafe fn loop_arg<'a>(p: *const mqttc_loop, name: &str) -> Result<&'a Arc<Loop>, Failure> {
+/// The loop a handle from C names, held until the caller drops it.
+pub(crate) fn loop_arg(p: *const mqttc_loop, name: &str) -> Result<Arc<Loop>, Failure> {
     if p.is_null() {
         return Err(Failure::new(mqttc_status::MQTTC_ERR_NULL, format!("{name} is NULL")));
     }
-    // SAFETY: per the contract, `p` came from `Box::into_raw` in `mqttc_loop_new`.
-    let l = unsafe { &*p };
-    if l.magic.load(Ordering::Acquire) != LIVE {
-        return Err(Failure::new(
-            mqttc_status::MQTTC_ERR_INVALID_HANDLE,
-            format!("{name} was freed or is not a loop"),
-        ));
-    }
-    Ok(&l.inner)
+    LOOPS.get(p.addr()).ok_or_else(|| stale(name))
+}
+
+fn stale(name: &str) -> Failure {
+    Failure::new(
+        mqttc_status::MQTTC_ERR_INVALID_HANDLE,
+        format!("{name} was freed or is not a loop"),
+    )
 }
 
 /// Makes a loop. On success `*out` receives it, which the caller releases with `mqttc_loop_free`;
@@ -50,12 +49,14 @@ pub unsafe extern "C" fn mqttc_loop_new(out: *mut *mut mqttc_loop) -> mqttc_stat
         }
         let inner = Loop::new()
             .map_err(|e| Failure::new(mqttc_status::MQTTC_ERR_RESOURCE, format!("cannot make the loop: {e}")))?;
-        let l = Box::new(mqttc_loop {
-            magic: AtomicU64::new(LIVE),
-            inner,
-        });
+        let handle = LOOPS.insert(inner).ok_or_else(|| {
+            Failure::new(
+                mqttc_status::MQTTC_ERR_RESOURCE,
+                "too many loops: free some (about a million can be live at once)",
+            )
+        })?;
         // SAFETY: checked non-NULL above; writable per the contract.
-        unsafe { out.write(Box::into_raw(l)) };
+        unsafe { out.write(std::ptr::without_provenance_mut(handle)) };
         Ok(())
     })
 }
@@ -74,8 +75,7 @@ pub unsafe extern "C" fn mqttc_loop_new(out: *mut *mut mqttc_loop) -> mqttc_stat
 pub unsafe extern "C" fn mqttc_loop_run(run_loop: *const mqttc_loop, timeout_ms: u32) -> mqttc_status {
     guard(|| {
         // Held for the run: a callback may free the handle meanwhile.
-        // SAFETY: per the contract of `loop_arg`.
-        let lp = unsafe { loop_arg(run_loop, "run_loop") }?.clone();
+        let lp = loop_arg(run_loop, "run_loop")?;
         lp.run(Duration::from_millis(timeout_ms.into())).map_err(|_| {
             Failure::new(
                 mqttc_status::MQTTC_ERR_IN_CALLBACK,
@@ -86,27 +86,15 @@ pub unsafe extern "C" fn mqttc_loop_run(run_loop: *const mqttc_loop, timeout_ms:
 }
 
 /// Releases the caller's handle. Clients made with the loop keep it alive until they are freed
-/// (so the order of the frees does not matter); the handle itself must not be used again. NULL is
-/// a no-op.
+/// (so the order of the frees does not matter); the handle itself is refused from now on
+/// (MQTTC_ERR_INVALID_HANDLE). NULL is a no-op.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_loop_free(run_loop: *mut mqttc_loop) {
     let _ = guard(|| {
-        // SAFETY: per the contract of `loop_arg`.
-        match unsafe { loop_arg(run_loop, "run_loop") } {
-            Ok(_) => {}
-            Err(f) if f.status == mqttc_status::MQTTC_ERR_NULL => return Ok(()),
-            Err(f) => return Err(f),
+        if run_loop.is_null() {
+            return Ok(());
         }
-        // SAFETY: checked above; only one of several racing frees gets past the exchange.
-        let l = unsafe { &*run_loop };
-        if l.magic
-            .compare_exchange(LIVE, 0, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
-            return Err(Failure::new(mqttc_status::MQTTC_ERR_INVALID_HANDLE, "loop freed twice"));
-        }
-        // SAFETY: made by Box::into_raw and now exclusively ours.
-        drop(unsafe { Box::from_raw(run_loop) });
+        LOOPS.remove(run_loop.addr()).ok_or_else(|| stale("run_loop"))?;
         Ok(())
     });
 }

@@ -257,8 +257,8 @@ unsafe fn subscribe_all(
     token: *mut mqttc_token,
 ) -> Result<(), Failure> {
     // SAFETY: per the exported functions' contracts.
-    let c = unsafe { client_arg(client) }?;
-    let version = c.inner.version();
+    let c = client_arg(client)?;
+    let version = c.version();
     let what = "SUBSCRIBE";
     let properties = unsafe {
         properties_arg(
@@ -285,7 +285,7 @@ unsafe fn subscribe_all(
     };
     let mut checked = vec_for(subs.len(), "filters")?;
     for s in subs {
-        match unsafe { subscription_arg(client, s, c.inner.event_mode(), version, &owned) } {
+        match unsafe { subscription_arg(client, s, c.event_mode(), version, &owned) } {
             Ok(v) => checked.push(v),
             Err(f) => {
                 disown(checked);
@@ -293,7 +293,7 @@ unsafe fn subscribe_all(
             }
         }
     }
-    match c.inner.subscribe_with(checked, properties) {
+    match c.subscribe_with(checked, properties) {
         Ok(t) => {
             unsafe { write_out(token, t) };
             Ok(())
@@ -422,7 +422,7 @@ pub unsafe extern "C" fn mqttc_unsubscribe_v5(
 ) -> mqttc_status {
     guard(|| {
         // SAFETY (all pointer reads): per the documented contract.
-        let c = unsafe { client_arg(client) }?;
+        let c = client_arg(client)?;
         if filters.is_null() {
             return Err(Failure::new(mqttc_status::MQTTC_ERR_NULL, "filters is NULL"));
         }
@@ -433,7 +433,7 @@ pub unsafe extern "C" fn mqttc_unsubscribe_v5(
             ));
         }
         let holder = Holder::Packet(PacketType::Unsubscribe);
-        let properties = unsafe { properties_arg(properties, c.inner.version(), holder, "UNSUBSCRIBE", &[]) }?;
+        let properties = unsafe { properties_arg(properties, c.version(), holder, "UNSUBSCRIBE", &[]) }?;
         count_arg(count, MAX_UNSUBSCRIBE_FILTERS, "UNSUBSCRIBE")?;
         let mut checked = vec_for(count, "filters")?;
         // SAFETY: `count` readable pointers per the contract; `count` fits in a packet, so the
@@ -446,7 +446,7 @@ pub unsafe extern "C" fn mqttc_unsubscribe_v5(
                 MqttStr::new(f).map_err(|e| topic_failure(mqttc_status::MQTTC_ERR_INVALID_FILTER, "filter", f, e))?,
             );
         }
-        let t = c.inner.unsubscribe_with(checked, properties)?;
+        let t = c.unsubscribe_with(checked, properties)?;
         unsafe { write_out(token, t) };
         Ok(())
     })

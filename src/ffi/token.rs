@@ -26,8 +26,7 @@ fn state_status(state: TokenState) -> mqttc_status {
 pub unsafe extern "C" fn mqttc_token_poll(client: *const mqttc_client, token: mqttc_token) -> mqttc_status {
     let mut status = mqttc_status::MQTTC_OK;
     let call = guard(|| {
-        // SAFETY: per the contract of `client_arg`.
-        status = state_status(unsafe { client_arg(client) }?.inner.token_state(token));
+        status = state_status(client_arg(client)?.token_state(token));
         Ok(())
     });
     if call == mqttc_status::MQTTC_OK { status } else { call }
@@ -45,17 +44,13 @@ pub unsafe extern "C" fn mqttc_token_wait(
 ) -> mqttc_status {
     let mut status = mqttc_status::MQTTC_OK;
     let call = guard(|| {
-        // SAFETY: per the contract of `client_arg`.
-        let c = unsafe { client_arg(client) }?;
-        let state = c
-            .inner
-            .wait(token, Duration::from_millis(timeout_ms.into()))
-            .ok_or_else(|| {
-                Failure::new(
-                    mqttc_status::MQTTC_ERR_IN_CALLBACK,
-                    "mqttc_token_wait called on the client's callback thread",
-                )
-            })?;
+        let c = client_arg(client)?;
+        let state = c.wait(token, Duration::from_millis(timeout_ms.into())).ok_or_else(|| {
+            Failure::new(
+                mqttc_status::MQTTC_ERR_IN_CALLBACK,
+                "mqttc_token_wait called on the client's callback thread",
+            )
+        })?;
         status = match state {
             TokenState::Pending => {
                 set_last_error(&format!("token {token} still pending after {timeout_ms} ms"));
@@ -83,14 +78,14 @@ pub unsafe extern "C" fn mqttc_token_codes(
 ) -> mqttc_status {
     guard(|| {
         // SAFETY: per the contracts of `client_arg` and `write_out`.
-        let c = unsafe { client_arg(client) }?;
+        let c = client_arg(client)?;
         if count.is_null() || (codes.is_null() && capacity > 0) {
             return Err(Failure::new(
                 mqttc_status::MQTTC_ERR_NULL,
                 "count is NULL, or codes is NULL with a capacity",
             ));
         }
-        let got = match c.inner.token_state(token) {
+        let got = match c.token_state(token) {
             TokenState::Done(Ok(outcome)) => outcome.codes,
             TokenState::Done(Err(e)) if e.reason_codes().is_some() => e.reason_codes().unwrap_or_default(),
             other => {
@@ -125,11 +120,11 @@ pub unsafe extern "C" fn mqttc_token_properties(
 ) -> mqttc_status {
     guard(|| {
         // SAFETY: per the contracts of `client_arg` and `write_out`.
-        let c = unsafe { client_arg(client) }?;
+        let c = client_arg(client)?;
         if out.is_null() {
             return Err(Failure::new(mqttc_status::MQTTC_ERR_NULL, "out is NULL"));
         }
-        let list = match c.inner.token_state(token) {
+        let list = match c.token_state(token) {
             TokenState::Done(Ok(outcome)) => outcome.properties,
             TokenState::Done(Err(e)) if e.properties().is_some() => e.properties().cloned().unwrap_or_default(),
             other => {

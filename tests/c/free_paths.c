@@ -14,12 +14,10 @@
  * Usage: free_paths <port of a running broker>
  */
 #include "check.h"
+#include "listen_any.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <stdatomic.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -90,18 +88,6 @@ static void free_client(mqttc_client *c, int subscriptions, const char *what) {
     if (took > 1000)
         FAIL("%s: mqttc_client_free took %ld ms", what, took);
     await_count(&drops, before + subscriptions, what);
-}
-
-/* A listening socket on a free loopback port that nothing accepts on (yet). */
-static int listen_any(uint16_t *port) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 8) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) != 0)
-        FAIL("fake broker socket");
-    *port = ntohs(a.sin_port);
-    return fd;
 }
 
 static void publish_some(mqttc_client *c, int n) {
