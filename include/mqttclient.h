@@ -150,8 +150,9 @@ typedef enum mqttc_status {
    */
   MQTTC_ERR_PACKET_IDS_EXHAUSTED = -27,
   /**
-   * A publish made while offline did not fit in the offline queue (policy
-   * MQTTC_OVERFLOW_REJECT_NEW, or larger than `offline_max_bytes`).
+   * The outgoing budget is spent (`outgoing_max_messages` / `outgoing_max_bytes`, after
+   * `outgoing_wait_ms`), or a publish made while offline did not fit in the offline queue
+   * (policy MQTTC_OVERFLOW_REJECT_NEW, or larger than `offline_max_bytes`). Nothing was queued.
    */
   MQTTC_ERR_QUEUE_FULL = -28,
   /**
@@ -706,6 +707,27 @@ typedef struct mqttc_options {
    * reference, so the loop may be freed first. Default NULL.
    */
   const struct mqttc_loop *run_loop;
+  /**
+   * The outgoing budget: how many publishes, subscribes and unsubscribes the client holds at
+   * once, and how many bytes of topic and payload (or filters) they hold, from the call that
+   * accepts one until its token completes: a QoS 0 publish until it is written, QoS 1/2 until
+   * acknowledged, wherever it waits meanwhile (queued for the network thread, beyond the
+   * in-flight window, in flight, or in the offline queue, whose own limits apply within these).
+   * A call that finds the budget spent fails with MQTTC_ERR_QUEUE_FULL and queues nothing, so a
+   * broker that stops acknowledging costs at most this much memory, and every publish accepted
+   * is still delivered once it resumes. Default 65536 messages and 64 MiB: far more than a
+   * healthy connection holds (the in-flight window and what the socket has not yet taken).
+   * At least 1 message.
+   */
+  uint32_t outgoing_max_messages;
+  size_t outgoing_max_bytes;
+  /**
+   * How long a call that finds the outgoing budget spent waits for room before failing with
+   * MQTTC_ERR_QUEUE_FULL. 0 (the default) fails at once. Never waits inside this client's
+   * callbacks, or on a thread running its loop, which is where room is made; with a loop, the
+   * wait runs it.
+   */
+  uint32_t outgoing_wait_ms;
 } mqttc_options;
 
 /**

@@ -2,6 +2,7 @@
 //! stable status code.
 use std::fmt;
 
+use super::Full;
 use crate::codec::{CodecError, Properties, PropertyId, ReasonCode};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +56,9 @@ pub enum Error {
     Cancelled,
     /// A publish made while offline did not fit in the offline queue (overflow policy "reject new").
     QueueFull,
+    /// The outgoing budget is spent: publishes, subscribes and unsubscribes accepted and not yet
+    /// completed hold as much as the options allow (see `Options::outgoing`).
+    OutgoingFull(Full),
     /// A publish waiting in the offline queue was dropped to make room for a newer one (overflow
     /// policy "drop oldest").
     Dropped,
@@ -114,6 +118,12 @@ impl fmt::Display for Error {
             ),
             Error::Cancelled => write!(f, "the operation was cancelled"),
             Error::QueueFull => write!(f, "the offline queue is full"),
+            Error::OutgoingFull(Full { held, limits }) => write!(
+                f,
+                "the outgoing limit is reached: {} operations holding {} bytes await the broker \
+                 (limits: {} messages, {} bytes); wait for some tokens to complete",
+                held.messages, held.bytes, limits.messages, limits.bytes
+            ),
             Error::Dropped => write!(f, "dropped from the full offline queue for a newer message"),
             Error::EventModeOff => write!(f, "the client was not made in event mode"),
             Error::InvalidArgument(why) => write!(f, "{why}"),

@@ -48,7 +48,7 @@ pub use panics::PanicSite;
 pub use run_loop::{Loop, Nested};
 pub use subscription::{FilterRequest, Handler, Rejected, Subscription};
 pub use tls::{Connector as TlsConnector, TlsOptions};
-pub use tokens::{Outcome, Token, TokenResult, TokenState};
+pub use tokens::{Full, Limits, Outcome, Token, TokenResult, TokenState};
 pub use transport::Address;
 
 /// The largest Subscription Identifier (a variable byte integer of at most four bytes).
@@ -177,6 +177,9 @@ pub struct Client {
     commands: mpsc::UnboundedSender<Command>,
     shutdown: Arc<Notify>,
     network: Network,
+    /// The outgoing budget (see `Options::outgoing`) and how long a call may wait for room in it.
+    outgoing: Limits,
+    outgoing_wait: Duration,
     /// Taken by `close`; a lock because `close` takes `&self` (other threads may be inside calls).
     callbacks: Mutex<Option<JoinHandle<()>>>,
     payloads: payload_pool::PayloadPool,
@@ -241,6 +244,7 @@ impl Client {
             inject: AtomicU8::new(0),
         });
         let (version, session_expiry) = (options.version, options.session_expiry);
+        let (outgoing, outgoing_wait) = (options.outgoing, options.outgoing_wait);
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let shutdown = Arc::new(Notify::new());
         // Out of the options the task keeps: the loop holds the task, which must not hold the loop.
@@ -298,13 +302,46 @@ impl Client {
             commands: cmd_tx,
             shutdown,
             network,
+            outgoing,
+            outgoing_wait,
             callbacks: Mutex::new(callbacks),
             payloads: payload_pool::PayloadPool::default(),
         })
     }
 
     fn send(&self, make: impl FnOnce(Token) -> Command) -> Result<Token, Error> {
-        let token = self.shared.tokens.issue();
+        self.hand_over(self.shared.tokens.issue(), make)
+    }
+
+    /// Counts an operation holding `bytes` (topic and payload, or filters) against the outgoing
+    /// budget until its token completes. When the budget is spent it fails at once with
+    /// [`Error::OutgoingFull`], or waits up to `outgoing_wait` for room first; never on a thread
+    /// that runs this client's callbacks or loop, whose work is what makes room.
+    fn admit(&self, bytes: usize) -> Result<Token, Error> {
+        let tokens = &self.shared.tokens;
+        if self.outgoing_wait.is_zero() || self.on_callback_thread() {
+            return tokens
+                .issue_counted(bytes, self.outgoing, None)
+                .map_err(Error::OutgoingFull);
+        }
+        let deadline = std::time::Instant::now() + self.outgoing_wait;
+        match &self.network {
+            Network::Loop(lp, _) => {
+                // Room is made by the loop, so the wait runs it.
+                let (lp, shared, limits) = (lp.clone(), self.shared.clone(), self.outgoing);
+                let _ = lp.run_until(deadline, || shared.tokens.has_room(bytes, limits));
+                tokens
+                    .issue_counted(bytes, self.outgoing, None)
+                    .map_err(Error::OutgoingFull)
+            }
+            Network::Thread(_) => tokens
+                .issue_counted(bytes, self.outgoing, Some(deadline))
+                .map_err(Error::OutgoingFull),
+        }
+    }
+
+    /// Sends the command made for `token`, or completes the token with the reason it cannot go.
+    fn hand_over(&self, token: Token, make: impl FnOnce(Token) -> Command) -> Result<Token, Error> {
         if self.shared.direct.send(&self.commands, make(token)).is_err() {
             // The network task is gone (after close, or a panic): nothing can run this operation.
             let error = self.stopped().unwrap_or(Error::Cancelled);
@@ -394,6 +431,7 @@ impl Client {
         } else if self.shared.state() == State::Disconnecting {
             return Err(Error::NotConnected);
         }
+        let bytes = topic.as_str().len() + payload.len();
         let mut publish = Publish {
             dup: false,
             qos,
@@ -415,7 +453,8 @@ impl Client {
                 Err(p) => publish = p,
             }
         }
-        self.send(|t| Command::Publish(t, publish))
+        let token = self.admit(bytes)?;
+        self.hand_over(token, |t| Command::Publish(t, publish))
     }
 
     /// Registers the handlers (replacing any for the same filter) and sends one SUBSCRIBE for all
@@ -440,12 +479,16 @@ impl Client {
         } else {
             None
         };
-        if let Some(error) = refused {
-            return Err(Rejected {
-                error,
-                handlers: filters,
-            });
-        }
+        let bytes = filters.iter().map(|(f, _, _)| f.as_str().len()).sum();
+        let token = match refused.map_or_else(|| self.admit(bytes), Err) {
+            Ok(token) => token,
+            Err(error) => {
+                return Err(Rejected {
+                    error,
+                    handlers: filters,
+                });
+            }
+        };
         let mut request = Vec::with_capacity(filters.len());
         let mut replaced = Vec::new();
         {
@@ -475,7 +518,7 @@ impl Client {
         }
         // Replaced handlers are dropped here, outside the lock: their drop may run user code.
         drop(replaced);
-        self.send(|t| Command::Subscribe(t, request, properties))
+        self.hand_over(token, |t| Command::Subscribe(t, request, properties))
             .map_err(|error| Rejected {
                 error,
                 handlers: Vec::new(),
@@ -490,12 +533,13 @@ impl Client {
     /// [`Client::unsubscribe`] with MQTT 5 UNSUBSCRIBE properties (user properties).
     pub fn unsubscribe_with(&self, filters: Vec<MqttStr>, properties: Properties) -> Result<Token, Error> {
         self.require_session()?;
+        let token = self.admit(filters.iter().map(|f| f.as_str().len()).sum())?;
         let removed: Vec<_> = {
             let mut subs = self.shared.subs();
             filters.iter().filter_map(|f| subs.remove(f.as_str())).collect()
         };
         drop(removed);
-        self.send(|t| Command::Unsubscribe(t, filters, properties))
+        self.hand_over(token, |t| Command::Unsubscribe(t, filters, properties))
     }
 
     /// Sends what was queued before it, waits (up to the disconnect timeout) for in-flight QoS 1/2

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{Loop, Overflow, tls};
+use super::{Limits, Loop, Overflow, tls};
 use crate::codec::{MAX_REMAINING_LENGTH, MqttStr, Properties, Version, Will};
 
 /// MQTT's own maximum packet size: a remaining length of 268,435,455 bytes after a 5-byte fixed
@@ -72,7 +72,19 @@ pub struct Options {
     /// Bounds of the exponential backoff between reconnect attempts.
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
-    /// Limits of the offline queue (publishes made while there is no connection).
+    /// The outgoing budget: what publishes, subscribes and unsubscribes accepted and not yet
+    /// completed may hold in all, wherever they wait (the command queue, the queue beyond the
+    /// in-flight window, in flight awaiting their acknowledgement, or the offline queue). A QoS 0
+    /// publish counts until it is written, a QoS 1/2 one until acknowledged. A broker that stops
+    /// acknowledging thus costs at most this much memory. Default 65,536 messages and 64 MiB: far
+    /// more than a healthy connection holds (its in-flight window and what the socket has not yet
+    /// taken), and four times the offline queue's bytes, which it contains.
+    pub outgoing: Limits,
+    /// How long a call that finds the budget spent waits for room before it fails with
+    /// [`Error::OutgoingFull`]; zero (the default) fails at once.
+    pub outgoing_wait: Duration,
+    /// Limits of the offline queue (publishes made while there is no connection), within the
+    /// outgoing budget.
     pub offline_max_messages: usize,
     pub offline_max_bytes: usize,
     pub offline_overflow: Overflow,
@@ -113,6 +125,11 @@ impl Default for Options {
             auto_reconnect: true,
             reconnect_min: Duration::from_secs(1),
             reconnect_max: Duration::from_secs(30),
+            outgoing: Limits {
+                messages: 65_536,
+                bytes: 64 << 20,
+            },
+            outgoing_wait: Duration::ZERO,
             offline_max_messages: 10_000,
             offline_max_bytes: 16 << 20,
             offline_overflow: Overflow::RejectNew,

@@ -4,6 +4,10 @@
 //! Memory stays bounded when the application never looks at its tokens: pending tokens are bounded by
 //! what is queued, and only the most recent `history` completed results are kept. An older completed
 //! token reports [`TokenState::Expired`]: it is known to have finished, its result is no longer kept.
+//!
+//! The table also keeps the outgoing budget (see [`Limits`]): a publish, subscribe or unsubscribe
+//! is counted from the call that accepts it until its token completes, wherever it waits
+//! meanwhile, so the count cannot drift from what is really held.
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -39,7 +43,24 @@ pub enum TokenState {
 pub struct Tokens {
     table: Mutex<Table>,
     done: Condvar,
+    /// Signalled when a counted token completes while a caller waits for room.
+    room: Condvar,
     history: usize,
+}
+
+/// How much the operations accepted but not yet completed may hold: messages, and bytes of
+/// topic and payload (MQTT's own framing aside).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub messages: usize,
+    pub bytes: usize,
+}
+
+/// What [`Tokens::issue_counted`] could not admit: what is held now, and the limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Full {
+    pub held: Limits,
+    pub limits: Limits,
 }
 
 /// One token's entry, small because the table holds up to `history` of them (and, churned by
@@ -47,6 +68,8 @@ pub struct Tokens {
 /// plain success, which most do not.
 enum Slot {
     Pending,
+    /// Pending, and counted against the outgoing budget with this many bytes.
+    Counted(u32),
     Succeeded,
     Done(Box<TokenResult>),
 }
@@ -58,6 +81,10 @@ impl Slot {
             other => Slot::Done(Box::new(other)),
         }
     }
+
+    fn pending(&self) -> bool {
+        matches!(self, Slot::Pending | Slot::Counted(_))
+    }
 }
 
 struct Table {
@@ -66,6 +93,16 @@ struct Table {
     completed: VecDeque<Token>,
     /// Threads blocked in `wait`; completions skip the (syscall-costly) notify when there are none.
     waiters: usize,
+    /// What the `Counted` slots hold in all.
+    held: Limits,
+    /// Threads blocked in `issue_counted`, as `waiters`.
+    room_waiters: usize,
+}
+
+impl Table {
+    fn fits(&self, bytes: usize, limits: Limits) -> bool {
+        self.held.messages < limits.messages && self.held.bytes.saturating_add(bytes) <= limits.bytes
+    }
 }
 
 impl Tokens {
@@ -76,8 +113,11 @@ impl Tokens {
                 slots: FxHashMap::default(),
                 completed: VecDeque::new(),
                 waiters: 0,
+                held: Limits { messages: 0, bytes: 0 },
+                room_waiters: 0,
             }),
             done: Condvar::new(),
+            room: Condvar::new(),
             history: history.max(1),
         }
     }
@@ -90,11 +130,50 @@ impl Tokens {
 
     /// Issues a new pending token.
     pub fn issue(&self) -> Token {
-        let mut t = self.lock();
+        Self::insert(&mut self.lock(), Slot::Pending)
+    }
+
+    fn insert(t: &mut Table, slot: Slot) -> Token {
         let token = t.next;
         t.next += 1;
-        t.slots.insert(token, Slot::Pending);
+        t.slots.insert(token, slot);
         token
+    }
+
+    /// Issues a pending token for an operation holding `bytes`, counted against `limits` until it
+    /// completes. When that would exceed them, waits for room until `deadline` (not at all for
+    /// `None`); then fails, having counted nothing. An operation larger than `limits.bytes` alone
+    /// fails at once.
+    pub fn issue_counted(&self, bytes: usize, limits: Limits, deadline: Option<Instant>) -> Result<Token, Full> {
+        let mut t = self.lock();
+        loop {
+            if t.fits(bytes, limits) {
+                t.held.messages += 1;
+                t.held.bytes += bytes;
+                // An operation's bytes fit in one MQTT packet (at most 256 MiB).
+                let slot = Slot::Counted(u32::try_from(bytes).unwrap_or(u32::MAX));
+                return Ok(Self::insert(&mut t, slot));
+            }
+            let now = Instant::now();
+            let wait = match deadline {
+                Some(d) if d > now && bytes <= limits.bytes => d - now,
+                _ => return Err(Full { held: t.held, limits }),
+            };
+            t.room_waiters += 1;
+            t = self.room.wait_timeout(t, wait).unwrap_or_else(|p| p.into_inner()).0;
+            t.room_waiters -= 1;
+        }
+    }
+
+    /// Whether an operation holding `bytes` would be admitted now (for a caller that waits by
+    /// running a loop rather than on the table).
+    pub fn has_room(&self, bytes: usize, limits: Limits) -> bool {
+        self.lock().fits(bytes, limits)
+    }
+
+    /// What counted operations hold now.
+    pub fn held(&self) -> Limits {
+        self.lock().held
     }
 
     /// Completes `token` (once; later completions of the same token are ignored).
@@ -105,10 +184,16 @@ impl Tokens {
     /// Completes several tokens under one lock.
     pub fn complete_all(&self, results: impl IntoIterator<Item = (Token, TokenResult)>) {
         let mut t = self.lock();
+        let mut room = false;
         for (token, result) in results {
-            match t.slots.get_mut(&token) {
-                Some(slot @ Slot::Pending) => *slot = Slot::done(result),
+            let freed = match t.slots.get_mut(&token) {
+                Some(slot) if slot.pending() => std::mem::replace(slot, Slot::done(result)),
                 _ => continue,
+            };
+            if let Slot::Counted(bytes) = freed {
+                t.held.messages -= 1;
+                t.held.bytes -= bytes as usize;
+                room = true;
             }
             t.completed.push_back(token);
             while t.completed.len() > self.history {
@@ -120,6 +205,9 @@ impl Tokens {
         if t.waiters > 0 {
             self.done.notify_all();
         }
+        if room && t.room_waiters > 0 {
+            self.room.notify_all();
+        }
     }
 
     pub fn state(&self, token: Token) -> TokenState {
@@ -128,7 +216,7 @@ impl Tokens {
 
     fn state_in(t: &Table, token: Token) -> TokenState {
         match t.slots.get(&token) {
-            Some(Slot::Pending) => TokenState::Pending,
+            Some(Slot::Pending | Slot::Counted(_)) => TokenState::Pending,
             Some(Slot::Succeeded) => TokenState::Done(Ok(Outcome::default())),
             Some(Slot::Done(r)) => TokenState::Done((**r).clone()),
             None if token != 0 && token < t.next => TokenState::Expired,
@@ -159,12 +247,7 @@ impl Tokens {
     /// Tokens still pending, oldest first.
     pub fn pending(&self) -> Vec<Token> {
         let t = self.lock();
-        let mut v: Vec<Token> = t
-            .slots
-            .iter()
-            .filter(|(_, s)| matches!(s, Slot::Pending))
-            .map(|(k, _)| *k)
-            .collect();
+        let mut v: Vec<Token> = t.slots.iter().filter(|(_, s)| s.pending()).map(|(k, _)| *k).collect();
         v.sort_unstable();
         v
     }
@@ -227,6 +310,54 @@ mod tests {
         assert!(t.lock().slots.len() <= 4);
         assert_eq!(t.state(ids[0]), TokenState::Expired);
         assert_eq!(t.state(ids[99]), TokenState::Done(Ok(Outcome::default())));
+    }
+
+    const LIMITS: Limits = Limits {
+        messages: 3,
+        bytes: 100,
+    };
+
+    #[test]
+    fn counted_tokens_are_refused_beyond_either_limit_and_free_their_share_on_completion() {
+        let t = Tokens::new(8);
+        let a = t.issue_counted(60, LIMITS, None).unwrap();
+        let full = t.issue_counted(41, LIMITS, None).unwrap_err();
+        assert_eq!(full.held, Limits { messages: 1, bytes: 60 });
+        let b = t.issue_counted(40, LIMITS, None).unwrap();
+        let _c = t.issue_counted(0, LIMITS, None).unwrap();
+        assert!(
+            t.issue_counted(0, LIMITS, None).is_err(),
+            "three messages are the limit"
+        );
+        assert!(
+            t.issue_counted(101, LIMITS, Some(Instant::now() + Duration::from_secs(60)))
+                .is_err()
+        );
+        assert_eq!(t.state(a), TokenState::Pending);
+        t.complete(a, Err(Error::Cancelled));
+        t.complete(a, Ok(Outcome::default()));
+        assert_eq!(t.held(), Limits { messages: 2, bytes: 40 }, "freed once");
+        t.complete(b, Ok(Outcome::default()));
+        assert!(t.has_room(60, LIMITS));
+        assert_eq!(t.pending().len(), 1);
+    }
+
+    #[test]
+    fn a_counted_issue_waits_for_room_until_its_deadline() {
+        let t = Arc::new(Tokens::new(8));
+        let held: Vec<_> = (0..3).map(|_| t.issue_counted(1, LIMITS, None).unwrap()).collect();
+        let start = Instant::now();
+        assert!(
+            t.issue_counted(1, LIMITS, Some(start + Duration::from_millis(50)))
+                .is_err()
+        );
+        assert!(start.elapsed() >= Duration::from_millis(50));
+        let t2 = t.clone();
+        let h = std::thread::spawn(move || t2.issue_counted(1, LIMITS, Some(Instant::now() + Duration::from_secs(10))));
+        std::thread::sleep(Duration::from_millis(20));
+        t.complete(held[0], Ok(Outcome::default()));
+        assert!(h.join().unwrap().is_ok());
+        assert_eq!(t.held().messages, 3);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use super::properties::{mqttc_properties, properties_arg};
 use super::run_loop::{loop_arg, mqttc_loop};
 use super::{Failure, MAX_FIELD, arg_bytes, mqttc_status, opt_str, qos_arg, struct_size_arg};
 use crate::codec::{Holder, MqttStr, PacketType, PropertyId, Version, Will};
-use crate::engine::{self, Overflow, TlsOptions};
+use crate::engine::{self, Limits, Overflow, TlsOptions};
 use crate::topic::validate_topic_name;
 
 /// Connection options. Always initialise with `mqttc_options_init(&opts)`, which sets `struct_size`
@@ -157,6 +157,23 @@ pub struct mqttc_options {
     /// with `event_mode` (MQTTC_ERR_INVALID_ARGUMENT). Borrowed: the client holds its own
     /// reference, so the loop may be freed first. Default NULL.
     pub run_loop: *const mqttc_loop,
+    /// The outgoing budget: how many publishes, subscribes and unsubscribes the client holds at
+    /// once, and how many bytes of topic and payload (or filters) they hold, from the call that
+    /// accepts one until its token completes: a QoS 0 publish until it is written, QoS 1/2 until
+    /// acknowledged, wherever it waits meanwhile (queued for the network thread, beyond the
+    /// in-flight window, in flight, or in the offline queue, whose own limits apply within these).
+    /// A call that finds the budget spent fails with MQTTC_ERR_QUEUE_FULL and queues nothing, so a
+    /// broker that stops acknowledging costs at most this much memory, and every publish accepted
+    /// is still delivered once it resumes. Default 65536 messages and 64 MiB: far more than a
+    /// healthy connection holds (the in-flight window and what the socket has not yet taken).
+    /// At least 1 message.
+    pub outgoing_max_messages: u32,
+    pub outgoing_max_bytes: usize,
+    /// How long a call that finds the outgoing budget spent waits for room before failing with
+    /// MQTTC_ERR_QUEUE_FULL. 0 (the default) fails at once. Never waits inside this client's
+    /// callbacks, or on a thread running its loop, which is where room is made; with a loop, the
+    /// wait runs it.
+    pub outgoing_wait_ms: u32,
 }
 
 /// What happens to a publish that does not fit in the offline queue (`offline_overflow`). Either
@@ -233,6 +250,9 @@ fn defaults() -> mqttc_options {
         will_properties: std::ptr::null(),
         inline_callbacks: d.inline_callbacks,
         run_loop: std::ptr::null(),
+        outgoing_max_messages: d.outgoing.messages.min(u32::MAX as usize) as u32,
+        outgoing_max_bytes: d.outgoing.bytes,
+        outgoing_wait_ms: millis(d.outgoing_wait),
     }
 }
 
@@ -320,6 +340,19 @@ pub(crate) unsafe fn read_options(opts: *const mqttc_options) -> Result<(engine:
         auto_reconnect: o.auto_reconnect,
         reconnect_min: Duration::from_millis(o.reconnect_min_ms.into()),
         reconnect_max: Duration::from_millis(o.reconnect_max_ms.into()),
+        outgoing: match o.outgoing_max_messages {
+            0 => {
+                return Err(Failure::new(
+                    mqttc_status::MQTTC_ERR_INVALID_ARGUMENT,
+                    "outgoing_max_messages is 0; at least one message must be allowed",
+                ));
+            }
+            n => Limits {
+                messages: n as usize,
+                bytes: o.outgoing_max_bytes,
+            },
+        },
+        outgoing_wait: Duration::from_millis(o.outgoing_wait_ms.into()),
         offline_max_messages: o.offline_max_messages as usize,
         offline_max_bytes: o.offline_max_bytes,
         offline_overflow: match o.offline_overflow {

@@ -56,8 +56,9 @@ pub enum mqttc_status {
     MQTTC_ERR_CANCELLED = -26,
     /// All 65535 packet ids are in use by unacknowledged operations.
     MQTTC_ERR_PACKET_IDS_EXHAUSTED = -27,
-    /// A publish made while offline did not fit in the offline queue (policy
-    /// MQTTC_OVERFLOW_REJECT_NEW, or larger than `offline_max_bytes`).
+    /// The outgoing budget is spent (`outgoing_max_messages` / `outgoing_max_bytes`, after
+    /// `outgoing_wait_ms`), or a publish made while offline did not fit in the offline queue
+    /// (policy MQTTC_OVERFLOW_REJECT_NEW, or larger than `offline_max_bytes`). Nothing was queued.
     MQTTC_ERR_QUEUE_FULL = -28,
     /// A publish waiting in the offline queue was dropped to make room for a newer one (policy
     /// MQTTC_OVERFLOW_DROP_OLDEST).
@@ -139,7 +140,7 @@ impl From<&Error> for mqttc_status {
             Error::ServerDisconnected { .. } => MQTTC_ERR_SERVER_DISCONNECTED,
             Error::PacketTooLarge { .. } => MQTTC_ERR_PAYLOAD_TOO_LARGE,
             Error::Cancelled => MQTTC_ERR_CANCELLED,
-            Error::QueueFull => MQTTC_ERR_QUEUE_FULL,
+            Error::QueueFull | Error::OutgoingFull(_) => MQTTC_ERR_QUEUE_FULL,
             Error::Dropped => MQTTC_ERR_DROPPED,
             Error::EventModeOff => MQTTC_ERR_EVENT_MODE_OFF,
             Error::InvalidArgument(_) => MQTTC_ERR_INVALID_ARGUMENT,

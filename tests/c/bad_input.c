@@ -160,6 +160,26 @@ static void huge_lengths_and_counts(mqttc_client *c) {
     }
 }
 
+/* Publishes beyond the outgoing budget are refused, whole: queued before the first connect, two
+ * fit, the third gets MQTTC_ERR_QUEUE_FULL at once, or after outgoing_wait_ms. */
+static void outgoing_budget(uint16_t port) {
+    mqttc_options opts;
+    mqttc_options_init(&opts);
+    int defaults = opts.outgoing_max_messages == 65536 && opts.outgoing_max_bytes == 64u << 20 &&
+                   opts.outgoing_wait_ms == 0;
+    expect("outgoing budget defaults", defaults ? MQTTC_OK : MQTTC_ERR_INVALID_ARGUMENT, MQTTC_OK);
+    opts.queue_before_connect = true;
+    opts.outgoing_max_messages = 2;
+    opts.outgoing_wait_ms = 50;
+    mqttc_client *c = NULL;
+    expect("client with an outgoing budget of 2", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_OK);
+    for (int i = 0; i < 2; i++)
+        expect("publish within the outgoing budget", mqttc_publish(c, "t", "x", 1, 1, false, NULL), MQTTC_OK);
+    expect("publish beyond the outgoing budget", mqttc_publish(c, "t", "x", 1, 1, false, NULL),
+           MQTTC_ERR_QUEUE_FULL);
+    mqttc_client_free(c);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2)
         return 2;
@@ -205,6 +225,10 @@ int main(int argc, char **argv) {
     mqttc_options_init(&opts);
     opts.offline_overflow = 7;
     expect("offline_overflow 7", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_ARGUMENT);
+    mqttc_options_init(&opts);
+    opts.outgoing_max_messages = 0;
+    expect("outgoing_max_messages 0", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_ARGUMENT);
+    outgoing_budget(port);
     mqttc_options_init(&opts);
     opts.protocol_version = 3;
     expect("protocol_version 3", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_ARGUMENT);

@@ -76,6 +76,9 @@ class mqttc_options(ctypes.Structure):
         ("will_properties", c_void_p),
         ("inline_callbacks", c_bool),
         ("run_loop", c_void_p),
+        ("outgoing_max_messages", c_uint32),
+        ("outgoing_max_bytes", c_size_t),
+        ("outgoing_wait_ms", c_uint32),
     ]
 
 

@@ -111,6 +111,9 @@ struct mqttc_options
     will_properties::Ptr{Cvoid}
     inline_callbacks::Bool
     run_loop::Ptr{Cvoid}
+    outgoing_max_messages::UInt32
+    outgoing_max_bytes::Csize_t
+    outgoing_wait_ms::UInt32
 end
 
 struct mqttc_message
