@@ -611,20 +611,39 @@ impl Witness {
         })
     }
 
-    /// After life `e`: the life whose line after `release` (the publisher's PUBREL) is the release
-    /// to the (connected) subscriber under an id `s` left open by the life before; (life, s).
+    /// After life `e`: the life in which the publisher's PUBREL (`release`) made the broker send
+    /// the message to the subscriber under an id `s` left open by the life before; (life, s).
+    /// The send is the line right after the PUBREL when the subscriber is connected. When it has
+    /// not yet connected in that life, the broker sends the messages released meanwhile in order
+    /// right after its CONNACK (resends with DUP aside), so the send is the k-th new QoS 2 PUBLISH
+    /// there, k counting the earlier releases of that life whose message the broker had (its
+    /// starting database held it).
     fn reused_open_id(&self, e: usize, release: &str) -> Option<(usize, u16)> {
+        const SEND: &str = "Sending PUBLISH to res-kill-sub (d0, q2, r0, m";
+        let id_of = |line: &str| -> Option<u16> { line.split(SEND).nth(1)?.split(',').next()?.parse().ok() };
         (e + 1..self.lives.len()).find_map(|n| {
             let lines: Vec<&str> = self.lives[n].lines().collect();
             let at = lines.iter().position(|l| l.contains(release))?;
-            let s: u16 = lines
-                .get(at + 1)?
-                .split("Sending PUBLISH to res-kill-sub (d0, q2, r0, m")
-                .nth(1)?
-                .split(',')
-                .next()?
-                .parse()
-                .ok()?;
+            let s = match lines.get(at + 1).and_then(|l| id_of(l)) {
+                Some(s) => s,
+                None if !lines[..at].iter().any(|l| l.contains(" as res-kill-sub ")) => {
+                    let held = |l: &&&str| {
+                        let mid: usize = l
+                            .split("Received PUBREL from res-kill-pub (Mid: ")
+                            .nth(1)
+                            .and_then(|r| r.split(')').next()?.parse().ok())
+                            .unwrap_or(0);
+                        mid >= 2 && holds(&self.snapshots[n - 1], &format!("b{:05}", (mid - 2) / 2))
+                    };
+                    let k = lines[..at].iter().filter(held).count();
+                    let connack = at
+                        + lines[at..]
+                            .iter()
+                            .position(|l| l.contains("Sending CONNACK to res-kill-sub"))?;
+                    lines[connack..].iter().filter_map(|l| id_of(l)).nth(k)?
+                }
+                None => return None,
+            };
             (Witness::released(&self.lives[n - 1], s) == Some(false)).then_some((n, s))
         })
     }

@@ -182,6 +182,9 @@ pub struct Client {
     outgoing_wait: Duration,
     /// Taken by `close`; a lock because `close` takes `&self` (other threads may be inside calls).
     callbacks: Mutex<Option<JoinHandle<()>>>,
+    /// Set by the first `close`: only that one stops the threads and releases the subscriptions
+    /// (a later one, e.g. the drop by the last call out after a free, must not undo its choices).
+    closing: AtomicBool,
     payloads: payload_pool::PayloadPool,
 }
 
@@ -305,6 +308,7 @@ impl Client {
             outgoing,
             outgoing_wait,
             callbacks: Mutex::new(callbacks),
+            closing: AtomicBool::new(false),
             payloads: payload_pool::PayloadPool::default(),
         })
     }
@@ -666,9 +670,13 @@ impl Client {
 
     /// Stops the client: the socket is closed without DISCONNECT (like a crash, so the will is sent),
     /// both threads end, and no callback runs after this returns. Called on the callback thread, the
-    /// callback in progress finishes and the thread ends right after it. Idempotent; calls other
-    /// threads make meanwhile or after fail (their tokens complete with `Error::Cancelled`).
+    /// callback in progress finishes and the thread ends right after it. Only the first call acts;
+    /// calls other threads make meanwhile or after fail (their tokens complete with
+    /// `Error::Cancelled`).
     pub fn close(&self) {
+        if self.closing.swap(true, Ordering::AcqRel) {
+            return;
+        }
         let inside = self.on_callback_thread();
         // Before `closed`, so the callback thread never sees it closed without the flush.
         self.shared.flush_logs.store(!inside, Ordering::Release);
@@ -700,7 +708,8 @@ impl Client {
         if !inside {
             // The threads are gone, so no callback uses them: each subscription's userdata is
             // released now, not when the last call still holding this client returns.
-            drop(std::mem::take(&mut *self.shared.subs()));
+            let subs = std::mem::take(&mut *self.shared.subs());
+            drop(subs); // outside the lock: a `drop_userdata` may call the library
         }
     }
 }
