@@ -728,6 +728,31 @@ typedef struct mqttc_options {
    * wait runs it.
    */
   uint32_t outgoing_wait_ms;
+  /**
+   * Acknowledge an inbound QoS 1 or 2 message (PUBACK, or PUBREC) only once the application is
+   * done with it: when its message callbacks have returned (on the callback thread; with
+   * `inline_callbacks` or `run_loop`, when the inline call returned), and for a MESSAGE event
+   * when `mqttc_event_free` releases it. The choice for at-least-once consumers: with a session
+   * the broker keeps (`clean_session` false, or MQTT 5 `session_expiry` above 0) and a fixed
+   * `client_id`, a message is never lost to a crash, an exit or `mqttc_client_free` while it
+   * waits in a queue or its callback runs; the broker sends it again on the next connection.
+   *
+   * Acknowledgements keep the order in which the messages arrived (MQTT 3.1.1 and 5, section
+   * 4.6): one whose message was handled early waits for those before it. When the connection
+   * is lost first, it is not sent on the next one: the broker resends the message, with DUP
+   * set, and it is delivered again, so a callback may see a message twice (QoS 2 included,
+   * when its PUBREC had not gone). `mqttc_disconnect` waits, within `disconnect_timeout_ms`,
+   * for the acknowledgements of messages being handled, as it does for outbound ones.
+   *
+   * Default false, because the broker counts a message being handled as in flight and sends
+   * only so many of those (mosquitto: `max_inflight_messages`, 20 by default; MQTT 5: the
+   * Receive Maximum in `connect_properties`): a callback that blocks, or a MESSAGE event kept
+   * and not freed, stops the QoS 1/2 messages of that connection (QoS 0 ones still flow), and
+   * each acknowledgement costs the network thread a wakeup. Without it, messages are
+   * acknowledged as soon as they are read, and those still queued when the client is freed
+   * are lost.
+   */
+  bool ack_after_callback;
 } mqttc_options;
 
 /**
@@ -825,6 +850,8 @@ typedef struct mqttc_message {
 
 /**
  * Message callback: `message` is borrowed for the call. Runs on the client's callback thread.
+ * With `ack_after_callback`, a QoS 1 or 2 message is acknowledged to the broker only after every
+ * callback it matched has returned.
  */
 typedef void (*mqttc_message_cb)(struct mqttc_client *client,
                                  const struct mqttc_message *message,
@@ -1032,6 +1059,19 @@ enum mqttc_status mqttc_client_new_unix(const char *path,
  * In event mode, events not yet taken with `mqttc_event_next` are discarded; events taken stay
  * valid until `mqttc_event_free`, and so does the userdata a MESSAGE event names: that
  * subscription's `drop_userdata` then runs in the `mqttc_event_free` of its last event.
+ *
+ * Inbound messages the application has not seen (queued for a message callback, or a MESSAGE
+ * event not yet taken) are dropped, and so is a message whose callback was still running when
+ * another thread called this. What becomes of them depends on `ack_after_callback`:
+ * - with it, none of them was acknowledged, and none will be: a broker that keeps the session
+ *   (`clean_session` false, or MQTT 5 `session_expiry`) sends their QoS 1 and 2 messages again
+ *   to the next client connecting with the same `client_id`. So are the messages of MESSAGE
+ *   events taken but not yet freed. A message whose callbacks returned just before the free
+ *   may be delivered again too, if its acknowledgement had not gone out yet.
+ * - without it (the default), they were acknowledged when they were read, so the broker has
+ *   forgotten them: they are lost.
+ *
+ * QoS 0 messages are lost either way.
  */
 void mqttc_client_free(struct mqttc_client *client);
 
@@ -1427,7 +1467,9 @@ enum mqttc_status mqttc_token_properties(const struct mqttc_client *client,
 enum mqttc_status mqttc_event_next(struct mqttc_client *client, struct mqttc_event **out);
 
 /**
- * Releases an event from `mqttc_event_next`. NULL is a no-op.
+ * Releases an event from `mqttc_event_next`. NULL is a no-op. With `ack_after_callback`, freeing
+ * a MESSAGE event of QoS 1 or 2 is what lets its PUBACK or PUBREC go (after those of the messages
+ * that arrived before it): free it once the message is handled.
  */
 void mqttc_event_free(struct mqttc_event *event);
 

@@ -129,7 +129,9 @@ fn messages_completions_and_connection_changes_arrive_as_events_in_order() {
                 assert!(result.is_ok());
                 saw_completion = true;
             }
-            ClientEvent::Message { publish, subscribers } => {
+            ClientEvent::Message {
+                publish, subscribers, ..
+            } => {
                 assert_eq!(publish.topic.as_str(), "ev/a");
                 assert_eq!(&publish.payload[..], b"\0one");
                 let mut keys = keys_of(&subscribers);
@@ -187,7 +189,9 @@ fn callback_and_event_subscriptions_mix_on_one_client() {
     for _ in 0..2 {
         match next(&c) {
             ClientEvent::Completed { token, result } => assert_eq!((token, result.is_ok()), (t, true)),
-            ClientEvent::Message { publish, subscribers } => message = Some((publish.payload, keys_of(&subscribers))),
+            ClientEvent::Message {
+                publish, subscribers, ..
+            } => message = Some((publish.payload, keys_of(&subscribers))),
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -306,7 +310,9 @@ fn a_full_event_queue_stops_reading_the_socket_and_loses_nothing() {
     while messages < sent {
         assert!(Instant::now() < deadline, "only {messages} of {sent} messages arrived");
         match c.next_event().unwrap() {
-            Some(ClientEvent::Message { publish, subscribers }) => {
+            Some(ClientEvent::Message {
+                publish, subscribers, ..
+            }) => {
                 assert_eq!(keys_of(&subscribers), [3]);
                 assert_eq!(publish.payload[0], (messages % BATCH) as u8, "in order, none lost");
                 messages += 1;

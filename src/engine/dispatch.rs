@@ -14,6 +14,7 @@ use crate::codec::{PropertyId, Publish};
 
 // Events flow from here into the event queue, so the types both know live there.
 use super::events::{ClientEvent, ConnectionEvent, Subscriber};
+use super::held_acks::PendingAck;
 use super::tokens::{Token, TokenResult};
 use super::{Handler, Shared, Subscription, panics};
 
@@ -35,7 +36,8 @@ pub enum LogLevel {
 
 #[derive(Debug)]
 pub(crate) enum Event {
-    Message(Publish),
+    /// A message, with the hold on its acknowledgement under `Options::ack_after_callback`.
+    Message(Publish, Option<PendingAck>),
     /// Tokens completed together, in completion order.
     Completed(Vec<(Token, TokenResult)>),
     Log(LogLevel, String),
@@ -107,7 +109,7 @@ impl Dispatcher {
     pub fn handle(&mut self, event: Event) {
         let shared = &*self.shared;
         match event {
-            Event::Message(publish) => {
+            Event::Message(publish, ack) => {
                 let sub_ids = publish.properties.ints(PropertyId::SubscriptionIdentifier);
                 shared
                     .subs()
@@ -128,7 +130,21 @@ impl Dispatcher {
                     subscribers.push(Subscriber::new(key, sub));
                 }
                 if !subscribers.is_empty() {
-                    queue(shared, ClientEvent::Message { publish, subscribers });
+                    // The application releases the acknowledgement when it frees the event.
+                    queue(
+                        shared,
+                        ClientEvent::Message {
+                            publish,
+                            subscribers,
+                            ack,
+                        },
+                    );
+                } else if let Some(ack) = ack {
+                    // Closed during the loop, a callback may have been skipped: then the
+                    // acknowledgement is dropped unsent, and the broker delivers the message again.
+                    if !shared.closed.load(Ordering::Acquire) {
+                        ack.release();
+                    }
                 }
             }
             Event::Completed(done) => {

@@ -17,6 +17,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use crate::codec::Publish;
 use crate::sys::EventFd;
 
+use super::held_acks::PendingAck;
 use super::tokens::{Token, TokenResult};
 use super::{Address, Error, Subscription};
 
@@ -39,6 +40,9 @@ pub enum ClientEvent {
     Message {
         publish: Publish,
         subscribers: Vec<Subscriber>,
+        /// With `Options::ack_after_callback` (QoS 1 and 2): the message's PUBACK or PUBREC waits
+        /// for [`PendingAck::release`], to be called once the application is done with it.
+        ack: Option<PendingAck>,
     },
     Completed {
         token: Token,

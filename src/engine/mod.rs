@@ -14,6 +14,7 @@ mod direct;
 pub mod dispatch;
 mod error;
 pub mod events;
+mod held_acks;
 pub mod offline;
 mod options;
 mod panics;
@@ -41,6 +42,7 @@ use crate::codec::{Disconnect, MqttStr, Properties, PropertyId, Publish, QoS, Su
 pub use dispatch::{CompletionHandler, ConnectionHandler, LogHandler, LogLevel, MessageHandler};
 pub use error::Error;
 pub use events::{ClientEvent, ConnectionEvent, Wakeup};
+pub use held_acks::PendingAck;
 pub use offline::Overflow;
 pub use options::Options;
 #[doc(hidden)]

@@ -95,6 +95,11 @@ pub struct Options {
     pub rotate_servers: bool,
     /// The TLS configuration, needed when any server address uses TLS.
     pub tls: Option<tls::Connector>,
+    /// Send the PUBACK (QoS 1) or PUBREC (QoS 2) of an inbound message only once the application
+    /// is done with it: its callbacks returned, or (event mode) its event's
+    /// [`PendingAck`](super::PendingAck) was released; in arrival order, and never on a later
+    /// connection than the message's. Off by default (see `mqttc_options.ack_after_callback`).
+    pub ack_after_callback: bool,
 }
 
 impl Default for Options {
@@ -136,6 +141,7 @@ impl Default for Options {
             queue_before_connect: false,
             rotate_servers: false,
             tls: None,
+            ack_after_callback: false,
         }
     }
 }

@@ -181,6 +181,19 @@ fn stale() -> Failure {
 /// In event mode, events not yet taken with `mqttc_event_next` are discarded; events taken stay
 /// valid until `mqttc_event_free`, and so does the userdata a MESSAGE event names: that
 /// subscription's `drop_userdata` then runs in the `mqttc_event_free` of its last event.
+///
+/// Inbound messages the application has not seen (queued for a message callback, or a MESSAGE
+/// event not yet taken) are dropped, and so is a message whose callback was still running when
+/// another thread called this. What becomes of them depends on `ack_after_callback`:
+/// - with it, none of them was acknowledged, and none will be: a broker that keeps the session
+///   (`clean_session` false, or MQTT 5 `session_expiry`) sends their QoS 1 and 2 messages again
+///   to the next client connecting with the same `client_id`. So are the messages of MESSAGE
+///   events taken but not yet freed. A message whose callbacks returned just before the free
+///   may be delivered again too, if its acknowledgement had not gone out yet.
+/// - without it (the default), they were acknowledged when they were read, so the broker has
+///   forgotten them: they are lost.
+///
+/// QoS 0 messages are lost either way.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_client_free(client: *mut mqttc_client) {
     let _ = guard(|| {

@@ -9,7 +9,7 @@ use super::properties::mqttc_properties;
 use super::{Failure, guard, mqttc_message, mqttc_status, write_out};
 use crate::codec::{Properties, Publish};
 use crate::engine::events::Subscriber;
-use crate::engine::{Client, ClientEvent, Error};
+use crate::engine::{Client, ClientEvent, Error, PendingAck};
 
 /// What an `mqttc_event` reports.
 #[repr(C)]
@@ -68,6 +68,8 @@ struct OwnedEvent {
     many: Box<[*mut c_void]>,
     /// Holds each subscription's registration, so its `drop_userdata` waits for this event's free.
     _subscribers: Vec<Subscriber>,
+    /// With `ack_after_callback`: the message's acknowledgement, released by `mqttc_event_free`.
+    ack: Option<PendingAck>,
     _connection: Option<OwnedConnectionEvent>,
     detail: Option<CString>,
     codes: Vec<u8>,
@@ -107,7 +109,11 @@ fn empty_view(kind: mqttc_event_kind) -> mqttc_event {
 
 fn owned_event(event: ClientEvent) -> Box<OwnedEvent> {
     match event {
-        ClientEvent::Message { publish, subscribers } => {
+        ClientEvent::Message {
+            publish,
+            subscribers,
+            ack,
+        } => {
             // Topics are valid UTF-8 without NUL (the codec refuses others).
             let topic = CString::new(publish.topic.as_str()).unwrap_or_default();
             let userdata = |s: &Subscriber| s.key as *mut c_void;
@@ -131,6 +137,7 @@ fn owned_event(event: ClientEvent) -> Box<OwnedEvent> {
                 one,
                 many,
                 _subscribers: subscribers,
+                ack,
                 _connection: None,
                 detail: None,
                 codes: Vec::new(),
@@ -185,6 +192,7 @@ fn boxed(view: mqttc_event, connection: Option<OwnedConnectionEvent>) -> Box<Own
         one: std::ptr::null_mut(),
         many: Box::new([]),
         _subscribers: Vec::new(),
+        ack: None,
         _connection: connection,
         detail: None,
         codes: Vec::new(),
@@ -212,12 +220,17 @@ pub unsafe extern "C" fn mqttc_event_next(client: *mut mqttc_client, out: *mut *
     })
 }
 
-/// Releases an event from `mqttc_event_next`. NULL is a no-op.
+/// Releases an event from `mqttc_event_next`. NULL is a no-op. With `ack_after_callback`, freeing
+/// a MESSAGE event of QoS 1 or 2 is what lets its PUBACK or PUBREC go (after those of the messages
+/// that arrived before it): free it once the message is handled.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_event_free(event: *mut mqttc_event) {
     if !event.is_null() {
         // SAFETY: made by Box::into_raw in mqttc_event_next; its first field is the view.
-        drop(unsafe { Box::from_raw(event.cast::<OwnedEvent>()) });
+        let mut event = unsafe { Box::from_raw(event.cast::<OwnedEvent>()) };
+        if let Some(ack) = event.ack.take() {
+            ack.release();
+        }
     }
 }
 

@@ -174,6 +174,29 @@ pub struct mqttc_options {
     /// callbacks, or on a thread running its loop, which is where room is made; with a loop, the
     /// wait runs it.
     pub outgoing_wait_ms: u32,
+    /// Acknowledge an inbound QoS 1 or 2 message (PUBACK, or PUBREC) only once the application is
+    /// done with it: when its message callbacks have returned (on the callback thread; with
+    /// `inline_callbacks` or `run_loop`, when the inline call returned), and for a MESSAGE event
+    /// when `mqttc_event_free` releases it. The choice for at-least-once consumers: with a session
+    /// the broker keeps (`clean_session` false, or MQTT 5 `session_expiry` above 0) and a fixed
+    /// `client_id`, a message is never lost to a crash, an exit or `mqttc_client_free` while it
+    /// waits in a queue or its callback runs; the broker sends it again on the next connection.
+    ///
+    /// Acknowledgements keep the order in which the messages arrived (MQTT 3.1.1 and 5, section
+    /// 4.6): one whose message was handled early waits for those before it. When the connection
+    /// is lost first, it is not sent on the next one: the broker resends the message, with DUP
+    /// set, and it is delivered again, so a callback may see a message twice (QoS 2 included,
+    /// when its PUBREC had not gone). `mqttc_disconnect` waits, within `disconnect_timeout_ms`,
+    /// for the acknowledgements of messages being handled, as it does for outbound ones.
+    ///
+    /// Default false, because the broker counts a message being handled as in flight and sends
+    /// only so many of those (mosquitto: `max_inflight_messages`, 20 by default; MQTT 5: the
+    /// Receive Maximum in `connect_properties`): a callback that blocks, or a MESSAGE event kept
+    /// and not freed, stops the QoS 1/2 messages of that connection (QoS 0 ones still flow), and
+    /// each acknowledgement costs the network thread a wakeup. Without it, messages are
+    /// acknowledged as soon as they are read, and those still queued when the client is freed
+    /// are lost.
+    pub ack_after_callback: bool,
 }
 
 /// What happens to a publish that does not fit in the offline queue (`offline_overflow`). Either
@@ -253,6 +276,7 @@ fn defaults() -> mqttc_options {
         outgoing_max_messages: d.outgoing.messages.min(u32::MAX as usize) as u32,
         outgoing_max_bytes: d.outgoing.bytes,
         outgoing_wait_ms: millis(d.outgoing_wait),
+        ack_after_callback: d.ack_after_callback,
     }
 }
 
@@ -385,6 +409,7 @@ pub(crate) unsafe fn read_options(opts: *const mqttc_options) -> Result<(engine:
         },
         session_expiry: o.session_expiry,
         topic_alias_maximum: o.topic_alias_maximum,
+        ack_after_callback: o.ack_after_callback,
         ..engine::Options::default()
     };
     if e.version == Version::V311 && e.session_expiry != 0 {

@@ -19,6 +19,8 @@ use crate::engine::{FilterRequest, Handler};
 use crate::topic::validate_subscription_filter;
 
 /// Message callback: `message` is borrowed for the call. Runs on the client's callback thread.
+/// With `ack_after_callback`, a QoS 1 or 2 message is acknowledged to the broker only after every
+/// callback it matched has returned.
 pub type mqttc_message_cb =
     Option<unsafe extern "C" fn(client: *mut mqttc_client, message: *const mqttc_message, userdata: *mut c_void)>;
 

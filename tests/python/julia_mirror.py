@@ -79,6 +79,7 @@ class mqttc_options(ctypes.Structure):
         ("outgoing_max_messages", c_uint32),
         ("outgoing_max_bytes", c_size_t),
         ("outgoing_wait_ms", c_uint32),
+        ("ack_after_callback", c_bool),
     ]
 
 

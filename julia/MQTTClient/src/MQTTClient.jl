@@ -114,6 +114,7 @@ struct mqttc_options
     outgoing_max_messages::UInt32
     outgoing_max_bytes::Csize_t
     outgoing_wait_ms::UInt32
+    ack_after_callback::Bool
 end
 
 struct mqttc_message

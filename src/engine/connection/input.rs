@@ -4,9 +4,10 @@ use bytes::BytesMut;
 use super::Net;
 use super::keep_alive::KeepAlive;
 use super::writer::SocketWriter;
-use crate::codec::{self, Ack, Packet, PropertyId, QoS, Version};
+use crate::codec::{self, Ack, Packet, PropertyId, Publish, QoS, Version};
 use crate::engine::Error;
 use crate::engine::dispatch::{Event, LogLevel};
+use crate::engine::held_acks::Owed;
 use crate::engine::session::{AckAction, Awaiting};
 
 /// What one read brought, for [`crate::engine::transport::DelayedAck`].
@@ -34,19 +35,16 @@ impl Net<'_> {
                 Packet::Publish(mut p) => {
                     received.publishes += 1;
                     self.peer.resolve(&mut p)?;
-                    let id = p.pkid;
                     match p.qos {
-                        QoS::AtMostOnce => self.out.push(Event::Message(p)),
-                        QoS::AtLeastOnce => {
-                            self.out.push(Event::Message(p));
-                            w.encode(&Packet::PubAck(Ack::new(id)))?;
-                        }
+                        QoS::AtMostOnce => self.out.push(Event::Message(p, None)),
+                        QoS::AtLeastOnce => self.deliver(p, Owed::Qos1, w)?,
                         QoS::ExactlyOnce => {
                             // Delivered on first receipt only; a resend before PUBREL just gets PUBREC again.
-                            if self.session.inbound_qos2.insert(id) {
-                                self.out.push(Event::Message(p));
+                            if self.session.inbound_qos2.insert(p.pkid) {
+                                self.deliver(p, Owed::Qos2, w)?;
+                            } else {
+                                self.acknowledge_again(p.pkid, w)?;
                             }
-                            w.encode(&Packet::PubRec(Ack::new(id)))?;
                         }
                     }
                 }
@@ -103,10 +101,49 @@ impl Net<'_> {
                 }
             }
         }
+        self.send_held_acks(w)?;
         for id in self.session.take_pubrels(!w.is_empty()) {
             w.encode(&Packet::PubRel(Ack::new(id)))?;
         }
         Ok(received)
+    }
+
+    /// Hands a QoS 1/2 message to the application and acknowledges it (`owed`): at once, or with
+    /// `ack_after_callback` once the application has released it (see
+    /// [`HeldAcks`](crate::engine::held_acks::HeldAcks)).
+    fn deliver(&mut self, p: Publish, owed: Owed, w: &mut SocketWriter) -> Result<(), Error> {
+        let id = p.pkid;
+        match &self.held {
+            None => {
+                self.out.push(Event::Message(p, None));
+                w.encode(&owed.packet(id))
+            }
+            Some(held) => {
+                let ack = held.hold(owed, id);
+                self.out.push(Event::Message(p, Some(ack)));
+                Ok(())
+            }
+        }
+    }
+
+    /// The PUBREC of a QoS 2 message delivered before: at once, or in its turn after those held.
+    fn acknowledge_again(&mut self, id: u16, w: &mut SocketWriter) -> Result<(), Error> {
+        match &self.held {
+            None => w.encode(&Owed::Qos2Again.packet(id)),
+            Some(held) => {
+                held.owe(Owed::Qos2Again, id);
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes the held acknowledgements that may go now (see
+    /// [`HeldAcks::take_ready`](crate::engine::held_acks::HeldAcks::take_ready)).
+    pub(super) fn send_held_acks(&mut self, w: &mut SocketWriter) -> Result<(), Error> {
+        match &self.held {
+            Some(held) => held.take_ready(|ack| w.encode(&ack)),
+            None => Ok(()),
+        }
     }
 
     /// An acknowledgement for a packet id nothing awaits (or of the wrong kind for it) is ignored, as

@@ -26,6 +26,7 @@ use super::backoff::Backoff;
 use super::direct::Commands;
 use super::dispatch::{Event, LogLevel};
 use super::events::ConnectionEvent;
+use super::held_acks::HeldAcks;
 use super::offline::OfflineQueue;
 use super::session::{Request, Session};
 use super::tokens::{Outcome, Token};
@@ -108,6 +109,9 @@ struct Net<'a> {
     backoff: Backoff,
     /// What the broker of the current connection allows and has set up (MQTT 5).
     peer: Peer,
+    /// With `Options::ack_after_callback`: the acknowledgements owed for inbound messages the
+    /// application is handling.
+    held: Option<Arc<HeldAcks>>,
 }
 
 pub(super) async fn run(ctx: Ctx, commands: mpsc::UnboundedReceiver<Command>) {
@@ -124,6 +128,7 @@ pub(super) async fn run(ctx: Ctx, commands: mpsc::UnboundedReceiver<Command>) {
         next_server: 0,
         backoff: Backoff::new(o.reconnect_min, o.reconnect_max),
         peer: Peer::default(),
+        held: o.ack_after_callback.then(Arc::default),
     };
     while let Some(command) = net.commands.recv().await {
         match net.offline_command(command, false) {
@@ -368,11 +373,23 @@ impl<'a> Net<'a> {
         let mut requests = self.session.on_lost();
         requests.append(&mut self.deferred);
         self.deferred = requests;
+        self.forget_held_acks();
+    }
+
+    /// What the lost connection owed the broker is not sent on the next (see [`HeldAcks`]); the
+    /// QoS 2 messages it had not answered are delivered again when the broker resends them.
+    fn forget_held_acks(&mut self) {
+        if let Some(held) = &self.held {
+            for id in held.forget() {
+                self.session.inbound_qos2.remove(&id);
+            }
+        }
     }
 
     /// Ends the session at the application's request: everything still waiting is cancelled.
     fn end_session(&mut self, token: Token) {
         let alive = self.ctx.shared.session_alive.swap(false, Ordering::AcqRel);
+        self.forget_held_acks();
         for (t, r) in self.session.fail_all(&Error::Cancelled) {
             self.out.complete(t, r);
         }

@@ -13,6 +13,7 @@ use super::writer::SocketWriter;
 use super::{Ended, Net};
 use crate::codec::{Packet, PropertyId};
 use crate::engine::dispatch::LogLevel;
+use crate::engine::held_acks::HeldAcks;
 use crate::engine::session::Request;
 use crate::engine::tokens::Outcome;
 use crate::engine::{Command, Error, State, Token};
@@ -28,6 +29,14 @@ enum Taken {
     Disconnect(Token),
     /// End the connection.
     End(Ended),
+}
+
+/// Ready when a held acknowledgement may go (see [`HeldAcks`]); never without them.
+async fn acks_ready(held: Option<&HeldAcks>) {
+    match held {
+        Some(held) => held.ready().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Net<'_> {
@@ -59,6 +68,8 @@ impl Net<'_> {
         tokio::pin!(timer);
         // Declared after the reading half, so that it is dropped (its offer withdrawn) first.
         let mut w = SocketWriter::new(writer, wbuf, kind, &ctx.shared.direct);
+        // Its own reference, for a wait in the select below, which borrows `self` elsewhere.
+        let held = self.held.clone();
 
         if let Err(e) = self.resume(&mut w, session_present) {
             return Ended::Lost(e);
@@ -74,7 +85,9 @@ impl Net<'_> {
             }
             self.out.flush();
             if let Some((token, deadline)) = disconnecting {
-                if self.session.is_idle() || Instant::now() >= deadline {
+                // Acknowledgements held for messages being handled count as in flight too.
+                let idle = self.session.is_idle() && held.as_deref().is_none_or(HeldAcks::is_empty);
+                if idle || Instant::now() >= deadline {
                     return self.finish_disconnect(w, token, deadline).await;
                 }
             }
@@ -117,6 +130,12 @@ impl Net<'_> {
                     }
                 }
                 () = ctx.shared.wake.wait() => w.withdraw(&mut self.written),
+                () = acks_ready(held.as_deref()), if held.is_some() => {
+                    w.withdraw(&mut self.written);
+                    if let Err(e) = self.send_held_acks(&mut w) {
+                        return Ended::Lost(e);
+                    }
+                }
                 () = self.commands.ready(&ctx.shared.direct), if taking => {
                     w.withdraw(&mut self.written);
                     match self.take_commands(&mut w) {
