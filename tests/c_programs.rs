@@ -76,6 +76,14 @@ fn event_mode_keeps_userdata_alive_until_its_last_message_event_is_freed() {
     run_c_steps("event_userdata", "event_userdata: ok", 3);
 }
 
+/// tests/c/ack_after_callback.c: with `ack_after_callback`, a message is acknowledged once its
+/// callback returned or its event was freed, in arrival order; a freed client's unhandled
+/// messages come back to the next client with its id, its handled ones do not.
+#[test]
+fn ack_after_callback_through_the_c_api_redelivers_exactly_the_unhandled_messages() {
+    run_c_steps("ack_after_callback", "ack_after_callback: ok", 2);
+}
+
 #[test]
 fn tls_options_through_the_c_api() {
     let pki = common::pki::Pki::new();
