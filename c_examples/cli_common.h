@@ -664,6 +664,10 @@ static mqttc_status cli_client_new(const struct cli_config *cfg, mqttc_client **
     opts.keep_alive = (uint16_t)cfg->keepalive;
     opts.protocol_version = cfg->protocol_version;
     opts.clean_session = cfg->clean_session;
+    /* MQTT 5 ends a session at disconnect unless CONNECT asks otherwise: with -c, mosquitto's tools
+     * ask for one that never expires. */
+    if (cfg->protocol_version == 5 && !cfg->clean_session)
+        opts.session_expiry = UINT32_MAX;
     opts.client_id = cfg->id;
     opts.username = cfg->username;
     if (cfg->password) {

@@ -20,12 +20,13 @@ static void print_usage(void) {
     printf("                 {-f file | -l | -n | -s | -m message}\n");
     printf("                 [-c] [-k keepalive] [-q qos] [-r]\n");
     printf("                 [-i id] [-I id_prefix]\n");
-    printf("                 [-d] [-V mqttv311]\n");
+    printf("                 [-d] [-V mqttv311|mqttv5]\n");
     printf("                 [--will-topic [--will-payload payload] [--will-qos qos] [--will-retain]]\n");
     printf("                 [[--cafile file] [--tls-use-os-certs] [--cert file --key file] [--insecure]\n");
     printf("                  [--tls-alpn protocol]]\n");
     printf("       mqttc_pub --help\n\n");
     printf(" -c : disable clean session/enable persistent client mode (requires -i or -I).\n");
+    printf("      With -V mqttv5 the session never expires, as with mosquitto's tools.\n");
     printf(" -d : enable debug messages.\n");
     printf(" -f : send the contents of a file as the message.\n");
     printf(" -h : mqtt host to connect to. Defaults to localhost.\n");
@@ -42,7 +43,7 @@ static void print_usage(void) {
     printf(" -s : read message from stdin, sending the entire input as a message.\n");
     printf(" -t : mqtt topic to publish to.\n");
     printf(" -u : provide a username\n");
-    printf(" -V : specify the version of the MQTT protocol to use. Only mqttv311 is supported.\n");
+    printf(" -V : specify the version of the MQTT protocol to use: mqttv311 (default) or mqttv5 (also 311, 5).\n");
     cli_usage_long_options();
 }
 

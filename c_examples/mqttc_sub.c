@@ -45,12 +45,13 @@ static void print_usage(void) {
     printf("                 [-c] [-k keepalive] [-q qos]\n");
     printf("                 [-C msg_count] [-R] [-W timeout_secs]\n");
     printf("                 [-i id] [-I id_prefix]\n");
-    printf("                 [-d] [-N] [-v] [-V mqttv311]\n");
+    printf("                 [-d] [-N] [-v] [-V mqttv311|mqttv5]\n");
     printf("                 [--will-topic [--will-payload payload] [--will-qos qos] [--will-retain]]\n");
     printf("                 [[--cafile file] [--tls-use-os-certs] [--cert file --key file] [--insecure]\n");
     printf("                  [--tls-alpn protocol]]\n");
     printf("       mqttc_sub --help\n\n");
     printf(" -c : disable clean session/enable persistent client mode (requires -i or -I).\n");
+    printf("      With -V mqttv5 the session never expires, as with mosquitto's tools.\n");
     printf(" -C : disconnect and exit after receiving the 'msg_count' messages.\n");
     printf(" -d : enable debug messages.\n");
     printf(" -h : mqtt host to connect to. Defaults to localhost.\n");
@@ -65,7 +66,7 @@ static void print_usage(void) {
     printf(" -t : mqtt topic to subscribe to. May be repeated multiple times.\n");
     printf(" -u : provide a username\n");
     printf(" -v : print published messages verbosely.\n");
-    printf(" -V : specify the version of the MQTT protocol to use. Only mqttv311 is supported.\n");
+    printf(" -V : specify the version of the MQTT protocol to use: mqttv311 (default) or mqttv5 (also 311, 5).\n");
     printf(" -W : Specifies a timeout in seconds how long to process incoming MQTT messages.\n");
     cli_usage_long_options();
 }

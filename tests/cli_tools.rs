@@ -375,8 +375,20 @@ fn sub_accepts_several_t_options() {
 
 #[test]
 fn c_keeps_the_session_so_a_later_run_gets_what_was_queued() {
+    keeps_the_session_with(&[]);
+}
+
+/// MQTT 5 ends a session at disconnect unless CONNECT says otherwise: `-c` sets the session
+/// expiry to "never", as mosquitto_sub and mosquitto_pub do.
+#[test]
+fn c_keeps_the_session_with_mqtt5_too() {
+    keeps_the_session_with(&["-V", "mqttv5"]);
+}
+
+fn keeps_the_session_with(version: &[&str]) {
     let b = TestBroker::start();
-    let args = ["-t", "cli/session", "-q", "1", "-c", "-i", "persistent", "-v"];
+    let mut args = vec!["-t", "cli/session", "-q", "1", "-c", "-i", "persistent", "-v"];
+    args.extend_from_slice(version);
     // First run: subscribe with a persistent session, then leave (the -W timeout).
     let (code, out, err) = run(sub_cmd(&b, &args).args(["-W", "1"]));
     assert_eq!((code, out.as_str()), (27, ""), "stderr: {err}");
