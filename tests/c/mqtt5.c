@@ -80,6 +80,15 @@ static int inbox_wait(inbox *b, int n) {
     return got;
 }
 
+/* How many messages the inbox holds now; callbacks add to it on another thread, so never read
+ * `count` without the lock. */
+static int inbox_size(inbox *b) {
+    pthread_mutex_lock(&b->lock);
+    int n = b->count;
+    pthread_mutex_unlock(&b->lock);
+    return n;
+}
+
 static void settle(void) {
     struct timespec t = {0, 300 * 1000 * 1000};
     nanosleep(&t, NULL);
@@ -285,7 +294,8 @@ static void subscription_options(mqttc_client *a, mqttc_client *b) {
     publish(b, "p5/nl", "other", 1, false, NULL);
     EXPECT(inbox_wait(&nl, 1) == 1, "no message under No Local");
     settle();
-    EXPECT(nl.count == 1 && memcmp(nl.msgs[0]->payload, "other", 5) == 0, "No Local: %d messages", nl.count);
+    int got = inbox_size(&nl);
+    EXPECT(got == 1 && memcmp(nl.msgs[0]->payload, "other", 5) == 0, "No Local: %d messages", got);
 
     /* Retain handling "never": the retained message is not sent at subscribe time. */
     publish(b, "p5/ret", "old", 1, true, NULL);
@@ -293,8 +303,9 @@ static void subscription_options(mqttc_client *a, mqttc_client *b) {
     publish(b, "p5/ret", "live", 1, false, NULL);
     EXPECT(inbox_wait(&never, 1) == 1, "no live message under retain handling 2");
     settle();
-    EXPECT(never.count == 1 && memcmp(never.msgs[0]->payload, "live", 4) == 0,
-           "retain handling 2: %d messages, first %.*s", never.count, (int)never.msgs[0]->payload_len,
+    got = inbox_size(&never);
+    EXPECT(got == 1 && memcmp(never.msgs[0]->payload, "live", 4) == 0,
+           "retain handling 2: %d messages, first %.*s", got, (int)never.msgs[0]->payload_len,
            (const char *)never.msgs[0]->payload);
     publish(b, "p5/ret", "", 1, true, NULL); /* clear the retained message */
 
@@ -326,7 +337,8 @@ static void subscription_identifiers(mqttc_client *a, mqttc_client *b) {
     settle();
     /* mosquitto sends a copy per subscription; each copy names its subscription, so each callback
      * runs once (matching the topic alone would call both callbacks for both copies). */
-    EXPECT(all.count == 1 && one.count == 1, "overlapping: %d and %d deliveries", all.count, one.count);
+    int got_all = inbox_size(&all), got_one = inbox_size(&one);
+    EXPECT(got_all == 1 && got_one == 1, "overlapping: %d and %d deliveries", got_all, got_one);
     uint32_t id_all = 0, id_one = 0;
     CHECK(mqttc_properties_get_int(all.msgs[0]->properties, MQTTC_PROP_SUBSCRIPTION_IDENTIFIER, &id_all));
     CHECK(mqttc_properties_get_int(one.msgs[0]->properties, MQTTC_PROP_SUBSCRIPTION_IDENTIFIER, &id_one));
@@ -349,18 +361,18 @@ static void shared_subscription(mqttc_client *a, mqttc_client *b) {
     for (int i = 0; i < N; i++)
         CHECK(mqttc_publish(b, "p5/sh", "s", 1, 1, false, &last));
     wait_ok(b, last, "shared publishes");
-    for (int i = 0; i < 100 && in_a.count + in_c.count < N; i++)
+    for (int i = 0; i < 100 && inbox_size(&in_a) + inbox_size(&in_c) < N; i++)
         settle();
     settle();
-    EXPECT(in_a.count + in_c.count == N, "shared: %d + %d messages for %d", in_a.count, in_c.count, N);
-    EXPECT(in_a.count > 0 && in_c.count > 0, "shared: one member got all (%d, %d)", in_a.count, in_c.count);
+    int got_a = inbox_size(&in_a), got_c = inbox_size(&in_c);
+    EXPECT(got_a + got_c == N, "shared: %d + %d messages for %d", got_a, got_c, N);
+    EXPECT(got_a > 0 && got_c > 0, "shared: one member got all (%d, %d)", got_a, got_c);
     EXPECT(strcmp(in_a.msgs[0]->topic, "p5/sh") == 0, "shared message topic %s", in_a.msgs[0]->topic);
     const char *filter = "$share/grp/p5/sh";
     mqttc_token t = 0;
     CHECK(mqttc_unsubscribe(a, filter, &t));
     wait_ok(a, t, "unsubscribe shared");
-    printf("ok shared subscription: %d messages split %d / %d between two clients\n", N, in_a.count,
-           in_c.count);
+    printf("ok shared subscription: %d messages split %d / %d between two clients\n", N, got_a, got_c);
     mqttc_client_free(c);
     inbox_clear(&in_a);
     inbox_clear(&in_c);
