@@ -89,8 +89,8 @@ build_c() { # name source
   gcc -o "$bin/$1" "$bin/$1.o" "$bin/tsan_thread.o" -Wl,--whole-archive "$runtime" -Wl,--no-whole-archive \
     -rdynamic -L "$lib" -Wl,-rpath,"$lib" -lmqttclient -lpthread -ldl -lm -lrt
 }
-for name in bad_input callbacks events event_userdata free_paths free_race mqtt5 nocopy run_loop \
-  scale resilience; do
+for name in ack_after_callback bad_input callbacks events event_userdata free_paths free_race mqtt5 \
+  nocopy run_loop scale resilience; do
   build_c "$name" "tests/c/$name.c"
 done
 build_c canary tests/c/race/canary.c
@@ -176,6 +176,7 @@ run '^events: ok' events
 run '^event_userdata: ok' event_userdata
 run '^free_paths: ok' free_paths
 run '^free_race: ok \(300 rounds\)' free_race 300
+run '^ack_after_callback: ok' ack_after_callback
 run '^mqtt5: ok' mqtt5
 run '^nocopy: ok' nocopy
 run '^0 failure\(s\)$' bad_input
@@ -213,7 +214,7 @@ if [ "${RACE_RUST_TESTS:-1}" != 0 ]; then
   # a panicked client to report its failure.
   export RUST_BACKTRACE=0
   suites=(lib events panics direct_write resilience fake_broker flow_control mqtt5 mqtt5_dispatch
-    hostile_broker tls)
+    hostile_broker tls outgoing_limits ack_after_callback)
   targets=()
   for suite in "${suites[@]}"; do
     if [ "$suite" = lib ]; then targets+=(--lib); else targets+=(--test "$suite"); fi
