@@ -10,7 +10,12 @@
 //! Lookups take one slot's lock (shared), so calls on different handles, or on the same one from
 //! several threads, do not contend on a table-wide lock. Slots come in segments allocated as they
 //! are first needed and kept for the life of the process.
+//!
+//! A slot keeps its object's pointer bitwise inverted, so that leak checkers (LeakSanitizer,
+//! Valgrind), which look for pointers to a block, still report a client the application never
+//! freed, as they would for any C library's object; the table is not a reference they can see.
 use std::collections::VecDeque;
+use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 /// Bits of the slot index: up to 2^20 (about a million) live handles of one kind.
@@ -29,7 +34,40 @@ const SEGMENTS: usize = (1 << INDEX_BITS) / SEGMENT;
 
 struct Slot<T> {
     generation: usize,
-    value: Option<Arc<T>>,
+    /// `!ptr` of a strong reference made by `Arc::into_raw`, or 0 when empty (see the module doc).
+    hidden: usize,
+    _owns: PhantomData<Arc<T>>,
+}
+
+impl<T> Slot<T> {
+    fn hide(value: Arc<T>) -> usize {
+        !Arc::into_raw(value).expose_provenance()
+    }
+
+    /// The object, with a strong reference of its own for the caller.
+    fn get(&self) -> Option<Arc<T>> {
+        let ptr = self.pointer()?;
+        // SAFETY: the slot holds a strong reference made by `Arc::into_raw` (`hide`), which
+        // cannot be released while the caller holds the slot's lock (shared here; `take` needs it
+        // exclusively), so the count is at least 1 and `ptr` is live.
+        unsafe {
+            Arc::increment_strong_count(ptr);
+            Some(Arc::from_raw(ptr))
+        }
+    }
+
+    /// Takes the slot's own reference out, leaving it empty.
+    fn take(&mut self) -> Option<Arc<T>> {
+        let ptr = self.pointer()?;
+        self.hidden = 0;
+        // SAFETY: the reference `hide` made with `Arc::into_raw`, handed back exactly once (the
+        // slot is empty from now on).
+        Some(unsafe { Arc::from_raw(ptr) })
+    }
+
+    fn pointer(&self) -> Option<*const T> {
+        (self.hidden != 0).then(|| std::ptr::with_exposed_provenance(!self.hidden))
+    }
 }
 
 type Segment<T> = Box<[RwLock<Slot<T>>]>;
@@ -82,7 +120,8 @@ impl<T> Handles<T> {
                         .map(|_| {
                             RwLock::new(Slot {
                                 generation: 0,
-                                value: None,
+                                hidden: 0,
+                                _owns: PhantomData,
                             })
                         })
                         .collect()
@@ -94,7 +133,7 @@ impl<T> Handles<T> {
         };
         let slot = self.slot(index)?;
         let mut s = slot.write().unwrap_or_else(|p| p.into_inner());
-        s.value = Some(value);
+        s.hidden = Slot::hide(value);
         Some(self.encode(index, s.generation))
     }
 
@@ -116,7 +155,7 @@ impl<T> Handles<T> {
         if s.generation != generation {
             return None;
         }
-        s.value.clone()
+        s.get()
     }
 
     /// Takes the object out: the handle is dead from now on. `None` when it already was (of
@@ -128,7 +167,7 @@ impl<T> Handles<T> {
             if s.generation != generation {
                 return None;
             }
-            let value = s.value.take()?;
+            let value = s.take()?;
             s.generation = (s.generation + 1) & ((1 << GENERATION_BITS) - 1);
             value
         };
@@ -139,6 +178,17 @@ impl<T> Handles<T> {
             .free
             .push_back(index);
         Some(value)
+    }
+}
+
+impl<T> Drop for Handles<T> {
+    /// Only tables made in tests are ever dropped (the library's are statics).
+    fn drop(&mut self) {
+        for segment in self.segments.iter_mut().filter_map(OnceLock::get_mut) {
+            for slot in segment.iter_mut() {
+                drop(slot.get_mut().unwrap_or_else(|p| p.into_inner()).take());
+            }
+        }
     }
 }
 
@@ -172,6 +222,22 @@ mod tests {
         for forged in [0, 1, 8, c & !TAG, c + (1 << INDEX_BITS), usize::MAX] {
             assert!(clients.get(forged).is_none(), "{forged:#x}");
         }
+    }
+
+    #[test]
+    fn the_table_holds_one_reference_and_gives_it_back_on_remove_or_drop() {
+        let object = Arc::new(5u8);
+        let table = Handles::<u8>::new(1);
+        let h = table.insert(object.clone()).unwrap();
+        let _kept = table.insert(object.clone()).unwrap();
+        assert_eq!(Arc::strong_count(&object), 3);
+        let got = table.get(h).unwrap();
+        assert_eq!(Arc::strong_count(&object), 4);
+        drop(got);
+        drop(table.remove(h));
+        assert_eq!(Arc::strong_count(&object), 2);
+        drop(table);
+        assert_eq!(Arc::strong_count(&object), 1, "the drop released what was left");
     }
 
     #[test]
