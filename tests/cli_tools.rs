@@ -7,39 +7,19 @@ use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{Broker, compile_c, project_dir, run_program};
+use common::{Broker, cli_tools, program, run_program};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// Both tools, compiled once per test binary (tests run in parallel and would race on the files).
-fn tools() -> &'static (PathBuf, PathBuf) {
-    static TOOLS: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
-    TOOLS.get_or_init(|| {
-        let pub_exe = compile_c("mqttc_pub", &[project_dir().join("c_examples/mqttc_pub.c")]);
-        let sub_exe = compile_c("mqttc_sub", &[project_dir().join("c_examples/mqttc_sub.c")]);
-        (pub_exe, sub_exe)
-    })
-}
-
 fn our_pub() -> Command {
-    Command::new(&tools().0)
+    Command::new(&cli_tools().0)
 }
 
 fn our_sub() -> Command {
-    Command::new(&tools().1)
-}
-
-/// The real mosquitto client tool `name`, if installed.
-fn real_tool(name: &str) -> Option<PathBuf> {
-    std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file())
+    Command::new(&cli_tools().1)
 }
 
 /// A mosquitto that logs every SUBSCRIBE to a file, so a test can wait until a subscriber is really
@@ -424,7 +404,7 @@ fn sub_reconnects_and_subscribes_again_when_the_broker_restarts_like_mosquitto_s
 fn w_timeout_exit_code_matches_mosquitto_sub() {
     let b = TestBroker::start();
     // mosquitto_sub exits with MOSQ_ERR_TIMEOUT (27) and "Timed out" on stderr.
-    let expected = match real_tool("mosquitto_sub") {
+    let expected = match program("mosquitto_sub") {
         Some(real) => {
             let (code, _, err) = run(Command::new(real).args(["-p", &b.port(), "-t", "cli/quiet", "-W", "1"]));
             assert_eq!(err.trim(), "Timed out");
@@ -449,7 +429,7 @@ fn w_timeout_exit_code_matches_mosquitto_sub() {
 
 #[test]
 fn our_pub_to_real_mosquitto_sub() {
-    let Some(real) = real_tool("mosquitto_sub") else {
+    let Some(real) = program("mosquitto_sub") else {
         println!("note: mosquitto_sub not installed; skipping");
         return;
     };
@@ -474,7 +454,7 @@ fn our_pub_to_real_mosquitto_sub() {
 
 #[test]
 fn real_mosquitto_pub_to_our_sub_prints_what_mosquitto_sub_prints() {
-    let (Some(real_pub), Some(real_sub)) = (real_tool("mosquitto_pub"), real_tool("mosquitto_sub")) else {
+    let (Some(real_pub), Some(real_sub)) = (program("mosquitto_pub"), program("mosquitto_sub")) else {
         println!("note: mosquitto_pub/mosquitto_sub not installed; skipping");
         return;
     };
@@ -537,7 +517,7 @@ fn will_is_published_after_sigkill_but_not_after_sigint() {
 
 #[test]
 fn username_and_password_against_a_password_file() {
-    let Some(passwd) = real_tool("mosquitto_passwd") else {
+    let Some(passwd) = program("mosquitto_passwd") else {
         println!("note: mosquitto_passwd not installed; skipping");
         return;
     };
@@ -572,7 +552,7 @@ fn username_and_password_against_a_password_file() {
 
     // A wrong password: the same exit code as mosquitto_pub/mosquitto_sub (5, connection refused).
     let bad = ["-p", &b.port(), "-u", "alice", "-P", "wrong", "-t", "cli/auth"];
-    let (expected_pub, expected_sub) = match (real_tool("mosquitto_pub"), real_tool("mosquitto_sub")) {
+    let (expected_pub, expected_sub) = match (program("mosquitto_pub"), program("mosquitto_sub")) {
         (Some(p), Some(s)) => (
             run(Command::new(p).args(bad).args(["-m", "x"])).0,
             run(Command::new(s).args(bad)).0,
@@ -619,7 +599,7 @@ fn bad_usage_prints_usage_and_exits_like_mosquitto() {
         (our_pub, &["-t", "a", "-m", "x", "-n"], "mosquitto_pub"),
     ];
     for (ours, args, real) in cases {
-        let expected = match real_tool(real) {
+        let expected = match program(real) {
             Some(p) => run(Command::new(p).args(args)).0,
             None => 1,
         };
@@ -651,7 +631,7 @@ fn bad_usage_prints_usage_and_exits_like_mosquitto() {
 #[test]
 fn unreachable_broker_exits_with_mosquittos_code() {
     let port = common::free_port().to_string();
-    let expected = real_tool("mosquitto_sub").map_or(1, |p| run(Command::new(p).args(["-p", &port, "-t", "a"])).0);
+    let expected = program("mosquitto_sub").map_or(1, |p| run(Command::new(p).args(["-p", &port, "-t", "a"])).0);
     let (code, _, err) = run(our_sub().args(["-h", "127.0.0.1", "-p", &port, "-t", "a"]));
     assert_eq!(code, expected, "stderr: {err}");
     assert!(err.contains("Connection refused"), "stderr: {err}");
@@ -695,7 +675,7 @@ fn l_mqtts_url_with_cafile_carries_user_host_port_and_topic() {
     let (code, out, err) = run(our_pub().args(["-L", &url, "--cafile", ca, "-m", "ours"]));
     assert_eq!(code, 0, "stdout {out:?} stderr {err:?}");
     // The real tool with the same URL and CA, when installed; else ours again.
-    let real = real_tool("mosquitto_pub").map(Command::new);
+    let real = program("mosquitto_pub").map(Command::new);
     let (code, out, err) = run(real
         .unwrap_or_else(our_pub)
         .args(["-L", &url, "--cafile", ca, "-m", "second"]));

@@ -1,5 +1,6 @@
-//! Self-tests of the fault-injecting proxy (tests/common/proxy.rs) and of the persistent,
-//! killable `Broker`: the failure tests built on them are only as trustworthy as these helpers.
+//! Self-tests of the fault-injecting proxy (tests/common/proxy.rs), its packet record
+//! (tests/common/record.rs), and of the persistent, killable `Broker`: the failure tests built on
+//! them are only as trustworthy as these helpers.
 mod common;
 
 use std::io::{ErrorKind, Read, Write};
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::Broker;
 use common::proxy::Proxy;
+use common::record::{Decoder, Packet};
 
 /// MQTT 3.1.1 CONNECT, clean session, empty client id, keepalive 60.
 const CONNECT: [u8; 14] = [
@@ -369,12 +371,19 @@ const CONNECT_PERSISTENT: [u8; 16] = [
     0x10, 0x0e, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0x00, 0x00, 0x3c, 0x00, 0x02, b'i', b'd',
 ];
 
+/// Connects with CONNECT_PERSISTENT; the link and the CONNACK's bytes.
+fn connect_persistent(port: u16) -> (TcpStream, Vec<u8>) {
+    let mut c = connect(port);
+    c.write_all(&CONNECT_PERSISTENT).unwrap();
+    let connack = read_n(&mut c, 4, T);
+    (c, connack)
+}
+
 #[test]
 fn persistent_broker_keeps_sessions_across_sigkill() {
     let mut broker = Broker::start_persistent("");
-    let mut c = connect(broker.port);
-    c.write_all(&CONNECT_PERSISTENT).unwrap();
-    assert_eq!(read_n(&mut c, 4, T), [0x20, 0x02, 0x00, 0x00], "fresh session");
+    let (mut c, connack) = connect_persistent(broker.port);
+    assert_eq!(connack, [0x20, 0x02, 0x00, 0x00], "fresh session");
     // SUBSCRIBE id 1 to "t" at QoS 1: a change, so autosave_on_changes writes the db.
     c.write_all(&[0x82, 0x06, 0x00, 0x01, 0x00, 0x01, b't', 0x01]).unwrap();
     assert_eq!(read_n(&mut c, 5, T), [0x90, 0x03, 0x00, 0x01, 0x01]);
@@ -386,11 +395,119 @@ fn persistent_broker_keeps_sessions_across_sigkill() {
     assert_eq!(read_to_close(&mut c, T), b"");
     broker.restart();
     assert!(broker.is_running());
-    let mut c = connect(broker.port);
-    c.write_all(&CONNECT_PERSISTENT).unwrap();
+    let (_, connack) = connect_persistent(broker.port);
     assert_eq!(
-        read_n(&mut c, 4, T),
+        connack,
         [0x20, 0x02, 0x01, 0x00],
         "session present after SIGKILL + restart"
+    );
+}
+
+#[test]
+fn terminate_saves_the_session_for_the_restart() {
+    // Unlike SIGKILL, SIGTERM makes mosquitto save at exit: no wait for the database needed.
+    let mut broker = Broker::start_persistent("");
+    assert_eq!(
+        connect_persistent(broker.port).1,
+        [0x20, 0x02, 0x00, 0x00],
+        "fresh session"
+    );
+    broker.terminate();
+    assert!(!broker.is_running());
+    broker.restart();
+    assert_eq!(
+        connect_persistent(broker.port).1,
+        [0x20, 0x02, 0x01, 0x00],
+        "session present after SIGTERM"
+    );
+}
+
+#[test]
+fn decoder_splits_packets_across_reads_and_reads_their_fields() {
+    // PUBLISH DUP QoS 2 id 0x0102 to "a/b" with "hi", then PUBREL id 7, fed in three pieces.
+    let bytes = [0x3c, 0x09, 0, 3, b'a', b'/', b'b', 1, 2, b'h', b'i', 0x62, 2, 0, 7];
+    let mut d = Decoder::default();
+    assert_eq!(d.feed(&bytes[..5]), []);
+    let publish = Packet::Publish {
+        dup: true,
+        qos: 2,
+        pkid: 0x0102,
+        topic: "a/b".into(),
+        payload: b"hi".to_vec(),
+    };
+    assert_eq!(d.feed(&bytes[5..12]), [publish]);
+    assert_eq!(d.feed(&bytes[12..]), [Packet::PubRel(7)]);
+}
+
+#[test]
+fn recording_keeps_every_packet_in_order_with_its_direction() {
+    let broker = Broker::start();
+    let proxy = Proxy::recording(broker.port);
+    let mut c = connect(proxy.port());
+    // CONNECT as "rec", written in two pieces: recorded once, whole.
+    let connect = [
+        0x10, 15, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 60, 0, 3, b'r', b'e', b'c',
+    ];
+    c.write_all(&connect[..6]).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    c.write_all(&connect[6..]).unwrap();
+    assert_eq!(read_n(&mut c, 4, T), CONNACK);
+    // SUBSCRIBE id 1 to "r/t" at QoS 2, so the broker sends our message back.
+    c.write_all(&[0x82, 8, 0, 1, 0, 3, b'r', b'/', b't', 2]).unwrap();
+    assert_eq!(read_n(&mut c, 5, T), [0x90, 3, 0, 1, 2]);
+    proxy.mark("subscribed");
+    // PUBLISH QoS 2 id 5 "hi"; PUBREC; PUBREL; then PUBCOMP and the message for us, each 4 + 11
+    // bytes in some order.
+    c.write_all(&[0x34, 9, 0, 3, b'r', b'/', b't', 0, 5, b'h', b'i'])
+        .unwrap();
+    assert_eq!(read_n(&mut c, 4, T), [0x50, 2, 0, 5]);
+    c.write_all(&[0x62, 2, 0, 5]).unwrap();
+    read_n(&mut c, 15, T);
+    let records = proxy.records();
+    let got: Vec<(bool, &Packet)> = records.iter().map(|r| (r.to_broker, &r.packet)).collect();
+    let publish = |pkid: u16| Packet::Publish {
+        dup: false,
+        qos: 2,
+        pkid,
+        topic: "r/t".into(),
+        payload: b"hi".to_vec(),
+    };
+    let sent = publish(5);
+    assert_eq!(
+        got[..8],
+        [
+            (
+                true,
+                &Packet::Connect {
+                    client_id: "rec".into()
+                }
+            ),
+            (
+                false,
+                &Packet::ConnAck {
+                    session_present: false,
+                    code: 0
+                }
+            ),
+            (true, &Packet::Other(8)),
+            (false, &Packet::Other(9)),
+            (false, &Packet::Mark("subscribed".into())),
+            (true, &sent),
+            (false, &Packet::PubRec(5)),
+            (true, &Packet::PubRel(5)),
+        ]
+    );
+    let mut last: Vec<String> = got[8..].iter().map(|(to, p)| format!("{to} {p}")).collect();
+    last.sort();
+    let forwarded = publish(1);
+    assert_eq!(
+        last,
+        [format!("false {}", Packet::PubComp(5)), format!("false {forwarded}")]
+    );
+    assert!(records.windows(2).all(|w| w[0].seq < w[1].seq), "in order of seq");
+    assert!(
+        records
+            .iter()
+            .all(|r| matches!(r.packet, Packet::Mark(_)) || r.link == records[0].link)
     );
 }

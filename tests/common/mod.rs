@@ -7,6 +7,7 @@ pub mod engine;
 pub mod fake;
 pub mod pki;
 pub mod proxy;
+pub mod record;
 pub mod scripted;
 
 use std::io::{BufRead, BufReader};
@@ -25,18 +26,30 @@ pub struct Broker {
     child: Child,
 }
 
-pub fn mosquitto_path() -> PathBuf {
-    for dir in std::env::var("PATH")
+/// The installed program `name`: on the PATH, or in an sbin directory (where Debian puts the
+/// broker).
+pub fn program(name: &str) -> Option<PathBuf> {
+    std::env::var("PATH")
         .unwrap_or_default()
         .split(':')
         .chain(["/usr/sbin", "/usr/local/sbin"])
-    {
-        let p = Path::new(dir).join("mosquitto");
-        if p.is_file() {
-            return p;
-        }
-    }
-    panic!("mosquitto not found: install it (apt-get install mosquitto) or run .ci/run");
+        .map(|dir| Path::new(dir).join(name))
+        .find(|p| p.is_file())
+}
+
+pub fn mosquitto_path() -> PathBuf {
+    program("mosquitto").expect("mosquitto not found: install it (apt-get install mosquitto) or run .ci/run")
+}
+
+/// c_examples/mqttc_pub.c and c_examples/mqttc_sub.c, compiled once per test binary (tests run in
+/// parallel and would race on the files): (mqttc_pub, mqttc_sub).
+pub fn cli_tools() -> &'static (PathBuf, PathBuf) {
+    static TOOLS: std::sync::OnceLock<(PathBuf, PathBuf)> = std::sync::OnceLock::new();
+    TOOLS.get_or_init(|| {
+        let pub_exe = compile_c("mqttc_pub", &[project_dir().join("c_examples/mqttc_pub.c")]);
+        let sub_exe = compile_c("mqttc_sub", &[project_dir().join("c_examples/mqttc_sub.c")]);
+        (pub_exe, sub_exe)
+    })
 }
 
 /// mosquitto's dynamic security plugin (in Debian's mosquitto package), for tests that need the
@@ -177,6 +190,14 @@ impl Broker {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// SIGTERMs mosquitto, which saves its database (when persistent) and exits, and reaps it.
+    pub fn terminate(&mut self) {
+        // SAFETY: kill(2) on our own child's pid, not yet reaped.
+        if self.is_running() && unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) } == 0 {
+            let _ = self.child.wait();
+        }
     }
 
     /// Starts mosquitto again with the same config on the same port (killing it first if it is

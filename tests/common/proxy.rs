@@ -5,6 +5,9 @@
 //! std only: one acceptor thread plus one thread per direction of each link. Every thread polls
 //! its socket with a short timeout so that commands (and dropping the `Proxy`) take effect within
 //! a few tens of milliseconds. Socket errors never panic; they just close the link concerned.
+//!
+//! A proxy started with `Proxy::recording` also keeps every MQTT packet it passes on (see
+//! tests/common/record.rs).
 
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
@@ -13,6 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use super::record::{Decoder, Packet, Record};
 
 /// How long a pump blocks in one read or write before rechecking the proxy's state: bounds how
 /// late freeze/drop/stop take effect.
@@ -44,6 +49,10 @@ struct Shared {
     next_id: AtomicU64,
     links: Mutex<Vec<Arc<Link>>>,
     pumps: Mutex<Vec<JoinHandle<()>>>,
+    /// Every packet passed on, when recording (`Proxy::recording`).
+    record: Option<Mutex<Vec<Record>>>,
+    /// The next record's `seq`.
+    next_seq: AtomicUsize,
 }
 
 struct Cut {
@@ -89,6 +98,18 @@ impl Proxy {
     /// Listens on `127.0.0.1:0` and forwards each accepted connection to
     /// `127.0.0.1:upstream_port` (if that connect fails, the client connection is closed).
     pub fn start(upstream_port: u16) -> Proxy {
+        Proxy::launch(upstream_port, false)
+    }
+
+    /// Like `start`, and keeps a record of every MQTT 3.1.1 packet passed on in either direction
+    /// (`records`). A packet is recorded once all of it was handed to the receiving socket (what
+    /// a link's closing cut short is not), in the order in which the proxy began to write it: so
+    /// an answer comes after what it answers.
+    pub fn recording(upstream_port: u16) -> Proxy {
+        Proxy::launch(upstream_port, true)
+    }
+
+    fn launch(upstream_port: u16, record: bool) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("proxy: bind 127.0.0.1:0");
         let port = listener.local_addr().expect("proxy: local_addr").port();
         // Non-blocking accept so the acceptor can notice `stop` without a wake-up connection.
@@ -104,6 +125,8 @@ impl Proxy {
             next_id: AtomicU64::new(0),
             links: Mutex::new(Vec::new()),
             pumps: Mutex::new(Vec::new()),
+            record: record.then(|| Mutex::new(Vec::new())),
+            next_seq: AtomicUsize::new(0),
         });
         let s = shared.clone();
         let acceptor = std::thread::Builder::new()
@@ -181,6 +204,19 @@ impl Proxy {
     /// connect failed. Accepting is asynchronous: poll rather than expect it to change at once.
     pub fn connections(&self) -> usize {
         self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// The packets recorded so far, in the order they were passed on (empty unless `recording`).
+    pub fn records(&self) -> Vec<Record> {
+        let mut records = self.shared.record.as_ref().map(|r| lock(r).clone()).unwrap_or_default();
+        records.sort_by_key(|r| r.seq);
+        records
+    }
+
+    /// Puts a note (`Packet::Mark`) into the record at this point, e.g. when the broker restarts.
+    pub fn mark(&self, note: &str) {
+        let seq = self.shared.next_seq.fetch_add(1, Ordering::SeqCst);
+        keep(&self.shared, seq, u64::MAX, false, vec![Packet::Mark(note.to_string())]);
     }
 
     /// Links currently open (upstream connected, not yet closed by either side or the proxy).
@@ -288,6 +324,7 @@ fn pump(dir: Dir, mut src: TcpStream, mut dst: TcpStream, link: &Link, shared: &
     // Chunks read but not yet written, each with the instant it is due.
     let mut queue: VecDeque<(Instant, Vec<u8>)> = VecDeque::new();
     let mut eof = false;
+    let mut decoder = Decoder::default();
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         if shared.stop.load(Ordering::SeqCst) || link.is_closed() {
@@ -300,7 +337,7 @@ fn pump(dir: Dir, mut src: TcpStream, mut dst: TcpStream, link: &Link, shared: &
             if shared.frozen.load(Ordering::SeqCst) {
                 continue; // black hole
             }
-            match forward(dir, &chunk, &mut dst, link, shared) {
+            match forward(dir, &chunk, &mut dst, link, shared, &mut decoder) {
                 Forwarded::All => {}
                 Forwarded::Closed => {
                     link.close();
@@ -351,7 +388,14 @@ enum Forwarded {
 }
 
 /// Writes one chunk, honouring a pending cut on the broker->client direction.
-fn forward(dir: Dir, chunk: &[u8], dst: &mut TcpStream, link: &Link, shared: &Shared) -> Forwarded {
+fn forward(
+    dir: Dir,
+    chunk: &[u8],
+    dst: &mut TcpStream,
+    link: &Link,
+    shared: &Shared,
+    decoder: &mut Decoder,
+) -> Forwarded {
     let mut data = chunk;
     let mut close_after = false;
     if dir == Dir::ServerToClient {
@@ -373,10 +417,36 @@ fn forward(dir: Dir, chunk: &[u8], dst: &mut TcpStream, link: &Link, shared: &Sh
         // PUBACK or PUBREC racing our close) can still reach the broker.
         let _ = link.server.shutdown(Shutdown::Both);
     }
-    if !write_all(dst, data, link, shared) || close_after {
+    // Numbered before the write: the peer may answer before the write call returns.
+    let packets = if shared.record.is_some() {
+        decoder.feed(data)
+    } else {
+        Vec::new()
+    };
+    let seq = shared.next_seq.fetch_add(packets.len(), Ordering::SeqCst);
+    let written = write_all(dst, data, link, shared);
+    if written {
+        keep(shared, seq, link.id, dir == Dir::ClientToServer, packets);
+    }
+    if !written || close_after {
         Forwarded::Closed
     } else {
         Forwarded::All
+    }
+}
+
+/// Appends `packets`, numbered from `seq` on, to the record, if the proxy keeps one.
+fn keep(shared: &Shared, seq: usize, link: u64, to_broker: bool, packets: Vec<Packet>) {
+    if let Some(r) = &shared.record {
+        let mut r = lock(r);
+        for (i, packet) in packets.into_iter().enumerate() {
+            r.push(Record {
+                seq: seq + i,
+                link,
+                to_broker,
+                packet,
+            });
+        }
     }
 }
 
