@@ -1314,6 +1314,30 @@ enum mqttc_status mqttc_message_copy(const struct mqttc_message *message,
 void mqttc_message_free(struct mqttc_message *message);
 
 /**
+ * Checks a topic name as `mqttc_publish` would: MQTTC_OK, or MQTTC_ERR_INVALID_TOPIC (empty,
+ * longer than 65535 bytes, U+0000, or a wildcard), MQTTC_ERR_NULL, MQTTC_ERR_INVALID_UTF8; the
+ * reason is in `mqttc_last_error`.
+ */
+enum mqttc_status mqttc_topic_check(const char *topic);
+
+/**
+ * Checks a filter as `mqttc_subscribe` would: MQTTC_OK, or MQTTC_ERR_INVALID_FILTER (empty, too
+ * long, U+0000, `+` or `#` not a whole level, `#` not last, a malformed `$share/name/filter`),
+ * MQTTC_ERR_NULL, MQTTC_ERR_INVALID_UTF8.
+ */
+enum mqttc_status mqttc_filter_check(const char *filter);
+
+/**
+ * Whether the topic name `topic` matches `filter` (MQTT section 4.7), as the broker decides what
+ * a subscription receives: `+` is one level, `#` the rest including the parent level, and a topic
+ * starting with `$` is matched by no filter starting with a wildcard. A shared subscription's
+ * filter (`$share/name/filter`) matches as its `filter` part. On MQTTC_OK `*result` says whether
+ * it matches; both are checked first (MQTTC_ERR_INVALID_FILTER, MQTTC_ERR_INVALID_TOPIC,
+ * MQTTC_ERR_NULL, MQTTC_ERR_INVALID_UTF8), and then `*result` is not written.
+ */
+enum mqttc_status mqttc_topic_matches(const char *filter, const char *topic, bool *result);
+
+/**
  * Makes an empty property list; on success `*out` receives it, to release with
  * `mqttc_properties_free`.
  */

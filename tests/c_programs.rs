@@ -304,3 +304,13 @@ fn a_free_racing_calls_on_other_threads_is_clean_under_memcheck() {
     );
     assert!(out.contains("free_race: ok (300 rounds)"), "{out}");
 }
+
+/// tests/c/topics.c: topic matching and the topic and filter checks, case by case.
+#[test]
+fn topic_matching_and_checks_follow_mqtt_through_the_c_api() {
+    let exe = compile_c("topics", &[project_dir().join("tests/c/topics.c")]);
+    let (code, out, err) = run_program(&mut Command::new(&exe), Duration::from_secs(60));
+    assert_eq!(code, 0, "topics failed\nstdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("topics: ok (31 cases)"), "{out}");
+    assert_eq!(out.lines().filter(|l| l.starts_with("ok ")).count(), 31, "{out}");
+}

@@ -25,6 +25,8 @@ mod subscribe;
 
 mod message;
 
+mod topics;
+
 mod properties;
 
 mod token;
@@ -54,6 +56,7 @@ pub use run_loop::*;
 pub use status::*;
 pub use subscribe::*;
 pub use token::*;
+pub use topics::*;
 pub use version::*;
 
 /// Why a call failed: the status returned to C and the detail kept for `mqttc_last_error`.
