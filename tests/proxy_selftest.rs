@@ -463,6 +463,11 @@ fn recording_keeps_every_packet_in_order_with_its_direction() {
     assert_eq!(read_n(&mut c, 4, T), [0x50, 2, 0, 5]);
     c.write_all(&[0x62, 2, 0, 5]).unwrap();
     read_n(&mut c, 15, T);
+    // A packet is recorded once its write returned, which may be just after the peer read it.
+    let deadline = Instant::now() + T;
+    while proxy.records().len() < 10 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let records = proxy.records();
     let got: Vec<(bool, &Packet)> = records.iter().map(|r| (r.to_broker, &r.packet)).collect();
     let publish = |pkid: u16| Packet::Publish {
