@@ -148,11 +148,13 @@ impl Tokens {
         let mut t = self.lock();
         loop {
             if t.fits(bytes, limits) {
+                // What the slot records is what completion gives back, so the two always agree.
+                // An MQTT packet holds at most 256 MiB; only an operation the codec will refuse
+                // anyway could be larger, and then counts as 4 GiB.
+                let counted = u32::try_from(bytes).unwrap_or(u32::MAX);
                 t.held.messages += 1;
-                t.held.bytes += bytes;
-                // An operation's bytes fit in one MQTT packet (at most 256 MiB).
-                let slot = Slot::Counted(u32::try_from(bytes).unwrap_or(u32::MAX));
-                return Ok(Self::insert(&mut t, slot));
+                t.held.bytes += counted as usize;
+                return Ok(Self::insert(&mut t, Slot::Counted(counted)));
             }
             let now = Instant::now();
             let wait = match deadline {

@@ -77,7 +77,6 @@ pub unsafe extern "C" fn mqttc_token_codes(
     count: *mut usize,
 ) -> mqttc_status {
     guard(|| {
-        // SAFETY: per the contracts of `client_arg` and `write_out`.
         let c = client_arg(client)?;
         if count.is_null() || (codes.is_null() && capacity > 0) {
             return Err(Failure::new(
@@ -101,6 +100,7 @@ pub unsafe extern "C" fn mqttc_token_codes(
             // SAFETY: `codes` has room for `capacity` >= n bytes per the contract.
             unsafe { std::ptr::copy_nonoverlapping(got.as_ptr(), codes, n) };
         }
+        // SAFETY: checked non-NULL above; writable per the contract.
         unsafe { write_out(count, got.len()) };
         Ok(())
     })
@@ -119,7 +119,6 @@ pub unsafe extern "C" fn mqttc_token_properties(
     out: *mut *mut mqttc_properties,
 ) -> mqttc_status {
     guard(|| {
-        // SAFETY: per the contracts of `client_arg` and `write_out`.
         let c = client_arg(client)?;
         if out.is_null() {
             return Err(Failure::new(mqttc_status::MQTTC_ERR_NULL, "out is NULL"));
@@ -135,6 +134,7 @@ pub unsafe extern "C" fn mqttc_token_properties(
                 ));
             }
         };
+        // SAFETY: checked non-NULL above; writable per the contract.
         unsafe { write_out(out, Box::into_raw(Box::new(mqttc_properties::new(list)))) };
         Ok(())
     })
