@@ -161,6 +161,12 @@ typedef enum mqttc_status {
    */
   MQTTC_ERR_DROPPED = -29,
   /**
+   * The message store (`store_dir`) could not be opened (in use by another client, not
+   * writable) or could not take the message (a full disk): the publish was not accepted, and
+   * nothing stored before is lost. The message says why.
+   */
+  MQTTC_ERR_STORE = -30,
+  /**
    * A network error: name resolution, connect, read or write failed.
    */
   MQTTC_ERR_IO = -40,
@@ -318,6 +324,11 @@ typedef enum mqttc_event_kind {
    * The connection changed: `connection`.
    */
   MQTTC_EVENT_CONNECTION = 3,
+  /**
+   * A message restored from the store when a session started (see `store_dir`): `message`,
+   * and `token`, which now stands for it and completes when the broker acknowledges it.
+   */
+  MQTTC_EVENT_RESTORED = 4,
 } mqttc_event_kind;
 
 /**
@@ -753,6 +764,46 @@ typedef struct mqttc_options {
    * are lost.
    */
   bool ack_after_callback;
+  /**
+   * Keep every QoS 1 and 2 publish in a store in this directory (created if need be) from the
+   * moment its publish call returns MQTTC_OK until the broker acknowledges it, with its packet
+   * id and whether its PUBREC came, and the ids of inbound QoS 2 messages awaiting PUBREL; so
+   * that a process that crashed (or was killed, or freed the client with messages in flight)
+   * and starts again with the same `client_id` and `store_dir` sends them again. Messages are
+   * restored when `mqttc_connect` starts a session: each is reported to the restored callback
+   * (`mqttc_client_set_on_restored`) or as a RESTORED event, with a new token that completes
+   * when the broker acknowledges it. If the broker kept the session (`clean_session` false, or
+   * MQTT 5 `session_expiry` above 0), those sent before go again with DUP and their packet ids,
+   * or their PUBREL when the PUBREC came; otherwise they go as new messages (or, with
+   * `store_drop_on_clean`, are deleted).
+   *
+   * Each client id has its own subdirectory, which one client at a time may open (a second gets
+   * MQTTC_ERR_STORE). A damaged or cut-short record (a crash in mid-write, a corrupt disk) is
+   * skipped with a warning in the log, never read as a message. A publish the store cannot take
+   * (a full disk) fails with MQTTC_ERR_STORE; what was stored before stays. QoS 0 publishes are
+   * never stored. A cancelled token (disconnect, free) leaves its message in the store for the
+   * next session; any other completion, success or failure, removes it. Requires a `client_id`.
+   * Borrowed: copied when the client is made. Default NULL: messages are kept in memory only.
+   */
+  const char *store_dir;
+  /**
+   * When the store makes its writes durable against a power loss (`fdatasync`): an
+   * `mqttc_store_sync` value. A record survives the process being killed as soon as it is
+   * written, whatever the policy. Default MQTTC_STORE_SYNC_BATCH.
+   */
+  int store_sync;
+  /**
+   * MQTTC_STORE_SYNC_BATCH: sync once this many records were written since the last sync, or
+   * when a record is written `store_sync_ms` or more after it; while connected, also
+   * `store_sync_ms` after the first record a sync has not covered. Defaults 1000 and 100.
+   */
+  uint32_t store_sync_count;
+  uint32_t store_sync_ms;
+  /**
+   * With `clean_session`, delete what an earlier session stored instead of sending it as new
+   * messages. Default false.
+   */
+  bool store_drop_on_clean;
 } mqttc_options;
 
 /**
@@ -775,6 +826,44 @@ typedef void (*mqttc_log_cb)(struct mqttc_client *client,
 typedef void (*mqttc_complete_cb)(struct mqttc_client *client,
                                   mqttc_token token,
                                   enum mqttc_status status,
+                                  void *userdata);
+
+/**
+ * A message as seen by a callback. Everything it points to is borrowed and valid only until the
+ * callback returns; use `mqttc_message_copy` to keep one.
+ */
+typedef struct mqttc_message {
+  /**
+   * The topic, NUL-terminated UTF-8.
+   */
+  const char *topic;
+  size_t topic_len;
+  /**
+   * The payload bytes (not NUL-terminated; never NULL, even when empty).
+   */
+  const uint8_t *payload;
+  size_t payload_len;
+  int qos;
+  bool retain;
+  bool dup;
+  /**
+   * The message's MQTT 5 properties (content type, response topic, correlation data, user
+   * properties, subscription identifiers, ...), borrowed like the rest; never NULL (an empty
+   * list in MQTT 3.1.1).
+   */
+  const struct mqttc_properties *properties;
+} mqttc_message;
+
+/**
+ * Restored-message callback: called once for each message restored from the store (see
+ * `store_dir`) when a session starts, oldest first, before the CONNECT is sent, on the client's
+ * callback thread. `token` now stands for the message: it completes when the broker
+ * acknowledges it, like the token its publish call returned in the process that stored it.
+ * `message` is borrowed for the call (`mqttc_message_copy` keeps it); its `dup` is false.
+ */
+typedef void (*mqttc_restored_cb)(struct mqttc_client *client,
+                                  mqttc_token token,
+                                  const struct mqttc_message *message,
                                   void *userdata);
 
 /**
@@ -821,32 +910,6 @@ typedef void (*mqttc_connection_cb)(struct mqttc_client *client,
  * of the last one, on the thread that calls it.
  */
 typedef void (*mqttc_drop_cb)(void *userdata);
-
-/**
- * A message as seen by a callback. Everything it points to is borrowed and valid only until the
- * callback returns; use `mqttc_message_copy` to keep one.
- */
-typedef struct mqttc_message {
-  /**
-   * The topic, NUL-terminated UTF-8.
-   */
-  const char *topic;
-  size_t topic_len;
-  /**
-   * The payload bytes (not NUL-terminated; never NULL, even when empty).
-   */
-  const uint8_t *payload;
-  size_t payload_len;
-  int qos;
-  bool retain;
-  bool dup;
-  /**
-   * The message's MQTT 5 properties (content type, response topic, correlation data, user
-   * properties, subscription identifiers, ...), borrowed like the rest; never NULL (an empty
-   * list in MQTT 3.1.1).
-   */
-  const struct mqttc_properties *properties;
-} mqttc_message;
 
 /**
  * Message callback: `message` is borrowed for the call. Runs on the client's callback thread.
@@ -939,7 +1002,7 @@ typedef struct mqttc_event {
    */
   int kind;
   /**
-   * COMPLETE: the token that completed.
+   * COMPLETE: the token that completed; RESTORED: the restored message's token.
    */
   mqttc_token token;
   /**
@@ -947,7 +1010,7 @@ typedef struct mqttc_event {
    */
   enum mqttc_status status;
   /**
-   * MESSAGE: the message.
+   * MESSAGE, RESTORED: the message.
    */
   struct mqttc_message message;
   /**
@@ -1132,6 +1195,15 @@ enum mqttc_status mqttc_client_set_log(struct mqttc_client *client,
  */
 enum mqttc_status mqttc_client_set_on_complete(struct mqttc_client *client,
                                                mqttc_complete_cb cb,
+                                               void *userdata);
+
+/**
+ * Sets (or with NULL `cb`, removes) the restored-message callback (see `mqttc_restored_cb`).
+ * Set it before `mqttc_connect`: messages are restored when the connect starts a session. In
+ * event mode they are RESTORED events instead (or as well).
+ */
+enum mqttc_status mqttc_client_set_on_restored(struct mqttc_client *client,
+                                               mqttc_restored_cb cb,
                                                void *userdata);
 
 /**

@@ -322,6 +322,7 @@ fn a_full_event_queue_stops_reading_the_socket_and_loses_nothing() {
                 assert!(result.is_ok());
             }
             Some(ClientEvent::Connection(_)) => {}
+            Some(ClientEvent::Restored { .. }) => panic!("no store, so nothing to restore"),
             None => {
                 let before = c.pending_events().unwrap();
                 assert!(before <= BOUND);

@@ -20,6 +20,8 @@ use super::{Handler, Shared, Subscription, panics};
 
 pub type MessageHandler = Box<dyn Fn(&Publish) + Send + Sync>;
 pub type CompletionHandler = Arc<dyn Fn(Token, &TokenResult) + Send + Sync>;
+/// Told of each message restored from the store, with the token that now stands for it.
+pub type RestoredHandler = Arc<dyn Fn(Token, &Publish) + Send + Sync>;
 pub type LogHandler = Arc<dyn Fn(LogLevel, &str) + Send + Sync>;
 pub type ConnectionHandler = Arc<dyn Fn(&ConnectionEvent) + Send + Sync>;
 
@@ -42,6 +44,8 @@ pub(crate) enum Event {
     Completed(Vec<(Token, TokenResult)>),
     Log(LogLevel, String),
     Connection(ConnectionEvent),
+    /// Messages restored from the store when a session started, oldest first, with their tokens.
+    Restored(Vec<(Token, Publish)>),
     /// Registrations to drop (filter, subscription id): a SUBSCRIBE the broker refused or that never
     /// went out. Only that registration goes; a newer one for the same filter stays.
     Unregister(Vec<(String, u64)>),
@@ -173,6 +177,15 @@ impl Dispatcher {
                     guarded(|| h(&change));
                 }
                 queue(shared, ClientEvent::Connection(change));
+            }
+            Event::Restored(messages) => {
+                for (token, publish) in messages {
+                    let handler = shared.on_restored.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    if let Some(h) = handler.filter(|_| !shared.closed.load(Ordering::Acquire)) {
+                        guarded(|| h(token, &publish));
+                    }
+                    queue(shared, ClientEvent::Restored { token, publish });
+                }
             }
             Event::Log(level, line) => {
                 let handler = shared.log.lock().unwrap_or_else(|p| p.into_inner()).clone();

@@ -62,6 +62,9 @@ pub enum Error {
     /// A publish waiting in the offline queue was dropped to make room for a newer one (overflow
     /// policy "drop oldest").
     Dropped,
+    /// The store (see `Options::store`) could not be opened, or could not take a record: a full
+    /// disk, a failing application store. The text says which and why.
+    Store(String),
     /// An event-mode call on a client made without `event_mode`.
     EventModeOff,
     /// A request MQTT forbids, caught before it was sent.
@@ -125,6 +128,7 @@ impl fmt::Display for Error {
                 held.messages, held.bytes, limits.messages, limits.bytes
             ),
             Error::Dropped => write!(f, "dropped from the full offline queue for a newer message"),
+            Error::Store(why) => write!(f, "store: {why}"),
             Error::EventModeOff => write!(f, "the client was not made in event mode"),
             Error::InvalidArgument(why) => write!(f, "{why}"),
             Error::Panic(what) => write!(f, "internal error, please report it: {what}"),

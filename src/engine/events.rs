@@ -49,6 +49,12 @@ pub enum ClientEvent {
         result: TokenResult,
     },
     Connection(ConnectionEvent),
+    /// A message restored from the store (see `Options::store`), and the token that now stands
+    /// for it.
+    Restored {
+        token: Token,
+        publish: Publish,
+    },
 }
 
 /// An event-mode subscription a queued message is for: its key, and a hold on its registration.

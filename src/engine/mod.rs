@@ -23,6 +23,7 @@ mod registry;
 mod run_loop;
 pub mod session;
 mod signal;
+pub mod store;
 mod subscription;
 pub mod tls;
 pub mod tokens;
@@ -39,7 +40,7 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::codec::{Disconnect, MqttStr, Properties, PropertyId, Publish, QoS, SubscribeOptions, Version};
 
-pub use dispatch::{CompletionHandler, ConnectionHandler, LogHandler, LogLevel, MessageHandler};
+pub use dispatch::{CompletionHandler, ConnectionHandler, LogHandler, LogLevel, MessageHandler, RestoredHandler};
 pub use error::Error;
 pub use events::{ClientEvent, ConnectionEvent, Wakeup};
 pub use held_acks::PendingAck;
@@ -106,6 +107,7 @@ pub(crate) struct Shared {
     pub on_complete: Mutex<Option<CompletionHandler>>,
     pub has_on_complete: AtomicBool,
     pub on_connection: Mutex<Option<ConnectionHandler>>,
+    pub on_restored: Mutex<Option<RestoredHandler>>,
     pub log: Mutex<Option<LogHandler>>,
     /// The most verbose level wanted; `LogLevel::Off` when no log handler is set.
     pub log_level: AtomicU8,
@@ -121,6 +123,8 @@ pub(crate) struct Shared {
     /// Why the client stopped: a panic on its network task or callback thread (see [`panics`]).
     /// Once set, calls that need the network task fail with it.
     pub panic: OnceLock<Error>,
+    /// Where accepted QoS 1/2 publishes are kept until acknowledged (see [`store`]).
+    pub store: Option<Arc<store::Store>>,
     /// A [`PanicSite`] asked for by `Client::inject_panic`, taken by the network task when
     /// `shutdown` wakes it; 0 for none.
     inject: AtomicU8,
@@ -236,6 +240,7 @@ impl Client {
             on_complete: Mutex::new(None),
             has_on_complete: AtomicBool::new(false),
             on_connection: Mutex::new(None),
+            on_restored: Mutex::new(None),
             log: Mutex::new(None),
             log_level: AtomicU8::new(LogLevel::Off as u8),
             next_sub_id: AtomicU64::new(1),
@@ -246,6 +251,7 @@ impl Client {
             direct: direct::Direct::new(options.version),
             loop_activity: options.run_loop.as_ref().map(|l| l.activity()),
             panic: OnceLock::new(),
+            store: options.store.clone(),
             inject: AtomicU8::new(0),
         });
         let (version, session_expiry) = (options.version, options.session_expiry);
@@ -460,6 +466,13 @@ impl Client {
             }
         }
         let token = self.admit(bytes)?;
+        if let Some(store) = self.shared.store.as_ref().filter(|_| qos != QoS::AtMostOnce) {
+            // Stored before the call returns: a publish that succeeded survives a crash.
+            if let Err(e) = store.accept(token, &publish) {
+                self.shared.tokens.complete(token, Err(e.clone()));
+                return Err(e);
+            }
+        }
         self.hand_over(token, |t| Command::Publish(t, publish))
     }
 
@@ -628,6 +641,14 @@ impl Client {
     pub fn set_on_connection(&self, handler: Option<ConnectionHandler>) {
         let old = std::mem::replace(
             &mut *self.shared.on_connection.lock().unwrap_or_else(|p| p.into_inner()),
+            handler,
+        );
+        drop(old);
+    }
+
+    pub fn set_on_restored(&self, handler: Option<RestoredHandler>) {
+        let old = std::mem::replace(
+            &mut *self.shared.on_restored.lock().unwrap_or_else(|p| p.into_inner()),
             handler,
         );
         drop(old);

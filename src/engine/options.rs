@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{Limits, Loop, Overflow, tls};
+use super::{Limits, Loop, Overflow, store, tls};
 use crate::codec::{MAX_REMAINING_LENGTH, MqttStr, Properties, Version, Will};
 
 /// MQTT's own maximum packet size: a remaining length of 268,435,455 bytes after a 5-byte fixed
@@ -100,6 +100,13 @@ pub struct Options {
     /// [`PendingAck`](super::PendingAck) was released; in arrival order, and never on a later
     /// connection than the message's. Off by default (see `mqttc_options.ack_after_callback`).
     pub ack_after_callback: bool,
+    /// Where accepted QoS 1/2 publishes are kept until acknowledged, and inbound QoS 2 ids until
+    /// released, so that a client started again after a crash resends them (see [`store`]).
+    /// None (the default): in memory only.
+    pub store: Option<Arc<store::Store>>,
+    /// With a clean session (`clean_session`), messages an earlier session stored are deleted
+    /// rather than sent as new messages.
+    pub store_drop_on_clean: bool,
 }
 
 impl Default for Options {
@@ -142,6 +149,8 @@ impl Default for Options {
             rotate_servers: false,
             tls: None,
             ack_after_callback: false,
+            store: None,
+            store_drop_on_clean: false,
         }
     }
 }

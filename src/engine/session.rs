@@ -10,6 +10,7 @@ use crate::codec::{Ack, MqttStr, Packet, Properties, Publish, QoS, ReasonCode, S
 use crate::fxhash::FxHashMap;
 
 use super::Error;
+use super::store::Stage;
 use super::tokens::{Outcome, Token, TokenResult};
 
 /// Which acknowledgement an outbound publish is waiting for.
@@ -60,6 +61,16 @@ impl PacketIds {
             last: 0,
             count: 0,
         }
+    }
+
+    /// Takes `id` itself (a restored publish's); false when it is 0 or in use.
+    fn take(&mut self, id: u16) -> bool {
+        if id == 0 || self.is_used(id) {
+            return false;
+        }
+        self.used[id as usize / 64] |= 1 << (id % 64);
+        self.count += 1;
+        true
     }
 
     fn is_used(&self, id: u16) -> bool {
@@ -171,6 +182,27 @@ impl Session {
         Ok(packet)
     }
 
+    /// Takes back a publish restored from a store, before the session's first connection: in
+    /// flight under its packet id when it was sent (`resume` then resends it, or its PUBREL), else
+    /// queued, behind those restored before it.
+    pub fn restore(&mut self, token: Token, mut publish: Publish, stage: Stage) {
+        let sent = match stage {
+            Stage::Sent(id) if publish.qos == QoS::ExactlyOnce => Some((id, Awaiting::PubRec)),
+            Stage::Sent(id) => Some((id, Awaiting::PubAck)),
+            Stage::Released(id) if publish.qos == QoS::ExactlyOnce => Some((id, Awaiting::PubComp)),
+            Stage::Released(_) | Stage::Queued => None,
+        };
+        match sent {
+            Some((id, awaiting)) if self.ids.take(id) => {
+                self.fly(token, publish, id, awaiting);
+            }
+            _ => {
+                publish.pkid = 0;
+                self.queued.push_back((token, publish));
+            }
+        }
+    }
+
     /// Takes a QoS 1/2 publish: returns it with its packet id when the window has room (the caller
     /// writes it), or queues it behind earlier ones. What is returned is the in-flight copy itself:
     /// the session keeps the one copy a publish has until it is acknowledged, and lends it out for
@@ -184,18 +216,24 @@ impl Session {
         }
     }
 
-    fn start(&mut self, token: Token, mut publish: Publish) -> Option<&Publish> {
+    fn start(&mut self, token: Token, publish: Publish) -> Option<&Publish> {
         let Some(id) = self.ids.allocate() else {
             self.queued.push_front((token, publish));
             return None;
         };
-        publish.pkid = id;
-        let awaiting = if publish.qos == QoS::ExactlyOnce {
-            self.awaiting_pubrec += 1;
-            Awaiting::PubRec
-        } else {
-            Awaiting::PubAck
+        let awaiting = match publish.qos {
+            QoS::ExactlyOnce => Awaiting::PubRec,
+            _ => Awaiting::PubAck,
         };
+        Some(self.fly(token, publish, id, awaiting))
+    }
+
+    /// Puts a publish in flight under `id`, which the caller took.
+    fn fly(&mut self, token: Token, mut publish: Publish, id: u16, awaiting: Awaiting) -> &Publish {
+        publish.pkid = id;
+        if awaiting == Awaiting::PubRec {
+            self.awaiting_pubrec += 1;
+        }
         let seq = self.seq();
         let flight = InFlight {
             token,
@@ -203,7 +241,7 @@ impl Session {
             awaiting,
             seq,
         };
-        Some(&self.inflight.entry(id).insert_entry(flight).into_mut().publish)
+        &self.inflight.entry(id).insert_entry(flight).into_mut().publish
     }
 
     /// Whether the window takes one more publish: those in flight count, save the ones still

@@ -1,9 +1,12 @@
-//! Per-client callbacks: log lines, token completions, connection changes.
+//! Per-client callbacks: log lines, token completions, connection changes, restored messages.
 use std::ffi::{CString, c_char, c_int, c_void};
 use std::sync::Arc;
 
 use super::client::{client_arg, mqttc_client, mqttc_token};
+use super::message::{message_view, mqttc_message};
+use super::properties::mqttc_properties;
 use super::{Failure, guard, mqttc_status};
+use crate::codec::Publish;
 use crate::engine::{self, Client, ConnectionEvent, LogLevel};
 
 /// Log levels for `mqttc_client_set_log`, most severe first.
@@ -24,6 +27,20 @@ pub type mqttc_log_cb =
 /// client's callback thread, in completion order.
 pub type mqttc_complete_cb = Option<
     unsafe extern "C" fn(client: *mut mqttc_client, token: mqttc_token, status: mqttc_status, userdata: *mut c_void),
+>;
+
+/// Restored-message callback: called once for each message restored from the store (see
+/// `store_dir`) when a session starts, oldest first, before the CONNECT is sent, on the client's
+/// callback thread. `token` now stands for the message: it completes when the broker
+/// acknowledges it, like the token its publish call returned in the process that stored it.
+/// `message` is borrowed for the call (`mqttc_message_copy` keeps it); its `dup` is false.
+pub type mqttc_restored_cb = Option<
+    unsafe extern "C" fn(
+        client: *mut mqttc_client,
+        token: mqttc_token,
+        message: *const mqttc_message,
+        userdata: *mut c_void,
+    ),
 >;
 
 /// A C function pointer with its userdata, made sendable: the caller promised (in the header) that
@@ -108,6 +125,33 @@ pub unsafe extern "C" fn mqttc_client_set_on_complete(
             }) as engine::CompletionHandler
         });
         c.set_on_complete(handler);
+        Ok(())
+    })
+}
+
+/// Sets (or with NULL `cb`, removes) the restored-message callback (see `mqttc_restored_cb`).
+/// Set it before `mqttc_connect`: messages are restored when the connect starts a session. In
+/// event mode they are RESTORED events instead (or as well).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mqttc_client_set_on_restored(
+    client: *mut mqttc_client,
+    cb: mqttc_restored_cb,
+    userdata: *mut c_void,
+) -> mqttc_status {
+    guard(|| {
+        let (c, cb) = callback_arg(client, cb, userdata)?;
+        let handler = cb.map(|cb| {
+            Arc::new(move |token, p: &Publish| {
+                let cb = &cb; // capture the whole (Send + Sync) struct, not its raw-pointer fields
+                // Topics are valid UTF-8 without NUL (the codec refuses others).
+                let topic = CString::new(p.topic.as_str()).unwrap_or_default();
+                let props = mqttc_properties::new(p.properties.clone());
+                let msg = message_view(p, topic.as_ptr(), &props);
+                // SAFETY: the caller's function with its own userdata; `msg` lives for the call.
+                unsafe { (cb.f)(cb.client, token, &msg, cb.userdata) }
+            }) as engine::RestoredHandler
+        });
+        c.set_on_restored(handler);
         Ok(())
     })
 }

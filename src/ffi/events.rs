@@ -20,6 +20,9 @@ pub enum mqttc_event_kind {
     MQTTC_EVENT_COMPLETE = 2,
     /// The connection changed: `connection`.
     MQTTC_EVENT_CONNECTION = 3,
+    /// A message restored from the store when a session started (see `store_dir`): `message`,
+    /// and `token`, which now stands for it and completes when the broker acknowledges it.
+    MQTTC_EVENT_RESTORED = 4,
 }
 
 /// One event from `mqttc_event_next`. The caller owns it and releases it with `mqttc_event_free`;
@@ -31,11 +34,11 @@ pub enum mqttc_event_kind {
 pub struct mqttc_event {
     /// An `mqttc_event_kind` value.
     pub kind: c_int,
-    /// COMPLETE: the token that completed.
+    /// COMPLETE: the token that completed; RESTORED: the restored message's token.
     pub token: mqttc_token,
     /// COMPLETE: its status, as `mqttc_token_poll` reports it (`mqttc_token_codes` gives its codes).
     pub status: mqttc_status,
-    /// MESSAGE: the message.
+    /// MESSAGE, RESTORED: the message.
     pub message: mqttc_message,
     /// MESSAGE: the `userdata` of every event-mode subscription whose filter matched (one entry per
     /// subscription when filters overlap), `subscription_count` of them; each stays valid (its
@@ -113,41 +116,10 @@ fn owned_event(event: ClientEvent) -> Box<OwnedEvent> {
             publish,
             subscribers,
             ack,
-        } => {
-            // Topics are valid UTF-8 without NUL (the codec refuses others).
-            let topic = CString::new(publish.topic.as_str()).unwrap_or_default();
-            let userdata = |s: &Subscriber| s.key as *mut c_void;
-            let one = subscribers.first().map_or(std::ptr::null_mut(), userdata);
-            let many: Box<[*mut c_void]> = match subscribers.len() {
-                0 | 1 => Box::new([]),
-                _ => subscribers.iter().map(userdata).collect(),
-            };
-            let mut view = empty_view(mqttc_event_kind::MQTTC_EVENT_MESSAGE);
-            let properties = mqttc_properties::new(publish.properties.clone());
-            view.message = message_view(&publish, topic.as_ptr(), &properties);
-            view.subscriptions = many.as_ptr();
-            view.subscription_count = subscribers.len();
-            // The pointers above stay valid when the CString, the boxed slice and the Bytes inside
-            // `publish` move into the box: their heap buffers do not move. The properties and
-            // `one` do move: they are pointed at once in the box.
-            let mut event = Box::new(OwnedEvent {
-                view,
-                topic,
-                _publish: Some(publish),
-                one,
-                many,
-                _subscribers: subscribers,
-                ack,
-                _connection: None,
-                detail: None,
-                codes: Vec::new(),
-                properties,
-            });
-            if event.view.subscription_count == 1 {
-                event.view.subscriptions = &raw const event.one;
-            }
-            event.view.message.properties = &event.properties;
-            event.view.properties = &event.properties;
+        } => message_event(mqttc_event_kind::MQTTC_EVENT_MESSAGE, publish, subscribers, ack),
+        ClientEvent::Restored { token, publish } => {
+            let mut event = message_event(mqttc_event_kind::MQTTC_EVENT_RESTORED, publish, Vec::new(), None);
+            event.view.token = token;
             event
         }
         ClientEvent::Completed { token, result } => {
@@ -182,6 +154,50 @@ fn owned_event(event: ClientEvent) -> Box<OwnedEvent> {
             boxed(view, Some(connection))
         }
     }
+}
+
+/// A MESSAGE event (or RESTORED, which has no subscribers) owning its message.
+fn message_event(
+    kind: mqttc_event_kind,
+    publish: Publish,
+    subscribers: Vec<Subscriber>,
+    ack: Option<PendingAck>,
+) -> Box<OwnedEvent> {
+    // Topics are valid UTF-8 without NUL (the codec refuses others).
+    let topic = CString::new(publish.topic.as_str()).unwrap_or_default();
+    let userdata = |s: &Subscriber| s.key as *mut c_void;
+    let one = subscribers.first().map_or(std::ptr::null_mut(), userdata);
+    let many: Box<[*mut c_void]> = match subscribers.len() {
+        0 | 1 => Box::new([]),
+        _ => subscribers.iter().map(userdata).collect(),
+    };
+    let mut view = empty_view(kind);
+    let properties = mqttc_properties::new(publish.properties.clone());
+    view.message = message_view(&publish, topic.as_ptr(), &properties);
+    view.subscriptions = many.as_ptr();
+    view.subscription_count = subscribers.len();
+    // The pointers above stay valid when the CString, the boxed slice and the Bytes inside
+    // `publish` move into the box: their heap buffers do not move. The properties and
+    // `one` do move: they are pointed at once in the box.
+    let mut event = Box::new(OwnedEvent {
+        view,
+        topic,
+        _publish: Some(publish),
+        one,
+        many,
+        _subscribers: subscribers,
+        ack,
+        _connection: None,
+        detail: None,
+        codes: Vec::new(),
+        properties,
+    });
+    if event.view.subscription_count == 1 {
+        event.view.subscriptions = &raw const event.one;
+    }
+    event.view.message.properties = &event.properties;
+    event.view.properties = &event.properties;
+    event
 }
 
 fn boxed(view: mqttc_event, connection: Option<OwnedConnectionEvent>) -> Box<OwnedEvent> {

@@ -1,7 +1,8 @@
 //! Connection options: `mqttc_options`, its defaults, and reading a caller's struct of any size.
 use std::ffi::{c_char, c_int};
 use std::mem::size_of;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use super::properties::{mqttc_properties, properties_arg};
 use super::run_loop::{loop_arg, mqttc_loop};
 use super::{Failure, MAX_FIELD, arg_bytes, mqttc_status, opt_str, qos_arg, struct_size_arg};
 use crate::codec::{Holder, MqttStr, PacketType, PropertyId, Version, Will};
+use crate::engine::store::{Store, SyncPolicy};
 use crate::engine::{self, Limits, Overflow, TlsOptions};
 use crate::topic::validate_topic_name;
 
@@ -197,6 +199,50 @@ pub struct mqttc_options {
     /// acknowledged as soon as they are read, and those still queued when the client is freed
     /// are lost.
     pub ack_after_callback: bool,
+    /// Keep every QoS 1 and 2 publish in a store in this directory (created if need be) from the
+    /// moment its publish call returns MQTTC_OK until the broker acknowledges it, with its packet
+    /// id and whether its PUBREC came, and the ids of inbound QoS 2 messages awaiting PUBREL; so
+    /// that a process that crashed (or was killed, or freed the client with messages in flight)
+    /// and starts again with the same `client_id` and `store_dir` sends them again. Messages are
+    /// restored when `mqttc_connect` starts a session: each is reported to the restored callback
+    /// (`mqttc_client_set_on_restored`) or as a RESTORED event, with a new token that completes
+    /// when the broker acknowledges it. If the broker kept the session (`clean_session` false, or
+    /// MQTT 5 `session_expiry` above 0), those sent before go again with DUP and their packet ids,
+    /// or their PUBREL when the PUBREC came; otherwise they go as new messages (or, with
+    /// `store_drop_on_clean`, are deleted).
+    ///
+    /// Each client id has its own subdirectory, which one client at a time may open (a second gets
+    /// MQTTC_ERR_STORE). A damaged or cut-short record (a crash in mid-write, a corrupt disk) is
+    /// skipped with a warning in the log, never read as a message. A publish the store cannot take
+    /// (a full disk) fails with MQTTC_ERR_STORE; what was stored before stays. QoS 0 publishes are
+    /// never stored. A cancelled token (disconnect, free) leaves its message in the store for the
+    /// next session; any other completion, success or failure, removes it. Requires a `client_id`.
+    /// Borrowed: copied when the client is made. Default NULL: messages are kept in memory only.
+    pub store_dir: *const c_char,
+    /// When the store makes its writes durable against a power loss (`fdatasync`): an
+    /// `mqttc_store_sync` value. A record survives the process being killed as soon as it is
+    /// written, whatever the policy. Default MQTTC_STORE_SYNC_BATCH.
+    pub store_sync: c_int,
+    /// MQTTC_STORE_SYNC_BATCH: sync once this many records were written since the last sync, or
+    /// when a record is written `store_sync_ms` or more after it; while connected, also
+    /// `store_sync_ms` after the first record a sync has not covered. Defaults 1000 and 100.
+    pub store_sync_count: u32,
+    pub store_sync_ms: u32,
+    /// With `clean_session`, delete what an earlier session stored instead of sending it as new
+    /// messages. Default false.
+    pub store_drop_on_clean: bool,
+}
+
+/// When the message store syncs (`store_sync`).
+#[repr(C)]
+pub enum mqttc_store_sync {
+    /// Batched: see `store_sync_count` and `store_sync_ms`.
+    MQTTC_STORE_SYNC_BATCH = 0,
+    /// Before every publish call returns, and before any packet whose record it needs leaves:
+    /// nothing acknowledged to the application is lost to a power failure; the slowest.
+    MQTTC_STORE_SYNC_EVERY = 1,
+    /// Never: the operating system writes back in its own time (as Paho C's file persistence).
+    MQTTC_STORE_SYNC_NONE = 2,
 }
 
 /// What happens to a publish that does not fit in the offline queue (`offline_overflow`). Either
@@ -277,6 +323,11 @@ fn defaults() -> mqttc_options {
         outgoing_max_bytes: d.outgoing.bytes,
         outgoing_wait_ms: millis(d.outgoing_wait),
         ack_after_callback: d.ack_after_callback,
+        store_dir: std::ptr::null(),
+        store_sync: mqttc_store_sync::MQTTC_STORE_SYNC_BATCH as c_int,
+        store_sync_count: 1000,
+        store_sync_ms: 100,
+        store_drop_on_clean: d.store_drop_on_clean,
     }
 }
 
@@ -410,6 +461,7 @@ pub(crate) unsafe fn read_options(opts: *const mqttc_options) -> Result<(engine:
         session_expiry: o.session_expiry,
         topic_alias_maximum: o.topic_alias_maximum,
         ack_after_callback: o.ack_after_callback,
+        store_drop_on_clean: o.store_drop_on_clean,
         ..engine::Options::default()
     };
     if e.version == Version::V311 && e.session_expiry != 0 {
@@ -492,5 +544,35 @@ pub(crate) unsafe fn read_options(opts: *const mqttc_options) -> Result<(engine:
     ];
     let holder = Holder::Packet(PacketType::Connect);
     e.connect_properties = unsafe { properties_arg(o.connect_properties, e.version, holder, "CONNECT", &owned) }?;
+    if let Some(dir) = unsafe { opt_str(o.store_dir, "store_dir") }? {
+        e.store = Some(Arc::new(open_store(&o, dir, &e.client_id)?));
+    }
     Ok((e, unsafe { read_tls(&o) }?))
+}
+
+/// Opens the directory store the options ask for, for `client_id`.
+fn open_store(o: &mqttc_options, dir: &str, client_id: &str) -> Result<Store, Failure> {
+    let invalid = |why: String| Failure::new(mqttc_status::MQTTC_ERR_INVALID_ARGUMENT, why);
+    if dir.is_empty() {
+        return Err(invalid("store_dir is empty".into()));
+    }
+    if o.client_id.is_null() || client_id.is_empty() {
+        return Err(invalid(
+            "store_dir needs a client_id: the broker keeps a session, and the store its messages, per client id".into(),
+        ));
+    }
+    let policy = match o.store_sync {
+        0 => SyncPolicy::Batch {
+            records: o.store_sync_count.max(1),
+            interval: Duration::from_millis(o.store_sync_ms.into()),
+        },
+        1 => SyncPolicy::Every,
+        2 => SyncPolicy::Never,
+        other => {
+            return Err(invalid(format!(
+                "store_sync is {other}; it must be an mqttc_store_sync value (0 to 2)"
+            )));
+        }
+    };
+    Store::open_dir(Path::new(dir), client_id, policy).map_err(|e| Failure::new(mqttc_status::from(&e), e.to_string()))
 }

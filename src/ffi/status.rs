@@ -63,6 +63,10 @@ pub enum mqttc_status {
     /// A publish waiting in the offline queue was dropped to make room for a newer one (policy
     /// MQTTC_OVERFLOW_DROP_OLDEST).
     MQTTC_ERR_DROPPED = -29,
+    /// The message store (`store_dir`) could not be opened (in use by another client, not
+    /// writable) or could not take the message (a full disk): the publish was not accepted, and
+    /// nothing stored before is lost. The message says why.
+    MQTTC_ERR_STORE = -30,
     /// A network error: name resolution, connect, read or write failed.
     MQTTC_ERR_IO = -40,
     /// No connection or CONNACK within the connect timeout.
@@ -142,6 +146,7 @@ impl From<&Error> for mqttc_status {
             Error::Cancelled => MQTTC_ERR_CANCELLED,
             Error::QueueFull | Error::OutgoingFull(_) => MQTTC_ERR_QUEUE_FULL,
             Error::Dropped => MQTTC_ERR_DROPPED,
+            Error::Store(_) => MQTTC_ERR_STORE,
             Error::EventModeOff => MQTTC_ERR_EVENT_MODE_OFF,
             Error::InvalidArgument(_) => MQTTC_ERR_INVALID_ARGUMENT,
             Error::Panic(_) => MQTTC_ERR_PANIC,
@@ -176,6 +181,7 @@ const ALL: &[(mqttc_status, &str)] = {
         (MQTTC_ERR_PACKET_IDS_EXHAUSTED, "all packet ids in use\0"),
         (MQTTC_ERR_QUEUE_FULL, "offline queue full\0"),
         (MQTTC_ERR_DROPPED, "dropped from the full offline queue\0"),
+        (MQTTC_ERR_STORE, "message store error\0"),
         (MQTTC_ERR_IO, "network error\0"),
         (MQTTC_ERR_CONNECT_TIMEOUT, "connect timed out\0"),
         (MQTTC_ERR_KEEPALIVE_TIMEOUT, "keep-alive timeout\0"),

@@ -7,6 +7,7 @@
 //! Linux TCP options, and a send asks for `MSG_NOSIGNAL`.
 mod eventfd;
 mod fd;
+mod lock;
 mod socket;
 mod timer;
 
@@ -21,6 +22,7 @@ mod open_event_fd;
 use open_event_fd::open_event_fd;
 
 pub use eventfd::EventFd;
+pub use lock::try_lock_exclusive;
 pub use socket::{TcpOption, send_vectored_nonblocking, set_tcp_option, set_tcp_option_bytes};
 #[cfg(test)]
 pub use socket::{readable_now, tcp_option, tcp_option_bytes};

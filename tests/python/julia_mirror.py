@@ -80,6 +80,11 @@ class mqttc_options(ctypes.Structure):
         ("outgoing_max_bytes", c_size_t),
         ("outgoing_wait_ms", c_uint32),
         ("ack_after_callback", c_bool),
+        ("store_dir", c_char_p),
+        ("store_sync", c_int),
+        ("store_sync_count", c_uint32),
+        ("store_sync_ms", c_uint32),
+        ("store_drop_on_clean", c_bool),
     ]
 
 

@@ -115,6 +115,11 @@ struct mqttc_options
     outgoing_max_bytes::Csize_t
     outgoing_wait_ms::UInt32
     ack_after_callback::Bool
+    store_dir::Ptr{UInt8}
+    store_sync::Cint
+    store_sync_count::UInt32
+    store_sync_ms::UInt32
+    store_drop_on_clean::Bool
 end
 
 struct mqttc_message

@@ -9,6 +9,7 @@ use crate::engine::Error;
 use crate::engine::dispatch::{Event, LogLevel};
 use crate::engine::held_acks::Owed;
 use crate::engine::session::{AckAction, Awaiting};
+use crate::engine::store::Stage;
 
 /// What one read brought, for [`crate::engine::transport::DelayedAck`].
 #[derive(Default)]
@@ -41,6 +42,7 @@ impl Net<'_> {
                         QoS::ExactlyOnce => {
                             // Delivered on first receipt only; a resend before PUBREL just gets PUBREC again.
                             if self.session.inbound_qos2.insert(p.pkid) {
+                                self.note_inbound(p.pkid, true);
                                 self.deliver(p, Owed::Qos2, w)?;
                             } else {
                                 self.acknowledge_again(p.pkid, w)?;
@@ -52,7 +54,9 @@ impl Net<'_> {
                 Packet::PubRec(ack) => self.acknowledge(Awaiting::PubRec, ack, w)?,
                 Packet::PubComp(ack) => self.acknowledge(Awaiting::PubComp, ack, w)?,
                 Packet::PubRel(ack) => {
-                    self.session.inbound_qos2.remove(&ack.pkid);
+                    if self.session.inbound_qos2.remove(&ack.pkid) {
+                        self.note_inbound(ack.pkid, false);
+                    }
                     w.encode(&Packet::PubComp(Ack::new(ack.pkid)))?;
                 }
                 Packet::SubAck(ack) => {
@@ -137,6 +141,14 @@ impl Net<'_> {
         }
     }
 
+    /// Notes in the store (if any) an inbound QoS 2 id awaiting its PUBREL, or released: stored
+    /// before the PUBREC leaves, so that after a restart a resent PUBLISH is not delivered again.
+    pub(super) fn note_inbound(&self, id: u16, awaiting_pubrel: bool) {
+        if let Some(store) = &self.ctx.shared.store {
+            store.inbound(id, awaiting_pubrel);
+        }
+    }
+
     /// Writes the held acknowledgements that may go now (see
     /// [`HeldAcks::take_ready`](crate::engine::held_acks::HeldAcks::take_ready)).
     pub(super) fn send_held_acks(&mut self, w: &mut SocketWriter) -> Result<(), Error> {
@@ -167,7 +179,11 @@ impl Net<'_> {
                 };
                 self.ignored(name, id, "no publish in flight awaits one");
             }
-            AckAction::PubRelOwed => {}
+            AckAction::PubRelOwed => {
+                if let Some(f) = self.session.inflight.get(&id) {
+                    self.stage(f.token, Stage::Released(id));
+                }
+            }
             AckAction::Complete(token, result) => {
                 self.out.complete(token, result);
                 self.fill_window(w)?;

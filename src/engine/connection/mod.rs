@@ -29,7 +29,8 @@ use super::events::ConnectionEvent;
 use super::held_acks::HeldAcks;
 use super::offline::OfflineQueue;
 use super::session::{Request, Session};
-use super::tokens::{Outcome, Token};
+use super::store::Restoration;
+use super::tokens::{Limits, Outcome, Token};
 use super::{Address, Command, Error, Options, Shared, State};
 use handshake::{Link, handshake};
 use outbox::Outbox;
@@ -133,8 +134,14 @@ pub(super) async fn run(ctx: Ctx, commands: mpsc::UnboundedReceiver<Command>) {
     while let Some(command) = net.commands.recv().await {
         match net.offline_command(command, false) {
             None => {}
-            Some(Control::Connect(t) | Control::Reconnect(t)) if !net.connection(t).await => return,
-            Some(Control::Connect(_) | Control::Reconnect(_)) => {}
+            Some(Control::Connect(t) | Control::Reconnect(t)) => {
+                if !net.session_alive() {
+                    net.restore();
+                }
+                if !net.connection(t).await {
+                    return;
+                }
+            }
             Some(Control::Disconnect(t)) => net.end_session(t),
         }
         net.out.drain().await;
@@ -311,6 +318,54 @@ impl<'a> Net<'a> {
     }
 
     /// Connect tokens still waiting when a disconnect ends the attempt.
+    /// A session starts: what the store holds that this process has not in hand (all of it in a
+    /// new process; after a disconnect, what it cancelled) goes back into the session, under new
+    /// tokens, ahead of anything published since: in flight with its packet id when it was sent
+    /// (resent with DUP if the broker kept the session, else as new), queued otherwise. The
+    /// application is told of each. With a clean session and `store_drop_on_clean`, it is deleted.
+    fn restore(&mut self) {
+        let Some(store) = self.ctx.shared.store.clone() else {
+            return;
+        };
+        let o = &self.ctx.options;
+        let keep = !(o.clean_session && o.store_drop_on_clean);
+        let tokens = &self.ctx.shared.tokens;
+        // Counted like any publish, but never refused: they were accepted once already.
+        let unlimited = Limits {
+            messages: usize::MAX,
+            bytes: usize::MAX,
+        };
+        let issue = |bytes| tokens.issue_counted(bytes, unlimited, None).expect("no limit");
+        let Restoration {
+            messages: restored,
+            inbound,
+            lines,
+        } = match store.restore(keep, issue) {
+            Ok(r) => r,
+            Err(e) => {
+                self.out.log(LogLevel::Error, || format!("cannot restore: {e}"));
+                return;
+            }
+        };
+        for line in lines {
+            self.out.log(LogLevel::Warning, || line);
+        }
+        if !restored.is_empty() {
+            self.out.log(LogLevel::Info, || {
+                format!("{} message(s) restored from the store", restored.len())
+            });
+        }
+        let mut told = Vec::with_capacity(restored.len());
+        for r in restored {
+            told.push((r.token, r.publish.clone()));
+            self.session.restore(r.token, r.publish, r.stage);
+        }
+        self.session.inbound_qos2.extend(inbound);
+        if !told.is_empty() {
+            self.out.push(Event::Restored(told));
+        }
+    }
+
     fn cancel_waiters(&mut self, waiters: &mut Vec<Token>) {
         for t in waiters.drain(..) {
             self.out.complete(t, Err(Error::Cancelled));
@@ -381,7 +436,9 @@ impl<'a> Net<'a> {
     fn forget_held_acks(&mut self) {
         if let Some(held) = &self.held {
             for id in held.forget() {
-                self.session.inbound_qos2.remove(&id);
+                if self.session.inbound_qos2.remove(&id) {
+                    self.note_inbound(id, false);
+                }
             }
         }
     }

@@ -62,6 +62,12 @@ impl<'a> Outbox<'a> {
         if self.done.is_empty() {
             return;
         }
+        if let Some(store) = &self.ctx.shared.store {
+            for (token, result) in &self.done {
+                store.finished(*token, result);
+            }
+            self.commit_store();
+        }
         // Recorded before the event goes out, so a handler (or an event-mode consumer) that asks
         // about a token finds it complete.
         if self.ctx.shared.wants_completions() {
@@ -74,6 +80,16 @@ impl<'a> Outbox<'a> {
             self.ctx.shared.tokens.complete_all(self.done.drain(..));
         }
         self.ctx.shared.announce();
+    }
+
+    /// Writes what the store was told since the last commit (see [`Store::commit`]); a failure
+    /// is logged: the messages stay in memory, only their crash-safety suffers.
+    ///
+    /// [`Store::commit`]: crate::engine::store::Store::commit
+    pub(super) fn commit_store(&mut self) {
+        if let Some(Err(e)) = self.ctx.shared.store.as_ref().map(|s| s.commit()) {
+            self.log(LogLevel::Error, || format!("{e}"));
+        }
     }
 
     /// Delivers the backlog, waiting for the callback thread: used between connections, where

@@ -7,6 +7,7 @@ use super::writer::SocketWriter;
 use crate::codec::{MqttStr, Packet, Properties, PropertyId, Publish, QoS};
 use crate::engine::dispatch::LogLevel;
 use crate::engine::session::{Request, SubscribeFilter};
+use crate::engine::store::Stage;
 use crate::engine::{Error, Token};
 
 /// Filters per SUBSCRIBE when subscribing again after the broker lost the session: keeps each
@@ -26,7 +27,9 @@ impl Net<'_> {
             w.publish(&publish)?;
             self.written.push(token);
         } else if let Some(p) = self.session.submit(token, publish) {
+            let id = p.pkid;
             w.publish(p)?;
+            self.stage(token, Stage::Sent(id));
         }
         Ok(())
     }
@@ -39,15 +42,28 @@ impl Net<'_> {
             return Ok(());
         }
         while let Some(p) = self.session.next_in_window() {
+            // A resend (DUP) keeps the packet id the store has for it.
+            let (id, first) = (p.pkid, !p.dup);
             match self.peer.check_size(p, w.version()) {
                 Ok(()) => w.publish(p)?,
                 Err(e) => {
-                    let id = p.pkid;
                     self.abandon(id, e);
+                    continue;
                 }
+            }
+            if let Some(token) = self.session.inflight.get(&id).map(|f| f.token).filter(|_| first) {
+                self.stage(token, Stage::Sent(id));
             }
         }
         Ok(())
+    }
+
+    /// Notes in the store (if any) how far a publish got: written by `commit` before the packets
+    /// queued with it leave.
+    pub(super) fn stage(&self, token: Token, stage: Stage) {
+        if let Some(store) = &self.ctx.shared.store {
+            store.staged(token, stage);
+        }
     }
 
     /// Fails the token of the in-flight publish `id`, which will not be sent, with `error`.
@@ -88,6 +104,15 @@ impl Net<'_> {
     /// a broker without our session must be told again, the requests that waited for a
     /// connection, and the publishes of the offline queue, in that order.
     pub(super) fn resume(&mut self, w: &mut SocketWriter, session_present: bool) -> Result<(), Error> {
+        if let Some(store) = self.ctx.shared.store.as_ref().filter(|_| !session_present) {
+            // The broker has none of them: what was sent goes again as new, under new ids.
+            for f in self.session.inflight.values() {
+                store.staged(f.token, Stage::Queued);
+            }
+            for &id in &self.session.inbound_qos2 {
+                store.inbound(id, false);
+            }
+        }
         for packet in self.session.resume(session_present) {
             match packet {
                 Packet::Publish(p) => match self.peer.check_size(&p, w.version()) {

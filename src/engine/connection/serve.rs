@@ -66,6 +66,10 @@ impl Net<'_> {
         let far = now + Duration::from_secs(86400 * 365);
         let timer = sleep_until(ka.deadline().unwrap_or(far));
         tokio::pin!(timer);
+        // The store's batched sync, due a while after the first record it has not covered.
+        let store_sync = sleep_until(far);
+        tokio::pin!(store_sync);
+        let mut sync_armed = false;
         // Declared after the reading half, so that it is dropped (its offer withdrawn) first.
         let mut w = SocketWriter::new(writer, wbuf, kind, &ctx.shared.direct);
         // Its own reference, for a wait in the select below, which borrows `self` elsewhere.
@@ -79,6 +83,13 @@ impl Net<'_> {
             return self.close_on(&mut w, e).await;
         }
         loop {
+            // Packet ids and PUBRECs noted in the store are written before the packets they
+            // describe can leave.
+            self.out.commit_store();
+            if !sync_armed && let Some(due) = ctx.shared.store.as_ref().and_then(|s| s.sync_due()) {
+                store_sync.as_mut().reset(Instant::now() + due);
+                sync_armed = true;
+            }
             // Before the flush, so that what this completes goes out with the rest.
             if let Err(e) = self.took(w.send_now(), &mut w, &mut ka) {
                 return Ended::Lost(e);
@@ -148,6 +159,12 @@ impl Net<'_> {
                     }
                 }
                 () = ack_due, if ack_armed => {}
+                () = &mut store_sync, if sync_armed => {
+                    sync_armed = false;
+                    if let Some(Err(e)) = ctx.shared.store.as_ref().map(|s| s.sync()) {
+                        self.out.log(LogLevel::Error, || format!("{e}"));
+                    }
+                }
                 () = &mut timer => {
                     w.withdraw(&mut self.written);
                     if let Err(e) = self.ping_if_due(&mut w, &mut ka) {
@@ -233,6 +250,7 @@ impl Net<'_> {
     /// gets until the disconnect deadline (and at least `LAST_WRITE`), then the socket is closed.
     async fn finish_disconnect(&mut self, w: SocketWriter<'_>, token: Token, deadline: Instant) -> Ended {
         let goodbye = std::mem::take(&mut *self.ctx.shared.goodbye.lock().unwrap_or_else(|p| p.into_inner()));
+        self.out.commit_store();
         let sent = w.finish(goodbye, deadline.max(Instant::now() + LAST_WRITE)).await;
         let result = if sent.is_ok() {
             Ok(Outcome::default())
@@ -258,6 +276,7 @@ impl Net<'_> {
     async fn close_on(&mut self, w: &mut SocketWriter<'_>, error: Error) -> Ended {
         let reason = disconnect_reason(self.ctx.options.version, &error);
         if let Some(reason) = reason {
+            self.out.commit_store();
             self.out
                 .log(LogLevel::Debug, || format!("sending DISCONNECT ({reason}) on: {error}"));
             if w.goodbye(reason).await {

@@ -1,0 +1,540 @@
+//! Persistence: outbound QoS 1/2 messages from the moment their publish call succeeds until they
+//! are acknowledged, with their packet id and stage, and the ids of inbound QoS 2 messages
+//! awaiting PUBREL; so that a client started again after a crash resends what the broker may not
+//! have, with DUP and the same ids.
+//!
+//! A [`Backend`] keeps keyed values (the directory store of [`dir`], or one the application
+//! supplies); [`Store`] maps the session's events onto them:
+//! - `Message(n)`: the PUBLISH (topic, payload, properties), put by the publishing thread before
+//!   the call returns, so a publish that succeeded is in the store whatever happens next;
+//! - `State(n)`: its packet id once sent, and whether its PUBREC came; put by the network task
+//!   before the packets that depend on it are written (see [`Store::commit`]);
+//! - `Inbound(id)`: an inbound QoS 2 message delivered and awaiting its PUBREL.
+//!
+//! `n` is the store's own number for a message; tokens are the process's, and restored messages
+//! get new ones.
+mod dir;
+pub mod record;
+
+use std::collections::{BTreeMap, HashSet};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::BytesMut;
+
+use crate::codec::{self, Packet, Publish, QoS, Version};
+use crate::fxhash::FxHashMap;
+
+use super::Error;
+use super::tokens::{Token, TokenResult};
+pub use dir::DirStore;
+
+/// What a value is, and whose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Key {
+    Message(u64),
+    State(u64),
+    Inbound(u16),
+}
+
+impl Key {
+    fn parts(self) -> (u8, u64) {
+        match self {
+            Key::Message(n) => (1, n),
+            Key::State(n) => (2, n),
+            Key::Inbound(id) => (3, id.into()),
+        }
+    }
+
+    fn from_parts(tag: u8, id: u64) -> Option<Key> {
+        match tag {
+            1 => Some(Key::Message(id)),
+            2 => Some(Key::State(id)),
+            3 => u16::try_from(id).ok().map(Key::Inbound),
+            _ => None,
+        }
+    }
+}
+
+/// When the directory store makes what it wrote durable against a power loss (`fdatasync`); a
+/// write survives the process being killed in any case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncPolicy {
+    Never,
+    /// Before the publish call returns, and before a packet that depends on a record is written.
+    Every,
+    /// Once `records` records were written since the last sync, or `interval` after it (checked
+    /// at each write and by the network task's timer).
+    Batch {
+        records: u32,
+        interval: Duration,
+    },
+}
+
+/// What a backend holds, and lines about damage it skipped on the way.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub values: BTreeMap<Key, Vec<u8>>,
+    pub damage: Vec<String>,
+}
+
+/// Where the records go.
+pub trait Backend: Send + Sync {
+    /// Applies records made by [`record::put`] and [`record::del`], in order. An error means
+    /// some may not have been applied; none that were applied before is lost.
+    fn write(&self, records: &[u8]) -> io::Result<()>;
+    /// What is stored now.
+    fn load(&self) -> io::Result<Loaded>;
+    /// Makes what was written durable (as the sync policy would, now).
+    fn sync(&self) -> io::Result<()>;
+    /// How long until a sync is due, if one will be.
+    fn sync_due(&self) -> Option<Duration>;
+}
+
+/// How far a stored message got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Not sent yet (or sent in a session the broker no longer has).
+    Queued,
+    /// Sent with this packet id; its PUBACK or PUBREC not received.
+    Sent(u16),
+    /// QoS 2: its PUBREC received, so its PUBREL is owed.
+    Released(u16),
+}
+
+/// A message given back by [`Store::restore`].
+#[derive(Debug)]
+pub struct Restored {
+    pub token: Token,
+    pub publish: Publish,
+    pub stage: Stage,
+}
+
+/// What [`Store::restore`] found.
+#[derive(Debug, Default)]
+pub struct Restoration {
+    /// The messages, oldest first, under their new tokens.
+    pub messages: Vec<Restored>,
+    /// Inbound QoS 2 ids awaiting PUBREL.
+    pub inbound: Vec<u16>,
+    /// Lines to log: damage the store skipped, records that did not decode, messages dropped.
+    pub lines: Vec<String>,
+}
+
+pub struct Store {
+    backend: Box<dyn Backend>,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    next: u64,
+    /// The messages this process has in hand, by token.
+    by_token: FxHashMap<Token, u64>,
+    /// Records of the network task, written by `commit`.
+    pending: Vec<u8>,
+    /// What damage the backend skipped when opened, to log at the first restore (the client has
+    /// no log handler before).
+    damage: Vec<String>,
+}
+
+fn stage_value(stage: Stage) -> [u8; 3] {
+    let (tag, id) = match stage {
+        Stage::Queued => (0, 0u16),
+        Stage::Sent(id) => (1, id),
+        Stage::Released(id) => (2, id),
+    };
+    let [lo, hi] = id.to_le_bytes();
+    [tag, lo, hi]
+}
+
+fn parse_stage(value: &[u8]) -> Stage {
+    match value {
+        [1, lo, hi] => Stage::Sent(u16::from_le_bytes([*lo, *hi])),
+        [2, lo, hi] => Stage::Released(u16::from_le_bytes([*lo, *hi])),
+        _ => Stage::Queued,
+    }
+}
+
+/// A message's value: its PUBLISH as MQTT 5 encodes it (every field a publish call may set).
+fn encode_message(publish: &Publish) -> Vec<u8> {
+    let p = Publish {
+        dup: false,
+        pkid: if publish.qos == QoS::AtMostOnce { 0 } else { 1 },
+        ..publish.clone()
+    };
+    let mut buf = BytesMut::with_capacity(p.encoded_len(Version::V5));
+    p.encode(&mut buf, Version::V5)
+        .expect("a publish accepted by the API encodes");
+    buf.to_vec()
+}
+
+fn decode_message(value: &[u8]) -> Option<Publish> {
+    let mut buf = BytesMut::from(value);
+    match codec::decode(&mut buf, usize::MAX, Version::V5) {
+        Ok(Some(Packet::Publish(p))) if buf.is_empty() && p.qos != QoS::AtMostOnce => Some(Publish { pkid: 0, ..p }),
+        _ => None,
+    }
+}
+
+/// The directory for `client_id`'s records under `base`: one per client id, which is what a
+/// broker keeps a session for. Characters that are not safe in a file name are escaped.
+fn client_dir(base: &Path, client_id: &str) -> PathBuf {
+    let mut name = String::with_capacity(client_id.len() + 2);
+    name.push('c');
+    for b in client_id.bytes() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => name.push(b as char),
+            _ => name.push_str(&format!("%{b:02X}")),
+        }
+    }
+    base.join(name)
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // The client is closing: what the network task noted last, made as durable as the policy
+        // asks. Nothing can report a failure any more; the records already written stand.
+        let _ = self.commit();
+        let _ = self.sync();
+    }
+}
+
+impl Store {
+    /// Opens the built-in directory store of `client_id` under `base` (created if need be).
+    pub fn open_dir(base: &Path, client_id: &str, policy: SyncPolicy) -> Result<Store, Error> {
+        let dir = client_dir(base, client_id);
+        let (backend, loaded) =
+            DirStore::open(&dir, policy).map_err(|e| Error::Store(format!("{}: {e}", dir.display())))?;
+        Ok(Store::new(Box::new(backend), loaded))
+    }
+
+    /// A store over `backend`, which held `loaded` when opened (only its keys and damage are
+    /// used: values are loaded again by `restore`).
+    pub fn new(backend: Box<dyn Backend>, loaded: Loaded) -> Store {
+        let next = loaded
+            .values
+            .keys()
+            .filter_map(|k| match k {
+                Key::Message(n) => Some(n + 1),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(1);
+        Store {
+            backend,
+            inner: Mutex::new(Inner {
+                next,
+                by_token: FxHashMap::default(),
+                pending: Vec::new(),
+                damage: loaded.damage,
+            }),
+        }
+    }
+
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        // Each change is one insert or remove: a panic elsewhere leaves it consistent.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stores a QoS 1/2 message accepted under `token`, before the publish call returns.
+    pub fn accept(&self, token: Token, publish: &Publish) -> Result<(), Error> {
+        let value = encode_message(publish);
+        let n = {
+            let mut inner = self.inner();
+            inner.next += 1;
+            inner.next - 1
+        };
+        let mut records = Vec::with_capacity(record::put_len(value.len()));
+        record::put(&mut records, Key::Message(n), &value);
+        self.backend.write(&records).map_err(|e| Error::Store(e.to_string()))?;
+        self.inner().by_token.insert(token, n);
+        Ok(())
+    }
+
+    fn note(&self, token: Token, make: impl FnOnce(&mut Vec<u8>, u64)) {
+        let mut inner = self.inner();
+        if let Some(&n) = inner.by_token.get(&token) {
+            make(&mut inner.pending, n);
+        }
+    }
+
+    /// The message went out with packet id `id` (or its PUBREC came: `Stage::Released`).
+    pub fn staged(&self, token: Token, stage: Stage) {
+        self.note(token, |out, n| match stage {
+            Stage::Queued => record::del(out, Key::State(n)),
+            _ => record::put(out, Key::State(n), &stage_value(stage)),
+        });
+    }
+
+    /// The message's token completed: it leaves the store, unless it was only cancelled (the
+    /// client closed, or the application disconnected), which leaves it for the next session.
+    pub fn finished(&self, token: Token, result: &TokenResult) {
+        let mut inner = self.inner();
+        let Some(n) = inner.by_token.remove(&token) else {
+            return;
+        };
+        if !matches!(result, Err(Error::Cancelled)) {
+            record::del(&mut inner.pending, Key::Message(n));
+            record::del(&mut inner.pending, Key::State(n));
+        }
+    }
+
+    /// An inbound QoS 2 message with packet id `id` was delivered (`true`) or released.
+    pub fn inbound(&self, id: u16, awaiting_pubrel: bool) {
+        let mut inner = self.inner();
+        match awaiting_pubrel {
+            true => record::put(&mut inner.pending, Key::Inbound(id), &[]),
+            false => record::del(&mut inner.pending, Key::Inbound(id)),
+        }
+    }
+
+    /// Writes what the network task noted. Called before it writes packets to the socket, so that
+    /// a packet id is stored before the PUBLISH that uses it leaves.
+    pub fn commit(&self) -> Result<(), Error> {
+        let pending = {
+            let mut inner = self.inner();
+            if inner.pending.is_empty() {
+                return Ok(());
+            }
+            std::mem::take(&mut inner.pending)
+        };
+        let r = self.backend.write(&pending).map_err(|e| Error::Store(e.to_string()));
+        let mut inner = self.inner();
+        if inner.pending.is_empty() {
+            // Its buffer, for the next records.
+            inner.pending = pending;
+            inner.pending.clear();
+        }
+        r
+    }
+
+    pub fn sync(&self) -> Result<(), Error> {
+        self.backend.sync().map_err(|e| Error::Store(e.to_string()))
+    }
+
+    pub fn sync_due(&self) -> Option<Duration> {
+        self.backend.sync_due()
+    }
+
+    /// The stored messages no token of this process stands for, oldest first, each under a new
+    /// token from `issue` (given the bytes of topic and payload); with `keep` false they are
+    /// deleted instead. Also the inbound QoS 2 ids awaiting PUBREL, and lines to log about damage
+    /// the store skipped and records that do not decode.
+    pub fn restore(&self, keep: bool, mut issue: impl FnMut(usize) -> Token) -> Result<Restoration, Error> {
+        self.commit()?;
+        let loaded = self.backend.load().map_err(|e| Error::Store(e.to_string()))?;
+        let mut lines = std::mem::take(&mut self.inner().damage);
+        lines.extend(loaded.damage);
+        let mut restored = Vec::new();
+        let mut inbound = Vec::new();
+        let mut dropped = Vec::new();
+        let mut inner = self.inner();
+        let in_hand: HashSet<u64> = inner.by_token.values().copied().collect();
+        for (key, value) in &loaded.values {
+            match *key {
+                Key::Message(n) if in_hand.contains(&n) => {}
+                Key::Message(n) => match decode_message(value) {
+                    Some(publish) if keep => {
+                        let stage = loaded
+                            .values
+                            .get(&Key::State(n))
+                            .map_or(Stage::Queued, |v| parse_stage(v));
+                        let token = issue(publish.topic.as_str().len() + publish.payload.len());
+                        inner.by_token.insert(token, n);
+                        restored.push(Restored { token, publish, stage });
+                    }
+                    Some(_) => dropped.push(n),
+                    None => {
+                        lines.push(format!("store: message {n} does not decode; deleted"));
+                        dropped.push(n);
+                    }
+                },
+                Key::Inbound(id) => inbound.push(id),
+                Key::State(_) => {}
+            }
+        }
+        if !keep && !dropped.is_empty() {
+            lines.push(format!(
+                "store: {} message(s) of an earlier session dropped (clean session)",
+                dropped.len()
+            ));
+        }
+        for n in dropped {
+            record::del(&mut inner.pending, Key::Message(n));
+            record::del(&mut inner.pending, Key::State(n));
+        }
+        drop(inner);
+        self.commit()?;
+        Ok(Restoration {
+            messages: restored,
+            inbound,
+            lines,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{MqttStr, Properties, PropertyId};
+    use bytes::Bytes;
+
+    /// A backend in memory that replays records the way the directory store does.
+    #[derive(Default)]
+    struct Memory(Mutex<BTreeMap<Key, Vec<u8>>>);
+
+    impl Backend for Memory {
+        fn write(&self, records: &[u8]) -> io::Result<()> {
+            let mut m = self.0.lock().unwrap();
+            for item in record::Scan::new(records) {
+                match item {
+                    record::Item::Record(record::Record::Put(k, v), ..) => {
+                        m.insert(k, v.to_vec());
+                    }
+                    record::Item::Record(record::Record::Del(k), ..) => {
+                        m.remove(&k);
+                    }
+                    record::Item::Skipped { .. } => unreachable!(),
+                }
+            }
+            Ok(())
+        }
+        fn load(&self) -> io::Result<Loaded> {
+            Ok(Loaded {
+                values: self.0.lock().unwrap().clone(),
+                damage: Vec::new(),
+            })
+        }
+        fn sync(&self) -> io::Result<()> {
+            Ok(())
+        }
+        fn sync_due(&self) -> Option<Duration> {
+            None
+        }
+    }
+
+    fn publish(topic: &str, qos: QoS) -> Publish {
+        let mut properties = Properties::new();
+        properties.push_str(PropertyId::ContentType, "text/plain").unwrap();
+        Publish {
+            dup: false,
+            qos,
+            retain: true,
+            topic: MqttStr::new(topic).unwrap(),
+            pkid: 0,
+            properties,
+            payload: Bytes::from(format!("payload of {topic}")),
+        }
+    }
+
+    fn counter() -> impl FnMut(usize) -> Token {
+        let mut next = 100;
+        move |_| {
+            next += 1;
+            next
+        }
+    }
+
+    #[test]
+    fn messages_come_back_with_their_stage_until_acknowledged() {
+        let store = Store::new(Box::new(Memory::default()), Loaded::default());
+        for (t, topic) in [(1, "a"), (2, "b"), (3, "c"), (4, "d")] {
+            store
+                .accept(
+                    t,
+                    &publish(topic, if t == 1 { QoS::AtLeastOnce } else { QoS::ExactlyOnce }),
+                )
+                .unwrap();
+        }
+        store.staged(1, Stage::Sent(10));
+        store.staged(2, Stage::Sent(11));
+        store.staged(2, Stage::Released(11));
+        store.staged(3, Stage::Sent(12));
+        store.finished(3, &Ok(Default::default()));
+        store.finished(4, &Err(Error::Cancelled));
+        store.inbound(5, true);
+        store.inbound(6, true);
+        store.inbound(5, false);
+        store.commit().unwrap();
+
+        // Another process: the same backend, no token in hand.
+        let loaded = store.backend.load().unwrap();
+        let again = Store::new(Box::new(Memory(Mutex::new(loaded.values.clone()))), loaded);
+        let Restoration {
+            messages: restored,
+            inbound,
+            lines,
+        } = again.restore(true, counter()).unwrap();
+        assert!(lines.is_empty());
+        assert_eq!(inbound, [6]);
+        let got: Vec<(Token, &str, Stage)> = restored
+            .iter()
+            .map(|r| (r.token, r.publish.topic.as_str(), r.stage))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (101, "a", Stage::Sent(10)),
+                (102, "b", Stage::Released(11)),
+                (103, "d", Stage::Queued)
+            ],
+            "acknowledged ones are gone; a cancelled one stays"
+        );
+        let original = publish("b", QoS::ExactlyOnce);
+        assert_eq!(
+            restored[1].publish, original,
+            "topic, payload, QoS, retain and properties"
+        );
+        assert_eq!(again.inner().next, 5, "new messages do not reuse a number");
+
+        // Restored again in the same process: only what no token stands for.
+        again.finished(101, &Ok(Default::default()));
+        again.finished(103, &Err(Error::Cancelled));
+        let restored = again.restore(true, counter()).unwrap().messages;
+        let topics: Vec<&str> = restored.iter().map(|r| r.publish.topic.as_str()).collect();
+        assert_eq!(topics, ["d"]);
+    }
+
+    #[test]
+    fn a_clean_session_drops_what_an_earlier_one_stored() {
+        let store = Store::new(Box::new(Memory::default()), Loaded::default());
+        store.accept(1, &publish("a", QoS::AtLeastOnce)).unwrap();
+        store.finished(1, &Err(Error::Cancelled));
+        let Restoration {
+            messages: restored,
+            lines,
+            ..
+        } = store.restore(false, counter()).unwrap();
+        assert!(restored.is_empty());
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(store.backend.load().unwrap().values.is_empty());
+    }
+
+    #[test]
+    fn an_undecodable_message_is_reported_and_deleted() {
+        let mut values = BTreeMap::new();
+        values.insert(Key::Message(1), b"not a publish".to_vec());
+        values.insert(Key::Message(2), encode_message(&publish("ok", QoS::AtLeastOnce)));
+        let loaded = Loaded {
+            values: values.clone(),
+            damage: vec!["skipped".into()],
+        };
+        let store = Store::new(Box::new(Memory(Mutex::new(values))), loaded);
+        let Restoration {
+            messages: restored,
+            lines,
+            ..
+        } = store.restore(true, counter()).unwrap();
+        assert_eq!(restored.len(), 1);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(!store.backend.load().unwrap().values.contains_key(&Key::Message(1)));
+    }
+}

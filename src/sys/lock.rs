@@ -1,0 +1,19 @@
+//! An advisory lock on a whole file, held until the file is closed.
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+
+/// Takes an exclusive lock on `file` without waiting: Ok(false) when another open file (in this
+/// process or another) holds it. The lock goes with the last descriptor of that open file.
+pub fn try_lock_exclusive(file: &File) -> io::Result<bool> {
+    // SAFETY: flock only reads the descriptor, which `file` keeps open for the call.
+    let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if r == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EWOULDBLOCK) => Ok(false),
+        _ => Err(e),
+    }
+}

@@ -1,0 +1,230 @@
+//! The message store (`Options::store`): what a client stored is restored by the next one with
+//! the same store, resent with DUP and its packet ids (or its PUBREL) when the broker kept the
+//! session, as new messages when it did not, and damage to the store between runs costs only the
+//! damaged records. Packet-exact checks use the scripted broker; delivery uses a real mosquitto.
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::engine::{log_lines, subscribe};
+use common::fake::{FakeBroker, FakeConn, mqtt_str};
+use common::scripted::{done, ok, options};
+use common::{Broker, temp_dir};
+use mqttclient::codec::{Ack, Packet, Publish, QoS};
+use mqttclient::engine::store::{Store, SyncPolicy};
+use mqttclient::engine::{Address, Client, LogLevel, Options, Token};
+
+/// The messages a client restored, with their tokens.
+type Restored = Arc<Mutex<Vec<(Token, Publish)>>>;
+
+/// A client of `server` with the store in `dir`, reporting restored messages to the returned list.
+fn stored_client(server: Address, dir: &std::path::Path, base: Options) -> (Client, Restored) {
+    let store = Store::open_dir(dir, &base.client_id, SyncPolicy::Never).unwrap();
+    let options = Options {
+        clean_session: false,
+        store: Some(Arc::new(store)),
+        ..base
+    };
+    let client = Client::new(vec![server], options).unwrap();
+    let restored = Arc::new(Mutex::new(Vec::new()));
+    let sink = restored.clone();
+    client.set_on_restored(Some(Arc::new(move |t, p: &Publish| {
+        sink.lock().unwrap().push((t, p.clone()))
+    })));
+    (client, restored)
+}
+
+fn publish(client: &Client, payload: &str, qos: QoS) -> Token {
+    client
+        .publish(mqtt_str("store/t"), Bytes::from(payload.to_owned()), qos, false)
+        .unwrap()
+}
+
+/// What a first life leaves in the store: three QoS 1 and three QoS 2 publishes sent, the first
+/// QoS 2 one PUBREC'd, none acknowledged further; the ids they went with.
+fn first_life(dir: &std::path::Path) -> Vec<(String, u16)> {
+    let broker = FakeBroker::new();
+    let (client, _) = stored_client(broker.address(), dir, options());
+    let token = client.connect().unwrap();
+    let mut conn = broker.accept();
+    conn.accept_connect();
+    assert_eq!(done(&client, token).map(|_| ()), Ok(()));
+    for i in 0..6 {
+        let qos = if i < 3 { QoS::AtLeastOnce } else { QoS::ExactlyOnce };
+        publish(&client, &format!("m{i}"), qos);
+    }
+    let sent: Vec<(String, u16)> = (0..6)
+        .map(|_| {
+            let p = conn.expect_publish();
+            (String::from_utf8(p.payload.to_vec()).unwrap(), p.pkid)
+        })
+        .collect();
+    conn.send(Packet::PubRec(Ack::new(sent[3].1)));
+    // Its PUBREL waits to go with others (two more PUBRECs are due); its stage is stored at once.
+    conn.expect_silence(Duration::from_millis(200));
+    // The process ends without a word to the broker.
+    drop(client);
+    sent
+}
+
+/// The next life: a client with the store in `dir` connected to a scripted broker that says
+/// whether it kept the session.
+fn next_life(dir: &std::path::Path, session_present: bool) -> (FakeBroker, Client, Restored, FakeConn) {
+    let broker = FakeBroker::new();
+    let (client, restored) = stored_client(broker.address(), dir, options());
+    let token = client.connect().unwrap();
+    let mut conn = broker.accept();
+    match session_present {
+        true => conn.resume_connect(),
+        false => conn.accept_connect(),
+    };
+    assert_eq!(done(&client, token).map(|o| o.codes), Ok(vec![session_present as u8]));
+    (broker, client, restored, conn)
+}
+
+#[test]
+fn a_kept_session_gets_dup_resends_with_the_same_ids_and_the_pubrel() {
+    let dir = temp_dir("store-resume");
+    let sent = first_life(&dir);
+
+    let (_broker, client, restored, mut conn) = next_life(&dir, true);
+    // In the original order: the PUBREC'd one is released, the others published again.
+    for (i, (payload, id)) in sent.iter().enumerate() {
+        if i == 3 {
+            conn.expect_packet(&Packet::PubRel(Ack::new(*id)));
+            continue;
+        }
+        let p = conn.expect_publish();
+        assert_eq!(
+            (p.dup, p.pkid, p.payload.as_ref()),
+            (true, *id, payload.as_bytes()),
+            "message {i}"
+        );
+    }
+    let restored: Vec<(Token, Publish)> = std::mem::take(&mut *restored.lock().unwrap());
+    let payloads: Vec<&[u8]> = restored.iter().map(|(_, p)| p.payload.as_ref()).collect();
+    assert_eq!(payloads, sent.iter().map(|(p, _)| p.as_bytes()).collect::<Vec<_>>());
+    // Their tokens complete with the broker's acknowledgements.
+    let id = |i: usize| sent[i].1;
+    for i in 0..3 {
+        conn.send(Packet::PubAck(Ack::new(id(i))));
+    }
+    conn.send(Packet::PubComp(Ack::new(id(3))));
+    conn.send(Packet::PubRec(Ack::new(id(4))));
+    conn.send(Packet::PubRec(Ack::new(id(5))));
+    conn.expect_packet(&Packet::PubRel(Ack::new(id(4))));
+    conn.expect_packet(&Packet::PubRel(Ack::new(id(5))));
+    conn.send(Packet::PubComp(Ack::new(id(4))));
+    conn.send(Packet::PubComp(Ack::new(id(5))));
+    for (token, _) in &restored {
+        assert_eq!(done(&client, *token), ok());
+    }
+    drop(client);
+
+    // Acknowledged, so gone: a third life restores nothing.
+    let (_broker, _client, restored, mut conn) = next_life(&dir, true);
+    conn.expect_silence(Duration::from_millis(200));
+    assert!(restored.lock().unwrap().is_empty());
+}
+
+#[test]
+fn without_the_session_restored_messages_go_as_new_ones() {
+    let dir = temp_dir("store-new");
+    let sent = first_life(&dir);
+
+    let (_broker, _client, restored, mut conn) = next_life(&dir, false);
+    // All six, the PUBREC'd one included (losing it would break QoS 2 worse), none a DUP.
+    let again: Vec<(String, bool)> = (0..6)
+        .map(|_| {
+            let p = conn.expect_publish();
+            (String::from_utf8(p.payload.to_vec()).unwrap(), p.dup)
+        })
+        .collect();
+    let expected: Vec<(String, bool)> = sent.iter().map(|(p, _)| (p.clone(), false)).collect();
+    assert_eq!(again, expected);
+    assert_eq!(restored.lock().unwrap().len(), 6);
+}
+
+#[test]
+fn a_clean_session_can_drop_what_an_earlier_one_stored() {
+    let dir = temp_dir("store-drop");
+    first_life(&dir);
+    let broker = FakeBroker::new();
+    let store = Store::open_dir(&dir, &options().client_id, SyncPolicy::Never).unwrap();
+    let client = Client::new(
+        vec![broker.address()],
+        Options {
+            clean_session: true,
+            store_drop_on_clean: true,
+            store: Some(Arc::new(store)),
+            ..options()
+        },
+    )
+    .unwrap();
+    let lines = log_lines(&client, LogLevel::Warning);
+    let token = client.connect().unwrap();
+    let mut conn = broker.accept();
+    conn.accept_connect();
+    done(&client, token).unwrap();
+    conn.expect_silence(Duration::from_millis(200));
+    assert!(
+        lines.lock().unwrap().iter().any(|l| l.contains("6 message(s)")),
+        "{:?}",
+        lines.lock().unwrap()
+    );
+}
+
+#[test]
+fn damaged_records_are_skipped_with_a_log_line_and_the_rest_delivered() {
+    let dir = temp_dir("store-damage");
+    // Twenty QoS 1 publishes a broker never acknowledges, then the process ends.
+    {
+        let broker = FakeBroker::new();
+        let (client, _) = stored_client(broker.address(), &dir, options());
+        let token = client.connect().unwrap();
+        broker.accept().accept_connect();
+        done(&client, token).unwrap();
+        let tokens: Vec<Token> = (0..20)
+            .map(|i| publish(&client, &format!("{i:02}"), QoS::AtLeastOnce))
+            .collect();
+        assert_eq!(tokens.len(), 20);
+    }
+    // One record corrupted in the middle, the last cut short.
+    let client_dir = std::fs::read_dir(&*dir).unwrap().next().unwrap().unwrap().path();
+    let segment = std::fs::read_dir(&client_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "log"))
+        .unwrap();
+    let mut data = std::fs::read(&segment).unwrap();
+    let at = data.windows(2).position(|w| w == b"07").expect("message 07's payload");
+    data[at] = b'x';
+    let cut = data.len() - data.windows(2).rposition(|w| w == b"19").unwrap() + 1;
+    data.truncate(data.len() - cut);
+    std::fs::write(&segment, &data).unwrap();
+
+    let broker = Broker::start();
+    let watcher = common::engine::client_for(&format!("mqtt://127.0.0.1:{}", broker.port), None);
+    common::engine::connect(&watcher).unwrap();
+    let rx = subscribe(&watcher, "store/t", QoS::AtLeastOnce);
+    let (client, restored) = stored_client(
+        format!("mqtt://127.0.0.1:{}", broker.port).parse().unwrap(),
+        &dir,
+        options(),
+    );
+    let lines = log_lines(&client, LogLevel::Warning);
+    common::engine::connect(&client).unwrap();
+    let mut got = BTreeSet::new();
+    while got.len() < 18 {
+        let p = rx.recv_timeout(Duration::from_secs(10)).expect("the restored messages");
+        got.insert(String::from_utf8(p.payload.to_vec()).unwrap());
+    }
+    let expected: BTreeSet<String> = (0..19).filter(|&i| i != 7).map(|i| format!("{i:02}")).collect();
+    assert_eq!(got, expected);
+    assert_eq!(restored.lock().unwrap().len(), 18);
+    let lines = lines.lock().unwrap();
+    assert_eq!(lines.iter().filter(|l| l.contains("skipped")).count(), 2, "{lines:?}");
+}
