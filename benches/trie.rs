@@ -9,17 +9,10 @@ use std::time::Instant;
 
 use mqttclient::trie::Trie;
 
-/// A deterministic generator (xorshift), so runs are comparable.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
+// A deterministic generator, so runs are comparable.
+#[path = "../tests/support/rng.rs"]
+mod rng;
+use rng::Rng;
 
 /// Namespace: site/<s>/building/<b>/floor/<f>/<kind>/<id>, 100 sites. Sizes grow with `filters`.
 struct Shape {
