@@ -65,6 +65,7 @@ struct cli_config {
     const char *alpn;
     bool insecure;
     uint8_t protocol_version; /* 4 (MQTT 3.1.1) or 5 */
+    const char *store_dir;    /* --store: the library's message store */
     /* -L URL parts, which host, username, password and a topic point into. */
     char url_host[256];
     char url_user[256];
@@ -109,6 +110,9 @@ static void cli_usage_long_options(void) {
     printf(" --help : display this message.\n");
     printf(" --unix : connect to a broker through a unix domain socket instead of a TCP socket,\n");
     printf("          e.g. /tmp/mosquitto.sock\n");
+    printf(" --store : keep QoS 1 and 2 messages in this directory until the broker has them, so\n");
+    printf("           that a crash loses none: they are sent again when the tool next runs with\n");
+    printf("           the same client id (-i). Not in mosquitto's tools.\n");
     printf(" --will-payload : payload for the client Will, which is sent by the broker in case of\n");
     printf("                  unexpected disconnection. If not given and will-topic is set, a zero\n");
     printf("                  length message will be sent.\n");
@@ -228,6 +232,7 @@ enum cli_opt_id {
     OPT_ALPN,
     OPT_OS_CERTS,
     OPT_WS_PATH,
+    OPT_STORE,
 };
 
 struct cli_opt {
@@ -276,6 +281,7 @@ static const struct cli_opt CLI_OPTS[] = {
     {"--tls-alpn", NULL, OPT_ALPN, CLI_PUB | CLI_SUB, "protocol"},
     {"--tls-use-os-certs", NULL, OPT_OS_CERTS, CLI_PUB | CLI_SUB, NULL},
     {"--ws-path", NULL, OPT_WS_PATH, CLI_PUB | CLI_SUB, "path"},
+    {"--store", NULL, OPT_STORE, CLI_PUB | CLI_SUB, "directory"},
 };
 
 static const struct cli_opt *cli_find_opt(const char *arg, enum cli_tool tool) {
@@ -577,6 +583,9 @@ static bool cli_apply(struct cli_config *cfg, const struct cli_opt *o, const cha
         }
         cfg->ws_path = val;
         return true;
+    case OPT_STORE:
+        cfg->store_dir = val;
+        return true;
     }
     return false;
 }
@@ -605,6 +614,10 @@ static bool cli_check_combination(struct cli_config *cfg) {
     }
     if (!cfg->clean_session && !cfg->id) {
         cli_usage_error(cfg, "You must provide a client id if you are using the -c option.");
+        return false;
+    }
+    if (cfg->store_dir && !cfg->id) {
+        cli_usage_error(cfg, "You must provide a client id if you are using --store.");
         return false;
     }
     return true;
@@ -687,6 +700,7 @@ static mqttc_status cli_client_new(const struct cli_config *cfg, mqttc_client **
     opts.tls_key_file = cfg->keyfile;
     opts.tls_alpn = cfg->alpn;
     opts.tls_insecure = cfg->insecure;
+    opts.store_dir = cfg->store_dir;
     if (cfg->unix_path)
         return mqttc_client_new_unix(cfg->unix_path, &opts, out);
     if (cfg->websocket) {

@@ -781,3 +781,40 @@ fn l_ws_url_reaches_a_websocket_broker() {
     assert_eq!(code, 0, "stderr: {err}");
     assert_eq!(out, "cli/ws over WebSockets\n");
 }
+
+/// `--store` (ours only): the publish goes through the library's message store, which the tool
+/// creates under the directory and empties once the broker acknowledged; it needs a client id.
+#[test]
+fn store_keeps_messages_in_a_directory_until_acknowledged() {
+    let b = TestBroker::start();
+    let store = b.dir.join("store");
+    let store_arg = store.display().to_string();
+    let (code, _, err) = run(our_pub().args(["-p", &b.port(), "-t", "cli/store", "-m", "x", "--store", &store_arg]));
+    assert_eq!(code, 1);
+    assert!(err.contains("client id if you are using --store"), "{err}");
+
+    let mut sub = sub_cmd(&b, &["-t", "cli/store", "-q", "2", "-C", "2"]);
+    let sub = start_sub(&b, &mut sub, "store-sub", 1);
+    for qos in ["1", "2"] {
+        let args = ["-t", "cli/store", "-q", qos, "-m", qos, "-i", "store-pub", "--store", &store_arg];
+        publish_ok(&b, &args);
+    }
+    let (code, out, err) = sub.finish(WAIT);
+    assert_eq!((code, out.as_str()), (0, "1\n2\n"), "stderr: {err}");
+    let client_dir = store.join("cstore-pub");
+    let segments: Vec<_> = std::fs::read_dir(&client_dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", client_dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    assert_eq!(segments.len(), 1, "{segments:?}");
+    // Both messages were acknowledged: the next run's opening compacts the log to nothing.
+    publish_ok(&b, &["-t", "cli/other", "-q", "0", "-m", "-", "-i", "store-pub", "--store", &store_arg]);
+    let live: u64 = std::fs::read_dir(&client_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert_eq!(live, 0, "nothing left stored");
+}
