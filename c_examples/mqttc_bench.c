@@ -4,7 +4,7 @@
  *
  * Usage: mqttc_bench [--host H] [--port P] [--mode pub|e2e|latency] [--qos 0|1|2] [--count N]
  *                    [--size BYTES] [--inflight W] [--callbacks network|thread|loop]
- *                    [--nocopy on|off]
+ *                    [--nocopy on|off] [--store DIR] [--store-sync batch|every|none]
  *        (defaults: 127.0.0.1 1883 pub 0 100000 64 100, callbacks by mode)
  *
  * Prints one JSON line on standard output:
@@ -30,6 +30,10 @@
  * Payloads of LEND_FROM bytes and more are lent with mqttc_publish_nocopy (the one buffer, valid
  * until the end, for every message), as an application sending large buffers would: the library
  * then makes no copy. --nocopy off publishes them with mqttc_publish, which copies each.
+ *
+ * --store keeps the publisher's QoS 1/2 messages in the library's message store under DIR
+ * (mqttc_options.store_dir) with the sync policy --store-sync (default batch), as an application
+ * that must not lose messages to a crash would; the store is left empty when the run ends.
  *
  * Exit status: 0 done, 1 the library or the broker failed (on stderr), 2 bad command line.
  */
@@ -78,6 +82,8 @@ struct args {
     long inflight;
     const char *callbacks; /* "network", "thread" or "loop" */
     bool nocopy;           /* lend payloads of LEND_FROM bytes and more */
+    const char *store_dir; /* --store, or NULL */
+    int store_sync;        /* --store-sync: an mqttc_store_sync value */
 };
 
 /* A count kept by a callback thread. The main thread waits for it to reach a value by publishing
@@ -113,7 +119,7 @@ static void usage_error(const char *fmt, const char *what) {
     fprintf(stderr,
             "\nusage: mqttc_bench [--host H] [--port P] [--mode pub|e2e|latency] [--qos 0|1|2] "
             "[--count N] [--size BYTES] [--inflight W] [--callbacks network|thread|loop] "
-            "[--nocopy on|off]\n");
+            "[--nocopy on|off] [--store DIR] [--store-sync batch|every|none]\n");
     exit(2);
 }
 
@@ -131,7 +137,7 @@ static long number(const char *opt, const char *text, long min, long max) {
 }
 
 static void parse_args(int argc, char **argv, struct args *a) {
-    *a = (struct args){"127.0.0.1", 1883, MODE_PUB, "pub", 0, 100000, 64, 100, NULL, true};
+    *a = (struct args){"127.0.0.1", 1883, MODE_PUB, "pub", 0, 100000, 64, 100, NULL, true, NULL, MQTTC_STORE_SYNC_BATCH};
     for (int i = 1; i < argc; i += 2) {
         const char *opt = argv[i];
         if (i + 1 >= argc)
@@ -167,6 +173,17 @@ static void parse_args(int argc, char **argv, struct args *a) {
             if (strcmp(val, "on") && strcmp(val, "off"))
                 usage_error("--nocopy %s: expected on or off", val);
             a->nocopy = !strcmp(val, "on");
+        } else if (!strcmp(opt, "--store")) {
+            a->store_dir = val;
+        } else if (!strcmp(opt, "--store-sync")) {
+            if (!strcmp(val, "batch"))
+                a->store_sync = MQTTC_STORE_SYNC_BATCH;
+            else if (!strcmp(val, "every"))
+                a->store_sync = MQTTC_STORE_SYNC_EVERY;
+            else if (!strcmp(val, "none"))
+                a->store_sync = MQTTC_STORE_SYNC_NONE;
+            else
+                usage_error("--store-sync %s: expected batch, every or none", val);
         } else {
             usage_error("unknown argument %s", opt);
         }
@@ -330,6 +347,10 @@ static mqttc_client *open_client(struct bench *b, const char *role) {
     /* --callbacks: see the top of this file. */
     o.inline_callbacks = !strcmp(b->a.callbacks, "network");
     o.run_loop = b->loop;
+    if (!strcmp(role, "pub")) {
+        o.store_dir = b->a.store_dir;
+        o.store_sync = b->a.store_sync;
+    }
     mqttc_client *c;
     check(mqttc_client_new(b->a.host, (uint16_t)b->a.port, &o, &c), "mqttc_client_new");
     check(mqttc_client_set_on_connection(c, on_connection, b), "mqttc_client_set_on_connection");

@@ -291,6 +291,25 @@ typedef enum mqttc_overflow {
 } mqttc_overflow;
 
 /**
+ * When the message store syncs (`store_sync`).
+ */
+typedef enum mqttc_store_sync {
+  /**
+   * Batched: see `store_sync_count` and `store_sync_ms`.
+   */
+  MQTTC_STORE_SYNC_BATCH = 0,
+  /**
+   * Before every publish call returns, and before any packet whose record it needs leaves:
+   * nothing acknowledged to the application is lost to a power failure; the slowest.
+   */
+  MQTTC_STORE_SYNC_EVERY = 1,
+  /**
+   * Never: the operating system writes back in its own time (as Paho C's file persistence).
+   */
+  MQTTC_STORE_SYNC_NONE = 2,
+} mqttc_store_sync;
+
+/**
  * What changed, in an `mqttc_connection_event`.
  */
 typedef enum mqttc_connection_change {

@@ -796,7 +796,18 @@ fn store_keeps_messages_in_a_directory_until_acknowledged() {
     let mut sub = sub_cmd(&b, &["-t", "cli/store", "-q", "2", "-C", "2"]);
     let sub = start_sub(&b, &mut sub, "store-sub", 1);
     for qos in ["1", "2"] {
-        let args = ["-t", "cli/store", "-q", qos, "-m", qos, "-i", "store-pub", "--store", &store_arg];
+        let args = [
+            "-t",
+            "cli/store",
+            "-q",
+            qos,
+            "-m",
+            qos,
+            "-i",
+            "store-pub",
+            "--store",
+            &store_arg,
+        ];
         publish_ok(&b, &args);
     }
     let (code, out, err) = sub.finish(WAIT);
@@ -809,7 +820,21 @@ fn store_keeps_messages_in_a_directory_until_acknowledged() {
         .collect();
     assert_eq!(segments.len(), 1, "{segments:?}");
     // Both messages were acknowledged: the next run's opening compacts the log to nothing.
-    publish_ok(&b, &["-t", "cli/other", "-q", "0", "-m", "-", "-i", "store-pub", "--store", &store_arg]);
+    publish_ok(
+        &b,
+        &[
+            "-t",
+            "cli/other",
+            "-q",
+            "0",
+            "-m",
+            "-",
+            "-i",
+            "store-pub",
+            "--store",
+            &store_arg,
+        ],
+    );
     let live: u64 = std::fs::read_dir(&client_dir)
         .unwrap()
         .map(|e| e.unwrap().path())
