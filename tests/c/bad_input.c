@@ -180,6 +180,41 @@ static void outgoing_budget(uint16_t port) {
     mqttc_client_free(c);
 }
 
+/* The message store's options: each mistake is refused with its own status, and a store one
+ * client holds cannot be opened by another. */
+static void store_options(uint16_t port) {
+    mqttc_options opts;
+    mqttc_client *c = NULL, *other = NULL;
+    char dir[64];
+    snprintf(dir, sizeof dir, "/tmp/mqttc-bad-input-store-%ld", (long)getpid());
+    mqttc_options_init(&opts);
+    opts.store_dir = dir;
+    expect("store_dir without client_id", mqttc_client_new("127.0.0.1", port, &opts, &c),
+           MQTTC_ERR_INVALID_ARGUMENT);
+    opts.client_id = "store-client";
+    opts.store_sync = 9;
+    expect("store_sync 9", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_ARGUMENT);
+    opts.store_sync = MQTTC_STORE_SYNC_NONE;
+    opts.store_dir = "";
+    expect("empty store_dir", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_ARGUMENT);
+    opts.store_dir = "\xff\xfe";
+    expect("store_dir not UTF-8", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_UTF8);
+    opts.store_dir = "/dev/null/store";
+    expect("store_dir under a file", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_STORE);
+    opts.store_dir = dir;
+    expect("store_dir", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_OK);
+    expect("the same store twice", mqttc_client_new("127.0.0.1", port, &opts, &other), MQTTC_ERR_STORE);
+    mqttc_client_free(c);
+    expect("the store after its client is freed", mqttc_client_new("127.0.0.1", port, &opts, &other), MQTTC_OK);
+    mqttc_client_free(other);
+    char cmd[96];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) {
+        printf("FAIL: removing %s\n", dir);
+        failures++;
+    }
+}
+
 int main(int argc, char **argv) {
     if (argc < 2)
         return 2;
@@ -225,6 +260,7 @@ int main(int argc, char **argv) {
     mqttc_options_init(&opts);
     opts.offline_overflow = 7;
     expect("offline_overflow 7", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_ARGUMENT);
+    store_options(port);
     mqttc_options_init(&opts);
     opts.outgoing_max_messages = 0;
     expect("outgoing_max_messages 0", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_ARGUMENT);
