@@ -63,9 +63,7 @@ impl<'a> Outbox<'a> {
             return;
         }
         if let Some(store) = &self.ctx.shared.store {
-            for (token, result) in &self.done {
-                store.finished(*token, result);
-            }
+            store.finished(&self.done);
             self.commit_store();
         }
         // Recorded before the event goes out, so a handler (or an event-mode consumer) that asks

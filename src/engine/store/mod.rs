@@ -158,7 +158,7 @@ fn parse_stage(value: &[u8]) -> Stage {
 }
 
 /// A message's value: its PUBLISH as MQTT 5 encodes it (every field a publish call may set).
-fn encode_message(publish: &Publish) -> Vec<u8> {
+fn encode_message(publish: &Publish) -> BytesMut {
     let p = Publish {
         dup: false,
         pkid: if publish.qos == QoS::AtMostOnce { 0 } else { 1 },
@@ -167,7 +167,7 @@ fn encode_message(publish: &Publish) -> Vec<u8> {
     let mut buf = BytesMut::with_capacity(p.encoded_len(Version::V5));
     p.encode(&mut buf, Version::V5)
         .expect("a publish accepted by the API encodes");
-    buf.to_vec()
+    buf
 }
 
 fn decode_message(value: &[u8]) -> Option<Publish> {
@@ -274,16 +274,22 @@ impl Store {
         });
     }
 
-    /// The message's token completed: it leaves the store, unless it was only cancelled (the
-    /// client closed, or the application disconnected), which leaves it for the next session.
-    pub fn finished(&self, token: Token, result: &TokenResult) {
+    /// Tokens completed (a batch, under one lock): their messages leave the store, but for those
+    /// only cancelled (the client closed, or the application disconnected), which stay for the
+    /// next session.
+    pub fn finished<'a>(&self, done: impl IntoIterator<Item = &'a (Token, TokenResult)>) {
         let mut inner = self.inner();
-        let Some(n) = inner.by_token.remove(&token) else {
+        if inner.by_token.is_empty() {
             return;
-        };
-        if !matches!(result, Err(Error::Cancelled)) {
-            record::del(&mut inner.pending, Key::Message(n));
-            record::del(&mut inner.pending, Key::State(n));
+        }
+        for (token, result) in done {
+            let Some(n) = inner.by_token.remove(token) else {
+                continue;
+            };
+            if !matches!(result, Err(Error::Cancelled)) {
+                record::del(&mut inner.pending, Key::Message(n));
+                record::del(&mut inner.pending, Key::State(n));
+            }
         }
     }
 
@@ -458,8 +464,8 @@ mod tests {
         store.staged(2, Stage::Sent(11));
         store.staged(2, Stage::Released(11));
         store.staged(3, Stage::Sent(12));
-        store.finished(3, &Ok(Default::default()));
-        store.finished(4, &Err(Error::Cancelled));
+        store.finished(&[(3, Ok(Default::default()))]);
+        store.finished(&[(4, Err(Error::Cancelled))]);
         store.inbound(5, true);
         store.inbound(6, true);
         store.inbound(5, false);
@@ -496,8 +502,8 @@ mod tests {
         assert_eq!(again.inner().next, 5, "new messages do not reuse a number");
 
         // Restored again in the same process: only what no token stands for.
-        again.finished(101, &Ok(Default::default()));
-        again.finished(103, &Err(Error::Cancelled));
+        again.finished(&[(101, Ok(Default::default()))]);
+        again.finished(&[(103, Err(Error::Cancelled))]);
         let restored = again.restore(true, counter()).unwrap().messages;
         let topics: Vec<&str> = restored.iter().map(|r| r.publish.topic.as_str()).collect();
         assert_eq!(topics, ["d"]);
@@ -507,7 +513,7 @@ mod tests {
     fn a_clean_session_drops_what_an_earlier_one_stored() {
         let store = Store::new(Box::new(Memory::default()), Loaded::default());
         store.accept(1, &publish("a", QoS::AtLeastOnce)).unwrap();
-        store.finished(1, &Err(Error::Cancelled));
+        store.finished(&[(1, Err(Error::Cancelled))]);
         let Restoration {
             messages: restored,
             lines,
@@ -522,7 +528,10 @@ mod tests {
     fn an_undecodable_message_is_reported_and_deleted() {
         let mut values = BTreeMap::new();
         values.insert(Key::Message(1), b"not a publish".to_vec());
-        values.insert(Key::Message(2), encode_message(&publish("ok", QoS::AtLeastOnce)));
+        values.insert(
+            Key::Message(2),
+            encode_message(&publish("ok", QoS::AtLeastOnce)).to_vec(),
+        );
         let loaded = Loaded {
             values: values.clone(),
             damage: vec!["skipped".into()],
