@@ -4,8 +4,11 @@
 # packaging check builds a C++ consumer and one through pkg-config), and gcc's AddressSanitizer
 # runtime (the C tests run again under it), the system CA store (a TLS test checks that it does
 # not trust a private CA), the openssl CLI (a TLS test makes certificates as mosquitto's TLS
-# guide does) and Valgrind (memcheck runs the free race test, seeing inside the library); and amqtt from PyPI in target/amqtt-venv, a broker with WebSocket
-# listeners (Debian's mosquitto has none) for tests/websocket.rs. Idempotent.
+# guide does) and Valgrind (memcheck runs the free race test, seeing inside the library); and from
+# PyPI: amqtt in target/amqtt-venv, a broker with WebSocket listeners (Debian's mosquitto has none)
+# for tests/websocket.rs, and tree-sitter with its Julia grammar in target/julia-syntax-venv, with
+# which tests/julia_wrapper.rs parses the Julia package (no Julia runtime can be installed here).
+# Idempotent.
 set -euo pipefail
 need=()
 command -v cmake >/dev/null || need+=(cmake)
@@ -29,4 +32,10 @@ if [ ! -x "$amqtt_venv/bin/amqtt" ]; then
   echo "installing amqtt into $amqtt_venv"
   python3 -m venv "$amqtt_venv"
   "$amqtt_venv/bin/pip" install -q --disable-pip-version-check amqtt==0.12.1
+fi
+julia_venv="$(dirname "$0")/../target/julia-syntax-venv"
+if ! "$julia_venv/bin/python" -c 'import tree_sitter, tree_sitter_julia' 2>/dev/null; then
+  echo "installing tree-sitter-julia into $julia_venv"
+  python3 -m venv "$julia_venv"
+  "$julia_venv/bin/pip" install -q --disable-pip-version-check tree-sitter==0.25.2 tree-sitter-julia==0.23.1
 fi

@@ -1,7 +1,8 @@
 //! The Julia package (julia/MQTTClient) cannot be run here: there is no Julia runtime on the build
-//! machines. What can be checked without one is checked: every `ccall` and every Julia mirror of a
-//! C struct against include/mqttclient.h, and the same sequence of C calls, made from Python with
-//! ctypes (tests/python/julia_mirror.py), against a real mosquitto.
+//! machines. What can be checked without one is checked: every `.jl` file parses with a real Julia
+//! grammar (tree-sitter-julia), every `ccall` and every Julia mirror of a C struct matches
+//! include/mqttclient.h, and the same sequence of C calls, made from Python with ctypes
+//! (tests/python/julia_mirror.py), runs against a real mosquitto.
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -579,7 +580,8 @@ fn check_julia(sources: &[(String, String)], header: &Header) -> (Vec<String>, B
     (problems, called)
 }
 
-fn julia_sources() -> Vec<(String, String)> {
+/// Every `.jl` file under `dir`, sorted.
+fn julia_files(dir: &Path) -> Vec<PathBuf> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
@@ -591,9 +593,13 @@ fn julia_sources() -> Vec<(String, String)> {
         }
     }
     let mut files = Vec::new();
-    walk(&project_dir().join("julia/MQTTClient"), &mut files);
+    walk(dir, &mut files);
     files.sort();
     files
+}
+
+fn julia_sources() -> Vec<(String, String)> {
+    julia_files(&project_dir().join("julia/MQTTClient"))
         .into_iter()
         .map(|p| {
             let name = p.strip_prefix(project_dir()).unwrap().display().to_string();
@@ -673,6 +679,68 @@ late(h) = ccall(sym(:mqttc_client_free), Cvoid, (Ptr{Cvoid}, Cint), h, 0)
     for hidden in ["mqttc_in_a_comment", "mqttc_in_a_string", "mqttc_in_a_docstring"] {
         assert!(!all.contains(hidden), "a comment or string was read as code:\n{all}");
     }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Julia syntax
+
+/// Runs tests/python/julia_parse.py, with the interpreter of the venv scripts/deps.sh makes (it has
+/// tree-sitter and tree-sitter-julia), on `files`: (exit code, what it printed).
+fn parse_julia(files: &[PathBuf]) -> (i32, String) {
+    let python = project_dir().join("target/julia-syntax-venv/bin/python");
+    assert!(python.is_file(), "{} is missing: run scripts/deps.sh", python.display());
+    let (code, out, err) = run_program(
+        Command::new(python)
+            .arg(project_dir().join("tests/python/julia_parse.py"))
+            .args(files),
+        Duration::from_secs(120),
+    );
+    (code, format!("{out}{err}"))
+}
+
+#[test]
+fn every_julia_file_parses_with_the_julia_grammar() {
+    let files = julia_files(&project_dir().join("julia"));
+    for expected in ["src/MQTTClient.jl", "examples/basic.jl"] {
+        assert!(
+            files.iter().any(|f| f.ends_with(expected)),
+            "{expected} not among {files:?}"
+        );
+    }
+    let (code, out) = parse_julia(&files);
+    assert_eq!(code, 0, "the Julia grammar finds syntax errors:\n{out}");
+    assert!(
+        out.contains(&format!("{} file(s) parsed, 0 error(s)", files.len())),
+        "{out}"
+    );
+}
+
+#[test]
+fn the_syntax_check_reports_broken_julia() {
+    let dir = common::temp_dir("julia-syntax");
+    let snippets = [
+        ("missing_paren.jl", "x = 1\ny = f(x\n"),
+        ("unclosed.jl", "a = 1\n\nfunction g()\n    a +\nend\n"),
+        ("fine.jl", "ok(x) = x + 1\n"),
+    ];
+    let files: Vec<PathBuf> = snippets
+        .iter()
+        .map(|(name, text)| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        })
+        .collect();
+    let (code, out) = parse_julia(&files);
+    assert_eq!(code, 1, "broken Julia was accepted:\n{out}");
+    for expected in [
+        "missing_paren.jl:2:8: syntax error: missing ')': y = f(x",
+        "unclosed.jl:3:1: syntax error: code the Julia grammar cannot parse: function g()",
+        "3 file(s) parsed, 2 error(s)",
+    ] {
+        assert!(out.contains(expected), "not reported: {expected}\nreported:\n{out}");
+    }
+    assert!(!out.contains("fine.jl:"), "valid Julia reported:\n{out}");
 }
 
 // ------------------------------------------------------------------------------------------------
