@@ -1645,7 +1645,7 @@ def scenario_ack_after_callback(args, prefix):
         if len(deliveries) == 1:
             # Drop the connection while this message is being handled, and wait (on the event
             # task, which drains meanwhile) for the new one: its PUBACK was never sent, so the
-            # broker sends it again, and that copy arrives before this on_msg returns.
+            # broker sends it again.
             assert fetch(reconnect_async(client)) == 1
 
     subscribe(client, topic, on_msg, qos=QOS_1)
