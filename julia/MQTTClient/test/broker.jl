@@ -106,7 +106,8 @@ function round_trips(broker::Mosquitto)
         sub = subscribe_async(client, topic, (t, p) -> put!(received, String(p)); qos = QOS_1)
         pub = publish_async(client, topic, "queued before connect"; qos = QOS_1)
         @test !isready(sub) && !isready(pub)
-        tcp = MQTTConnection(TCP(ip"127.0.0.1", broker.port); client_id = "$(randstring(8))-two")
+        tcp = MQTTConnection(MQTTClient.TCP(ip"127.0.0.1", broker.port);
+                             client_id = "$(randstring(8))-two")
         @test connect(client, tcp) == 0x00
         @test fetch(sub) == UInt8[0x01]
         @test fetch(pub) === nothing
@@ -115,7 +116,7 @@ function round_trips(broker::Mosquitto)
         first = client.state
         disconnect(client)
         # Another connection: the client starts anew with a library client made for it.
-        connect(client, MQTTConnection(UDS(broker.socket)))
+        connect(client, MQTTConnection(MQTTClient.UDS(broker.socket)))
         @test client.state !== first
         wait_until(() -> first.task_state[] == MQTTClient.TASK_FREED, "the old client's free")
         received = collect_messages(client, topic)

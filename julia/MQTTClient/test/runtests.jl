@@ -6,7 +6,8 @@ using Test
 using MQTTClient
 using Sockets: localhost, @ip_str
 
-import MQTTClient: Message, TCP, UDS, QOS
+# TCP and UDS stay qualified: `show` prints them as MQTTClient.TCP only when Main lacks the names.
+import MQTTClient: Message, QOS
 
 @testset verbose = true "MQTTClient" begin
     @testset verbose = true "unit" begin

@@ -41,7 +41,7 @@ end
 
 @testset "MQTTConnection (upstream)" begin
     conn = MQTTConnection(IOConnection(localhost, 1883))
-    @test conn.protocol isa TCP
+    @test conn.protocol isa MQTTClient.TCP
     @test conn.protocol.ip == localhost
     @test conn.protocol.port == 1883
     @test conn.keep_alive == 32
@@ -52,21 +52,23 @@ end
 
     # MQTTClient.jl resolves a host name here; the library resolves it at each connect.
     conn = MQTTConnection(IOConnection("localhost", 1883))
-    @test conn.protocol isa TCP
+    @test conn.protocol isa MQTTClient.TCP
     @test conn.protocol.ip == "localhost"
 
     path = "/tmp/mqtt.sock"
     conn = MQTTConnection(IOConnection(path))
-    @test conn.protocol isa UDS
+    @test conn.protocol isa MQTTClient.UDS
     @test conn.protocol.path == path
     @test conn.keep_alive == 32
 
     @test Connection === MQTTConnection
-    full = Connection(UDS("/var/run/mqtt.sock"), 45, "another_client", User("user", "pass"),
-                      Message(true, 0x00, true, "will/topic", UInt8[1, 2, 3]), false)
+    full = Connection(MQTTClient.UDS("/var/run/mqtt.sock"), 45, "another_client",
+                      User("user", "pass"), Message(true, 0x00, true, "will/topic", UInt8[1, 2, 3]),
+                      false)
     @test full.keep_alive == 45 && full.client_id == "another_client" && !full.clean_session
-    @test MQTTConnection(TCP(); client_id = "a") == MQTTConnection(TCP(); client_id = "a")
-    @test MQTTConnection(TCP(); client_id = "a") != MQTTConnection(TCP(); client_id = "b")
+    tcp = MQTTClient.TCP()
+    @test MQTTConnection(tcp; client_id = "a") == MQTTConnection(MQTTClient.TCP(); client_id = "a")
+    @test MQTTConnection(tcp; client_id = "a") != MQTTConnection(tcp; client_id = "b")
 end
 
 @testset "MakeConnection and Configuration (upstream)" begin
@@ -78,12 +80,12 @@ end
     @test conn.protocol.ip == localhost
     c, conn = MakeConnection("/tmp/mqtt.sock")
     @test c isa Client
-    @test conn.protocol isa UDS
+    @test conn.protocol isa MQTTClient.UDS
     c, conn = MakeConnection("localhost", 1883; ping_timeout = 5, keep_alive = 7, client_id = "x")
     @test c.ping_timeout == 5 && conn.keep_alive == 7 && conn.client_id == "x"
 
-    client, connection = Configuration(TCP(localhost, 1883), UInt64(30))
-    @test client.ping_timeout == 30 && connection.protocol == TCP(localhost, 1883)
+    client, connection = Configuration(MQTTClient.TCP(localhost, 1883), UInt64(30))
+    @test client.ping_timeout == 30 && connection.protocol == MQTTClient.TCP(localhost, 1883)
     @test length(Configuration(client, connection)) == 2
 end
 
@@ -142,20 +144,21 @@ function code_of(f)
 end
 
 @testset "MQTT_ERR_INVAL and the library's options" begin
+    tcp = MQTTClient.TCP()
     @test MQTT_ERR_INVAL == MQTTClient.MQTTC_ERR_INVALID_ARGUMENT
-    @test code_of(() -> TCP("localhost", 0)) == MQTT_ERR_INVAL
-    @test code_of(() -> TCP("localhost", 65536)) == MQTT_ERR_INVAL
-    @test code_of(() -> MQTTConnection(TCP(); keep_alive = 70000)) == MQTT_ERR_INVAL
-    @test code_of(() -> MQTTConnection(TCP(); keep_alives = 3)) == MQTT_ERR_INVAL
-    @test code_of(() -> MQTTConnection(TCP(); tls = 1)) == MQTT_ERR_INVAL
-    @test code_of(() -> MQTTConnection(TCP(); max_inflight = -1)) == MQTT_ERR_INVAL
-    @test code_of(() -> MQTTConnection(TCP(); topic_alias_maximum = 70000)) == MQTT_ERR_INVAL
-    @test code_of(() -> MQTTConnection(TCP(); offline_overflow = :drop_newest)) == MQTT_ERR_INVAL
-    @test code_of(() -> MQTTConnection(TCP(); tls_ca_file = "a\0b")) == MQTT_ERR_INVAL
+    @test code_of(() -> MQTTClient.TCP("localhost", 0)) == MQTT_ERR_INVAL
+    @test code_of(() -> MQTTClient.TCP("localhost", 65536)) == MQTT_ERR_INVAL
+    @test code_of(() -> MQTTConnection(tcp; keep_alive = 70000)) == MQTT_ERR_INVAL
+    @test code_of(() -> MQTTConnection(tcp; keep_alives = 3)) == MQTT_ERR_INVAL
+    @test code_of(() -> MQTTConnection(tcp; tls = 1)) == MQTT_ERR_INVAL
+    @test code_of(() -> MQTTConnection(tcp; max_inflight = -1)) == MQTT_ERR_INVAL
+    @test code_of(() -> MQTTConnection(tcp; topic_alias_maximum = 70000)) == MQTT_ERR_INVAL
+    @test code_of(() -> MQTTConnection(tcp; offline_overflow = :drop_newest)) == MQTT_ERR_INVAL
+    @test code_of(() -> MQTTConnection(tcp; tls_ca_file = "a\0b")) == MQTT_ERR_INVAL
     @test code_of(() -> publish_async(Client(), "t", "x"; qos = 3)) == MQTTClient.MQTTC_ERR_INVALID_QOS
     @test code_of(() -> Servers()) == MQTT_ERR_INVAL
 
-    conn = MQTTConnection(TCP(); protocol_version = 5, tls = true, tls_ca_file = "ca.pem",
+    conn = MQTTConnection(tcp; protocol_version = 5, tls = true, tls_ca_file = "ca.pem",
                           offline_overflow = :drop_oldest, outgoing_max_messages = 10,
                           ack_after_callback = true)
     @test MQTTClient.option(conn, :protocol_version, nothing) === UInt8(5)
@@ -164,8 +167,8 @@ end
     @test MQTTClient.option(conn, :tls_ca_file, nothing) == "ca.pem"
     @test MQTTClient.option(conn, :auto_reconnect, :unset) === :unset
     # Keyword order does not matter.
-    @test MQTTConnection(TCP(); client_id = "a", tls = true, protocol_version = 5) ==
-          MQTTConnection(TCP(); client_id = "a", protocol_version = 5, tls = true)
+    @test MQTTConnection(tcp; client_id = "a", tls = true, protocol_version = 5) ==
+          MQTTConnection(tcp; client_id = "a", protocol_version = 5, tls = true)
 end
 
 @testset "Properties" begin
