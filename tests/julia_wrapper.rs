@@ -826,7 +826,7 @@ fn julia_and_python_call_the_same_c_functions() {
 
 /// Lines the scenarios print, one per check (f may be skipped when mosquitto makes no Unix-socket
 /// listener).
-const SCENARIO_CHECKS: [&str; 18] = [
+const SCENARIO_CHECKS: [&str; 19] = [
     "PASS a: seed example",
     "PASS b: overlapping filters",
     "PASS c: QoS 1 and QoS 2 round trips",
@@ -844,6 +844,7 @@ const SCENARIO_CHECKS: [&str; 18] = [
     "PASS o: a completion drained before its future was registered",
     "PASS p: finalizers",
     "PASS q: library_path",
+    "PASS r: the message store",
     "PASS z: no library thread entered Python",
 ];
 

@@ -26,6 +26,7 @@ import gc
 import os
 import random
 import select
+import shutil
 import socket
 import string
 import sys
@@ -248,6 +249,7 @@ def __init__(env=os.environ):
 EVENT_MESSAGE = 1
 EVENT_COMPLETE = 2
 EVENT_CONNECTION = 3
+EVENT_RESTORED = 4
 
 CONNECTION_UP = 0
 CONNECTION_LOST = 1  # anything else is CLOSED
@@ -264,6 +266,7 @@ SUB_RETAIN_IF_NEW = 16
 SUB_RETAIN_NEVER = 32
 
 OVERFLOW_POLICIES = {"reject_new": 0, "drop_oldest": 1}
+STORE_SYNC_POLICIES = {"batch": 0, "every": 1, "none": 2}
 
 
 def last_error():
@@ -403,6 +406,12 @@ LIBRARY_OPTIONS = {
     "outgoing_max_bytes": "integer",
     "outgoing_wait_ms": "integer",
     "ack_after_callback": "bool",
+    "store_dir": "text",
+    "store_sync": "store_sync",
+    "store_sync_count": "integer",
+    "store_sync_ms": "integer",
+    "store_drop_on_clean": "bool",
+    "on_restored": "callback",
 }
 
 
@@ -410,8 +419,8 @@ def library_option(name, value):
     kind = LIBRARY_OPTIONS.get(name)
     if kind is None:
         raise invalid(f"unknown option {name}; the options are: " + ", ".join(sorted(LIBRARY_OPTIONS)))
-    field = dict(mqttc_options._fields_)[name]
     if kind == "integer":
+        field = dict(mqttc_options._fields_)[name]
         most = (1 << (8 * ctypes.sizeof(field))) - 1
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= most:
             raise invalid(f"{name} must be an integer in 0..{most}, not {value!r}")
@@ -428,6 +437,14 @@ def library_option(name, value):
         if not isinstance(value, Properties):
             raise invalid(f"{name} must be Properties, not {value!r}")
         return value
+    if kind == "callback":
+        if not callable(value):
+            raise invalid(f"{name} must be a function, not {value!r}")
+        return value
+    if kind == "store_sync":
+        if value not in STORE_SYNC_POLICIES:
+            raise invalid(f"{name} must be :batch, :every or :none, not {value!r}")
+        return STORE_SYNC_POLICIES[value]
     if value not in OVERFLOW_POLICIES:
         raise invalid(f"{name} must be :reject_new or :drop_oldest, not {value!r}")
     return OVERFLOW_POLICIES[value]
@@ -732,6 +749,13 @@ class ConnectionEvent:
         self.detail = detail
 
 
+class RestoredEvent:
+    def __init__(self, token, topic, payload):
+        self.token = token
+        self.topic = topic
+        self.payload = payload
+
+
 class Subscription:
     def __init__(self, on_msg, props):
         self.on_msg = on_msg
@@ -739,10 +763,11 @@ class Subscription:
 
 
 class ClientState:
-    def __init__(self, handle, fd, auto_reconnect):
+    def __init__(self, handle, fd, auto_reconnect, on_restored):
         self.handle = handle
         self.fd = fd
         self.auto_reconnect = auto_reconnect
+        self.on_restored = on_restored
         self.lock = threading.RLock()
         self.task_state = Atomic(TASK_IDLE)
         self.next_key = 0
@@ -916,6 +941,10 @@ def take_event(ptr):
     if e.kind == EVENT_CONNECTION:
         c = e.connection
         return ConnectionEvent(c.change, (c.detail or b"").decode())
+    if e.kind == EVENT_RESTORED:
+        m = e.message
+        return RestoredEvent(e.token, ctypes.string_at(m.topic, m.topic_len).decode(),
+                             ctypes.string_at(m.payload, m.payload_len))
     return None
 
 
@@ -948,6 +977,13 @@ def dispatch(s, e):
             s.connection = state
         if e.change == CONNECTION_LOST:
             print(f"MQTTClient: connection lost ({e.detail})", file=sys.stderr)
+    elif isinstance(e, RestoredEvent):
+        future = register(s, e.token, Pending(MQTTFuture(), "publish (restored)", "nothing", 0))
+        if s.on_restored is not None:
+            try:
+                s.on_restored(e.topic, e.payload, future)
+            except Exception as err:
+                print(f"MQTTClient: on_restored for {e.topic} failed: {err!r}", file=sys.stderr)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1024,6 +1060,8 @@ def new_state(connection, ping_timeout):
                         ("will_payload_len", len(will_payload)), ("will_qos", will.qos),
                         ("will_retain", will.retain)]
         for key, value in connection.options:
+            if key == "on_restored":
+                continue  # the event task's, not the library's
             if isinstance(value, str):
                 value = value.encode()
             elif key == "connect_properties":
@@ -1045,7 +1083,7 @@ def new_state(connection, ping_timeout):
         err = MQTTException(f"connect: {last_error()}", status)
         _lib.mqttc_client_free(handle)
         raise err
-    return ClientState(handle.value, fd.value, auto_reconnect)
+    return ClientState(handle.value, fd.value, auto_reconnect, option(connection, "on_restored", None))
 
 
 def new_library_client(protocol, options, handle):
@@ -1806,6 +1844,52 @@ def scenario_finalizers(args, prefix):
            "broker publishes its will); a future it left pending fails with an MQTTException")
 
 
+def scenario_store(args, prefix):
+    topic = f"{prefix}/stored"
+    store = tempfile.mkdtemp(prefix="mqttc-jl-store-")
+    texts = ["kept 1", "kept 2", "kept 3"]
+    # Accepted while the broker never answers, then cancelled: the store keeps them.
+    listener = silent_listener()
+    first, first_connection = MakeConnection("127.0.0.1", listener.getsockname()[1],
+                                             client_id=f"{prefix}-store", store_dir=store,
+                                             store_sync="every")
+    connect_async(first, first_connection)
+    accepted = [publish_async(first, topic, text, qos=QOS_1) for text in texts]
+    disconnect(first)
+    for f in accepted:
+        value = fetch(f)
+        assert isinstance(value, MQTTException) and value.code == MQTTC_ERR_CANCELLED, value
+    s = first.state
+    del first
+    gc.collect()
+    wait_until(lambda: s.task_state.get() == TASK_FREED, "the first client to be freed", 5)
+    listener.close()
+    received = []
+    watcher, watcher_connection = MakeConnection("127.0.0.1", args.port)
+    connect(watcher, watcher_connection)
+    subscribe(watcher, topic, lambda t, p: received.append(p), qos=QOS_1)
+    # The next process: same client id, same store; each message comes back with a future.
+    restored = []
+    second, second_connection = MakeConnection(
+        "127.0.0.1", args.port, client_id=f"{prefix}-store", store_dir=store,
+        on_restored=lambda t, p, future: restored.append((t, p, future)))
+    connect(second, second_connection)
+    wait_until(lambda: len(restored) == len(texts), "every stored message to be restored")
+    assert [(t, p) for t, p, _ in restored] == [(topic, x.encode()) for x in texts], restored
+    assert all(fetch(future) is None for _, _, future in restored)
+    wait_until(lambda: len(received) == len(texts), "the restored messages at the subscriber")
+    assert sorted(received) == sorted(x.encode() for x in texts), received
+    assert not second.state.early, "a restored token's completion waits for a registration"
+    expect_exception("an unknown store_sync", lambda: MQTTConnection(TCP("127.0.0.1", 1),
+                                                                     store_sync="sometimes"),
+                     MQTT_ERR_INVAL, "store_sync must be")
+    disconnect(second)
+    disconnect(watcher)
+    shutil.rmtree(store)
+    passed("r: the message store: QoS 1 publishes cancelled with one client are restored by the "
+           "next (on_restored gets each with a future, which completes) and reach a subscriber")
+
+
 def scenario_library_path(args, prefix):
     assert library_path({"MQTTCLIENT_LIB": args.lib}) == args.lib
     try:
@@ -1847,7 +1931,8 @@ def main():
                      scenario_errors, scenario_reconnect, scenario_unix_socket, scenario_back_pressure,
                      scenario_two_step, scenario_mqtt5, scenario_ack_after_callback, scenario_budget,
                      scenario_tls, scenario_websocket, scenario_task_handshake,
-                     scenario_early_completion, scenario_finalizers, scenario_library_path):
+                     scenario_early_completion, scenario_finalizers, scenario_library_path,
+                     scenario_store):
         scenario(args, prefix)
     gc.collect()  # runs the remaining clients' finalizers
     allowed = {threading.main_thread(), *EVENT_THREADS}

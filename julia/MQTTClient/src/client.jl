@@ -121,6 +121,7 @@ function new_state(connection::MQTTConnection, ping_timeout::UInt64)
                           :will_retain => will.retain)
                 end
                 for (key, value) in connection.options
+                    key === :on_restored && continue  # the event task's, not the library's
                     push!(changes, key => (value isa String ? pointer(value) :
                                            key === :connect_properties ? connect_list :
                                            key === :will_properties ? will_list : value))
@@ -138,7 +139,8 @@ function new_state(connection::MQTTConnection, ping_timeout::UInt64)
         ccall(sym(:mqttc_client_free), Cvoid, (Ptr{Cvoid},), handle[])
         throw(err)
     end
-    return ClientState(handle[], fd[], auto_reconnect)
+    return ClientState(handle[], fd[], auto_reconnect,
+                       option(connection, :on_restored, nothing))
 end
 
 new_library_client(protocol::TCP, options, handle) =

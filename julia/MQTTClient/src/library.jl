@@ -209,6 +209,7 @@ end
 const EVENT_MESSAGE = 1
 const EVENT_COMPLETE = 2
 const EVENT_CONNECTION = 3
+const EVENT_RESTORED = 4
 
 const CONNECTION_UP = 0
 const CONNECTION_LOST = 1  # anything else is CLOSED
@@ -228,6 +229,9 @@ const SUB_RETAIN_NEVER = Cint(32)
 
 # `mqttc_overflow`, by the name the `offline_overflow` keyword takes.
 const OVERFLOW_POLICIES = Dict(:reject_new => Cint(0), :drop_oldest => Cint(1))
+
+# `mqttc_store_sync`, by the name the `store_sync` keyword takes.
+const STORE_SYNC_POLICIES = Dict(:batch => Cint(0), :every => Cint(1), :none => Cint(2))
 
 last_error() = unsafe_string(ccall(sym(:mqttc_last_error), Ptr{UInt8}, ()))
 

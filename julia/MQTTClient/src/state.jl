@@ -90,6 +90,13 @@ struct ConnectionEvent
     detail::String
 end
 
+# A message the store gave back, under a new token that completes like a publish's.
+struct RestoredEvent
+    token::UInt64
+    topic::String
+    payload::Vector{UInt8}
+end
+
 # A subscription's callback, and whether it also takes the message's properties.
 struct Subscription
     on_msg::Any
@@ -101,6 +108,7 @@ mutable struct ClientState
     handle::Ptr{Cvoid}
     fd::Cint
     auto_reconnect::Bool
+    on_restored::Any                       # the connection's `on_restored`, or nothing
     lock::ReentrantLock
     task_state::Threads.Atomic{Int}
     next_key::UInt
@@ -111,8 +119,8 @@ mutable struct ClientState
     connection::Symbol                     # :ready, :connected, :reconnecting, :closed or :error
 end
 
-ClientState(handle::Ptr{Cvoid}, fd::Cint, auto_reconnect::Bool) = ClientState(
-    handle, fd, auto_reconnect, ReentrantLock(), Threads.Atomic{Int}(TASK_IDLE), UInt(0),
+ClientState(handle::Ptr{Cvoid}, fd::Cint, auto_reconnect::Bool, on_restored) = ClientState(
+    handle, fd, auto_reconnect, on_restored, ReentrantLock(), Threads.Atomic{Int}(TASK_IDLE), UInt(0),
     Dict{String,UInt}(), Dict{UInt,Subscription}(), Dict{UInt64,Pending}(),
     Dict{UInt64,CompleteEvent}(), :ready)
 
@@ -291,6 +299,10 @@ function take_event(ptr::Ptr{mqttc_event})
     elseif e.kind == EVENT_CONNECTION
         c = e.connection
         return ConnectionEvent(c.change, c.detail == C_NULL ? "" : unsafe_string(c.detail))
+    elseif e.kind == EVENT_RESTORED
+        m = e.message
+        return RestoredEvent(e.token, unsafe_string(m.topic, m.topic_len),
+                             copy(unsafe_wrap(Array, m.payload, m.payload_len)))
     end
     return nothing  # a kind newer than this package
 end
@@ -324,6 +336,18 @@ function dispatch(s::ClientState, e::CompleteEvent)
         pending
     end
     p === nothing || finish(s, p, e)
+end
+
+# The token is registered even without an `on_restored`: its completion then finds it, instead
+# of waiting in `early` for a registration that never comes.
+function dispatch(s::ClientState, e::RestoredEvent)
+    future = register(s, e.token, Pending(MQTTFuture(), "publish (restored)", :nothing, UInt(0)))
+    s.on_restored === nothing && return
+    try
+        Base.invokelatest(s.on_restored, e.topic, e.payload, future)
+    catch err
+        @error "MQTTClient: on_restored for $(e.topic) failed" exception = (err, catch_backtrace())
+    end
 end
 
 function dispatch(s::ClientState, e::ConnectionEvent)

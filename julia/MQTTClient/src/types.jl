@@ -187,6 +187,12 @@ const LIBRARY_OPTIONS = Dict{Symbol,Symbol}(
     :outgoing_max_bytes => :integer,
     :outgoing_wait_ms => :integer,
     :ack_after_callback => :bool,
+    :store_dir => :text,
+    :store_sync => :store_sync,
+    :store_sync_count => :integer,
+    :store_sync_ms => :integer,
+    :store_drop_on_clean => :bool,
+    :on_restored => :callback,
 )
 
 # Checks one option keyword and gives its value as it is kept: integers and Bools as the C
@@ -196,8 +202,8 @@ function library_option(name::Symbol, value)
     kind === nothing &&
         throw(invalid("unknown option $name; the options are: " *
                       join(sort!(collect(keys(LIBRARY_OPTIONS))), ", ")))
-    field = fieldtype(mqttc_options, name)
     if kind === :integer
+        field = fieldtype(mqttc_options, name)
         value isa Integer && !(value isa Bool) && 0 <= value <= typemax(field) ||
             throw(invalid("$name must be an integer in 0..$(typemax(field)), not $(repr(value))"))
         return field(value)
@@ -210,6 +216,13 @@ function library_option(name::Symbol, value)
     elseif kind === :properties
         value isa Properties || throw(invalid("$name must be Properties, not $(repr(value))"))
         return value
+    elseif kind === :callback
+        value isa Base.Callable || throw(invalid("$name must be a function, not $(repr(value))"))
+        return value
+    elseif kind === :store_sync
+        haskey(STORE_SYNC_POLICIES, value) ||
+            throw(invalid("$name must be :batch, :every or :none, not $(repr(value))"))
+        return STORE_SYNC_POLICIES[value]
     end
     haskey(OVERFLOW_POLICIES, value) ||
         throw(invalid("$name must be :reject_new or :drop_oldest, not $(repr(value))"))
@@ -231,8 +244,10 @@ How a client connects: the broker (`protocol`: `TCP`, `UDS` or `Servers`) and th
 settings of MQTTClient.jl, plus any of the library's options as keywords (an addition; see the
 package README): MQTT 5 (`protocol_version=5`, `session_expiry`, `connect_properties`,
 `will_properties`, ...), TLS (`tls`, `tls_ca_file`, ...), reconnecting and offline buffering
-(`auto_reconnect`, `offline_max_messages`, ...), `ack_after_callback`, and the outgoing budget
-(`outgoing_max_messages`, `outgoing_max_bytes`, `outgoing_wait_ms`). `connect(client, connection)`
+(`auto_reconnect`, `offline_max_messages`, ...), `ack_after_callback`, the outgoing budget
+(`outgoing_max_messages`, `outgoing_max_bytes`, `outgoing_wait_ms`), and the message store
+(`store_dir`, `store_sync`, ...; `on_restored(topic, payload, future)` hears of each message
+the store gives back). `connect(client, connection)`
 makes the library's client from it. Also known as `Connection`, its name in MQTTClient.jl 0.3.
 """
 struct MQTTConnection{T<:AbstractIOConnection}

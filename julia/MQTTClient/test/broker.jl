@@ -268,6 +268,40 @@ function round_trips(broker::Mosquitto)
         disconnect(subscriber)
     end
 
+    @testset "message store: what one client could not send, the next restores and sends" begin
+        topic = "$PREFIX/stored"
+        store = mktempdir()
+        client_id = "$(randstring(8))-store"
+        texts = ["kept 1", "kept 2", "kept 3"]
+        # Accepted while the broker never answers, then cancelled: the store keeps them.
+        port, silent = listenany(ip"127.0.0.1", 20000)
+        state = let
+            client, connection = MakeConnection("127.0.0.1", Int(port); client_id = client_id,
+                                                store_dir = store, store_sync = :every)
+            connect_async(client, connection)
+            accepted = [publish_async(client, topic, text; qos = QOS_1) for text in texts]
+            disconnect(client)
+            @test all(f -> fetch(f) isa MQTTException, accepted)
+            client.state
+        end
+        wait_until("the first client to be freed") do
+            GC.gc()
+            state.task_state[] == MQTTClient.TASK_FREED
+        end
+        close(silent)
+        watcher, _ = connected_client(broker)
+        received = collect_messages(watcher, topic)
+        restored = Channel{Any}(10)
+        client, _ = connected_client(broker; client_id = client_id, store_dir = store,
+                                     on_restored = (t, p, future) -> put!(restored, (t, String(p), future)))
+        got = [take_within(restored, "restored message $i") for i in 1:length(texts)]
+        @test [(t, p) for (t, p, _) in got] == [(topic, text) for text in texts]
+        @test all(fetch(future) === nothing for (_, _, future) in got)
+        @test sort([take_within(received, "delivery $i") for i in 1:length(texts)]) == texts
+        disconnect(client)
+        disconnect(watcher)
+    end
+
     @testset "finalizer: a collected client is freed, the broker publishes its will" begin
         will_topic = "$PREFIX/gone"
         watcher, _ = connected_client(broker)

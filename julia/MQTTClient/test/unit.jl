@@ -155,6 +155,8 @@ end
     @test code_of(() -> MQTTConnection(tcp; topic_alias_maximum = 70000)) == MQTT_ERR_INVAL
     @test code_of(() -> MQTTConnection(tcp; offline_overflow = :drop_newest)) == MQTT_ERR_INVAL
     @test code_of(() -> MQTTConnection(tcp; tls_ca_file = "a\0b")) == MQTT_ERR_INVAL
+    @test code_of(() -> MQTTConnection(tcp; store_sync = :sometimes)) == MQTT_ERR_INVAL
+    @test code_of(() -> MQTTConnection(tcp; on_restored = "not a function")) == MQTT_ERR_INVAL
     @test code_of(() -> publish_async(Client(), "t", "x"; qos = 3)) == MQTTClient.MQTTC_ERR_INVALID_QOS
     @test code_of(() -> Servers()) == MQTT_ERR_INVAL
 
@@ -166,6 +168,11 @@ end
     @test MQTTClient.option(conn, :outgoing_max_messages, nothing) === UInt32(10)
     @test MQTTClient.option(conn, :tls_ca_file, nothing) == "ca.pem"
     @test MQTTClient.option(conn, :auto_reconnect, :unset) === :unset
+    stored = MQTTConnection(tcp; store_dir = "/var/lib/app", store_sync = :every,
+                            on_restored = println)
+    @test MQTTClient.option(stored, :store_sync, nothing) == 1
+    @test MQTTClient.option(stored, :store_dir, nothing) == "/var/lib/app"
+    @test MQTTClient.option(stored, :on_restored, nothing) === println
     # Keyword order does not matter.
     @test MQTTConnection(tcp; client_id = "a", tls = true, protocol_version = 5) ==
           MQTTConnection(tcp; client_id = "a", protocol_version = 5, tls = true)
