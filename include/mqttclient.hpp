@@ -504,7 +504,7 @@ struct ConnectionEvent {
     mqttc_connection_change change;
     mqttc_status reason;     ///< LOST: why; MQTTC_OK otherwise
     bool session_present;    ///< UP: the broker kept the session
-    std::string_view server; ///< UP and LOST: "host:port" or "unix:/path"; empty for CLOSED
+    std::string_view server; ///< UP and LOST: the server, e.g. "mqtt://host:port"; empty for CLOSED
     std::string_view detail; ///< LOST: a readable reason; empty otherwise
 
     static ConnectionEvent from(const mqttc_connection_event &e) noexcept {
@@ -634,17 +634,17 @@ private:
         if (alive_ && !first_error_)
             first_error_ = std::move(e);
         else
-            print(std::move(e), alive_ ? "while an earlier one was not yet taken" : "after its client was destroyed");
+            print(e, alive_ ? "while an earlier one was not yet taken" : "after its client was destroyed");
     }
-    static void print(std::exception_ptr e, const char *when) noexcept {
-        const char *what = "an exception not derived from std::exception";
+    static void print(const std::exception_ptr &e, const char *when) noexcept {
+        // Printed inside the handlers: what() lives only as long as the exception object.
         try {
-            std::rethrow_exception(std::move(e));
+            std::rethrow_exception(e);
         } catch (const std::exception &x) {
-            what = x.what();
+            std::fprintf(stderr, "mqttclient: a callback threw (%s): %s\n", when, x.what());
         } catch (...) {
+            std::fprintf(stderr, "mqttclient: a callback threw (%s) something not a std::exception\n", when);
         }
-        std::fprintf(stderr, "mqttclient: a callback threw (%s): %s\n", when, what);
     }
     std::exception_ptr first_error_;
 #endif

@@ -17,10 +17,10 @@ fi
 # The C tests link target/debug/libmqttclient.so, which `cargo test` alone does not produce.
 cargo build --lib
 cargo test --all-targets
-# The C programs again, built with AddressSanitizer and LeakSanitizer (tests/common/mod.rs): any
-# leak or memory error, the library's included, makes a program exit non-zero and its test fail.
+# The C and C++ programs again, built with AddressSanitizer and LeakSanitizer (tests/common/mod.rs):
+# any leak or memory error, the library's included, makes a program exit non-zero and its test fail.
 MQTTC_SANITIZE=address cargo test --test c_programs --test c_resilience --test basic_example --test cli_tools \
-  --test bench_binary --test scale
+  --test bench_binary --test scale --test cpp_programs
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j "$(nproc)"
 # Installs that build and builds a consumer from it: nothing is compiled by cargo again.

@@ -158,21 +158,12 @@ fn free_right_after_connect_while_connecting_and_while_offline() {
 /// frees its client (memory the Rust library allocated) is reported by LeakSanitizer and fails.
 #[test]
 fn sanitizer_build_catches_a_client_never_freed() {
-    if common::sanitizer().is_none() {
-        return;
-    }
-    let dir = common::temp_dir("leak");
-    let source = dir.join("leaks_a_client.c");
-    std::fs::write(
-        &source,
+    common::assert_leak_reported(
+        "leaks_a_client.c",
         "#include <mqttclient.h>\nint main(void) {\n    mqttc_client *c = 0;\n    \
          return mqttc_client_new(\"127.0.0.1\", 1, 0, &c) != MQTTC_OK;\n}\n",
-    )
-    .unwrap();
-    let exe = compile_c("leaks_a_client", &[source]);
-    let (code, out, err) = run_program(&mut Command::new(&exe), Duration::from_secs(60));
-    assert_ne!(code, 0, "the leak went unreported\nstdout:\n{out}\nstderr:\n{err}");
-    assert!(err.contains("ERROR: LeakSanitizer: detected memory leaks"), "{err}");
+        |source| compile_c("leaks_a_client", &[source]),
+    );
 }
 
 /// Runs tests/c/hostile.c with `args` against a scripted broker: `breaks` gets the first

@@ -302,6 +302,17 @@ pub fn sanitizer() -> Option<String> {
 /// warning flags (and the sanitizer, see `sanitizer`). Each test binary compiles into its own
 /// directory, so parallel tests don't race.
 pub fn compile_c(name: &str, sources: &[PathBuf]) -> PathBuf {
+    compile(name, sources, false, &["-std=c11", "-D_POSIX_C_SOURCE=200809L"])
+}
+
+/// Compiles C++17 sources (include/mqttclient.hpp's tests and examples) the same way as
+/// `compile_c`, with `flags` added (e.g. `-fno-exceptions`).
+pub fn compile_cxx(name: &str, sources: &[PathBuf], flags: &[&str]) -> PathBuf {
+    let std = ["-std=c++17"];
+    compile(name, sources, true, &[&std[..], flags].concat())
+}
+
+fn compile(name: &str, sources: &[PathBuf], cpp: bool, flags: &[&str]) -> PathBuf {
     let out_dir = lib_dir().join("c-tests").join(std::process::id().to_string());
     std::fs::create_dir_all(&out_dir).unwrap();
     let exe = out_dir.join(name);
@@ -323,6 +334,7 @@ pub fn compile_c(name: &str, sources: &[PathBuf]) -> PathBuf {
     );
     let target = env!("MQTTC_TARGET");
     let compiler = cc::Build::new()
+        .cpp(cpp)
         .cargo_metadata(false)
         .cargo_warnings(false)
         .target(target)
@@ -332,7 +344,8 @@ pub fn compile_c(name: &str, sources: &[PathBuf]) -> PathBuf {
         .out_dir(&out_dir)
         .get_compiler();
     let mut cmd = compiler.to_command();
-    cmd.args(["-std=c11", "-D_POSIX_C_SOURCE=200809L", "-Wall", "-Wextra", "-Werror"])
+    cmd.args(flags)
+        .args(["-Wall", "-Wextra", "-Werror"])
         .arg("-I")
         .arg(project_dir().join("include"))
         .args(sources)
@@ -349,7 +362,7 @@ pub fn compile_c(name: &str, sources: &[PathBuf]) -> PathBuf {
         .arg(lib_dir())
         .arg(format!("-Wl,-rpath,{}", lib_dir().display()))
         .args(["-lmqttclient", "-lpthread"]);
-    let out = cmd.output().expect("run the C compiler");
+    let out = cmd.output().expect("run the compiler");
     assert!(
         out.status.success(),
         "compiling {name} failed:\n{}",
@@ -357,6 +370,22 @@ pub fn compile_c(name: &str, sources: &[PathBuf]) -> PathBuf {
     );
     std::fs::rename(&partial, &exe).unwrap();
     exe
+}
+
+/// Under `MQTTC_SANITIZE=address`: writes `code`, a program that leaks, as `file_name`, builds it
+/// with `compile` and checks that LeakSanitizer reports the leak and fails the program, proof
+/// that the sanitizer run is not vacuous. Without a sanitizer, does nothing.
+pub fn assert_leak_reported(file_name: &str, code: &str, compile: impl FnOnce(PathBuf) -> PathBuf) {
+    if sanitizer().is_none() {
+        return;
+    }
+    let dir = temp_dir("leak");
+    let source = dir.join(file_name);
+    std::fs::write(&source, code).unwrap();
+    let exe = compile(source);
+    let (code, out, err) = run_program(&mut Command::new(&exe), Duration::from_secs(60));
+    assert_ne!(code, 0, "the leak went unreported\nstdout:\n{out}\nstderr:\n{err}");
+    assert!(err.contains("ERROR: LeakSanitizer: detected memory leaks"), "{err}");
 }
 
 /// Runs a program with a timeout; returns (exit code, stdout, stderr).
