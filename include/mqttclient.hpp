@@ -23,7 +23,8 @@
  *    and cleared on success; mqttc::last_error() then gives the text. A std::error_code compares
  *    equal to an mqttc_status (`ec == MQTTC_ERR_TIMEOUT`). Built without exceptions (no
  *    __cpp_exceptions, e.g. -fno-exceptions), or with MQTTC_CPP_EXCEPTIONS defined to 0, only the
- *    noexcept overloads exist.
+ *    noexcept overloads exist. (Running out of memory for the C++ side of a call, a vector or a
+ *    callable, ends the program in a noexcept call, as it does in a build without exceptions.)
  *
  * Callbacks and exceptions: a callback runs on a library thread (or inside Loop::run /
  * Token::wait with a loop), called from Rust through C, and an exception must never unwind into
@@ -1058,8 +1059,8 @@ public:
         mqttc_properties *p = nullptr;
         return detail::check(mqttc_token_properties(client_.get(), id_, &p), ec) ? Properties(p) : Properties();
     }
-    /// Calls `fn(mqttc_status)` once, when the operation completes: on the client's callback
-    /// thread, or right here if it already has. Not called if the Client is destroyed first
+    /// Calls `fn(mqttc_status)` once, when the operation completes: where the client's callbacks
+    /// run (its callback thread, by default), or right here if it already has. Not called if the Client is destroyed first
     /// (pending operations are then cancelled and no callback runs after the free).
     template <class F> void on_complete(F &&fn) const {
         if (client_.st_)

@@ -1,6 +1,7 @@
 //! The C++ API (include/mqttclient.hpp): the programs in tests/cpp/ and the C++ examples, compiled
-//! as C++17 with `-Wall -Wextra -Werror` against the library and run against a real mosquitto.
-//! scripts/test.sh runs them again under AddressSanitizer (`MQTTC_SANITIZE=address`).
+//! as C++17 with `-Wall -Wextra -Werror` and stricter warnings (`STRICT`) against the library and
+//! run against a real mosquitto. scripts/test.sh runs them again under AddressSanitizer
+//! (`MQTTC_SANITIZE=address`).
 mod common;
 
 use std::process::Command;
@@ -8,10 +9,13 @@ use std::time::Duration;
 
 use common::{Broker, compile_cxx, free_port, project_dir, run_program};
 
-/// Compiles `source` with `flags` and runs it with `args`; it must exit 0. Returns its stdout
-/// and stderr.
+/// Warnings the header must not raise in its users' builds, beyond `-Wall -Wextra`.
+const STRICT: [&str; 4] = ["-pedantic", "-Wshadow", "-Wconversion", "-Wsign-conversion"];
+
+/// Compiles `source` with `STRICT` and `flags` and runs it with `args`; it must exit 0. Returns
+/// its stdout and stderr.
 fn run_cpp(name: &str, source: &str, flags: &[&str], args: &[String]) -> (String, String) {
-    let exe = compile_cxx(name, &[project_dir().join(source)], flags);
+    let exe = compile_cxx(name, &[project_dir().join(source)], &[&STRICT[..], flags].concat());
     let (code, out, err) = run_program(Command::new(&exe).args(args), Duration::from_secs(120));
     assert_eq!(code, 0, "{name} {args:?} failed\nstdout:\n{out}\nstderr:\n{err}");
     (out, err)
@@ -77,7 +81,7 @@ fn cpp_basic_example_receives_its_retained_message() {
 
 #[test]
 fn cpp_basic_example_reports_a_refused_connection() {
-    let exe = compile_cxx("basic_cpp", &[project_dir().join("c_examples/basic.cpp")], &[]);
+    let exe = compile_cxx("basic_cpp", &[project_dir().join("c_examples/basic.cpp")], &STRICT);
     let (code, _, err) = run_program(
         Command::new(&exe).arg("127.0.0.1").arg(free_port().to_string()),
         Duration::from_secs(30),

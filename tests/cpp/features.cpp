@@ -89,10 +89,10 @@ static void options() {
 
     // A session the broker keeps, found again by the client id.
     const auto session = mqttc::Options().client_id("cpp-session").clean_session(false);
-    for (std::uint8_t present : {0, 1}) {
+    for (int present : {0, 1}) {
         mqttc::Client s("127.0.0.1", port, session);
         mqttc::Token t = s.connect();
-        EXPECT(t.wait(10s) && t.codes() == std::vector<std::uint8_t>{present});
+        EXPECT(t.wait(10s) && t.codes() == std::vector<std::uint8_t>{std::uint8_t(present)});
         EXPECT(s.disconnect().wait(10s));
     }
 
