@@ -1,7 +1,9 @@
-# Defines the imported targets mqttclient::mqttclient (shared library) and
-# mqttclient::mqttclient_static (static library) for libraries cargo built. CMakeLists.txt uses it
-# for the build tree and the installed mqttclientConfig.cmake for an install, so both describe the
-# libraries the same way. Needs the Threads::Threads target (find_package(Threads)).
+# Defines the imported targets mqttclient::mqttclient (shared library),
+# mqttclient::mqttclient_static (static library) and mqttclient::mqttclient_cpp (the header-only
+# C++17 API, include/mqttclient.hpp, over the shared library) for libraries cargo built.
+# CMakeLists.txt uses it for the build tree and the installed mqttclientConfig.cmake for an
+# install, so both describe the libraries the same way. Needs the Threads::Threads target
+# (find_package(Threads)).
 #
 #   mqttc_add_imported_targets(SHARED <file> [SONAME <name>] STATIC <file> INCLUDE_DIR <dir> [GLOBAL])
 #
@@ -31,4 +33,11 @@ function(mqttc_add_imported_targets)
     IMPORTED_LOCATION "${arg_STATIC}"
     INTERFACE_INCLUDE_DIRECTORIES "${arg_INCLUDE_DIR}"
     INTERFACE_LINK_LIBRARIES "Threads::Threads;${CMAKE_DL_LIBS};m")
+
+  # Header-only: what it needs is C++17 and the C library (its header sits in the same directory).
+  # Threads: the header uses std::mutex, which needs libpthread on older C libraries.
+  add_library(mqttclient::mqttclient_cpp INTERFACE IMPORTED ${global})
+  set_target_properties(mqttclient::mqttclient_cpp PROPERTIES
+    INTERFACE_COMPILE_FEATURES cxx_std_17
+    INTERFACE_LINK_LIBRARIES "mqttclient::mqttclient;Threads::Threads")
 endfunction()

@@ -4,8 +4,9 @@
 #   1. find_package(mqttclient) against `cmake --install` into a temporary prefix;
 #   2. add_subdirectory of this source tree;
 #   3. pkg-config, with the compiler called directly.
-# The CMake ways build consumer (C, shared library), consumer_static (C, static library) and
-# consumer_cxx (C++17); pkg-config builds consumer and consumer_cxx.
+# The CMake ways build consumer (C, shared library), consumer_static (C, static library),
+# consumer_cxx (the C header from C++17) and consumer_hpp (the C++ API, mqttclient.hpp, through
+# the mqttclient::mqttclient_cpp target); pkg-config builds all but consumer_static.
 #
 # Usage: scripts/packaging.sh [BUILD_DIR]
 # BUILD_DIR (default: build) is a CMake build of this tree that is already built, as by
@@ -30,12 +31,13 @@ fail() {
   exit 1
 }
 
-# Runs a consumer program, which prints "consumer[_cxx] ok: mqttclient <version>".
+# Runs a consumer program, which prints "consumer[_cxx|_hpp] ok: mqttclient <version>".
 run() {
   local out
   out=$("$1") || fail "$1 failed"
   case $out in
-    "consumer ok: mqttclient $version" | "consumer_cxx ok: mqttclient $version") echo "  $(basename "$1"): $out" ;;
+    "consumer ok: mqttclient $version" | "consumer_cxx ok: mqttclient $version" | "consumer_hpp ok: mqttclient $version")
+      echo "  $(basename "$1"): $out" ;;
     *) fail "$1 printed: $out" ;;
   esac
 }
@@ -55,7 +57,7 @@ check_static() {
 }
 
 # Configures and builds the consumer with CMake in $work/$1 (further arguments go to CMake), runs
-# its three programs and checks how they were linked; $2 is where the shared library is loaded from.
+# its four programs and checks how they were linked; $2 is where the shared library is loaded from.
 build_consumer() {
   local dir=$work/$1 libdir=$2
   shift 2
@@ -64,9 +66,8 @@ build_consumer() {
     cat "$dir.log" >&2
     fail "building the consumer in $dir failed"
   fi
-  for exe in consumer consumer_static consumer_cxx; do run "$dir/$exe"; done
-  check_shared "$dir/consumer" "$libdir"
-  check_shared "$dir/consumer_cxx" "$libdir"
+  for exe in consumer consumer_static consumer_cxx consumer_hpp; do run "$dir/$exe"; done
+  for exe in consumer consumer_cxx consumer_hpp; do check_shared "$dir/$exe" "$libdir"; done
   check_static "$dir/consumer_static"
 }
 
@@ -88,7 +89,9 @@ check_link libmqttclient.so "libmqttclient.so.$major"
 readelf -d "$real" | grep -q "(SONAME).*\[libmqttclient\.so\.$major\]" ||
   fail "$real has no SONAME libmqttclient.so.$major"
 [ -f "$libdir/libmqttclient.a" ] || fail "no static library"
-cmp -s include/mqttclient.h "$prefix/include/mqttclient.h" || fail "the installed header differs from include/mqttclient.h"
+for h in mqttclient.h mqttclient.hpp; do
+  cmp -s "include/$h" "$prefix/include/$h" || fail "the installed $h differs from include/$h"
+done
 for f in mqttclientConfig.cmake mqttclientConfigVersion.cmake; do
   [ -f "$libdir/cmake/mqttclient/$f" ] || fail "no $f"
 done
@@ -121,7 +124,10 @@ gcc -std=c11 -Wall -Wextra -pedantic -Werror "$work/consumer/main.c" -o "$dir/co
 # shellcheck disable=SC2046
 g++ -std=c++17 -Wall -Wextra -pedantic -Werror "$work/consumer/main.cpp" -o "$dir/consumer_cxx" \
   $(pkg-config --cflags --libs mqttclient) "$rpath"
-for exe in consumer consumer_cxx; do
+# shellcheck disable=SC2046
+g++ -std=c++17 -Wall -Wextra -pedantic -Werror "$work/consumer/wrapper.cpp" -o "$dir/consumer_hpp" \
+  $(pkg-config --cflags --libs mqttclient) "$rpath"
+for exe in consumer consumer_cxx consumer_hpp; do
   run "$dir/$exe"
   check_shared "$dir/$exe" "$libdir"
 done
