@@ -1,9 +1,9 @@
 /*
  * mqttclient.hpp — a header-only C++17 API over the C API of mqttclient.h (namespace mqttc).
  *
- * It adds no behaviour of its own: every call is the C call of the same name, and the rules of
- * mqttclient.h (threads, what is borrowed, what each status means) hold as written there. What it
- * adds is ownership and types:
+ * Every call is the C call of the same name, and the rules of mqttclient.h (threads, what is
+ * borrowed, what each status means) hold as written there. What the header adds is ownership,
+ * types, per-token completion callbacks and a guard against exceptions in callbacks:
  *  - mqttc::Client owns a client and frees it in its destructor (mqttc_client_free: the
  *    connection drops at once, so call disconnect().wait(...) first for a clean goodbye). It is
  *    move-only. mqttc::ClientRef is a copyable, non-owning reference for callbacks to capture:
@@ -39,8 +39,9 @@
  * none runs after it). Token::wait inside a callback fails with MQTTC_ERR_IN_CALLBACK.
  *
  * Completion callbacks (Token::on_complete) ride on the C completion callback, which the Client
- * sets when it is made. With it set, the library never writes a QoS 0 publish from the calling
- * thread (docs/threading.md, "Direct writes"): every completion goes through the callback thread.
+ * sets when it is made, before any token exists: set later, it could miss a completion racing the
+ * setting. The cost: with it set, the library never writes a QoS 0 publish from the calling thread
+ * (docs/threading.md, "Direct writes"), and every completion goes through the callback thread.
  */
 #ifndef MQTTCLIENT_HPP
 #define MQTTCLIENT_HPP
