@@ -516,6 +516,28 @@ typedef struct mqttc_client mqttc_client;
 typedef struct mqttc_loop mqttc_loop;
 
 /**
+ * Threads shared by many clients: a few network threads run all their connections, and as many
+ * callback threads run their callbacks. 50,000 clients on a pool of 2 cost 2 network threads and
+ * 2 callback threads, where clients made without one have two threads each.
+ *
+ * Opaque. Made by `mqttc_pool_new`, released by `mqttc_pool_free`, and given to clients through
+ * `mqttc_options.pool`. Clients keep their pool alive until they are freed, so the frees may come
+ * in any order.
+ *
+ * Callbacks on a pool: one client's callbacks run one at a time, in order, as on a client's own
+ * callback thread; different clients' may run at the same time on different callback threads. A
+ * callback that blocks holds up its own client, and for about 100 ms the other clients whose
+ * callbacks wait for a thread: when every callback thread has been inside a callback that long
+ * while others wait, the pool starts another (64 at most; the extra ones end after 5 s idle).
+ * Keep callbacks short all the same: each blocked one holds a thread. `mqttc_token_wait` inside a
+ * callback of the same client is refused with MQTTC_ERR_IN_CALLBACK, as without a pool.
+ *
+ * A handle like `mqttc_client *`, with the same rules: never dereferenced, safe to use from any
+ * thread at the same time as its free, refused with MQTTC_ERR_INVALID_HANDLE once freed.
+ */
+typedef struct mqttc_pool mqttc_pool;
+
+/**
  * A property list (MQTT 5). Lists the caller makes with `mqttc_properties_new` or
  * `mqttc_properties_copy` are the caller's, released with `mqttc_properties_free`; the library
  * copies what it sends. Lists the library hands out inside a message or an event are borrowed
@@ -823,6 +845,20 @@ typedef struct mqttc_options {
    * messages. Default false.
    */
   bool store_drop_on_clean;
+  /**
+   * Run the client on this pool's threads (see `mqttc_pool`), shared with its other clients,
+   * instead of a network thread and a callback thread of its own. Not with `run_loop` or
+   * `inline_callbacks` (MQTTC_ERR_INVALID_ARGUMENT). Borrowed: the client holds its own
+   * reference, so the pool may be freed first. Default NULL.
+   */
+  const struct mqttc_pool *pool;
+  /**
+   * The local IP address TCP connections are made from, as `mosquitto_pub -A` (its port is the
+   * system's choice), e.g. "127.0.0.2" to spread many connections over several loopback
+   * addresses. Only the broker addresses of its family are tried. Not used for Unix sockets.
+   * Borrowed: copied when the client is made. Default NULL: the system picks.
+   */
+  const char *bind_address;
 } mqttc_options;
 
 /**
@@ -1635,6 +1671,21 @@ enum mqttc_status mqttc_loop_run(const struct mqttc_loop *run_loop, uint32_t tim
  * (MQTTC_ERR_INVALID_HANDLE). NULL is a no-op.
  */
 void mqttc_loop_free(struct mqttc_loop *run_loop);
+
+/**
+ * Makes a pool of `threads` network threads and `threads` callback threads; 0 means one of each
+ * per core. On success `*out` receives it, which the caller releases with `mqttc_pool_free`; on
+ * failure (MQTTC_ERR_NULL, MQTTC_ERR_INVALID_ARGUMENT above 1024 threads, MQTTC_ERR_RESOURCE)
+ * `*out` is not written.
+ */
+enum mqttc_status mqttc_pool_new(uint32_t threads, struct mqttc_pool **out);
+
+/**
+ * Releases the caller's handle. The pool's threads end once the clients made with it are freed
+ * too. NULL is a no-op; a freed handle is refused (MQTTC_ERR_INVALID_HANDLE in
+ * `mqttc_last_error`).
+ */
+void mqttc_pool_free(struct mqttc_pool *pool);
 
 /**
  * A static, NUL-terminated English name for a status value. Takes a plain `int` so that any value

@@ -51,6 +51,13 @@ fn callbacks_on_a_loop_can_call_the_api_and_free_their_own_client() {
     assert!(out.contains("callbacks: ok ("), "{out}");
 }
 
+#[test]
+fn callbacks_on_a_pool_can_call_the_api_and_free_their_own_client() {
+    let broker = Broker::start();
+    let out = run_c_test_with("callbacks", &broker, &["pool"]);
+    assert!(out.contains("callbacks: ok (mqttc-pool-cb"), "{out}");
+}
+
 /// Runs a program that prints an `ok ...` line per step it passed, then a summary line.
 fn run_c_steps(name: &str, summary: &str, steps: usize) {
     let broker = Broker::start();

@@ -40,8 +40,8 @@ fn raise_fd_limit() {
     }
 }
 
-/// Runs one scenario of scale.c against a fresh broker; it must end with "<mode>: ok". Returns its
-/// output.
+/// Runs one scenario of scale.c against a fresh broker; it must end with "<mode>: ok" (the pool
+/// scenario reports as "clients"). Returns its output.
 fn run_scale(mode: &str, numbers: &[i64]) -> String {
     let args: Vec<String> = std::iter::once(mode.to_string())
         .chain(numbers.iter().map(|n| n.to_string()))
@@ -63,7 +63,8 @@ fn run_scale(mode: &str, numbers: &[i64]) -> String {
         started.elapsed().as_secs_f64()
     );
     assert_eq!(code, 0, "scale {args:?} failed\nstdout:\n{out}\nstderr:\n{err}");
-    assert!(out.contains(&format!("{mode}: ok")), "{out}");
+    let reported = if mode == "pool" { "clients" } else { mode };
+    assert!(out.contains(&format!("{reported}: ok")), "{out}");
     out
 }
 
@@ -75,6 +76,21 @@ fn a_thousand_clients_in_one_process_each_publish_and_receive() {
     // They really were all alive at once: two threads and at least one descriptor per client.
     let base = figure(&out, "clients: threads", "baseline");
     assert!(figure(&out, "clients: threads", "peak") >= base + 2 * clients, "{out}");
+    assert!(figure(&out, "clients: fds", "peak") >= figure(&out, "clients: fds", "baseline") + clients);
+}
+
+#[test]
+fn two_thousand_clients_on_a_pool_of_two_share_its_threads() {
+    let (clients, rounds, threads) = (2000, 3, 2);
+    let out = run_scale("pool", &[clients, rounds, threads]);
+    assert_eq!(figure(&out, "clients: n=", "messages"), clients * rounds);
+    // The pool's network and callback threads, and its watchdog: nothing per client.
+    let base = figure(&out, "clients: threads", "baseline");
+    let peak = figure(&out, "clients: threads", "peak");
+    assert!(
+        peak <= base + 2 * threads + 1,
+        "{peak} threads at the peak, {base} before\n{out}"
+    );
     assert!(figure(&out, "clients: fds", "peak") >= figure(&out, "clients: fds", "baseline") + clients);
 }
 

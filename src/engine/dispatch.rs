@@ -83,6 +83,43 @@ fn run(shared: Arc<Shared>, mut events: mpsc::Receiver<Event>, network: Arc<Noti
     }
 }
 
+/// How many events a pooled client handles before letting the callback thread serve others.
+const POOLED_BATCH: usize = 64;
+
+/// The dispatch loop of a client on a [`Pool`](super::Pool): as [`run`], as a future the pool's
+/// callback threads poll.
+pub(crate) async fn serve_pooled(shared: Arc<Shared>, mut events: mpsc::Receiver<Event>, network: Arc<Notify>) {
+    let mut dispatcher = Dispatcher::new(shared.clone());
+    let mut handled = 0;
+    while let Some(event) = events.recv().await {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| dispatcher.handle(event))) {
+            let _ = shared.panic.set(panics::caught("the callback thread", &*payload));
+            network.notify_one();
+            dispatcher = Dispatcher::new(shared.clone());
+        }
+        if !shared.logs_open() {
+            return;
+        }
+        handled += 1;
+        if handled % POOLED_BATCH == 0 {
+            yield_once().await;
+        }
+    }
+}
+
+/// Pending once, with the task woken: it goes to the back of the pool's queue.
+async fn yield_once() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if std::mem::replace(&mut yielded, true) {
+            return std::task::Poll::Ready(());
+        }
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+    .await
+}
+
 fn serve(dispatcher: &mut Dispatcher, events: &mut mpsc::Receiver<Event>) {
     // `blocking_recv` sets up a parker every call; a non-blocking look first makes a burst cost
     // one of those, not one per event.

@@ -19,6 +19,7 @@ pub mod offline;
 mod options;
 mod panics;
 mod payload_pool;
+mod pool;
 mod registry;
 mod run_loop;
 pub mod session;
@@ -48,6 +49,7 @@ pub use offline::Overflow;
 pub use options::Options;
 #[doc(hidden)]
 pub use panics::PanicSite;
+pub use pool::Pool;
 pub use run_loop::{Loop, Nested};
 pub use subscription::{FilterRequest, Handler, Rejected, Subscription};
 pub use tls::{Connector as TlsConnector, TlsOptions};
@@ -199,6 +201,13 @@ enum Network {
     /// The thread's handle, taken by `close`.
     Thread(Mutex<Option<JoinHandle<()>>>),
     Loop(Arc<Loop>, run_loop::Slot),
+    /// On a [`Pool`] (held for as long as the client is): the connection task, and the dispatch
+    /// loop that runs the client's callbacks.
+    Pool {
+        _pool: Arc<Pool>,
+        net: run_loop::Slot,
+        callbacks: Arc<pool::Job>,
+    },
 }
 
 impl Client {
@@ -225,6 +234,12 @@ impl Client {
             }
             // The loop's thread is the only one there is.
             options.inline_callbacks = true;
+        }
+        if options.pool.is_some() && (options.run_loop.is_some() || options.inline_callbacks) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "a pool cannot be combined with a loop or inline_callbacks: its callback threads run the callbacks",
+            ));
         }
         let shared = Arc::new(Shared {
             tokens: tokens::Tokens::new(options.token_history),
@@ -260,14 +275,22 @@ impl Client {
         let shutdown = Arc::new(Notify::new());
         // Out of the options the task keeps: the loop holds the task, which must not hold the loop.
         let run_loop = options.run_loop.take();
-        let (ev_tx, callbacks) = if options.inline_callbacks {
-            (None, None)
+        let pool = options.pool.take();
+        let (ev_tx, callbacks, job) = if options.inline_callbacks {
+            (None, None, None)
         } else {
             let (ev_tx, ev_rx) = mpsc::channel(options.callback_queue.max(1));
-            (
-                Some(ev_tx),
-                Some(dispatch::spawn(shared.clone(), ev_rx, shutdown.clone())?),
-            )
+            match &pool {
+                Some(p) => {
+                    let serve = dispatch::serve_pooled(shared.clone(), ev_rx, shutdown.clone());
+                    (Some(ev_tx), None, Some(p.spawn_callbacks(serve)))
+                }
+                None => (
+                    Some(ev_tx),
+                    Some(dispatch::spawn(shared.clone(), ev_rx, shutdown.clone())?),
+                    None,
+                ),
+            }
         };
         let inline = ev_tx.is_none();
         let (report_to, first_server) = (ev_tx.clone(), servers[0].clone());
@@ -284,12 +307,20 @@ impl Client {
             shutdown.clone(),
             connection::run(ctx, cmd_rx),
         );
-        let network = match run_loop {
-            Some(lp) => {
+        let network = match (run_loop, pool, job) {
+            (_, Some(pool), Some(job)) => {
+                let net = pool.spawn(task);
+                Network::Pool {
+                    _pool: pool,
+                    net,
+                    callbacks: job,
+                }
+            }
+            (Some(lp), ..) => {
                 let slot = lp.spawn(task);
                 Network::Loop(lp, slot)
             }
-            None => {
+            _ => {
                 let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
                 let net_shared = shared.clone();
                 Network::Thread(Mutex::new(Some(
@@ -346,7 +377,7 @@ impl Client {
                     .issue_counted(bytes, self.outgoing, None)
                     .map_err(Error::OutgoingFull)
             }
-            Network::Thread(_) => tokens
+            Network::Thread(_) | Network::Pool { .. } => tokens
                 .issue_counted(bytes, self.outgoing, Some(deadline))
                 .map_err(Error::OutgoingFull),
         }
@@ -596,6 +627,7 @@ impl Client {
     pub fn on_callback_thread(&self) -> bool {
         match self.network {
             Network::Loop(..) => Loop::running_here(),
+            Network::Pool { ref callbacks, .. } => callbacks.running_here(),
             _ => self.shared.callback_thread.get() == Some(&std::thread::current().id()),
         }
     }
@@ -712,6 +744,11 @@ impl Client {
             Network::Thread(h) => h.lock().unwrap_or_else(|p| p.into_inner()).take(),
             Network::Loop(_, slot) => {
                 slot.close();
+                None
+            }
+            Network::Pool { net, callbacks, .. } => {
+                net.close();
+                callbacks.close();
                 None
             }
         };

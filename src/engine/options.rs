@@ -1,10 +1,11 @@
 //! [`Options`]: everything about a connection that is fixed when the client is made.
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{Limits, Loop, Overflow, store, tls};
+use super::{Limits, Loop, Overflow, Pool, store, tls};
 use crate::codec::{MAX_REMAINING_LENGTH, MqttStr, Properties, Version, Will};
 
 /// MQTT's own maximum packet size: a remaining length of 268,435,455 bytes after a 5-byte fixed
@@ -67,6 +68,12 @@ pub struct Options {
     /// run, only inside [`Loop::run`] or a wait on one of the client's tokens. Implies
     /// `inline_callbacks`; not with `event_mode`.
     pub run_loop: Option<Arc<Loop>>,
+    /// Run the connection and the callbacks on this pool's threads, shared with its other clients,
+    /// instead of two threads of the client's own. Not with `run_loop` or `inline_callbacks`.
+    pub pool: Option<Arc<Pool>>,
+    /// The local address of TCP connections (`mosquitto_pub -A`), its port chosen by the system;
+    /// `None`: the system picks.
+    pub bind_address: Option<IpAddr>,
     /// Reconnect by itself after a connection is lost (not after a failed first connect).
     pub auto_reconnect: bool,
     /// Bounds of the exponential backoff between reconnect attempts.
@@ -134,6 +141,8 @@ impl Default for Options {
             event_mode: false,
             inline_callbacks: false,
             run_loop: None,
+            pool: None,
+            bind_address: None,
             auto_reconnect: true,
             reconnect_min: Duration::from_secs(1),
             reconnect_max: Duration::from_secs(30),

@@ -106,13 +106,30 @@ thread_local! {
     static RUNNING: Cell<bool> = const { Cell::new(false) };
 }
 
-type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
+pub(super) type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// A client's connection task, polled by the loop through the slot's lock.
 #[derive(Clone)]
 pub(super) struct Slot(Arc<Mutex<Option<Task>>>);
 
 impl Slot {
+    pub(super) fn new(task: Task) -> Slot {
+        Slot(Arc::new(Mutex::new(Some(task))))
+    }
+
+    /// Polls the task; ready once it ended or was closed.
+    pub(super) fn poll(&self, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        let mut task = lock(&self.0);
+        let Some(t) = task.as_mut() else {
+            return Poll::Ready(()); // closed from outside
+        };
+        let done = t.as_mut().poll(cx);
+        if done.is_ready() {
+            *task = None;
+        }
+        done
+    }
+
     /// Drops the task now, unless this thread is running a loop, which may be inside that very
     /// task (a callback closing its own client): then the task, already told to stop, ends at its
     /// next poll.
@@ -171,7 +188,7 @@ impl Loop {
 
     /// Starts a client's connection task; it makes progress only inside `run`.
     pub(super) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) -> Slot {
-        let slot = Slot(Arc::new(Mutex::new(Some(Box::pin(task) as Task))));
+        let slot = Slot::new(Box::pin(task));
         let polled = slot.clone();
         let gated = Arc::new(GatedWaker {
             gate: self.gate.clone(),
@@ -179,21 +196,13 @@ impl Loop {
         });
         let waker = Waker::from(gated.clone());
         self.runtime().spawn(std::future::poll_fn(move |cx| {
-            let mut task = lock(&polled.0);
-            let Some(t) = task.as_mut() else {
-                return Poll::Ready(()); // closed from outside
-            };
             {
                 let mut own = lock(&gated.task);
                 if !own.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                     *own = Some(cx.waker().clone());
                 }
             }
-            let done = t.as_mut().poll(&mut std::task::Context::from_waker(&waker));
-            if done.is_ready() {
-                *task = None;
-            }
-            done
+            polled.poll(&mut std::task::Context::from_waker(&waker))
         }));
         slot
     }

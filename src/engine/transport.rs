@@ -1,10 +1,12 @@
 //! The byte stream under MQTT: TCP, TLS over TCP, WebSockets over either, or a Unix-domain socket,
 //! behind one pair of boxed halves so the connection loop does not care which.
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpSocket, TcpStream};
 
 use super::tls::Connector;
 use crate::sys::{self, TcpOption, TimerFd};
@@ -324,9 +326,46 @@ impl std::str::FromStr for Address {
     }
 }
 
+/// A TCP connection to `host`, from the local address `bind` when one is given (its port chosen
+/// by the system), trying each of the host's addresses of `bind`'s family in turn.
+async fn tcp_connect(host: &str, port: u16, bind: Option<IpAddr>) -> std::io::Result<TcpStream> {
+    let Some(local) = bind else {
+        return TcpStream::connect((host, port)).await;
+    };
+    let mut last = None;
+    for remote in tokio::net::lookup_host((host, port)).await? {
+        if remote.is_ipv4() != local.is_ipv4() {
+            continue;
+        }
+        let socket = match local {
+            IpAddr::V4(_) => TcpSocket::new_v4()?,
+            IpAddr::V6(_) => TcpSocket::new_v6()?,
+        };
+        socket
+            .bind(SocketAddr::new(local, 0))
+            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot bind to {local}: {e}")))?;
+        match socket.connect(remote).await {
+            Ok(tcp) => return Ok(tcp),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::AddrNotAvailable,
+            format!("{host} has no address of the family of the bind address {local}"),
+        )
+    }))
+}
+
 /// Opens the stream to `addr`; `tls` is the client's TLS configuration, needed by TLS addresses.
-/// `max_packet_size` bounds what one WebSocket message may hold.
-pub async fn connect(addr: &Address, tls: Option<&Connector>, max_packet_size: usize) -> std::io::Result<Stream> {
+/// `max_packet_size` bounds what one WebSocket message may hold. `bind` is the local address of a
+/// TCP connection (not used for a Unix socket).
+pub async fn connect(
+    addr: &Address,
+    tls: Option<&Connector>,
+    max_packet_size: usize,
+    bind: Option<IpAddr>,
+) -> std::io::Result<Stream> {
     match addr {
         Address::Tcp {
             host,
@@ -334,7 +373,7 @@ pub async fn connect(addr: &Address, tls: Option<&Connector>, max_packet_size: u
             tls: secure,
             websocket,
         } => {
-            let tcp = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
+            let tcp = tcp_connect(host, *port, bind).await?;
             // MQTT packets are small and latency-sensitive; we batch writes ourselves.
             tcp.set_nodelay(true)?;
             let fd = AsRawFd::as_raw_fd(&tcp);
@@ -497,8 +536,35 @@ mod tests {
         let plain = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         eprintln!("the system's default: {}", congestion_control(plain.as_raw_fd()));
         on_a_runtime(async {
-            let stream = connect(&Address::tcp("127.0.0.1", port), None, 1 << 20).await.unwrap();
+            let stream = connect(&Address::tcp("127.0.0.1", port), None, 1 << 20, None)
+                .await
+                .unwrap();
             assert_eq!(congestion_control(stream.raw.unwrap()), "reno");
+        });
+    }
+
+    #[test]
+    fn a_bind_address_is_the_connections_source() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        on_a_runtime(async {
+            let from: IpAddr = "127.0.0.2".parse().unwrap();
+            let _stream = connect(&Address::tcp("127.0.0.1", port), None, 1 << 20, Some(from))
+                .await
+                .unwrap();
+            assert_eq!(listener.accept().unwrap().1.ip(), from);
+            // An address of another family has no broker address to go to; one not on this host
+            // cannot be bound: both say so.
+            let v6 = connect(&Address::tcp("127.0.0.1", port), None, 1 << 20, "::1".parse().ok()).await;
+            assert!(v6.is_err_and(|e| e.to_string().contains("no address of the family")));
+            let foreign = connect(
+                &Address::tcp("127.0.0.1", port),
+                None,
+                1 << 20,
+                "192.0.2.1".parse().ok(),
+            )
+            .await;
+            assert!(foreign.is_err_and(|e| e.to_string().contains("cannot bind to 192.0.2.1")));
         });
     }
 

@@ -18,6 +18,8 @@ use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
+use super::{Failure, mqttc_status};
+
 /// Bits of the slot index: up to 2^20 (about a million) live handles of one kind.
 const INDEX_BITS: u32 = 20;
 /// Bits naming the kind of object, so that a client's handle given as a loop is refused.
@@ -88,6 +90,21 @@ struct Allocator {
 }
 
 impl<T> Handles<T> {
+    /// The object an argument from C names, held until the caller drops it: MQTTC_ERR_NULL for
+    /// NULL, MQTTC_ERR_INVALID_HANDLE for a handle that is not a live `kind`. `name` is the
+    /// argument's, for the message.
+    pub(crate) fn arg<P>(&self, p: *const P, name: &str, kind: &str) -> Result<Arc<T>, Failure> {
+        if p.is_null() {
+            return Err(Failure::new(mqttc_status::MQTTC_ERR_NULL, format!("{name} is NULL")));
+        }
+        self.get(p.addr()).ok_or_else(|| {
+            Failure::new(
+                mqttc_status::MQTTC_ERR_INVALID_HANDLE,
+                format!("{name} was freed or is not a {kind}"),
+            )
+        })
+    }
+
     pub(crate) const fn new(kind: usize) -> Self {
         assert!(kind < 1 << KIND_BITS);
         Handles {

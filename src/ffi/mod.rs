@@ -35,6 +35,8 @@ mod events;
 
 mod run_loop;
 
+mod pool;
+
 mod status;
 
 mod version;
@@ -50,6 +52,7 @@ pub use client::*;
 pub use events::*;
 pub use message::*;
 pub use options::*;
+pub use pool::*;
 pub use properties::*;
 pub use publish::*;
 pub use run_loop::*;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::pool::{mqttc_pool, pool_arg};
 use super::properties::{mqttc_properties, properties_arg};
 use super::run_loop::{loop_arg, mqttc_loop};
 use super::{Failure, MAX_FIELD, arg_bytes, mqttc_status, opt_str, qos_arg, struct_size_arg};
@@ -231,6 +232,16 @@ pub struct mqttc_options {
     /// With `clean_session`, delete what an earlier session stored instead of sending it as new
     /// messages. Default false.
     pub store_drop_on_clean: bool,
+    /// Run the client on this pool's threads (see `mqttc_pool`), shared with its other clients,
+    /// instead of a network thread and a callback thread of its own. Not with `run_loop` or
+    /// `inline_callbacks` (MQTTC_ERR_INVALID_ARGUMENT). Borrowed: the client holds its own
+    /// reference, so the pool may be freed first. Default NULL.
+    pub pool: *const mqttc_pool,
+    /// The local IP address TCP connections are made from, as `mosquitto_pub -A` (its port is the
+    /// system's choice), e.g. "127.0.0.2" to spread many connections over several loopback
+    /// addresses. Only the broker addresses of its family are tried. Not used for Unix sockets.
+    /// Borrowed: copied when the client is made. Default NULL: the system picks.
+    pub bind_address: *const c_char,
 }
 
 /// When the message store syncs (`store_sync`).
@@ -328,6 +339,8 @@ fn defaults() -> mqttc_options {
         store_sync_count: 1000,
         store_sync_ms: 100,
         store_drop_on_clean: d.store_drop_on_clean,
+        pool: std::ptr::null(),
+        bind_address: std::ptr::null(),
     }
 }
 
@@ -462,6 +475,20 @@ pub(crate) unsafe fn read_options(opts: *const mqttc_options) -> Result<(engine:
         topic_alias_maximum: o.topic_alias_maximum,
         ack_after_callback: o.ack_after_callback,
         store_drop_on_clean: o.store_drop_on_clean,
+        pool: match o.pool.is_null() {
+            true => None,
+            false => Some(pool_arg(o.pool, "pool")?),
+        },
+        // SAFETY: NULL or a NUL-terminated string per the contract.
+        bind_address: match unsafe { opt_str(o.bind_address, "bind_address") }? {
+            None => None,
+            Some(text) => Some(text.parse().map_err(|_| {
+                Failure::new(
+                    mqttc_status::MQTTC_ERR_INVALID_ARGUMENT,
+                    format!("bind_address \"{text}\" is not an IP address (such as 127.0.0.2 or ::1)"),
+                )
+            })?),
+        },
         ..engine::Options::default()
     };
     if e.version == Version::V311 && e.session_expiry != 0 {

@@ -26,17 +26,7 @@ static LOOPS: Handles<Loop> = Handles::new(2);
 
 /// The loop a handle from C names, held until the caller drops it.
 pub(crate) fn loop_arg(p: *const mqttc_loop, name: &str) -> Result<Arc<Loop>, Failure> {
-    if p.is_null() {
-        return Err(Failure::new(mqttc_status::MQTTC_ERR_NULL, format!("{name} is NULL")));
-    }
-    LOOPS.get(p.addr()).ok_or_else(|| stale(name))
-}
-
-fn stale(name: &str) -> Failure {
-    Failure::new(
-        mqttc_status::MQTTC_ERR_INVALID_HANDLE,
-        format!("{name} was freed or is not a loop"),
-    )
+    LOOPS.arg(p, name, "loop")
 }
 
 /// Makes a loop. On success `*out` receives it, which the caller releases with `mqttc_loop_free`;
@@ -94,7 +84,9 @@ pub unsafe extern "C" fn mqttc_loop_free(run_loop: *mut mqttc_loop) {
         if run_loop.is_null() {
             return Ok(());
         }
-        LOOPS.remove(run_loop.addr()).ok_or_else(|| stale("run_loop"))?;
+        if LOOPS.remove(run_loop.addr()).is_none() {
+            loop_arg(run_loop, "run_loop")?; // says why
+        }
         Ok(())
     });
 }

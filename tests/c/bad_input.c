@@ -215,6 +215,48 @@ static void store_options(uint16_t port) {
     }
 }
 
+/* A pool's arguments, a pool in the options, and a bind address. */
+static void pool_options(uint16_t port) {
+    mqttc_options opts;
+    mqttc_client *c = NULL;
+    mqttc_pool *pool = NULL;
+    mqttc_loop *lp = NULL;
+    expect("pool_new NULL out", mqttc_pool_new(1, NULL), MQTTC_ERR_NULL);
+    expect("pool_new 5000 threads", mqttc_pool_new(5000, &pool), MQTTC_ERR_INVALID_ARGUMENT);
+    expect("pool_new", mqttc_pool_new(1, &pool), MQTTC_OK);
+    expect("loop_new", mqttc_loop_new(&lp), MQTTC_OK);
+    mqttc_options_init(&opts);
+    opts.pool = pool;
+    opts.run_loop = lp;
+    expect("pool with a loop", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_ARGUMENT);
+    opts.run_loop = NULL;
+    opts.inline_callbacks = true;
+    expect("pool with inline_callbacks", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_ARGUMENT);
+    opts.inline_callbacks = false;
+    opts.pool = (const mqttc_pool *)lp;
+    expect("a loop given as the pool", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_HANDLE);
+    opts.pool = pool;
+    expect("client on a pool", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_OK);
+    mqttc_pool_free(pool);
+    expect("a freed pool in the options", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_HANDLE);
+    mqttc_token t = 0;
+    /* The client holds its pool: it still connects after the handle was freed. */
+    expect("connect on a pool whose handle was freed", mqttc_connect(c, &t), MQTTC_OK);
+    expect("its wait", mqttc_token_wait(c, t, 10000), MQTTC_OK);
+    mqttc_client_free(c);
+    mqttc_loop_free(lp);
+    mqttc_options_init(&opts);
+    opts.bind_address = "not an address";
+    expect("bind_address not an address", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_ARGUMENT);
+    opts.bind_address = "\xff";
+    expect("bind_address not UTF-8", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_UTF8);
+    opts.bind_address = "127.0.0.2";
+    expect("bind_address 127.0.0.2", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_OK);
+    expect("connect from 127.0.0.2", mqttc_connect(c, &t), MQTTC_OK);
+    expect("its wait", mqttc_token_wait(c, t, 10000), MQTTC_OK);
+    mqttc_client_free(c);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2)
         return 2;
@@ -261,6 +303,7 @@ int main(int argc, char **argv) {
     opts.offline_overflow = 7;
     expect("offline_overflow 7", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_ARGUMENT);
     store_options(port);
+    pool_options(port);
     mqttc_options_init(&opts);
     opts.outgoing_max_messages = 0;
     expect("outgoing_max_messages 0", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_ARGUMENT);

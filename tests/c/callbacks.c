@@ -4,10 +4,11 @@
  * be freed from inside its own callback, after which no callback runs and every userdata
  * destructor has run exactly once. Also checks the completion and log callbacks, and which
  * library thread the message callbacks run on.
- * Usage: callbacks <port of a running broker> [inline|loop]
+ * Usage: callbacks <port of a running broker> [inline|loop|pool]
  *   inline: the clients are made with inline_callbacks (callbacks on the network thread).
  *   loop: the clients run on an mqttc_loop, run by a thread of this program ("loop-runner") and
  *         by this thread's token waits.
+ *   pool: the clients share an mqttc_pool of one thread (callbacks on its callback thread).
  */
 #define _GNU_SOURCE /* pthread_getname_np */
 #include "check.h"
@@ -25,6 +26,7 @@ static atomic_int in_count, out_count, sub2_count, free_count, drops, completion
 static atomic_int wait_in_callback_status = 1;
 static bool inline_callbacks;
 static mqttc_loop *run_loop;
+static mqttc_pool *pool;
 static atomic_int stop_runner;
 /* The name of the thread the last message callback ran on. */
 static char callback_thread[32];
@@ -115,6 +117,7 @@ static mqttc_client *connected(uint16_t port) {
     mqttc_options_init(&o);
     o.inline_callbacks = inline_callbacks;
     o.run_loop = run_loop;
+    o.pool = pool;
     CHECK(mqttc_client_new("127.0.0.1", port, &o, &c));
     CHECK(mqttc_client_set_on_complete(c, on_complete, NULL));
     CHECK(mqttc_client_set_log(c, MQTTC_LOG_INFO, on_log, NULL));
@@ -143,6 +146,8 @@ int main(int argc, char **argv) {
         if (pthread_create(&runner_thread, NULL, runner, NULL))
             FAIL("pthread_create");
     }
+    if (argc > 2 && !strcmp(argv[2], "pool"))
+        CHECK(mqttc_pool_new(1, &pool));
     char main_thread[32];
     pthread_getname_np(pthread_self(), main_thread, sizeof main_thread);
     mqttc_client *a = connected(port), *b = connected(port);
@@ -170,7 +175,10 @@ int main(int argc, char **argv) {
     if (atomic_load(&wait_in_callback_status) != MQTTC_ERR_IN_CALLBACK)
         FAIL("wait inside callback returned %d, want MQTTC_ERR_IN_CALLBACK", atomic_load(&wait_in_callback_status));
     /* With a loop: whichever thread runs it, the runner or this one waiting on a token. */
-    const char *want_thread = inline_callbacks ? "mqttc-net" : run_loop ? "loop-runner" : "mqttc-callbacks";
+    const char *want_thread = inline_callbacks ? "mqttc-net"
+                              : run_loop       ? "loop-runner"
+                              : pool           ? "mqttc-pool-cb"
+                                               : "mqttc-callbacks";
     if (strcmp(callback_thread, want_thread) && !(run_loop && !strcmp(callback_thread, main_thread)))
         FAIL("the message callback ran on thread \"%s\", want \"%s\"", callback_thread, want_thread);
 
@@ -213,6 +221,7 @@ int main(int argc, char **argv) {
     CHECK(mqttc_disconnect(b, &d));
     wait_ok(b, d, "disconnect");
     mqttc_client_free(b);
+    mqttc_pool_free(pool);
     if (run_loop) {
         atomic_store(&stop_runner, 1);
         void *err;

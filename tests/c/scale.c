@@ -9,6 +9,11 @@
  *       its left neighbour, in round order. Then all disconnect and are freed, after which the
  *       process must be back to its thread and descriptor counts from before the first client.
  *
+ *   scale <port> pool <n> <rounds> <threads>
+ *       The same on one mqttc_pool of <threads> threads (0: one per core) that every client
+ *       joins: the process then holds the pool's threads, not two per client. The pool is freed
+ *       with the clients, after which the process is back to its counts as before.
+ *
  *   scale <port> churn <cycles> <rss_growth_limit_kib>
  *       `cycles` times: create a client, connect, wait for the CONNACK, publish one QoS 1 message
  *       and wait for its PUBACK, then free it (every other cycle after a clean disconnect, the
@@ -130,10 +135,14 @@ static void await_total(atomic_long *counter, long want, const char *what) {
         FAIL("%s: %ld, want %ld", what, atomic_load(counter), want);
 }
 
+/* The pool new clients join, if any. */
+static mqttc_pool *pool;
+
 static mqttc_client *new_client(uint16_t port, const char *id) {
     mqttc_options o;
     mqttc_options_init(&o);
     o.client_id = id;
+    o.pool = pool;
     o.connect_timeout_ms = 30000;
     /* Nothing here should reconnect: a lost link must fail the run, not be papered over. */
     o.auto_reconnect = false;
@@ -226,8 +235,11 @@ static void on_peer_message(mqttc_client *c, const mqttc_message *m, void *userd
     atomic_fetch_add(&received, 1);
 }
 
-static void run_clients(uint16_t port, int n, int rounds) {
+/* pool_threads < 0: no pool, each client has its own threads. */
+static void run_clients(uint16_t port, int n, int rounds, int pool_threads) {
     usage base = measure();
+    if (pool_threads >= 0)
+        CHECK(mqttc_pool_new((uint32_t)pool_threads, &pool));
     peer *peers = calloc((size_t)n, sizeof *peers);
     mqttc_client **clients = calloc((size_t)n, sizeof *clients);
     mqttc_token *tokens = calloc((size_t)n * (size_t)rounds, sizeof *tokens);
@@ -295,10 +307,13 @@ static void run_clients(uint16_t port, int n, int rounds) {
     long t_disconnect = now_ms();
     for (int i = 0; i < n; i++)
         mqttc_client_free(clients[i]);
+    mqttc_pool_free(pool);
+    pool = NULL;
     long t_free = now_ms();
     usage after = await_baseline(base, "after freeing every client");
 
-    printf("clients: n=%d rounds=%d messages=%ld\n", n, rounds, atomic_load(&received));
+    printf("clients: n=%d rounds=%d pool_threads=%d messages=%ld\n", n, rounds, pool_threads,
+           atomic_load(&received));
     printf("clients: ms create=%ld connect=%ld subscribe=%ld traffic=%ld disconnect=%ld free=%ld\n", t_new - t0,
            t_connect - t_new, t_subscribe - t_connect, t_traffic - t_subscribe, t_disconnect - t_traffic,
            t_free - t_disconnect);
@@ -471,7 +486,7 @@ static void run_threads(uint16_t port, int threads, int per_thread) {
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc < 4) {
-        fprintf(stderr, "usage: scale <port> clients <n> <rounds> | churn <cycles> <rss_growth_limit_kib> | "
+        fprintf(stderr, "usage: scale <port> clients <n> <rounds> | pool <n> <rounds> <threads> | churn <cycles> <rss_growth_limit_kib> | "
                         "threads <threads> <per_thread>\n");
         return 2;
     }
@@ -480,7 +495,9 @@ int main(int argc, char **argv) {
     const char *mode = argv[2];
     int a = atoi(argv[3]), b = argc > 4 ? atoi(argv[4]) : 0;
     if (strcmp(mode, "clients") == 0 && a > 0 && b > 0)
-        run_clients(port, a, b);
+        run_clients(port, a, b, -1);
+    else if (strcmp(mode, "pool") == 0 && a > 0 && b > 0 && argc > 5)
+        run_clients(port, a, b, atoi(argv[5]));
     else if (strcmp(mode, "churn") == 0 && a > 0 && argc > 4)
         run_churn(port, a, b);
     else if (strcmp(mode, "threads") == 0)

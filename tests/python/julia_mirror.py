@@ -94,6 +94,8 @@ class mqttc_options(ctypes.Structure):
         ("store_sync_count", c_uint32),
         ("store_sync_ms", c_uint32),
         ("store_drop_on_clean", c_bool),
+        ("pool", c_void_p),
+        ("bind_address", c_char_p),
     ]
 
 
@@ -411,6 +413,7 @@ LIBRARY_OPTIONS = {
     "store_sync_count": "integer",
     "store_sync_ms": "integer",
     "store_drop_on_clean": "bool",
+    "bind_address": "text",
     "on_restored": "callback",
 }
 

@@ -151,6 +151,8 @@ struct mqttc_options
     store_sync_count::UInt32
     store_sync_ms::UInt32
     store_drop_on_clean::Bool
+    pool::Ptr{Cvoid}
+    bind_address::Ptr{UInt8}
 end
 
 struct mqttc_message

@@ -192,6 +192,7 @@ const LIBRARY_OPTIONS = Dict{Symbol,Symbol}(
     :store_sync_count => :integer,
     :store_sync_ms => :integer,
     :store_drop_on_clean => :bool,
+    :bind_address => :text,
     :on_restored => :callback,
 )
 

@@ -44,7 +44,13 @@ pub(super) struct Link {
 
 /// Opens the stream, sends CONNECT and waits for CONNACK. Bytes after the CONNACK stay in `rbuf`.
 pub(super) async fn handshake(ctx: &Ctx, server: &Address) -> Result<Link, Error> {
-    let stream = transport::connect(server, ctx.options.tls.as_ref(), ctx.options.max_packet_size).await?;
+    let stream = transport::connect(
+        server,
+        ctx.options.tls.as_ref(),
+        ctx.options.max_packet_size,
+        ctx.options.bind_address,
+    )
+    .await?;
     let mut link = Link {
         reader: stream.reader,
         writer: stream.writer,
