@@ -2,9 +2,10 @@
  * mqttc_bench: mqttclient's program for the side-by-side MQTT client benchmark
  * (shared/bench/compare.py), with the same command line and output as the peer programs there.
  *
- * Usage: mqttc_bench [--host H] [--port P] [--mode pub|e2e|latency] [--qos 0|1|2] [--count N]
- *                    [--size BYTES] [--inflight W] [--callbacks network|thread|loop]
+ * Usage: mqttc_bench [--host H] [--port P] [--mode pub|e2e|latency|clients] [--qos 0|1|2]
+ *                    [--count N] [--size BYTES] [--inflight W] [--callbacks network|thread|loop]
  *                    [--nocopy on|off] [--store DIR] [--store-sync batch|every|none]
+ *                    [--clients N] [--threads T] [--interval-ms I] [--hold-s S] [--sources K]
  *        (defaults: 127.0.0.1 1883 pub 0 100000 64 100, callbacks by mode)
  *
  * Prints one JSON line on standard output:
@@ -35,6 +36,15 @@
  * (mqttc_options.store_dir) with the sync policy --store-sync (default batch), as an application
  * that must not lose messages to a crash would; the store is left empty when the run ends.
  *
+ *   clients  N clients on one mqttc_pool of T threads (0: one per core; --callbacks is not used),
+ *            each subscribed to its own topic and publishing to its neighbour's every I ms for S
+ *            seconds, then disconnected and freed. --sources K spreads their connections over the
+ *            source addresses 127.0.0.1 .. 127.0.0.K (mqttc_options.bind_address), beyond the
+ *            ephemeral ports of one address. The descriptor limit is raised to its maximum. The
+ *            JSON line reports "clients", "connected", "connect_s" (all of them), "threads_peak",
+ *            "rss_kb" (peak), "rss_kb_per_client" (the peak over the process before the first
+ *            client), "expected", "delivered" and "p99_ms" (publish to callback).
+ *
  * Exit status: 0 done, 1 the library or the broker failed (on stderr), 2 bad command line.
  */
 #ifndef _POSIX_C_SOURCE
@@ -53,6 +63,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 /* Setting up (connect, subscribe) and tearing down may take this long. */
@@ -69,7 +80,7 @@
 #define LEND_FROM (16L * 1024)
 
 
-enum mode { MODE_PUB, MODE_E2E, MODE_LATENCY };
+enum mode { MODE_PUB, MODE_E2E, MODE_LATENCY, MODE_CLIENTS };
 
 struct args {
     const char *host;
@@ -84,6 +95,11 @@ struct args {
     bool nocopy;           /* lend payloads of LEND_FROM bytes and more */
     const char *store_dir; /* --store, or NULL */
     int store_sync;        /* --store-sync: an mqttc_store_sync value */
+    long clients;          /* clients mode: --clients, --threads, --interval-ms, --hold-s, --sources */
+    long threads;
+    long interval_ms;
+    long hold_s;
+    long sources;
 };
 
 /* A count kept by a callback thread. The main thread waits for it to reach a value by publishing
@@ -117,9 +133,10 @@ static void usage_error(const char *fmt, const char *what) {
     fprintf(stderr, "mqttc_bench: ");
     fprintf(stderr, fmt, what);
     fprintf(stderr,
-            "\nusage: mqttc_bench [--host H] [--port P] [--mode pub|e2e|latency] [--qos 0|1|2] "
+            "\nusage: mqttc_bench [--host H] [--port P] [--mode pub|e2e|latency|clients] [--qos 0|1|2] "
             "[--count N] [--size BYTES] [--inflight W] [--callbacks network|thread|loop] "
-            "[--nocopy on|off] [--store DIR] [--store-sync batch|every|none]\n");
+            "[--nocopy on|off] [--store DIR] [--store-sync batch|every|none] [--clients N] "
+            "[--threads T] [--interval-ms I] [--hold-s S] [--sources K]\n");
     exit(2);
 }
 
@@ -137,7 +154,8 @@ static long number(const char *opt, const char *text, long min, long max) {
 }
 
 static void parse_args(int argc, char **argv, struct args *a) {
-    *a = (struct args){"127.0.0.1", 1883, MODE_PUB, "pub", 0, 100000, 64, 100, NULL, true, NULL, MQTTC_STORE_SYNC_BATCH};
+    *a = (struct args){"127.0.0.1", 1883, MODE_PUB, "pub", 0, 100000, 64, 100, NULL, true, NULL,
+                       MQTTC_STORE_SYNC_BATCH, 1000, 0, 1000, 10, 1};
     for (int i = 1; i < argc; i += 2) {
         const char *opt = argv[i];
         if (i + 1 >= argc)
@@ -154,6 +172,8 @@ static void parse_args(int argc, char **argv, struct args *a) {
                 a->mode = MODE_E2E;
             else if (!strcmp(val, "latency"))
                 a->mode = MODE_LATENCY;
+            else if (!strcmp(val, "clients"))
+                a->mode = MODE_CLIENTS;
             else
                 usage_error("unknown mode %s", val);
             a->mode_name = val;
@@ -173,6 +193,16 @@ static void parse_args(int argc, char **argv, struct args *a) {
             if (strcmp(val, "on") && strcmp(val, "off"))
                 usage_error("--nocopy %s: expected on or off", val);
             a->nocopy = !strcmp(val, "on");
+        } else if (!strcmp(opt, "--clients")) {
+            a->clients = number(opt, val, 1, 1000000);
+        } else if (!strcmp(opt, "--threads")) {
+            a->threads = number(opt, val, 0, 1024);
+        } else if (!strcmp(opt, "--interval-ms")) {
+            a->interval_ms = number(opt, val, 1, 3600000);
+        } else if (!strcmp(opt, "--hold-s")) {
+            a->hold_s = number(opt, val, 0, 86400);
+        } else if (!strcmp(opt, "--sources")) {
+            a->sources = number(opt, val, 1, 254);
         } else if (!strcmp(opt, "--store")) {
             a->store_dir = val;
         } else if (!strcmp(opt, "--store-sync")) {
@@ -503,6 +533,147 @@ static double run_latency(struct bench *b, const void *payload, double *lat) {
     return secs;
 }
 
+/* ---- clients mode ------------------------------------------------------------------------------ */
+
+/* Publish-to-callback latencies in LAT_STEP_US steps, the last bucket holding everything longer. */
+#define LAT_STEP_US 100
+#define LAT_BUCKETS 300000
+static atomic_long latency_buckets[LAT_BUCKETS];
+
+/* A field of /proc/self/status in its unit (Threads: a count; VmRSS, VmHWM: KiB); -1 if absent. */
+static long proc_status(const char *field) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long value = -1;
+    size_t n = strlen(field);
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, field, n) && line[n] == ':') {
+            value = atol(line + n + 1);
+            break;
+        }
+    if (f)
+        fclose(f);
+    return value;
+}
+
+/* Each connection needs a descriptor here (and one in the broker, which has its own limit). */
+static void raise_fd_limit(void) {
+    struct rlimit r;
+    if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
+        r.rlim_cur = r.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &r);
+    }
+}
+
+/* A message of the clients mode: its payload is the monotonic time it was published, in us. */
+static void on_fleet_message(mqttc_client *c, const mqttc_message *m, void *userdata) {
+    struct bench *b = userdata;
+    (void)c;
+    char text[32];
+    size_t n = m->payload_len < sizeof text - 1 ? m->payload_len : sizeof text - 1;
+    memcpy(text, m->payload, n);
+    text[n] = 0;
+    long us = (long)(now_s() * 1e6) - atol(text);
+    long bucket = us < 0 ? 0 : us / LAT_STEP_US;
+    atomic_fetch_add(&latency_buckets[bucket < LAT_BUCKETS ? bucket : LAT_BUCKETS - 1], 1);
+    count_one(b, &b->received);
+}
+
+static double latency_percentile_ms(long total, double fraction) {
+    long want = (long)((double)total * fraction), seen = 0;
+    for (long i = 0; i < LAT_BUCKETS; i++) {
+        seen += atomic_load(&latency_buckets[i]);
+        if (seen > want)
+            return (double)((i + 1) * LAT_STEP_US) / 1000.0;
+    }
+    return 0;
+}
+
+static void run_clients(struct bench *b) {
+    const struct args *a = &b->a;
+    long n = a->clients;
+    raise_fd_limit();
+    long rss_before = proc_status("VmRSS");
+    mqttc_client **clients = calloc((size_t)n, sizeof *clients);
+    mqttc_token *tokens = calloc((size_t)n, sizeof *tokens);
+    char(*topics)[48] = calloc((size_t)n, sizeof *topics);
+    if (!clients || !tokens || !topics) {
+        fprintf(stderr, "mqttc_bench: out of memory\n");
+        exit(1);
+    }
+    mqttc_pool *pool;
+    check(mqttc_pool_new((uint32_t)a->threads, &pool), "mqttc_pool_new");
+    double t0 = now_s();
+    for (long i = 0; i < n; i++) {
+        char id[64], source[32];
+        snprintf(id, sizeof id, "mqttc-fleet-%ld-%ld", (long)getpid(), i);
+        snprintf(source, sizeof source, "127.0.0.%d", (int)(1 + i % a->sources));
+        snprintf(topics[i], sizeof topics[i], "fleet/%ld/%ld", (long)getpid(), i);
+        mqttc_options o;
+        mqttc_options_init(&o);
+        o.client_id = id;
+        o.pool = pool;
+        o.bind_address = a->sources > 1 ? source : NULL;
+        o.auto_reconnect = false;
+        o.connect_timeout_ms = 60000;
+        o.token_history = 4;
+        check(mqttc_client_new(a->host, (uint16_t)a->port, &o, &clients[i]), "mqttc_client_new");
+        check(mqttc_client_set_on_connection(clients[i], on_connection, b), "mqttc_client_set_on_connection");
+        check(mqttc_connect(clients[i], &tokens[i]), "mqttc_connect");
+    }
+    long connected = 0;
+    for (long i = 0; i < n; i++)
+        connected += mqttc_token_wait(clients[i], tokens[i], 120000) == MQTTC_OK;
+    double connect_s = now_s() - t0;
+    long threads_peak = proc_status("Threads");
+    long expected = 0;
+    if (connected == n) {
+        for (long i = 0; i < n; i++)
+            check(mqttc_subscribe(clients[i], topics[i], a->qos, on_fleet_message, b, &tokens[i]), "mqttc_subscribe");
+        for (long i = 0; i < n; i++)
+            wait_token(b, clients[i], tokens[i], 120, "subscribe");
+        long rounds = a->hold_s * 1000 / a->interval_ms;
+        double start = now_s();
+        for (long r = 0; r < (rounds > 0 ? rounds : 1); r++) {
+            double due = start + (double)r * (double)a->interval_ms / 1000.0;
+            double wait = due - now_s();
+            if (wait > 0) {
+                struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
+                nanosleep(&ts, NULL);
+            }
+            for (long i = 0; i < n; i++) {
+                char payload[32];
+                int len = snprintf(payload, sizeof payload, "%ld", (long)(now_s() * 1e6));
+                check(mqttc_publish(clients[i], topics[(i + 1) % n], payload, (size_t)len, a->qos, false, NULL),
+                      "mqttc_publish");
+            }
+            expected += n;
+            long threads = proc_status("Threads");
+            if (threads > threads_peak)
+                threads_peak = threads;
+        }
+        wait_count(b, &b->received, expected, "messages of the fleet");
+    }
+    long rss_peak = proc_status("VmHWM");
+    long delivered = atomic_load(&b->received.n);
+    for (long i = 0; i < n; i++)
+        if (mqttc_disconnect(clients[i], &tokens[i]) == MQTTC_OK)
+            mqttc_token_wait(clients[i], tokens[i], SETUP_TIMEOUT_MS);
+    for (long i = 0; i < n; i++)
+        mqttc_client_free(clients[i]);
+    mqttc_pool_free(pool);
+    printf("{\"lib\":\"mqttclient\",\"mode\":\"clients\",\"qos\":%d,\"clients\":%ld,\"connected\":%ld,"
+           "\"connect_s\":%.3f,\"threads_peak\":%ld,\"rss_kb\":%ld,\"rss_kb_per_client\":%.2f,"
+           "\"expected\":%ld,\"delivered\":%ld,\"p99_ms\":%.1f}\n",
+           a->qos, n, connected, connect_s, threads_peak, rss_peak, (double)(rss_peak - rss_before) / (double)n,
+           expected, delivered, latency_percentile_ms(delivered, 0.99));
+    free(topics);
+    free(tokens);
+    free(clients);
+    if (connected != n || delivered != expected)
+        exit(1);
+}
+
 static int cmp_double(const void *x, const void *y) {
     double a = *(const double *)x, b = *(const double *)y;
     return (a > b) - (a < b);
@@ -531,7 +702,9 @@ int main(int argc, char **argv) {
     if (!strcmp(a->callbacks, "loop"))
         check(mqttc_loop_new(&b.loop), "mqttc_loop_new");
 
-    if (a->mode == MODE_LATENCY) {
+    if (a->mode == MODE_CLIENTS) {
+        run_clients(&b);
+    } else if (a->mode == MODE_LATENCY) {
         double secs = run_latency(&b, payload, lat);
         long n = a->count;
         qsort(lat, (size_t)n, sizeof(double), cmp_double);

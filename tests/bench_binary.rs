@@ -286,6 +286,59 @@ fn the_latency_floor_client_runs_both_ways_and_refuses_qos_2() {
 
 /// A run against a port nobody listens on fails with exit status 1 and says why.
 #[test]
+fn clients_mode_runs_a_fleet_on_a_pool_and_reports_it() {
+    let broker = Broker::start_with("max_connections -1\nmax_inflight_messages 0\nmax_queued_messages 0\n");
+    let (clients, interval_ms, hold_s) = (200, 250, 1);
+    let args = [
+        "--port".to_string(),
+        broker.port.to_string(),
+        "--mode".into(),
+        "clients".into(),
+        "--qos".into(),
+        "1".into(),
+        "--clients".into(),
+        clients.to_string(),
+        "--threads".into(),
+        "2".into(),
+        "--interval-ms".into(),
+        interval_ms.to_string(),
+        "--hold-s".into(),
+        hold_s.to_string(),
+        "--sources".into(),
+        "3".into(),
+    ];
+    let (code, out, err) = run_program(Command::new(bench()).args(&args), TIMEOUT);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let line = out.lines().last().expect("a JSON line");
+    let r = Report {
+        fields: parse_flat_json(line),
+        line: line.to_string(),
+    };
+    let keys: Vec<&str> = r.fields.iter().map(|(k, _)| k.as_str()).collect();
+    for key in [
+        "clients",
+        "connected",
+        "connect_s",
+        "threads_peak",
+        "rss_kb",
+        "rss_kb_per_client",
+        "expected",
+        "delivered",
+        "p99_ms",
+    ] {
+        assert!(keys.contains(&key), "{key} missing from {line}");
+    }
+    assert_eq!(r.str("mode"), "clients");
+    assert_eq!(r.num("connected"), f64::from(clients), "{line}");
+    let rounds = hold_s * 1000 / interval_ms;
+    assert_eq!(r.num("expected"), f64::from(clients * rounds), "{line}");
+    assert_eq!(r.num("delivered"), r.num("expected"), "{line}");
+    // The pool's 2 network and 2 callback threads, its watchdog and main: not 2 per client.
+    assert!(r.num("threads_peak") <= 6.0, "{line}");
+    assert!(r.num("p99_ms") > 0.0 && r.num("connect_s") > 0.0, "{line}");
+}
+
+#[test]
 fn no_broker_is_a_failure_not_a_hang() {
     let port = free_port();
     let (code, out, err) = run_program(
