@@ -56,6 +56,15 @@
 #define MQTTC_SUBSCRIPTION_INIT(...) {(uint32_t)sizeof(mqttc_subscription), __VA_ARGS__}
 
 /**
+ * Initializer of an mqttc_store_callbacks: sets `struct_size`, then the fields given, in order
+ * (userdata, put, get, remove, list, clear, sync, drop) or, in C, by name; the rest are 0.
+ *
+ *     mqttc_store_callbacks cb = MQTTC_STORE_CALLBACKS_INIT(.userdata = table, .put = my_put,
+ *         .get = my_get, .remove = my_remove, .list = my_list, .clear = my_clear);
+ */
+#define MQTTC_STORE_CALLBACKS_INIT(...) {(uint32_t)sizeof(mqttc_store_callbacks), __VA_ARGS__}
+
+/**
  * Result of every mqttclient call and of every token. Values are stable and never reused:
  * 0 is success, 1 means "still pending", negative values are errors. MQTT return/reason codes
  * from the broker are reported separately (`mqttc_token_codes`).
@@ -95,7 +104,7 @@ typedef enum mqttc_status {
    */
   MQTTC_ERR_INVALID_ARGUMENT = -7,
   /**
-   * The client or loop handle is not a live one (freed, or never made by this library).
+   * The client, loop or store handle is not a live one (freed, or never made by this library).
    */
   MQTTC_ERR_INVALID_HANDLE = -8,
   /**
@@ -547,6 +556,29 @@ typedef struct mqttc_pool mqttc_pool;
 typedef struct mqttc_properties mqttc_properties;
 
 /**
+ * A message store the application supplies: its callbacks and userdata.
+ *
+ * Opaque. Made by `mqttc_store_new`, released by `mqttc_store_free`, and given to a client
+ * through `mqttc_options.store`; one client at a time may use it (a second gets MQTTC_ERR_STORE
+ * until the first is freed), and a client made later with the same store restores what the
+ * earlier one left. A handle like `mqttc_client *`, with the same rules: never dereferenced,
+ * refused with MQTTC_ERR_INVALID_HANDLE once freed.
+ */
+typedef struct mqttc_store mqttc_store;
+
+/**
+ * Where a `list` callback puts the keys it holds, with `mqttc_store_keys_add`. Borrowed: valid
+ * only during that callback.
+ */
+typedef struct mqttc_store_keys mqttc_store_keys;
+
+/**
+ * Where a `get` callback puts the value it found, with `mqttc_store_value_set`. Borrowed: valid
+ * only during that callback.
+ */
+typedef struct mqttc_store_value mqttc_store_value;
+
+/**
  * Connection options. Always initialise with `mqttc_options_init(&opts)`, which sets `struct_size`
  * and the defaults, then change what you need: fields may be appended in later versions, and
  * `struct_size` tells the library which ones your program knows.
@@ -828,9 +860,9 @@ typedef struct mqttc_options {
    */
   const char *store_dir;
   /**
-   * When the store makes its writes durable against a power loss (`fdatasync`): an
-   * `mqttc_store_sync` value. A record survives the process being killed as soon as it is
-   * written, whatever the policy. Default MQTTC_STORE_SYNC_BATCH.
+   * When the store makes its writes durable against a power loss (`fdatasync`, or the `sync`
+   * callback of a `store`): an `mqttc_store_sync` value. A record survives the process being
+   * killed as soon as it is written, whatever the policy. Default MQTTC_STORE_SYNC_BATCH.
    */
   int store_sync;
   /**
@@ -859,7 +891,83 @@ typedef struct mqttc_options {
    * Borrowed: copied when the client is made. Default NULL: the system picks.
    */
   const char *bind_address;
+  /**
+   * Keep QoS 1 and 2 publishes, as `store_dir` does, in a store the application supplies
+   * through callbacks (`mqttc_store_new`): in flash, a database. Everything `store_dir` says
+   * holds, but for the directory; the `store_sync` fields say when its `sync` is called. One
+   * client at a time may use a store (a second gets MQTTC_ERR_STORE); not with `store_dir`
+   * (MQTTC_ERR_INVALID_ARGUMENT). Unlike `store_dir` it needs no `client_id`, but the broker
+   * keeps a session only for a fixed one. Borrowed: the client holds its own reference, so the
+   * store may be freed first. Default NULL.
+   */
+  const struct mqttc_store *store;
 } mqttc_options;
+
+/**
+ * The functions of a store the application supplies (`mqttc_store_new`), so that messages can be
+ * kept wherever it keeps data: flash, a database. Set `struct_size` to
+ * `sizeof(mqttc_store_callbacks)` (`MQTTC_STORE_CALLBACKS_INIT` does): fields may be appended in
+ * later versions.
+ *
+ * The store is a table of keys and values. Keys are short printable ASCII strings the library
+ * makes (such as "m.17", "s.17", "i.5"): treat them as opaque, compare them as strings. A `list`
+ * may return other keys too (the application's own data in the same table): the library leaves
+ * them alone and logs a warning naming each. Values are bytes, up to the size of the largest
+ * MQTT message, and may be empty.
+ *
+ * Each function returns 0 on success; anything else is a failure, which the library reports as
+ * MQTTC_ERR_STORE (a publish whose message `put` could not store fails, and is not sent), naming
+ * the function, the key and the value returned. The functions are called one at a time for a
+ * store, never two at once, but from several threads: each on the thread of the call that needs
+ * it, `mqttc_client_new` (list), `mqttc_publish` (put of the message), the client's network
+ * thread or loop (the state of messages in flight; list and get when a session starts),
+ * `mqttc_client_free` (what was left to write). They must not call mqttclient functions other
+ * than `mqttc_store_value_set` and `mqttc_store_keys_add`.
+ */
+typedef struct mqttc_store_callbacks {
+  /**
+   * sizeof(mqttc_store_callbacks) as compiled into the caller.
+   */
+  uint32_t struct_size;
+  /**
+   * Passed to every function.
+   */
+  void *userdata;
+  /**
+   * Stores the `len` bytes at `value` under `key`, replacing any value the key had. Both
+   * pointers are borrowed for the call.
+   */
+  int (*put)(void *userdata, const char *key, const uint8_t *value, size_t len);
+  /**
+   * Finds the value under `key` and hands it over with `mqttc_store_value_set(out, ...)`; not
+   * calling it (and returning 0) means the key has no value.
+   */
+  int (*get)(void *userdata, const char *key, struct mqttc_store_value *out);
+  /**
+   * Removes `key`. Removing a key that is not there succeeds.
+   */
+  int (*remove)(void *userdata, const char *key);
+  /**
+   * Hands over every key held, each with `mqttc_store_keys_add(out, key)`.
+   */
+  int (*list)(void *userdata, struct mqttc_store_keys *out);
+  /**
+   * Removes every key (used when a clean session drops what an earlier one stored, see
+   * `store_drop_on_clean`).
+   */
+  int (*clear)(void *userdata);
+  /**
+   * Makes what was stored durable against a power loss, as the `store_sync` policy of the
+   * client's options says when. May be NULL: what `put` and `remove` did is then taken as
+   * durable once they return.
+   */
+  int (*sync)(void *userdata);
+  /**
+   * Releases `userdata`: called exactly once, when the store is no longer used (see
+   * `mqttc_store_free`). May be NULL.
+   */
+  void (*drop)(void *userdata);
+} mqttc_store_callbacks;
 
 /**
  * Identifies one asynchronous operation of a client: unique for the client's life, never 0.
@@ -1125,6 +1233,40 @@ const char *mqttc_last_error(void);
  */
 void mqttc_options_init_size(struct mqttc_options *opts,
                              size_t size);
+
+/**
+ * Makes a store over the application's callbacks (copied from `*callbacks`). `put`, `get`,
+ * `remove`, `list` and `clear` are required (MQTTC_ERR_INVALID_ARGUMENT otherwise); `sync` and
+ * `drop` may be NULL. On success `*out` receives the store, which the caller releases with
+ * `mqttc_store_free`; on failure `*out` is not written and `drop` is not called.
+ */
+enum mqttc_status mqttc_store_new(const struct mqttc_store_callbacks *callbacks,
+                                  struct mqttc_store **out);
+
+/**
+ * Releases the caller's handle. A client made with the store keeps it until the client is
+ * freed, so the order of the frees does not matter: `drop` runs once both happened (inside
+ * whichever of `mqttc_store_free` and `mqttc_client_free` comes last). The handle is refused
+ * from now on: freeing it again does nothing but leave MQTTC_ERR_INVALID_HANDLE's detail in
+ * `mqttc_last_error`. NULL is a no-op.
+ */
+void mqttc_store_free(struct mqttc_store *store);
+
+/**
+ * Inside a `get` callback: hands over the value found, `len` bytes at `bytes` (copied; NULL with
+ * `len` 0 for an empty value). A second call replaces the first. MQTTC_ERR_NULL for a NULL `out`
+ * (or NULL `bytes` with a nonzero `len`), MQTTC_ERR_INVALID_ARGUMENT for a value longer than any
+ * the library stores, MQTTC_ERR_RESOURCE when the memory cannot be had.
+ */
+enum mqttc_status mqttc_store_value_set(struct mqttc_store_value *out,
+                                        const uint8_t *bytes,
+                                        size_t len);
+
+/**
+ * Inside a `list` callback: hands over one key (a NUL-terminated string, copied). MQTTC_ERR_NULL
+ * for a NULL `out` or `key`.
+ */
+enum mqttc_status mqttc_store_keys_add(struct mqttc_store_keys *out, const char *key);
 
 /**
  * Makes a client for the broker at `host` (name or IP address) and `port` (MQTTClient.jl's

@@ -13,6 +13,8 @@
 // The header (cbindgen) lists the API in this order: making a client, then what it does.
 mod options;
 
+mod store;
+
 mod client;
 
 mod handles;
@@ -57,6 +59,7 @@ pub use properties::*;
 pub use publish::*;
 pub use run_loop::*;
 pub use status::*;
+pub use store::*;
 pub use subscribe::*;
 pub use token::*;
 pub use topics::*;

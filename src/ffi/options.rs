@@ -11,6 +11,7 @@ use bytes::Bytes;
 use super::pool::{mqttc_pool, pool_arg};
 use super::properties::{mqttc_properties, properties_arg};
 use super::run_loop::{loop_arg, mqttc_loop};
+use super::store::{lease, mqttc_store, store_arg};
 use super::{Failure, MAX_FIELD, arg_bytes, mqttc_status, opt_str, qos_arg, struct_size_arg};
 use crate::codec::{Holder, MqttStr, PacketType, PropertyId, Version, Will};
 use crate::engine::store::{Store, SyncPolicy};
@@ -220,9 +221,9 @@ pub struct mqttc_options {
     /// next session; any other completion, success or failure, removes it. Requires a `client_id`.
     /// Borrowed: copied when the client is made. Default NULL: messages are kept in memory only.
     pub store_dir: *const c_char,
-    /// When the store makes its writes durable against a power loss (`fdatasync`): an
-    /// `mqttc_store_sync` value. A record survives the process being killed as soon as it is
-    /// written, whatever the policy. Default MQTTC_STORE_SYNC_BATCH.
+    /// When the store makes its writes durable against a power loss (`fdatasync`, or the `sync`
+    /// callback of a `store`): an `mqttc_store_sync` value. A record survives the process being
+    /// killed as soon as it is written, whatever the policy. Default MQTTC_STORE_SYNC_BATCH.
     pub store_sync: c_int,
     /// MQTTC_STORE_SYNC_BATCH: sync once this many records were written since the last sync, or
     /// when a record is written `store_sync_ms` or more after it; while connected, also
@@ -242,6 +243,14 @@ pub struct mqttc_options {
     /// addresses. Only the broker addresses of its family are tried. Not used for Unix sockets.
     /// Borrowed: copied when the client is made. Default NULL: the system picks.
     pub bind_address: *const c_char,
+    /// Keep QoS 1 and 2 publishes, as `store_dir` does, in a store the application supplies
+    /// through callbacks (`mqttc_store_new`): in flash, a database. Everything `store_dir` says
+    /// holds, but for the directory; the `store_sync` fields say when its `sync` is called. One
+    /// client at a time may use a store (a second gets MQTTC_ERR_STORE); not with `store_dir`
+    /// (MQTTC_ERR_INVALID_ARGUMENT). Unlike `store_dir` it needs no `client_id`, but the broker
+    /// keeps a session only for a fixed one. Borrowed: the client holds its own reference, so the
+    /// store may be freed first. Default NULL.
+    pub store: *const mqttc_store,
 }
 
 /// When the message store syncs (`store_sync`).
@@ -341,6 +350,7 @@ fn defaults() -> mqttc_options {
         store_drop_on_clean: d.store_drop_on_clean,
         pool: std::ptr::null(),
         bind_address: std::ptr::null(),
+        store: std::ptr::null(),
     }
 }
 
@@ -571,24 +581,42 @@ pub(crate) unsafe fn read_options(opts: *const mqttc_options) -> Result<(engine:
     ];
     let holder = Holder::Packet(PacketType::Connect);
     e.connect_properties = unsafe { properties_arg(o.connect_properties, e.version, holder, "CONNECT", &owned) }?;
-    if let Some(dir) = unsafe { opt_str(o.store_dir, "store_dir") }? {
-        e.store = Some(Arc::new(open_store(&o, dir, &e.client_id)?));
-    }
+    e.store = match unsafe { opt_str(o.store_dir, "store_dir") }? {
+        Some(_) if !o.store.is_null() => {
+            return Err(Failure::new(
+                mqttc_status::MQTTC_ERR_INVALID_ARGUMENT,
+                "store and store_dir are both set: give one",
+            ));
+        }
+        Some(dir) => Some(Arc::new(open_store(&o, dir, &e.client_id)?)),
+        None if !o.store.is_null() => {
+            let table = lease(store_arg(o.store, "store")?)?;
+            let store = Store::open_kv(table, sync_policy(&o)?).map_err(Failure::from)?;
+            Some(Arc::new(store))
+        }
+        None => None,
+    };
     Ok((e, unsafe { read_tls(&o) }?))
 }
 
 /// Opens the directory store the options ask for, for `client_id`.
 fn open_store(o: &mqttc_options, dir: &str, client_id: &str) -> Result<Store, Failure> {
-    let invalid = |why: String| Failure::new(mqttc_status::MQTTC_ERR_INVALID_ARGUMENT, why);
+    let invalid = |why: &str| Failure::new(mqttc_status::MQTTC_ERR_INVALID_ARGUMENT, why);
     if dir.is_empty() {
-        return Err(invalid("store_dir is empty".into()));
+        return Err(invalid("store_dir is empty"));
     }
     if o.client_id.is_null() || client_id.is_empty() {
         return Err(invalid(
-            "store_dir needs a client_id: the broker keeps a session, and the store its messages, per client id".into(),
+            "store_dir needs a client_id: the broker keeps a session, and the store its messages, per client id",
         ));
     }
-    let policy = match o.store_sync {
+    let policy = sync_policy(o)?;
+    Store::open_dir(Path::new(dir), client_id, policy).map_err(Failure::from)
+}
+
+/// The store's sync policy the options ask for.
+fn sync_policy(o: &mqttc_options) -> Result<SyncPolicy, Failure> {
+    Ok(match o.store_sync {
         0 => SyncPolicy::Batch {
             records: o.store_sync_count.max(1),
             interval: Duration::from_millis(o.store_sync_ms.into()),
@@ -596,10 +624,10 @@ fn open_store(o: &mqttc_options, dir: &str, client_id: &str) -> Result<Store, Fa
         1 => SyncPolicy::Every,
         2 => SyncPolicy::Never,
         other => {
-            return Err(invalid(format!(
-                "store_sync is {other}; it must be an mqttc_store_sync value (0 to 2)"
-            )));
+            return Err(Failure::new(
+                mqttc_status::MQTTC_ERR_INVALID_ARGUMENT,
+                format!("store_sync is {other}; it must be an mqttc_store_sync value (0 to 2)"),
+            ));
         }
-    };
-    Store::open_dir(Path::new(dir), client_id, policy).map_err(|e| Failure::new(mqttc_status::from(&e), e.to_string()))
+    })
 }

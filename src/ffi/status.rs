@@ -27,7 +27,7 @@ pub enum mqttc_status {
     MQTTC_ERR_PAYLOAD_TOO_LARGE = -6,
     /// Some other argument is out of range (see `mqttc_last_error`).
     MQTTC_ERR_INVALID_ARGUMENT = -7,
-    /// The client or loop handle is not a live one (freed, or never made by this library).
+    /// The client, loop or store handle is not a live one (freed, or never made by this library).
     MQTTC_ERR_INVALID_HANDLE = -8,
     /// The `struct_size` of a struct the caller passes (`mqttc_options`, `mqttc_subscription`,
     /// `mqttc_property`) is not one this library knows.
@@ -166,7 +166,7 @@ const ALL: &[(mqttc_status, &str)] = {
         (MQTTC_ERR_INVALID_FILTER, "invalid topic filter\0"),
         (MQTTC_ERR_PAYLOAD_TOO_LARGE, "payload too large\0"),
         (MQTTC_ERR_INVALID_ARGUMENT, "invalid argument\0"),
-        (MQTTC_ERR_INVALID_HANDLE, "not a live client or loop handle\0"),
+        (MQTTC_ERR_INVALID_HANDLE, "not a live client, loop or store handle\0"),
         (MQTTC_ERR_STRUCT_SIZE, "unknown struct_size\0"),
         (MQTTC_ERR_EVENT_MODE_OFF, "the client was not made in event mode\0"),
         (MQTTC_ERR_NOT_FOUND, "not found\0"),

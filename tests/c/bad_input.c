@@ -255,6 +255,92 @@ static void pool_options(uint16_t port) {
     expect("connect from 127.0.0.2", mqttc_connect(c, &t), MQTTC_OK);
     expect("its wait", mqttc_token_wait(c, t, 10000), MQTTC_OK);
     mqttc_client_free(c);
+static int stub_put(void *u, const char *key, const uint8_t *value, size_t len) {
+    (void)u, (void)key, (void)value, (void)len;
+    return 0;
+}
+static int stub_get(void *u, const char *key, mqttc_store_value *out) {
+    (void)u, (void)key, (void)out;
+    return 0;
+}
+static int stub_key(void *u, const char *key) {
+    (void)u, (void)key;
+    return 0;
+}
+static int stub_list(void *u, mqttc_store_keys *out) {
+    (void)u, (void)out;
+    return 0;
+}
+static int stub_clear(void *u) {
+    (void)u;
+    return 0;
+}
+static int store_drops;
+static void count_store_drop(void *u) {
+    (void)u;
+    store_drops++;
+}
+
+/* A store the application supplies (mqttc_store_new, mqttc_options.store): missing callbacks, a
+ * wrong struct_size, NULL handles and both kinds of store at once are refused, each with its
+ * status; drop is not called for a store never made. */
+static void store_callbacks_options(uint16_t port) {
+    mqttc_store *s = NULL;
+    mqttc_store_callbacks cb =
+        MQTTC_STORE_CALLBACKS_INIT(.put = stub_put, .get = stub_get, .remove = stub_key, .list = stub_list,
+                                   .clear = stub_clear, .drop = count_store_drop);
+    expect("store_new NULL callbacks", mqttc_store_new(NULL, &s), MQTTC_ERR_NULL);
+    expect("store_new NULL out", mqttc_store_new(&cb, NULL), MQTTC_ERR_NULL);
+    cb.struct_size = 8;
+    expect("store_new struct_size 8", mqttc_store_new(&cb, &s), MQTTC_ERR_STRUCT_SIZE);
+    cb.struct_size = sizeof cb;
+    cb.put = NULL;
+    expect("store_new NULL put", mqttc_store_new(&cb, &s), MQTTC_ERR_INVALID_ARGUMENT);
+    cb.put = stub_put;
+    cb.get = NULL;
+    cb.clear = NULL;
+    expect("store_new NULL get and clear", mqttc_store_new(&cb, &s), MQTTC_ERR_INVALID_ARGUMENT);
+    if (!strstr(mqttc_last_error(), "get, clear")) {
+        printf("FAIL: the detail does not name the missing callbacks: %s\n", mqttc_last_error());
+        failures++;
+    }
+    cb.get = stub_get;
+    cb.clear = stub_clear;
+    cb.remove = NULL;
+    expect("store_new NULL remove", mqttc_store_new(&cb, &s), MQTTC_ERR_INVALID_ARGUMENT);
+    cb.remove = stub_key;
+    cb.list = NULL;
+    expect("store_new NULL list", mqttc_store_new(&cb, &s), MQTTC_ERR_INVALID_ARGUMENT);
+    cb.list = stub_list;
+    if (store_drops != 0) {
+        printf("FAIL: drop ran for a store never made\n");
+        failures++;
+    }
+    expect("store_new", mqttc_store_new(&cb, &s), MQTTC_OK);
+    expect("store_value_set NULL out", mqttc_store_value_set(NULL, (const uint8_t *)"x", 1), MQTTC_ERR_NULL);
+    expect("store_keys_add NULL out", mqttc_store_keys_add(NULL, "m.1"), MQTTC_ERR_NULL);
+
+    mqttc_options opts;
+    mqttc_client *c = NULL;
+    mqttc_options_init(&opts);
+    opts.client_id = "store-client";
+    opts.store = s;
+    opts.store_dir = "/tmp/mqttc-bad-input-never-made";
+    expect("store and store_dir", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_ARGUMENT);
+    opts.store_dir = NULL;
+    opts.store_sync = 9;
+    expect("store with store_sync 9", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_ARGUMENT);
+    opts.store_sync = MQTTC_STORE_SYNC_BATCH;
+    opts.store = (const mqttc_store *)(uintptr_t)0x1234;
+    expect("store made up", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_HANDLE);
+    mqttc_store_free(s);
+    opts.store = s;
+    expect("store freed", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_HANDLE);
+    mqttc_store_free(NULL);
+    if (store_drops != 1) {
+        printf("FAIL: drop ran %d time(s) for one store\n", store_drops);
+        failures++;
+    }
 }
 
 int main(int argc, char **argv) {
@@ -304,6 +390,7 @@ int main(int argc, char **argv) {
     expect("offline_overflow 7", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_ARGUMENT);
     store_options(port);
     pool_options(port);
+    store_callbacks_options(port);
     mqttc_options_init(&opts);
     opts.outgoing_max_messages = 0;
     expect("outgoing_max_messages 0", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_ARGUMENT);

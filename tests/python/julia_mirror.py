@@ -96,6 +96,7 @@ class mqttc_options(ctypes.Structure):
         ("store_drop_on_clean", c_bool),
         ("pool", c_void_p),
         ("bind_address", c_char_p),
+        ("store", c_void_p),
     ]
 
 

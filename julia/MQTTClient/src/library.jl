@@ -153,6 +153,7 @@ struct mqttc_options
     store_drop_on_clean::Bool
     pool::Ptr{Cvoid}
     bind_address::Ptr{UInt8}
+    store::Ptr{Cvoid}
 end
 
 struct mqttc_message

@@ -18,10 +18,10 @@ use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::record::{self, Item, Record, Scan};
-use super::{Backend, Key, Loaded, SyncPolicy};
+use super::{Backend, Key, Loaded, SyncClock, SyncPolicy};
 use crate::fxhash::FxHashMap;
 
 /// A segment is closed for appends past this size.
@@ -57,8 +57,7 @@ struct Log {
     segments: BTreeMap<u64, Segment>,
     index: FxHashMap<Key, Loc>,
     live_bytes: u64,
-    unsynced: u32,
-    last_sync: Instant,
+    clock: SyncClock,
 }
 
 fn segment_path(dir: &Path, seg: u64) -> PathBuf {
@@ -133,8 +132,7 @@ impl DirStore {
             segments: BTreeMap::from([(current, Segment::default())]),
             index: FxHashMap::default(),
             live_bytes: 0,
-            unsynced: 0,
-            last_sync: Instant::now(),
+            clock: SyncClock::new(policy),
         };
         let mut checkpoint = Vec::new();
         for (key, value) in &loaded.values {
@@ -218,7 +216,7 @@ impl Log {
                 self.segments.entry(loc.seg).or_default().live += 1;
                 self.live_bytes += u64::from(loc.len);
             }
-            self.unsynced += 1;
+            self.clock.wrote(1);
         }
         self.segments.entry(self.current).or_default().bytes = base + records.len() as u64;
         Ok(())
@@ -226,20 +224,12 @@ impl Log {
 
     fn sync(&mut self) -> io::Result<()> {
         self.file.sync_data()?;
-        self.unsynced = 0;
-        self.last_sync = Instant::now();
+        self.clock.synced();
         Ok(())
     }
 
-    fn sync_if_due(&mut self, policy: SyncPolicy) -> io::Result<()> {
-        let due = match policy {
-            SyncPolicy::Never => false,
-            SyncPolicy::Every => self.unsynced > 0,
-            SyncPolicy::Batch { records, interval } => {
-                self.unsynced >= records || (self.unsynced > 0 && self.last_sync.elapsed() >= interval)
-            }
-        };
-        if due { self.sync() } else { Ok(()) }
+    fn sync_if_due(&mut self) -> io::Result<()> {
+        if self.clock.due() { self.sync() } else { Ok(()) }
     }
 
     /// Starts a new segment once the current one is full, then deletes or compacts old ones.
@@ -331,7 +321,7 @@ impl Backend for DirStore {
         }
         let mut log = self.log();
         log.append(records)?;
-        log.sync_if_due(self.policy)?;
+        log.sync_if_due()?;
         log.rotate_if_full(&self.dir, self.policy)
     }
 
@@ -343,20 +333,14 @@ impl Backend for DirStore {
 
     fn sync(&self) -> io::Result<()> {
         let mut log = self.log();
-        if self.policy != SyncPolicy::Never && log.unsynced > 0 {
+        if log.clock.owed() {
             log.sync()?;
         }
         Ok(())
     }
 
     fn sync_due(&self) -> Option<Duration> {
-        let log = self.log();
-        match self.policy {
-            SyncPolicy::Batch { interval, .. } if log.unsynced > 0 => {
-                Some(interval.saturating_sub(log.last_sync.elapsed()))
-            }
-            _ => None,
-        }
+        self.log().clock.next_due()
     }
 }
 

@@ -3,8 +3,8 @@
 //! awaiting PUBREL; so that a client started again after a crash resends what the broker may not
 //! have, with DUP and the same ids.
 //!
-//! A [`Backend`] keeps keyed values (the directory store of [`dir`], or one the application
-//! supplies); [`Store`] maps the session's events onto them:
+//! A [`Backend`] keeps keyed values (the directory store of [`dir`], or a table the application
+//! supplies, [`kv`]); [`Store`] maps the session's events onto them:
 //! - `Message(n)`: the PUBLISH (topic, payload, properties), put by the publishing thread before
 //!   the call returns, so a publish that succeeded is in the store whatever happens next;
 //! - `State(n)`: its packet id once sent, and whether its PUBREC came; put by the network task
@@ -14,13 +14,14 @@
 //! `n` is the store's own number for a message; tokens are the process's, and restored messages
 //! get new ones.
 mod dir;
+pub mod kv;
 pub mod record;
 
 use std::collections::{BTreeMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
@@ -30,6 +31,7 @@ use crate::fxhash::FxHashMap;
 use super::Error;
 use super::tokens::{Token, TokenResult};
 pub use dir::DirStore;
+pub use kv::{KeyValue, KvStore};
 
 /// What a value is, and whose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -58,8 +60,8 @@ impl Key {
     }
 }
 
-/// When the directory store makes what it wrote durable against a power loss (`fdatasync`); a
-/// write survives the process being killed in any case.
+/// When a backend makes what it wrote durable against a power loss (the directory store's
+/// `fdatasync`, the application's `sync`); a write survives the process being killed in any case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncPolicy {
     Never,
@@ -71,6 +73,61 @@ pub enum SyncPolicy {
         records: u32,
         interval: Duration,
     },
+}
+
+/// The bookkeeping of a [`SyncPolicy`], shared by the backends (each knows how to sync): the
+/// records written since the last sync, and when that was.
+#[derive(Debug)]
+struct SyncClock {
+    policy: SyncPolicy,
+    unsynced: u32,
+    last: Instant,
+}
+
+impl SyncClock {
+    fn new(policy: SyncPolicy) -> SyncClock {
+        SyncClock {
+            policy,
+            unsynced: 0,
+            last: Instant::now(),
+        }
+    }
+
+    fn wrote(&mut self, records: u32) {
+        self.unsynced = self.unsynced.saturating_add(records);
+    }
+
+    /// Whether the policy wants a sync now, after a write.
+    fn due(&self) -> bool {
+        match self.policy {
+            SyncPolicy::Never => false,
+            SyncPolicy::Every => self.unsynced > 0,
+            SyncPolicy::Batch { records, interval } => {
+                self.unsynced >= records || (self.unsynced > 0 && self.last.elapsed() >= interval)
+            }
+        }
+    }
+
+    /// Whether an explicit sync has anything to do: a write not yet synced, under a policy that
+    /// syncs at all.
+    fn owed(&self) -> bool {
+        self.policy != SyncPolicy::Never && self.unsynced > 0
+    }
+
+    fn synced(&mut self) {
+        self.unsynced = 0;
+        self.last = Instant::now();
+    }
+
+    /// How long until a batched sync is due, if one will be.
+    fn next_due(&self) -> Option<Duration> {
+        match self.policy {
+            SyncPolicy::Batch { interval, .. } if self.unsynced > 0 => {
+                Some(interval.saturating_sub(self.last.elapsed()))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// What a backend holds, and lines about damage it skipped on the way.
@@ -91,6 +148,14 @@ pub trait Backend: Send + Sync {
     fn sync(&self) -> io::Result<()>;
     /// How long until a sync is due, if one will be.
     fn sync_due(&self) -> Option<Duration>;
+    /// Deletes everything stored. By default, a delete of each key [`Backend::load`] finds.
+    fn clear(&self) -> io::Result<()> {
+        let mut dels = Vec::new();
+        for key in self.load()?.values.keys() {
+            record::del(&mut dels, *key);
+        }
+        self.write(&dels)
+    }
 }
 
 /// How far a stored message got.
@@ -216,12 +281,28 @@ impl Store {
         Ok(Store::new(Box::new(backend), loaded))
     }
 
+    /// Opens a store over the application's key-value table (see [`kv`]). Only its keys are read
+    /// now; the values, and lines about keys the library did not make, come at the first restore.
+    pub fn open_kv(table: Box<dyn KeyValue>, policy: SyncPolicy) -> Result<Store, Error> {
+        let backend = KvStore::new(table, policy);
+        let listing = backend.keys().map_err(|e| Error::Store(e.to_string()))?;
+        Ok(Store::over(
+            Box::new(backend),
+            listing.keys.into_iter().map(|(key, _)| key),
+            Vec::new(),
+        ))
+    }
+
     /// A store over `backend`, which held `loaded` when opened (only its keys and damage are
     /// used: values are loaded again by `restore`).
     pub fn new(backend: Box<dyn Backend>, loaded: Loaded) -> Store {
-        let next = loaded
-            .values
-            .keys()
+        Store::over(backend, loaded.values.into_keys(), loaded.damage)
+    }
+
+    /// A store over `backend`, which holds `keys`; `damage` is logged at the first restore.
+    fn over(backend: Box<dyn Backend>, keys: impl IntoIterator<Item = Key>, damage: Vec<String>) -> Store {
+        let next = keys
+            .into_iter()
             .filter_map(|k| match k {
                 Key::Message(n) => Some(n + 1),
                 _ => None,
@@ -234,7 +315,7 @@ impl Store {
                 next,
                 by_token: FxHashMap::default(),
                 pending: Vec::new(),
-                damage: loaded.damage,
+                damage,
             }),
         }
     }
@@ -247,15 +328,22 @@ impl Store {
     /// Stores a QoS 1/2 message accepted under `token`, before the publish call returns.
     pub fn accept(&self, token: Token, publish: &Publish) -> Result<(), Error> {
         let value = encode_message(publish);
+        // In hand before it is written: a restore running meanwhile (a connect on the network
+        // task) must not take the message for an earlier process's and send it twice, nor clear
+        // the store under it.
         let n = {
             let mut inner = self.inner();
+            let n = inner.next;
             inner.next += 1;
-            inner.next - 1
+            inner.by_token.insert(token, n);
+            n
         };
         let mut records = Vec::with_capacity(record::put_len(value.len()));
         record::put(&mut records, Key::Message(n), &value);
-        self.backend.write(&records).map_err(|e| Error::Store(e.to_string()))?;
-        self.inner().by_token.insert(token, n);
+        if let Err(e) = self.backend.write(&records) {
+            self.inner().by_token.remove(&token);
+            return Err(Error::Store(e.to_string()));
+        }
         Ok(())
     }
 
@@ -343,6 +431,10 @@ impl Store {
         let mut inbound = Vec::new();
         let mut dropped = Vec::new();
         let mut inner = self.inner();
+        // Dropping with nothing in hand: all the store holds is an earlier session's, which the
+        // broker no longer has (a clean session), its inbound QoS 2 ids included. One clear, under
+        // the lock, so that no publish is stored meanwhile (see `accept`).
+        let clear = !keep && inner.by_token.is_empty();
         let in_hand: HashSet<u64> = inner.by_token.values().copied().collect();
         for (key, value) in &loaded.values {
             match *key {
@@ -363,8 +455,8 @@ impl Store {
                         dropped.push(n);
                     }
                 },
-                Key::Inbound(id) => inbound.push(id),
-                Key::State(_) => {}
+                Key::Inbound(id) if !clear => inbound.push(id),
+                Key::Inbound(_) | Key::State(_) => {}
             }
         }
         if !keep && !dropped.is_empty() {
@@ -373,9 +465,13 @@ impl Store {
                 dropped.len()
             ));
         }
-        for n in dropped {
-            record::del(&mut inner.pending, Key::Message(n));
-            record::del(&mut inner.pending, Key::State(n));
+        if clear && !loaded.values.is_empty() {
+            self.backend.clear().map_err(|e| Error::Store(e.to_string()))?;
+        } else {
+            for n in dropped {
+                record::del(&mut inner.pending, Key::Message(n));
+                record::del(&mut inner.pending, Key::State(n));
+            }
         }
         drop(inner);
         self.commit()?;
@@ -392,6 +488,7 @@ mod tests {
     use super::*;
     use crate::codec::{MqttStr, Properties, PropertyId};
     use bytes::Bytes;
+    use std::sync::{Arc, mpsc};
 
     /// A backend in memory that replays records the way the directory store does.
     #[derive(Default)]
@@ -427,7 +524,32 @@ mod tests {
         }
     }
 
-    fn publish(topic: &str, qos: QoS) -> Publish {
+    /// A backend in memory whose writes, once applied, wait for the test to let them return.
+    struct Gated {
+        memory: Memory,
+        applied: Mutex<mpsc::Sender<()>>,
+        go: Mutex<mpsc::Receiver<()>>,
+    }
+
+    impl Backend for Gated {
+        fn write(&self, records: &[u8]) -> io::Result<()> {
+            self.memory.write(records)?;
+            self.applied.lock().unwrap().send(()).unwrap();
+            self.go.lock().unwrap().recv().unwrap();
+            Ok(())
+        }
+        fn load(&self) -> io::Result<Loaded> {
+            self.memory.load()
+        }
+        fn sync(&self) -> io::Result<()> {
+            Ok(())
+        }
+        fn sync_due(&self) -> Option<Duration> {
+            None
+        }
+    }
+
+    pub(super) fn publish(topic: &str, qos: QoS) -> Publish {
         let mut properties = Properties::new();
         properties.push_str(PropertyId::ContentType, "text/plain").unwrap();
         Publish {
@@ -441,7 +563,7 @@ mod tests {
         }
     }
 
-    fn counter() -> impl FnMut(usize) -> Token {
+    pub(super) fn counter() -> impl FnMut(usize) -> Token {
         let mut next = 100;
         move |_| {
             next += 1;
@@ -507,6 +629,35 @@ mod tests {
         let restored = again.restore(true, counter()).unwrap().messages;
         let topics: Vec<&str> = restored.iter().map(|r| r.publish.topic.as_str()).collect();
         assert_eq!(topics, ["d"]);
+    }
+
+    #[test]
+    fn a_restore_while_a_publish_is_being_stored_leaves_that_message_alone() {
+        let (applied_tx, applied) = mpsc::channel();
+        let (go, go_rx) = mpsc::channel();
+        let store = Arc::new(Store::new(
+            Box::new(Gated {
+                memory: Memory::default(),
+                applied: Mutex::new(applied_tx),
+                go: Mutex::new(go_rx),
+            }),
+            Loaded::default(),
+        ));
+        let publisher = {
+            let store = store.clone();
+            std::thread::spawn(move || store.accept(1, &publish("a", QoS::AtLeastOnce)))
+        };
+        // The message is written, its publish call not yet returned: a connect restores now.
+        applied.recv().unwrap();
+        let restored = store.restore(true, counter()).unwrap().messages;
+        assert!(restored.is_empty(), "it would go twice: {restored:?}");
+        assert!(store.restore(false, counter()).unwrap().lines.is_empty());
+        go.send(()).unwrap();
+        publisher.join().unwrap().unwrap();
+        assert!(
+            store.backend.load().unwrap().values.contains_key(&Key::Message(1)),
+            "a clean session's restore left it stored"
+        );
     }
 
     #[test]
