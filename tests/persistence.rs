@@ -15,7 +15,7 @@ use bytes::Bytes;
 use common::engine::{log_lines, subscribe};
 use common::fake::{FakeBroker, FakeConn, mqtt_str};
 use common::scripted::{done, ok, options};
-use common::{Broker, compile_c, line_reader, project_dir, temp_dir};
+use common::{Broker, compile_c, line_reader, project_dir, run_program, temp_dir};
 use mqttclient::codec::{Ack, Packet, Publish, QoS};
 use mqttclient::engine::store::{Store, SyncPolicy};
 use mqttclient::engine::{Address, Client, LogLevel, Options, Token};
@@ -237,6 +237,62 @@ fn damaged_records_are_skipped_with_a_log_line_and_the_rest_delivered() {
     assert_eq!(restored.lock().unwrap().len(), 18);
     let lines = lines.lock().unwrap();
     assert_eq!(lines.iter().filter(|l| l.contains("skipped")).count(), 2, "{lines:?}");
+}
+
+/// The numbers on the lines of `out` that begin with `prefix`, up to a ':' or the end.
+fn numbered(out: &str, prefix: &str) -> BTreeSet<u64> {
+    out.lines()
+        .filter_map(|l| l.strip_prefix(prefix)?.split(':').next()?.parse().ok())
+        .collect()
+}
+
+/// A full disk: tests/c/store_full.c publishes, before any connect, with its files limited to
+/// 64 KiB (RLIMIT_FSIZE, SIGXFSZ ignored: a write past the limit fails with EFBIG, as one on a
+/// full disk fails with ENOSPC, and may have written part of its record) until a publish fails
+/// with MQTTC_ERR_STORE. The next run (tests/c/store_publisher.c, publishing nothing of its own),
+/// without the limit, restores exactly the messages whose publish returned MQTTC_OK, and a
+/// subscriber on mosquitto gets every one.
+#[test]
+fn a_full_disk_fails_the_publish_and_loses_nothing_stored_before() {
+    let dir = temp_dir("store-full");
+    let store = dir.display().to_string();
+    let run = |name: &str, args: &[&str]| {
+        let exe = compile_c(name, &[project_dir().join(format!("tests/c/{name}.c"))]);
+        let (code, out, err) = run_program(Command::new(&exe).args(args), Duration::from_secs(60));
+        assert_eq!(code, 0, "{name} {args:?}\n{out}\n{err}");
+        out
+    };
+    let out = run("store_full", &[&store, &(64 << 10).to_string()]);
+    let accepted = numbered(&out, "ok ");
+    let error = out
+        .lines()
+        .find_map(|l| l.strip_prefix("store error: "))
+        .unwrap_or_else(|| panic!("no store error:\n{out}"));
+    assert!(error.contains("File too large") && error.contains(&store), "{error}");
+    // About 64 KiB of records of 150 to 250 bytes, in publish order.
+    assert!((200..500).contains(&accepted.len()), "{} accepted", accepted.len());
+    assert_eq!(accepted, (0..accepted.len() as u64).collect());
+
+    let broker = Broker::start();
+    let watcher = common::engine::client_for(&format!("mqtt://127.0.0.1:{}", broker.port), None);
+    common::engine::connect(&watcher).unwrap();
+    let rx = subscribe(&watcher, "store/kill", QoS::ExactlyOnce);
+    let out = run(
+        "store_publisher",
+        &[&broker.port.to_string(), &store, "1", "1", "0", "0"],
+    );
+    assert_eq!(numbered(&out, "restored "), accepted, "{out}");
+    assert!(out.contains(&format!("done restored={}", accepted.len())), "{out}");
+    let mut received = BTreeSet::new();
+    while received.len() < accepted.len() {
+        let p = rx
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("{} of {} received", received.len(), accepted.len()));
+        let text = String::from_utf8(p.payload.to_vec()).unwrap();
+        let n = text.split_once(':').and_then(|(n, _)| n.parse().ok());
+        received.insert(n.unwrap_or_else(|| panic!("not a message of the test: {text}")));
+    }
+    assert_eq!(received, accepted);
 }
 
 fn env_or(name: &str, default: u64) -> u64 {

@@ -320,9 +320,11 @@ impl Backend for DirStore {
             return Ok(());
         }
         let mut log = self.log();
-        log.append(records)?;
-        log.sync_if_due()?;
-        log.rotate_if_full(&self.dir, self.policy)
+        log.append(records)
+            .and_then(|()| log.sync_if_due())
+            .and_then(|()| log.rotate_if_full(&self.dir, self.policy))
+            // Which store, as `Store::open_dir` says: a full disk is then easy to find.
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.dir.display())))
     }
 
     fn load(&self) -> io::Result<Loaded> {
