@@ -16,6 +16,8 @@ pub(super) struct Outbox<'a> {
     done: Vec<(Token, TokenResult)>,
     /// With `Options::inline_callbacks`: runs each event's callbacks at once, on this thread.
     inline: Option<Dispatcher>,
+    /// The last store commit failed (its records wait for the next).
+    store_failing: bool,
 }
 
 impl<'a> Outbox<'a> {
@@ -25,6 +27,7 @@ impl<'a> Outbox<'a> {
             backlog: VecDeque::new(),
             done: Vec::new(),
             inline: ctx.events.is_none().then(|| Dispatcher::new(ctx.shared.clone())),
+            store_failing: false,
         }
     }
 
@@ -80,13 +83,28 @@ impl<'a> Outbox<'a> {
         self.ctx.shared.announce();
     }
 
-    /// Writes what the store was told since the last commit (see [`Store::commit`]); a failure
-    /// is logged: the messages stay in memory, only their crash-safety suffers.
+    /// Writes what the store was told since the last commit (see [`Store::commit`]). A failure
+    /// is logged, once until a commit succeeds again (each loop tries again): the messages stay
+    /// in memory, and the records wait for the next commit; only their crash-safety suffers
+    /// meanwhile.
     ///
     /// [`Store::commit`]: crate::engine::store::Store::commit
     pub(super) fn commit_store(&mut self) {
-        if let Some(Err(e)) = self.ctx.shared.store.as_ref().map(|s| s.commit()) {
-            self.log(LogLevel::Error, || format!("{e}"));
+        let Some(result) = self.ctx.shared.store.as_ref().map(|s| s.commit()) else {
+            return;
+        };
+        match result {
+            Err(e) if !self.store_failing => {
+                self.store_failing = true;
+                self.log(LogLevel::Error, || {
+                    format!("{e}; its records are kept and written with the next ones")
+                });
+            }
+            Ok(()) if self.store_failing => {
+                self.store_failing = false;
+                self.log(LogLevel::Info, || "store: the records kept were written".into());
+            }
+            _ => {}
         }
     }
 

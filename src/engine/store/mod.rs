@@ -197,8 +197,10 @@ struct Inner {
     next: u64,
     /// The messages this process has in hand, by token.
     by_token: FxHashMap<Token, u64>,
-    /// Records of the network task, written by `commit`.
+    /// Records of the network task, written by `commit`; those of a failed commit stay, ahead.
     pending: Vec<u8>,
+    /// The length `pending` had when last coalesced, while commits fail (see `commit`).
+    coalesced: usize,
     /// What damage the backend skipped when opened, to log at the first restore (the client has
     /// no log handler before).
     damage: Vec<String>,
@@ -241,6 +243,28 @@ fn decode_message(value: &[u8]) -> Option<Publish> {
         Ok(Some(Packet::Publish(p))) if buf.is_empty() && p.qos != QoS::AtMostOnce => Some(Publish { pkid: 0, ..p }),
         _ => None,
     }
+}
+
+/// How many bytes of records a failing backend leaves before they are first coalesced.
+const COALESCE_FROM: usize = 64 << 10;
+
+/// `records` (well-formed) with only the last record of each key, in their order: applied, they
+/// leave the same values as all of them.
+fn coalesce(records: &[u8]) -> Vec<u8> {
+    let spans: Vec<(Key, usize, usize)> = record::Scan::new(records)
+        .map(|item| match item {
+            record::Item::Record(record::Record::Put(key, _) | record::Record::Del(key), at, len) => (key, at, len),
+            record::Item::Skipped { .. } => unreachable!("records made by record::put/del"),
+        })
+        .collect();
+    let last: FxHashMap<Key, usize> = spans.iter().enumerate().map(|(i, (key, ..))| (*key, i)).collect();
+    let mut out = Vec::new();
+    for (i, (key, at, len)) in spans.iter().enumerate() {
+        if last[key] == i {
+            out.extend_from_slice(&records[*at..at + len]);
+        }
+    }
+    out
 }
 
 /// The directory for `client_id`'s records under `base`: one per client id, which is what a
@@ -315,6 +339,7 @@ impl Store {
                 next,
                 by_token: FxHashMap::default(),
                 pending: Vec::new(),
+                coalesced: 0,
                 damage,
             }),
         }
@@ -392,6 +417,12 @@ impl Store {
 
     /// Writes what the network task noted. Called before it writes packets to the socket, so that
     /// a packet id is stored before the PUBLISH that uses it leaves.
+    ///
+    /// When the write fails (a full disk), its records stay for the next commit, ahead of those
+    /// noted meanwhile: each puts or deletes a whole value, so writing again those that were
+    /// written before the failure changes nothing. While commits keep failing, the records are
+    /// coalesced to the last of each key whenever they have doubled, which keeps them within the
+    /// keys in use.
     pub fn commit(&self) -> Result<(), Error> {
         let pending = {
             let mut inner = self.inner();
@@ -402,10 +433,21 @@ impl Store {
         };
         let r = self.backend.write(&pending).map_err(|e| Error::Store(e.to_string()));
         let mut inner = self.inner();
-        if inner.pending.is_empty() {
-            // Its buffer, for the next records.
-            inner.pending = pending;
-            inner.pending.clear();
+        if r.is_err() {
+            let mut kept = pending;
+            kept.extend_from_slice(&inner.pending);
+            if kept.len() >= 2 * inner.coalesced.max(COALESCE_FROM) {
+                kept = coalesce(&kept);
+                inner.coalesced = kept.len();
+            }
+            inner.pending = kept;
+        } else {
+            inner.coalesced = 0;
+            if inner.pending.is_empty() {
+                // Its buffer, for the next records.
+                inner.pending = pending;
+                inner.pending.clear();
+            }
         }
         r
     }
@@ -488,6 +530,7 @@ mod tests {
     use super::*;
     use crate::codec::{MqttStr, Properties, PropertyId};
     use bytes::Bytes;
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, mpsc};
 
     /// A backend in memory that replays records the way the directory store does.
@@ -524,22 +567,15 @@ mod tests {
         }
     }
 
-    /// A backend in memory whose writes, once applied, wait for the test to let them return.
-    struct Gated {
-        memory: Memory,
-        applied: Mutex<mpsc::Sender<()>>,
-        go: Mutex<mpsc::Receiver<()>>,
-    }
+    /// [`Memory`] whose writes `write` makes: it may hold them up, or fail them.
+    struct Hooked<F>(Memory, F);
 
-    impl Backend for Gated {
+    impl<F: Fn(&Memory, &[u8]) -> io::Result<()> + Send + Sync> Backend for Hooked<F> {
         fn write(&self, records: &[u8]) -> io::Result<()> {
-            self.memory.write(records)?;
-            self.applied.lock().unwrap().send(()).unwrap();
-            self.go.lock().unwrap().recv().unwrap();
-            Ok(())
+            (self.1)(&self.0, records)
         }
         fn load(&self) -> io::Result<Loaded> {
-            self.memory.load()
+            self.0.load()
         }
         fn sync(&self) -> io::Result<()> {
             Ok(())
@@ -547,6 +583,24 @@ mod tests {
         fn sync_due(&self) -> Option<Duration> {
             None
         }
+    }
+
+    /// A store whose backend's writes fail, once the switch returned is on, after applying their
+    /// first record only (as a full disk cuts a write short).
+    fn failing_store() -> (Store, Arc<AtomicBool>) {
+        let failing = Arc::new(AtomicBool::new(false));
+        let switch = failing.clone();
+        let backend = Hooked(Memory::default(), move |m: &Memory, records: &[u8]| {
+            if !switch.load(Ordering::SeqCst) {
+                return m.write(records);
+            }
+            let Some(record::Item::Record(_, _, first)) = record::Scan::new(records).next() else {
+                unreachable!("records made by record::put/del")
+            };
+            m.write(&records[..first])?;
+            Err(io::Error::other("No space left on device"))
+        });
+        (Store::new(Box::new(backend), Loaded::default()), failing)
     }
 
     pub(super) fn publish(topic: &str, qos: QoS) -> Publish {
@@ -635,14 +689,14 @@ mod tests {
     fn a_restore_while_a_publish_is_being_stored_leaves_that_message_alone() {
         let (applied_tx, applied) = mpsc::channel();
         let (go, go_rx) = mpsc::channel();
-        let store = Arc::new(Store::new(
-            Box::new(Gated {
-                memory: Memory::default(),
-                applied: Mutex::new(applied_tx),
-                go: Mutex::new(go_rx),
-            }),
-            Loaded::default(),
-        ));
+        let (applied_tx, go_rx) = (Mutex::new(applied_tx), Mutex::new(go_rx));
+        let gated = Hooked(Memory::default(), move |m: &Memory, records: &[u8]| {
+            m.write(records)?;
+            applied_tx.lock().unwrap().send(()).unwrap();
+            go_rx.lock().unwrap().recv().unwrap();
+            Ok(())
+        });
+        let store = Arc::new(Store::new(Box::new(gated), Loaded::default()));
         let publisher = {
             let store = store.clone();
             std::thread::spawn(move || store.accept(1, &publish("a", QoS::AtLeastOnce)))
@@ -658,6 +712,55 @@ mod tests {
             store.backend.load().unwrap().values.contains_key(&Key::Message(1)),
             "a clean session's restore left it stored"
         );
+    }
+
+    #[test]
+    fn a_failed_commit_keeps_its_records_for_the_next() {
+        let (store, failing) = failing_store();
+        for t in 1..=3 {
+            store.accept(t, &publish("a", QoS::ExactlyOnce)).unwrap();
+        }
+        failing.store(true, Ordering::SeqCst);
+        store.staged(1, Stage::Sent(11));
+        store.staged(2, Stage::Sent(12));
+        assert!(store.commit().is_err());
+        // Noted after the failure: goes after the records kept.
+        store.finished(&[(1, Ok(Default::default()))]);
+        store.staged(3, Stage::Sent(13));
+        assert!(store.commit().is_err(), "still failing");
+        failing.store(false, Ordering::SeqCst);
+        store.commit().unwrap();
+        let values = store.backend.load().unwrap().values;
+        let keys: Vec<Key> = values.keys().copied().collect();
+        assert_eq!(
+            keys,
+            [Key::Message(2), Key::Message(3), Key::State(2), Key::State(3)],
+            "message 1 acknowledged, the others sent"
+        );
+        assert_eq!(values[&Key::State(2)], stage_value(Stage::Sent(12)));
+    }
+
+    #[test]
+    fn records_kept_while_commits_fail_stay_within_the_keys_in_use() {
+        let (store, failing) = failing_store();
+        failing.store(true, Ordering::SeqCst);
+        let mut most = 0;
+        for round in 0..20_000u32 {
+            let id = (round % 100) as u16;
+            store.inbound(id, round % 3 != 2);
+            let _ = store.commit();
+            most = most.max(store.inner().pending.len());
+        }
+        // 100 keys of 22-byte records, doubled before each coalescing.
+        assert!(most < 4 * COALESCE_FROM, "{most} bytes kept");
+        failing.store(false, Ordering::SeqCst);
+        store.commit().unwrap();
+        let kept: Vec<Key> = store.backend.load().unwrap().values.into_keys().collect();
+        let expected: Vec<Key> = (0..100u32)
+            .filter(|id| (19_900 + id) % 3 != 2)
+            .map(|id| Key::Inbound(id as u16))
+            .collect();
+        assert_eq!(kept, expected, "the last record of each key");
     }
 
     #[test]
