@@ -22,7 +22,7 @@ mod open_event_fd;
 use open_event_fd::open_event_fd;
 
 pub use eventfd::EventFd;
-pub use lock::try_lock_exclusive;
+pub use lock::{try_lock_exclusive, unlock};
 pub use socket::{TcpOption, send_vectored_nonblocking, set_tcp_option, set_tcp_option_bytes};
 #[cfg(test)]
 pub use socket::{readable_now, tcp_option, tcp_option_bytes};

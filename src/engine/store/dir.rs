@@ -32,7 +32,16 @@ pub struct DirStore {
     policy: SyncPolicy,
     log: Mutex<Log>,
     /// Holds the lock on `<dir>/lock` while the store is open.
-    _lock: File,
+    lock: File,
+}
+
+impl Drop for DirStore {
+    fn drop(&mut self) {
+        // Closing the file is not enough: a process forked meanwhile (an application's child
+        // between fork and exec, or one that never execs) holds a copy of the descriptor, and
+        // with it the lock, which would refuse the next client this store.
+        let _ = crate::sys::unlock(&self.lock);
+    }
 }
 
 /// Where a key's live record is.
@@ -151,7 +160,7 @@ impl DirStore {
             dir: dir.to_owned(),
             policy,
             log: Mutex::new(log),
-            _lock: lock,
+            lock,
         };
         Ok((store, loaded))
     }
@@ -382,6 +391,8 @@ mod tests {
             DirStore::open(&dir, SyncPolicy::Every).is_err(),
             "a second client may not open it"
         );
+        // As a child process forked meanwhile would hold it.
+        let copy = s.lock.try_clone().unwrap();
         drop(s);
         let (s, loaded) = DirStore::open(&dir, SyncPolicy::Never).unwrap();
         let expected = BTreeMap::from([
@@ -392,6 +403,7 @@ mod tests {
         assert_eq!(loaded.values, expected);
         assert_eq!(s.load().unwrap().values, expected, "as written again on open");
         assert_eq!(list_segments(&dir).unwrap().len(), 1, "old segments are deleted");
+        drop(copy);
         fs::remove_dir_all(&dir).unwrap();
     }
 
