@@ -96,12 +96,7 @@ fn replay(dir: &Path, segs: &[u64]) -> io::Result<Loaded> {
         let data = fs::read(segment_path(dir, seg))?;
         for item in Scan::new(&data) {
             match item {
-                Item::Record(Record::Put(key, value), ..) => {
-                    loaded.values.insert(key, value.to_vec());
-                }
-                Item::Record(Record::Del(key), ..) => {
-                    loaded.values.remove(&key);
-                }
+                Item::Record(record, ..) => record.apply(&mut loaded.values),
                 Item::Skipped { offset, len } => loaded.damage.push(format!(
                     "store: skipped {len} damaged byte(s) at offset {offset} of {}",
                     segment_path(dir, seg).display()
@@ -202,24 +197,20 @@ impl Log {
             let Item::Record(record, offset, len) = item else {
                 unreachable!("records made by record::put/del")
             };
-            let (key, new) = match record {
-                Record::Put(key, _) => (
-                    key,
-                    Some(Loc {
-                        seg: self.current,
-                        offset: base + offset as u64,
-                        len: len as u32,
-                    }),
-                ),
-                Record::Del(key) => (key, None),
-            };
-            let old = match new {
-                Some(loc) => self.index.insert(key, loc),
-                None => self.index.remove(&key),
-            };
-            if let Some(old) = old {
-                self.segments.entry(old.seg).or_default().live -= 1;
-                self.live_bytes -= u64::from(old.len);
+            let new = matches!(record, Record::Put(..)).then_some(Loc {
+                seg: self.current,
+                offset: base + offset as u64,
+                len: len as u32,
+            });
+            for key in record.keys() {
+                let old = match new {
+                    Some(loc) => self.index.insert(key, loc),
+                    None => self.index.remove(&key),
+                };
+                if let Some(old) = old {
+                    self.segments.entry(old.seg).or_default().live -= 1;
+                    self.live_bytes -= u64::from(old.len);
+                }
             }
             if let Some(loc) = new {
                 self.segments.entry(loc.seg).or_default().live += 1;
@@ -387,6 +378,11 @@ mod tests {
         s.write(&[put(Key::State(2), b"s"), del(Key::Message(1))].concat())
             .unwrap();
         s.write(&put(Key::Inbound(9), b"")).unwrap();
+        s.write(&[put(Key::Message(3), b"three"), put(Key::State(3), b"s")].concat())
+            .unwrap();
+        let mut gone = Vec::new();
+        record::del_message(&mut gone, 3);
+        s.write(&gone).unwrap();
         assert!(
             DirStore::open(&dir, SyncPolicy::Every).is_err(),
             "a second client may not open it"

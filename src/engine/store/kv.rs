@@ -130,7 +130,11 @@ impl Backend for KvStore {
             };
             match record {
                 Record::Put(key, value) => table.kv.put(&key_name(key), value)?,
-                Record::Del(key) => table.kv.remove(&key_name(key))?,
+                _ => {
+                    for key in record.keys() {
+                        table.kv.remove(&key_name(key))?;
+                    }
+                }
             }
             table.clock.wrote(1);
         }

@@ -248,19 +248,22 @@ fn decode_message(value: &[u8]) -> Option<Publish> {
 /// How many bytes of records a failing backend leaves before they are first coalesced.
 const COALESCE_FROM: usize = 64 << 10;
 
-/// `records` (well-formed) with only the last record of each key, in their order: applied, they
-/// leave the same values as all of them.
+/// `records` (well-formed) with only those that are the last for one of their keys, in their
+/// order: applied, they leave the same values as all of them.
 fn coalesce(records: &[u8]) -> Vec<u8> {
-    let spans: Vec<(Key, usize, usize)> = record::Scan::new(records)
+    let spans: Vec<(record::Record<'_>, usize, usize)> = record::Scan::new(records)
         .map(|item| match item {
-            record::Item::Record(record::Record::Put(key, _) | record::Record::Del(key), at, len) => (key, at, len),
+            record::Item::Record(record, at, len) => (record, at, len),
             record::Item::Skipped { .. } => unreachable!("records made by record::put/del"),
         })
         .collect();
-    let last: FxHashMap<Key, usize> = spans.iter().enumerate().map(|(i, (key, ..))| (*key, i)).collect();
+    let mut last: FxHashMap<Key, usize> = FxHashMap::default();
+    for (i, (record, ..)) in spans.iter().enumerate() {
+        last.extend(record.keys().map(|key| (key, i)));
+    }
     let mut out = Vec::new();
-    for (i, (key, at, len)) in spans.iter().enumerate() {
-        if last[key] == i {
+    for (i, (record, at, len)) in spans.iter().enumerate() {
+        if record.keys().any(|key| last[&key] == i) {
             out.extend_from_slice(&records[*at..at + len]);
         }
     }
@@ -400,8 +403,7 @@ impl Store {
                 continue;
             };
             if !matches!(result, Err(Error::Cancelled)) {
-                record::del(&mut inner.pending, Key::Message(n));
-                record::del(&mut inner.pending, Key::State(n));
+                record::del_message(&mut inner.pending, n);
             }
         }
     }
@@ -511,8 +513,7 @@ impl Store {
             self.backend.clear().map_err(|e| Error::Store(e.to_string()))?;
         } else {
             for n in dropped {
-                record::del(&mut inner.pending, Key::Message(n));
-                record::del(&mut inner.pending, Key::State(n));
+                record::del_message(&mut inner.pending, n);
             }
         }
         drop(inner);
@@ -542,12 +543,7 @@ mod tests {
             let mut m = self.0.lock().unwrap();
             for item in record::Scan::new(records) {
                 match item {
-                    record::Item::Record(record::Record::Put(k, v), ..) => {
-                        m.insert(k, v.to_vec());
-                    }
-                    record::Item::Record(record::Record::Del(k), ..) => {
-                        m.remove(&k);
-                    }
+                    record::Item::Record(record, ..) => record.apply(&mut m),
                     record::Item::Skipped { .. } => unreachable!(),
                 }
             }
@@ -738,6 +734,35 @@ mod tests {
             "message 1 acknowledged, the others sent"
         );
         assert_eq!(values[&Key::State(2)], stage_value(Stage::Sent(12)));
+    }
+
+    #[test]
+    fn coalesced_records_leave_the_values_all_of_them_leave() {
+        let mut records = Vec::new();
+        record::put(&mut records, Key::State(1), b"sent");
+        // The delete of message 1 is the last record for its state, though not for the message.
+        record::del_message(&mut records, 1);
+        record::put(&mut records, Key::Message(1), b"again");
+        record::put(&mut records, Key::Inbound(2), b"");
+        record::del(&mut records, Key::Inbound(2));
+        record::put(&mut records, Key::Inbound(3), b"");
+        let apply = |records: &[u8]| {
+            let mut values = BTreeMap::from([(Key::State(1), b"earlier".to_vec()), (Key::Inbound(2), Vec::new())]);
+            for item in record::Scan::new(records) {
+                let record::Item::Record(record, ..) = item else {
+                    unreachable!()
+                };
+                record.apply(&mut values);
+            }
+            values
+        };
+        let fewer = coalesce(&records);
+        assert!(fewer.len() < records.len());
+        assert_eq!(apply(&fewer), apply(&records));
+        assert_eq!(
+            apply(&records).into_keys().collect::<Vec<_>>(),
+            [Key::Message(1), Key::Inbound(3)]
+        );
     }
 
     #[test]

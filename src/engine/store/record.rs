@@ -1,13 +1,17 @@
 //! The record framing of the directory store's log: bytes in, records out, no I/O.
 //!
 //! A record is `magic (4) | body length (4, LE) | CRC-32 of length and body (4, LE) | body`.
-//! The body is `op (1) | key tag (1) | key id (8, LE) | value` (the value only for a put).
+//! The body is `op (1) | key tag (1) | key id (8, LE) | value` (the value only for a put). The ops
+//! are put, delete, and delete of a message with its state (one record where a completed message
+//! took two).
 //!
 //! A process killed in the middle of a write leaves a torn record at the end of a segment; a disk
 //! or a person may corrupt bytes anywhere. The reader never trusts a length it has not checked:
 //! a record counts only when its magic, its length (within the segment and the limit) and its CRC
 //! agree. Anything else is skipped byte by byte up to the next magic whose record checks out, and
 //! reported, so a damaged record costs that record only, never a crash or a wrong message.
+use std::collections::BTreeMap;
+
 use super::Key;
 
 const MAGIC: [u8; 4] = *b"mqS1";
@@ -18,12 +22,40 @@ pub const MAX_BODY: usize = 268_435_455 + 64;
 
 const OP_PUT: u8 = 1;
 const OP_DEL: u8 = 2;
+const OP_DEL_MESSAGE: u8 = 3;
 
 /// One record of the log.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Record<'a> {
     Put(Key, &'a [u8]),
     Del(Key),
+    /// Deletes `Key::Message(n)` and `Key::State(n)`.
+    DelMessage(u64),
+}
+
+impl Record<'_> {
+    /// The keys the record puts or deletes.
+    pub fn keys(&self) -> impl Iterator<Item = Key> {
+        let (key, more) = match *self {
+            Record::Put(key, _) | Record::Del(key) => (key, None),
+            Record::DelMessage(n) => (Key::Message(n), Some(Key::State(n))),
+        };
+        std::iter::once(key).chain(more)
+    }
+
+    /// Applies the record to `values`.
+    pub fn apply(&self, values: &mut BTreeMap<Key, Vec<u8>>) {
+        match *self {
+            Record::Put(key, value) => {
+                values.insert(key, value.to_vec());
+            }
+            _ => {
+                for key in self.keys() {
+                    values.remove(&key);
+                }
+            }
+        }
+    }
 }
 
 /// Appends a put of `value` under `key` to `out`.
@@ -34,6 +66,11 @@ pub fn put(out: &mut Vec<u8>, key: Key, value: &[u8]) {
 /// Appends a delete of `key` to `out`.
 pub fn del(out: &mut Vec<u8>, key: Key) {
     write(out, OP_DEL, key, &[]);
+}
+
+/// Appends a delete of message `n` and its state to `out`.
+pub fn del_message(out: &mut Vec<u8>, n: u64) {
+    write(out, OP_DEL_MESSAGE, Key::Message(n), &[]);
 }
 
 /// The bytes a put of a `value_len`-byte value takes.
@@ -101,6 +138,10 @@ impl<'a> Scan<'a> {
         let record = match body[0] {
             OP_PUT => Record::Put(key, &body[KEY_LEN..]),
             OP_DEL if len == KEY_LEN => Record::Del(key),
+            OP_DEL_MESSAGE if len == KEY_LEN => match key {
+                Key::Message(n) => Record::DelMessage(n),
+                _ => return None,
+            },
             _ => return None,
         };
         Some((record, HEADER + len))
@@ -151,6 +192,7 @@ mod tests {
         let mut out = Vec::new();
         put(&mut out, Key::Message(1), b"first");
         del(&mut out, Key::State(1));
+        del_message(&mut out, 9);
         put(&mut out, Key::Inbound(7), b"");
         put(&mut out, Key::Message(2), b"second, with mqS1 inside");
         out
@@ -171,11 +213,12 @@ mod tests {
             [
                 Record::Put(Key::Message(1), b"first"),
                 Record::Del(Key::State(1)),
+                Record::DelMessage(9),
                 Record::Put(Key::Inbound(7), b""),
                 Record::Put(Key::Message(2), b"second, with mqS1 inside"),
             ]
         );
-        assert_eq!(put_len(5) + 2 * put_len(0) + put_len(24), data.len());
+        assert_eq!(put_len(5) + 3 * put_len(0) + put_len(24), data.len());
     }
 
     #[test]
@@ -185,10 +228,10 @@ mod tests {
         for cut in 1..last {
             let torn = &data[..data.len() - cut];
             let items = records(torn);
-            assert_eq!(items.len(), 4, "cut {cut}");
-            assert!(matches!(items[2], Item::Record(Record::Put(Key::Inbound(7), b""), ..)));
+            assert_eq!(items.len(), 5, "cut {cut}");
+            assert!(matches!(items[3], Item::Record(Record::Put(Key::Inbound(7), b""), ..)));
             assert_eq!(
-                items[3],
+                items[4],
                 Item::Skipped {
                     offset: data.len() - last,
                     len: last - cut
@@ -222,7 +265,7 @@ mod tests {
                 let hit = good.iter().rposition(|&g| g <= at).unwrap();
                 let expected: Vec<usize> = good.iter().copied().filter(|&g| g != good[hit]).collect();
                 assert_eq!(kept, expected, "byte {at} ^ {flip:#x}");
-                assert_eq!(items.len(), 4, "one skip in place of the damaged record");
+                assert_eq!(items.len(), 5, "one skip in place of the damaged record");
             }
         }
     }
