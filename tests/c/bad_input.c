@@ -255,6 +255,8 @@ static void pool_options(uint16_t port) {
     expect("connect from 127.0.0.2", mqttc_connect(c, &t), MQTTC_OK);
     expect("its wait", mqttc_token_wait(c, t, 10000), MQTTC_OK);
     mqttc_client_free(c);
+}
+
 static int stub_put(void *u, const char *key, const uint8_t *value, size_t len) {
     (void)u, (void)key, (void)value, (void)len;
     return 0;
