@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::{Broker, compile_c, free_port, project_dir, run_program};
+use common::{Broker, compile_c, compile_c_with, free_port, project_dir, run_program, temp_dir};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -282,6 +282,62 @@ fn the_latency_floor_client_runs_both_ways_and_refuses_qos_2() {
         out.is_empty() && err.contains("--qos 2: 0 or 1"),
         "stdout:\n{out}\nstderr:\n{err}"
     );
+}
+
+/// benches/paho_store.c, Paho C's publisher beside ours in scripts/bench.py's store section: in
+/// memory and with its file persistence, at QoS 1 and 2, with a window wide and narrow, it prints
+/// what mqttc_bench prints in pub mode and leaves the persistence directory empty; a directory
+/// Paho cannot create fails the run (so `--store` reaches its file persistence); QoS 0 and the
+/// other modes are refused.
+#[test]
+fn the_paho_store_peer_publishes_with_and_without_file_persistence() {
+    static EXE: OnceLock<PathBuf> = OnceLock::new();
+    let paho = EXE.get_or_init(|| {
+        compile_c_with(
+            "paho_store",
+            &[project_dir().join("benches/paho_store.c")],
+            &["-lpaho-mqtt3a"],
+        )
+    });
+    let broker = bench_broker();
+    let dir = temp_dir("paho-store");
+    let store = ["--store", dir.to_str().unwrap()];
+    for qos in 1..=2 {
+        for (inflight, extra) in [(100, &[][..]), (100, &store[..]), (4, &store[..])] {
+            let run = Run {
+                port: broker.port,
+                mode: "pub",
+                qos,
+                count: 300,
+                inflight,
+                size: 64,
+            };
+            run_checked(paho, "paho-c", &run, extra);
+            let left: Vec<_> = std::fs::read_dir(&*dir).unwrap().collect();
+            assert!(left.is_empty(), "QoS {qos} {extra:?}: left in the directory: {left:?}");
+        }
+    }
+
+    let file = dir.join("a-file");
+    std::fs::write(&file, b"").unwrap();
+    let under_a_file = file.join("store");
+    let (code, out, err) = run_program(
+        Command::new(paho)
+            .args(["--port", &broker.port.to_string(), "--count", "5", "--store"])
+            .arg(&under_a_file),
+        TIMEOUT,
+    );
+    assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        out.is_empty() && err.contains("MQTTAsync_create: Persistence error"),
+        "stdout:\n{out}\nstderr:\n{err}"
+    );
+
+    for args in [["--qos", "0"], ["--mode", "e2e"]] {
+        let (code, out, err) = run_program(Command::new(paho).args(args), TIMEOUT);
+        assert_eq!(code, 2, "{args:?}: stdout:\n{out}\nstderr:\n{err}");
+        assert!(out.is_empty() && err.contains("usage: paho_store"), "{args:?}: {err}");
+    }
 }
 
 /// A run against a port nobody listens on fails with exit status 1 and says why.

@@ -302,17 +302,22 @@ pub fn sanitizer() -> Option<String> {
 /// warning flags (and the sanitizer, see `sanitizer`). Each test binary compiles into its own
 /// directory, so parallel tests don't race.
 pub fn compile_c(name: &str, sources: &[PathBuf]) -> PathBuf {
-    compile(name, sources, false, &["-std=c11", "-D_POSIX_C_SOURCE=200809L"])
+    compile_c_with(name, sources, &[])
+}
+
+/// `compile_c` also linking the system libraries `libs` (e.g. `-lpaho-mqtt3a`).
+pub fn compile_c_with(name: &str, sources: &[PathBuf], libs: &[&str]) -> PathBuf {
+    compile(name, sources, false, &["-std=c11", "-D_POSIX_C_SOURCE=200809L"], libs)
 }
 
 /// Compiles C++17 sources (include/mqttclient.hpp's tests and examples) the same way as
 /// `compile_c`, with `flags` added (e.g. `-fno-exceptions`).
 pub fn compile_cxx(name: &str, sources: &[PathBuf], flags: &[&str]) -> PathBuf {
     let std = ["-std=c++17"];
-    compile(name, sources, true, &[&std[..], flags].concat())
+    compile(name, sources, true, &[&std[..], flags].concat(), &[])
 }
 
-fn compile(name: &str, sources: &[PathBuf], cpp: bool, flags: &[&str]) -> PathBuf {
+fn compile(name: &str, sources: &[PathBuf], cpp: bool, flags: &[&str], libs: &[&str]) -> PathBuf {
     let out_dir = lib_dir().join("c-tests").join(std::process::id().to_string());
     std::fs::create_dir_all(&out_dir).unwrap();
     let exe = out_dir.join(name);
@@ -361,6 +366,7 @@ fn compile(name: &str, sources: &[PathBuf], cpp: bool, flags: &[&str]) -> PathBu
         .arg("-L")
         .arg(lib_dir())
         .arg(format!("-Wl,-rpath,{}", lib_dir().display()))
+        .args(libs)
         .args(["-lmqttclient", "-lpthread"]);
     let out = cmd.output().expect("run the compiler");
     assert!(
