@@ -2,11 +2,12 @@
 """mqttclient's reproducible benchmark suite (Python 3.11 standard library only).
 
 Installs what is missing (mosquitto and /usr/bin/time; libmosquitto-dev for the idle section and
-the comparison; libpaho-mqtt-dev for the comparison), builds the library
-(`cargo build --release --lib`), the benchmark client c_examples/mqttc_bench.c and the idle
-programs benches/idle/*.c, starts its own mosquitto on a free loopback port (the configuration
-shared/bench/compare.py uses), runs the sections, stops the broker, and prints a Markdown report
-on standard output (progress goes to standard error).
+the comparison; libpaho-mqtt-dev for the store section and the comparison), builds the library
+(`cargo build --release --lib`), the benchmark client c_examples/mqttc_bench.c, the idle
+programs benches/idle/*.c and Paho C's publisher benches/paho_store.c, starts its own mosquitto
+on a free loopback port (the configuration shared/bench/compare.py uses), runs the sections,
+stops the broker, and prints a Markdown report on standard output (progress goes to standard
+error).
 
 Sections (each run --rounds times, interleaved; the report shows medians):
   modes    pub, e2e, latency x QoS 0, 1, 2 with 64-byte payloads (count 100000, latency 20000,
@@ -21,6 +22,11 @@ Sections (each run --rounds times, interleaved; the report shows medians):
            beside benches/latency_floor.c, a raw-socket client that spends the least any client
            can (blocking recv, and the event-loop shape: epoll_wait then recv), so the report
            shows how far below libmosquitto any client can go (target: <= 0.5x libmosquitto)
+  store    pub at QoS 1 and 2 (count 50000): mqttclient in memory and with its message store
+           (mqttc_bench --store, sync none, batch, every) beside Paho C without and with its file
+           persistence (benches/paho_store.c), same window; a fresh directory per run, in the
+           system's temporary directory (targets: batch >= 0.8x in memory, and ahead of Paho's
+           file persistence)
   compare  shared/bench/compare.py side by side with libmosquitto, Paho C and a raw-socket client
            (only when --compare PATH is given, or ../shared/bench/compare.py exists beside the
            repository and --quick is not given), with the targets: pub >= 0.95x raw (payloads:
@@ -31,14 +37,16 @@ CPU time and peak RSS are the benchmark process's own, from the kernel's account
 (user + system time from wait4; ru_maxrss as /usr/bin/time reports it, which the package time
 installs when missing); "CPU us/msg" is that CPU time over the message count.
 
-Exit status: 0 done, 1 a build or a run of ours failed (the message says which; in the compare
-section a peer's failed run is only listed, and the targets against it are n/a), 2 bad command line,
-130 interrupted. Every subprocess has a timeout; the broker is stopped on every exit path.
+Exit status: 0 done, 1 a build or a run of ours failed (the message says which; in the store and
+compare sections a peer's failed run is only listed, and the targets against it are n/a), 2 bad
+command line, 130 interrupted. Every subprocess has a timeout; the broker is stopped on every exit
+path.
 
 Examples:
   scripts/bench.py --quick                       smoke test (tiny counts, 1 round, < 1 minute)
   scripts/bench.py --rounds 5 --json bench.json  the full suite
   scripts/bench.py --only modes,idle
+  scripts/bench.py --only store --rounds 3       the message store beside Paho C's (~5 minutes)
   scripts/bench.py --compare ../shared/bench/compare.py --only compare
 """
 
@@ -62,6 +70,7 @@ BENCH_EXE = os.path.join(RELEASE, "mqttc_bench")
 IDLE_OURS = os.path.join(RELEASE, "idle_mqttclient")
 IDLE_MOSQ = os.path.join(RELEASE, "idle_libmosquitto")
 FLOOR_EXE = os.path.join(RELEASE, "latency_floor")
+PAHO_STORE = os.path.join(RELEASE, "paho_store")
 MOSQ_LATENCY = os.path.join(RELEASE, "mosq_bench")  # compare.py's libmosquitto client, built here
 DEFAULT_COMPARE = os.path.join(os.path.dirname(ROOT), "shared", "bench", "compare.py")
 MOSQUITTO_H = "/usr/include/mosquitto.h"
@@ -70,7 +79,7 @@ GNU_TIME = "/usr/bin/time"
 HAVE_GNU_TIME = os.access(GNU_TIME, os.X_OK)  # set again after installing
 CFLAGS = ["-std=c11", "-O2", "-D_POSIX_C_SOURCE=200809L", "-Wall", "-Wextra", "-Werror"]
 
-SECTIONS = ["modes", "scale", "payload", "idle", "trie", "floor", "compare"]
+SECTIONS = ["modes", "scale", "payload", "idle", "trie", "floor", "store", "compare"]
 INFLIGHT = 100
 SIZE = 64
 
@@ -78,9 +87,9 @@ SIZE = 64
 # Latency runs 20,000 round trips, not compare.py's default 5,000: /usr/bin/time gives compare.py
 # CPU times in 10 ms steps, too coarse at 5,000 (about 125 ms of ours) to decide the CPU target.
 FULL = {"count": 100_000, "lat_count": 20_000, "scale": (100_000, 1_000_000),
-        "payload": ((65_536, 20_000), (1_048_576, 1_000)), "trie_rounds": None}
+        "payload": ((65_536, 20_000), (1_048_576, 1_000)), "trie_rounds": None, "store_count": 50_000}
 QUICK = {"count": 2_000, "lat_count": 200, "scale": (2_000, 20_000),
-         "payload": ((65_536, 200), (1_048_576, 20)), "trie_rounds": 3}
+         "payload": ((65_536, 200), (1_048_576, 20)), "trie_rounds": 3, "store_count": 500}
 
 # Targets (mqttclient relative to a peer, or absolute).
 T_PUB_VS_RAW = 0.95
@@ -90,6 +99,8 @@ T_CPU_VS_MOSQ = 0.5
 T_LAT_VS_MOSQ = 1.0
 T_SCALE = 1.10
 T_TRIE = 2_000_000
+T_STORE_VS_MEMORY = 0.8  # our store with batched sync over our in-memory default
+T_STORE_VS_PAHO = 1.0  # ... over Paho C's file persistence
 CPU_STEP_S = 0.02  # compare.py's CPU time per run is up to this much above what it prints
 
 BUILD_TIMEOUT = 1800  # cargo may wait for other builds' lock on target/
@@ -176,16 +187,17 @@ def mosquitto_exe():
 def ensure_packages(sections):
     """Installs what the selected sections need and is missing, with apt-get (as scripts/deps.sh):
     mosquitto; /usr/bin/time (package time: peak RSS, see measure); libmosquitto-dev for the idle
-    section's peer and the comparison; libpaho-mqtt-dev for the comparison. Without apt-get, only
-    the optional ones may stay missing. Returns whether libmosquitto's header is there."""
+    section's peer and the comparison; libpaho-mqtt-dev for the store section's peer and the
+    comparison. Without apt-get, only the optional ones may stay missing. Returns whether
+    libmosquitto's header is there."""
     global HAVE_GNU_TIME
     compare = "compare" in sections
     want = [("mosquitto", mosquitto_exe() is not None, True),
             ("time", os.access(GNU_TIME, os.X_OK), compare)]
     if {"idle", "floor"} & set(sections) or compare:
         want.append(("libmosquitto-dev", os.path.exists(MOSQUITTO_H), compare))
-    if compare:
-        want.append(("libpaho-mqtt-dev", os.path.exists(PAHO_H), True))
+    if "store" in sections or compare:
+        want.append(("libpaho-mqtt-dev", os.path.exists(PAHO_H), compare))
     need = [name for name, present, _ in want if not present]
     missing_tools = [t for t in ("gcc", "cargo") if not shutil.which(t)]
     if missing_tools:
@@ -195,7 +207,8 @@ def ensure_packages(sections):
         if essential:
             raise BenchError(f"missing {', '.join(essential)} and no apt-get to install them")
         log(f"missing {', '.join(need)} and no apt-get: going on without them "
-            "(no libmosquitto in idle; peak RSS from wait4 includes this script's own)")
+            "(no libmosquitto in idle, no Paho C in store; peak RSS from wait4 includes this "
+            "script's own)")
     elif need:
         sudo = [] if os.geteuid() == 0 else ["sudo"]
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
@@ -214,7 +227,7 @@ def link_ours():
 
 def build(sections, have_mosq_h, compare_path):
     run_tool(["cargo", "build", "--release", "--lib"], BUILD_TIMEOUT, "building the library")
-    if {"modes", "scale", "payload", "floor", "compare"} & set(sections):
+    if {"modes", "scale", "payload", "floor", "store", "compare"} & set(sections):
         run_tool(["gcc", *CFLAGS, "-Iinclude", "c_examples/mqttc_bench.c", *link_ours(),
                   "-o", BENCH_EXE], GCC_TIMEOUT, "building mqttc_bench")
     if "idle" in sections:
@@ -234,6 +247,12 @@ def build(sections, have_mosq_h, compare_path):
                      GCC_TIMEOUT, "building compare.py's mosq_bench")
         elif os.path.exists(MOSQ_LATENCY):
             os.remove(MOSQ_LATENCY)  # not one left from another version of compare.py
+    if "store" in sections:
+        if os.path.exists(PAHO_H):
+            run_tool(["gcc", *CFLAGS, "benches/paho_store.c", "-lpaho-mqtt3a", "-lpthread",
+                      "-o", PAHO_STORE], GCC_TIMEOUT, "building paho_store")
+        elif os.path.exists(PAHO_STORE):
+            os.remove(PAHO_STORE)  # not one built against a Paho C no longer installed
 
 
 # ---- the broker --------------------------------------------------------------------------------
@@ -380,12 +399,17 @@ class Runner:
     def __init__(self, broker):
         self.broker = broker
 
-    def bench(self, mode, qos, count, size=SIZE, inflight=INFLIGHT):
+    def bench(self, mode, qos, count, size=SIZE, inflight=INFLIGHT, exe=BENCH_EXE, extra=(),
+              timeout=None):
+        """One run of `exe` (mqttc_bench, or a peer with its command line and output) with
+        `extra` arguments; `timeout` defaults to run_timeout's."""
         self.broker.check_alive()
-        what = f"mqttc_bench {mode} QoS {qos} count {count} size {size}"
-        res = measure([BENCH_EXE, "--port", self.broker.port, "--mode", mode, "--qos", qos,
-                       "--count", count, "--size", size, "--inflight", inflight],
-                      run_timeout(count, size), what)
+        what = f"{os.path.basename(exe)} {mode} QoS {qos} count {count} size {size}"
+        if extra:
+            what += " " + fmt_cmd(extra)
+        res = measure([exe, "--port", self.broker.port, "--mode", mode, "--qos", qos,
+                       "--count", count, "--size", size, "--inflight", inflight, *extra],
+                      timeout or run_timeout(count, size), what)
         for key in ("secs", "p50_us" if mode == "latency" else "msgs_per_s"):
             if not isinstance(res.get(key), (int, float)):
                 raise BenchError(f"{what}: no number {key!r} in {res}")
@@ -558,6 +582,92 @@ def section_floor(run, cfg, rounds):
             row["met"] = row["ratios"]["mqttclient"] <= T_CPU_VS_MOSQ
         rows.append(row)
     return {"rows": rows}
+
+
+# The store section's runs: (name, what the report calls it, program, whether it gets a fresh
+# --store DIR, further arguments). Paho C's file persistence does not fsync: it is the durability
+# of our sync none (a killed process loses nothing, a power loss may).
+STORE_CONFIGS = [
+    ("ours-memory", "mqttclient, in memory (default)", BENCH_EXE, False, ()),
+    ("ours-none", "mqttclient, store, sync none", BENCH_EXE, True, ("--store-sync", "none")),
+    ("ours-batch", "mqttclient, store, sync batch (default)", BENCH_EXE, True,
+     ("--store-sync", "batch")),
+    ("ours-every", "mqttclient, store, sync every", BENCH_EXE, True, ("--store-sync", "every")),
+    ("paho-memory", "Paho C, MQTTCLIENT_PERSISTENCE_NONE", PAHO_STORE, False, ()),
+    ("paho-file", "Paho C, MQTTCLIENT_PERSISTENCE_DEFAULT (files, no fsync)", PAHO_STORE, True, ()),
+]
+# The store section's ratios of msgs/s: (name, numerator, denominator, target, what meets it).
+STORE_RATIOS = [
+    ("ours-batch / ours-memory", "ours-batch", "ours-memory", T_STORE_VS_MEMORY, ">="),
+    ("ours-batch / paho-file", "ours-batch", "paho-file", T_STORE_VS_PAHO, ">"),
+]
+
+
+def mount_of(path):
+    """The mount point, file system type and device that hold `path` (from /proc/mounts)."""
+    path, best = os.path.realpath(path), None
+    try:
+        with open("/proc/mounts") as f:
+            for line in f:
+                dev, mnt, fstype = line.split()[:3]
+                inside = path == mnt or path.startswith(mnt.rstrip("/") + "/")
+                if inside and (best is None or len(mnt) > len(best[0])):
+                    best = (mnt, fstype, dev)
+    except (OSError, ValueError):
+        return None
+    return f"{best[0]} ({best[1]} on {best[2]})" if best else None
+
+
+def section_store(run, cfg, rounds):
+    n = cfg["store_count"]
+    configs = [c for c in STORE_CONFIGS if c[2] != PAHO_STORE or os.path.exists(PAHO_STORE)]
+    # A store with sync every, or Paho's files, may run at a few hundred messages a second.
+    timeout = 60 + n * 4e-3
+    runs = {(q, c[0]): [] for q in (1, 2) for c in configs}
+    errors = {}
+    for r in range(rounds):
+        for qos in (1, 2):
+            for name, _, exe, store, extra in configs:
+                with tempfile.TemporaryDirectory(prefix="mqttc-store-") as d:
+                    args = (("--store", d) if store else ()) + extra
+                    try:
+                        res = run.bench("pub", qos, n, exe=exe, extra=args, timeout=timeout)
+                    except BenchError as e:
+                        if exe != PAHO_STORE:
+                            raise
+                        log(f"warning: a peer's run failed (its ratios are n/a): {e}")
+                        errors[(qos, name)] = " ".join(str(e).split())
+                        continue
+                runs[(qos, name)].append(res)
+                log(f"store round {r + 1}/{rounds}: QoS {qos} {name}: {res['msgs_per_s']:,.0f} msgs/s, "
+                    f"{res['cpu_us_per_msg']:.1f} us CPU/msg")
+    rows = []
+    for qos in (1, 2):
+        row = {"qos": qos, "count": n, "size": SIZE, "inflight": INFLIGHT, "configs": {}, "ratios": []}
+        for name, *_ in configs:
+            rs = runs[(qos, name)]
+            if (qos, name) in errors:
+                row["configs"][name] = {"error": errors[(qos, name)], "rounds": rs}
+            else:
+                row["configs"][name] = summarize(rs, ["msgs_per_s", "cpu_us_per_msg", "secs"])
+                row["configs"][name]["spread_pct"] = spread(rs, "msgs_per_s")
+        for label, top, bottom, target, sign in STORE_RATIOS:
+            t, b = row["configs"].get(top), row["configs"].get(bottom)
+            k = {"name": label, "target": target, "sign": sign}
+            if not t or not b or "error" in t or "error" in b:
+                k.update(ratio=None, met=None, note="n/a (a run failed)" if b else "n/a (no Paho C)")
+            else:
+                ratio = t["msgs_per_s"] / b["msgs_per_s"]
+                # Each round's runs are neighbours in time: their ratios show how far noise moves it.
+                per_round = [x["msgs_per_s"] / y["msgs_per_s"]
+                             for x, y in zip(t["rounds"], b["rounds"])]
+                k.update(ratio=ratio, round_min=min(per_round), round_max=max(per_round),
+                         cpu_ratio=t["cpu_us_per_msg"] / b["cpu_us_per_msg"],
+                         met=ratio >= target if sign == ">=" else ratio > target)
+            row["ratios"].append(k)
+        rows.append(row)
+    return {"rows": rows, "store_dir_fs": mount_of(tempfile.gettempdir()),
+            "names": {name: label for name, label, *_ in configs}}
 
 
 def section_compare(path, cfg, rounds, quick):
@@ -809,6 +919,46 @@ def report(machine, settings, results, targets):
         out += [table(["QoS", "floor, blocking recv", "floor, epoll", "mqttclient", "libmosquitto",
                        "target", "result"], rows), ""]
 
+    if "store" in results:
+        st = results["store"]
+        out += ["## store", "", f"pub, {SIZE}-byte payloads, inflight {INFLIGHT} for every client "
+                "(Paho C: maxInflight and its own window, see benches/paho_store.c); a fresh store "
+                f"directory per run under {st['store_dir_fs'] or tempfile.gettempdir()}; medians; "
+                "CPU = user + system time (wait4) per message. Paho's file persistence does not "
+                "fsync.", ""]
+        rows = []
+        for name, label in st["names"].items():
+            cells = []
+            for row in st["rows"]:
+                v = row["configs"][name]
+                if "error" in v:
+                    cells += ["failed", "-", "-"]
+                else:
+                    cells += [num(v["msgs_per_s"]), num(v["cpu_us_per_msg"], 1), pct(v, settings)]
+            rows.append([label, *cells])
+        count = num(st["rows"][0]["count"])
+        out += [table(["client", f"QoS 1 msgs/s ({count})", "CPU us/msg", "spread",
+                       f"QoS 2 msgs/s ({count})", "CPU us/msg", "spread"], rows), ""]
+        rows = []
+        for row in st["rows"]:
+            for k in row["ratios"]:
+                if k["ratio"] is None:
+                    rows.append([row["qos"], k["name"], "-", "-", "-", f"{k['sign']} {k['target']:.2f}",
+                                 k["note"]])
+                    continue
+                per_round = (f"{k['round_min']:.2f}-{k['round_max']:.2f}x" if settings["rounds"] > 1
+                             else "-")
+                rows.append([row["qos"], k["name"], f"{k['ratio']:.2f}x", per_round,
+                             f"{k['cpu_ratio']:.2f}x", f"{k['sign']} {k['target']:.2f}",
+                             verdict(k["met"])])
+        out += [table(["QoS", "msgs/s ratio", "of the medians", "in each round", "CPU/msg ratio",
+                       "target", "result"], rows), ""]
+        failed = [f"QoS {row['qos']} {name}: {v['error']}" for row in st["rows"]
+                  for name, v in row["configs"].items() if "error" in v]
+        if failed:
+            out += ["Failed runs of the peer (the ratios against it are n/a):", ""]
+            out += [f"- {e}" for e in failed] + [""]
+
     if "compare" in results:
         c = results["compare"]
         out += ["## compare", "", f"`{c['path']}` (its own broker and rounds): medians per library; "
@@ -872,6 +1022,11 @@ def target_summary(results):
                          "(wait4; floor section)",
                          f"{ratios['mqttclient']:.2f}x (raw-socket floor {ratios['floor-block']:.2f}x "
                          f"blocking, {ratios['floor-epoll']:.2f}x epoll)", verdict(r["met"])])
+    for row in results.get("store", {}).get("rows", []):
+        for k in row["ratios"]:
+            rows.append([f"store QoS {row['qos']}: msgs/s {k['name']} {k['sign']} {k['target']:.2f}",
+                         f"{k['ratio']:.2f}x" if k["ratio"] is not None else "-",
+                         verdict(k["met"]) if k["ratio"] is not None else k["note"]])
     for k in results.get("compare", {}).get("checks", []):
         sign = ">=" if k["higher_is_better"] else "<="
         name = {"msgs_per_s": "msgs/s", "cpu_us_per_msg": "CPU/msg", "p50_us": "p50",
@@ -942,7 +1097,7 @@ def main(argv=None):
         settings["gnu_time"] = HAVE_GNU_TIME
         machine = machine_info(mosquitto_exe())
         build(a.sections, have_mosq_h, a.compare_path)
-        needs_broker = {"modes", "scale", "payload", "idle", "floor"} & set(a.sections)
+        needs_broker = {"modes", "scale", "payload", "idle", "floor", "store"} & set(a.sections)
         if needs_broker:
             broker = Broker()
             broker.start()
@@ -962,6 +1117,8 @@ def main(argv=None):
                 results[name] = section_trie(cfg, a.rounds)
             elif name == "floor":
                 results[name] = section_floor(run, cfg, a.rounds)
+            elif name == "store":
+                results[name] = section_store(run, cfg, a.rounds)
             elif name == "compare":
                 results[name] = section_compare(a.compare_path, cfg, a.rounds, a.quick)
         errors = results.get("compare", {}).get("errors")

@@ -38,7 +38,7 @@ fn bench_script_compiles_and_describes_its_options() {
     for option in ["--rounds", "--quick", "--json", "--compare", "--only"] {
         assert!(help.contains(option), "--help lacks {option}:\n{help}");
     }
-    for section in ["modes", "scale", "payload", "idle", "trie", "floor", "compare"] {
+    for section in ["modes", "scale", "payload", "idle", "trie", "floor", "store", "compare"] {
         assert!(help.contains(section), "--help lacks section {section}:\n{help}");
     }
 }
