@@ -46,7 +46,7 @@ Examples:
   scripts/bench.py --quick                       smoke test (tiny counts, 1 round, < 1 minute)
   scripts/bench.py --rounds 5 --json bench.json  the full suite
   scripts/bench.py --only modes,idle
-  scripts/bench.py --only store --rounds 3       the message store beside Paho C's (~5 minutes)
+  scripts/bench.py --only store --rounds 3       the message store beside Paho C's (5-7 min)
   scripts/bench.py --compare ../shared/bench/compare.py --only compare
 """
 
