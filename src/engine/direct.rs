@@ -137,7 +137,7 @@ impl Direct {
         inner.last_written = Some(now);
         // A broken socket takes nothing; the network task then meets the error itself, and the
         // publish fails with the connection like any other it has yet to write.
-        if let Ok(n) = inner.rest.send_now(fd) {
+        if let Ok(n) = inner.rest.send_now(fd, usize::MAX) {
             inner.rest.advance(n);
         }
         if inner.rest.is_empty() {
@@ -353,7 +353,7 @@ mod tests {
         ours.set_nonblocking(false).unwrap();
         let mut ours = ours;
         while !wbuf.is_empty() {
-            let n = wbuf.send_now(ours.as_raw_fd()).or_else(|e| match e.kind() {
+            let n = wbuf.send_now(ours.as_raw_fd(), usize::MAX).or_else(|e| match e.kind() {
                 std::io::ErrorKind::WouldBlock => Ok(0),
                 _ => Err(e),
             });

@@ -71,42 +71,74 @@ impl WriteQueue {
         self.frames.push_back(frame);
     }
 
-    /// One write of as much as the socket takes; returns what it took (0: the peer is gone).
-    pub(super) async fn write_to<W: AsyncWrite + Unpin + ?Sized>(&self, writer: &mut W) -> std::io::Result<usize> {
+    /// One write of as much as the socket takes of the first `limit` bytes; returns what it took
+    /// (0: the peer is gone).
+    pub(super) async fn write_to<W: AsyncWrite + Unpin + ?Sized>(
+        &self,
+        writer: &mut W,
+        limit: usize,
+    ) -> std::io::Result<usize> {
         if self.frames.is_empty() {
-            return writer.write(&self.tail).await;
+            return writer.write(&self.tail[..self.tail.len().min(limit)]).await;
         }
         let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-        let n = self.slices(&mut slices);
+        let n = self.slices(&mut slices, limit);
         writer.write_vectored(&slices[..n]).await
     }
 
     /// [`WriteQueue::write_to`] on a caller's thread: one non-blocking write to the socket `fd`.
-    pub(super) fn send_now(&self, fd: std::os::fd::RawFd) -> std::io::Result<usize> {
+    pub(super) fn send_now(&self, fd: std::os::fd::RawFd, limit: usize) -> std::io::Result<usize> {
         let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-        let n = self.slices(&mut slices);
+        let n = self.slices(&mut slices, limit);
         super::transport::send_now(fd, &slices[..n])
     }
 
-    /// Fills `slices` with the queued bytes in wire order, as many as fit; returns how many.
-    fn slices<'a>(&'a self, slices: &mut [IoSlice<'a>; MAX_SLICES]) -> usize {
+    /// Fills `slices` with the first `limit` queued bytes in wire order, as many chunks as fit;
+    /// returns how many.
+    fn slices<'a>(&'a self, slices: &mut [IoSlice<'a>; MAX_SLICES], mut limit: usize) -> usize {
         let chunks = self.frames.iter().map(|f| &f[..]).chain(Some(&self.tail[..]));
         let mut n = 0;
         for (slot, chunk) in slices.iter_mut().zip(chunks.filter(|c| !c.is_empty())) {
+            if limit == 0 {
+                break;
+            }
+            let chunk = &chunk[..chunk.len().min(limit)];
+            limit -= chunk.len();
             *slot = IoSlice::new(chunk);
             n += 1;
         }
         n
     }
 
-    /// One write when anything is queued (`Some(bytes taken)`), else a flush of the writer (`None`).
+    /// One write of the first `limit` bytes when any are queued (`Some(bytes taken)`), else a
+    /// flush of the writer (`None`).
     pub(super) async fn write_or_flush<W: AsyncWrite + Unpin + ?Sized>(
         &self,
         writer: &mut W,
+        limit: usize,
     ) -> std::io::Result<Option<usize>> {
-        match self.is_empty() {
+        match self.is_empty() || limit == 0 {
             true => writer.flush().await.map(|()| None),
-            false => self.write_to(writer).await.map(Some),
+            false => self.write_to(writer, limit).await.map(Some),
+        }
+    }
+
+    /// Drops what is queued past the first `len` bytes, which must end a packet.
+    pub(super) fn truncate(&mut self, len: usize) {
+        if len >= self.frames_len {
+            self.tail.truncate(len - self.frames_len);
+            return;
+        }
+        self.tail.clear();
+        while let Some(back) = self.frames.back_mut() {
+            let start = self.frames_len - back.len();
+            if start < len {
+                back.truncate(len - start);
+                self.frames_len = len;
+                return;
+            }
+            self.frames_len = start;
+            self.frames.pop_back();
         }
     }
 
@@ -130,7 +162,7 @@ impl WriteQueue {
     /// Writes everything (the DISCONNECT path, and the CONNECT).
     pub(super) async fn write_all<W: AsyncWrite + Unpin + ?Sized>(&mut self, writer: &mut W) -> std::io::Result<()> {
         while !self.is_empty() {
-            match self.write_to(writer).await? {
+            match self.write_to(writer, usize::MAX).await? {
                 0 => return Err(std::io::ErrorKind::WriteZero.into()),
                 n => self.advance(n),
             }
@@ -217,6 +249,66 @@ mod tests {
             rt.block_on(q.write_all(&mut w)).unwrap();
             assert!(q.is_empty());
             assert_eq!(w.out, &want[..], "chunk {chunk}");
+        }
+    }
+
+    /// Only the bytes before a limit leave, wherever it falls among frames and the tail; what is
+    /// cut past a packet's end leaves the packets before it whole.
+    #[test]
+    fn writes_stop_at_the_limit_and_truncation_keeps_whole_packets() {
+        let packets = [
+            Packet::PubAck(crate::codec::Ack::new(1)),
+            Packet::Publish(publish(QoS::AtLeastOnce, 2, Bytes::from(vec![0xB1; DETACH_PAYLOAD]))),
+            Packet::PingReq,
+            Packet::Publish(publish(
+                QoS::ExactlyOnce,
+                3,
+                Bytes::from(vec![0xB2; 2 * DETACH_PAYLOAD]),
+            )),
+            Packet::PubAck(crate::codec::Ack::new(4)),
+        ];
+        let mut want = BytesMut::new();
+        let mut ends = Vec::new();
+        for p in &packets {
+            p.encode(&mut want, Version::V311).unwrap();
+            ends.push(want.len());
+        }
+        let queue = || {
+            let mut q = WriteQueue::default();
+            packets.iter().for_each(|p| q.encode(p).unwrap());
+            q
+        };
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        for limit in [1, ends[0], ends[1] - 1, ends[2], ends[3] + 1, want.len()] {
+            let mut q = queue();
+            let mut w = Trickle {
+                out: Vec::new(),
+                chunk: 3000,
+            };
+            let mut left = limit;
+            while left > 0 {
+                let taken = rt.block_on(q.write_or_flush(&mut w, left)).unwrap();
+                let n = taken.expect("a write, not a flush, while bytes may go");
+                q.advance(n);
+                left -= n;
+            }
+            assert_eq!(w.out, &want[..limit], "limit {limit}");
+            assert_eq!(
+                rt.block_on(q.write_or_flush(&mut w, 0)).unwrap(),
+                None,
+                "nothing may go: a flush"
+            );
+        }
+        for end in std::iter::once(0).chain(ends.iter().copied()) {
+            let mut q = queue();
+            q.truncate(end);
+            assert_eq!(q.len(), end);
+            let mut w = Trickle {
+                out: Vec::new(),
+                chunk: 5,
+            };
+            rt.block_on(q.write_all(&mut w)).unwrap();
+            assert_eq!(w.out, &want[..end], "truncated at {end}");
         }
     }
 

@@ -9,7 +9,9 @@
  *    with a detail naming it, and the table keeps what it held.
  * 2. The client is freed: its tokens are cancelled, their messages stay in the table.
  * 3. A new client with the same store connects to mosquitto: each message is restored, once, with
- *    a token that completes, and a subscriber gets every one; then the table is empty.
+ *    a token that completes, and a subscriber gets every one. While puts of packet ids fail, a
+ *    message accepted meanwhile waits in the client: it reaches the broker once they succeed again.
+ *    Then the table is empty.
  * 4. drop runs exactly once, after both the store and its client are freed, in either order; a
  *    freed store is refused.
  * Prints "ok N ..." per step and "store_callbacks: ok" at the end.
@@ -36,7 +38,7 @@ typedef struct {
         size_t len;
         bool used;
     } e[SLOTS];
-    bool fail_puts;
+    const char *fail_prefix; /* puts of keys starting with it fail ("" for all) */
     int syncs, clears, drops;
 } table;
 
@@ -56,7 +58,8 @@ static int t_put(void *u, const char *key, const uint8_t *value, size_t len) {
         if (!t->e[j].used)
             i = j;
     uint8_t *copy = malloc(len ? len : 1);
-    if (t->fail_puts || i < 0 || strlen(key) >= sizeof t->e[0].key || !copy) {
+    bool failing = t->fail_prefix && strncmp(key, t->fail_prefix, strlen(t->fail_prefix)) == 0;
+    if (failing || i < 0 || strlen(key) >= sizeof t->e[0].key || !copy) {
         free(copy);
         rc = -5;
     } else {
@@ -153,9 +156,9 @@ static int read_int(table *t, const int *field) {
     return v;
 }
 
-static void set_fail_puts(table *t, bool fail) {
+static void set_fail_puts(table *t, const char *prefix) {
     pthread_mutex_lock(&t->lock);
-    t->fail_puts = fail;
+    t->fail_prefix = prefix;
     pthread_mutex_unlock(&t->lock);
 }
 
@@ -223,7 +226,8 @@ static void connect_ok(mqttc_client *c) {
 }
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static int received[MESSAGES];
+/* One more than MESSAGES: the last is the message that waits for the store. */
+static int received[MESSAGES + 1];
 static int restored[MESSAGES];
 static mqttc_token restored_token[MESSAGES];
 
@@ -233,7 +237,7 @@ static int number(const mqttc_message *m) {
     int n = -1;
     if (m->payload_len < sizeof text)
         memcpy(text, m->payload, m->payload_len);
-    if (sscanf(text, "message %d", &n) != 1 || n < 0 || n >= MESSAGES)
+    if (sscanf(text, "message %d", &n) != 1 || n < 0 || n > MESSAGES)
         return -1;
     return n;
 }
@@ -248,12 +252,20 @@ static void on_message(mqttc_client *c, const mqttc_message *m, void *u) {
     pthread_mutex_unlock(&lock);
 }
 
+/* How many times the subscriber got message `n`. */
+static int got(int n) {
+    pthread_mutex_lock(&lock);
+    int times = received[n];
+    pthread_mutex_unlock(&lock);
+    return times;
+}
+
 static void on_restored(mqttc_client *c, mqttc_token token, const mqttc_message *m, void *u) {
     (void)c;
     (void)u;
     int n = number(m);
     pthread_mutex_lock(&lock);
-    if (n >= 0) {
+    if (n >= 0 && n < MESSAGES) {
         restored[n]++;
         restored_token[n] = token;
     }
@@ -303,12 +315,12 @@ int main(int argc, char **argv) {
         FAIL("%d messages stored, %d syncs", count(&t, "m."), read_int(&t, &t.syncs));
     printf("ok 1 %d messages and their packet ids stored, %d syncs\n", MESSAGES, read_int(&t, &t.syncs));
 
-    set_fail_puts(&t, true);
+    set_fail_puts(&t, "");
     mqttc_status st = mqttc_publish(a, TOPIC, "refused", 7, 1, false, NULL);
     const char *why = mqttc_last_error();
     if (st != MQTTC_ERR_STORE || !strstr(why, "put") || !strstr(why, "returned -5"))
         FAIL("a failing put: %s, detail \"%s\"", mqttc_status_str(st), why);
-    set_fail_puts(&t, false);
+    set_fail_puts(&t, NULL);
     if (count(&t, "m.") != MESSAGES)
         FAIL("%d messages left after a failing put", count(&t, "m."));
     printf("ok 2 a failing put: %s (%s)\n", mqttc_status_str(st), why);
@@ -348,13 +360,30 @@ int main(int argc, char **argv) {
         FAIL("the subscriber got %d of %d messages", seen(received, &twice), MESSAGES);
     printf("ok 4 %d messages restored once each, acknowledged, and received\n", MESSAGES);
 
+    set_fail_puts(&t, "s.");
+    char held[32];
+    int held_len = snprintf(held, sizeof held, "message %d", MESSAGES);
+    mqttc_token held_token;
+    CHECK(mqttc_publish(b, TOPIC, held, (size_t)held_len, 2, false, &held_token));
+    pause_ms(500);
+    if (got(MESSAGES) != 0 || mqttc_token_poll(b, held_token) != 1)
+        FAIL("a message went out while the store could not note its packet id");
+    set_fail_puts(&t, NULL);
+    CHECK(mqttc_token_wait(b, held_token, 10000));
+    for (int i = 0; i < 10000 && got(MESSAGES) == 0; i++)
+        pause_ms(1);
+    pause_ms(100);
+    if (got(MESSAGES) != 1)
+        FAIL("the message that waited for the store arrived %d time(s)", got(MESSAGES));
+    printf("ok 5 a message waits while the store cannot note its packet id, then goes once\n");
+
     mqttc_token d;
     CHECK(mqttc_disconnect(b, &d));
     CHECK(mqttc_token_wait(b, d, 10000));
     mqttc_client_free(b);
     if (count(&t, "") != 0)
         FAIL("%d key(s) left once every message was acknowledged", count(&t, ""));
-    printf("ok 5 acknowledged messages leave the store\n");
+    printf("ok 6 acknowledged messages leave the store\n");
 
     /* 4. drop: once, after the last of the frees; a freed store is refused. */
     if (read_int(&t, &t.drops) != 0)
@@ -376,7 +405,7 @@ int main(int argc, char **argv) {
     mqttc_client_free(other);
     if (read_int(&t2, &t2.drops) != 1)
         FAIL("drop ran %d time(s) after the client was freed", read_int(&t2, &t2.drops));
-    printf("ok 6 drop runs once, after the last free, in either order\n");
+    printf("ok 7 drop runs once, after the last free, in either order\n");
 
     mqttc_client_free(sub);
     release(&t);

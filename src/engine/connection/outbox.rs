@@ -67,6 +67,8 @@ impl<'a> Outbox<'a> {
         }
         if let Some(store) = &self.ctx.shared.store {
             store.finished(&self.done);
+            // The records deleting completed messages describe no packet: a failure only keeps
+            // them for the next commit, which the serve loop makes before it writes.
             self.commit_store();
         }
         // Recorded before the event goes out, so a handler (or an event-mode consumer) that asks
@@ -83,16 +85,18 @@ impl<'a> Outbox<'a> {
         self.ctx.shared.announce();
     }
 
-    /// Writes what the store was told since the last commit (see [`Store::commit`]). A failure
-    /// is logged, once until a commit succeeds again (each loop tries again): the messages stay
-    /// in memory, and the records wait for the next commit; only their crash-safety suffers
-    /// meanwhile.
+    /// Writes what the store was told since the last commit (see [`Store::commit`]); returns
+    /// whether every record is written. A failure is logged, once until a commit succeeds again:
+    /// the messages stay in memory, the records wait for the next commit, and the packets they
+    /// describe wait for it too (see [`SocketWriter::stored`]).
     ///
     /// [`Store::commit`]: crate::engine::store::Store::commit
-    pub(super) fn commit_store(&mut self) {
+    /// [`SocketWriter::stored`]: super::writer::SocketWriter::stored
+    pub(super) fn commit_store(&mut self) -> bool {
         let Some(result) = self.ctx.shared.store.as_ref().map(|s| s.commit()) else {
-            return;
+            return true;
         };
+        let ok = result.is_ok();
         match result {
             Err(e) if !self.store_failing => {
                 self.store_failing = true;
@@ -106,6 +110,7 @@ impl<'a> Outbox<'a> {
             }
             _ => {}
         }
+        ok
     }
 
     /// Delivers the backlog, waiting for the callback thread: used between connections, where

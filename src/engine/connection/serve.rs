@@ -21,6 +21,9 @@ use crate::engine::{Command, Error, State, Token};
 /// The least time a disconnect gives its last write (DISCONNECT included) when its deadline passed.
 const LAST_WRITE: Duration = Duration::from_millis(200);
 
+/// How often a failing store is tried again while packets wait for it and nothing else happens.
+const STORE_RETRY: Duration = Duration::from_millis(100);
+
 /// What taking the queued commands asks of the loop.
 enum Taken {
     /// Carry on.
@@ -70,6 +73,9 @@ impl Net<'_> {
         let store_sync = sleep_until(far);
         tokio::pin!(store_sync);
         let mut sync_armed = false;
+        let store_retry = sleep_until(far);
+        tokio::pin!(store_retry);
+        let mut retry_armed = false;
         // Declared after the reading half, so that it is dropped (its offer withdrawn) first.
         let mut w = SocketWriter::new(writer, wbuf, kind, &ctx.shared.direct);
         // Its own reference, for a wait in the select below, which borrows `self` elsewhere.
@@ -85,7 +91,12 @@ impl Net<'_> {
         loop {
             // Packet ids and PUBRECs noted in the store are written before the packets they
             // describe can leave.
-            self.out.commit_store();
+            let stored = self.out.commit_store();
+            w.stored(stored);
+            if !stored && !retry_armed {
+                store_retry.as_mut().reset(Instant::now() + STORE_RETRY);
+                retry_armed = true;
+            }
             if !sync_armed && let Some(due) = ctx.shared.store.as_ref().and_then(|s| s.sync_due()) {
                 store_sync.as_mut().reset(Instant::now() + due);
                 sync_armed = true;
@@ -159,6 +170,7 @@ impl Net<'_> {
                     }
                 }
                 () = ack_due, if ack_armed => {}
+                () = &mut store_retry, if retry_armed => retry_armed = false,
                 () = &mut store_sync, if sync_armed => {
                     sync_armed = false;
                     if let Some(Err(e)) = ctx.shared.store.as_ref().map(|s| s.sync()) {
@@ -248,11 +260,14 @@ impl Net<'_> {
 
     /// Sends DISCONNECT after everything queued and closes the socket. A broker that stops reading
     /// gets until the disconnect deadline (and at least `LAST_WRITE`), then the socket is closed.
-    async fn finish_disconnect(&mut self, w: SocketWriter<'_>, token: Token, deadline: Instant) -> Ended {
+    async fn finish_disconnect(&mut self, mut w: SocketWriter<'_>, token: Token, deadline: Instant) -> Ended {
         let goodbye = std::mem::take(&mut *self.ctx.shared.goodbye.lock().unwrap_or_else(|p| p.into_inner()));
-        self.out.commit_store();
+        w.stored(self.out.commit_store());
+        // The QoS 0 publishes among packets dropped did not go; those before them are not told
+        // apart, and are reported not sent either.
+        let dropped = w.drop_held();
         let sent = w.finish(goodbye, deadline.max(Instant::now() + LAST_WRITE)).await;
-        let result = if sent.is_ok() {
+        let result = if sent.is_ok() && !dropped {
             Ok(Outcome::default())
         } else {
             Err(Error::Cancelled)
@@ -276,10 +291,12 @@ impl Net<'_> {
     async fn close_on(&mut self, w: &mut SocketWriter<'_>, error: Error) -> Ended {
         let reason = disconnect_reason(self.ctx.options.version, &error);
         if let Some(reason) = reason {
-            self.out.commit_store();
+            w.stored(self.out.commit_store());
+            // Packets waiting for a failing store stay behind, with the QoS 0 publishes among them.
+            let dropped = w.drop_held();
             self.out
                 .log(LogLevel::Debug, || format!("sending DISCONNECT ({reason}) on: {error}"));
-            if w.goodbye(reason).await {
+            if w.goodbye(reason).await && !dropped {
                 for t in self.written.drain(..) {
                     self.out.complete(t, Ok(Outcome::default()));
                 }

@@ -77,6 +77,12 @@ pub(super) struct SocketWriter<'a> {
     buffered: bool,
     /// Bytes the writer accepted may wait in it for a flush.
     unflushed: bool,
+    /// The store failed to write records that packets queued since its last successful commit
+    /// depend on (a packet id, a PUBREC received): those packets wait, so that a crash meanwhile
+    /// cannot leave the broker with a state the store does not know (a QoS 2 message delivered
+    /// twice). Only the first `cleared` bytes, queued before that commit, may leave.
+    holding: bool,
+    cleared: usize,
 }
 
 impl<'a> SocketWriter<'a> {
@@ -90,6 +96,24 @@ impl<'a> SocketWriter<'a> {
             raw: kind.raw,
             buffered: kind.buffered,
             unflushed: false,
+            holding: false,
+            cleared: 0,
+        }
+    }
+
+    /// Whether the store's last commit wrote every record noted (see [`holding`](Self::holding)).
+    pub(super) fn stored(&mut self, ok: bool) {
+        self.holding = !ok;
+        if ok {
+            self.cleared = self.wbuf.len();
+        }
+    }
+
+    /// The bytes at the head of the queue that may be written.
+    fn sendable(&self) -> usize {
+        match self.holding {
+            true => self.cleared,
+            false => self.wbuf.len(),
         }
     }
 
@@ -120,11 +144,12 @@ impl<'a> SocketWriter<'a> {
     /// the socket does not take is left to that branch. Returns the bytes taken (0 for none).
     pub(super) fn send_now(&mut self) -> Result<usize, Error> {
         let Some(fd) = self.raw else { return Ok(0) };
-        if self.wbuf.is_empty() {
+        let limit = self.sendable();
+        if limit == 0 {
             return Ok(0);
         }
         debug_assert!(!self.offer.offered, "the socket is offered only with nothing queued");
-        match self.wbuf.send_now(fd) {
+        match self.wbuf.send_now(fd, limit) {
             Ok(0) => Err(Error::ConnectionClosed),
             Ok(n) => Ok(n),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => Ok(0),
@@ -136,6 +161,7 @@ impl<'a> SocketWriter<'a> {
     /// queue is empty, so that the publishes written whole are done.
     pub(super) fn wrote(&mut self, n: usize) -> bool {
         self.wbuf.advance(n);
+        self.cleared = self.cleared.saturating_sub(n);
         self.ack.carried();
         self.wbuf.is_empty()
     }
@@ -144,7 +170,7 @@ impl<'a> SocketWriter<'a> {
     /// WebSocket writer holds some that wait for a flush, which is due once our own queue is empty
     /// (nothing else would push them out).
     pub(super) fn wants_write(&self) -> bool {
-        !self.wbuf.is_empty() || self.unflushed
+        self.sendable() > 0 || self.unflushed
     }
 
     /// Whether [`waits`](Self::waits)' ACK timer is worth awaiting.
@@ -167,7 +193,8 @@ impl<'a> SocketWriter<'a> {
         impl Future<Output = std::io::Result<Option<usize>>> + '_,
         impl Future<Output = ()> + '_,
     ) {
-        (self.wbuf.write_or_flush(&mut self.writer), self.ack.expired())
+        let limit = self.sendable();
+        (self.wbuf.write_or_flush(&mut self.writer, limit), self.ack.expired())
     }
 
     /// What the write of [`waits`](Self::waits) did: the bytes the socket took (0 for a flush).
@@ -207,6 +234,7 @@ impl<'a> SocketWriter<'a> {
         if let Some(fd) = self.raw
             && self.wbuf.is_empty()
             && !self.unflushed
+            && !self.holding
         {
             self.offer.make(fd, max_packet_size, commands);
         }
@@ -214,7 +242,21 @@ impl<'a> SocketWriter<'a> {
 
     /// Takes the socket back from callers; the publishes they left half written join `written`.
     pub(super) fn withdraw(&mut self, written: &mut Vec<Token>) {
+        let before = self.wbuf.len();
         self.offer.withdraw(&mut self.wbuf, written);
+        // The rest of callers' QoS 0 publishes, which no record describes.
+        self.cleared += self.wbuf.len() - before;
+    }
+
+    /// While the store fails: drops the packets that wait for it (see
+    /// [`holding`](Self::holding)), so that a last write can go without them. Returns whether any
+    /// were dropped.
+    pub(super) fn drop_held(&mut self) -> bool {
+        let dropping = self.holding && self.cleared < self.wbuf.len();
+        if dropping {
+            self.wbuf.truncate(self.cleared);
+        }
+        dropping
     }
 
     /// Tells the broker why the connection closes (see [`handshake::goodbye`]). Returns whether
