@@ -300,12 +300,13 @@ impl Client {
             options,
             servers,
         };
+        // Boxed: `supervise` and the future inside it would each hold a copy of it otherwise.
         let task = panics::supervise(
             shared.clone(),
             report_to,
             first_server,
             shutdown.clone(),
-            connection::run(ctx, cmd_rx),
+            Box::pin(connection::run(ctx, cmd_rx)),
         );
         let network = match (run_loop, pool, job) {
             (_, Some(pool), Some(job)) => {

@@ -60,8 +60,10 @@ pub const STREAM_ACK_DELAY: Duration = Duration::from_micros(100);
 /// [`ACK_DELAY`] later, with the socket left unread until then, it lets the broker gather
 /// several into one segment: higher throughput at less CPU per message, and fewer TCP segments
 /// per message. A write before then carries the ACK itself. The timer is a timerfd, since
-/// tokio's timers count whole milliseconds; without one (no descriptor left), the ACK is asked
-/// for at once.
+/// tokio's timers count whole milliseconds. It is made when the connection first meets a stream
+/// (acknowledgements awaited, or several messages in a read), not with the connection, so an
+/// idle client of a fleet of thousands holds one descriptor, its socket. Before that, and
+/// without a descriptor left, the ACK is asked for at once.
 ///
 /// Owed as well: after a SUBACK, which the broker may follow at once with retained messages
 /// (held by its Nagle behind the unACKed SUBACK, the first of them would wait out the kernel's
@@ -81,11 +83,9 @@ pub struct DelayedAck {
 impl DelayedAck {
     /// For the TCP socket `socket`, which must stay open as long as this lives, if any.
     pub fn new(socket: Option<RawFd>) -> DelayedAck {
-        // Without a descriptor left for the timer, the ACK is asked for at once.
-        let timer = socket.and_then(|_| TimerFd::new().ok());
         DelayedAck {
             socket,
-            timer,
+            timer: None,
             armed: false,
             owed: false,
         }
@@ -93,12 +93,16 @@ impl DelayedAck {
 
     /// A read wrote nothing back: the ACK is owed, sent `delay` from now unless a write carries it
     /// first. A timer already running keeps its deadline, so an ACK owed meanwhile waits no longer
-    /// than the one that armed it ([`STREAM_ACK_DELAY`] at most).
-    pub fn owe(&mut self, delay: Duration) {
+    /// than the one that armed it ([`STREAM_ACK_DELAY`] at most). `stream`: the read was part of
+    /// a stream, where the timer is worth its descriptor (made now if there is none yet).
+    pub fn owe(&mut self, delay: Duration, stream: bool) {
         let Some(socket) = self.socket else { return };
         self.owed = true;
         if self.armed {
             return;
+        }
+        if stream && self.timer.is_none() {
+            self.timer = TimerFd::new().ok();
         }
         self.armed = self.timer.as_ref().is_some_and(|timer| timer.arm(delay).is_ok());
         if !self.armed {
@@ -467,7 +471,11 @@ mod tests {
             let mut ack = DelayedAck::new(Some(socket.as_raw_fd()));
             assert!(!ack.armed() && !ack.holding());
 
-            ack.owe(ACK_DELAY);
+            // Not in a stream, without a timer yet: the ACK goes at once, and none is made.
+            ack.owe(ACK_DELAY, false);
+            assert!(!ack.armed() && !ack.holding() && ack.timer.is_none());
+
+            ack.owe(ACK_DELAY, true);
             assert!(ack.armed() && ack.holding());
             let start = std::time::Instant::now();
             expires(&mut ack, Duration::from_secs(5)).await;
@@ -476,7 +484,7 @@ mod tests {
             assert!(!ack.armed() && !ack.holding());
 
             // A write carries the ACK: reads go on at once; the timer still runs out, once.
-            ack.owe(ACK_DELAY);
+            ack.owe(ACK_DELAY, true);
             ack.carried();
             assert!(ack.armed() && !ack.holding());
             expires(&mut ack, Duration::from_secs(5)).await;
@@ -489,11 +497,11 @@ mod tests {
             );
 
             // Owed twice: one timer runs out, and it can be armed again after it.
-            ack.owe(ACK_DELAY);
-            ack.owe(ACK_DELAY);
+            ack.owe(ACK_DELAY, true);
+            ack.owe(ACK_DELAY, true);
             expires(&mut ack, Duration::from_secs(5)).await;
             assert!(!ack.holding());
-            ack.owe(ACK_DELAY);
+            ack.owe(ACK_DELAY, true);
             assert!(ack.holding());
             expires(&mut ack, Duration::from_secs(5)).await;
         });
@@ -572,7 +580,7 @@ mod tests {
     fn without_a_tcp_socket_no_ack_is_owed() {
         on_a_runtime(async {
             let mut ack = DelayedAck::new(None);
-            ack.owe(ACK_DELAY);
+            ack.owe(ACK_DELAY, true);
             assert!(!ack.armed() && !ack.holding());
             assert!(
                 tokio::time::timeout(Duration::from_millis(20), ack.expired())

@@ -13,8 +13,12 @@ use crate::engine::transport::{self, Reader, Writer};
 use crate::engine::write_queue::WriteQueue;
 use crate::engine::{Address, Error, Options};
 
-/// Keep at least this much free space for each socket read, so small reads don't reallocate.
+/// The most room a read is given beyond the packet being read: a connection that receives a
+/// stream gets this much, so each read takes many messages.
 const READ_CHUNK: usize = 64 * 1024;
+/// The room a connection's reads start with: an idle client of a fleet of thousands holds this,
+/// not a chunk (see [`ReadRoom`]).
+const READ_FIRST: usize = 1024;
 /// How long the DISCONNECT that tells an MQTT 5 broker why the client closes on its protocol error
 /// may take to go out (with what was queued before it). A courtesy: the connection closes anyway.
 const GOODBYE_WRITE: Duration = Duration::from_millis(200);
@@ -59,7 +63,7 @@ pub(super) async fn handshake(ctx: &Ctx, server: &Address) -> Result<Link, Error
             tcp: stream.tcp,
             raw: stream.raw,
         },
-        rbuf: BytesMut::with_capacity(READ_CHUNK),
+        rbuf: BytesMut::with_capacity(READ_FIRST),
         wbuf: WriteQueue::new(ctx.options.version),
         session_present: false,
         properties: Properties::new(),
@@ -112,25 +116,57 @@ async fn await_connack(link: &mut Link, o: &Options) -> Result<(), Error> {
             Some(_) => return Err(Error::UnexpectedPacket("packet before CONNACK")),
             None => {}
         }
-        reserve_read(&mut link.rbuf, o.version);
+        reserve_read(&mut link.rbuf, o.version, READ_FIRST);
         if link.reader.read_buf(&mut link.rbuf).await? == 0 {
             return Err(Error::ConnectionClosed);
         }
     }
 }
 
-/// Makes room in `rbuf` for the next read, whose first bytes are those of the packet being read.
-/// A packet that fits in [`READ_CHUNK`] gets room for all of it at once, so it takes no more than
-/// one reserve. A larger one grows with what has arrived: by as much as the buffer already holds
-/// of it (a chunk at first), never beyond its declared size, and only when less than a chunk is
+/// How much room a connection's reads get: [`READ_FIRST`] at first, doubled up to
+/// [`READ_CHUNK`] each time a read fills all it was given. A client that receives little keeps a
+/// small buffer; one that receives a stream soon reads a chunk at a time.
+pub(super) struct ReadRoom {
+    chunk: usize,
+    /// The room the last [`reserve`](Self::reserve) left.
+    offered: usize,
+}
+
+impl ReadRoom {
+    pub(super) fn new() -> Self {
+        ReadRoom {
+            chunk: READ_FIRST,
+            offered: 0,
+        }
+    }
+
+    /// Makes room in `rbuf` for the next read (see [`reserve_read`]).
+    pub(super) fn reserve(&mut self, rbuf: &mut BytesMut, version: Version) {
+        reserve_read(rbuf, version, self.chunk);
+        self.offered = rbuf.capacity() - rbuf.len();
+    }
+
+    /// A read took `n` bytes into the room offered.
+    pub(super) fn read(&mut self, n: usize) {
+        if n >= self.offered {
+            self.chunk = (self.chunk * 2).min(READ_CHUNK);
+        }
+    }
+}
+
+/// Makes room in `rbuf` for the next read, whose first bytes are those of the packet being read:
+/// at least a quarter of `chunk` (the room a connection's reads get, see [`ReadRoom`]). A packet
+/// that fits in [`READ_CHUNK`] gets room for all of it at once, so it takes no more than one
+/// reserve. A larger one grows with what has arrived: by as much as the buffer already holds of
+/// it (a chunk at first), never beyond its declared size, and only when less than a chunk is
 /// free. Memory thus follows the bytes the broker sent, not the length it declared (a 5-byte
 /// header declaring 256 MiB costs a chunk), and a large packet that does arrive takes O(log n)
 /// reserves, each doubling what is held, rather than one per read.
-pub(super) fn reserve_read(rbuf: &mut BytesMut, version: Version) {
+fn reserve_read(rbuf: &mut BytesMut, version: Version, chunk: usize) {
     let want = codec::pending_packet_len(rbuf, version).map_or(0, |n| n.saturating_sub(rbuf.len()));
     let step = want.min(rbuf.len().max(READ_CHUNK));
-    if rbuf.capacity() - rbuf.len() < step.clamp(READ_CHUNK / 4, READ_CHUNK) {
-        rbuf.reserve(step.max(READ_CHUNK));
+    if rbuf.capacity() - rbuf.len() < step.min(READ_CHUNK).max(chunk / 4) {
+        rbuf.reserve(step.max(chunk));
     }
 }
 
@@ -260,7 +296,7 @@ mod tests {
         let mut sent = 0;
         let mut seen = Vec::new();
         while sent < packet.len() {
-            reserve_read(&mut rbuf, Version::V5);
+            reserve_read(&mut rbuf, Version::V5, READ_CHUNK);
             let n = read.min(rbuf.capacity() - rbuf.len()).min(packet.len() - sent);
             rbuf.extend_from_slice(&packet[sent..sent + n]);
             sent += n;
@@ -297,7 +333,7 @@ mod tests {
     fn a_header_declaring_a_huge_packet_reserves_a_chunk_not_its_size() {
         let mut rbuf = BytesMut::new();
         rbuf.extend_from_slice(&[0x30, 0xFF, 0xFF, 0xFF, 0x7F]);
-        reserve_read(&mut rbuf, Version::V5);
+        reserve_read(&mut rbuf, Version::V5, READ_CHUNK);
         assert!(rbuf.capacity() >= READ_CHUNK, "room for a read");
         assert!(rbuf.capacity() <= 2 * READ_CHUNK, "{}", rbuf.capacity());
         // Bytes trickling in: the buffer stays within twice what arrived, plus a chunk.
@@ -313,12 +349,38 @@ mod tests {
         }
     }
 
+    /// An idle client's buffer stays at the first size; reads that fill their room double it, up
+    /// to a chunk, in a handful of reads.
+    #[test]
+    fn reads_start_small_and_grow_only_while_they_fill_their_room() {
+        let mut room = ReadRoom::new();
+        let mut rbuf = BytesMut::with_capacity(READ_FIRST);
+        for _ in 0..1000 {
+            room.reserve(&mut rbuf, Version::V5);
+            rbuf.extend_from_slice(&[0xD0, 0]);
+            room.read(2);
+            rbuf.clear();
+        }
+        assert!(rbuf.capacity() <= 2 * READ_FIRST, "{}", rbuf.capacity());
+        let mut reads = 0;
+        while room.offered < READ_CHUNK {
+            room.reserve(&mut rbuf, Version::V5);
+            let n = room.offered;
+            rbuf.resize(n, 0);
+            room.read(n);
+            rbuf.clear();
+            reads += 1;
+            assert!(reads <= 8, "{reads} full reads and the room is {}", room.offered);
+        }
+        assert!(rbuf.capacity() <= 2 * READ_CHUNK, "{}", rbuf.capacity());
+    }
+
     #[test]
     fn a_packet_within_a_chunk_gets_room_for_all_of_it_at_once() {
         for size in [10, 1000, READ_CHUNK / 2, READ_CHUNK] {
             let packet = publish_of(size);
             let mut rbuf = BytesMut::from(&packet[..10]);
-            reserve_read(&mut rbuf, Version::V5);
+            reserve_read(&mut rbuf, Version::V5, READ_CHUNK);
             assert!(rbuf.capacity() - rbuf.len() >= size - 10, "{size}");
         }
     }

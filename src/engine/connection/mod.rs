@@ -234,7 +234,9 @@ impl<'a> Net<'a> {
                 }
             }
             self.set_state(State::Connecting);
-            let (link, server) = match self.attempt(&mut waiters).await {
+            // Boxed: the handshake's state (TLS, WebSocket) is large, and needed only while it runs;
+            // inline, every idle client of a fleet would hold its room.
+            let (link, server) = match Box::pin(self.attempt(&mut waiters)).await {
                 Attempt::Up(link, server) => (link, server),
                 Attempt::Failed(e) => {
                     for t in waiters.drain(..) {

@@ -6,7 +6,7 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::time::{Instant, sleep_until};
 
-use super::handshake::{Link, disconnect_reason, reserve_read};
+use super::handshake::{Link, ReadRoom, disconnect_reason};
 use super::keep_alive::{Due, KeepAlive};
 use super::peer::Peer;
 use super::writer::SocketWriter;
@@ -76,6 +76,7 @@ impl Net<'_> {
         let store_retry = sleep_until(far);
         tokio::pin!(store_retry);
         let mut retry_armed = false;
+        let mut room = ReadRoom::new();
         // Declared after the reading half, so that it is dropped (its offer withdrawn) first.
         let mut w = SocketWriter::new(writer, wbuf, kind, &ctx.shared.direct);
         // Its own reference, for a wait in the select below, which borrows `self` elsewhere.
@@ -116,7 +117,7 @@ impl Net<'_> {
             if ka.set_reading(self.out.backlog.is_empty(), Instant::now) {
                 timer.as_mut().reset(ka.next_wakeup(disconnecting, far));
             }
-            reserve_read(&mut rbuf, ctx.options.version);
+            room.reserve(&mut rbuf, ctx.options.version);
             if disconnecting.is_none() {
                 w.offer_if_idle(self.peer.max_packet_size, &self.commands);
             }
@@ -132,7 +133,8 @@ impl Net<'_> {
                     w.withdraw(&mut self.written);
                     match r {
                         Ok(0) => return Ended::Lost(Error::ConnectionClosed),
-                        Ok(_) => {
+                        Ok(n) => {
+                            room.read(n);
                             let pinging = ka.ping_sent.is_some();
                             if let Err(e) = self.on_read(&mut rbuf, &mut w, &mut ka) {
                                 return self.close_on(&mut w, e).await;

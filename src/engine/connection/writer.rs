@@ -219,10 +219,11 @@ impl<'a> SocketWriter<'a> {
     /// themselves, and an ACK sent ahead of them would be a segment of its own.
     pub(super) fn owe_ack(&mut self, received: &Received, awaits_acks: impl FnOnce() -> bool) {
         if self.wbuf.is_empty() {
-            if awaits_acks() || received.answer {
-                self.ack.owe(ACK_DELAY);
+            let awaiting = awaits_acks();
+            if awaiting || received.answer {
+                self.ack.owe(ACK_DELAY, awaiting);
             } else if received.publishes >= 2 {
-                self.ack.owe(STREAM_ACK_DELAY);
+                self.ack.owe(STREAM_ACK_DELAY, true);
             }
         }
     }
