@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * mqttclient — an MQTT client library with a C ABI.
  *
  * Memory rules, in one place:

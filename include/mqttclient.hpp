@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * mqttclient.hpp — a header-only C++17 API over the C API of mqttclient.h (namespace mqttc).
  *
  * Every call is the C call of the same name, and the rules of mqttclient.h (threads, what is

@@ -95,7 +95,13 @@ done
 for f in mqttclientConfig.cmake mqttclientConfigVersion.cmake; do
   [ -f "$libdir/cmake/mqttclient/$f" ] || fail "no $f"
 done
-echo "  installed: $(cd "$prefix" && find . ! -type d | sort | tr '\n' ' ')"
+# The API reference is installed once the docs target has built it (scripts/test.sh does).
+docdir=$prefix/share/doc/mqttclient/html
+if [ -f "$build/docs/docs.stamp" ]; then
+  [ -f "$docdir/index.html" ] || fail "the API reference was built but $docdir/index.html was not installed"
+fi
+echo "  installed: $(cd "$prefix" && find . ! -type d ! -path './share/doc/*' | sort | tr '\n' ' ')"
+[ ! -d "$docdir" ] || echo "  and the API reference: $(find "$docdir" -type f | wc -l) files in share/doc/mqttclient/html"
 
 echo "packaging: find_package(mqttclient $version) with CMAKE_PREFIX_PATH=<prefix>"
 build_consumer find_package "$libdir" -DCMAKE_PREFIX_PATH="$prefix" -DMQTTCLIENT_VERSION="$version"
