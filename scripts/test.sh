@@ -15,6 +15,9 @@ if git rev-parse --git-dir >/dev/null 2>&1 && ! git diff --quiet -- include/mqtt
   git --no-pager diff --stat -- include/mqttclient.h >&2
   exit 1
 fi
+# Every public function and type is documented, and every status a function returns is listed in
+# its Errors paragraph (tests/api_docs.rs runs this too, and tests the checker itself).
+python3 scripts/check_api_docs.py
 # The C tests link target/debug/libmqttclient.so, which `cargo test` alone does not produce.
 cargo build --lib
 cargo test --all-targets

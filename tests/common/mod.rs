@@ -105,6 +105,18 @@ pub fn temp_dir(tag: &str) -> TempDir {
     TempDir(d)
 }
 
+/// Writes each (file name, content) into `dir`; returns their paths, in order.
+pub fn write_files(dir: &Path, files: &[(&str, &str)]) -> Vec<PathBuf> {
+    files
+        .iter()
+        .map(|(name, text)| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        })
+        .collect()
+}
+
 impl Broker {
     pub fn start() -> Broker {
         Broker::start_with("")
