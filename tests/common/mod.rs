@@ -338,7 +338,7 @@ fn compile(name: &str, sources: &[PathBuf], cpp: bool, flags: &[&str]) -> PathBu
         lib_dir().display()
     );
     // The programs need the library by its SONAME, a link build.rs makes next to it (Linux).
-    let soname = concat!("libmqttclient.so.", env!("CARGO_PKG_VERSION_MAJOR"));
+    let soname = env!("MQTTC_SONAME");
     assert!(
         !env!("MQTTC_TARGET").contains("linux") || lib_dir().join(soname).exists(),
         "{} has no {soname} link to libmqttclient.so: build.rs makes it when it runs (`touch build.rs; cargo build --lib`)",
