@@ -19,6 +19,8 @@ fn main() {
     println!("cargo:rerun-if-changed=cbindgen.toml");
     let version = Version::from_env();
     set_soname(&version);
+    // The tests check that C programs find the library under this name.
+    println!("cargo:rustc-env=MQTTC_SONAME={}", version.soname());
     let mut config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).expect("cbindgen.toml is valid");
     // The version macros come from Cargo.toml, which cbindgen cannot evaluate in Rust constants.
     let macros = version.header_macros();
@@ -76,6 +78,18 @@ impl Version {
         v
     }
 
+    /// The shared library's SONAME, by the policy docs/install.md states: while the version is
+    /// 0.x, when any minor version may break the ABI (CHANGELOG.md), `libmqttclient.so.0.<minor>`,
+    /// so that a program built against 0.1 never loads 0.2; from 1.0 on, `libmqttclient.so.<major>`.
+    /// CMakeLists.txt gives the installed links the same names, and scripts/packaging.sh checks
+    /// the installed library's SONAME against the policy.
+    fn soname(&self) -> String {
+        match self.major {
+            0 => format!("libmqttclient.so.0.{}", self.minor),
+            major => format!("libmqttclient.so.{major}"),
+        }
+    }
+
     /// The header's version macros (the same values `mqttc_version` and `mqttc_version_number`
     /// return from the library; src/ffi/version.rs tests that they agree).
     fn header_macros(&self) -> String {
@@ -104,13 +118,13 @@ impl Version {
     }
 }
 
-/// On Linux, gives the shared library the SONAME `libmqttclient.so.<major>` (0 for every 0.x), and
-/// puts a symlink of that name next to the `libmqttclient.so` cargo writes.
+/// On Linux, gives the shared library its SONAME (`Version::soname`: `libmqttclient.so.0.<minor>`
+/// before 1.0), and puts a symlink of that name next to the `libmqttclient.so` cargo writes.
 ///
 /// Why the symlink: a program linked with `-L <dir> -lmqttclient` records the SONAME, not the file
-/// name, as its NEEDED entry, so at run time the loader looks for `libmqttclient.so.0` in the
-/// program's rpath. An install provides that name (CMakeLists.txt installs the library as
-/// `libmqttclient.so.<version>` with `.so.<major>` and `.so` symlinks), but cargo only writes
+/// name, as its NEEDED entry, so at run time the loader looks for `libmqttclient.so.0.1` (say) in
+/// the program's rpath. An install provides that name (CMakeLists.txt installs the library as
+/// `libmqttclient.so.<version>` with SONAME and `.so` symlinks), but cargo only writes
 /// `libmqttclient.so`. Making the link here, once per target directory and profile, serves every
 /// program linked against cargo's output — the C tests (`target/debug`), CMake's build tree
 /// (`build/cargo/release`) and hand builds against `target/release` — instead of teaching each of
@@ -125,7 +139,7 @@ fn set_soname(version: &Version) {
     if env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux") {
         return;
     }
-    let soname = format!("libmqttclient.so.{}", version.major);
+    let soname = version.soname();
     println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,{soname}");
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let Some(artifact_dir) = out_dir

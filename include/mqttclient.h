@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * mqttclient — an MQTT client library with a C ABI.
  *
  * Memory rules, in one place:
@@ -67,7 +68,9 @@
 /**
  * Result of every mqttclient call and of every token. Values are stable and never reused:
  * 0 is success, 1 means "still pending", negative values are errors. MQTT return/reason codes
- * from the broker are reported separately (`mqttc_token_codes`).
+ * from the broker are reported separately (`mqttc_token_codes`). The comment of each function
+ * that returns a status ends with an Errors paragraph: every status other than MQTTC_OK it can
+ * return, each with the case that leads to it where the value's own comment does not say.
  */
 typedef enum mqttc_status {
   MQTTC_OK = 0,
@@ -104,12 +107,13 @@ typedef enum mqttc_status {
    */
   MQTTC_ERR_INVALID_ARGUMENT = -7,
   /**
-   * The client, loop or store handle is not a live one (freed, or never made by this library).
+   * The client, loop, pool or store handle is not a live one (freed, or never made by this
+   * library).
    */
   MQTTC_ERR_INVALID_HANDLE = -8,
   /**
    * The `struct_size` of a struct the caller passes (`mqttc_options`, `mqttc_subscription`,
-   * `mqttc_property`) is not one this library knows.
+   * `mqttc_property`, `mqttc_store_callbacks`) is not one this library knows.
    */
   MQTTC_ERR_STRUCT_SIZE = -9,
   /**
@@ -254,7 +258,9 @@ typedef enum mqttc_status {
    * or callback thread stops that client: its pending tokens fail with this status, the
    * connection callback (or event) reports LOST with it, the state becomes
    * MQTTC_STATE_DISCONNECTED, and later calls that need the connection (publish, subscribe,
-   * connect, ...) return it at once. Free the client; other clients are not affected.
+   * connect, ...) return it at once. Free the client; other clients are not affected. Any call
+   * may return it, so the Errors paragraphs name it only for those that return it for a
+   * stopped client.
    */
   MQTTC_ERR_PANIC = -99,
 } mqttc_status;
@@ -1236,9 +1242,12 @@ void mqttc_options_init_size(struct mqttc_options *opts,
 
 /**
  * Makes a store over the application's callbacks (copied from `*callbacks`). `put`, `get`,
- * `remove`, `list` and `clear` are required (MQTTC_ERR_INVALID_ARGUMENT otherwise); `sync` and
- * `drop` may be NULL. On success `*out` receives the store, which the caller releases with
- * `mqttc_store_free`; on failure `*out` is not written and `drop` is not called.
+ * `remove`, `list` and `clear` are required; `sync` and `drop` may be NULL. On success `*out`
+ * receives the store, which the caller releases with `mqttc_store_free`; on failure `*out` is not
+ * written and `drop` is not called.
+ *
+ * Errors: MQTTC_ERR_NULL (`callbacks` or `out`), MQTTC_ERR_STRUCT_SIZE (`callbacks->struct_size`),
+ * MQTTC_ERR_INVALID_ARGUMENT (a required function is NULL), MQTTC_ERR_RESOURCE (too many stores).
  */
 enum mqttc_status mqttc_store_new(const struct mqttc_store_callbacks *callbacks,
                                   struct mqttc_store **out);
@@ -1254,17 +1263,19 @@ void mqttc_store_free(struct mqttc_store *store);
 
 /**
  * Inside a `get` callback: hands over the value found, `len` bytes at `bytes` (copied; NULL with
- * `len` 0 for an empty value). A second call replaces the first. MQTTC_ERR_NULL for a NULL `out`
- * (or NULL `bytes` with a nonzero `len`), MQTTC_ERR_INVALID_ARGUMENT for a value longer than any
- * the library stores, MQTTC_ERR_RESOURCE when the memory cannot be had.
+ * `len` 0 for an empty value). A second call replaces the first.
+ *
+ * Errors: MQTTC_ERR_NULL (`out`, or `bytes` with a nonzero `len`), MQTTC_ERR_INVALID_ARGUMENT
+ * (longer than any value the library stores), MQTTC_ERR_RESOURCE (no memory for the copy).
  */
 enum mqttc_status mqttc_store_value_set(struct mqttc_store_value *out,
                                         const uint8_t *bytes,
                                         size_t len);
 
 /**
- * Inside a `list` callback: hands over one key (a NUL-terminated string, copied). MQTTC_ERR_NULL
- * for a NULL `out` or `key`.
+ * Inside a `list` callback: hands over one key (a NUL-terminated string, copied).
+ *
+ * Errors: MQTTC_ERR_NULL (`out` or `key`).
  */
 enum mqttc_status mqttc_store_keys_add(struct mqttc_store_keys *out, const char *key);
 
@@ -1275,6 +1286,12 @@ enum mqttc_status mqttc_store_keys_add(struct mqttc_store_keys *out, const char 
  *
  * `opts` may be NULL for the defaults. On success `*out` receives the client, which the caller
  * releases with `mqttc_client_free`; on failure `*out` is not written.
+ *
+ * Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_UTF8, MQTTC_ERR_INVALID_ARGUMENT (empty `host`, zero
+ * `port`, a bad option), MQTTC_ERR_STRUCT_SIZE, MQTTC_ERR_INVALID_TOPIC (`will_topic`),
+ * MQTTC_ERR_INVALID_QOS (`will_qos`), MQTTC_ERR_NOT_SUPPORTED (properties in 3.1.1),
+ * MQTTC_ERR_INVALID_HANDLE (`run_loop`, `pool`, `store`), MQTTC_ERR_TLS, MQTTC_ERR_STORE,
+ * MQTTC_ERR_RESOURCE.
  */
 enum mqttc_status mqttc_client_new(const char *host,
                                    uint16_t port,
@@ -1288,6 +1305,12 @@ enum mqttc_status mqttc_client_new(const char *host,
  * 443, path `/mqtt` by default), `host:port`, `host` (port 1883), `[v6addr]:port`, or
  * `unix:///path`. Each connect and each reconnect tries them in order (see `rotate_servers`) until
  * one accepts. Otherwise as `mqttc_client_new`; the strings are copied.
+ *
+ * Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_UTF8, MQTTC_ERR_INVALID_ARGUMENT (`count` not 1 to
+ * 1024, a bad address or option), MQTTC_ERR_STRUCT_SIZE, MQTTC_ERR_INVALID_TOPIC (`will_topic`),
+ * MQTTC_ERR_INVALID_QOS (`will_qos`), MQTTC_ERR_NOT_SUPPORTED (properties in 3.1.1),
+ * MQTTC_ERR_INVALID_HANDLE (`run_loop`, `pool`, `store`), MQTTC_ERR_TLS, MQTTC_ERR_STORE,
+ * MQTTC_ERR_RESOURCE.
  */
 enum mqttc_status mqttc_client_new_uris(const char *const *uris,
                                         size_t count,
@@ -1296,6 +1319,11 @@ enum mqttc_status mqttc_client_new_uris(const char *const *uris,
 
 /**
  * Makes a client for a broker listening on the Unix-domain socket at `path`. As `mqttc_client_new`.
+ *
+ * Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_UTF8, MQTTC_ERR_INVALID_ARGUMENT (empty `path`, TLS
+ * options, a bad option), MQTTC_ERR_STRUCT_SIZE, MQTTC_ERR_INVALID_TOPIC (`will_topic`),
+ * MQTTC_ERR_INVALID_QOS (`will_qos`), MQTTC_ERR_NOT_SUPPORTED (properties in 3.1.1),
+ * MQTTC_ERR_INVALID_HANDLE (`run_loop`, `pool`, `store`), MQTTC_ERR_STORE, MQTTC_ERR_RESOURCE.
  */
 enum mqttc_status mqttc_client_new_unix(const char *path,
                                         const struct mqttc_options *opts,
@@ -1338,6 +1366,8 @@ void mqttc_client_free(struct mqttc_client *client);
 /**
  * The client's connection state (an `mqttc_state` value), or a negative `mqttc_status` when the
  * handle is invalid.
+ *
+ * Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_HANDLE (the client was freed).
  */
 int mqttc_client_state(const struct mqttc_client *client);
 
@@ -1345,6 +1375,9 @@ int mqttc_client_state(const struct mqttc_client *client);
  * Starts connecting (MQTTClient.jl's `connect_async`). Returns at once; `*token` (if not NULL)
  * completes when the broker accepted (MQTTC_OK; `mqttc_token_codes` gives [session_present]) or
  * refused the connection (one MQTTC_ERR_REFUSED_* per CONNACK code), or it failed.
+ *
+ * Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_HANDLE, MQTTC_ERR_ALREADY_CONNECTED (in any state but
+ * DISCONNECTED), MQTTC_ERR_CANCELLED (the client is being freed), MQTTC_ERR_PANIC.
  */
 enum mqttc_status mqttc_connect(struct mqttc_client *client, mqttc_token *token);
 
@@ -1353,7 +1386,9 @@ enum mqttc_status mqttc_connect(struct mqttc_client *client, mqttc_token *token)
  * `reconnect_async`): a live connection is dropped as if it were lost (the session carries on:
  * unacknowledged messages are resent), a wait before an automatic reconnect is cut short, and
  * without a session this is `mqttc_connect`. `*token` completes like `mqttc_connect`'s.
- * MQTTC_ERR_NOT_CONNECTED while a disconnect is under way.
+ *
+ * Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_HANDLE, MQTTC_ERR_NOT_CONNECTED (while disconnecting),
+ * MQTTC_ERR_ALREADY_CONNECTED (a racing connect came first), MQTTC_ERR_CANCELLED, MQTTC_ERR_PANIC.
  */
 enum mqttc_status mqttc_reconnect(struct mqttc_client *client, mqttc_token *token);
 
@@ -1363,6 +1398,9 @@ enum mqttc_status mqttc_reconnect(struct mqttc_client *client, mqttc_token *toke
  * socket closed. Operations still pending then complete with MQTTC_ERR_CANCELLED. Also ends a
  * session whose connection is lost (reconnecting, or waiting for `mqttc_reconnect`): the
  * offline queue and everything pending are cancelled at once. No automatic reconnect follows.
+ *
+ * Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_HANDLE, MQTTC_ERR_NOT_CONNECTED (no session, or
+ * disconnecting), MQTTC_ERR_CANCELLED, MQTTC_ERR_PANIC.
  */
 enum mqttc_status mqttc_disconnect(struct mqttc_client *client, mqttc_token *token);
 
@@ -1371,6 +1409,11 @@ enum mqttc_status mqttc_disconnect(struct mqttc_client *client, mqttc_token *tok
  * (normal), 0x04 (disconnect with will message: the broker publishes the will), or another code
  * a client may send (MQTT 5 section 3.14.2.1). Properties may set a Session Expiry Interval
  * (not when the connect's was 0), a Reason String and user properties.
+ *
+ * Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_HANDLE, MQTTC_ERR_INVALID_ARGUMENT (not a DISCONNECT
+ * code, a bad property, an expiry after a CONNECT without one), MQTTC_ERR_NOT_SUPPORTED (a code or
+ * properties in 3.1.1), MQTTC_ERR_NOT_CONNECTED (no session, or disconnecting),
+ * MQTTC_ERR_CANCELLED, MQTTC_ERR_PANIC.
  */
 enum mqttc_status mqttc_disconnect_v5(struct mqttc_client *client,
                                       uint8_t reason_code,
@@ -1380,6 +1423,9 @@ enum mqttc_status mqttc_disconnect_v5(struct mqttc_client *client,
 /**
  * Sets (or with NULL `cb`, removes) the log callback; messages at `level` (an `mqttc_log_level`)
  * and more severe are passed to it. Lines are produced only while a callback is set.
+ *
+ * Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_HANDLE, MQTTC_ERR_INVALID_ARGUMENT (`level` not a log
+ * level).
  */
 enum mqttc_status mqttc_client_set_log(struct mqttc_client *client,
                                        int level,
@@ -1389,6 +1435,8 @@ enum mqttc_status mqttc_client_set_log(struct mqttc_client *client,
 /**
  * Sets (or with NULL `cb`, removes) the completion callback. Tokens keep working with poll and
  * wait whether or not a callback is set.
+ *
+ * Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_HANDLE.
  */
 enum mqttc_status mqttc_client_set_on_complete(struct mqttc_client *client,
                                                mqttc_complete_cb cb,
@@ -1398,6 +1446,8 @@ enum mqttc_status mqttc_client_set_on_complete(struct mqttc_client *client,
  * Sets (or with NULL `cb`, removes) the restored-message callback (see `mqttc_restored_cb`).
  * Set it before `mqttc_connect`: messages are restored when the connect starts a session. In
  * event mode they are RESTORED events instead (or as well).
+ *
+ * Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_HANDLE.
  */
 enum mqttc_status mqttc_client_set_on_restored(struct mqttc_client *client,
                                                mqttc_restored_cb cb,
@@ -1408,6 +1458,8 @@ enum mqttc_status mqttc_client_set_on_restored(struct mqttc_client *client,
  * up (with "session present"), when one is lost (with the reason), and when a disconnect ends
  * the session. A connection dropped by `mqttc_reconnect` reports only the new UP. Failed
  * attempts to connect are not events (the connect token and the log report them).
+ *
+ * Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_HANDLE.
  */
 enum mqttc_status mqttc_client_set_on_connection(struct mqttc_client *client,
                                                  mqttc_connection_cb cb,
@@ -1423,6 +1475,11 @@ enum mqttc_status mqttc_client_set_on_connection(struct mqttc_client *client,
  * goes to the network thread), which spares a thread wakeup: its token is then already
  * complete. Not when a completion callback is set or in event mode, whose completion reports
  * come from the network thread. Calls keep their order either way.
+ *
+ * Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_HANDLE, MQTTC_ERR_INVALID_UTF8,
+ * MQTTC_ERR_INVALID_TOPIC, MQTTC_ERR_INVALID_QOS, MQTTC_ERR_PAYLOAD_TOO_LARGE, MQTTC_ERR_RESOURCE,
+ * MQTTC_ERR_NOT_CONNECTED (no session and no `queue_before_connect`, or disconnecting),
+ * MQTTC_ERR_QUEUE_FULL, MQTTC_ERR_STORE, MQTTC_ERR_CANCELLED, MQTTC_ERR_PANIC.
  */
 enum mqttc_status mqttc_publish(struct mqttc_client *client,
                                 const char *topic,
@@ -1437,6 +1494,12 @@ enum mqttc_status mqttc_publish(struct mqttc_client *client,
  * payload format, response topic, correlation data, user properties. Topic alias and subscription
  * identifier are refused (the library manages aliases; only brokers send identifiers), and so is
  * any property on an MQTT 3.1.1 client (MQTTC_ERR_NOT_SUPPORTED).
+ *
+ * Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_HANDLE, MQTTC_ERR_INVALID_UTF8,
+ * MQTTC_ERR_INVALID_TOPIC, MQTTC_ERR_INVALID_QOS, MQTTC_ERR_NOT_SUPPORTED,
+ * MQTTC_ERR_INVALID_ARGUMENT (a property PUBLISH may not carry), MQTTC_ERR_PAYLOAD_TOO_LARGE,
+ * MQTTC_ERR_RESOURCE, MQTTC_ERR_NOT_CONNECTED (as `mqttc_publish`), MQTTC_ERR_QUEUE_FULL,
+ * MQTTC_ERR_STORE, MQTTC_ERR_CANCELLED, MQTTC_ERR_PANIC.
  */
 enum mqttc_status mqttc_publish_v5(struct mqttc_client *client,
                                    const char *topic,
@@ -1463,6 +1526,12 @@ enum mqttc_status mqttc_publish_v5(struct mqttc_client *client,
  * subscribe, ...), but must not wait on or free the client. `free` fits when
  * `release_userdata` is the malloc'd payload itself. NULL `release`: nothing to do, for bytes
  * that stay valid and unchanged for the client's whole life (static data).
+ *
+ * Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_HANDLE, MQTTC_ERR_INVALID_UTF8,
+ * MQTTC_ERR_INVALID_TOPIC, MQTTC_ERR_INVALID_QOS, MQTTC_ERR_NOT_SUPPORTED,
+ * MQTTC_ERR_INVALID_ARGUMENT (a property PUBLISH may not carry), MQTTC_ERR_PAYLOAD_TOO_LARGE,
+ * MQTTC_ERR_NOT_CONNECTED (as `mqttc_publish`), MQTTC_ERR_QUEUE_FULL, MQTTC_ERR_STORE,
+ * MQTTC_ERR_CANCELLED, MQTTC_ERR_PANIC.
  */
 enum mqttc_status mqttc_publish_nocopy(struct mqttc_client *client,
                                        const char *topic,
@@ -1480,6 +1549,12 @@ enum mqttc_status mqttc_publish_nocopy(struct mqttc_client *client,
  * (MQTT 5 request/response, section 4.10): to its Response Topic, with its Correlation Data, and
  * with `properties` (NULL for none) added. MQTTC_ERR_NOT_FOUND when the request has no response
  * topic. Otherwise as `mqttc_publish_v5`.
+ *
+ * Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_HANDLE, MQTTC_ERR_NOT_FOUND, MQTTC_ERR_INVALID_TOPIC
+ * (the response topic), MQTTC_ERR_INVALID_QOS, MQTTC_ERR_NOT_SUPPORTED, MQTTC_ERR_INVALID_ARGUMENT
+ * (a property PUBLISH may not carry), MQTTC_ERR_PAYLOAD_TOO_LARGE, MQTTC_ERR_RESOURCE,
+ * MQTTC_ERR_NOT_CONNECTED (as `mqttc_publish`), MQTTC_ERR_QUEUE_FULL, MQTTC_ERR_STORE,
+ * MQTTC_ERR_CANCELLED, MQTTC_ERR_PANIC.
  */
 enum mqttc_status mqttc_respond(struct mqttc_client *client,
                                 const struct mqttc_message *request,
@@ -1503,6 +1578,11 @@ enum mqttc_status mqttc_respond(struct mqttc_client *client,
  * `*token` completes with MQTTC_OK when the broker granted it (`mqttc_token_codes` gives the
  * granted QoS), or MQTTC_ERR_SUBSCRIBE_REFUSED (the callback is then removed). On failure of this
  * call, `drop_userdata` is not called and `userdata` remains the caller's.
+ *
+ * Errors: MQTTC_ERR_NULL (also `on_message` outside event mode), MQTTC_ERR_INVALID_HANDLE,
+ * MQTTC_ERR_INVALID_UTF8, MQTTC_ERR_INVALID_FILTER, MQTTC_ERR_INVALID_QOS, MQTTC_ERR_RESOURCE,
+ * MQTTC_ERR_NOT_CONNECTED (while disconnecting), MQTTC_ERR_QUEUE_FULL, MQTTC_ERR_CANCELLED,
+ * MQTTC_ERR_PANIC.
  */
 enum mqttc_status mqttc_subscribe(struct mqttc_client *client,
                                   const char *filter,
@@ -1519,6 +1599,12 @@ enum mqttc_status mqttc_subscribe(struct mqttc_client *client,
  * MQTTC_ERR_STRUCT_SIZE for a size this library does not know, MQTTC_ERR_INVALID_ARGUMENT when
  * entries differ. A `count` over 67,108,863 (more filters than one SUBSCRIBE can hold) is
  * MQTTC_ERR_INVALID_ARGUMENT, before any entry is read.
+ *
+ * Errors: MQTTC_ERR_NULL (also an `on_message` outside event mode), MQTTC_ERR_INVALID_HANDLE,
+ * MQTTC_ERR_STRUCT_SIZE, MQTTC_ERR_INVALID_ARGUMENT (`count` 0 or too large, sizes differ, bad
+ * `options`), MQTTC_ERR_INVALID_UTF8, MQTTC_ERR_INVALID_FILTER, MQTTC_ERR_INVALID_QOS,
+ * MQTTC_ERR_NOT_SUPPORTED (`options` in 3.1.1), MQTTC_ERR_RESOURCE, MQTTC_ERR_NOT_CONNECTED (while
+ * disconnecting), MQTTC_ERR_QUEUE_FULL, MQTTC_ERR_CANCELLED, MQTTC_ERR_PANIC.
  */
 enum mqttc_status mqttc_subscribe_many(struct mqttc_client *client,
                                        const struct mqttc_subscription *subscriptions,
@@ -1533,6 +1619,13 @@ enum mqttc_status mqttc_subscribe_many(struct mqttc_client *client,
  * Subscription Identifier (when the broker takes them) and routes a message that carries one to
  * exactly the callbacks of the subscriptions it names: with overlapping filters, each copy the
  * broker sends reaches its own subscription's callback once.
+ *
+ * Errors: MQTTC_ERR_NULL (also an `on_message` outside event mode), MQTTC_ERR_INVALID_HANDLE,
+ * MQTTC_ERR_STRUCT_SIZE, MQTTC_ERR_INVALID_ARGUMENT (as `mqttc_subscribe_many`, or a bad
+ * property), MQTTC_ERR_INVALID_UTF8, MQTTC_ERR_INVALID_FILTER, MQTTC_ERR_INVALID_QOS,
+ * MQTTC_ERR_NOT_SUPPORTED (`options` or properties in 3.1.1), MQTTC_ERR_RESOURCE,
+ * MQTTC_ERR_NOT_CONNECTED (while disconnecting), MQTTC_ERR_QUEUE_FULL, MQTTC_ERR_CANCELLED,
+ * MQTTC_ERR_PANIC.
  */
 enum mqttc_status mqttc_subscribe_v5(struct mqttc_client *client,
                                      const struct mqttc_subscription *subscriptions,
@@ -1544,6 +1637,11 @@ enum mqttc_status mqttc_subscribe_v5(struct mqttc_client *client,
  * Unsubscribes `count` filters in one UNSUBSCRIBE packet (MQTTClient.jl's `unsubscribe_async`).
  * Their callbacks stop at once; `*token` completes on UNSUBACK. A `count` over 89,478,484 (more
  * filters than one UNSUBSCRIBE can hold) is MQTTC_ERR_INVALID_ARGUMENT, before any is read.
+ *
+ * Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_HANDLE, MQTTC_ERR_INVALID_ARGUMENT (`count` 0 or too
+ * large), MQTTC_ERR_INVALID_UTF8, MQTTC_ERR_INVALID_FILTER, MQTTC_ERR_RESOURCE,
+ * MQTTC_ERR_NOT_CONNECTED (no session, or disconnecting), MQTTC_ERR_QUEUE_FULL,
+ * MQTTC_ERR_CANCELLED, MQTTC_ERR_PANIC.
  */
 enum mqttc_status mqttc_unsubscribe_many(struct mqttc_client *client,
                                          const char *const *filters,
@@ -1552,6 +1650,10 @@ enum mqttc_status mqttc_unsubscribe_many(struct mqttc_client *client,
 
 /**
  * Unsubscribes one filter; see `mqttc_unsubscribe_many`.
+ *
+ * Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_HANDLE, MQTTC_ERR_INVALID_UTF8,
+ * MQTTC_ERR_INVALID_FILTER, MQTTC_ERR_RESOURCE, MQTTC_ERR_NOT_CONNECTED (no session, or
+ * disconnecting), MQTTC_ERR_QUEUE_FULL, MQTTC_ERR_CANCELLED, MQTTC_ERR_PANIC.
  */
 enum mqttc_status mqttc_unsubscribe(struct mqttc_client *client,
                                     const char *filter,
@@ -1560,6 +1662,11 @@ enum mqttc_status mqttc_unsubscribe(struct mqttc_client *client,
 /**
  * `mqttc_unsubscribe_many` with MQTT 5 UNSUBSCRIBE properties (NULL for none; user properties).
  * In MQTT 5 `mqttc_token_codes` gives each filter's UNSUBACK reason code.
+ *
+ * Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_HANDLE, MQTTC_ERR_INVALID_ARGUMENT (`count` 0 or too
+ * large, a bad property), MQTTC_ERR_NOT_SUPPORTED (properties in 3.1.1), MQTTC_ERR_INVALID_UTF8,
+ * MQTTC_ERR_INVALID_FILTER, MQTTC_ERR_RESOURCE, MQTTC_ERR_NOT_CONNECTED (no session, or
+ * disconnecting), MQTTC_ERR_QUEUE_FULL, MQTTC_ERR_CANCELLED, MQTTC_ERR_PANIC.
  */
 enum mqttc_status mqttc_unsubscribe_v5(struct mqttc_client *client,
                                        const char *const *filters,
@@ -1569,9 +1676,11 @@ enum mqttc_status mqttc_unsubscribe_v5(struct mqttc_client *client,
 
 /**
  * Copies a borrowed message (inside a callback) into one the caller owns and must release with
- * `mqttc_message_free`. On success `*out` receives the copy. A message whose lengths no MQTT
- * message can have (a topic over 65,535 bytes, a payload over 268,435,455) is
- * MQTTC_ERR_INVALID_ARGUMENT; MQTTC_ERR_RESOURCE when there is no memory for the copy.
+ * `mqttc_message_free`. On success `*out` receives the copy.
+ *
+ * Errors: MQTTC_ERR_NULL (`message`, `out`, or its topic or payload with a length),
+ * MQTTC_ERR_INVALID_ARGUMENT (a topic over 65,535 bytes or with a NUL, a payload over
+ * 268,435,455), MQTTC_ERR_RESOURCE (no memory for the copy).
  */
 enum mqttc_status mqttc_message_copy(const struct mqttc_message *message,
                                      struct mqttc_message **out);
@@ -1583,16 +1692,20 @@ enum mqttc_status mqttc_message_copy(const struct mqttc_message *message,
 void mqttc_message_free(struct mqttc_message *message);
 
 /**
- * Checks a topic name as `mqttc_publish` would: MQTTC_OK, or MQTTC_ERR_INVALID_TOPIC (empty,
- * longer than 65535 bytes, U+0000, or a wildcard), MQTTC_ERR_NULL, MQTTC_ERR_INVALID_UTF8; the
- * reason is in `mqttc_last_error`.
+ * Checks a topic name as `mqttc_publish` would: MQTTC_OK when it is valid; otherwise
+ * `mqttc_last_error` says why.
+ *
+ * Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_UTF8, MQTTC_ERR_INVALID_TOPIC (empty, longer than
+ * 65535 bytes, U+0000, or a wildcard).
  */
 enum mqttc_status mqttc_topic_check(const char *topic);
 
 /**
- * Checks a filter as `mqttc_subscribe` would: MQTTC_OK, or MQTTC_ERR_INVALID_FILTER (empty, too
- * long, U+0000, `+` or `#` not a whole level, `#` not last, a malformed `$share/name/filter`),
- * MQTTC_ERR_NULL, MQTTC_ERR_INVALID_UTF8.
+ * Checks a filter as `mqttc_subscribe` would: MQTTC_OK when it is valid; otherwise
+ * `mqttc_last_error` says why.
+ *
+ * Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_UTF8, MQTTC_ERR_INVALID_FILTER (empty, too long,
+ * U+0000, `+` or `#` not a whole level, `#` not last, a malformed `$share/name/filter`).
  */
 enum mqttc_status mqttc_filter_check(const char *filter);
 
@@ -1601,20 +1714,26 @@ enum mqttc_status mqttc_filter_check(const char *filter);
  * a subscription receives: `+` is one level, `#` the rest including the parent level, and a topic
  * starting with `$` is matched by no filter starting with a wildcard. A shared subscription's
  * filter (`$share/name/filter`) matches as its `filter` part. On MQTTC_OK `*result` says whether
- * it matches; both are checked first (MQTTC_ERR_INVALID_FILTER, MQTTC_ERR_INVALID_TOPIC,
- * MQTTC_ERR_NULL, MQTTC_ERR_INVALID_UTF8), and then `*result` is not written.
+ * it matches; both are checked first, and when one is not valid `*result` is not written.
+ *
+ * Errors: MQTTC_ERR_NULL (`filter`, `topic` or `result`), MQTTC_ERR_INVALID_UTF8,
+ * MQTTC_ERR_INVALID_FILTER, MQTTC_ERR_INVALID_TOPIC.
  */
 enum mqttc_status mqttc_topic_matches(const char *filter, const char *topic, bool *result);
 
 /**
  * Makes an empty property list; on success `*out` receives it, to release with
  * `mqttc_properties_free`.
+ *
+ * Errors: MQTTC_ERR_NULL (`out`).
  */
 enum mqttc_status mqttc_properties_new(struct mqttc_properties **out);
 
 /**
  * Copies a list (e.g. a received message's, to keep it past the callback) into one the caller
  * owns and releases with `mqttc_properties_free`.
+ *
+ * Errors: MQTTC_ERR_NULL (`properties` or `out`).
  */
 enum mqttc_status mqttc_properties_copy(const struct mqttc_properties *properties,
                                         struct mqttc_properties **out);
@@ -1628,6 +1747,9 @@ void mqttc_properties_free(struct mqttc_properties *properties);
 /**
  * Sets an integer property (replacing any value it had), checking its range: 0 or 1 for the
  * byte-sized flags, at least 1 for Receive Maximum.
+ *
+ * Errors: MQTTC_ERR_NULL (`properties`), MQTTC_ERR_INVALID_ARGUMENT (`id` not an integer property,
+ * or `value` out of its range).
  */
 enum mqttc_status mqttc_properties_set_int(struct mqttc_properties *properties,
                                            int id,
@@ -1635,6 +1757,9 @@ enum mqttc_status mqttc_properties_set_int(struct mqttc_properties *properties,
 
 /**
  * Sets a string property (replacing any value it had). `value` is NUL-terminated UTF-8, copied.
+ *
+ * Errors: MQTTC_ERR_NULL (`properties` or `value`), MQTTC_ERR_INVALID_ARGUMENT (`id` not a string
+ * property, or `value` over 65,535 bytes), MQTTC_ERR_INVALID_UTF8.
  */
 enum mqttc_status mqttc_properties_set_string(struct mqttc_properties *properties,
                                               int id,
@@ -1643,6 +1768,9 @@ enum mqttc_status mqttc_properties_set_string(struct mqttc_properties *propertie
 /**
  * Sets a binary property (replacing any value it had): `len` bytes at `data` (NULL when 0),
  * copied; at most 65,535.
+ *
+ * Errors: MQTTC_ERR_NULL (`properties`, or `data` with a nonzero `len`),
+ * MQTTC_ERR_INVALID_ARGUMENT (`id` not a binary property, or `len` over 65,535).
  */
 enum mqttc_status mqttc_properties_set_binary(struct mqttc_properties *properties,
                                               int id,
@@ -1651,6 +1779,9 @@ enum mqttc_status mqttc_properties_set_binary(struct mqttc_properties *propertie
 
 /**
  * Appends a user property (a name and value pair; names may repeat, and order is kept).
+ *
+ * Errors: MQTTC_ERR_NULL (`properties`, `name` or `value`), MQTTC_ERR_INVALID_UTF8,
+ * MQTTC_ERR_INVALID_ARGUMENT (`name` or `value` over 65,535 bytes).
  */
 enum mqttc_status mqttc_properties_add_user(struct mqttc_properties *properties,
                                             const char *name,
@@ -1659,35 +1790,47 @@ enum mqttc_status mqttc_properties_add_user(struct mqttc_properties *properties,
 /**
  * Removes every property with this identifier (all user properties for
  * MQTTC_PROP_USER_PROPERTY). Removing one that is absent is not an error.
+ *
+ * Errors: MQTTC_ERR_NULL (`properties`), MQTTC_ERR_INVALID_ARGUMENT (`id` not a property
+ * identifier).
  */
 enum mqttc_status mqttc_properties_remove(struct mqttc_properties *properties, int id);
 
 /**
  * Stores in `*count` how many properties the list holds (each user property counts once).
+ *
+ * Errors: MQTTC_ERR_NULL (`properties` or `count`).
  */
 enum mqttc_status mqttc_properties_count(const struct mqttc_properties *properties, size_t *count);
 
 /**
  * Stores in `*out` the property at `index` (0 up to the count), in the order of the packet: the
  * way to read repeated properties (user properties, a message's subscription identifiers) and
- * properties of any kind. MQTTC_ERR_NOT_FOUND past the end; MQTTC_ERR_STRUCT_SIZE when
- * `out->struct_size` is not a size this library knows.
+ * properties of any kind.
+ *
+ * Errors: MQTTC_ERR_NULL (`properties` or `out`), MQTTC_ERR_STRUCT_SIZE (`out->struct_size` not a
+ * size this library knows), MQTTC_ERR_NOT_FOUND (`index` past the end).
  */
 enum mqttc_status mqttc_properties_at(const struct mqttc_properties *properties,
                                       size_t index,
                                       struct mqttc_property *out);
 
 /**
- * Stores an integer property's value in `*value`; MQTTC_ERR_NOT_FOUND when the list lacks it
- * (the first one, for a message's repeated subscription identifiers).
+ * Stores an integer property's value in `*value` (the first one, for a message's repeated
+ * subscription identifiers).
+ *
+ * Errors: MQTTC_ERR_NULL (`properties` or `value`), MQTTC_ERR_INVALID_ARGUMENT (`id` not an
+ * integer property), MQTTC_ERR_NOT_FOUND (not in the list).
  */
 enum mqttc_status mqttc_properties_get_int(const struct mqttc_properties *properties,
                                            int id,
                                            uint32_t *value);
 
 /**
- * Stores a string property's value, NUL-terminated and borrowed from the list, in `*value`;
- * MQTTC_ERR_NOT_FOUND when the list lacks it.
+ * Stores a string property's value, NUL-terminated and borrowed from the list, in `*value`.
+ *
+ * Errors: MQTTC_ERR_NULL (`properties` or `value`), MQTTC_ERR_INVALID_ARGUMENT (`id` not a string
+ * property), MQTTC_ERR_NOT_FOUND (not in the list).
  */
 enum mqttc_status mqttc_properties_get_string(const struct mqttc_properties *properties,
                                               int id,
@@ -1695,7 +1838,10 @@ enum mqttc_status mqttc_properties_get_string(const struct mqttc_properties *pro
 
 /**
  * Stores a binary property's bytes (borrowed from the list) in `*data` and their number in
- * `*len`; MQTTC_ERR_NOT_FOUND when the list lacks it.
+ * `*len`.
+ *
+ * Errors: MQTTC_ERR_NULL (`properties`, `data` or `len`), MQTTC_ERR_INVALID_ARGUMENT (`id` not a
+ * binary property), MQTTC_ERR_NOT_FOUND (not in the list).
  */
 enum mqttc_status mqttc_properties_get_binary(const struct mqttc_properties *properties,
                                               int id,
@@ -1704,7 +1850,10 @@ enum mqttc_status mqttc_properties_get_binary(const struct mqttc_properties *pro
 
 /**
  * Stores the value of the first user property named `name` (NUL-terminated, borrowed from the
- * list) in `*value`; MQTTC_ERR_NOT_FOUND when there is none. `mqttc_properties_at` reads them all.
+ * list) in `*value`. `mqttc_properties_at` reads them all.
+ *
+ * Errors: MQTTC_ERR_NULL (`properties`, `name` or `value`), MQTTC_ERR_INVALID_UTF8 (`name`),
+ * MQTTC_ERR_NOT_FOUND (no user property of that name).
  */
 enum mqttc_status mqttc_properties_get_user(const struct mqttc_properties *properties,
                                             const char *name,
@@ -1713,6 +1862,9 @@ enum mqttc_status mqttc_properties_get_user(const struct mqttc_properties *prope
 /**
  * Polls a token without blocking: MQTTC_PENDING, MQTTC_OK, the operation's error status, or
  * MQTTC_ERR_TOKEN_UNKNOWN / MQTTC_ERR_TOKEN_EXPIRED (see `token_history` in `mqttc_options`).
+ *
+ * Errors: MQTTC_PENDING, MQTTC_ERR_NULL, MQTTC_ERR_INVALID_HANDLE, MQTTC_ERR_TOKEN_UNKNOWN,
+ * MQTTC_ERR_TOKEN_EXPIRED, and the status the operation failed with.
  */
 enum mqttc_status mqttc_token_poll(const struct mqttc_client *client, mqttc_token token);
 
@@ -1721,6 +1873,10 @@ enum mqttc_status mqttc_token_poll(const struct mqttc_client *client, mqttc_toke
  * `mqttc_token_poll` would then return, or MQTTC_ERR_TIMEOUT if it is still pending. Refused with
  * MQTTC_ERR_IN_CALLBACK on the client's callback thread (blocking there could deadlock: the library
  * may need that thread to make progress).
+ *
+ * Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_HANDLE, MQTTC_ERR_IN_CALLBACK, MQTTC_ERR_TIMEOUT
+ * (still pending), MQTTC_ERR_TOKEN_UNKNOWN, MQTTC_ERR_TOKEN_EXPIRED, and the status the operation
+ * failed with.
  */
 enum mqttc_status mqttc_token_wait(const struct mqttc_client *client,
                                    mqttc_token token,
@@ -1732,6 +1888,10 @@ enum mqttc_status mqttc_token_wait(const struct mqttc_client *client,
  * filter in order (granted QoS 0/1/2, or 0x80 for refused), also when the token failed with
  * MQTTC_ERR_SUBSCRIBE_REFUSED; for other operations, none. `codes` may be NULL when `capacity` is 0
  * (to learn the count). Returns the token's poll status when it has no codes to give.
+ *
+ * Errors: MQTTC_ERR_NULL (`client`, `count`, or `codes` with a `capacity`),
+ * MQTTC_ERR_INVALID_HANDLE, MQTTC_PENDING, MQTTC_ERR_TOKEN_UNKNOWN, MQTTC_ERR_TOKEN_EXPIRED, and
+ * the status of a failure without codes.
  */
 enum mqttc_status mqttc_token_codes(const struct mqttc_client *client,
                                     mqttc_token token,
@@ -1746,6 +1906,9 @@ enum mqttc_status mqttc_token_codes(const struct mqttc_client *client,
  * PUBACK's or PUBCOMP's; for a (un)subscribe, the SUBACK's or UNSUBACK's; in each case also when
  * the broker refused (a reason string says why). The list is empty in MQTT 3.1.1. Returns the
  * token's poll status when no acknowledgement completed it (pending, cancelled, lost, ...).
+ *
+ * Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_HANDLE, MQTTC_PENDING, MQTTC_ERR_TOKEN_UNKNOWN,
+ * MQTTC_ERR_TOKEN_EXPIRED, and the status of a failure without an acknowledgement.
  */
 enum mqttc_status mqttc_token_properties(const struct mqttc_client *client,
                                          mqttc_token token,
@@ -1755,7 +1918,9 @@ enum mqttc_status mqttc_token_properties(const struct mqttc_client *client,
  * Takes the oldest waiting event without blocking. On MQTTC_OK, `*out` is the event (which the
  * caller releases with `mqttc_event_free`), or NULL when none waits. Drain until NULL after each
  * wakeup: the descriptor and the hook signal only that the queue became non-empty.
- * MQTTC_ERR_EVENT_MODE_OFF unless the client was made with `event_mode`.
+ *
+ * Errors: MQTTC_ERR_NULL (`client` or `out`), MQTTC_ERR_INVALID_HANDLE, MQTTC_ERR_EVENT_MODE_OFF
+ * (the client was made without `event_mode`).
  */
 enum mqttc_status mqttc_event_next(struct mqttc_client *client, struct mqttc_event **out);
 
@@ -1771,17 +1936,26 @@ void mqttc_event_free(struct mqttc_event *event);
  * Linux): wait on it with select/poll/epoll or an event loop (Julia: `FileWatching.poll_fd`),
  * then drain with `mqttc_event_next`. The library owns it and closes it in `mqttc_client_free`;
  * never read, write or close it.
+ *
+ * Errors: MQTTC_ERR_NULL (`client` or `fd`), MQTTC_ERR_INVALID_HANDLE, MQTTC_ERR_EVENT_MODE_OFF
+ * (the client was made without `event_mode`).
  */
 enum mqttc_status mqttc_event_fd(struct mqttc_client *client, int *fd);
 
 /**
  * Stores in `*count` how many events wait.
+ *
+ * Errors: MQTTC_ERR_NULL (`client` or `count`), MQTTC_ERR_INVALID_HANDLE, MQTTC_ERR_EVENT_MODE_OFF
+ * (the client was made without `event_mode`).
  */
 enum mqttc_status mqttc_event_pending(struct mqttc_client *client, size_t *count);
 
 /**
  * Sets (or with NULL `wake`, removes) the wakeup hook: called when the event queue goes from
  * empty to non-empty, and at once when events already wait as it is set.
+ *
+ * Errors: MQTTC_ERR_NULL (`client`), MQTTC_ERR_INVALID_HANDLE, MQTTC_ERR_EVENT_MODE_OFF (the
+ * client was made without `event_mode`).
  */
 enum mqttc_status mqttc_event_set_wakeup(struct mqttc_client *client,
                                          mqttc_wakeup_cb wake,
@@ -1789,7 +1963,9 @@ enum mqttc_status mqttc_event_set_wakeup(struct mqttc_client *client,
 
 /**
  * Makes a loop. On success `*out` receives it, which the caller releases with `mqttc_loop_free`;
- * on failure (MQTTC_ERR_NULL, MQTTC_ERR_RESOURCE) `*out` is not written.
+ * on failure `*out` is not written.
+ *
+ * Errors: MQTTC_ERR_NULL (`out`), MQTTC_ERR_RESOURCE (no runtime, or too many loops).
  */
 enum mqttc_status mqttc_loop_new(struct mqttc_loop **out);
 
@@ -1801,9 +1977,12 @@ enum mqttc_status mqttc_loop_new(struct mqttc_loop **out);
  * clients stand still, keep-alive included (a QoS 0 publish made while a connection is idle is
  * still written at once, by `mqttc_publish` itself).
  *
- * Returns MQTTC_OK, or MQTTC_ERR_IN_CALLBACK inside a callback the loop runs, or one running on a
- * client's network thread (`inline_callbacks`): those threads already run an event loop. Several
- * threads may call it at once; one of them at a time does the work.
+ * Not inside a callback the loop runs, nor one running on a client's network thread
+ * (`inline_callbacks`): those threads already run an event loop. Several threads may call it at
+ * once; one of them at a time does the work.
+ *
+ * Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_HANDLE (the loop was freed), MQTTC_ERR_IN_CALLBACK
+ * (inside a callback the loop runs, or on a client's network thread).
  */
 enum mqttc_status mqttc_loop_run(const struct mqttc_loop *run_loop, uint32_t timeout_ms);
 
@@ -1817,8 +1996,10 @@ void mqttc_loop_free(struct mqttc_loop *run_loop);
 /**
  * Makes a pool of `threads` network threads and `threads` callback threads; 0 means one of each
  * per core. On success `*out` receives it, which the caller releases with `mqttc_pool_free`; on
- * failure (MQTTC_ERR_NULL, MQTTC_ERR_INVALID_ARGUMENT above 1024 threads, MQTTC_ERR_RESOURCE)
- * `*out` is not written.
+ * failure `*out` is not written.
+ *
+ * Errors: MQTTC_ERR_NULL (`out`), MQTTC_ERR_INVALID_ARGUMENT (over 1024 threads),
+ * MQTTC_ERR_RESOURCE (no thread, or too many pools).
  */
 enum mqttc_status mqttc_pool_new(uint32_t threads, struct mqttc_pool **out);
 

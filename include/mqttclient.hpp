@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * mqttclient.hpp — a header-only C++17 API over the C API of mqttclient.h (namespace mqttc).
  *
  * Every call is the C call of the same name, and the rules of mqttclient.h (threads, what is
@@ -1303,13 +1304,15 @@ inline bool topic_matches(zstring filter, zstring topic, std::error_code &ec) no
     detail::check(mqttc_topic_matches(filter.c_str(), topic.c_str(), &result), ec);
     return result;
 }
-/// MQTTC_ERR_INVALID_TOPIC / _FILTER (or another error) when a publish / subscribe would refuse
-/// it; an empty error_code when it is valid.
+/// MQTTC_ERR_INVALID_TOPIC (or another error) when a publish would refuse `topic`; an empty
+/// error_code when it is valid.
 inline std::error_code check_topic(zstring topic) noexcept {
     std::error_code ec;
     detail::check(mqttc_topic_check(topic.c_str()), ec);
     return ec;
 }
+/// MQTTC_ERR_INVALID_FILTER (or another error) when a subscribe would refuse `filter`; an empty
+/// error_code when it is valid.
 inline std::error_code check_filter(zstring filter) noexcept {
     std::error_code ec;
     detail::check(mqttc_filter_check(filter.c_str()), ec);

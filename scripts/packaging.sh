@@ -20,7 +20,10 @@ root=$PWD
 build=$(cd "${1:-build}" && pwd)
 [ -f "$build/CMakeCache.txt" ] || { echo "packaging: $build is not a CMake build directory" >&2; exit 1; }
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
-major=${version%%.*}
+# The SONAME policy (docs/install.md), which build.rs and CMakeLists.txt each apply:
+# libmqttclient.so.0.<minor> while the version is 0.x, libmqttclient.so.<major> from 1.0 on.
+IFS=. read -r major minor _ <<<"$version"
+if [ "$major" = 0 ]; then soname=libmqttclient.so.0.$minor; else soname=libmqttclient.so.$major; fi
 jobs=$(nproc)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -44,11 +47,11 @@ run() {
 
 # A program linked with the shared library needs it by its SONAME and loads it from $2.
 check_shared() {
-  readelf -d "$1" | grep -q "(NEEDED).*\[libmqttclient\.so\.$major\]" || fail "$1 does not need libmqttclient.so.$major"
+  readelf -d "$1" | grep -qF "Shared library: [$soname]" || fail "$1 does not need $soname"
   local loaded
-  loaded=$(ldd "$1" | sed -n "s/^[[:space:]]*libmqttclient\.so\.$major => \([^ ]*\) .*/\1/p")
-  [ -n "$loaded" ] && [ "$(realpath "$loaded")" = "$(realpath "$2/libmqttclient.so.$major")" ] ||
-    fail "$1 does not load libmqttclient.so.$major from $2: $(ldd "$1" | grep mqttclient)"
+  loaded=$(ldd "$1" | awk -v so="$soname" '$1 == so && $2 == "=>" { print $3 }')
+  [ -n "$loaded" ] && [ "$(realpath "$loaded")" = "$(realpath "$2/$soname")" ] ||
+    fail "$1 does not load $soname from $2: $(ldd "$1" | grep mqttclient)"
 }
 
 # A program linked with the static library does not need the shared one.
@@ -80,14 +83,14 @@ pc=$(find "$prefix" -name mqttclient.pc)
 libdir=$(dirname "$(dirname "$pc")")
 real=$libdir/libmqttclient.so.$version
 [ -f "$real" ] && [ ! -L "$real" ] || fail "$real is not a file"
-# The links ldconfig and the linker want: libmqttclient.so.<major> (the SONAME) and libmqttclient.so.
+# The links ldconfig and the linker want: the SONAME and libmqttclient.so.
 check_link() {
   [ "$(readlink "$libdir/$1")" = "$2" ] || fail "$libdir/$1 is not a link to $2"
 }
-check_link "libmqttclient.so.$major" "libmqttclient.so.$version"
-check_link libmqttclient.so "libmqttclient.so.$major"
-readelf -d "$real" | grep -q "(SONAME).*\[libmqttclient\.so\.$major\]" ||
-  fail "$real has no SONAME libmqttclient.so.$major"
+check_link "$soname" "libmqttclient.so.$version"
+check_link libmqttclient.so "$soname"
+installed_soname=$(readelf -d "$real" | sed -n 's/.*(SONAME).*\[\(.*\)\]$/\1/p')
+[ "$installed_soname" = "$soname" ] || fail "$real has the SONAME '$installed_soname', not $soname (docs/install.md)"
 [ -f "$libdir/libmqttclient.a" ] || fail "no static library"
 for h in mqttclient.h mqttclient.hpp; do
   cmp -s "include/$h" "$prefix/include/$h" || fail "the installed $h differs from include/$h"
@@ -95,7 +98,13 @@ done
 for f in mqttclientConfig.cmake mqttclientConfigVersion.cmake; do
   [ -f "$libdir/cmake/mqttclient/$f" ] || fail "no $f"
 done
-echo "  installed: $(cd "$prefix" && find . ! -type d | sort | tr '\n' ' ')"
+# The API reference is installed once the docs target has built it (scripts/test.sh does).
+docdir=$prefix/share/doc/mqttclient/html
+if [ -f "$build/docs/docs.stamp" ]; then
+  [ -f "$docdir/index.html" ] || fail "the API reference was built but $docdir/index.html was not installed"
+fi
+echo "  installed: $(cd "$prefix" && find . ! -type d ! -path './share/doc/*' | sort | tr '\n' ' ')"
+[ ! -d "$docdir" ] || echo "  and the API reference: $(find "$docdir" -type f | wc -l) files in share/doc/mqttclient/html"
 
 echo "packaging: find_package(mqttclient $version) with CMAKE_PREFIX_PATH=<prefix>"
 build_consumer find_package "$libdir" -DCMAKE_PREFIX_PATH="$prefix" -DMQTTCLIENT_VERSION="$version"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every check CI runs: formatting, lints, header drift, all tests (each starts its own
 # mosquitto on a free loopback port; tests/fuzz_corpus.rs replays the fuzz corpus), the C test
-# programs under AddressSanitizer, the CMake build of the library and C examples, and the
-# packaging check (install, then find_package / add_subdirectory / pkg-config from outside).
+# programs under AddressSanitizer, the CMake build of the library and C examples, the API
+# reference (Doxygen), and the packaging check (install, then find_package / add_subdirectory /
+# pkg-config from outside).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -14,6 +15,9 @@ if git rev-parse --git-dir >/dev/null 2>&1 && ! git diff --quiet -- include/mqtt
   git --no-pager diff --stat -- include/mqttclient.h >&2
   exit 1
 fi
+# Every public function and type is documented, and every status a function returns is listed in
+# its Errors paragraph (tests/api_docs.rs runs this too, and tests the checker itself).
+python3 scripts/check_api_docs.py
 # The C tests link target/debug/libmqttclient.so, which `cargo test` alone does not produce.
 cargo build --lib
 cargo test --all-targets
@@ -23,6 +27,8 @@ MQTTC_SANITIZE=address cargo test --test c_programs --test c_resilience --test b
   --test bench_binary --test scale --test cpp_programs
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j "$(nproc)"
+# The API reference (Doxygen; any warning fails it), which the packaging check finds installed.
+cmake --build build --target docs
 # Installs that build and builds a consumer from it: nothing is compiled by cargo again.
 scripts/packaging.sh build
 echo "all checks passed"

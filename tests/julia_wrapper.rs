@@ -725,14 +725,7 @@ fn the_syntax_check_reports_broken_julia() {
         ("unclosed.jl", "a = 1\n\nfunction g()\n    a +\nend\n"),
         ("fine.jl", "ok(x) = x + 1\n"),
     ];
-    let files: Vec<PathBuf> = snippets
-        .iter()
-        .map(|(name, text)| {
-            let path = dir.join(name);
-            std::fs::write(&path, text).unwrap();
-            path
-        })
-        .collect();
+    let files = common::write_files(&dir, &snippets);
     let (code, out) = parse_julia(&files);
     assert_eq!(code, 1, "broken Julia was accepted:\n{out}");
     for expected in [

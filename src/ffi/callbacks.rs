@@ -68,6 +68,9 @@ fn callback_arg<F>(
 
 /// Sets (or with NULL `cb`, removes) the log callback; messages at `level` (an `mqttc_log_level`)
 /// and more severe are passed to it. Lines are produced only while a callback is set.
+///
+/// Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_HANDLE, MQTTC_ERR_INVALID_ARGUMENT (`level` not a log
+/// level).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_client_set_log(
     client: *mut mqttc_client,
@@ -105,6 +108,8 @@ pub unsafe extern "C" fn mqttc_client_set_log(
 
 /// Sets (or with NULL `cb`, removes) the completion callback. Tokens keep working with poll and
 /// wait whether or not a callback is set.
+///
+/// Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_HANDLE.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_client_set_on_complete(
     client: *mut mqttc_client,
@@ -132,6 +137,8 @@ pub unsafe extern "C" fn mqttc_client_set_on_complete(
 /// Sets (or with NULL `cb`, removes) the restored-message callback (see `mqttc_restored_cb`).
 /// Set it before `mqttc_connect`: messages are restored when the connect starts a session. In
 /// event mode they are RESTORED events instead (or as well).
+///
+/// Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_HANDLE.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_client_set_on_restored(
     client: *mut mqttc_client,
@@ -247,6 +254,8 @@ pub type mqttc_connection_cb = Option<
 /// up (with "session present"), when one is lost (with the reason), and when a disconnect ends
 /// the session. A connection dropped by `mqttc_reconnect` reports only the new UP. Failed
 /// attempts to connect are not events (the connect token and the log report them).
+///
+/// Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_HANDLE.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_client_set_on_connection(
     client: *mut mqttc_client,

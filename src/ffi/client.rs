@@ -72,6 +72,12 @@ fn make_client(servers: Vec<Address>, opts: *const mqttc_options, out: *mut *mut
 ///
 /// `opts` may be NULL for the defaults. On success `*out` receives the client, which the caller
 /// releases with `mqttc_client_free`; on failure `*out` is not written.
+///
+/// Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_UTF8, MQTTC_ERR_INVALID_ARGUMENT (empty `host`, zero
+/// `port`, a bad option), MQTTC_ERR_STRUCT_SIZE, MQTTC_ERR_INVALID_TOPIC (`will_topic`),
+/// MQTTC_ERR_INVALID_QOS (`will_qos`), MQTTC_ERR_NOT_SUPPORTED (properties in 3.1.1),
+/// MQTTC_ERR_INVALID_HANDLE (`run_loop`, `pool`, `store`), MQTTC_ERR_TLS, MQTTC_ERR_STORE,
+/// MQTTC_ERR_RESOURCE.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_client_new(
     host: *const c_char,
@@ -98,6 +104,12 @@ pub unsafe extern "C" fn mqttc_client_new(
 /// 443, path `/mqtt` by default), `host:port`, `host` (port 1883), `[v6addr]:port`, or
 /// `unix:///path`. Each connect and each reconnect tries them in order (see `rotate_servers`) until
 /// one accepts. Otherwise as `mqttc_client_new`; the strings are copied.
+///
+/// Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_UTF8, MQTTC_ERR_INVALID_ARGUMENT (`count` not 1 to
+/// 1024, a bad address or option), MQTTC_ERR_STRUCT_SIZE, MQTTC_ERR_INVALID_TOPIC (`will_topic`),
+/// MQTTC_ERR_INVALID_QOS (`will_qos`), MQTTC_ERR_NOT_SUPPORTED (properties in 3.1.1),
+/// MQTTC_ERR_INVALID_HANDLE (`run_loop`, `pool`, `store`), MQTTC_ERR_TLS, MQTTC_ERR_STORE,
+/// MQTTC_ERR_RESOURCE.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_client_new_uris(
     uris: *const *const c_char,
@@ -132,6 +144,11 @@ pub unsafe extern "C" fn mqttc_client_new_uris(
 }
 
 /// Makes a client for a broker listening on the Unix-domain socket at `path`. As `mqttc_client_new`.
+///
+/// Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_UTF8, MQTTC_ERR_INVALID_ARGUMENT (empty `path`, TLS
+/// options, a bad option), MQTTC_ERR_STRUCT_SIZE, MQTTC_ERR_INVALID_TOPIC (`will_topic`),
+/// MQTTC_ERR_INVALID_QOS (`will_qos`), MQTTC_ERR_NOT_SUPPORTED (properties in 3.1.1),
+/// MQTTC_ERR_INVALID_HANDLE (`run_loop`, `pool`, `store`), MQTTC_ERR_STORE, MQTTC_ERR_RESOURCE.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_client_new_unix(
     path: *const c_char,
@@ -220,6 +237,8 @@ pub enum mqttc_state {
 
 /// The client's connection state (an `mqttc_state` value), or a negative `mqttc_status` when the
 /// handle is invalid.
+///
+/// Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_HANDLE (the client was freed).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_client_state(client: *const mqttc_client) -> c_int {
     let mut state = 0;
@@ -261,6 +280,9 @@ unsafe fn start(
 /// Starts connecting (MQTTClient.jl's `connect_async`). Returns at once; `*token` (if not NULL)
 /// completes when the broker accepted (MQTTC_OK; `mqttc_token_codes` gives [session_present]) or
 /// refused the connection (one MQTTC_ERR_REFUSED_* per CONNACK code), or it failed.
+///
+/// Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_HANDLE, MQTTC_ERR_ALREADY_CONNECTED (in any state but
+/// DISCONNECTED), MQTTC_ERR_CANCELLED (the client is being freed), MQTTC_ERR_PANIC.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_connect(client: *mut mqttc_client, token: *mut mqttc_token) -> mqttc_status {
     // SAFETY: per this function's contract.
@@ -271,7 +293,9 @@ pub unsafe extern "C" fn mqttc_connect(client: *mut mqttc_client, token: *mut mq
 /// `reconnect_async`): a live connection is dropped as if it were lost (the session carries on:
 /// unacknowledged messages are resent), a wait before an automatic reconnect is cut short, and
 /// without a session this is `mqttc_connect`. `*token` completes like `mqttc_connect`'s.
-/// MQTTC_ERR_NOT_CONNECTED while a disconnect is under way.
+///
+/// Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_HANDLE, MQTTC_ERR_NOT_CONNECTED (while disconnecting),
+/// MQTTC_ERR_ALREADY_CONNECTED (a racing connect came first), MQTTC_ERR_CANCELLED, MQTTC_ERR_PANIC.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_reconnect(client: *mut mqttc_client, token: *mut mqttc_token) -> mqttc_status {
     // SAFETY: per this function's contract.
@@ -283,6 +307,9 @@ pub unsafe extern "C" fn mqttc_reconnect(client: *mut mqttc_client, token: *mut 
 /// socket closed. Operations still pending then complete with MQTTC_ERR_CANCELLED. Also ends a
 /// session whose connection is lost (reconnecting, or waiting for `mqttc_reconnect`): the
 /// offline queue and everything pending are cancelled at once. No automatic reconnect follows.
+///
+/// Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_HANDLE, MQTTC_ERR_NOT_CONNECTED (no session, or
+/// disconnecting), MQTTC_ERR_CANCELLED, MQTTC_ERR_PANIC.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_disconnect(client: *mut mqttc_client, token: *mut mqttc_token) -> mqttc_status {
     // SAFETY: per this function's contract.
@@ -293,6 +320,11 @@ pub unsafe extern "C" fn mqttc_disconnect(client: *mut mqttc_client, token: *mut
 /// (normal), 0x04 (disconnect with will message: the broker publishes the will), or another code
 /// a client may send (MQTT 5 section 3.14.2.1). Properties may set a Session Expiry Interval
 /// (not when the connect's was 0), a Reason String and user properties.
+///
+/// Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_HANDLE, MQTTC_ERR_INVALID_ARGUMENT (not a DISCONNECT
+/// code, a bad property, an expiry after a CONNECT without one), MQTTC_ERR_NOT_SUPPORTED (a code or
+/// properties in 3.1.1), MQTTC_ERR_NOT_CONNECTED (no session, or disconnecting),
+/// MQTTC_ERR_CANCELLED, MQTTC_ERR_PANIC.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_disconnect_v5(
     client: *mut mqttc_client,

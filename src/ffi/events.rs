@@ -219,7 +219,9 @@ fn boxed(view: mqttc_event, connection: Option<OwnedConnectionEvent>) -> Box<Own
 /// Takes the oldest waiting event without blocking. On MQTTC_OK, `*out` is the event (which the
 /// caller releases with `mqttc_event_free`), or NULL when none waits. Drain until NULL after each
 /// wakeup: the descriptor and the hook signal only that the queue became non-empty.
-/// MQTTC_ERR_EVENT_MODE_OFF unless the client was made with `event_mode`.
+///
+/// Errors: MQTTC_ERR_NULL (`client` or `out`), MQTTC_ERR_INVALID_HANDLE, MQTTC_ERR_EVENT_MODE_OFF
+/// (the client was made without `event_mode`).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_event_next(client: *mut mqttc_client, out: *mut *mut mqttc_event) -> mqttc_status {
     guard(|| {
@@ -276,6 +278,9 @@ unsafe fn read_into<T>(
 /// Linux): wait on it with select/poll/epoll or an event loop (Julia: `FileWatching.poll_fd`),
 /// then drain with `mqttc_event_next`. The library owns it and closes it in `mqttc_client_free`;
 /// never read, write or close it.
+///
+/// Errors: MQTTC_ERR_NULL (`client` or `fd`), MQTTC_ERR_INVALID_HANDLE, MQTTC_ERR_EVENT_MODE_OFF
+/// (the client was made without `event_mode`).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_event_fd(client: *mut mqttc_client, fd: *mut c_int) -> mqttc_status {
     // SAFETY: per this function's contract.
@@ -283,6 +288,9 @@ pub unsafe extern "C" fn mqttc_event_fd(client: *mut mqttc_client, fd: *mut c_in
 }
 
 /// Stores in `*count` how many events wait.
+///
+/// Errors: MQTTC_ERR_NULL (`client` or `count`), MQTTC_ERR_INVALID_HANDLE, MQTTC_ERR_EVENT_MODE_OFF
+/// (the client was made without `event_mode`).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_event_pending(client: *mut mqttc_client, count: *mut usize) -> mqttc_status {
     // SAFETY: per this function's contract.
@@ -296,6 +304,9 @@ pub type mqttc_wakeup_cb = Option<unsafe extern "C" fn(arg: *mut c_void)>;
 
 /// Sets (or with NULL `wake`, removes) the wakeup hook: called when the event queue goes from
 /// empty to non-empty, and at once when events already wait as it is set.
+///
+/// Errors: MQTTC_ERR_NULL (`client`), MQTTC_ERR_INVALID_HANDLE, MQTTC_ERR_EVENT_MODE_OFF (the
+/// client was made without `event_mode`).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_event_set_wakeup(
     client: *mut mqttc_client,

@@ -60,9 +60,11 @@ struct OwnedMessage {
 }
 
 /// Copies a borrowed message (inside a callback) into one the caller owns and must release with
-/// `mqttc_message_free`. On success `*out` receives the copy. A message whose lengths no MQTT
-/// message can have (a topic over 65,535 bytes, a payload over 268,435,455) is
-/// MQTTC_ERR_INVALID_ARGUMENT; MQTTC_ERR_RESOURCE when there is no memory for the copy.
+/// `mqttc_message_free`. On success `*out` receives the copy.
+///
+/// Errors: MQTTC_ERR_NULL (`message`, `out`, or its topic or payload with a length),
+/// MQTTC_ERR_INVALID_ARGUMENT (a topic over 65,535 bytes or with a NUL, a payload over
+/// 268,435,455), MQTTC_ERR_RESOURCE (no memory for the copy).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_message_copy(
     message: *const mqttc_message,

@@ -37,8 +37,10 @@ pub(crate) fn pool_arg(p: *const mqttc_pool, name: &str) -> Result<Arc<Pool>, Fa
 
 /// Makes a pool of `threads` network threads and `threads` callback threads; 0 means one of each
 /// per core. On success `*out` receives it, which the caller releases with `mqttc_pool_free`; on
-/// failure (MQTTC_ERR_NULL, MQTTC_ERR_INVALID_ARGUMENT above 1024 threads, MQTTC_ERR_RESOURCE)
-/// `*out` is not written.
+/// failure `*out` is not written.
+///
+/// Errors: MQTTC_ERR_NULL (`out`), MQTTC_ERR_INVALID_ARGUMENT (over 1024 threads),
+/// MQTTC_ERR_RESOURCE (no thread, or too many pools).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_pool_new(threads: u32, out: *mut *mut mqttc_pool) -> mqttc_status {
     guard(|| {

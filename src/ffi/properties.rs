@@ -255,6 +255,8 @@ pub(crate) unsafe fn properties_arg(
 
 /// Makes an empty property list; on success `*out` receives it, to release with
 /// `mqttc_properties_free`.
+///
+/// Errors: MQTTC_ERR_NULL (`out`).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_properties_new(out: *mut *mut mqttc_properties) -> mqttc_status {
     guard(|| {
@@ -270,6 +272,8 @@ pub unsafe extern "C" fn mqttc_properties_new(out: *mut *mut mqttc_properties) -
 
 /// Copies a list (e.g. a received message's, to keep it past the callback) into one the caller
 /// owns and releases with `mqttc_properties_free`.
+///
+/// Errors: MQTTC_ERR_NULL (`properties` or `out`).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_properties_copy(
     properties: *const mqttc_properties,
@@ -299,6 +303,9 @@ pub unsafe extern "C" fn mqttc_properties_free(properties: *mut mqttc_properties
 
 /// Sets an integer property (replacing any value it had), checking its range: 0 or 1 for the
 /// byte-sized flags, at least 1 for Receive Maximum.
+///
+/// Errors: MQTTC_ERR_NULL (`properties`), MQTTC_ERR_INVALID_ARGUMENT (`id` not an integer property,
+/// or `value` out of its range).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_properties_set_int(
     properties: *mut mqttc_properties,
@@ -319,6 +326,9 @@ pub unsafe extern "C" fn mqttc_properties_set_int(
 }
 
 /// Sets a string property (replacing any value it had). `value` is NUL-terminated UTF-8, copied.
+///
+/// Errors: MQTTC_ERR_NULL (`properties` or `value`), MQTTC_ERR_INVALID_ARGUMENT (`id` not a string
+/// property, or `value` over 65,535 bytes), MQTTC_ERR_INVALID_UTF8.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_properties_set_string(
     properties: *mut mqttc_properties,
@@ -339,6 +349,9 @@ pub unsafe extern "C" fn mqttc_properties_set_string(
 
 /// Sets a binary property (replacing any value it had): `len` bytes at `data` (NULL when 0),
 /// copied; at most 65,535.
+///
+/// Errors: MQTTC_ERR_NULL (`properties`, or `data` with a nonzero `len`),
+/// MQTTC_ERR_INVALID_ARGUMENT (`id` not a binary property, or `len` over 65,535).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_properties_set_binary(
     properties: *mut mqttc_properties,
@@ -359,6 +372,9 @@ pub unsafe extern "C" fn mqttc_properties_set_binary(
 }
 
 /// Appends a user property (a name and value pair; names may repeat, and order is kept).
+///
+/// Errors: MQTTC_ERR_NULL (`properties`, `name` or `value`), MQTTC_ERR_INVALID_UTF8,
+/// MQTTC_ERR_INVALID_ARGUMENT (`name` or `value` over 65,535 bytes).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_properties_add_user(
     properties: *mut mqttc_properties,
@@ -376,6 +392,9 @@ pub unsafe extern "C" fn mqttc_properties_add_user(
 
 /// Removes every property with this identifier (all user properties for
 /// MQTTC_PROP_USER_PROPERTY). Removing one that is absent is not an error.
+///
+/// Errors: MQTTC_ERR_NULL (`properties`), MQTTC_ERR_INVALID_ARGUMENT (`id` not a property
+/// identifier).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_properties_remove(properties: *mut mqttc_properties, id: c_int) -> mqttc_status {
     guard(|| {
@@ -390,6 +409,8 @@ pub unsafe extern "C" fn mqttc_properties_remove(properties: *mut mqttc_properti
 }
 
 /// Stores in `*count` how many properties the list holds (each user property counts once).
+///
+/// Errors: MQTTC_ERR_NULL (`properties` or `count`).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_properties_count(
     properties: *const mqttc_properties,
@@ -408,8 +429,10 @@ pub unsafe extern "C" fn mqttc_properties_count(
 
 /// Stores in `*out` the property at `index` (0 up to the count), in the order of the packet: the
 /// way to read repeated properties (user properties, a message's subscription identifiers) and
-/// properties of any kind. MQTTC_ERR_NOT_FOUND past the end; MQTTC_ERR_STRUCT_SIZE when
-/// `out->struct_size` is not a size this library knows.
+/// properties of any kind.
+///
+/// Errors: MQTTC_ERR_NULL (`properties` or `out`), MQTTC_ERR_STRUCT_SIZE (`out->struct_size` not a
+/// size this library knows), MQTTC_ERR_NOT_FOUND (`index` past the end).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_properties_at(
     properties: *const mqttc_properties,
@@ -474,8 +497,11 @@ unsafe fn first<T>(
         .ok_or_else(|| not_found(id))
 }
 
-/// Stores an integer property's value in `*value`; MQTTC_ERR_NOT_FOUND when the list lacks it
-/// (the first one, for a message's repeated subscription identifiers).
+/// Stores an integer property's value in `*value` (the first one, for a message's repeated
+/// subscription identifiers).
+///
+/// Errors: MQTTC_ERR_NULL (`properties` or `value`), MQTTC_ERR_INVALID_ARGUMENT (`id` not an
+/// integer property), MQTTC_ERR_NOT_FOUND (not in the list).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_properties_get_int(
     properties: *const mqttc_properties,
@@ -493,8 +519,10 @@ pub unsafe extern "C" fn mqttc_properties_get_int(
     })
 }
 
-/// Stores a string property's value, NUL-terminated and borrowed from the list, in `*value`;
-/// MQTTC_ERR_NOT_FOUND when the list lacks it.
+/// Stores a string property's value, NUL-terminated and borrowed from the list, in `*value`.
+///
+/// Errors: MQTTC_ERR_NULL (`properties` or `value`), MQTTC_ERR_INVALID_ARGUMENT (`id` not a string
+/// property), MQTTC_ERR_NOT_FOUND (not in the list).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_properties_get_string(
     properties: *const mqttc_properties,
@@ -517,7 +545,10 @@ pub unsafe extern "C" fn mqttc_properties_get_string(
 }
 
 /// Stores a binary property's bytes (borrowed from the list) in `*data` and their number in
-/// `*len`; MQTTC_ERR_NOT_FOUND when the list lacks it.
+/// `*len`.
+///
+/// Errors: MQTTC_ERR_NULL (`properties`, `data` or `len`), MQTTC_ERR_INVALID_ARGUMENT (`id` not a
+/// binary property), MQTTC_ERR_NOT_FOUND (not in the list).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_properties_get_binary(
     properties: *const mqttc_properties,
@@ -544,7 +575,10 @@ pub unsafe extern "C" fn mqttc_properties_get_binary(
 }
 
 /// Stores the value of the first user property named `name` (NUL-terminated, borrowed from the
-/// list) in `*value`; MQTTC_ERR_NOT_FOUND when there is none. `mqttc_properties_at` reads them all.
+/// list) in `*value`. `mqttc_properties_at` reads them all.
+///
+/// Errors: MQTTC_ERR_NULL (`properties`, `name` or `value`), MQTTC_ERR_INVALID_UTF8 (`name`),
+/// MQTTC_ERR_NOT_FOUND (no user property of that name).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_properties_get_user(
     properties: *const mqttc_properties,

@@ -30,6 +30,11 @@ const PUBLISH_OWNED: &[(PropertyId, &str)] = &[
 /// goes to the network thread), which spares a thread wakeup: its token is then already
 /// complete. Not when a completion callback is set or in event mode, whose completion reports
 /// come from the network thread. Calls keep their order either way.
+///
+/// Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_HANDLE, MQTTC_ERR_INVALID_UTF8,
+/// MQTTC_ERR_INVALID_TOPIC, MQTTC_ERR_INVALID_QOS, MQTTC_ERR_PAYLOAD_TOO_LARGE, MQTTC_ERR_RESOURCE,
+/// MQTTC_ERR_NOT_CONNECTED (no session and no `queue_before_connect`, or disconnecting),
+/// MQTTC_ERR_QUEUE_FULL, MQTTC_ERR_STORE, MQTTC_ERR_CANCELLED, MQTTC_ERR_PANIC.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_publish(
     client: *mut mqttc_client,
@@ -48,6 +53,12 @@ pub unsafe extern "C" fn mqttc_publish(
 /// payload format, response topic, correlation data, user properties. Topic alias and subscription
 /// identifier are refused (the library manages aliases; only brokers send identifiers), and so is
 /// any property on an MQTT 3.1.1 client (MQTTC_ERR_NOT_SUPPORTED).
+///
+/// Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_HANDLE, MQTTC_ERR_INVALID_UTF8,
+/// MQTTC_ERR_INVALID_TOPIC, MQTTC_ERR_INVALID_QOS, MQTTC_ERR_NOT_SUPPORTED,
+/// MQTTC_ERR_INVALID_ARGUMENT (a property PUBLISH may not carry), MQTTC_ERR_PAYLOAD_TOO_LARGE,
+/// MQTTC_ERR_RESOURCE, MQTTC_ERR_NOT_CONNECTED (as `mqttc_publish`), MQTTC_ERR_QUEUE_FULL,
+/// MQTTC_ERR_STORE, MQTTC_ERR_CANCELLED, MQTTC_ERR_PANIC.
 #[unsafe(no_mangle)]
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn mqttc_publish_v5(
@@ -91,6 +102,12 @@ pub unsafe extern "C" fn mqttc_publish_v5(
 /// subscribe, ...), but must not wait on or free the client. `free` fits when
 /// `release_userdata` is the malloc'd payload itself. NULL `release`: nothing to do, for bytes
 /// that stay valid and unchanged for the client's whole life (static data).
+///
+/// Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_HANDLE, MQTTC_ERR_INVALID_UTF8,
+/// MQTTC_ERR_INVALID_TOPIC, MQTTC_ERR_INVALID_QOS, MQTTC_ERR_NOT_SUPPORTED,
+/// MQTTC_ERR_INVALID_ARGUMENT (a property PUBLISH may not carry), MQTTC_ERR_PAYLOAD_TOO_LARGE,
+/// MQTTC_ERR_NOT_CONNECTED (as `mqttc_publish`), MQTTC_ERR_QUEUE_FULL, MQTTC_ERR_STORE,
+/// MQTTC_ERR_CANCELLED, MQTTC_ERR_PANIC.
 #[unsafe(no_mangle)]
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn mqttc_publish_nocopy(
@@ -206,6 +223,12 @@ impl Drop for Lent {
 /// (MQTT 5 request/response, section 4.10): to its Response Topic, with its Correlation Data, and
 /// with `properties` (NULL for none) added. MQTTC_ERR_NOT_FOUND when the request has no response
 /// topic. Otherwise as `mqttc_publish_v5`.
+///
+/// Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_HANDLE, MQTTC_ERR_NOT_FOUND, MQTTC_ERR_INVALID_TOPIC
+/// (the response topic), MQTTC_ERR_INVALID_QOS, MQTTC_ERR_NOT_SUPPORTED, MQTTC_ERR_INVALID_ARGUMENT
+/// (a property PUBLISH may not carry), MQTTC_ERR_PAYLOAD_TOO_LARGE, MQTTC_ERR_RESOURCE,
+/// MQTTC_ERR_NOT_CONNECTED (as `mqttc_publish`), MQTTC_ERR_QUEUE_FULL, MQTTC_ERR_STORE,
+/// MQTTC_ERR_CANCELLED, MQTTC_ERR_PANIC.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_respond(
     client: *mut mqttc_client,

@@ -30,7 +30,9 @@ pub(crate) fn loop_arg(p: *const mqttc_loop, name: &str) -> Result<Arc<Loop>, Fa
 }
 
 /// Makes a loop. On success `*out` receives it, which the caller releases with `mqttc_loop_free`;
-/// on failure (MQTTC_ERR_NULL, MQTTC_ERR_RESOURCE) `*out` is not written.
+/// on failure `*out` is not written.
+///
+/// Errors: MQTTC_ERR_NULL (`out`), MQTTC_ERR_RESOURCE (no runtime, or too many loops).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_loop_new(out: *mut *mut mqttc_loop) -> mqttc_status {
     guard(|| {
@@ -58,9 +60,12 @@ pub unsafe extern "C" fn mqttc_loop_new(out: *mut *mut mqttc_loop) -> mqttc_stat
 /// clients stand still, keep-alive included (a QoS 0 publish made while a connection is idle is
 /// still written at once, by `mqttc_publish` itself).
 ///
-/// Returns MQTTC_OK, or MQTTC_ERR_IN_CALLBACK inside a callback the loop runs, or one running on a
-/// client's network thread (`inline_callbacks`): those threads already run an event loop. Several
-/// threads may call it at once; one of them at a time does the work.
+/// Not inside a callback the loop runs, nor one running on a client's network thread
+/// (`inline_callbacks`): those threads already run an event loop. Several threads may call it at
+/// once; one of them at a time does the work.
+///
+/// Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_HANDLE (the loop was freed), MQTTC_ERR_IN_CALLBACK
+/// (inside a callback the loop runs, or on a client's network thread).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_loop_run(run_loop: *const mqttc_loop, timeout_ms: u32) -> mqttc_status {
     guard(|| {

@@ -6,7 +6,9 @@ use crate::engine::Error;
 
 /// Result of every mqttclient call and of every token. Values are stable and never reused:
 /// 0 is success, 1 means "still pending", negative values are errors. MQTT return/reason codes
-/// from the broker are reported separately (`mqttc_token_codes`).
+/// from the broker are reported separately (`mqttc_token_codes`). The comment of each function
+/// that returns a status ends with an Errors paragraph: every status other than MQTTC_OK it can
+/// return, each with the case that leads to it where the value's own comment does not say.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum mqttc_status {
@@ -27,10 +29,11 @@ pub enum mqttc_status {
     MQTTC_ERR_PAYLOAD_TOO_LARGE = -6,
     /// Some other argument is out of range (see `mqttc_last_error`).
     MQTTC_ERR_INVALID_ARGUMENT = -7,
-    /// The client, loop or store handle is not a live one (freed, or never made by this library).
+    /// The client, loop, pool or store handle is not a live one (freed, or never made by this
+    /// library).
     MQTTC_ERR_INVALID_HANDLE = -8,
     /// The `struct_size` of a struct the caller passes (`mqttc_options`, `mqttc_subscription`,
-    /// `mqttc_property`) is not one this library knows.
+    /// `mqttc_property`, `mqttc_store_callbacks`) is not one this library knows.
     MQTTC_ERR_STRUCT_SIZE = -9,
     /// An event-mode function on a client made without `event_mode` in its options.
     MQTTC_ERR_EVENT_MODE_OFF = -10,
@@ -111,7 +114,9 @@ pub enum mqttc_status {
     /// or callback thread stops that client: its pending tokens fail with this status, the
     /// connection callback (or event) reports LOST with it, the state becomes
     /// MQTTC_STATE_DISCONNECTED, and later calls that need the connection (publish, subscribe,
-    /// connect, ...) return it at once. Free the client; other clients are not affected.
+    /// connect, ...) return it at once. Free the client; other clients are not affected. Any call
+    /// may return it, so the Errors paragraphs name it only for those that return it for a
+    /// stopped client.
     MQTTC_ERR_PANIC = -99,
 }
 

@@ -229,9 +229,12 @@ impl KeyValue for Lease {
 }
 
 /// Makes a store over the application's callbacks (copied from `*callbacks`). `put`, `get`,
-/// `remove`, `list` and `clear` are required (MQTTC_ERR_INVALID_ARGUMENT otherwise); `sync` and
-/// `drop` may be NULL. On success `*out` receives the store, which the caller releases with
-/// `mqttc_store_free`; on failure `*out` is not written and `drop` is not called.
+/// `remove`, `list` and `clear` are required; `sync` and `drop` may be NULL. On success `*out`
+/// receives the store, which the caller releases with `mqttc_store_free`; on failure `*out` is not
+/// written and `drop` is not called.
+///
+/// Errors: MQTTC_ERR_NULL (`callbacks` or `out`), MQTTC_ERR_STRUCT_SIZE (`callbacks->struct_size`),
+/// MQTTC_ERR_INVALID_ARGUMENT (a required function is NULL), MQTTC_ERR_RESOURCE (too many stores).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_store_new(
     callbacks: *const mqttc_store_callbacks,
@@ -317,9 +320,10 @@ pub unsafe extern "C" fn mqttc_store_free(store: *mut mqttc_store) {
 }
 
 /// Inside a `get` callback: hands over the value found, `len` bytes at `bytes` (copied; NULL with
-/// `len` 0 for an empty value). A second call replaces the first. MQTTC_ERR_NULL for a NULL `out`
-/// (or NULL `bytes` with a nonzero `len`), MQTTC_ERR_INVALID_ARGUMENT for a value longer than any
-/// the library stores, MQTTC_ERR_RESOURCE when the memory cannot be had.
+/// `len` 0 for an empty value). A second call replaces the first.
+///
+/// Errors: MQTTC_ERR_NULL (`out`, or `bytes` with a nonzero `len`), MQTTC_ERR_INVALID_ARGUMENT
+/// (longer than any value the library stores), MQTTC_ERR_RESOURCE (no memory for the copy).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_store_value_set(
     out: *mut mqttc_store_value,
@@ -340,8 +344,9 @@ pub unsafe extern "C" fn mqttc_store_value_set(
     })
 }
 
-/// Inside a `list` callback: hands over one key (a NUL-terminated string, copied). MQTTC_ERR_NULL
-/// for a NULL `out` or `key`.
+/// Inside a `list` callback: hands over one key (a NUL-terminated string, copied).
+///
+/// Errors: MQTTC_ERR_NULL (`out` or `key`).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_store_keys_add(out: *mut mqttc_store_keys, key: *const c_char) -> mqttc_status {
     guard(|| {

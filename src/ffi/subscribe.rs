@@ -320,6 +320,11 @@ unsafe fn subscribe_all(
 /// `*token` completes with MQTTC_OK when the broker granted it (`mqttc_token_codes` gives the
 /// granted QoS), or MQTTC_ERR_SUBSCRIBE_REFUSED (the callback is then removed). On failure of this
 /// call, `drop_userdata` is not called and `userdata` remains the caller's.
+///
+/// Errors: MQTTC_ERR_NULL (also `on_message` outside event mode), MQTTC_ERR_INVALID_HANDLE,
+/// MQTTC_ERR_INVALID_UTF8, MQTTC_ERR_INVALID_FILTER, MQTTC_ERR_INVALID_QOS, MQTTC_ERR_RESOURCE,
+/// MQTTC_ERR_NOT_CONNECTED (while disconnecting), MQTTC_ERR_QUEUE_FULL, MQTTC_ERR_CANCELLED,
+/// MQTTC_ERR_PANIC.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_subscribe(
     client: *mut mqttc_client,
@@ -351,6 +356,12 @@ pub unsafe extern "C" fn mqttc_subscribe(
 /// MQTTC_ERR_STRUCT_SIZE for a size this library does not know, MQTTC_ERR_INVALID_ARGUMENT when
 /// entries differ. A `count` over 67,108,863 (more filters than one SUBSCRIBE can hold) is
 /// MQTTC_ERR_INVALID_ARGUMENT, before any entry is read.
+///
+/// Errors: MQTTC_ERR_NULL (also an `on_message` outside event mode), MQTTC_ERR_INVALID_HANDLE,
+/// MQTTC_ERR_STRUCT_SIZE, MQTTC_ERR_INVALID_ARGUMENT (`count` 0 or too large, sizes differ, bad
+/// `options`), MQTTC_ERR_INVALID_UTF8, MQTTC_ERR_INVALID_FILTER, MQTTC_ERR_INVALID_QOS,
+/// MQTTC_ERR_NOT_SUPPORTED (`options` in 3.1.1), MQTTC_ERR_RESOURCE, MQTTC_ERR_NOT_CONNECTED (while
+/// disconnecting), MQTTC_ERR_QUEUE_FULL, MQTTC_ERR_CANCELLED, MQTTC_ERR_PANIC.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_subscribe_many(
     client: *mut mqttc_client,
@@ -369,6 +380,13 @@ pub unsafe extern "C" fn mqttc_subscribe_many(
 /// Subscription Identifier (when the broker takes them) and routes a message that carries one to
 /// exactly the callbacks of the subscriptions it names: with overlapping filters, each copy the
 /// broker sends reaches its own subscription's callback once.
+///
+/// Errors: MQTTC_ERR_NULL (also an `on_message` outside event mode), MQTTC_ERR_INVALID_HANDLE,
+/// MQTTC_ERR_STRUCT_SIZE, MQTTC_ERR_INVALID_ARGUMENT (as `mqttc_subscribe_many`, or a bad
+/// property), MQTTC_ERR_INVALID_UTF8, MQTTC_ERR_INVALID_FILTER, MQTTC_ERR_INVALID_QOS,
+/// MQTTC_ERR_NOT_SUPPORTED (`options` or properties in 3.1.1), MQTTC_ERR_RESOURCE,
+/// MQTTC_ERR_NOT_CONNECTED (while disconnecting), MQTTC_ERR_QUEUE_FULL, MQTTC_ERR_CANCELLED,
+/// MQTTC_ERR_PANIC.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_subscribe_v5(
     client: *mut mqttc_client,
@@ -390,6 +408,11 @@ pub unsafe extern "C" fn mqttc_subscribe_v5(
 /// Unsubscribes `count` filters in one UNSUBSCRIBE packet (MQTTClient.jl's `unsubscribe_async`).
 /// Their callbacks stop at once; `*token` completes on UNSUBACK. A `count` over 89,478,484 (more
 /// filters than one UNSUBSCRIBE can hold) is MQTTC_ERR_INVALID_ARGUMENT, before any is read.
+///
+/// Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_HANDLE, MQTTC_ERR_INVALID_ARGUMENT (`count` 0 or too
+/// large), MQTTC_ERR_INVALID_UTF8, MQTTC_ERR_INVALID_FILTER, MQTTC_ERR_RESOURCE,
+/// MQTTC_ERR_NOT_CONNECTED (no session, or disconnecting), MQTTC_ERR_QUEUE_FULL,
+/// MQTTC_ERR_CANCELLED, MQTTC_ERR_PANIC.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_unsubscribe_many(
     client: *mut mqttc_client,
@@ -402,6 +425,10 @@ pub unsafe extern "C" fn mqttc_unsubscribe_many(
 }
 
 /// Unsubscribes one filter; see `mqttc_unsubscribe_many`.
+///
+/// Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_HANDLE, MQTTC_ERR_INVALID_UTF8,
+/// MQTTC_ERR_INVALID_FILTER, MQTTC_ERR_RESOURCE, MQTTC_ERR_NOT_CONNECTED (no session, or
+/// disconnecting), MQTTC_ERR_QUEUE_FULL, MQTTC_ERR_CANCELLED, MQTTC_ERR_PANIC.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_unsubscribe(
     client: *mut mqttc_client,
@@ -414,6 +441,11 @@ pub unsafe extern "C" fn mqttc_unsubscribe(
 
 /// `mqttc_unsubscribe_many` with MQTT 5 UNSUBSCRIBE properties (NULL for none; user properties).
 /// In MQTT 5 `mqttc_token_codes` gives each filter's UNSUBACK reason code.
+///
+/// Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_HANDLE, MQTTC_ERR_INVALID_ARGUMENT (`count` 0 or too
+/// large, a bad property), MQTTC_ERR_NOT_SUPPORTED (properties in 3.1.1), MQTTC_ERR_INVALID_UTF8,
+/// MQTTC_ERR_INVALID_FILTER, MQTTC_ERR_RESOURCE, MQTTC_ERR_NOT_CONNECTED (no session, or
+/// disconnecting), MQTTC_ERR_QUEUE_FULL, MQTTC_ERR_CANCELLED, MQTTC_ERR_PANIC.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_unsubscribe_v5(
     client: *mut mqttc_client,

@@ -22,6 +22,9 @@ fn state_status(state: TokenState) -> mqttc_status {
 
 /// Polls a token without blocking: MQTTC_PENDING, MQTTC_OK, the operation's error status, or
 /// MQTTC_ERR_TOKEN_UNKNOWN / MQTTC_ERR_TOKEN_EXPIRED (see `token_history` in `mqttc_options`).
+///
+/// Errors: MQTTC_PENDING, MQTTC_ERR_NULL, MQTTC_ERR_INVALID_HANDLE, MQTTC_ERR_TOKEN_UNKNOWN,
+/// MQTTC_ERR_TOKEN_EXPIRED, and the status the operation failed with.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_token_poll(client: *const mqttc_client, token: mqttc_token) -> mqttc_status {
     let mut status = mqttc_status::MQTTC_OK;
@@ -36,6 +39,10 @@ pub unsafe extern "C" fn mqttc_token_poll(client: *const mqttc_client, token: mq
 /// `mqttc_token_poll` would then return, or MQTTC_ERR_TIMEOUT if it is still pending. Refused with
 /// MQTTC_ERR_IN_CALLBACK on the client's callback thread (blocking there could deadlock: the library
 /// may need that thread to make progress).
+///
+/// Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_HANDLE, MQTTC_ERR_IN_CALLBACK, MQTTC_ERR_TIMEOUT
+/// (still pending), MQTTC_ERR_TOKEN_UNKNOWN, MQTTC_ERR_TOKEN_EXPIRED, and the status the operation
+/// failed with.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_token_wait(
     client: *const mqttc_client,
@@ -68,6 +75,10 @@ pub unsafe extern "C" fn mqttc_token_wait(
 /// filter in order (granted QoS 0/1/2, or 0x80 for refused), also when the token failed with
 /// MQTTC_ERR_SUBSCRIBE_REFUSED; for other operations, none. `codes` may be NULL when `capacity` is 0
 /// (to learn the count). Returns the token's poll status when it has no codes to give.
+///
+/// Errors: MQTTC_ERR_NULL (`client`, `count`, or `codes` with a `capacity`),
+/// MQTTC_ERR_INVALID_HANDLE, MQTTC_PENDING, MQTTC_ERR_TOKEN_UNKNOWN, MQTTC_ERR_TOKEN_EXPIRED, and
+/// the status of a failure without codes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_token_codes(
     client: *const mqttc_client,
@@ -112,6 +123,9 @@ pub unsafe extern "C" fn mqttc_token_codes(
 /// PUBACK's or PUBCOMP's; for a (un)subscribe, the SUBACK's or UNSUBACK's; in each case also when
 /// the broker refused (a reason string says why). The list is empty in MQTT 3.1.1. Returns the
 /// token's poll status when no acknowledgement completed it (pending, cancelled, lost, ...).
+///
+/// Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_HANDLE, MQTTC_PENDING, MQTTC_ERR_TOKEN_UNKNOWN,
+/// MQTTC_ERR_TOKEN_EXPIRED, and the status of a failure without an acknowledgement.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_token_properties(
     client: *const mqttc_client,

@@ -5,9 +5,11 @@ use std::ffi::c_char;
 use super::{Failure, arg_str, guard, mqttc_status, topic_failure, write_out};
 use crate::topic::{filter_matches, split_shared, validate_subscription_filter, validate_topic_name};
 
-/// Checks a topic name as `mqttc_publish` would: MQTTC_OK, or MQTTC_ERR_INVALID_TOPIC (empty,
-/// longer than 65535 bytes, U+0000, or a wildcard), MQTTC_ERR_NULL, MQTTC_ERR_INVALID_UTF8; the
-/// reason is in `mqttc_last_error`.
+/// Checks a topic name as `mqttc_publish` would: MQTTC_OK when it is valid; otherwise
+/// `mqttc_last_error` says why.
+///
+/// Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_UTF8, MQTTC_ERR_INVALID_TOPIC (empty, longer than
+/// 65535 bytes, U+0000, or a wildcard).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_topic_check(topic: *const c_char) -> mqttc_status {
     guard(|| {
@@ -17,9 +19,11 @@ pub unsafe extern "C" fn mqttc_topic_check(topic: *const c_char) -> mqttc_status
     })
 }
 
-/// Checks a filter as `mqttc_subscribe` would: MQTTC_OK, or MQTTC_ERR_INVALID_FILTER (empty, too
-/// long, U+0000, `+` or `#` not a whole level, `#` not last, a malformed `$share/name/filter`),
-/// MQTTC_ERR_NULL, MQTTC_ERR_INVALID_UTF8.
+/// Checks a filter as `mqttc_subscribe` would: MQTTC_OK when it is valid; otherwise
+/// `mqttc_last_error` says why.
+///
+/// Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_UTF8, MQTTC_ERR_INVALID_FILTER (empty, too long,
+/// U+0000, `+` or `#` not a whole level, `#` not last, a malformed `$share/name/filter`).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_filter_check(filter: *const c_char) -> mqttc_status {
     guard(|| {
@@ -39,8 +43,10 @@ fn check_filter(filter: &str) -> Result<(), Failure> {
 /// a subscription receives: `+` is one level, `#` the rest including the parent level, and a topic
 /// starting with `$` is matched by no filter starting with a wildcard. A shared subscription's
 /// filter (`$share/name/filter`) matches as its `filter` part. On MQTTC_OK `*result` says whether
-/// it matches; both are checked first (MQTTC_ERR_INVALID_FILTER, MQTTC_ERR_INVALID_TOPIC,
-/// MQTTC_ERR_NULL, MQTTC_ERR_INVALID_UTF8), and then `*result` is not written.
+/// it matches; both are checked first, and when one is not valid `*result` is not written.
+///
+/// Errors: MQTTC_ERR_NULL (`filter`, `topic` or `result`), MQTTC_ERR_INVALID_UTF8,
+/// MQTTC_ERR_INVALID_FILTER, MQTTC_ERR_INVALID_TOPIC.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mqttc_topic_matches(
     filter: *const c_char,

@@ -105,6 +105,18 @@ pub fn temp_dir(tag: &str) -> TempDir {
     TempDir(d)
 }
 
+/// Writes each (file name, content) into `dir`; returns their paths, in order.
+pub fn write_files(dir: &Path, files: &[(&str, &str)]) -> Vec<PathBuf> {
+    files
+        .iter()
+        .map(|(name, text)| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        })
+        .collect()
+}
+
 impl Broker {
     pub fn start() -> Broker {
         Broker::start_with("")
@@ -331,7 +343,7 @@ fn compile(name: &str, sources: &[PathBuf], cpp: bool, flags: &[&str], libs: &[&
         lib_dir().display()
     );
     // The programs need the library by its SONAME, a link build.rs makes next to it (Linux).
-    let soname = concat!("libmqttclient.so.", env!("CARGO_PKG_VERSION_MAJOR"));
+    let soname = env!("MQTTC_SONAME");
     assert!(
         !env!("MQTTC_TARGET").contains("linux") || lib_dir().join(soname).exists(),
         "{} has no {soname} link to libmqttclient.so: build.rs makes it when it runs (`touch build.rs; cargo build --lib`)",
