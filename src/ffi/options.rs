@@ -139,7 +139,9 @@ pub struct mqttc_options {
     /// MQTT 5: properties to add to CONNECT (user properties, Receive Maximum, Request Response
     /// Information, Request Problem Information); copied when the client is made. Session expiry,
     /// maximum packet size and topic alias maximum come from the fields above. Default NULL.
-    /// After connecting, `mqttc_token_properties` on the connect token gives the CONNACK's.
+    /// After connecting, `mqttc_token_properties` on the connect token gives the CONNACK's. An
+    /// Authentication Method (with any Authentication Data) starts enhanced authentication: see
+    /// `mqttc_client_set_on_auth`; not with `event_mode` (MQTTC_ERR_INVALID_ARGUMENT).
     pub connect_properties: *const mqttc_properties,
     /// MQTT 5: the will's properties (Will Delay Interval, Message Expiry Interval, Content Type,
     /// Response Topic, Correlation Data, Payload Format Indicator, user properties); copied.
@@ -570,14 +572,6 @@ pub(crate) unsafe fn read_options(opts: *const mqttc_options) -> Result<(engine:
         (PropertyId::SessionExpiryInterval, "set session_expiry in the options"),
         (PropertyId::MaximumPacketSize, "set max_packet_size in the options"),
         (PropertyId::TopicAliasMaximum, "set topic_alias_maximum in the options"),
-        (
-            PropertyId::AuthenticationMethod,
-            "enhanced authentication (AUTH) is not supported yet",
-        ),
-        (
-            PropertyId::AuthenticationData,
-            "enhanced authentication (AUTH) is not supported yet",
-        ),
     ];
     let holder = Holder::Packet(PacketType::Connect);
     e.connect_properties = unsafe { properties_arg(o.connect_properties, e.version, holder, "CONNECT", &owned) }?;

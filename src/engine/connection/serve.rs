@@ -158,6 +158,12 @@ impl Net<'_> {
                         Taken::End(ended) => return ended,
                     }
                 }
+                reply = self.auth.answered() => {
+                    w.withdraw(&mut self.written);
+                    if let Err(e) = reply.and_then(|auth| w.encode(&auth)) {
+                        return self.close_on(&mut w, e).await;
+                    }
+                }
                 () = ack_due, if ack_armed => {}
                 () = &mut store_sync, if sync_armed => {
                     sync_armed = false;
@@ -221,6 +227,13 @@ impl Net<'_> {
                     self.request(w, Request::Subscribe(Some(t), f, props))
                 }
                 Command::Unsubscribe(t, f, props) => self.request(w, Request::Unsubscribe(t, f, props)),
+                Command::Reauthenticate(t, props) => match self.auth.start(t, props) {
+                    Ok(auth) => w.encode(&auth),
+                    Err(e) => {
+                        self.out.complete(t, Err(e));
+                        Ok(())
+                    }
+                },
             };
             if let Err(e) = handled {
                 return Taken::End(Ended::Lost(e));
