@@ -911,6 +911,20 @@ typedef struct mqttc_options {
    * store may be freed first. Default NULL.
    */
   const struct mqttc_store *store;
+  /**
+   * MQTT 5: how many topics the client replaces by a topic alias in the publishes it sends
+   * (MQTT 5 section 3.3.2.3.4), never more than the Topic Alias Maximum of the broker's CONNACK
+   * (mosquitto's default is 10). On each connection the first publish of a topic carries the
+   * topic and an alias, later ones the alias alone, which spares the topic's bytes in every
+   * message; once every alias is taken, a new topic takes the least recently used one. Aliases
+   * last as long as their connection: after a reconnect, new publishes start again with whole
+   * topics, and resends (DUP) always carry their whole topic and no alias. Topics of 3 bytes
+   * or fewer go whole (an alias takes 3). While aliases
+   * are in use, QoS 0 publishes are not written by the publishing thread itself (see
+   * `mqttc_publish`). Subscribers always receive whole topics. 0 (the default) sends every
+   * topic whole; not 0 with MQTT 3.1.1 (MQTTC_ERR_INVALID_ARGUMENT).
+   */
+  uint16_t topic_alias_max_out;
 } mqttc_options;
 
 /**
@@ -1526,7 +1540,8 @@ enum mqttc_status mqttc_reauthenticate(struct mqttc_client *client,
  * burst, is written by this call itself (one non-blocking send; what the socket does not take
  * goes to the network thread), which spares a thread wakeup: its token is then already
  * complete. Not when a completion callback is set or in event mode, whose completion reports
- * come from the network thread. Calls keep their order either way.
+ * come from the network thread, nor while the connection uses outbound topic aliases
+ * (`topic_alias_max_out`). Calls keep their order either way.
  */
 enum mqttc_status mqttc_publish(struct mqttc_client *client,
                                 const char *topic,

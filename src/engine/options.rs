@@ -24,6 +24,9 @@ pub struct Options {
     /// MQTT 5: how many topic aliases the broker may use towards this client (0: none). Inbound
     /// aliases are resolved by the library; handlers always see the whole topic.
     pub topic_alias_maximum: u16,
+    /// MQTT 5: how many topics this client's publishes may replace by an alias (0: none, the
+    /// default), within the broker's Topic Alias Maximum; least recently used aliases are reused.
+    pub topic_alias_max_out: u16,
     /// MQTT 5: properties the application adds to CONNECT (user properties, Receive Maximum,
     /// request/response and problem information, and the Authentication Method and Data that
     /// start enhanced authentication). Those the options above set are the engine's.
@@ -123,6 +126,7 @@ impl Default for Options {
             version: Version::V311,
             session_expiry: 0,
             topic_alias_maximum: 16,
+            topic_alias_max_out: 0,
             connect_properties: Properties::new(),
             client_id: String::new(),
             clean_session: true,

@@ -253,6 +253,18 @@ pub struct mqttc_options {
     /// keeps a session only for a fixed one. Borrowed: the client holds its own reference, so the
     /// store may be freed first. Default NULL.
     pub store: *const mqttc_store,
+    /// MQTT 5: how many topics the client replaces by a topic alias in the publishes it sends
+    /// (MQTT 5 section 3.3.2.3.4), never more than the Topic Alias Maximum of the broker's CONNACK
+    /// (mosquitto's default is 10). On each connection the first publish of a topic carries the
+    /// topic and an alias, later ones the alias alone, which spares the topic's bytes in every
+    /// message; once every alias is taken, a new topic takes the least recently used one. Aliases
+    /// last as long as their connection: after a reconnect, new publishes start again with whole
+    /// topics, and resends (DUP) always carry their whole topic and no alias. Topics of 3 bytes
+    /// or fewer go whole (an alias takes 3). While aliases
+    /// are in use, QoS 0 publishes are not written by the publishing thread itself (see
+    /// `mqttc_publish`). Subscribers always receive whole topics. 0 (the default) sends every
+    /// topic whole; not 0 with MQTT 3.1.1 (MQTTC_ERR_INVALID_ARGUMENT).
+    pub topic_alias_max_out: u16,
 }
 
 /// When the message store syncs (`store_sync`).
@@ -353,6 +365,7 @@ fn defaults() -> mqttc_options {
         pool: std::ptr::null(),
         bind_address: std::ptr::null(),
         store: std::ptr::null(),
+        topic_alias_max_out: d.topic_alias_max_out,
     }
 }
 
@@ -485,6 +498,7 @@ pub(crate) unsafe fn read_options(opts: *const mqttc_options) -> Result<(engine:
         },
         session_expiry: o.session_expiry,
         topic_alias_maximum: o.topic_alias_maximum,
+        topic_alias_max_out: o.topic_alias_max_out,
         ack_after_callback: o.ack_after_callback,
         store_drop_on_clean: o.store_drop_on_clean,
         pool: match o.pool.is_null() {
@@ -507,6 +521,12 @@ pub(crate) unsafe fn read_options(opts: *const mqttc_options) -> Result<(engine:
         return Err(Failure::new(
             mqttc_status::MQTTC_ERR_INVALID_ARGUMENT,
             "session_expiry needs protocol_version 5; MQTT 3.1.1 has clean_session instead",
+        ));
+    }
+    if e.version == Version::V311 && e.topic_alias_max_out != 0 {
+        return Err(Failure::new(
+            mqttc_status::MQTTC_ERR_INVALID_ARGUMENT,
+            "topic_alias_max_out needs protocol_version 5; MQTT 3.1.1 has no topic aliases",
         ));
     }
     if e.reconnect_min.is_zero() || e.reconnect_max < e.reconnect_min {

@@ -408,6 +408,34 @@ static void auth_arguments(uint16_t port) {
     mqttc_properties_free(data_only);
 }
 
+/* An option `set` sets that needs MQTT 5: refused with 3.1.1, taken with 5. */
+static void needs_mqtt5(uint16_t port, const char *name, void (*set)(mqttc_options *)) {
+    char what[96];
+    mqttc_client *c = NULL;
+    mqttc_options opts;
+    mqttc_options_init(&opts);
+    set(&opts);
+    snprintf(what, sizeof what, "%s with MQTT 3.1.1", name);
+    expect(what, mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_ARGUMENT);
+    opts.protocol_version = 5;
+    snprintf(what, sizeof what, "%s with MQTT 5", name);
+    expect(what, mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_OK);
+    mqttc_client_free(c);
+}
+
+static void set_session_expiry(mqttc_options *o) {
+    o->session_expiry = 60;
+}
+
+/* Outbound topic aliases: none by default. */
+static void set_topic_alias_max_out(mqttc_options *o) {
+    if (o->topic_alias_max_out != 0) {
+        printf("FAIL: topic_alias_max_out defaults to %u, not 0\n", o->topic_alias_max_out);
+        failures++;
+    }
+    o->topic_alias_max_out = 10;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2)
         return 2;
@@ -457,6 +485,7 @@ int main(int argc, char **argv) {
     pool_options(port);
     store_callbacks_options(port);
     auth_arguments(port);
+    needs_mqtt5(port, "topic_alias_max_out", set_topic_alias_max_out);
     mqttc_options_init(&opts);
     opts.outgoing_max_messages = 0;
     expect("outgoing_max_messages 0", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_ARGUMENT);
@@ -464,14 +493,7 @@ int main(int argc, char **argv) {
     mqttc_options_init(&opts);
     opts.protocol_version = 3;
     expect("protocol_version 3", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_ARGUMENT);
-    mqttc_options_init(&opts);
-    opts.session_expiry = 60;
-    expect("session_expiry with MQTT 3.1.1", mqttc_client_new("127.0.0.1", port, &opts, &c),
-           MQTTC_ERR_INVALID_ARGUMENT);
-    opts.protocol_version = 5;
-    expect("session_expiry with MQTT 5", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_OK);
-    mqttc_client_free(c);
-    c = NULL;
+    needs_mqtt5(port, "session_expiry", set_session_expiry);
     mqttc_options_init(&opts);
     opts.event_mode = true;
     opts.inline_callbacks = true;

@@ -5,6 +5,7 @@
 //! This file holds the task's life across connections: connecting to each server in turn,
 //! reconnecting, and the commands met while there is no connection. One live connection is served
 //! by [`serve`], over a [`writer::SocketWriter`].
+mod aliases;
 mod auth;
 mod handshake;
 mod input;

@@ -6,6 +6,7 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::time::{Instant, sleep_until};
 
+use super::aliases::OutboundAliases;
 use super::handshake::{Link, disconnect_reason, reserve_read};
 use super::keep_alive::{Due, KeepAlive};
 use super::peer::Peer;
@@ -71,7 +72,8 @@ impl Net<'_> {
         tokio::pin!(store_sync);
         let mut sync_armed = false;
         // Declared after the reading half, so that it is dropped (its offer withdrawn) first.
-        let mut w = SocketWriter::new(writer, wbuf, kind, &ctx.shared.direct);
+        let aliases = OutboundAliases::new(ctx.options.topic_alias_max_out, &properties, self.peer.max_packet_size);
+        let mut w = SocketWriter::new(writer, wbuf, kind, &ctx.shared.direct, aliases);
         // Its own reference, for a wait in the select below, which borrows `self` elsewhere.
         let held = self.held.clone();
 
