@@ -210,6 +210,13 @@ typedef enum mqttc_status {
    */
   MQTTC_ERR_SERVER_DISCONNECTED = -46,
   /**
+   * MQTT 5 enhanced authentication: the client ended an AUTH exchange, during the connect or a
+   * re-authentication, because the authentication callback returned false (or none was set, or
+   * its reply properties were not ones an AUTH may carry); the connection was closed after a
+   * DISCONNECT with reason code 0x80. The message says why.
+   */
+  MQTTC_ERR_AUTH_FAILED = -47,
+  /**
    * CONNACK 1: the broker does not support this protocol version.
    */
   MQTTC_ERR_REFUSED_PROTOCOL_VERSION = -61,
@@ -407,7 +414,8 @@ typedef enum mqttc_property_id {
    */
   MQTTC_PROP_SERVER_KEEP_ALIVE = 19,
   /**
-   * String: CONNECT, CONNACK, AUTH (enhanced authentication is not supported yet).
+   * String: CONNECT (in `connect_properties`, it starts enhanced authentication: see
+   * `mqttc_client_set_on_auth`), CONNACK, AUTH.
    */
   MQTTC_PROP_AUTHENTICATION_METHOD = 21,
   /**
@@ -768,7 +776,9 @@ typedef struct mqttc_options {
    * MQTT 5: properties to add to CONNECT (user properties, Receive Maximum, Request Response
    * Information, Request Problem Information); copied when the client is made. Session expiry,
    * maximum packet size and topic alias maximum come from the fields above. Default NULL.
-   * After connecting, `mqttc_token_properties` on the connect token gives the CONNACK's.
+   * After connecting, `mqttc_token_properties` on the connect token gives the CONNACK's. An
+   * Authentication Method (with any Authentication Data) starts enhanced authentication: see
+   * `mqttc_client_set_on_auth`; not with `event_mode` (MQTTC_ERR_INVALID_ARGUMENT).
    */
   const struct mqttc_properties *connect_properties;
   /**
@@ -907,6 +917,20 @@ typedef struct mqttc_options {
    * store may be freed first. Default NULL.
    */
   const struct mqttc_store *store;
+  /**
+   * MQTT 5: how many topics the client replaces by a topic alias in the publishes it sends
+   * (MQTT 5 section 3.3.2.3.4), never more than the Topic Alias Maximum of the broker's CONNACK
+   * (mosquitto's default is 10). On each connection the first publish of a topic carries the
+   * topic and an alias, later ones the alias alone, which spares the topic's bytes in every
+   * message; once every alias is taken, a new topic takes the least recently used one. Aliases
+   * last as long as their connection: after a reconnect, new publishes start again with whole
+   * topics, and resends (DUP) always carry their whole topic and no alias. Topics of 3 bytes
+   * or fewer go whole (an alias takes 3). While aliases
+   * are in use, QoS 0 publishes are not written by the publishing thread itself (see
+   * `mqttc_publish`). Subscribers always receive whole topics. 0 (the default) sends every
+   * topic whole; not 0 with MQTT 3.1.1 (MQTTC_ERR_INVALID_ARGUMENT).
+   */
+  uint16_t topic_alias_max_out;
 } mqttc_options;
 
 /**
@@ -1070,6 +1094,55 @@ typedef struct mqttc_connection_event {
 typedef void (*mqttc_connection_cb)(struct mqttc_client *client,
                                     const struct mqttc_connection_event *event,
                                     void *userdata);
+
+/**
+ * One step of an MQTT 5 enhanced authentication exchange: the broker's AUTH with reason code
+ * 0x18 (Continue authentication). Borrowed: valid only during the callback.
+ */
+typedef struct mqttc_auth_challenge {
+  /**
+   * The Authentication Method, the one set in `connect_properties`; NUL-terminated.
+   */
+  const char *method;
+  /**
+   * The broker's Authentication Data; NULL when it sent none.
+   */
+  const uint8_t *data;
+  /**
+   * The length of `data` in bytes; 0 when it sent none.
+   */
+  size_t data_len;
+  /**
+   * True during `mqttc_connect` (before the broker's CONNACK); false when the broker asks to
+   * re-authenticate the live connection, after `mqttc_reauthenticate` or on its own.
+   */
+  bool connecting;
+  /**
+   * Every property of the broker's AUTH (the method and data above, a reason string, user
+   * properties), to read with the `mqttc_properties_get_*` functions.
+   */
+  const struct mqttc_properties *properties;
+} mqttc_auth_challenge;
+
+/**
+ * Authentication callback: answers one challenge of the broker (MQTT 5 enhanced
+ * authentication). `challenge` and what it points to are borrowed for the call. To go on, set the
+ * next Authentication Data in `reply` (a list the library owns, empty at the start, valid during
+ * the call; never free it) with `mqttc_properties_set_binary(reply, MQTTC_PROP_AUTHENTICATION_DATA, ...)`, which
+ * copies it, optionally with a reason string and user properties, and return true: the library
+ * sends it in an AUTH with reason code 0x18 and the Authentication Method. Return false to end
+ * the exchange: the library sends DISCONNECT (reason code 0x80) and closes the connection; the
+ * connect token, or the re-authentication's, fails with MQTTC_ERR_AUTH_FAILED.
+ *
+ * Runs where the client's other callbacks run: its callback thread, the network thread with
+ * `inline_callbacks`, a pool's callback thread, or the thread running its `run_loop`. The
+ * connection waits for the answer (within `connect_timeout_ms` during the connect); messages keep
+ * flowing meanwhile during a re-authentication.
+ */
+typedef bool (*mqttc_auth_cb)(struct mqttc_client *client,
+                              const struct mqttc_auth_challenge *challenge,
+                              struct mqttc_properties *reply,
+                              void *userdata);
 
 /**
  * Destructor for a subscription's userdata, called exactly once when the subscription ends
@@ -1466,6 +1539,51 @@ enum mqttc_status mqttc_client_set_on_connection(struct mqttc_client *client,
                                                  void *userdata);
 
 /**
+ * Sets (or with NULL `cb`, removes) the callback that answers the broker's AUTH challenges (see
+ * `mqttc_auth_cb`), for MQTT 5 enhanced authentication (MQTT 5 section 4.12). Enhanced
+ * authentication starts when `connect_properties` holds an Authentication Method
+ * (`MQTTC_PROP_AUTHENTICATION_METHOD`, with any initial `MQTTC_PROP_AUTHENTICATION_DATA`): the
+ * broker may then answer the CONNECT with challenges before its CONNACK, and challenge the client
+ * again later. Set the callback before `mqttc_connect`. A challenge that finds no callback ends
+ * the exchange (MQTTC_ERR_AUTH_FAILED). `userdata` is passed to `cb` as is; the library never
+ * reads it.
+ *
+ * Not in event mode: the callback runs on a library thread, which event mode's runtimes must not
+ * be entered from, so an event-mode client cannot be made with an Authentication Method.
+ *
+ * Errors: MQTTC_ERR_NULL (`client` is NULL), MQTTC_ERR_INVALID_HANDLE (`client` was freed or is
+ * not a client), MQTTC_ERR_NOT_SUPPORTED (an MQTT 3.1.1 client), MQTTC_ERR_INVALID_ARGUMENT (an
+ * event-mode client), MQTTC_ERR_PANIC (an internal error).
+ */
+enum mqttc_status mqttc_client_set_on_auth(struct mqttc_client *client,
+                                           mqttc_auth_cb cb,
+                                           void *userdata);
+
+/**
+ * Starts a re-authentication of the live connection (MQTT 5 section 4.12.1): sends AUTH with
+ * reason code 0x19, the Authentication Method of `connect_properties` and `data` (`len` bytes,
+ * copied; NULL with `len` 0 for none) as its Authentication Data. The broker's challenges then go
+ * to the authentication callback (`mqttc_client_set_on_auth`), while messages keep flowing.
+ * `*token` (if not NULL) completes with MQTTC_OK when the broker's AUTH Success (0x00) ends the
+ * exchange (`mqttc_token_properties` gives that AUTH's properties, its Authentication Data
+ * included); it fails with the connection when the broker refuses (a DISCONNECT:
+ * MQTTC_ERR_SERVER_DISCONNECTED, `mqttc_token_codes` gives its reason code), when the callback
+ * ends the exchange (MQTTC_ERR_AUTH_FAILED), or when the connection is lost (its reason), and
+ * with MQTTC_ERR_INVALID_ARGUMENT when another exchange was still under way.
+ *
+ * Errors: MQTTC_ERR_NULL (`client` is NULL, or `data` is NULL with `len` above 0),
+ * MQTTC_ERR_INVALID_HANDLE (`client` was freed or is not a client), MQTTC_ERR_NOT_SUPPORTED (an
+ * MQTT 3.1.1 client), MQTTC_ERR_INVALID_ARGUMENT (`len` above 65,535, or no Authentication
+ * Method in `connect_properties`), MQTTC_ERR_NOT_CONNECTED (no live connection),
+ * MQTTC_ERR_CANCELLED (the client is being freed), MQTTC_ERR_PANIC (an internal error, or a
+ * panic stopped the client).
+ */
+enum mqttc_status mqttc_reauthenticate(struct mqttc_client *client,
+                                       const uint8_t *data,
+                                       size_t len,
+                                       mqttc_token *token);
+
+/**
  * Queues a publish (MQTTClient.jl's `publish_async`) and returns at once. The topic and payload are
  * copied. `*token` (if not NULL) completes when the message was written (QoS 0), acknowledged
  * (QoS 1: PUBACK) or fully handed over (QoS 2: PUBCOMP). `payload` may be NULL when `len` is 0.
@@ -1474,7 +1592,8 @@ enum mqttc_status mqttc_client_set_on_connection(struct mqttc_client *client,
  * burst, is written by this call itself (one non-blocking send; what the socket does not take
  * goes to the network thread), which spares a thread wakeup: its token is then already
  * complete. Not when a completion callback is set or in event mode, whose completion reports
- * come from the network thread. Calls keep their order either way.
+ * come from the network thread, nor while the connection uses outbound topic aliases
+ * (`topic_alias_max_out`). Calls keep their order either way.
  *
  * Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_HANDLE, MQTTC_ERR_INVALID_UTF8,
  * MQTTC_ERR_INVALID_TOPIC, MQTTC_ERR_INVALID_QOS, MQTTC_ERR_PAYLOAD_TOO_LARGE, MQTTC_ERR_RESOURCE,

@@ -182,6 +182,19 @@ fn sanitizer_build_catches_a_client_never_freed() {
     );
 }
 
+/// Starts tests/c/`name`.c with the port of `broker` and `args`, on a thread that returns its
+/// exit code and output, for the test to script the broker meanwhile.
+fn spawn_against(
+    name: &str,
+    broker: &common::fake::FakeBroker,
+    args: &[&str],
+) -> std::thread::JoinHandle<(i32, String, String)> {
+    let exe = compile_c(name, &[project_dir().join(format!("tests/c/{name}.c"))]);
+    let mut cmd = Command::new(&exe);
+    cmd.arg(broker.port().to_string()).args(args);
+    std::thread::spawn(move || run_program(&mut cmd, Duration::from_secs(60)))
+}
+
 /// Runs tests/c/hostile.c with `args` against a scripted broker: `breaks` gets the first
 /// connection once it is accepted and ends it; the client must come back by itself, and a QoS 1
 /// publish then completes on the next connection. Returns the program's output.
@@ -189,10 +202,7 @@ fn run_hostile(args: &[&str], breaks: impl FnOnce(&mut common::fake::FakeConn)) 
     use common::fake::FakeBroker;
     use mqttclient::codec::{Ack, Disconnect, Packet};
     let broker = FakeBroker::new();
-    let exe = compile_c("hostile", &[project_dir().join("tests/c/hostile.c")]);
-    let mut cmd = Command::new(&exe);
-    cmd.arg(broker.port().to_string()).args(args);
-    let program = std::thread::spawn(move || run_program(&mut cmd, Duration::from_secs(30)));
+    let program = spawn_against("hostile", &broker, args);
     let mut conn = broker.accept();
     breaks(&mut conn);
     let mut conn = broker.accept();
@@ -320,4 +330,122 @@ fn topic_matching_and_checks_follow_mqtt_through_the_c_api() {
     assert_eq!(code, 0, "topics failed\nstdout:\n{out}\nstderr:\n{err}");
     assert!(out.contains("topics: ok (31 cases)"), "{out}");
     assert_eq!(out.lines().filter(|l| l.starts_with("ok ")).count(), 31, "{out}");
+}
+
+/// Runs tests/c/auth.c (with `mode`: "threads" or "loop") against a scripted broker that plays
+/// the other side of its MQTT 5 enhanced authentication steps, in the program's order.
+fn run_auth(mode: &str) {
+    use common::fake::{FakeBroker, TIMEOUT, publish};
+    use mqttclient::codec::{Auth, ConnAck, Disconnect, Packet, Properties, PropertyId, QoS, ReasonCode};
+    const METHOD: &str = "SCRAM-TEST";
+    let properties = |method: &str, data: &[u8]| {
+        let mut p = Properties::new();
+        p.push_str(PropertyId::AuthenticationMethod, method).unwrap();
+        if !data.is_empty() {
+            p.push_binary(PropertyId::AuthenticationData, data.to_vec().into())
+                .unwrap();
+        }
+        p
+    };
+    let auth = |reason: ReasonCode, method: &str, data: &[u8]| {
+        Packet::Auth(Auth {
+            reason,
+            properties: properties(method, data),
+        })
+    };
+    let challenge = |data: &str| auth(ReasonCode::CONTINUE_AUTHENTICATION, METHOD, data.as_bytes());
+    let answer = |data: &str| challenge(&format!("re:{data}"));
+    let goodbye = |reason| {
+        Packet::Disconnect(Disconnect {
+            reason,
+            properties: Properties::new(),
+        })
+    };
+    let broker = FakeBroker::new();
+    let program = spawn_against("auth", &broker, &[mode]);
+
+    // A connect in three steps, the CONNECT carrying the method and the first data.
+    let mut conn = broker.accept();
+    let connect = conn.expect_connect();
+    assert_eq!(
+        connect
+            .properties
+            .str(PropertyId::AuthenticationMethod)
+            .as_ref()
+            .map(|m| m.as_str()),
+        Some(METHOD)
+    );
+    assert_eq!(
+        connect.properties.binary(PropertyId::AuthenticationData).as_deref(),
+        Some(&b"client-first"[..])
+    );
+    for step in ["step-1", "step-2"] {
+        conn.send(challenge(step));
+        conn.expect_packet(&answer(step));
+    }
+    conn.send(Packet::ConnAck(ConnAck {
+        properties: properties(METHOD, b"welcome"),
+        ..ConnAck::accepted(false)
+    }));
+    // The broker re-authenticates; the message behind its success tells the program it ended.
+    conn.grant_subscribe();
+    conn.send(challenge("again"));
+    conn.expect_packet(&answer("again"));
+    conn.send(auth(ReasonCode::SUCCESS, METHOD, b""));
+    conn.send(Packet::Publish(publish(
+        "sync/reauthenticated",
+        QoS::AtMostOnce,
+        0,
+        b"",
+    )));
+    // The client re-authenticates.
+    conn.expect_packet(&auth(ReasonCode::REAUTHENTICATE, METHOD, b"token-2"));
+    conn.send(challenge("prove"));
+    conn.expect_packet(&answer("prove"));
+    conn.send(auth(ReasonCode::SUCCESS, METHOD, b"renewed"));
+    // Another method: the client says Protocol Error and closes.
+    conn.send(auth(ReasonCode::CONTINUE_AUTHENTICATION, "OTHER", b"x"));
+    conn.expect_packet(&goodbye(ReasonCode::PROTOCOL_ERROR));
+    conn.expect_eof(TIMEOUT);
+    // Refusals: after a challenge, and at once.
+    for (code, challenged) in [
+        (ReasonCode::NOT_AUTHORIZED, true),
+        (ReasonCode::BAD_AUTHENTICATION_METHOD, false),
+    ] {
+        let mut conn = broker.accept();
+        conn.expect_connect();
+        if challenged {
+            conn.send(challenge("step-1"));
+            conn.expect_packet(&answer("step-1"));
+        }
+        conn.connack(code);
+        conn.expect_eof(TIMEOUT);
+    }
+    // The program's callback ends the exchange: DISCONNECT 0x80, then the connection closes.
+    let mut conn = broker.accept();
+    conn.expect_connect();
+    conn.send(challenge("fail-me"));
+    conn.expect_packet(&goodbye(ReasonCode::UNSPECIFIED_ERROR));
+    conn.expect_eof(TIMEOUT);
+
+    let (code, out, err) = program.join().unwrap();
+    assert_eq!(code, 0, "auth {mode} failed\nstdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("auth: ok"), "{out}");
+    assert_eq!(out.lines().filter(|l| l.starts_with("ok ")).count(), 6, "{out}");
+}
+
+/// tests/c/auth.c: MQTT 5 enhanced authentication through the C API, its callback on the
+/// client's callback thread: a connect in several steps, re-authentications the broker and the
+/// client start, an AUTH with another method (a protocol error, DISCONNECT 0x82), the broker's
+/// refusals (CONNACK 0x87, 0x8C) and the callback's own (DISCONNECT 0x80, MQTTC_ERR_AUTH_FAILED).
+#[test]
+fn enhanced_authentication_through_the_c_api() {
+    run_auth("threads");
+}
+
+/// The same with the clients on an `mqttc_loop`: the callback runs on the thread running it,
+/// inside the token wait during the connect.
+#[test]
+fn enhanced_authentication_on_a_loop() {
+    run_auth("loop");
 }

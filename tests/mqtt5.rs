@@ -569,3 +569,221 @@ fn mqtt5_round_trip_through_mosquitto() {
         })
     );
 }
+
+/// MQTT 5 options with up to `n` outbound topic aliases.
+fn aliasing(n: u16) -> Options {
+    Options {
+        topic_alias_max_out: n,
+        ..v5()
+    }
+}
+
+/// A QoS 1 publish to `topic`, as the broker receives it (acknowledged): its exact bytes.
+fn sent_once(client: &Client, conn: &mut FakeConn, topic: &str, payload: &str) -> Bytes {
+    let token = publish_qos1(client, topic, payload);
+    let r = conn.expect("PUBLISH", |p| matches!(p, Packet::Publish(_)));
+    let Packet::Publish(p) = &r.packet else { unreachable!() };
+    conn.send(Packet::PubAck(Ack::new(p.pkid)));
+    assert_eq!(done(client, token), ok());
+    r.raw
+}
+
+/// The topic and alias of a PUBLISH's bytes.
+fn topic_and_alias(raw: &[u8]) -> (String, Option<u32>) {
+    let mut buf = bytes::BytesMut::from(raw);
+    match mqttclient::codec::decode(&mut buf, usize::MAX, Version::V5) {
+        Ok(Some(Packet::Publish(p))) => (p.topic.as_str().to_owned(), p.properties.int(PropertyId::TopicAlias)),
+        other => panic!("not a PUBLISH: {other:?}"),
+    }
+}
+
+#[test]
+fn the_first_publish_of_a_topic_carries_an_alias_and_later_ones_the_alias_alone() {
+    let (_broker, client, mut conn) = start_with(aliasing(4), props(&[(PropertyId::TopicAliasMaximum, 10)]));
+    let topic = "sensors/kitchen/temperature";
+    let first = sent_once(&client, &mut conn, topic, "21");
+    let second = sent_once(&client, &mut conn, topic, "22");
+    // PUBLISH QoS 1, remaining length, topic, packet id, properties (Topic Alias 1), payload.
+    let mut want = vec![0x32, 37, 0, 27];
+    want.extend_from_slice(topic.as_bytes());
+    want.extend_from_slice(&[first[31], first[32], 3, 0x23, 0, 1]);
+    want.extend_from_slice(b"21");
+    assert_eq!(&first[..], &want[..]);
+    // The same with an empty topic: ten bytes of body instead of 37.
+    assert_eq!(&second[..2], [0x32, 10]);
+    assert_eq!(&second[2..4], [0, 0], "an empty topic");
+    assert_eq!(&second[6..], b"\x03\x23\x00\x0122");
+    // An idle connection's QoS 0 publish is not written by the caller's thread, which would
+    // bypass the aliases: it uses the alias too.
+    std::thread::sleep(Duration::from_millis(50));
+    client
+        .publish(mqtt_str(topic), Bytes::from_static(b"23"), QoS::AtMostOnce, false)
+        .unwrap();
+    let r = conn.expect("PUBLISH", |p| matches!(p, Packet::Publish(_)));
+    assert_eq!(&r.raw[..], b"\x30\x08\x00\x00\x03\x23\x00\x0123");
+}
+
+#[test]
+fn the_brokers_maximum_bounds_the_aliases_and_the_least_recently_used_one_is_reused() {
+    let (_broker, client, mut conn) = start_with(aliasing(8), props(&[(PropertyId::TopicAliasMaximum, 2)]));
+    let mut sent = |topic: &str| topic_and_alias(&sent_once(&client, &mut conn, topic, "x"));
+    let whole = |topic: &str, alias| (topic.to_owned(), Some(alias));
+    let alone = |alias| (String::new(), Some(alias));
+    assert_eq!(sent("room/one"), whole("room/one", 1));
+    assert_eq!(sent("room/two"), whole("room/two", 2));
+    assert_eq!(sent("room/one"), alone(1));
+    assert_eq!(
+        sent("room/three"),
+        whole("room/three", 2),
+        "room/two was used least recently"
+    );
+    assert_eq!(sent("room/two"), whole("room/two", 1));
+    assert_eq!(sent("room/three"), alone(2));
+    assert_eq!(sent("a/b"), ("a/b".to_owned(), None), "no shorter than an alias: whole");
+}
+
+#[test]
+fn no_aliases_when_the_broker_allows_none() {
+    let (_broker, client, mut conn) = start_with(aliasing(8), Properties::new());
+    for _ in 0..2 {
+        let raw = sent_once(&client, &mut conn, "no/alias/here", "x");
+        assert_eq!(topic_and_alias(&raw), ("no/alias/here".to_owned(), None));
+    }
+}
+
+#[test]
+fn aliases_start_over_on_each_connection_and_resends_carry_the_whole_topic() {
+    let options = Options {
+        topic_alias_max_out: 4,
+        ..kept_session()
+    };
+    let allowed = props(&[(PropertyId::TopicAliasMaximum, 4)]);
+    let (broker, client, mut conn) = start_with(options, allowed.clone());
+    let topic = "plant/line/1";
+    let tokens: Vec<_> = ["a", "b"].iter().map(|p| publish_qos1(&client, topic, p)).collect();
+    let wire = |conn: &mut FakeConn| topic_and_alias(&conn.expect("PUBLISH", |p| matches!(p, Packet::Publish(_))).raw);
+    assert_eq!(wire(&mut conn), (topic.to_owned(), Some(1)));
+    assert_eq!(wire(&mut conn), (String::new(), Some(1)));
+    // Neither acknowledged when the connection drops: both go again, whole, without an alias.
+    let mut conn = reconnect(&broker, conn, true, allowed);
+    for _ in 0..2 {
+        let p = conn.expect_publish();
+        assert!(p.dup);
+        assert_eq!(
+            (p.topic.as_str(), p.properties.int(PropertyId::TopicAlias)),
+            (topic, None)
+        );
+        conn.send(Packet::PubAck(Ack::new(p.pkid)));
+    }
+    for t in tokens {
+        assert_eq!(done(&client, t), ok());
+    }
+    // The new connection sets its aliases up afresh.
+    let first = sent_once(&client, &mut conn, topic, "c");
+    assert_eq!(topic_and_alias(&first), (topic.to_owned(), Some(1)));
+    let next = sent_once(&client, &mut conn, topic, "d");
+    assert_eq!(topic_and_alias(&next), (String::new(), Some(1)));
+}
+
+/// A publisher through `port` with up to `aliases` outbound topic aliases and a session mosquitto
+/// keeps, reconnecting at once.
+fn alias_publisher(port: u16, aliases: u16) -> Client {
+    let options = Options {
+        client_id: "alias-publisher".into(),
+        topic_alias_max_out: aliases,
+        reconnect_max: Duration::from_millis(50),
+        ..kept_session()
+    };
+    Client::new(vec![mqttclient::engine::Address::tcp("127.0.0.1", port)], options).unwrap()
+}
+
+/// Publishes round `round`: a QoS 1 message "`round`/`i`" to each of `topics`.
+fn publish_round(client: &Client, topics: &[String], round: usize) -> Vec<Token> {
+    topics
+        .iter()
+        .enumerate()
+        .map(|(i, t)| publish_qos1(client, t, &format!("{round}/{i}")))
+        .collect()
+}
+
+/// Takes `count` messages from `rx` and checks each came with the topic its payload names.
+/// Returns the payloads seen.
+fn arrived_with_their_topics(
+    rx: &std::sync::mpsc::Receiver<Publish>,
+    topics: &[String],
+    count: usize,
+) -> std::collections::HashSet<String> {
+    let mut seen = std::collections::HashSet::new();
+    while seen.len() < count {
+        let p = rx.recv_timeout(TIMEOUT).expect("a message through mosquitto");
+        let payload = String::from_utf8(p.payload.to_vec()).unwrap();
+        let i: usize = payload.split('/').nth(1).unwrap().parse().unwrap();
+        assert_eq!(p.topic.as_str(), topics[i], "message {payload}");
+        seen.insert(payload);
+    }
+    seen
+}
+
+/// Losses of the connection reported so far.
+fn losses(events: &common::scripted::Events) -> usize {
+    events
+        .try_iter()
+        .filter(|(_, e)| matches!(e, ConnectionEvent::Lost { .. }))
+        .count()
+}
+
+#[test]
+fn through_mosquitto_messages_keep_their_topics_over_more_topics_than_aliases_and_a_reconnect() {
+    let broker = common::Broker::start();
+    let proxy = common::proxy::Proxy::start(broker.port);
+    let subscriber = common::engine::client_for(&format!("127.0.0.1:{}", broker.port), None);
+    assert!(common::engine::connect(&subscriber).is_ok());
+    let rx = common::engine::subscribe(&subscriber, "alias/#", QoS::AtLeastOnce);
+    let publisher = alias_publisher(proxy.port(), 4);
+    let events = connection_events(&publisher);
+    let connack = common::engine::connect(&publisher).unwrap().properties;
+    assert_eq!(
+        connack.int(PropertyId::TopicAliasMaximum),
+        Some(10),
+        "mosquitto takes aliases (its default maximum)"
+    );
+    // Three times as many topics as aliases, so aliases keep changing hands.
+    let topics: Vec<String> = (0..12).map(|i| format!("alias/topic/{i}")).collect();
+    for t in publish_round(&publisher, &topics, 0) {
+        assert_eq!(common::engine::wait(&publisher, t), ok());
+    }
+    // Round 1 goes into a link that leads nowhere and is then cut: it is resent on the next.
+    proxy.freeze();
+    let tokens = publish_round(&publisher, &topics, 1);
+    std::thread::sleep(Duration::from_millis(100));
+    proxy.drop_all();
+    proxy.unfreeze();
+    for t in tokens.into_iter().chain(publish_round(&publisher, &topics, 2)) {
+        assert_eq!(common::engine::wait(&publisher, t), ok());
+    }
+    let seen = arrived_with_their_topics(&rx, &topics, 3 * topics.len());
+    assert!((0..3).all(|r| (0..12).all(|i| seen.contains(&format!("{r}/{i}")))));
+    // Only the cut ended a connection: mosquitto never refused an alias.
+    assert_eq!(losses(&events), 1);
+}
+
+#[test]
+fn through_mosquitto_its_smaller_maximum_bounds_the_aliases() {
+    let broker = common::Broker::start_with("max_topic_alias 2");
+    let subscriber = common::engine::client_for(&format!("127.0.0.1:{}", broker.port), None);
+    assert!(common::engine::connect(&subscriber).is_ok());
+    let rx = common::engine::subscribe(&subscriber, "alias/#", QoS::AtLeastOnce);
+    let publisher = alias_publisher(broker.port, 8);
+    let events = connection_events(&publisher);
+    let connack = common::engine::connect(&publisher).unwrap().properties;
+    assert_eq!(connack.int(PropertyId::TopicAliasMaximum), Some(2));
+    let topics: Vec<String> = (0..5).map(|i| format!("alias/bounded/{i}")).collect();
+    for round in 0..3 {
+        for t in publish_round(&publisher, &topics, round) {
+            assert_eq!(common::engine::wait(&publisher, t), ok());
+        }
+    }
+    arrived_with_their_topics(&rx, &topics, 3 * topics.len());
+    // An alias above 2 would have made mosquitto close the connection (Topic Alias invalid).
+    assert_eq!(losses(&events), 0);
+}

@@ -140,4 +140,32 @@ mod tests {
         let wire = round_trip_in(&Packet::Auth(a), V5);
         assert_eq!(&wire[..3], b"\xF0\x0F\x18");
     }
+
+    #[test]
+    fn auth_success_is_a_bare_header_and_auth_takes_only_its_own_codes() {
+        assert_eq!(&round_trip_in(&Packet::Auth(Auth::default()), V5)[..], b"\xF0\x00");
+        let reauthenticate = Auth {
+            reason: ReasonCode::REAUTHENTICATE,
+            properties: Properties::new(),
+        };
+        assert_eq!(
+            &round_trip_in(&Packet::Auth(reauthenticate.clone()), V5)[..],
+            b"\xF0\x01\x19"
+        );
+        assert_eq!(decode_in(b"\xF0\x02\x19\x00", V5), Ok(Packet::Auth(reauthenticate)));
+        for code in [0x01, 0x80, 0x87] {
+            assert_eq!(
+                decode_in(&[0xF0, 0x01, code], V5),
+                Err(CodecError::InvalidReasonCode { packet_type: 15, code })
+            );
+        }
+        // Properties only AUTH may carry, and no others.
+        assert_eq!(
+            decode_in(b"\xF0\x05\x18\x03\x21\x00\x01", V5),
+            Err(CodecError::PropertyNotAllowed {
+                id: 0x21,
+                packet_type: 15
+            })
+        );
+    }
 }

@@ -10,7 +10,8 @@ use super::fields::MAX_FIELD_LEN;
 /// backed by `Bytes` so a decoded topic is a zero-copy slice of the read buffer. A `ByteString`
 /// remembers that its bytes were checked as UTF-8, so reading the text (encoding, decoding, the
 /// trie match, the callback) does not validate it again.
-#[derive(Clone, PartialEq, Eq, Hash)]
+/// The default is the empty string.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct MqttStr(ByteString);
 
 impl MqttStr {

@@ -8,9 +8,10 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use tokio::sync::{Notify, mpsc};
+use bytes::Bytes;
+use tokio::sync::{Notify, mpsc, oneshot};
 
-use crate::codec::{PropertyId, Publish};
+use crate::codec::{MqttStr, Properties, PropertyId, Publish};
 
 // Events flow from here into the event queue, so the types both know live there.
 use super::events::{ClientEvent, ConnectionEvent, Subscriber};
@@ -24,6 +25,26 @@ pub type CompletionHandler = Arc<dyn Fn(Token, &TokenResult) + Send + Sync>;
 pub type RestoredHandler = Arc<dyn Fn(Token, &Publish) + Send + Sync>;
 pub type LogHandler = Arc<dyn Fn(LogLevel, &str) + Send + Sync>;
 pub type ConnectionHandler = Arc<dyn Fn(&ConnectionEvent) + Send + Sync>;
+/// Answers a broker's authentication challenge: the properties of the AUTH that goes back (its
+/// Authentication Data, user properties; the engine adds the Authentication Method), or why the
+/// exchange ends.
+pub type AuthHandler = Arc<dyn Fn(&AuthChallenge) -> AuthAnswer + Send + Sync>;
+pub type AuthAnswer = Result<Properties, String>;
+
+/// One step of an enhanced authentication exchange (MQTT 5 section 4.12): an AUTH with reason
+/// code 0x18 (Continue authentication) from the broker, which the application answers.
+#[derive(Debug, Clone)]
+pub struct AuthChallenge {
+    /// The CONNECT's Authentication Method, which the broker's AUTH repeats.
+    pub method: MqttStr,
+    /// The AUTH's Authentication Data, if it had any.
+    pub data: Option<Bytes>,
+    /// All of the AUTH's properties (reason string and user properties included).
+    pub properties: Properties,
+    /// The exchange is part of the connect (before CONNACK); otherwise it re-authenticates a
+    /// live connection.
+    pub connecting: bool,
+}
 
 /// Log levels, most severe first; a handler receives its level and every more severe one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -49,6 +70,8 @@ pub(crate) enum Event {
     /// Registrations to drop (filter, subscription id): a SUBSCRIBE the broker refused or that never
     /// went out. Only that registration goes; a newer one for the same filter stays.
     Unregister(Vec<(String, u64)>),
+    /// A broker's authentication challenge, and where the network task waits for its answer.
+    Auth(AuthChallenge, oneshot::Sender<AuthAnswer>),
     /// From `Client::inject_panic`: a panic in this module's own code, outside user callbacks.
     InjectedPanic,
 }
@@ -229,6 +252,16 @@ impl Dispatcher {
                 if let Some(h) = handler.filter(|_| shared.wants_log(level) && shared.logs_open()) {
                     guarded(|| h(level, &line));
                 }
+            }
+            Event::Auth(challenge, reply) => {
+                let handler = shared.on_auth.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let answer = match handler.filter(|_| !shared.closed.load(Ordering::Acquire)) {
+                    None => Err("no authentication handler is set to answer the broker's challenge".into()),
+                    Some(h) => catch_unwind(AssertUnwindSafe(|| h(&challenge)))
+                        .unwrap_or_else(|_| Err("the authentication handler panicked".into())),
+                };
+                // The network task stopped waiting only when the connection is gone.
+                let _ = reply.send(answer);
             }
             Event::InjectedPanic => panic!("injected on the callback thread"),
         }

@@ -67,6 +67,10 @@ pub enum Error {
     Store(String),
     /// An event-mode call on a client made without `event_mode`.
     EventModeOff,
+    /// MQTT 5 enhanced authentication: the client ended an AUTH exchange, because the
+    /// application's handler failed it (or none was set); the text says which. The connection
+    /// was closed after a DISCONNECT.
+    AuthFailed(String),
     /// A request MQTT forbids, caught before it was sent.
     InvalidArgument(&'static str),
     /// A panic stopped the client's network task or callback thread (a bug: the text says where
@@ -130,6 +134,7 @@ impl fmt::Display for Error {
             Error::Dropped => write!(f, "dropped from the full offline queue for a newer message"),
             Error::Store(why) => write!(f, "store: {why}"),
             Error::EventModeOff => write!(f, "the client was not made in event mode"),
+            Error::AuthFailed(why) => write!(f, "authentication ended by the client: {why}"),
             Error::InvalidArgument(why) => write!(f, "{why}"),
             Error::Panic(what) => write!(f, "internal error, please report it: {what}"),
         }

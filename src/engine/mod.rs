@@ -41,7 +41,10 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::codec::{Disconnect, MqttStr, Properties, PropertyId, Publish, QoS, SubscribeOptions, Version};
 
-pub use dispatch::{CompletionHandler, ConnectionHandler, LogHandler, LogLevel, MessageHandler, RestoredHandler};
+pub use dispatch::{
+    AuthAnswer, AuthChallenge, AuthHandler, CompletionHandler, ConnectionHandler, LogHandler, LogLevel, MessageHandler,
+    RestoredHandler,
+};
 pub use error::Error;
 pub use events::{ClientEvent, ConnectionEvent, Wakeup};
 pub use held_acks::PendingAck;
@@ -67,6 +70,9 @@ pub(crate) enum Command {
     Subscribe(Token, Vec<session::SubscribeFilter>, Properties),
     Unsubscribe(Token, Vec<MqttStr>, Properties),
     Disconnect(Token),
+    /// MQTT 5: starts a re-authentication (AUTH 0x19) with these properties (Authentication
+    /// Data); the engine adds the Authentication Method.
+    Reauthenticate(Token, Properties),
 }
 
 /// Connection state as API calls see it (the network task is the only writer after `connect`).
@@ -110,6 +116,8 @@ pub(crate) struct Shared {
     pub has_on_complete: AtomicBool,
     pub on_connection: Mutex<Option<ConnectionHandler>>,
     pub on_restored: Mutex<Option<RestoredHandler>>,
+    /// Answers the broker's authentication challenges (MQTT 5 enhanced authentication).
+    pub on_auth: Mutex<Option<AuthHandler>>,
     pub log: Mutex<Option<LogHandler>>,
     /// The most verbose level wanted; `LogLevel::Off` when no log handler is set.
     pub log_level: AtomicU8,
@@ -182,6 +190,8 @@ pub struct Client {
     version: Version,
     /// The CONNECT's Session Expiry Interval: a DISCONNECT may not raise it from 0 (MQTT-3.14.2-2).
     session_expiry: u32,
+    /// The CONNECT carries an Authentication Method: the client may re-authenticate (MQTT 5).
+    enhanced_auth: bool,
     commands: mpsc::UnboundedSender<Command>,
     shutdown: Arc<Notify>,
     network: Network,
@@ -235,6 +245,7 @@ impl Client {
             // The loop's thread is the only one there is.
             options.inline_callbacks = true;
         }
+        options.check_authentication()?;
         if options.pool.is_some() && (options.run_loop.is_some() || options.inline_callbacks) {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
@@ -256,6 +267,7 @@ impl Client {
             has_on_complete: AtomicBool::new(false),
             on_connection: Mutex::new(None),
             on_restored: Mutex::new(None),
+            on_auth: Mutex::new(None),
             log: Mutex::new(None),
             log_level: AtomicU8::new(LogLevel::Off as u8),
             next_sub_id: AtomicU64::new(1),
@@ -270,6 +282,7 @@ impl Client {
             inject: AtomicU8::new(0),
         });
         let (version, session_expiry) = (options.version, options.session_expiry);
+        let enhanced_auth = options.authentication_method().is_some();
         let (outgoing, outgoing_wait) = (options.outgoing, options.outgoing_wait);
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let shutdown = Arc::new(Notify::new());
@@ -342,6 +355,7 @@ impl Client {
             shared,
             version,
             session_expiry,
+            enhanced_auth,
             commands: cmd_tx,
             shutdown,
             network,
@@ -685,6 +699,37 @@ impl Client {
             handler,
         );
         drop(old);
+    }
+
+    /// Sets (or removes) the handler that answers the broker's authentication challenges (MQTT 5
+    /// enhanced authentication), on the thread that runs the other callbacks. Not in event mode,
+    /// whose runtimes must not be entered from a library thread.
+    pub fn set_on_auth(&self, handler: Option<AuthHandler>) -> Result<(), Error> {
+        if self.event_mode() {
+            return Err(Error::InvalidArgument(options::AUTH_NEEDS_CALLBACKS));
+        }
+        let old = std::mem::replace(
+            &mut *self.shared.on_auth.lock().unwrap_or_else(|p| p.into_inner()),
+            handler,
+        );
+        drop(old);
+        Ok(())
+    }
+
+    /// MQTT 5: starts a re-authentication of the live connection (AUTH 0x19, with `properties`:
+    /// its Authentication Data). The broker's challenges go to the auth handler; the token
+    /// completes with the broker's AUTH Success (its properties in the outcome), or fails with
+    /// the connection when the broker refuses (a DISCONNECT) or the handler ends the exchange.
+    pub fn reauthenticate(&self, properties: Properties) -> Result<Token, Error> {
+        if !self.enhanced_auth {
+            return Err(Error::InvalidArgument(
+                "re-authentication needs an Authentication Method in the CONNECT properties",
+            ));
+        }
+        if self.shared.state() != State::Connected {
+            return Err(self.stopped().unwrap_or(Error::NotConnected));
+        }
+        self.send(|t| Command::Reauthenticate(t, properties))
     }
 
     pub fn event_mode(&self) -> bool {

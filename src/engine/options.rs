@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::{Limits, Loop, Overflow, Pool, store, tls};
-use crate::codec::{MAX_REMAINING_LENGTH, MqttStr, Properties, Version, Will};
+use crate::codec::{MAX_REMAINING_LENGTH, MqttStr, Properties, PropertyId, Version, Will};
 
 /// MQTT's own maximum packet size: a remaining length of 268,435,455 bytes after a 5-byte fixed
 /// header.
@@ -24,8 +24,12 @@ pub struct Options {
     /// MQTT 5: how many topic aliases the broker may use towards this client (0: none). Inbound
     /// aliases are resolved by the library; handlers always see the whole topic.
     pub topic_alias_maximum: u16,
+    /// MQTT 5: how many topics this client's publishes may replace by an alias (0: none, the
+    /// default), within the broker's Topic Alias Maximum; least recently used aliases are reused.
+    pub topic_alias_max_out: u16,
     /// MQTT 5: properties the application adds to CONNECT (user properties, Receive Maximum,
-    /// request/response and problem information). Those the options above set are the engine's.
+    /// request/response and problem information, and the Authentication Method and Data that
+    /// start enhanced authentication). Those the options above set are the engine's.
     pub connect_properties: Properties,
     pub client_id: String,
     pub clean_session: bool,
@@ -122,6 +126,7 @@ impl Default for Options {
             version: Version::V311,
             session_expiry: 0,
             topic_alias_maximum: 16,
+            topic_alias_max_out: 0,
             connect_properties: Properties::new(),
             client_id: String::new(),
             clean_session: true,
@@ -161,5 +166,34 @@ impl Default for Options {
             store: None,
             store_drop_on_clean: false,
         }
+    }
+}
+
+/// Why enhanced authentication and event mode do not mix.
+pub(super) const AUTH_NEEDS_CALLBACKS: &str = "enhanced authentication (an Authentication Method in the CONNECT \
+     properties) needs callbacks: the broker's AUTH challenges are answered by the auth handler, which a library \
+     thread runs, and event mode is for runtimes that must not be entered from one; make the client without \
+     event_mode";
+
+impl Options {
+    /// The CONNECT's Authentication Method: set, it starts MQTT 5 enhanced authentication.
+    pub fn authentication_method(&self) -> Option<MqttStr> {
+        self.connect_properties.str(PropertyId::AuthenticationMethod)
+    }
+
+    /// Enhanced authentication asks a handler for each step, which event mode cannot run; and
+    /// Authentication Data without a method is a protocol error (MQTT 5 section 3.1.2.11.10).
+    pub(super) fn check_authentication(&self) -> std::io::Result<()> {
+        let invalid = |why: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, why.to_owned());
+        let method = self.authentication_method().is_some();
+        if method && self.event_mode {
+            return Err(invalid(AUTH_NEEDS_CALLBACKS));
+        }
+        if !method && self.connect_properties.get(PropertyId::AuthenticationData).is_some() {
+            return Err(invalid(
+                "Authentication Data in the CONNECT properties needs an Authentication Method (MQTT 5 section 3.1.2.11.10)",
+            ));
+        }
+        Ok(())
     }
 }

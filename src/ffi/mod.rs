@@ -21,6 +21,8 @@ mod handles;
 
 mod callbacks;
 
+mod auth;
+
 mod publish;
 
 mod subscribe;
@@ -49,6 +51,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::codec::QoS;
 
+pub use auth::*;
 pub use callbacks::*;
 pub use client::*;
 pub use events::*;

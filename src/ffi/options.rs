@@ -139,7 +139,9 @@ pub struct mqttc_options {
     /// MQTT 5: properties to add to CONNECT (user properties, Receive Maximum, Request Response
     /// Information, Request Problem Information); copied when the client is made. Session expiry,
     /// maximum packet size and topic alias maximum come from the fields above. Default NULL.
-    /// After connecting, `mqttc_token_properties` on the connect token gives the CONNACK's.
+    /// After connecting, `mqttc_token_properties` on the connect token gives the CONNACK's. An
+    /// Authentication Method (with any Authentication Data) starts enhanced authentication: see
+    /// `mqttc_client_set_on_auth`; not with `event_mode` (MQTTC_ERR_INVALID_ARGUMENT).
     pub connect_properties: *const mqttc_properties,
     /// MQTT 5: the will's properties (Will Delay Interval, Message Expiry Interval, Content Type,
     /// Response Topic, Correlation Data, Payload Format Indicator, user properties); copied.
@@ -251,6 +253,18 @@ pub struct mqttc_options {
     /// keeps a session only for a fixed one. Borrowed: the client holds its own reference, so the
     /// store may be freed first. Default NULL.
     pub store: *const mqttc_store,
+    /// MQTT 5: how many topics the client replaces by a topic alias in the publishes it sends
+    /// (MQTT 5 section 3.3.2.3.4), never more than the Topic Alias Maximum of the broker's CONNACK
+    /// (mosquitto's default is 10). On each connection the first publish of a topic carries the
+    /// topic and an alias, later ones the alias alone, which spares the topic's bytes in every
+    /// message; once every alias is taken, a new topic takes the least recently used one. Aliases
+    /// last as long as their connection: after a reconnect, new publishes start again with whole
+    /// topics, and resends (DUP) always carry their whole topic and no alias. Topics of 3 bytes
+    /// or fewer go whole (an alias takes 3). While aliases
+    /// are in use, QoS 0 publishes are not written by the publishing thread itself (see
+    /// `mqttc_publish`). Subscribers always receive whole topics. 0 (the default) sends every
+    /// topic whole; not 0 with MQTT 3.1.1 (MQTTC_ERR_INVALID_ARGUMENT).
+    pub topic_alias_max_out: u16,
 }
 
 /// When the message store syncs (`store_sync`).
@@ -351,6 +365,7 @@ fn defaults() -> mqttc_options {
         pool: std::ptr::null(),
         bind_address: std::ptr::null(),
         store: std::ptr::null(),
+        topic_alias_max_out: d.topic_alias_max_out,
     }
 }
 
@@ -483,6 +498,7 @@ pub(crate) unsafe fn read_options(opts: *const mqttc_options) -> Result<(engine:
         },
         session_expiry: o.session_expiry,
         topic_alias_maximum: o.topic_alias_maximum,
+        topic_alias_max_out: o.topic_alias_max_out,
         ack_after_callback: o.ack_after_callback,
         store_drop_on_clean: o.store_drop_on_clean,
         pool: match o.pool.is_null() {
@@ -505,6 +521,12 @@ pub(crate) unsafe fn read_options(opts: *const mqttc_options) -> Result<(engine:
         return Err(Failure::new(
             mqttc_status::MQTTC_ERR_INVALID_ARGUMENT,
             "session_expiry needs protocol_version 5; MQTT 3.1.1 has clean_session instead",
+        ));
+    }
+    if e.version == Version::V311 && e.topic_alias_max_out != 0 {
+        return Err(Failure::new(
+            mqttc_status::MQTTC_ERR_INVALID_ARGUMENT,
+            "topic_alias_max_out needs protocol_version 5; MQTT 3.1.1 has no topic aliases",
         ));
     }
     if e.reconnect_min.is_zero() || e.reconnect_max < e.reconnect_min {
@@ -570,14 +592,6 @@ pub(crate) unsafe fn read_options(opts: *const mqttc_options) -> Result<(engine:
         (PropertyId::SessionExpiryInterval, "set session_expiry in the options"),
         (PropertyId::MaximumPacketSize, "set max_packet_size in the options"),
         (PropertyId::TopicAliasMaximum, "set topic_alias_maximum in the options"),
-        (
-            PropertyId::AuthenticationMethod,
-            "enhanced authentication (AUTH) is not supported yet",
-        ),
-        (
-            PropertyId::AuthenticationData,
-            "enhanced authentication (AUTH) is not supported yet",
-        ),
     ];
     let holder = Holder::Packet(PacketType::Connect);
     e.connect_properties = unsafe { properties_arg(o.connect_properties, e.version, holder, "CONNECT", &owned) }?;

@@ -33,7 +33,8 @@ pub enum mqttc_property_id {
     MQTTC_PROP_ASSIGNED_CLIENT_IDENTIFIER = 0x12,
     /// Two-byte integer: CONNACK.
     MQTTC_PROP_SERVER_KEEP_ALIVE = 0x13,
-    /// String: CONNECT, CONNACK, AUTH (enhanced authentication is not supported yet).
+    /// String: CONNECT (in `connect_properties`, it starts enhanced authentication: see
+    /// `mqttc_client_set_on_auth`), CONNACK, AUTH.
     MQTTC_PROP_AUTHENTICATION_METHOD = 0x15,
     /// Binary: as the method.
     MQTTC_PROP_AUTHENTICATION_DATA = 0x16,

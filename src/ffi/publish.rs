@@ -29,7 +29,8 @@ const PUBLISH_OWNED: &[(PropertyId, &str)] = &[
 /// burst, is written by this call itself (one non-blocking send; what the socket does not take
 /// goes to the network thread), which spares a thread wakeup: its token is then already
 /// complete. Not when a completion callback is set or in event mode, whose completion reports
-/// come from the network thread. Calls keep their order either way.
+/// come from the network thread, nor while the connection uses outbound topic aliases
+/// (`topic_alias_max_out`). Calls keep their order either way.
 ///
 /// Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_HANDLE, MQTTC_ERR_INVALID_UTF8,
 /// MQTTC_ERR_INVALID_TOPIC, MQTTC_ERR_INVALID_QOS, MQTTC_ERR_PAYLOAD_TOO_LARGE, MQTTC_ERR_RESOURCE,

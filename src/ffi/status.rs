@@ -86,6 +86,11 @@ pub enum mqttc_status {
     /// MQTT 5: the broker ended the connection with DISCONNECT; the message gives its reason
     /// code, reason string and any server reference (another server to use).
     MQTTC_ERR_SERVER_DISCONNECTED = -46,
+    /// MQTT 5 enhanced authentication: the client ended an AUTH exchange, during the connect or a
+    /// re-authentication, because the authentication callback returned false (or none was set, or
+    /// its reply properties were not ones an AUTH may carry); the connection was closed after a
+    /// DISCONNECT with reason code 0x80. The message says why.
+    MQTTC_ERR_AUTH_FAILED = -47,
     /// CONNACK 1: the broker does not support this protocol version.
     MQTTC_ERR_REFUSED_PROTOCOL_VERSION = -61,
     /// CONNACK 2: the client identifier was rejected.
@@ -153,6 +158,7 @@ impl From<&Error> for mqttc_status {
             Error::Dropped => MQTTC_ERR_DROPPED,
             Error::Store(_) => MQTTC_ERR_STORE,
             Error::EventModeOff => MQTTC_ERR_EVENT_MODE_OFF,
+            Error::AuthFailed(_) => MQTTC_ERR_AUTH_FAILED,
             Error::InvalidArgument(_) => MQTTC_ERR_INVALID_ARGUMENT,
             Error::Panic(_) => MQTTC_ERR_PANIC,
         }
@@ -215,6 +221,7 @@ const ALL: &[(mqttc_status, &str)] = {
         (MQTTC_ERR_PUBLISH_REFUSED, "publish refused by the broker\0"),
         (MQTTC_ERR_UNSUBSCRIBE_REFUSED, "unsubscribe refused by the broker\0"),
         (MQTTC_ERR_SERVER_DISCONNECTED, "the broker disconnected\0"),
+        (MQTTC_ERR_AUTH_FAILED, "authentication ended by the client\0"),
         (
             MQTTC_ERR_RESOURCE,
             "out of memory, or could not create a thread or runtime\0",

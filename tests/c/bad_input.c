@@ -345,6 +345,97 @@ static void store_callbacks_options(uint16_t port) {
     }
 }
 
+static bool auth_stub(mqttc_client *c, const mqttc_auth_challenge *ch, mqttc_properties *reply, void *u) {
+    (void)c, (void)ch, (void)reply, (void)u;
+    return false;
+}
+
+/* Enhanced authentication: its options, mqttc_client_set_on_auth and mqttc_reauthenticate. */
+static void auth_arguments(uint16_t port) {
+    mqttc_client *c = NULL;
+    mqttc_token t = 0;
+    mqttc_options opts;
+    mqttc_properties *method = NULL, *data_only = NULL;
+    expect("properties_new", mqttc_properties_new(&method), MQTTC_OK);
+    expect("properties_new", mqttc_properties_new(&data_only), MQTTC_OK);
+    expect("set method", mqttc_properties_set_string(method, MQTTC_PROP_AUTHENTICATION_METHOD, "M"), MQTTC_OK);
+    expect("set data", mqttc_properties_set_binary(data_only, MQTTC_PROP_AUTHENTICATION_DATA, (const uint8_t *)"d", 1),
+           MQTTC_OK);
+    expect("set_on_auth NULL client", mqttc_client_set_on_auth(NULL, auth_stub, NULL), MQTTC_ERR_NULL);
+    expect("reauthenticate NULL client", mqttc_reauthenticate(NULL, NULL, 0, &t), MQTTC_ERR_NULL);
+
+    mqttc_options_init(&opts);
+    opts.protocol_version = 5;
+    opts.connect_properties = data_only;
+    expect("authentication data without a method", mqttc_client_new("127.0.0.1", port, &opts, &c),
+           MQTTC_ERR_INVALID_ARGUMENT);
+    opts.connect_properties = method;
+    opts.event_mode = true;
+    expect("authentication method with event_mode", mqttc_client_new("127.0.0.1", port, &opts, &c),
+           MQTTC_ERR_INVALID_ARGUMENT);
+    opts.connect_properties = NULL;
+    expect("event-mode client", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_OK);
+    expect("set_on_auth in event mode", mqttc_client_set_on_auth(c, auth_stub, NULL), MQTTC_ERR_INVALID_ARGUMENT);
+    mqttc_client_free(c);
+
+    expect("MQTT 3.1.1 client", mqttc_client_new("127.0.0.1", port, NULL, &c), MQTTC_OK);
+    expect("set_on_auth with MQTT 3.1.1", mqttc_client_set_on_auth(c, auth_stub, NULL), MQTTC_ERR_NOT_SUPPORTED);
+    expect("reauthenticate with MQTT 3.1.1", mqttc_reauthenticate(c, NULL, 0, &t), MQTTC_ERR_NOT_SUPPORTED);
+    mqttc_client_free(c);
+    expect("set_on_auth freed client", mqttc_client_set_on_auth(c, auth_stub, NULL), MQTTC_ERR_INVALID_HANDLE);
+    expect("reauthenticate freed client", mqttc_reauthenticate(c, NULL, 0, &t), MQTTC_ERR_INVALID_HANDLE);
+
+    mqttc_options_init(&opts);
+    opts.protocol_version = 5;
+    expect("MQTT 5 client without a method", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_OK);
+    expect("reauthenticate without a method", mqttc_reauthenticate(c, (const uint8_t *)"d", 1, &t),
+           MQTTC_ERR_INVALID_ARGUMENT);
+    mqttc_client_free(c);
+
+    opts.connect_properties = method;
+    expect("MQTT 5 client with a method", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_OK);
+    expect("set_on_auth", mqttc_client_set_on_auth(c, auth_stub, NULL), MQTTC_OK);
+    expect("set_on_auth NULL callback", mqttc_client_set_on_auth(c, NULL, NULL), MQTTC_OK);
+    expect("reauthenticate NULL data with a length", mqttc_reauthenticate(c, NULL, 5, &t), MQTTC_ERR_NULL);
+    uint8_t *bytes = before_guard_page(1);
+    bytes[0] = 'x';
+    for (size_t i = 0; i < HUGE_FIELDS; i++)
+        expect_n("reauthenticate len", huge_field[i], mqttc_reauthenticate(c, bytes, huge_field[i], &t),
+                 MQTTC_ERR_INVALID_ARGUMENT);
+    expect("reauthenticate before connect", mqttc_reauthenticate(c, bytes, 1, &t), MQTTC_ERR_NOT_CONNECTED);
+    mqttc_client_free(c);
+    mqttc_properties_free(method);
+    mqttc_properties_free(data_only);
+}
+
+/* An option `set` sets that needs MQTT 5: refused with 3.1.1, taken with 5. */
+static void needs_mqtt5(uint16_t port, const char *name, void (*set)(mqttc_options *)) {
+    char what[96];
+    mqttc_client *c = NULL;
+    mqttc_options opts;
+    mqttc_options_init(&opts);
+    set(&opts);
+    snprintf(what, sizeof what, "%s with MQTT 3.1.1", name);
+    expect(what, mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_ARGUMENT);
+    opts.protocol_version = 5;
+    snprintf(what, sizeof what, "%s with MQTT 5", name);
+    expect(what, mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_OK);
+    mqttc_client_free(c);
+}
+
+static void set_session_expiry(mqttc_options *o) {
+    o->session_expiry = 60;
+}
+
+/* Outbound topic aliases: none by default. */
+static void set_topic_alias_max_out(mqttc_options *o) {
+    if (o->topic_alias_max_out != 0) {
+        printf("FAIL: topic_alias_max_out defaults to %u, not 0\n", o->topic_alias_max_out);
+        failures++;
+    }
+    o->topic_alias_max_out = 10;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2)
         return 2;
@@ -393,6 +484,8 @@ int main(int argc, char **argv) {
     store_options(port);
     pool_options(port);
     store_callbacks_options(port);
+    auth_arguments(port);
+    needs_mqtt5(port, "topic_alias_max_out", set_topic_alias_max_out);
     mqttc_options_init(&opts);
     opts.outgoing_max_messages = 0;
     expect("outgoing_max_messages 0", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_ARGUMENT);
@@ -400,14 +493,7 @@ int main(int argc, char **argv) {
     mqttc_options_init(&opts);
     opts.protocol_version = 3;
     expect("protocol_version 3", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_ARGUMENT);
-    mqttc_options_init(&opts);
-    opts.session_expiry = 60;
-    expect("session_expiry with MQTT 3.1.1", mqttc_client_new("127.0.0.1", port, &opts, &c),
-           MQTTC_ERR_INVALID_ARGUMENT);
-    opts.protocol_version = 5;
-    expect("session_expiry with MQTT 5", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_OK);
-    mqttc_client_free(c);
-    c = NULL;
+    needs_mqtt5(port, "session_expiry", set_session_expiry);
     mqttc_options_init(&opts);
     opts.event_mode = true;
     opts.inline_callbacks = true;

@@ -97,6 +97,7 @@ class mqttc_options(ctypes.Structure):
         ("pool", c_void_p),
         ("bind_address", c_char_p),
         ("store", c_void_p),
+        ("topic_alias_max_out", c_uint16),
     ]
 
 
@@ -403,6 +404,7 @@ LIBRARY_OPTIONS = {
     "protocol_version": "integer",
     "session_expiry": "integer",
     "topic_alias_maximum": "integer",
+    "topic_alias_max_out": "integer",
     "connect_properties": "properties",
     "will_properties": "properties",
     "outgoing_max_messages": "integer",

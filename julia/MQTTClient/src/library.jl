@@ -154,6 +154,7 @@ struct mqttc_options
     pool::Ptr{Cvoid}
     bind_address::Ptr{UInt8}
     store::Ptr{Cvoid}
+    topic_alias_max_out::UInt16
 end
 
 struct mqttc_message

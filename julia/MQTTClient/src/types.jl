@@ -181,6 +181,7 @@ const LIBRARY_OPTIONS = Dict{Symbol,Symbol}(
     :protocol_version => :integer,
     :session_expiry => :integer,
     :topic_alias_maximum => :integer,
+    :topic_alias_max_out => :integer,
     :connect_properties => :properties,
     :will_properties => :properties,
     :outgoing_max_messages => :integer,

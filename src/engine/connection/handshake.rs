@@ -7,6 +7,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
 
 use super::Ctx;
+use super::auth::Authenticator;
 use super::peer::ALIAS_ABOVE_MAXIMUM;
 use crate::codec::{self, CodecError, Disconnect, Packet, Properties, PropertyId, ReasonCode, Version};
 use crate::engine::transport::{self, Reader, Writer};
@@ -82,7 +83,7 @@ pub(super) async fn handshake(ctx: &Ctx, server: &Address) -> Result<Link, Error
     link.wbuf.encode(&Packet::Connect(connect))?;
     link.wbuf.write_all(&mut link.writer).await?;
     link.writer.flush().await?;
-    match await_connack(&mut link, o).await {
+    match await_connack(&mut link, ctx).await {
         Ok(()) => Ok(link),
         Err(e) => {
             if let Some(reason) = disconnect_reason(o.version, &e) {
@@ -93,14 +94,18 @@ pub(super) async fn handshake(ctx: &Ctx, server: &Address) -> Result<Link, Error
     }
 }
 
-/// Reads up to the CONNACK; a refusal is an error.
-async fn await_connack(link: &mut Link, o: &Options) -> Result<(), Error> {
+/// Reads up to the CONNACK, answering the broker's authentication challenges on the way (MQTT 5
+/// enhanced authentication); a refusal is an error.
+async fn await_connack(link: &mut Link, ctx: &Ctx) -> Result<(), Error> {
+    let o = &ctx.options;
+    let mut auth = Authenticator::new(o);
     loop {
         if let Some(what) = link.rbuf.first().and_then(|&b| before_connack(b)) {
             return Err(Error::UnexpectedPacket(what));
         }
         match codec::decode(&mut link.rbuf, o.max_packet_size, o.version)? {
             Some(Packet::ConnAck(ack)) if !ack.code.is_error() => {
+                auth.connected(&ack.properties)?;
                 link.session_present = ack.session_present;
                 link.properties = ack.properties;
                 return Ok(());
@@ -113,12 +118,26 @@ async fn await_connack(link: &mut Link, o: &Options) -> Result<(), Error> {
                     server_reference: text(PropertyId::ServerReference),
                 });
             }
+            Some(Packet::Auth(challenge)) => {
+                ctx.hand(auth.challenge(challenge, true)?).await;
+                continue;
+            }
             Some(_) => return Err(Error::UnexpectedPacket("packet before CONNACK")),
             None => {}
         }
         reserve_read(&mut link.rbuf, o.version, READ_FIRST);
-        if link.reader.read_buf(&mut link.rbuf).await? == 0 {
-            return Err(Error::ConnectionClosed);
+        // The broker may refuse (or close) while the handler is still at work.
+        tokio::select! {
+            read = link.reader.read_buf(&mut link.rbuf) => {
+                if read? == 0 {
+                    return Err(Error::ConnectionClosed);
+                }
+            }
+            reply = auth.answered() => {
+                link.wbuf.encode(&reply?)?;
+                link.wbuf.write_all(&mut link.writer).await?;
+                link.writer.flush().await?;
+            }
         }
     }
 }
@@ -173,9 +192,10 @@ fn reserve_read(rbuf: &mut BytesMut, version: Version, chunk: usize) {
 /// The reason code of the DISCONNECT an MQTT 5 client sends before it closes the connection on
 /// `error` (MQTT 5 sections 4.13 and 3.14): for what the broker sent, a packet larger than our
 /// maximum (0x95), bytes that are not a valid packet (0x81), a topic alias out of range (0x94) or
-/// any other protocol error (0x82). None for 3.1.1, which has no such DISCONNECT, and for every
-/// other end: a dead link (nothing would arrive), a refusal or the broker's own DISCONNECT (the
-/// broker closes).
+/// any other protocol error (0x82); for an authentication exchange the client ends, 0x80
+/// (Unspecified error: 0x87 Not authorized is the broker's to send). None for 3.1.1, which has
+/// no such DISCONNECT, and for every other end: a dead link (nothing would arrive), a refusal or
+/// the broker's own DISCONNECT (the broker closes).
 pub(super) fn disconnect_reason(version: Version, error: &Error) -> Option<ReasonCode> {
     if version == Version::V311 {
         return None;
@@ -185,6 +205,7 @@ pub(super) fn disconnect_reason(version: Version, error: &Error) -> Option<Reaso
         Error::Protocol(_) => Some(ReasonCode::MALFORMED_PACKET),
         Error::UnexpectedPacket(what) if *what == ALIAS_ABOVE_MAXIMUM => Some(ReasonCode::TOPIC_ALIAS_INVALID),
         Error::UnexpectedPacket(_) => Some(ReasonCode::PROTOCOL_ERROR),
+        Error::AuthFailed(_) => Some(ReasonCode::UNSPECIFIED_ERROR),
         _ => None,
     }
 }
@@ -270,6 +291,7 @@ mod tests {
                 Error::UnexpectedPacket("second CONNACK"),
                 Some(ReasonCode::PROTOCOL_ERROR),
             ),
+            (Error::AuthFailed("refused".into()), Some(ReasonCode::UNSPECIFIED_ERROR)),
             (Error::KeepAliveTimeout, None),
             (Error::ConnectionClosed, None),
             (Error::Io("reset".into()), None),

@@ -4,12 +4,13 @@ use bytes::BytesMut;
 use super::Net;
 use super::keep_alive::KeepAlive;
 use super::writer::SocketWriter;
-use crate::codec::{self, Ack, Packet, PropertyId, Publish, QoS, Version};
+use crate::codec::{self, Ack, Packet, PropertyId, Publish, QoS, ReasonCode, Version};
 use crate::engine::Error;
 use crate::engine::dispatch::{Event, LogLevel};
 use crate::engine::held_acks::Owed;
 use crate::engine::session::{AckAction, Awaiting};
 use crate::engine::store::Stage;
+use crate::engine::tokens::Outcome;
 
 /// What one read brought, for [`crate::engine::transport::DelayedAck`].
 #[derive(Default)]
@@ -100,8 +101,20 @@ impl Net<'_> {
                         server_reference: text(PropertyId::ServerReference),
                     });
                 }
-                Packet::Auth(_) => {
-                    return Err(Error::UnexpectedPacket("AUTH, though no authentication method was set"));
+                Packet::Auth(auth) if auth.reason == ReasonCode::SUCCESS => {
+                    let (token, properties) = self.auth.success(auth)?;
+                    self.out.log(LogLevel::Info, || "re-authenticated".into());
+                    if let Some(token) = token {
+                        let outcome = Outcome {
+                            codes: Vec::new(),
+                            properties,
+                        };
+                        self.out.complete(token, Ok(outcome));
+                    }
+                }
+                Packet::Auth(auth) => {
+                    let ask = self.auth.challenge(auth, false)?;
+                    self.out.push(ask);
                 }
             }
         }

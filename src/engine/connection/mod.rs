@@ -5,6 +5,8 @@
 //! This file holds the task's life across connections: connecting to each server in turn,
 //! reconnecting, and the commands met while there is no connection. One live connection is served
 //! by [`serve`], over a [`writer::SocketWriter`].
+mod aliases;
+mod auth;
 mod handshake;
 mod input;
 mod keep_alive;
@@ -24,7 +26,7 @@ use tokio::time::timeout;
 
 use super::backoff::Backoff;
 use super::direct::Commands;
-use super::dispatch::{Event, LogLevel};
+use super::dispatch::{Dispatcher, Event, LogLevel};
 use super::events::ConnectionEvent;
 use super::held_acks::HeldAcks;
 use super::offline::OfflineQueue;
@@ -32,6 +34,7 @@ use super::session::{Request, Session};
 use super::store::Restoration;
 use super::tokens::{Limits, Outcome, Token};
 use super::{Address, Command, Error, Options, Shared, State};
+use auth::Authenticator;
 use handshake::{Link, handshake};
 use outbox::Outbox;
 use peer::Peer;
@@ -52,6 +55,19 @@ impl Ctx {
         match &self.events {
             Some(events) => events.reserve().await,
             None => std::future::pending().await,
+        }
+    }
+
+    /// Hands `event` to the callbacks now, waiting for room in the callback thread's queue, or
+    /// with inline callbacks running them here: for the handshake, which has no [`Outbox`].
+    async fn hand(&self, event: Event) {
+        match &self.events {
+            // Closed only when the client is closing; the event's own drop says so.
+            Some(events) => drop(events.send(event).await),
+            None => {
+                Dispatcher::new(self.shared.clone()).handle(event);
+                self.shared.announce();
+            }
         }
     }
 }
@@ -113,6 +129,8 @@ struct Net<'a> {
     /// With `Options::ack_after_callback`: the acknowledgements owed for inbound messages the
     /// application is handling.
     held: Option<Arc<HeldAcks>>,
+    /// The live connection's re-authentication, if one is under way (MQTT 5).
+    auth: Authenticator,
 }
 
 pub(super) async fn run(ctx: Ctx, commands: mpsc::UnboundedReceiver<Command>) {
@@ -130,6 +148,7 @@ pub(super) async fn run(ctx: Ctx, commands: mpsc::UnboundedReceiver<Command>) {
         backoff: Backoff::new(o.reconnect_min, o.reconnect_max),
         peer: Peer::default(),
         held: o.ack_after_callback.then(Arc::default),
+        auth: Authenticator::new(o),
     };
     while let Some(command) = net.commands.recv().await {
         match net.offline_command(command, false) {
@@ -185,6 +204,8 @@ impl<'a> Net<'a> {
                 self.deferred.push(Request::Subscribe(Some(t), filters, props));
             }
             Command::Unsubscribe(t, filters, props) => self.deferred.push(Request::Unsubscribe(t, filters, props)),
+            // Authentication lasts as long as its connection.
+            Command::Reauthenticate(t, _) => self.out.complete(t, Err(Error::NotConnected)),
         }
         None
     }
@@ -424,7 +445,7 @@ impl<'a> Net<'a> {
     /// After a lost connection: QoS 0 publishes not known to have left fail; unanswered requests
     /// go out again on the next connection, ahead of newer ones.
     fn connection_lost(&mut self, reason: Error) {
-        for t in self.written.drain(..) {
+        for t in self.written.drain(..).chain(self.auth.end()) {
             self.out.complete(t, Err(reason.clone()));
         }
         let mut requests = self.session.on_lost();
@@ -449,6 +470,9 @@ impl<'a> Net<'a> {
     fn end_session(&mut self, token: Token) {
         let alive = self.ctx.shared.session_alive.swap(false, Ordering::AcqRel);
         self.forget_held_acks();
+        if let Some(t) = self.auth.end() {
+            self.out.complete(t, Err(Error::Cancelled));
+        }
         for (t, r) in self.session.fail_all(&Error::Cancelled) {
             self.out.complete(t, r);
         }

@@ -6,6 +6,7 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::time::{Instant, sleep_until};
 
+use super::aliases::OutboundAliases;
 use super::handshake::{Link, ReadRoom, disconnect_reason};
 use super::keep_alive::{Due, KeepAlive};
 use super::peer::Peer;
@@ -78,7 +79,8 @@ impl Net<'_> {
         let mut retry_armed = false;
         let mut room = ReadRoom::new();
         // Declared after the reading half, so that it is dropped (its offer withdrawn) first.
-        let mut w = SocketWriter::new(writer, wbuf, kind, &ctx.shared.direct);
+        let aliases = OutboundAliases::new(ctx.options.topic_alias_max_out, &properties, self.peer.max_packet_size);
+        let mut w = SocketWriter::new(writer, wbuf, kind, &ctx.shared.direct, aliases);
         // Its own reference, for a wait in the select below, which borrows `self` elsewhere.
         let held = self.held.clone();
 
@@ -171,6 +173,12 @@ impl Net<'_> {
                         Taken::End(ended) => return ended,
                     }
                 }
+                reply = self.auth.answered() => {
+                    w.withdraw(&mut self.written);
+                    if let Err(e) = reply.and_then(|auth| w.encode(&auth)) {
+                        return self.close_on(&mut w, e).await;
+                    }
+                }
                 () = ack_due, if ack_armed => {}
                 () = &mut store_retry, if retry_armed => retry_armed = false,
                 () = &mut store_sync, if sync_armed => {
@@ -235,6 +243,13 @@ impl Net<'_> {
                     self.request(w, Request::Subscribe(Some(t), f, props))
                 }
                 Command::Unsubscribe(t, f, props) => self.request(w, Request::Unsubscribe(t, f, props)),
+                Command::Reauthenticate(t, props) => match self.auth.start(t, props) {
+                    Ok(auth) => w.encode(&auth),
+                    Err(e) => {
+                        self.out.complete(t, Err(e));
+                        Ok(())
+                    }
+                },
             };
             if let Err(e) = handled {
                 return Taken::End(Ended::Lost(e));

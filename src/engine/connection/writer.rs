@@ -12,6 +12,7 @@ use std::os::fd::RawFd;
 use tokio::io::AsyncWriteExt;
 use tokio::time::{Instant, timeout_at};
 
+use super::aliases::OutboundAliases;
 use super::handshake::{self, StreamKind};
 use super::input::Received;
 use crate::codec::{Disconnect, Packet, Publish, ReasonCode, Version};
@@ -83,11 +84,20 @@ pub(super) struct SocketWriter<'a> {
     /// twice). Only the first `cleared` bytes, queued before that commit, may leave.
     holding: bool,
     cleared: usize,
+    /// The topic aliases of this connection's publishes (MQTT 5).
+    aliases: OutboundAliases,
 }
 
 impl<'a> SocketWriter<'a> {
-    /// The writing half of a new connection (see [`handshake::Link`] for the rest), with what it has queued.
-    pub(super) fn new(writer: Writer, wbuf: WriteQueue, kind: StreamKind, direct: &'a Direct) -> Self {
+    /// The writing half of a new connection (see [`handshake::Link`] for the rest), with what it
+    /// has queued and the topic aliases its publishes may use.
+    pub(super) fn new(
+        writer: Writer,
+        wbuf: WriteQueue,
+        kind: StreamKind,
+        direct: &'a Direct,
+        aliases: OutboundAliases,
+    ) -> Self {
         SocketWriter {
             offer: Offer { direct, offered: false },
             ack: DelayedAck::new(kind.tcp),
@@ -98,6 +108,7 @@ impl<'a> SocketWriter<'a> {
             unflushed: false,
             holding: false,
             cleared: 0,
+            aliases,
         }
     }
 
@@ -130,8 +141,12 @@ impl<'a> SocketWriter<'a> {
         self.wbuf.encode(packet).map_err(Error::Protocol)
     }
 
+    /// Queues `publish`, with a topic alias when this connection uses them.
     pub(super) fn publish(&mut self, publish: &Publish) -> Result<(), Error> {
-        self.wbuf.publish(publish).map_err(Error::Protocol)
+        let aliased = self.aliases.apply(publish, self.wbuf.version);
+        self.wbuf
+            .publish(aliased.as_ref().unwrap_or(publish))
+            .map_err(Error::Protocol)
     }
 
     /// Whether the socket may take more: below the high-water mark, commands are taken.
@@ -230,9 +245,11 @@ impl<'a> SocketWriter<'a> {
 
     /// Nothing of our own to write and no command waiting: callers may write (see [`Direct`]).
     /// Whatever may write or end the connection first takes the socket back with
-    /// [`withdraw`](Self::withdraw).
+    /// [`withdraw`](Self::withdraw). Not while publishes use topic aliases, which are chosen
+    /// here, in wire order.
     pub(super) fn offer_if_idle(&mut self, max_packet_size: Option<usize>, commands: &Commands) {
-        if let Some(fd) = self.raw
+        if !self.aliases.active()
+            && let Some(fd) = self.raw
             && self.wbuf.is_empty()
             && !self.unflushed
             && !self.holding
