@@ -497,6 +497,31 @@ typedef enum mqttc_sub_option {
 } mqttc_sub_option;
 
 /**
+ * The kind of packet a reason code came in, for `mqttc_reason_str`. MQTT 5's are the packet's
+ * type number (2 for CONNACK ... 15 for AUTH); MQTT 3.1.1's are 0x400 (protocol level 4 in the
+ * second byte) plus the type number, for the two 3.1.1 packets that carry a return code.
+ */
+typedef enum mqttc_packet_kind {
+  MQTTC_PACKET_CONNACK = 2,
+  MQTTC_PACKET_PUBACK = 4,
+  MQTTC_PACKET_PUBREC = 5,
+  MQTTC_PACKET_PUBREL = 6,
+  MQTTC_PACKET_PUBCOMP = 7,
+  MQTTC_PACKET_SUBACK = 9,
+  MQTTC_PACKET_UNSUBACK = 11,
+  MQTTC_PACKET_DISCONNECT = 14,
+  MQTTC_PACKET_AUTH = 15,
+  /**
+   * MQTT 3.1.1 CONNACK return codes 0 to 5.
+   */
+  MQTTC_PACKET_CONNACK_V311 = 1026,
+  /**
+   * MQTT 3.1.1 SUBACK return codes (0, 1, 2 granted, 0x80 failure).
+   */
+  MQTTC_PACKET_SUBACK_V311 = 1033,
+} mqttc_packet_kind;
+
+/**
  * A client: one connection to one broker, with its subscriptions and tokens.
  *
  * Opaque. Made by `mqttc_client_new*`, released by `mqttc_client_free`.
@@ -1834,6 +1859,22 @@ void mqttc_pool_free(struct mqttc_pool *pool);
  * is safe to pass; unknown values give "unknown status".
  */
 const char *mqttc_status_str(int32_t status);
+
+/**
+ * A static, NUL-terminated English name for the reason code `code` as the MQTT specification
+ * names it in the packet `kind` (an `mqttc_packet_kind` value): MQTT 5's reason codes (0x00 is
+ * "Success" in a PUBACK, "Normal disconnection" in a DISCONNECT, "Granted QoS 0" in a SUBACK),
+ * MQTT 3.1.1's CONNACK and SUBACK return codes as they arrive on the wire (0 to 5, and 0, 1, 2,
+ * 0x80). A code that packet cannot carry, or a kind that is not an `mqttc_packet_kind`, gives
+ * "unknown reason code". Like libmosquitto's `mosquitto_reason_string` and
+ * `mosquitto_connack_string`.
+ *
+ * Takes a plain `int` for the kind so that any value is safe to pass. The string is owned by
+ * the library and valid for the life of the process: never free it. Never NULL.
+ *
+ * Errors: none: every code and kind gives a string.
+ */
+const char *mqttc_reason_str(uint8_t code, int kind);
 
 /**
  * The library's version as a static string, e.g. "0.1.0": the `MQTTC_VERSION_STRING` of the

@@ -58,6 +58,14 @@ fn callbacks_on_a_pool_can_call_the_api_and_free_their_own_client() {
     assert!(out.contains("callbacks: ok (mqttc-pool-cb"), "{out}");
 }
 
+/// Runs tests/c/`name`.c, a program that needs no broker; returns its output once it succeeded.
+fn run_c_alone(name: &str) -> String {
+    let exe = compile_c(name, &[project_dir().join(format!("tests/c/{name}.c"))]);
+    let (code, out, err) = run_program(&mut Command::new(&exe), Duration::from_secs(60));
+    assert_eq!(code, 0, "{name} failed\nstdout:\n{out}\nstderr:\n{err}");
+    out
+}
+
 /// Runs a program that prints an `ok ...` line per step it passed, then a summary line.
 fn run_c_steps(name: &str, summary: &str, steps: usize) {
     let broker = Broker::start();
@@ -315,9 +323,17 @@ fn a_free_racing_calls_on_other_threads_is_clean_under_memcheck() {
 /// tests/c/topics.c: topic matching and the topic and filter checks, case by case.
 #[test]
 fn topic_matching_and_checks_follow_mqtt_through_the_c_api() {
-    let exe = compile_c("topics", &[project_dir().join("tests/c/topics.c")]);
-    let (code, out, err) = run_program(&mut Command::new(&exe), Duration::from_secs(60));
-    assert_eq!(code, 0, "topics failed\nstdout:\n{out}\nstderr:\n{err}");
+    let out = run_c_alone("topics");
     assert!(out.contains("topics: ok (31 cases)"), "{out}");
     assert_eq!(out.lines().filter(|l| l.starts_with("ok ")).count(), 31, "{out}");
+}
+
+/// tests/c/reason_str.c: `mqttc_reason_str` names each code of each packet kind as MQTT 5's table
+/// 2-6 and 3.1.1's CONNACK and SUBACK tables do (written out in the program), and every other
+/// code or kind "unknown reason code".
+#[test]
+fn reason_codes_are_named_per_packet_kind_as_the_specifications_do() {
+    let out = run_c_alone("reason_str");
+    // 22 + 9 + 9 + 2 + 2 + 12 + 7 + 30 + 3 codes in MQTT 5's packets, 6 + 4 in 3.1.1's.
+    assert!(out.contains("reason_str: ok (106 names)"), "{out}");
 }

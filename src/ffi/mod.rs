@@ -41,6 +41,8 @@ mod pool;
 
 mod status;
 
+mod reason;
+
 mod version;
 
 use std::cell::RefCell;
@@ -57,6 +59,7 @@ pub use options::*;
 pub use pool::*;
 pub use properties::*;
 pub use publish::*;
+pub use reason::*;
 pub use run_loop::*;
 pub use status::*;
 pub use store::*;

@@ -521,6 +521,13 @@ int main(int argc, char **argv) {
         printf("mqttc_status_str FAIL\n");
         failures++;
     }
+    /* Reason names for kinds that are no packet kind, and codes no packet carries. */
+    if (strcmp(mqttc_reason_str(0, -1), "unknown reason code") != 0 ||
+        strcmp(mqttc_reason_str(0xff, MQTTC_PACKET_DISCONNECT), "unknown reason code") != 0 ||
+        strcmp(mqttc_reason_str(0x87, 0x7fffffff), "unknown reason code") != 0) {
+        printf("mqttc_reason_str FAIL\n");
+        failures++;
+    }
 
     expect("disconnect", mqttc_disconnect(c, &t), MQTTC_OK);
     expect("disconnect wait", mqttc_token_wait(c, t, 10000), MQTTC_OK);
