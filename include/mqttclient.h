@@ -1403,6 +1403,70 @@ enum mqttc_status mqttc_disconnect_v5(struct mqttc_client *client,
                                       mqttc_token *token);
 
 /**
+ * Sets the user name and password the client gives from its next connection attempt on: the
+ * next `mqttc_connect` or `mqttc_reconnect`, or the next automatic reconnect. The current
+ * connection, and an attempt already under way, keep what they were made with: to renew an
+ * expiring token, call this and then `mqttc_reconnect`, or call it from the connection callback
+ * when it reports LOST (an attempt that starts before the call returns, after a backoff shorter
+ * than the callback, is refused and retried with the new ones). Replaces what the options (or an
+ * earlier call) gave; NULL `username` and NULL `password` (length 0) send none.
+ *
+ * `username` (UTF-8, NUL-terminated) and `password` (`password_len` bytes, need not be text, at
+ * most 65,535) are borrowed for the call; the library copies them. May be called from any
+ * thread, and from inside any callback of this client.
+ *
+ * Errors: MQTTC_ERR_NULL (`client` is NULL, or `password` is NULL with a non-zero length),
+ * MQTTC_ERR_INVALID_UTF8 (`username` is not UTF-8), MQTTC_ERR_INVALID_ARGUMENT (`username`
+ * holds U+0000 or is over 65,535 bytes, `password_len` is over 65,535, or a password without a
+ * user name in MQTT 3.1.1), MQTTC_ERR_INVALID_HANDLE (`client` was freed or is not a client),
+ * MQTTC_ERR_PANIC (an internal error).
+ */
+enum mqttc_status mqttc_client_set_credentials(struct mqttc_client *client,
+                                               const char *username,
+                                               const uint8_t *password,
+                                               size_t password_len);
+
+/**
+ * Sets the will (Last Will and Testament) the client gives from its next connection attempt on,
+ * as `mqttc_client_set_credentials` does for the credentials: the broker publishes it when a
+ * connection made from then on ends without a DISCONNECT (a lost link, `mqttc_client_free`), or
+ * with MQTT 5's reason 0x04. The current connection's will stays the one it was made with until
+ * `mqttc_reconnect` or a reconnect. Replaces what the options (or an earlier call) gave.
+ *
+ * `topic` is a topic name (UTF-8, no wildcards), `payload` `len` bytes (at most 65,535; NULL
+ * when `len` is 0), `qos` 0 to 2; `properties` (MQTT 5: Will Delay Interval, Message Expiry
+ * Interval, Content Type, Response Topic, Correlation Data, Payload Format Indicator, user
+ * properties) may be NULL for none. All are borrowed for the call; the library copies them. May
+ * be called from any thread, and from inside any callback of this client.
+ *
+ * Errors: MQTTC_ERR_NULL (`client` or `topic` is NULL, or `payload` is NULL with a non-zero
+ * `len`), MQTTC_ERR_INVALID_UTF8 (`topic` is not UTF-8), MQTTC_ERR_INVALID_TOPIC (`topic` is
+ * empty or holds a wildcard or U+0000), MQTTC_ERR_INVALID_QOS (`qos` is not 0, 1 or 2),
+ * MQTTC_ERR_INVALID_ARGUMENT (`topic` or `len` over 65,535 bytes, or a property a will cannot
+ * carry), MQTTC_ERR_NOT_SUPPORTED (properties on an MQTT 3.1.1 client),
+ * MQTTC_ERR_INVALID_HANDLE (`client` was freed or is not a client), MQTTC_ERR_PANIC (an internal
+ * error).
+ */
+enum mqttc_status mqttc_client_set_will(struct mqttc_client *client,
+                                        const char *topic,
+                                        const uint8_t *payload,
+                                        size_t len,
+                                        int qos,
+                                        bool retain,
+                                        const struct mqttc_properties *properties);
+
+/**
+ * Removes the will from the client's next connection attempt on (libmosquitto's
+ * `mosquitto_will_clear`), as `mqttc_client_set_will` sets one: the current connection keeps its
+ * will until `mqttc_reconnect` or a reconnect. May be called from any thread, and from inside
+ * any callback of this client.
+ *
+ * Errors: MQTTC_ERR_NULL (`client` is NULL), MQTTC_ERR_INVALID_HANDLE (`client` was freed or is
+ * not a client), MQTTC_ERR_PANIC (an internal error).
+ */
+enum mqttc_status mqttc_client_clear_will(struct mqttc_client *client);
+
+/**
  * Sets (or with NULL `cb`, removes) the log callback; messages at `level` (an `mqttc_log_level`)
  * and more severe are passed to it. Lines are produced only while a callback is set.
  */

@@ -337,3 +337,36 @@ fn reason_codes_are_named_per_packet_kind_as_the_specifications_do() {
     // 22 + 9 + 9 + 2 + 2 + 12 + 7 + 30 + 3 codes in MQTT 5's packets, 6 + 4 in 3.1.1's.
     assert!(out.contains("reason_str: ok (106 names)"), "{out}");
 }
+
+/// tests/c/credentials.c against a mosquitto with a password file and an ACL that lets each user
+/// talk only on users/<its name>/#: credentials given to a live client are the ones the broker
+/// knows it by after `mqttc_reconnect` and after an automatic reconnect, including a password
+/// set in the connection callback on LOST after the broker changed it; a will set later is the
+/// one published when the connection dies, and a cleared one is not published.
+#[test]
+fn credentials_and_will_changed_on_a_live_client_are_what_the_broker_sees() {
+    let auth = common::temp_dir("passwd");
+    let file = auth.join("passwd");
+    assert!(
+        common::password_file(&file, &[("alice", "pw-a"), ("bob", "pw-b")]),
+        "mosquitto_passwd not found (scripts/deps.sh installs mosquitto)"
+    );
+    let broker = Broker::start_with_files(
+        &format!(
+            "allow_anonymous false\npassword_file {}\nacl_file {{dir}}/acl\n",
+            file.display()
+        ),
+        &[("acl", "pattern readwrite users/%u/#\npattern readwrite will/#\n")],
+    );
+    let exe = compile_c("credentials", &[project_dir().join("tests/c/credentials.c")]);
+    let (code, out, err) = run_program(
+        Command::new(&exe)
+            .arg(broker.port.to_string())
+            .arg(&file)
+            .arg(broker.pid().to_string()),
+        Duration::from_secs(120),
+    );
+    assert_eq!(code, 0, "credentials failed\nstdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("credentials: ok"), "{out}");
+    assert_eq!(out.lines().filter(|l| l.starts_with("ok ")).count(), 5, "{out}");
+}

@@ -17,6 +17,8 @@ mod store;
 
 mod client;
 
+mod login;
+
 mod handles;
 
 mod callbacks;
@@ -54,6 +56,7 @@ use crate::codec::QoS;
 pub use callbacks::*;
 pub use client::*;
 pub use events::*;
+pub use login::*;
 pub use message::*;
 pub use options::*;
 pub use pool::*;
