@@ -511,6 +511,31 @@ typedef enum mqttc_sub_option {
 } mqttc_sub_option;
 
 /**
+ * The kind of packet a reason code came in, for `mqttc_reason_str`. MQTT 5's are the packet's
+ * type number (2 for CONNACK ... 15 for AUTH); MQTT 3.1.1's are 0x400 (protocol level 4 in the
+ * second byte) plus the type number, for the two 3.1.1 packets that carry a return code.
+ */
+typedef enum mqttc_packet_kind {
+  MQTTC_PACKET_CONNACK = 2,
+  MQTTC_PACKET_PUBACK = 4,
+  MQTTC_PACKET_PUBREC = 5,
+  MQTTC_PACKET_PUBREL = 6,
+  MQTTC_PACKET_PUBCOMP = 7,
+  MQTTC_PACKET_SUBACK = 9,
+  MQTTC_PACKET_UNSUBACK = 11,
+  MQTTC_PACKET_DISCONNECT = 14,
+  MQTTC_PACKET_AUTH = 15,
+  /**
+   * MQTT 3.1.1 CONNACK return codes 0 to 5.
+   */
+  MQTTC_PACKET_CONNACK_V311 = 1026,
+  /**
+   * MQTT 3.1.1 SUBACK return codes (0, 1, 2 granted, 0x80 failure).
+   */
+  MQTTC_PACKET_SUBACK_V311 = 1033,
+} mqttc_packet_kind;
+
+/**
  * A client: one connection to one broker, with its subscriptions and tokens.
  *
  * Opaque. Made by `mqttc_client_new*`, released by `mqttc_client_free`.
@@ -1494,6 +1519,70 @@ enum mqttc_status mqttc_disconnect_v5(struct mqttc_client *client,
                                       mqttc_token *token);
 
 /**
+ * Sets the user name and password the client gives from its next connection attempt on: the
+ * next `mqttc_connect` or `mqttc_reconnect`, or the next automatic reconnect. The current
+ * connection, and an attempt already under way, keep what they were made with: to renew an
+ * expiring token, call this and then `mqttc_reconnect`, or call it from the connection callback
+ * when it reports LOST (an attempt that starts before the call returns, after a backoff shorter
+ * than the callback, is refused and retried with the new ones). Replaces what the options (or an
+ * earlier call) gave; NULL `username` and NULL `password` (length 0) send none.
+ *
+ * `username` (UTF-8, NUL-terminated) and `password` (`password_len` bytes, need not be text, at
+ * most 65,535) are borrowed for the call; the library copies them. May be called from any
+ * thread, and from inside any callback of this client.
+ *
+ * Errors: MQTTC_ERR_NULL (`client` is NULL, or `password` is NULL with a non-zero length),
+ * MQTTC_ERR_INVALID_UTF8 (`username` is not UTF-8), MQTTC_ERR_INVALID_ARGUMENT (`username`
+ * holds U+0000 or is over 65,535 bytes, `password_len` is over 65,535, or a password without a
+ * user name in MQTT 3.1.1), MQTTC_ERR_INVALID_HANDLE (`client` was freed or is not a client),
+ * MQTTC_ERR_PANIC (an internal error).
+ */
+enum mqttc_status mqttc_client_set_credentials(struct mqttc_client *client,
+                                               const char *username,
+                                               const uint8_t *password,
+                                               size_t password_len);
+
+/**
+ * Sets the will (Last Will and Testament) the client gives from its next connection attempt on,
+ * as `mqttc_client_set_credentials` does for the credentials: the broker publishes it when a
+ * connection made from then on ends without a DISCONNECT (a lost link, `mqttc_client_free`), or
+ * with MQTT 5's reason 0x04. The current connection's will stays the one it was made with until
+ * `mqttc_reconnect` or a reconnect. Replaces what the options (or an earlier call) gave.
+ *
+ * `topic` is a topic name (UTF-8, no wildcards), `payload` `len` bytes (at most 65,535; NULL
+ * when `len` is 0), `qos` 0 to 2; `properties` (MQTT 5: Will Delay Interval, Message Expiry
+ * Interval, Content Type, Response Topic, Correlation Data, Payload Format Indicator, user
+ * properties) may be NULL for none. All are borrowed for the call; the library copies them. May
+ * be called from any thread, and from inside any callback of this client.
+ *
+ * Errors: MQTTC_ERR_NULL (`client` or `topic` is NULL, or `payload` is NULL with a non-zero
+ * `len`), MQTTC_ERR_INVALID_UTF8 (`topic` is not UTF-8), MQTTC_ERR_INVALID_TOPIC (`topic` is
+ * empty or holds a wildcard or U+0000), MQTTC_ERR_INVALID_QOS (`qos` is not 0, 1 or 2),
+ * MQTTC_ERR_INVALID_ARGUMENT (`topic` or `len` over 65,535 bytes, or a property a will cannot
+ * carry), MQTTC_ERR_NOT_SUPPORTED (properties on an MQTT 3.1.1 client),
+ * MQTTC_ERR_INVALID_HANDLE (`client` was freed or is not a client), MQTTC_ERR_PANIC (an internal
+ * error).
+ */
+enum mqttc_status mqttc_client_set_will(struct mqttc_client *client,
+                                        const char *topic,
+                                        const uint8_t *payload,
+                                        size_t len,
+                                        int qos,
+                                        bool retain,
+                                        const struct mqttc_properties *properties);
+
+/**
+ * Removes the will from the client's next connection attempt on (libmosquitto's
+ * `mosquitto_will_clear`), as `mqttc_client_set_will` sets one: the current connection keeps its
+ * will until `mqttc_reconnect` or a reconnect. May be called from any thread, and from inside
+ * any callback of this client.
+ *
+ * Errors: MQTTC_ERR_NULL (`client` is NULL), MQTTC_ERR_INVALID_HANDLE (`client` was freed or is
+ * not a client), MQTTC_ERR_PANIC (an internal error).
+ */
+enum mqttc_status mqttc_client_clear_will(struct mqttc_client *client);
+
+/**
  * Sets (or with NULL `cb`, removes) the log callback; messages at `level` (an `mqttc_log_level`)
  * and more severe are passed to it. Lines are produced only while a callback is set.
  *
@@ -2134,6 +2223,22 @@ void mqttc_pool_free(struct mqttc_pool *pool);
  * is safe to pass; unknown values give "unknown status".
  */
 const char *mqttc_status_str(int32_t status);
+
+/**
+ * A static, NUL-terminated English name for the reason code `code` as the MQTT specification
+ * names it in the packet `kind` (an `mqttc_packet_kind` value): MQTT 5's reason codes (0x00 is
+ * "Success" in a PUBACK, "Normal disconnection" in a DISCONNECT, "Granted QoS 0" in a SUBACK),
+ * MQTT 3.1.1's CONNACK and SUBACK return codes as they arrive on the wire (0 to 5, and 0, 1, 2,
+ * 0x80). A code that packet cannot carry, or a kind that is not an `mqttc_packet_kind`, gives
+ * "unknown reason code". Like libmosquitto's `mosquitto_reason_string` and
+ * `mosquitto_connack_string`.
+ *
+ * Takes a plain `int` for the kind so that any value is safe to pass. The string is owned by
+ * the library and valid for the life of the process: never free it. Never NULL.
+ *
+ * Errors: none: every code and kind gives a string.
+ */
+const char *mqttc_reason_str(uint8_t code, int kind);
 
 /**
  * The library's version as a static string, e.g. "0.1.0": the `MQTTC_VERSION_STRING` of the

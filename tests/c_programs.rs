@@ -58,6 +58,14 @@ fn callbacks_on_a_pool_can_call_the_api_and_free_their_own_client() {
     assert!(out.contains("callbacks: ok (mqttc-pool-cb"), "{out}");
 }
 
+/// Runs tests/c/`name`.c, a program that needs no broker; returns its output once it succeeded.
+fn run_c_alone(name: &str) -> String {
+    let exe = compile_c(name, &[project_dir().join(format!("tests/c/{name}.c"))]);
+    let (code, out, err) = run_program(&mut Command::new(&exe), Duration::from_secs(60));
+    assert_eq!(code, 0, "{name} failed\nstdout:\n{out}\nstderr:\n{err}");
+    out
+}
+
 /// Runs a program that prints an `ok ...` line per step it passed, then a summary line.
 fn run_c_steps(name: &str, summary: &str, steps: usize) {
     let broker = Broker::start();
@@ -325,9 +333,7 @@ fn a_free_racing_calls_on_other_threads_is_clean_under_memcheck() {
 /// tests/c/topics.c: topic matching and the topic and filter checks, case by case.
 #[test]
 fn topic_matching_and_checks_follow_mqtt_through_the_c_api() {
-    let exe = compile_c("topics", &[project_dir().join("tests/c/topics.c")]);
-    let (code, out, err) = run_program(&mut Command::new(&exe), Duration::from_secs(60));
-    assert_eq!(code, 0, "topics failed\nstdout:\n{out}\nstderr:\n{err}");
+    let out = run_c_alone("topics");
     assert!(out.contains("topics: ok (31 cases)"), "{out}");
     assert_eq!(out.lines().filter(|l| l.starts_with("ok ")).count(), 31, "{out}");
 }
@@ -448,4 +454,45 @@ fn enhanced_authentication_through_the_c_api() {
 #[test]
 fn enhanced_authentication_on_a_loop() {
     run_auth("loop");
+/// tests/c/reason_str.c: `mqttc_reason_str` names each code of each packet kind as MQTT 5's table
+/// 2-6 and 3.1.1's CONNACK and SUBACK tables do (written out in the program), and every other
+/// code or kind "unknown reason code".
+#[test]
+fn reason_codes_are_named_per_packet_kind_as_the_specifications_do() {
+    let out = run_c_alone("reason_str");
+    // 22 + 9 + 9 + 2 + 2 + 12 + 7 + 30 + 3 codes in MQTT 5's packets, 6 + 4 in 3.1.1's.
+    assert!(out.contains("reason_str: ok (106 names)"), "{out}");
+}
+
+/// tests/c/credentials.c against a mosquitto with a password file and an ACL that lets each user
+/// talk only on users/<its name>/#: credentials given to a live client are the ones the broker
+/// knows it by after `mqttc_reconnect` and after an automatic reconnect, including a password
+/// set in the connection callback on LOST after the broker changed it; a will set later is the
+/// one published when the connection dies, and a cleared one is not published.
+#[test]
+fn credentials_and_will_changed_on_a_live_client_are_what_the_broker_sees() {
+    let auth = common::temp_dir("passwd");
+    let file = auth.join("passwd");
+    assert!(
+        common::password_file(&file, &[("alice", "pw-a"), ("bob", "pw-b")]),
+        "mosquitto_passwd not found (scripts/deps.sh installs mosquitto)"
+    );
+    let broker = Broker::start_with_files(
+        &format!(
+            "allow_anonymous false\npassword_file {}\nacl_file {{dir}}/acl\n",
+            file.display()
+        ),
+        &[("acl", "pattern readwrite users/%u/#\npattern readwrite will/#\n")],
+    );
+    let exe = compile_c("credentials", &[project_dir().join("tests/c/credentials.c")]);
+    let (code, out, err) = run_program(
+        Command::new(&exe)
+            .arg(broker.port.to_string())
+            .arg(&file)
+            .arg(broker.pid().to_string()),
+        Duration::from_secs(120),
+    );
+    assert_eq!(code, 0, "credentials failed\nstdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("credentials: ok"), "{out}");
+    assert_eq!(out.lines().filter(|l| l.starts_with("ok ")).count(), 5, "{out}");
 }

@@ -4,7 +4,6 @@
 mod common;
 
 use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
@@ -517,25 +516,13 @@ fn will_is_published_after_sigkill_but_not_after_sigint() {
 
 #[test]
 fn username_and_password_against_a_password_file() {
-    let Some(passwd) = program("mosquitto_passwd") else {
+    if program("mosquitto_passwd").is_none() {
         println!("note: mosquitto_passwd not installed; skipping");
         return;
-    };
+    }
     let b = TestBroker::start_with(|dir| {
         let file = dir.join("passwords");
-        let out = Command::new(&passwd)
-            .arg("-c")
-            .arg("-b")
-            .arg(&file)
-            .args(["alice", "s3cret"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "mosquitto_passwd: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(common::password_file(&file, &[("alice", "s3cret")]));
         format!("allow_anonymous false\npassword_file {}\n", file.display())
     });
     let creds = ["-u", "alice", "-P", "s3cret"];

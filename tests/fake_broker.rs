@@ -82,6 +82,71 @@ fn connect_carries_client_id_clean_session_keep_alive_credentials_and_will() {
     assert!(done(&client, token).is_ok());
 }
 
+/// Credentials and the will changed after the client is made go into the next CONNECT (one made
+/// by `reconnect`, and one made by an automatic reconnect after a loss), not into the one under
+/// way; a cleared will and cleared credentials leave the CONNECT without them.
+#[test]
+fn credentials_and_will_changed_later_go_into_the_next_connect() {
+    let will = |topic: &str, payload: &'static [u8]| Will {
+        topic: mqtt_str(topic),
+        payload: Bytes::from_static(payload),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        properties: Properties::new(),
+    };
+    let broker = FakeBroker::new();
+    let client = Client::new(
+        vec![broker.address()],
+        Options {
+            username: Some(mqtt_str("alice")),
+            password: Some(Bytes::from_static(b"token-1")),
+            will: Some(will("status/alice", b"gone")),
+            ..reconnecting()
+        },
+    )
+    .unwrap();
+    let token = client.connect().unwrap();
+    let mut conn = broker.accept();
+    let first = conn.accept_connect();
+    assert_eq!(first.username.as_ref().map(|u| u.as_str()), Some("alice"));
+    assert_eq!(
+        done(&client, token),
+        Ok(Outcome {
+            codes: vec![0],
+            ..Outcome::default()
+        })
+    );
+
+    client
+        .set_credentials(Some(mqtt_str("bob")), Some(Bytes::from_static(b"token-2")))
+        .unwrap();
+    client.set_will(Some(will("status/bob", b"lost")));
+    let again = client.reconnect().unwrap();
+    conn.expect_eof(TIMEOUT);
+    let mut conn = broker.accept();
+    let second = conn.resume_connect();
+    assert_eq!(second.username.as_ref().map(|u| u.as_str()), Some("bob"));
+    assert_eq!(second.password.as_deref(), Some(&b"token-2"[..]));
+    assert_eq!(second.will, Some(will("status/bob", b"lost")));
+    assert!(done(&client, again).is_ok());
+
+    // Changed while connected, applied by the automatic reconnect after a loss.
+    client.set_credentials(None, None).unwrap();
+    client.set_will(None);
+    conn.close();
+    let mut conn = broker.accept();
+    let third = conn.resume_connect();
+    assert!(third.username.is_none() && third.password.is_none() && third.will.is_none());
+
+    assert_eq!(
+        client.set_credentials(None, Some(Bytes::from_static(b"x"))),
+        Err(Error::InvalidArgument(
+            "a password requires a username in MQTT 3.1.1 (MQTT 5 allows one alone)"
+        ))
+    );
+    drop(conn);
+}
+
 fn conn_ack_wire(code: ReasonCode) -> Vec<u8> {
     let mut wire = bytes::BytesMut::new();
     let ack = mqttclient::codec::ConnAck {

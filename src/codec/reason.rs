@@ -4,8 +4,27 @@
 
 use std::fmt;
 
-use super::CodecError;
+use std::ffi::CStr;
+
 use super::header::PacketType;
+use super::{CodecError, Version};
+
+/// MQTT 3.1.1's CONNACK return codes 0 to 5 (section 3.2.2.3, table 3.1).
+const MQTT311_CONNACK: [&CStr; 6] = [
+    c"Connection Accepted",
+    c"Connection Refused, unacceptable protocol version",
+    c"Connection Refused, identifier rejected",
+    c"Connection Refused, Server unavailable",
+    c"Connection Refused, bad user name or password",
+    c"Connection Refused, not authorized",
+];
+
+/// MQTT 3.1.1's SUBACK return codes 0 to 2 (section 3.9.3); 0x80 is "Failure".
+const MQTT311_SUBACK: [&CStr; 3] = [
+    c"Success - Maximum QoS 0",
+    c"Success - Maximum QoS 1",
+    c"Success - Maximum QoS 2",
+];
 
 /// The default is 0x00, success (normal disconnection in DISCONNECT).
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -63,51 +82,76 @@ impl ReasonCode {
 
     /// The name section 2.4 gives the code; 0x00 is named for the packet it is in by the caller.
     pub fn name(self) -> &'static str {
-        match self.0 {
-            0x00 => "Success",
-            0x01 => "Granted QoS 1",
-            0x02 => "Granted QoS 2",
-            0x04 => "Disconnect with Will Message",
-            0x10 => "No matching subscribers",
-            0x11 => "No subscription existed",
-            0x18 => "Continue authentication",
-            0x19 => "Re-authenticate",
-            0x80 => "Unspecified error",
-            0x81 => "Malformed Packet",
-            0x82 => "Protocol Error",
-            0x83 => "Implementation specific error",
-            0x84 => "Unsupported Protocol Version",
-            0x85 => "Client Identifier not valid",
-            0x86 => "Bad User Name or Password",
-            0x87 => "Not authorized",
-            0x88 => "Server unavailable",
-            0x89 => "Server busy",
-            0x8A => "Banned",
-            0x8B => "Server shutting down",
-            0x8C => "Bad authentication method",
-            0x8D => "Keep Alive timeout",
-            0x8E => "Session taken over",
-            0x8F => "Topic Filter invalid",
-            0x90 => "Topic Name invalid",
-            0x91 => "Packet Identifier in use",
-            0x92 => "Packet Identifier not found",
-            0x93 => "Receive Maximum exceeded",
-            0x94 => "Topic Alias invalid",
-            0x95 => "Packet too large",
-            0x96 => "Message rate too high",
-            0x97 => "Quota exceeded",
-            0x98 => "Administrative action",
-            0x99 => "Payload format invalid",
-            0x9A => "Retain not supported",
-            0x9B => "QoS not supported",
-            0x9C => "Use another server",
-            0x9D => "Server moved",
-            0x9E => "Shared Subscriptions not supported",
-            0x9F => "Connection rate exceeded",
-            0xA0 => "Maximum connect time",
-            0xA1 => "Subscription Identifiers not supported",
-            0xA2 => "Wildcard Subscriptions not supported",
-            _ => "unknown reason code",
+        self.spec_name()
+            .and_then(|n| n.to_str().ok())
+            .unwrap_or("unknown reason code")
+    }
+
+    /// The name section 2.4 gives the code, NUL-terminated for C; None for a code it does not
+    /// define.
+    fn spec_name(self) -> Option<&'static CStr> {
+        Some(match self.0 {
+            0x00 => c"Success",
+            0x01 => c"Granted QoS 1",
+            0x02 => c"Granted QoS 2",
+            0x04 => c"Disconnect with Will Message",
+            0x10 => c"No matching subscribers",
+            0x11 => c"No subscription existed",
+            0x18 => c"Continue authentication",
+            0x19 => c"Re-authenticate",
+            0x80 => c"Unspecified error",
+            0x81 => c"Malformed Packet",
+            0x82 => c"Protocol Error",
+            0x83 => c"Implementation specific error",
+            0x84 => c"Unsupported Protocol Version",
+            0x85 => c"Client Identifier not valid",
+            0x86 => c"Bad User Name or Password",
+            0x87 => c"Not authorized",
+            0x88 => c"Server unavailable",
+            0x89 => c"Server busy",
+            0x8A => c"Banned",
+            0x8B => c"Server shutting down",
+            0x8C => c"Bad authentication method",
+            0x8D => c"Keep Alive timeout",
+            0x8E => c"Session taken over",
+            0x8F => c"Topic Filter invalid",
+            0x90 => c"Topic Name invalid",
+            0x91 => c"Packet Identifier in use",
+            0x92 => c"Packet Identifier not found",
+            0x93 => c"Receive Maximum exceeded",
+            0x94 => c"Topic Alias invalid",
+            0x95 => c"Packet too large",
+            0x96 => c"Message rate too high",
+            0x97 => c"Quota exceeded",
+            0x98 => c"Administrative action",
+            0x99 => c"Payload format invalid",
+            0x9A => c"Retain not supported",
+            0x9B => c"QoS not supported",
+            0x9C => c"Use another server",
+            0x9D => c"Server moved",
+            0x9E => c"Shared Subscriptions not supported",
+            0x9F => c"Connection rate exceeded",
+            0xA0 => c"Maximum connect time",
+            0xA1 => c"Subscription Identifiers not supported",
+            0xA2 => c"Wildcard Subscriptions not supported",
+            _ => return None,
+        })
+    }
+
+    /// The name the specification gives the code as the wire carries it in `packet` of `version`:
+    /// MQTT 5's table 2-6, where 0x00 is "Normal disconnection" in DISCONNECT and "Granted QoS 0"
+    /// in SUBACK; 3.1.1's CONNACK return codes 0 to 5 (section 3.2.2.3) and SUBACK return codes
+    /// (section 3.9.3), which are not mapped here. None when that packet cannot carry the code.
+    pub(crate) fn name_in(self, version: Version, packet: PacketType) -> Option<&'static CStr> {
+        match (version, packet, self.0) {
+            (Version::V311, PacketType::ConnAck, code) => MQTT311_CONNACK.get(usize::from(code)).copied(),
+            (Version::V311, PacketType::SubAck, code @ 0..=2) => Some(MQTT311_SUBACK[usize::from(code)]),
+            (Version::V311, PacketType::SubAck, 0x80) => Some(c"Failure"),
+            (Version::V311, ..) => None,
+            (Version::V5, _, _) if self.check(packet).is_err() => None,
+            (Version::V5, PacketType::Disconnect, 0x00) => Some(c"Normal disconnection"),
+            (Version::V5, PacketType::SubAck, 0x00) => Some(c"Granted QoS 0"),
+            (Version::V5, ..) => self.spec_name(),
         }
     }
 
@@ -185,6 +229,77 @@ mod tests {
         assert!(ReasonCode::SERVER_MOVED.check(PacketType::ConnAck).is_ok());
         assert!(ReasonCode::SERVER_SHUTTING_DOWN.check(PacketType::ConnAck).is_err());
         assert!(ReasonCode::SERVER_SHUTTING_DOWN.check(PacketType::Disconnect).is_ok());
+    }
+
+    #[test]
+    fn names_depend_on_the_packet_and_the_protocol() {
+        let name = |code: u8, version, packet| ReasonCode(code).name_in(version, packet).map(|n| n.to_str().unwrap());
+        assert_eq!(name(0x00, Version::V5, PacketType::PubAck), Some("Success"));
+        assert_eq!(
+            name(0x00, Version::V5, PacketType::Disconnect),
+            Some("Normal disconnection")
+        );
+        assert_eq!(name(0x00, Version::V5, PacketType::SubAck), Some("Granted QoS 0"));
+        assert_eq!(
+            name(0x04, Version::V5, PacketType::Disconnect),
+            Some("Disconnect with Will Message")
+        );
+        assert_eq!(
+            name(0x04, Version::V5, PacketType::ConnAck),
+            None,
+            "CONNACK cannot carry 0x04"
+        );
+        assert_eq!(name(0x80, Version::V5, PacketType::UnsubAck), Some("Unspecified error"));
+        assert_eq!(name(0x80, Version::V5, PacketType::PubRel), None);
+        assert_eq!(
+            name(0x8C, Version::V5, PacketType::Disconnect),
+            Some("Bad authentication method")
+        );
+        assert_eq!(
+            name(0x05, Version::V311, PacketType::ConnAck),
+            Some("Connection Refused, not authorized")
+        );
+        assert_eq!(name(0x06, Version::V311, PacketType::ConnAck), None);
+        assert_eq!(
+            name(0x86, Version::V311, PacketType::ConnAck),
+            None,
+            "3.1.1 codes are not mapped"
+        );
+        assert_eq!(name(0x80, Version::V311, PacketType::SubAck), Some("Failure"));
+        assert_eq!(
+            name(0x00, Version::V311, PacketType::PubAck),
+            None,
+            "a 3.1.1 PUBACK has no code"
+        );
+        assert_eq!(name(0x00, Version::V5, PacketType::Publish), None);
+    }
+
+    #[test]
+    fn every_code_a_packet_takes_has_a_name_and_no_two_codes_share_one() {
+        use std::collections::HashSet;
+        let packets = [
+            PacketType::ConnAck,
+            PacketType::PubAck,
+            PacketType::PubRec,
+            PacketType::PubRel,
+            PacketType::PubComp,
+            PacketType::SubAck,
+            PacketType::UnsubAck,
+            PacketType::Disconnect,
+            PacketType::Auth,
+        ];
+        for packet in packets {
+            let valid: Vec<u8> = (0..=255).filter(|&c| ReasonCode(c).check(packet).is_ok()).collect();
+            let names: HashSet<_> = valid
+                .iter()
+                .map(|&c| {
+                    ReasonCode(c)
+                        .name_in(Version::V5, packet)
+                        .unwrap_or_else(|| panic!("{c:#04x} in {packet:?}"))
+                })
+                .collect();
+            assert_eq!(names.len(), valid.len(), "{packet:?}");
+        }
     }
 
     #[test]

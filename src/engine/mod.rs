@@ -39,7 +39,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{Notify, mpsc};
 
-use crate::codec::{Disconnect, MqttStr, Properties, PropertyId, Publish, QoS, SubscribeOptions, Version};
+use crate::codec::{Disconnect, MqttStr, Properties, PropertyId, Publish, QoS, SubscribeOptions, Version, Will};
 
 pub use dispatch::{
     AuthAnswer, AuthChallenge, AuthHandler, CompletionHandler, ConnectionHandler, LogHandler, LogLevel, MessageHandler,
@@ -87,6 +87,26 @@ pub enum State {
     Reconnecting = 4,
 }
 
+/// What a CONNECT says of who connects and of the message the broker publishes if the
+/// connection dies: what tokens and passwords expire, or a device's status, change between
+/// connections.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Login {
+    pub username: Option<MqttStr>,
+    pub password: Option<Bytes>,
+    pub will: Option<Will>,
+}
+
+/// MQTT 3.1.1 sends a password only with a user name (section 3.1.2.9); MQTT 5 allows one alone.
+fn check_credentials(version: Version, username: &Option<MqttStr>, password: &Option<Bytes>) -> Result<(), Error> {
+    if password.is_some() && username.is_none() && version == Version::V311 {
+        return Err(Error::InvalidArgument(
+            "a password requires a username in MQTT 3.1.1 (MQTT 5 allows one alone)",
+        ));
+    }
+    Ok(())
+}
+
 /// State shared by the API, the network task and the callback thread. Locks here are held only for
 /// short, callback-free sections.
 pub(crate) struct Shared {
@@ -95,6 +115,9 @@ pub(crate) struct Shared {
     /// The DISCONNECT a clean disconnect ends with (MQTT 5: the application's reason code and
     /// properties).
     pub goodbye: Mutex<Disconnect>,
+    /// Who the next CONNECT says connects, and its will: from the options, changed by
+    /// `Client::set_credentials` and `Client::set_will`. Read once per connection attempt.
+    pub login: Mutex<Login>,
     state: AtomicU8,
     /// A session is under way: set by the first CONNACK, cleared when `disconnect` ends it. While
     /// set, publishes made without a connection wait in the offline queue.
@@ -153,6 +176,10 @@ impl Shared {
 
     pub fn set_state(&self, s: State) {
         self.state.store(s as u8, Ordering::Release);
+    }
+
+    pub fn login(&self) -> MutexGuard<'_, Login> {
+        self.login.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn subs(&self) -> MutexGuard<'_, registry::Registry> {
@@ -246,6 +273,8 @@ impl Client {
             options.inline_callbacks = true;
         }
         options.check_authentication()?;
+        check_credentials(options.version, &options.username, &options.password)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
         if options.pool.is_some() && (options.run_loop.is_some() || options.inline_callbacks) {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
@@ -256,6 +285,11 @@ impl Client {
             tokens: tokens::Tokens::new(options.token_history),
             subs: Mutex::new(registry::Registry::default()),
             goodbye: Mutex::new(Disconnect::default()),
+            login: Mutex::new(Login {
+                username: options.username.take(),
+                password: options.password.take(),
+                will: options.will.take(),
+            }),
             state: AtomicU8::new(State::Disconnected as u8),
             session_alive: AtomicBool::new(false),
             wake: signal::Signal::default(),
@@ -631,6 +665,23 @@ impl Client {
         let token = self.send(Command::Disconnect);
         self.shared.wake.raise();
         token
+    }
+
+    /// The user name and password of the next CONNECT, from the next connection attempt on
+    /// (an automatic reconnect, `connect`, `reconnect`); the current connection keeps its own.
+    /// An attempt already under way is not changed. MQTT 3.1.1 wants a user name with a password.
+    pub fn set_credentials(&self, username: Option<MqttStr>, password: Option<Bytes>) -> Result<(), Error> {
+        check_credentials(self.version, &username, &password)?;
+        let mut login = self.shared.login();
+        login.username = username;
+        login.password = password;
+        Ok(())
+    }
+
+    /// The will of the next CONNECT (None: no will), from the next connection attempt on, as
+    /// for [`Client::set_credentials`]; the broker keeps the current connection's until it ends.
+    pub fn set_will(&self, will: Option<Will>) {
+        self.shared.login().will = will;
     }
 
     pub fn token_state(&self, token: Token) -> TokenState {

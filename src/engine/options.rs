@@ -40,6 +40,8 @@ pub struct Options {
     pub connect_timeout: Duration,
     /// How long `disconnect` waits for in-flight QoS 1/2 publishes to be acknowledged.
     pub disconnect_timeout: Duration,
+    /// The first connection's credentials and will; `Client::set_credentials` and
+    /// `Client::set_will` change them for later ones.
     pub username: Option<MqttStr>,
     pub password: Option<Bytes>,
     pub will: Option<Will>,

@@ -17,6 +17,8 @@ mod store;
 
 mod client;
 
+mod login;
+
 mod handles;
 
 mod callbacks;
@@ -43,6 +45,8 @@ mod pool;
 
 mod status;
 
+mod reason;
+
 mod version;
 
 use std::cell::RefCell;
@@ -55,11 +59,13 @@ pub use auth::*;
 pub use callbacks::*;
 pub use client::*;
 pub use events::*;
+pub use login::*;
 pub use message::*;
 pub use options::*;
 pub use pool::*;
 pub use properties::*;
 pub use publish::*;
+pub use reason::*;
 pub use run_loop::*;
 pub use status::*;
 pub use store::*;

@@ -6,17 +6,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
-
+use super::login::{WillArgs, credentials_arg, mqtt_text, will_arg};
 use super::pool::{mqttc_pool, pool_arg};
 use super::properties::{mqttc_properties, properties_arg};
 use super::run_loop::{loop_arg, mqttc_loop};
 use super::store::{lease, mqttc_store, store_arg};
-use super::{Failure, MAX_FIELD, arg_bytes, mqttc_status, opt_str, qos_arg, struct_size_arg};
-use crate::codec::{Holder, MqttStr, PacketType, PropertyId, Version, Will};
+use super::{Failure, mqttc_status, opt_str, struct_size_arg};
+use crate::codec::{Holder, PacketType, PropertyId, Version};
 use crate::engine::store::{Store, SyncPolicy};
 use crate::engine::{self, Limits, Overflow, TlsOptions};
-use crate::topic::validate_topic_name;
 
 /// Connection options. Always initialise with `mqttc_options_init(&opts)`, which sets `struct_size`
 /// and the defaults, then change what you need: fields may be appended in later versions, and
@@ -538,12 +536,9 @@ pub(crate) unsafe fn read_options(opts: *const mqttc_options) -> Result<(engine:
             ),
         ));
     }
-    let text = |s: &str, name: &str| {
-        MqttStr::new(s).map_err(|err| Failure::new(mqttc_status::MQTTC_ERR_INVALID_ARGUMENT, format!("{name}: {err}")))
-    };
     // SAFETY (all string/byte reads below): borrowed for this call per the documented contract.
     e.client_id = match unsafe { opt_str(o.client_id, "client_id") }? {
-        Some(id) => text(id, "client_id")?.as_str().to_owned(),
+        Some(id) => mqtt_text(id, "client_id")?.as_str().to_owned(),
         None => random_client_id(),
     };
     if e.client_id.is_empty() && !e.clean_session {
@@ -552,36 +547,17 @@ pub(crate) unsafe fn read_options(opts: *const mqttc_options) -> Result<(engine:
             "an empty client_id requires clean_session",
         ));
     }
-    e.username = unsafe { opt_str(o.username, "username") }?
-        .map(|u| text(u, "username"))
-        .transpose()?;
-    if !o.password.is_null() {
-        if e.username.is_none() && e.version == Version::V311 {
-            return Err(Failure::new(
-                mqttc_status::MQTTC_ERR_INVALID_ARGUMENT,
-                "a password requires a username in MQTT 3.1.1 (MQTT 5 allows one alone)",
-            ));
-        }
-        e.password = Some(Bytes::copy_from_slice(unsafe {
-            arg_bytes(o.password, o.password_len, MAX_FIELD, "password")
-        }?));
-    }
-    if let Some(topic) = unsafe { opt_str(o.will_topic, "will_topic") }? {
-        validate_topic_name(topic).map_err(|err| {
-            Failure::new(
-                mqttc_status::MQTTC_ERR_INVALID_TOPIC,
-                format!("will_topic \"{topic}\": {err}"),
-            )
-        })?;
-        e.will = Some(Will {
-            topic: text(topic, "will_topic")?,
-            payload: Bytes::copy_from_slice(unsafe {
-                arg_bytes(o.will_payload, o.will_payload_len, MAX_FIELD, "will_payload")
-            }?),
-            qos: qos_arg(o.will_qos, "will_qos")?,
+    (e.username, e.password) = unsafe { credentials_arg(o.username, o.password, o.password_len) }?;
+    if !o.will_topic.is_null() {
+        let will = WillArgs {
+            topic: o.will_topic,
+            payload: o.will_payload,
+            payload_len: o.will_payload_len,
+            qos: o.will_qos,
             retain: o.will_retain,
-            properties: unsafe { properties_arg(o.will_properties, e.version, Holder::Will, "will", &[]) }?,
-        });
+            properties: o.will_properties,
+        };
+        e.will = Some(unsafe { will_arg(&will, e.version, "will_") }?);
     } else if !o.will_properties.is_null() {
         return Err(Failure::new(
             mqttc_status::MQTTC_ERR_INVALID_ARGUMENT,

@@ -434,6 +434,74 @@ static void set_topic_alias_max_out(mqttc_options *o) {
         failures++;
     }
     o->topic_alias_max_out = 10;
+/* Credentials and wills changed on a live client: NULLs, invalid UTF-8, wildcards, QoS, sizes,
+ * properties a will cannot carry or a 3.1.1 client cannot send, a made-up and a freed handle. */
+static void login_changes(uint16_t port) {
+    static const char bad_utf8[] = {'u', (char)0xff, 0};
+    mqttc_client *c = NULL, *c5 = NULL;
+    mqttc_options opts;
+    mqttc_options_init(&opts);
+    expect("client for credentials", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_OK);
+    opts.protocol_version = 5;
+    expect("MQTT 5 client for wills", mqttc_client_new("127.0.0.1", port, &opts, &c5), MQTTC_OK);
+    const uint8_t *pw = (const uint8_t *)"pw";
+    expect("set_credentials NULL client", mqttc_client_set_credentials(NULL, "u", pw, 2), MQTTC_ERR_NULL);
+    expect("set_credentials made-up client",
+           mqttc_client_set_credentials((mqttc_client *)(uintptr_t)0x1234, "u", pw, 2), MQTTC_ERR_INVALID_HANDLE);
+    expect("set_credentials username not UTF-8", mqttc_client_set_credentials(c, bad_utf8, pw, 2),
+           MQTTC_ERR_INVALID_UTF8);
+    expect("set_credentials NULL password with length", mqttc_client_set_credentials(c, "u", NULL, 2), MQTTC_ERR_NULL);
+    expect("set_credentials password alone in 3.1.1", mqttc_client_set_credentials(c, NULL, pw, 2),
+           MQTTC_ERR_INVALID_ARGUMENT);
+    expect("set_credentials password alone in MQTT 5", mqttc_client_set_credentials(c5, NULL, pw, 2), MQTTC_OK);
+    uint8_t *guarded = before_guard_page(2);
+    memcpy(guarded, "pw", 2);
+    for (size_t i = 0; i < HUGE_FIELDS; i++)
+        expect_n("set_credentials password_len", huge_field[i],
+                 mqttc_client_set_credentials(c, "u", guarded, huge_field[i]), MQTTC_ERR_INVALID_ARGUMENT);
+    static char long_name[65537];
+    memset(long_name, 'n', sizeof long_name - 1);
+    expect("set_credentials username of 65536 bytes", mqttc_client_set_credentials(c, long_name, NULL, 0),
+           MQTTC_ERR_INVALID_ARGUMENT);
+    expect("set_credentials", mqttc_client_set_credentials(c, "u", pw, 2), MQTTC_OK);
+    expect("set_credentials none", mqttc_client_set_credentials(c, NULL, NULL, 0), MQTTC_OK);
+
+    const uint8_t *x = (const uint8_t *)"x";
+    expect("set_will NULL client", mqttc_client_set_will(NULL, "w", x, 1, 0, false, NULL), MQTTC_ERR_NULL);
+    expect("set_will NULL topic", mqttc_client_set_will(c, NULL, x, 1, 0, false, NULL), MQTTC_ERR_NULL);
+    expect("set_will topic not UTF-8", mqttc_client_set_will(c, bad_utf8, x, 1, 0, false, NULL),
+           MQTTC_ERR_INVALID_UTF8);
+    expect("set_will topic with +", mqttc_client_set_will(c, "a/+", x, 1, 0, false, NULL), MQTTC_ERR_INVALID_TOPIC);
+    expect("set_will topic with #", mqttc_client_set_will(c, "a/#", x, 1, 0, false, NULL), MQTTC_ERR_INVALID_TOPIC);
+    expect("set_will empty topic", mqttc_client_set_will(c, "", x, 1, 0, false, NULL), MQTTC_ERR_INVALID_TOPIC);
+    expect("set_will topic of 65536 bytes", mqttc_client_set_will(c, long_name, x, 1, 0, false, NULL),
+           MQTTC_ERR_INVALID_TOPIC);
+    expect("set_will qos 3", mqttc_client_set_will(c, "w", x, 1, 3, false, NULL), MQTTC_ERR_INVALID_QOS);
+    expect("set_will qos -1", mqttc_client_set_will(c, "w", x, 1, -1, false, NULL), MQTTC_ERR_INVALID_QOS);
+    expect("set_will NULL payload with length", mqttc_client_set_will(c, "w", NULL, 1, 0, false, NULL),
+           MQTTC_ERR_NULL);
+    for (size_t i = 0; i < HUGE_FIELDS; i++)
+        expect_n("set_will len", huge_field[i], mqttc_client_set_will(c, "w", guarded, huge_field[i], 0, false, NULL),
+                 MQTTC_ERR_INVALID_ARGUMENT);
+    mqttc_properties *props = NULL;
+    expect("will properties", mqttc_properties_new(&props), MQTTC_OK);
+    expect("will delay", mqttc_properties_set_int(props, MQTTC_PROP_WILL_DELAY_INTERVAL, 5), MQTTC_OK);
+    expect("set_will properties in 3.1.1", mqttc_client_set_will(c, "w", x, 1, 0, false, props),
+           MQTTC_ERR_NOT_SUPPORTED);
+    expect("set_will with a will delay", mqttc_client_set_will(c5, "w", x, 1, 1, true, props), MQTTC_OK);
+    expect("session expiry", mqttc_properties_set_int(props, MQTTC_PROP_SESSION_EXPIRY_INTERVAL, 5), MQTTC_OK);
+    expect("set_will with a session expiry", mqttc_client_set_will(c5, "w", x, 1, 0, false, props),
+           MQTTC_ERR_INVALID_ARGUMENT);
+    mqttc_properties_free(props);
+    expect("set_will NULL payload length 0", mqttc_client_set_will(c, "w", NULL, 0, 2, false, NULL), MQTTC_OK);
+    expect("clear_will NULL client", mqttc_client_clear_will(NULL), MQTTC_ERR_NULL);
+    expect("clear_will", mqttc_client_clear_will(c), MQTTC_OK);
+
+    mqttc_client_free(c);
+    mqttc_client_free(c5);
+    expect("set_credentials freed client", mqttc_client_set_credentials(c, "u", pw, 2), MQTTC_ERR_INVALID_HANDLE);
+    expect("set_will freed client", mqttc_client_set_will(c, "w", x, 1, 0, false, NULL), MQTTC_ERR_INVALID_HANDLE);
+    expect("clear_will freed client", mqttc_client_clear_will(c), MQTTC_ERR_INVALID_HANDLE);
 }
 
 int main(int argc, char **argv) {
@@ -486,6 +554,7 @@ int main(int argc, char **argv) {
     store_callbacks_options(port);
     auth_arguments(port);
     needs_mqtt5(port, "topic_alias_max_out", set_topic_alias_max_out);
+    login_changes(port);
     mqttc_options_init(&opts);
     opts.outgoing_max_messages = 0;
     expect("outgoing_max_messages 0", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_ARGUMENT);
@@ -605,6 +674,13 @@ int main(int argc, char **argv) {
     /* Names for every status, including unknown ones. */
     if (strcmp(mqttc_status_str(12345), "unknown status") != 0 || strcmp(mqttc_status_str(MQTTC_OK), "success") != 0) {
         printf("mqttc_status_str FAIL\n");
+        failures++;
+    }
+    /* Reason names for kinds that are no packet kind, and codes no packet carries. */
+    if (strcmp(mqttc_reason_str(0, -1), "unknown reason code") != 0 ||
+        strcmp(mqttc_reason_str(0xff, MQTTC_PACKET_DISCONNECT), "unknown reason code") != 0 ||
+        strcmp(mqttc_reason_str(0x87, 0x7fffffff), "unknown reason code") != 0) {
+        printf("mqttc_reason_str FAIL\n");
         failures++;
     }
 

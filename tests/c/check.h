@@ -17,6 +17,13 @@
         exit(1);                                                                                   \
     } while (0)
 
+/* A condition that must hold. */
+#define EXPECT(cond, ...)                                                                          \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            FAIL(__VA_ARGS__);                                                                     \
+    } while (0)
+
 /* A call that must return MQTTC_OK. */
 #define CHECK(call)                                                                                \
     do {                                                                                           \

@@ -13,12 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define EXPECT(cond, ...)                                                                          \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            FAIL(__VA_ARGS__);                                                                     \
-    } while (0)
-
 enum { MESSAGES = 8, USERDATA = 4, MAGIC = 0x5eed };
 
 /* A subscription's userdata, freed by its drop_userdata, which first records that it ran: the

@@ -13,12 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define EXPECT(cond, ...)                                                                          \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            FAIL(__VA_ARGS__);                                                                     \
-    } while (0)
-
 static atomic_int wakeups, wakeups_on_main, drops;
 static pthread_t main_thread;
 

@@ -14,12 +14,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#define EXPECT(cond, ...)                                                                          \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            FAIL(__VA_ARGS__);                                                                     \
-    } while (0)
-
 static mqttc_loop *lp;
 static mqttc_client *sub, *pub;
 static pthread_t main_thread;

@@ -12,12 +12,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#define EXPECT(cond, ...)                                                                          \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            FAIL(__VA_ARGS__);                                                                     \
-    } while (0)
-
 static const char *ca, *other_ca;
 static char uri[128], uri_by_ip[128];
 static int port;

@@ -71,6 +71,32 @@ pub fn dynamic_security_plugin() -> PathBuf {
         .unwrap_or_else(|| panic!("{name} not found: it comes with mosquitto 2 (apt-get install mosquitto)"))
 }
 
+/// Writes `file`, a mosquitto password file with `users` (name, password) made by
+/// `mosquitto_passwd`, readable by mosquitto once it dropped root. False when `mosquitto_passwd`
+/// is not installed.
+pub fn password_file(file: &Path, users: &[(&str, &str)]) -> bool {
+    let Some(passwd) = program("mosquitto_passwd") else {
+        return false;
+    };
+    for (i, (user, password)) in users.iter().enumerate() {
+        let create = if i == 0 { &["-c", "-b"][..] } else { &["-b"][..] };
+        let out = Command::new(&passwd)
+            .args(create)
+            .arg(file)
+            .args([user, password])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mosquitto_passwd: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    true
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -233,6 +259,12 @@ impl Broker {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// The mosquitto process's id, for a test that signals it (SIGHUP: reread the password and
+    /// ACL files).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Whether the mosquitto process is still alive.

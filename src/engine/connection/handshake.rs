@@ -70,14 +70,16 @@ pub(super) async fn handshake(ctx: &Ctx, server: &Address) -> Result<Link, Error
         properties: Properties::new(),
     };
     let o = &ctx.options;
+    // The login as it is now: the application may change it for the next attempt meanwhile.
+    let login = ctx.shared.login().clone();
     let connect = codec::Connect {
         version: o.version,
         clean_session: o.clean_session,
         keep_alive: o.keep_alive,
         client_id: codec::MqttStr::new(&o.client_id)?,
-        will: o.will.clone(),
-        username: o.username.clone(),
-        password: o.password.clone(),
+        will: login.will,
+        username: login.username,
+        password: login.password,
         properties: connect_properties(o)?,
     };
     link.wbuf.encode(&Packet::Connect(connect))?;
