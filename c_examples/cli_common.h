@@ -8,6 +8,8 @@
 #ifndef MQTTC_CLI_COMMON_H
 #define MQTTC_CLI_COMMON_H
 
+#include "cli_format.h"
+
 #include <mqttclient.h>
 
 #include <stdarg.h>
@@ -82,9 +84,9 @@ struct cli_config {
     /* mqttc_sub. */
     long msg_count; /* -C, 0 = unlimited */
     long timeout_s; /* -W, 0 = none */
-    bool verbose;
-    bool eol;
     bool no_retain;
+    bool format_needs_mid;    /* -F prints message ids (%m, %j, %J) */
+    struct cli_output output; /* -F, -v, -N, --pretty */
 };
 
 /* ---- messages ---------------------------------------------------------------------------- */
@@ -224,6 +226,8 @@ enum cli_opt_id {
     OPT_VERBOSE,
     OPT_NO_EOL,
     OPT_NO_RETAINED,
+    OPT_FORMAT,
+    OPT_PRETTY,
     OPT_URL,
     OPT_CAFILE,
     OPT_CERT,
@@ -273,6 +277,8 @@ static const struct cli_opt CLI_OPTS[] = {
     {"-v", "--verbose", OPT_VERBOSE, CLI_SUB, NULL},
     {"-N", NULL, OPT_NO_EOL, CLI_SUB, NULL},
     {"-R", NULL, OPT_NO_RETAINED, CLI_SUB, NULL},
+    {"-F", NULL, OPT_FORMAT, CLI_SUB, "format"},
+    {"--pretty", NULL, OPT_PRETTY, CLI_SUB, NULL},
     {"-L", "--url", OPT_URL, CLI_PUB | CLI_SUB, "URL"},
     {"--cafile", NULL, OPT_CAFILE, CLI_PUB | CLI_SUB, "certificate"},
     {"--cert", NULL, OPT_CERT, CLI_PUB | CLI_SUB, "certificate"},
@@ -315,7 +321,7 @@ static void cli_config_init(struct cli_config *cfg, enum cli_tool tool) {
     cfg->keepalive = 60;
     cfg->protocol_version = 4;
     cfg->clean_session = true;
-    cfg->eol = true;
+    cfg->output.eol = true;
     cfg->msg_mode = CLI_MSG_NONE;
 }
 
@@ -548,10 +554,22 @@ static bool cli_apply(struct cli_config *cfg, const struct cli_opt *o, const cha
         cfg->timeout_s = n;
         return true;
     case OPT_VERBOSE:
-        cfg->verbose = true;
+        cfg->output.verbose = true;
         return true;
     case OPT_NO_EOL:
-        cfg->eol = false;
+        cfg->output.eol = false;
+        return true;
+    case OPT_FORMAT: {
+        char msg[64];
+        if (!cli_format_check(val, msg, sizeof msg, &cfg->format_needs_mid)) {
+            cli_usage_error(cfg, "%s", msg);
+            return false;
+        }
+        cfg->output.format = val;
+        return true;
+    }
+    case OPT_PRETTY:
+        cfg->output.pretty = true;
         return true;
     case OPT_NO_RETAINED:
         cfg->no_retain = true;
@@ -620,6 +638,11 @@ static bool cli_check_combination(struct cli_config *cfg) {
         cli_usage_error(cfg, "You must provide a client id if you are using --store.");
         return false;
     }
+    if (cfg->format_needs_mid && cfg->qos > 0) {
+        cli_usage_error(cfg, "-F with %%m, %%j or %%J needs -q 0: the library does not give the message id of "
+                             "QoS 1 and 2 messages.");
+        return false;
+    }
     return true;
 }
 
@@ -644,7 +667,8 @@ static enum cli_parse_result cli_parse(struct cli_config *cfg, enum cli_tool too
         const char *val = NULL;
         if (o->noun) {
             if (i + 1 == argc) {
-                cli_usage_error(cfg, "%s argument given but no %s specified.", argv[i], o->noun);
+                /* mosquitto's tools end this one with an empty line. */
+                cli_usage_error(cfg, "%s argument given but no %s specified.\n", argv[i], o->noun);
                 goto fail;
             }
             val = argv[++i];

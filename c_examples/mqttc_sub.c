@@ -45,6 +45,7 @@ static void print_usage(void) {
     printf("                 [-c] [-k keepalive] [-q qos]\n");
     printf("                 [-C msg_count] [-R] [-W timeout_secs]\n");
     printf("                 [-i id] [-I id_prefix]\n");
+    printf("                 [-F format] [--pretty]\n");
     printf("                 [-d] [-N] [-v] [-V mqttv311|mqttv5]\n");
     printf("                 [--will-topic [--will-payload payload] [--will-qos qos] [--will-retain]]\n");
     printf("                 [[--cafile file] [--tls-use-os-certs] [--cert file --key file] [--insecure]\n");
@@ -54,6 +55,7 @@ static void print_usage(void) {
     printf("      With -V mqttv5 the session never expires, as with mosquitto's tools.\n");
     printf(" -C : disconnect and exit after receiving the 'msg_count' messages.\n");
     printf(" -d : enable debug messages.\n");
+    printf(" -F : output format, as mosquitto_sub's (see man mqttc_sub).\n");
     printf(" -h : mqtt host to connect to. Defaults to localhost.\n");
     printf(" -i : id to use for this client. Defaults to a random id chosen by the library.\n");
     printf(" -I : define the client id as id_prefix appended with the process id.\n");
@@ -68,23 +70,9 @@ static void print_usage(void) {
     printf(" -v : print published messages verbosely.\n");
     printf(" -V : specify the version of the MQTT protocol to use: mqttv311 (default) or mqttv5 (also 311, 5).\n");
     printf(" -W : Specifies a timeout in seconds how long to process incoming MQTT messages.\n");
+    printf(" --pretty : print formatted output rather than minimised output when using the\n");
+    printf("            JSON output format option.\n");
     cli_usage_long_options();
-}
-
-/* mosquitto_sub's format: "payload" or with -v "topic payload"; an empty payload prints nothing,
- * or with -v "topic (null)"; -N drops the newline (and then the "(null)" line too). */
-static void print_message(const struct cli_config *cfg, const mqttc_message *msg) {
-    if (msg->payload_len == 0) {
-        if (cfg->verbose && cfg->eol)
-            printf("%s (null)\n", msg->topic);
-    } else {
-        if (cfg->verbose)
-            printf("%s ", msg->topic);
-        fwrite(msg->payload, 1, msg->payload_len, stdout);
-        if (cfg->eol)
-            putchar('\n');
-    }
-    fflush(stdout);
 }
 
 /* Runs on the library's callback thread: prints and counts under the lock, so that nothing is
@@ -94,7 +82,7 @@ static void on_message(mqttc_client *client, const mqttc_message *msg, void *use
     (void)client;
     pthread_mutex_lock(&s->lock);
     if (!s->done && !(msg->retain && s->cfg->no_retain)) {
-        print_message(s->cfg, msg);
+        cli_print_message(stdout, &s->cfg->output, msg);
         s->printed++;
         if (s->cfg->msg_count > 0 && s->printed >= s->cfg->msg_count) {
             s->done = true;

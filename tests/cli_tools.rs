@@ -2,6 +2,8 @@
 //! with mosquitto_pub/mosquitto_sub, their output, their exit codes (compared with the real tools'
 //! where those are installed), and interoperation with the real tools.
 mod common;
+#[path = "cli_tools/format.rs"]
+mod format;
 
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
@@ -70,8 +72,17 @@ impl TestBroker {
 /// A subscriber running in the background; killed if still running when dropped.
 struct Background {
     child: Child,
-    out: Option<JoinHandle<String>>,
-    err: Option<JoinHandle<String>>,
+    out: Option<JoinHandle<Vec<u8>>>,
+    err: Option<JoinHandle<Vec<u8>>>,
+}
+
+/// Reads all of a child's pipe on a thread, as bytes: -F output need not be text.
+fn drain(mut pipe: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        bytes
+    })
 }
 
 fn spawn(cmd: &mut Command) -> Background {
@@ -81,18 +92,8 @@ fn spawn(cmd: &mut Command) -> Background {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
+    let out = drain(child.stdout.take().unwrap());
+    let err = drain(child.stderr.take().unwrap());
     Background {
         child,
         out: Some(out),
@@ -102,7 +103,14 @@ fn spawn(cmd: &mut Command) -> Background {
 
 impl Background {
     /// Waits (bounded) for the exit; returns (exit code, stdout, stderr); -999 if it had to be killed.
-    fn finish(mut self, timeout: Duration) -> (i32, String, String) {
+    fn finish(self, timeout: Duration) -> (i32, String, String) {
+        let (code, out, err) = self.finish_bytes(timeout);
+        let text = |b: Vec<u8>| String::from_utf8(b).expect("output is UTF-8");
+        (code, text(out), text(err))
+    }
+
+    /// `finish`, with the output as bytes.
+    fn finish_bytes(mut self, timeout: Duration) -> (i32, Vec<u8>, Vec<u8>) {
         let deadline = Instant::now() + timeout;
         let code = loop {
             if let Some(st) = self.child.try_wait().unwrap() {
