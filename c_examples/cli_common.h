@@ -37,6 +37,13 @@ enum cli_msg_mode { CLI_MSG_NONE, CLI_MSG_ARG, CLI_MSG_NULL, CLI_MSG_FILE, CLI_M
 
 enum cli_parse_result { CLI_PARSE_OK = 0, CLI_PARSE_ERROR = 1, CLI_PARSE_HELP = 2 };
 
+/* Words of argv (borrowed) given to a repeatable option; the array, with room for every word of
+ * argv, is owned. */
+struct cli_list {
+    const char **items;
+    size_t count;
+};
+
 struct cli_config {
     enum cli_tool tool;
     const char *prog; /* "mqttc_pub" or "mqttc_sub", for messages */
@@ -75,8 +82,7 @@ struct cli_config {
     char url_topic[1024];
     /* Both: QoS and topics (pub uses the last -t; sub subscribes to all of them). */
     int qos;
-    const char **topics; /* borrowed from argv; the array is owned */
-    size_t topic_count;
+    struct cli_list topics;
     /* mqttc_pub. */
     enum cli_msg_mode msg_mode;
     const char *message; /* -m text or -f path */
@@ -84,7 +90,13 @@ struct cli_config {
     /* mqttc_sub. */
     long msg_count; /* -C, 0 = unlimited */
     long timeout_s; /* -W, 0 = none */
-    bool no_retain;
+    bool no_retain;             /* -R */
+    bool retained_only;         /* --retained-only */
+    bool remove_retained;       /* --remove-retained */
+    bool exit_after_sub;        /* -E */
+    int sub_options;            /* MQTT 5 subscription options: -R, --retain-as-published */
+    struct cli_list filter_outs;  /* -T */
+    struct cli_list unsubscribes; /* -U */
     bool format_needs_mid;    /* -F prints message ids (%m, %j, %J) */
     struct cli_output output; /* -F, -v, -N, --pretty */
 };
@@ -226,6 +238,12 @@ enum cli_opt_id {
     OPT_VERBOSE,
     OPT_NO_EOL,
     OPT_NO_RETAINED,
+    OPT_RETAINED_ONLY,
+    OPT_REMOVE_RETAINED,
+    OPT_RETAIN_AS_PUBLISHED,
+    OPT_FILTER_OUT,
+    OPT_UNSUBSCRIBE,
+    OPT_EXIT_AFTER_SUB,
     OPT_FORMAT,
     OPT_PRETTY,
     OPT_URL,
@@ -277,6 +295,12 @@ static const struct cli_opt CLI_OPTS[] = {
     {"-v", "--verbose", OPT_VERBOSE, CLI_SUB, NULL},
     {"-N", NULL, OPT_NO_EOL, CLI_SUB, NULL},
     {"-R", NULL, OPT_NO_RETAINED, CLI_SUB, NULL},
+    {"--retained-only", NULL, OPT_RETAINED_ONLY, CLI_SUB, NULL},
+    {"--remove-retained", NULL, OPT_REMOVE_RETAINED, CLI_SUB, NULL},
+    {"--retain-as-published", NULL, OPT_RETAIN_AS_PUBLISHED, CLI_SUB, NULL},
+    {"-T", "--filter-out", OPT_FILTER_OUT, CLI_SUB, "topic filter"},
+    {"-U", "--unsubscribe", OPT_UNSUBSCRIBE, CLI_SUB, "unsubscribe topic"},
+    {"-E", NULL, OPT_EXIT_AFTER_SUB, CLI_SUB, NULL},
     {"-F", NULL, OPT_FORMAT, CLI_SUB, "format"},
     {"--pretty", NULL, OPT_PRETTY, CLI_SUB, NULL},
     {"-L", "--url", OPT_URL, CLI_PUB | CLI_SUB, "URL"},
@@ -326,9 +350,12 @@ static void cli_config_init(struct cli_config *cfg, enum cli_tool tool) {
 }
 
 static void cli_config_free(struct cli_config *cfg) {
-    free(cfg->topics);
-    cfg->topics = NULL;
-    cfg->topic_count = 0;
+    struct cli_list *lists[] = {&cfg->topics, &cfg->filter_outs, &cfg->unsubscribes};
+    for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
+        free(lists[i]->items);
+        lists[i]->items = NULL;
+        lists[i]->count = 0;
+    }
 }
 
 static bool cli_set_msg_mode(struct cli_config *cfg, enum cli_msg_mode mode, const char *message) {
@@ -352,7 +379,17 @@ static bool cli_add_topic(struct cli_config *cfg, const char *val) {
                         val);
         return false;
     }
-    cfg->topics[cfg->topic_count++] = val;
+    cfg->topics.items[cfg->topics.count++] = val;
+    return true;
+}
+
+/* -T and -U: a filter, checked as mosquitto_sub does, added to `list`; `what` names it in the error. */
+static bool cli_add_filter(struct cli_config *cfg, struct cli_list *list, const char *what, const char *val) {
+    if (!cli_filter_valid(val)) {
+        cli_usage_error(cfg, "Invalid %s topic '%s', are all '+' and '#' wildcards correct?", what, val);
+        return false;
+    }
+    list->items[list->count++] = val;
     return true;
 }
 
@@ -573,6 +610,23 @@ static bool cli_apply(struct cli_config *cfg, const struct cli_opt *o, const cha
         return true;
     case OPT_NO_RETAINED:
         cfg->no_retain = true;
+        cfg->sub_options |= MQTTC_SUB_RETAIN_NEVER;
+        return true;
+    case OPT_RETAINED_ONLY:
+        cfg->retained_only = true;
+        return true;
+    case OPT_REMOVE_RETAINED:
+        cfg->remove_retained = true;
+        return true;
+    case OPT_RETAIN_AS_PUBLISHED:
+        cfg->sub_options |= MQTTC_SUB_RETAIN_AS_PUBLISHED;
+        return true;
+    case OPT_FILTER_OUT:
+        return cli_add_filter(cfg, &cfg->filter_outs, "filter", val);
+    case OPT_UNSUBSCRIBE:
+        return cli_add_filter(cfg, &cfg->unsubscribes, "unsubscribe", val);
+    case OPT_EXIT_AFTER_SUB:
+        cfg->exit_after_sub = true;
         return true;
     case OPT_CAFILE:
         cfg->cafile = val;
@@ -651,10 +705,14 @@ static bool cli_check_combination(struct cli_config *cfg) {
  * caller releases `cfg` with cli_config_free. */
 static enum cli_parse_result cli_parse(struct cli_config *cfg, enum cli_tool tool, int argc, char **argv) {
     cli_config_init(cfg, tool);
-    cfg->topics = calloc((size_t)(argc > 0 ? argc : 1), sizeof *cfg->topics);
-    if (!cfg->topics) {
-        fprintf(stderr, "Error: Out of memory.\n");
-        return CLI_PARSE_ERROR;
+    struct cli_list *lists[] = {&cfg->topics, &cfg->filter_outs, &cfg->unsubscribes};
+    for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
+        lists[i]->items = calloc((size_t)(argc > 0 ? argc : 1), sizeof *lists[i]->items);
+        if (!lists[i]->items) {
+            fprintf(stderr, "Error: Out of memory.\n");
+            cli_config_free(cfg);
+            return CLI_PARSE_ERROR;
+        }
     }
     for (int i = 1; i < argc; i++) {
         const struct cli_opt *o = cli_find_opt(argv[i], tool);
@@ -787,12 +845,18 @@ static int cli_connect_finish(const struct cli_config *cfg, mqttc_client *client
     return code;
 }
 
-/* Disconnects cleanly (waiting for in-flight QoS 1/2 messages) and frees the client. Returns
- * `code`, or CLI_EXIT_ERROR if it was CLI_EXIT_OK and the disconnect failed. */
-static int cli_disconnect(mqttc_client *client, int code) {
+/* MQTT 5 DISCONNECT reason codes the tools send. */
+#define CLI_DISCONNECT_NORMAL 0x00
+#define CLI_DISCONNECT_WITH_WILL 0x04 /* the broker publishes the will all the same */
+
+/* Disconnects cleanly (waiting for in-flight QoS 1/2 messages) and frees the client; with MQTT 5
+ * the DISCONNECT carries `reason`. Returns `code`, or CLI_EXIT_ERROR if it was CLI_EXIT_OK and the
+ * disconnect failed. */
+static int cli_disconnect(const struct cli_config *cfg, mqttc_client *client, uint8_t reason, int code) {
     mqttc_token tok;
-    bool ok = cli_check(mqttc_disconnect(client, &tok), "disconnect") &&
-              cli_check(mqttc_token_wait(client, tok, CLI_OP_TIMEOUT_MS), "disconnect");
+    mqttc_status st = cfg->protocol_version == 5 ? mqttc_disconnect_v5(client, reason, NULL, &tok)
+                                                 : mqttc_disconnect(client, &tok);
+    bool ok = cli_check(st, "disconnect") && cli_check(mqttc_token_wait(client, tok, CLI_OP_TIMEOUT_MS), "disconnect");
     mqttc_client_free(client);
     return ok || code != CLI_EXIT_OK ? code : CLI_EXIT_ERROR;
 }

@@ -130,7 +130,7 @@ static bool publish(mqttc_client *client, const struct cli_config *cfg, struct p
     if (p->count == PUB_WINDOW && !wait_oldest(client, p))
         return false;
     mqttc_token tok;
-    const char *topic = cfg->topics[cfg->topic_count - 1];
+    const char *topic = cfg->topics.items[cfg->topics.count - 1];
     if (!cli_check(mqttc_publish(client, topic, payload, len, cfg->qos, cfg->retain, &tok), "publish"))
         return false;
     p->tokens[(p->head + p->count) % PUB_WINDOW] = tok;
@@ -169,7 +169,7 @@ static bool publish_lines(mqttc_client *client, const struct cli_config *cfg, st
 
 /* Exactly one topic and one message source, like mosquitto_pub; prints the usage otherwise. */
 static bool validate(const struct cli_config *cfg) {
-    if (cfg->topic_count == 0 || cfg->msg_mode == CLI_MSG_NONE) {
+    if (cfg->topics.count == 0 || cfg->msg_mode == CLI_MSG_NONE) {
         fprintf(stderr, "Error: Both topic and message must be supplied.\n");
         print_usage();
         return false;
@@ -211,7 +211,7 @@ static int run(const struct cli_config *cfg) {
     }
     ok = wait_all(client, &pending) && ok;
     free(payload.data);
-    return cli_disconnect(client, ok ? CLI_EXIT_OK : CLI_EXIT_ERROR);
+    return cli_disconnect(cfg, client, CLI_DISCONNECT_NORMAL, ok ? CLI_EXIT_OK : CLI_EXIT_ERROR);
 }
 
 int main(int argc, char **argv) {

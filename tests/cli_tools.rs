@@ -4,6 +4,8 @@
 mod common;
 #[path = "cli_tools/format.rs"]
 mod format;
+#[path = "cli_tools/sub_options.rs"]
+mod sub_options;
 
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
@@ -24,8 +26,8 @@ fn our_sub() -> Command {
     Command::new(&cli_tools().1)
 }
 
-/// A mosquitto that logs every SUBSCRIBE to a file, so a test can wait until a subscriber is really
-/// subscribed before publishing. `dir` (world-writable, see `common::temp_dir`) holds that log and
+/// A mosquitto that logs every SUBSCRIBE and UNSUBSCRIBE to a file, so a test can wait until a
+/// subscriber is really subscribed (or unsubscribed) before publishing. `dir` (world-writable, see `common::temp_dir`) holds that log and
 /// whatever else a test needs; fields drop in order, so the broker stops before it is removed.
 struct TestBroker {
     broker: Broker,
@@ -42,7 +44,11 @@ impl TestBroker {
     fn start_with(extra: impl Fn(&Path) -> String) -> TestBroker {
         let dir = common::temp_dir("cli");
         let log = dir.join("subscriptions.log");
-        let conf = format!("log_dest file {}\nlog_type subscribe\n{}", log.display(), extra(&dir));
+        let conf = format!(
+            "log_dest file {}\nlog_type subscribe\nlog_type unsubscribe\n{}",
+            log.display(),
+            extra(&dir)
+        );
         let broker = Broker::start_with(&conf);
         TestBroker { broker, dir, log }
     }
@@ -51,7 +57,7 @@ impl TestBroker {
         self.broker.port.to_string()
     }
 
-    /// Waits until the broker has logged `topics` subscriptions of client `id`.
+    /// Waits until the broker has logged `topics` subscriptions (and unsubscriptions) of client `id`.
     fn wait_subscribed(&self, id: &str, topics: usize) {
         let deadline = Instant::now() + WAIT;
         loop {
@@ -168,6 +174,28 @@ fn sub_cmd(b: &TestBroker, args: &[&str]) -> Command {
     let mut c = our_sub();
     c.args(["-h", "127.0.0.1", "-p", &b.port()]).args(args);
     c
+}
+
+/// The real mosquitto tool `name`, which the tests compare against (scripts/deps.sh installs it).
+fn real(name: &str) -> PathBuf {
+    program(name).unwrap_or_else(|| panic!("{name} not installed: run scripts/deps.sh"))
+}
+
+/// Publishes with mosquitto_pub, so that what a test compares does not depend on mqttc_pub.
+fn real_pub(b: &TestBroker, args: &[&str]) {
+    let (code, out, err) = run(Command::new(real("mosquitto_pub")).args(["-p", &b.port()]).args(args));
+    assert_eq!(code, 0, "mosquitto_pub {args:?}: {out} {err}");
+}
+
+/// `args` are a usage error for both tools: ours exits as the real one and prints its message on
+/// stderr, in its own name, and nothing on stdout.
+fn same_usage_error(ours: fn() -> Command, real_tool: &str, args: &[&str]) {
+    let (real_code, _, real_err) = run(Command::new(real(real_tool)).args(args));
+    let (code, out, err) = run(ours().args(args));
+    assert_ne!(real_code, 0, "{real_tool} {args:?} is no error");
+    assert_eq!((code, out.as_str()), (real_code, ""), "{args:?}: {err}");
+    let ours_name = real_tool.replace("mosquitto", "mqttc");
+    assert_eq!(err, real_err.replace(real_tool, &ours_name), "{args:?}");
 }
 
 #[test]

@@ -3,11 +3,6 @@
 //! What depends on the clock is compared by its shape.
 use super::*;
 
-/// The real mosquitto tool `name`, which these tests compare against.
-pub fn real(name: &str) -> PathBuf {
-    program(name).unwrap_or_else(|| panic!("{name} not installed: run scripts/deps.sh"))
-}
-
 /// How two outputs are compared: as they are, with the digits of `%j`'s "tst" made alike, or with
 /// every digit made alike (for the time directives).
 #[derive(Clone, Copy, Debug)]
@@ -51,11 +46,7 @@ const MESSAGES: usize = 7;
 /// that is not JSON, and bytes that are no text at all (last: QoS 2, which libmosquitto hands over
 /// only on PUBREL, so that nothing overtakes it).
 fn publish_messages(b: &TestBroker, subscribed: impl FnOnce()) {
-    let port = b.port();
-    let publish = |args: &[&str]| {
-        let (code, out, err) = run(Command::new(real("mosquitto_pub")).args(["-p", &port]).args(args));
-        assert_eq!(code, 0, "mosquitto_pub {args:?}: {out} {err}");
-    };
+    let publish = |args: &[&str]| real_pub(b, args);
     publish(&["-t", "cli/f/retained", "-r", "-q", "1", "-m", "kept"]);
     subscribed();
     let props = [
@@ -209,15 +200,9 @@ fn f_format_errors_match_mosquitto_sub() {
         "\\q",
         "ok %t %%%",
     ] {
-        let args = ["-p", &port, "-t", "t", "-F", format];
-        let (real_code, _, real_err) = run(Command::new(real("mosquitto_sub")).args(args));
-        let (code, out, err) = run(our_sub().args(args));
-        assert_eq!((code, out.as_str()), (real_code, ""), "{format:?}: {err}");
-        assert_eq!(err, real_err.replace("mosquitto_sub", "mqttc_sub"), "{format:?}");
+        same_usage_error(our_sub, "mosquitto_sub", &["-p", &port, "-t", "t", "-F", format]);
     }
-    let (real_code, _, real_err) = run(Command::new(real("mosquitto_sub")).args(["-t", "t", "-F"]));
-    let (code, _, err) = run(our_sub().args(["-t", "t", "-F"]));
-    assert_eq!((code, err), (real_code, real_err.replace("mosquitto_sub", "mqttc_sub")));
+    same_usage_error(our_sub, "mosquitto_sub", &["-t", "t", "-F"]);
 }
 
 /// The library does not give the message id of QoS 1 and 2 messages: formats that print it are
