@@ -217,7 +217,7 @@ static void state_destroy(struct sub_state *s) {
     free(s->active);
 }
 
-/* One entry per -t, all with the same callback: mqttc_subscribe_many sends them in one SUBSCRIBE,
+/* One entry per -t, all with the same callback: mqttc_subscribe_v5 sends them in one SUBSCRIBE,
  * as mosquitto_sub does. NULL (reported) when out of memory; the caller frees it. */
 static mqttc_subscription *make_subscriptions(const struct cli_config *cfg, struct sub_state *s) {
     mqttc_subscription *subs = calloc(cfg->topics.count, sizeof *subs);
@@ -263,7 +263,7 @@ static bool subscribe_finish(mqttc_client *client, const struct cli_config *cfg,
         fflush(stdout);
     }
     if (ok && refused == n) {
-        fprintf(stderr, "All subscription requests were denied.\n");
+        cli_err("All subscription requests were denied.\n");
         ok = false;
     }
     free(codes);
@@ -307,7 +307,7 @@ static int wait_for_end(mqttc_client *client, struct sub_state *s, bool *with_wi
         if (done || stop_signal)
             return CLI_EXIT_OK;
         if (cfg->timeout_s > 0 && passed(&end)) {
-            fprintf(stderr, "Timed out\n");
+            cli_err("Timed out\n");
             return CLI_EXIT_TIMEOUT;
         }
         int state = mqttc_client_state(client);
@@ -316,7 +316,7 @@ static int wait_for_end(mqttc_client *client, struct sub_state *s, bool *with_wi
             return CLI_EXIT_ERROR;
         }
         if (state == MQTTC_STATE_DISCONNECTED) {
-            fprintf(stderr, "Error: The connection was lost.\n");
+            cli_err("Error: The connection was lost.\n");
             return CLI_EXIT_CONN_LOST;
         }
     }
@@ -325,13 +325,15 @@ static int wait_for_end(mqttc_client *client, struct sub_state *s, bool *with_wi
 /* -U: one UNSUBSCRIBE per filter, after the SUBSCRIBE, as mosquitto_sub sends them; waited for, so
  * that -E leaves only once the broker has them. */
 static bool unsubscribe(mqttc_client *client, const struct cli_config *cfg) {
-    for (size_t i = 0; i < cfg->unsubscribes.count; i++) {
+    mqttc_properties *props = NULL;
+    bool ok = cli_check(cli_props_list(&cfg->props, CLI_CMD_UNSUBSCRIBE, &props), "-D unsubscribe");
+    for (size_t i = 0; ok && i < cfg->unsubscribes.count; i++) {
         mqttc_token tok;
-        if (!cli_check(mqttc_unsubscribe(client, cfg->unsubscribes.items[i], &tok), "unsubscribe") ||
-            !cli_check(mqttc_token_wait(client, tok, CLI_OP_TIMEOUT_MS), "unsubscribe"))
-            return false;
+        ok = cli_check(mqttc_unsubscribe_v5(client, &cfg->unsubscribes.items[i], 1, props, &tok), "unsubscribe") &&
+             cli_check(mqttc_token_wait(client, tok, CLI_OP_TIMEOUT_MS), "unsubscribe");
     }
-    return true;
+    mqttc_properties_free(props);
+    return ok;
 }
 
 /* Connects, subscribes and waits for the end; returns the exit code. */
@@ -345,7 +347,11 @@ static int connect_and_subscribe(const struct cli_config *cfg, struct sub_state 
      * session (-c) has queued: the broker sends them right after the CONNACK, and the library sends
      * our SUBSCRIBE then. The status is looked at once the connection is up (a failed connect is
      * reported first). */
-    mqttc_status sub_st = mqttc_subscribe_many(client, subs, cfg->topics.count, &sub_tok);
+    mqttc_properties *props = NULL;
+    mqttc_status sub_st = cli_props_list(&cfg->props, CLI_CMD_SUBSCRIBE, &props);
+    if (sub_st == MQTTC_OK)
+        sub_st = mqttc_subscribe_v5(client, subs, cfg->topics.count, props, &sub_tok);
+    mqttc_properties_free(props);
     if (!install_signal_handlers()) {
         mqttc_client_free(client);
         return CLI_EXIT_ERROR;

@@ -4,6 +4,8 @@
 mod common;
 #[path = "cli_tools/format.rs"]
 mod format;
+#[path = "cli_tools/options.rs"]
+mod options;
 #[path = "cli_tools/sub_options.rs"]
 mod sub_options;
 
