@@ -9,6 +9,8 @@
  */
 #include "cli_common.h"
 
+#include <time.h>
+
 /* Publishes from -l wait for their tokens once this many are outstanding. */
 #define PUB_WINDOW 256
 
@@ -88,22 +90,22 @@ static bool load_payload(const struct cli_config *cfg, struct buffer *buf) {
     if (cfg->msg_mode == CLI_MSG_FILE) {
         FILE *f = fopen(cfg->message, "rb");
         if (!f) {
-            fprintf(stderr, "Error: Unable to open file \"%s\".\n", cfg->message);
-            fprintf(stderr, "Error loading input file \"%s\".\n", cfg->message);
+            cli_err("Error: Unable to open file \"%s\".\n", cfg->message);
+            cli_err("Error loading input file \"%s\".\n", cfg->message);
             return false;
         }
         bool ok = read_all(f, buf);
         fclose(f);
         if (!ok)
-            fprintf(stderr, "Error loading input file \"%s\".\n", cfg->message);
+            cli_err("Error loading input file \"%s\".\n", cfg->message);
         return ok;
     }
     if (!read_all(stdin, buf)) {
-        fprintf(stderr, "Error loading input from stdin.\n");
+        cli_err("Error loading input from stdin.\n");
         return false;
     }
     if (buf->len == 0) {
-        fprintf(stderr, "Error: Zero length input.\nError loading input from stdin.\n");
+        cli_err("Error: Zero length input.\nError loading input from stdin.\n");
         free(buf->data);
         buf->data = NULL;
         return false;
@@ -115,6 +117,7 @@ static bool load_payload(const struct cli_config *cfg, struct buffer *buf) {
 struct pending {
     mqttc_token tokens[PUB_WINDOW];
     size_t head, count;
+    const mqttc_properties *props; /* -D publish, or NULL */
 };
 
 static bool wait_oldest(mqttc_client *client, struct pending *p) {
@@ -130,8 +133,8 @@ static bool publish(mqttc_client *client, const struct cli_config *cfg, struct p
     if (p->count == PUB_WINDOW && !wait_oldest(client, p))
         return false;
     mqttc_token tok;
-    const char *topic = cfg->topics[cfg->topic_count - 1];
-    if (!cli_check(mqttc_publish(client, topic, payload, len, cfg->qos, cfg->retain, &tok), "publish"))
+    const char *topic = cfg->topics.items[cfg->topics.count - 1];
+    if (!cli_check(mqttc_publish_v5(client, topic, payload, len, cfg->qos, cfg->retain, p->props, &tok), "publish"))
         return false;
     p->tokens[(p->head + p->count) % PUB_WINDOW] = tok;
     p->count++;
@@ -160,16 +163,38 @@ static bool publish_lines(mqttc_client *client, const struct cli_config *cfg, st
         ok = publish(client, cfg, p, line, len);
     }
     if (ok && ferror(stdin)) {
-        fprintf(stderr, "Error: reading stdin failed.\n");
+        cli_err("Error: reading stdin failed.\n");
         ok = false;
     }
     free(line);
     return ok;
 }
 
+/* --repeat-delay: waits `seconds`. */
+static void pause_for(double seconds) {
+    struct timespec t = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
+    while (nanosleep(&t, &t) != 0)
+        ;
+}
+
+/* One message, --repeat times: each after the one before was sent (QoS 0) or acknowledged, and
+ * --repeat-delay seconds, as mosquitto_pub repeats. */
+static bool publish_repeated(mqttc_client *client, const struct cli_config *cfg, struct pending *p,
+                             const void *payload, size_t len) {
+    bool ok = true;
+    for (long n = 0; ok && n < cfg->repeat_count; n++) {
+        if (n > 0) {
+            ok = wait_all(client, p);
+            pause_for(cfg->repeat_delay);
+        }
+        ok = ok && publish(client, cfg, p, payload, len);
+    }
+    return ok;
+}
+
 /* Exactly one topic and one message source, like mosquitto_pub; prints the usage otherwise. */
 static bool validate(const struct cli_config *cfg) {
-    if (cfg->topic_count == 0 || cfg->msg_mode == CLI_MSG_NONE) {
+    if (cfg->topics.count == 0 || cfg->msg_mode == CLI_MSG_NONE) {
         fprintf(stderr, "Error: Both topic and message must be supplied.\n");
         print_usage();
         return false;
@@ -193,25 +218,29 @@ static int run(const struct cli_config *cfg) {
         free(payload.data);
         return code;
     }
-    struct pending pending = {.head = 0, .count = 0};
-    bool ok;
-    switch (cfg->msg_mode) {
+    mqttc_properties *props = NULL;
+    bool ok = cli_check(cli_props_list(&cfg->props, CLI_CMD_PUBLISH, &props), "-D publish");
+    struct pending pending = {.head = 0, .count = 0, .props = props};
+    switch (ok ? cfg->msg_mode : CLI_MSG_NONE) {
+    case CLI_MSG_NONE:
+        break;
     case CLI_MSG_LINES:
         ok = publish_lines(client, cfg, &pending);
         break;
     case CLI_MSG_ARG:
-        ok = publish(client, cfg, &pending, cfg->message, strlen(cfg->message));
+        ok = publish_repeated(client, cfg, &pending, cfg->message, strlen(cfg->message));
         break;
     case CLI_MSG_NULL:
-        ok = publish(client, cfg, &pending, NULL, 0);
+        ok = publish_repeated(client, cfg, &pending, NULL, 0);
         break;
     default: /* -f, -s */
-        ok = publish(client, cfg, &pending, payload.data, payload.len);
+        ok = publish_repeated(client, cfg, &pending, payload.data, payload.len);
         break;
     }
     ok = wait_all(client, &pending) && ok;
+    mqttc_properties_free(props);
     free(payload.data);
-    return cli_disconnect(client, ok ? CLI_EXIT_OK : CLI_EXIT_ERROR);
+    return cli_disconnect(cfg, client, CLI_DISCONNECT_NORMAL, ok ? CLI_EXIT_OK : CLI_EXIT_ERROR);
 }
 
 int main(int argc, char **argv) {

@@ -22,11 +22,25 @@
 
 /* Set by the SIGINT/SIGTERM handler; main polls it. */
 static volatile sig_atomic_t stop_signal = 0;
+/* Set once the broker accepted the connection. */
+static volatile sig_atomic_t connected = 0;
 
+/* As mosquitto_sub's: before the connection is up a signal ends the program at once, with
+ * mosquitto_sub's exit(-1); after, main disconnects. */
 static void on_signal(int sig) {
     (void)sig;
+    if (!connected)
+        _exit(255);
     stop_signal = 1;
 }
+
+struct sub_state;
+
+/* The userdata of the subscription of one -t. */
+struct sub_entry {
+    struct sub_state *state;
+    size_t index; /* in cfg->topics */
+};
 
 /* Shared between the message callback (library thread) and main. */
 struct sub_state {
@@ -34,7 +48,9 @@ struct sub_state {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     long printed; /* messages printed so far (counted for -C) */
-    bool done;    /* -C reached: print nothing more */
+    bool done;    /* -C reached, --retained-only's end, or stdout failed: print nothing more */
+    struct sub_entry *entries; /* one per -t */
+    bool *active;              /* per -t: its subscription is the library's (see first_match) */
 };
 
 static void print_usage(void) {
@@ -43,8 +59,10 @@ static void print_usage(void) {
     printf("Usage: mqttc_sub {[-h host] [--unix path] [-p port] [-u username] [-P password] -t topic ...}\n");
     printf("                 | -L URL\n");
     printf("                 [-c] [-k keepalive] [-q qos]\n");
-    printf("                 [-C msg_count] [-R] [-W timeout_secs]\n");
+    printf("                 [-C msg_count] [-E] [-R] [--retained-only] [--remove-retained] [-T filter_out]\n");
+    printf("                 [-U topic ...] [--retain-as-published] [-W timeout_secs]\n");
     printf("                 [-i id] [-I id_prefix]\n");
+    printf("                 [-F format] [--pretty]\n");
     printf("                 [-d] [-N] [-v] [-V mqttv311|mqttv5]\n");
     printf("                 [--will-topic [--will-payload payload] [--will-qos qos] [--will-retain]]\n");
     printf("                 [[--cafile file] [--tls-use-os-certs] [--cert file --key file] [--insecure]\n");
@@ -54,6 +72,8 @@ static void print_usage(void) {
     printf("      With -V mqttv5 the session never expires, as with mosquitto's tools.\n");
     printf(" -C : disconnect and exit after receiving the 'msg_count' messages.\n");
     printf(" -d : enable debug messages.\n");
+    printf(" -E : Exit once all subscriptions have been acknowledged by the broker.\n");
+    printf(" -F : output format, as mosquitto_sub's (see man mqttc_sub).\n");
     printf(" -h : mqtt host to connect to. Defaults to localhost.\n");
     printf(" -i : id to use for this client. Defaults to a random id chosen by the library.\n");
     printf(" -I : define the client id as id_prefix appended with the process id.\n");
@@ -64,44 +84,86 @@ static void print_usage(void) {
     printf(" -q : quality of service level to use for the subscription. Defaults to 0.\n");
     printf(" -R : do not print stale messages (those with retain set).\n");
     printf(" -t : mqtt topic to subscribe to. May be repeated multiple times.\n");
+    printf(" -T : topic string to filter out of results. May be repeated.\n");
     printf(" -u : provide a username\n");
+    printf(" -U : unsubscribe from a topic. May be repeated.\n");
     printf(" -v : print published messages verbosely.\n");
     printf(" -V : specify the version of the MQTT protocol to use: mqttv311 (default) or mqttv5 (also 311, 5).\n");
     printf(" -W : Specifies a timeout in seconds how long to process incoming MQTT messages.\n");
+    printf(" --pretty : print formatted output rather than minimised output when using the\n");
+    printf("            JSON output format option.\n");
+    printf(" --retained-only : only handle messages with the retained flag set, and exit when the\n");
+    printf("                   first non-retained message is received.\n");
+    printf(" --remove-retained : send a message to the server to clear any received retained messages\n");
+    printf("                     Use -T to filter out messages you do not want to be cleared.\n");
+    printf(" --retain-as-published : MQTT 5: keep the retain flag of messages as they were published.\n");
     cli_usage_long_options();
 }
 
-/* mosquitto_sub's format: "payload" or with -v "topic payload"; an empty payload prints nothing,
- * or with -v "topic (null)"; -N drops the newline (and then the "(null)" line too). */
-static void print_message(const struct cli_config *cfg, const mqttc_message *msg) {
-    if (msg->payload_len == 0) {
-        if (cfg->verbose && cfg->eol)
-            printf("%s (null)\n", msg->topic);
-    } else {
-        if (cfg->verbose)
-            printf("%s ", msg->topic);
-        fwrite(msg->payload, 1, msg->payload_len, stdout);
-        if (cfg->eol)
-            putchar('\n');
+/* Whether -T filters this topic out. */
+static bool filtered_out(const struct cli_config *cfg, const char *topic) {
+    for (size_t i = 0; i < cfg->filter_outs.count; i++) {
+        bool match = false;
+        if (mqttc_topic_matches(cfg->filter_outs.items[i], topic, &match) == MQTTC_OK && match)
+            return true;
     }
-    fflush(stdout);
+    return false;
 }
 
-/* Runs on the library's callback thread: prints and counts under the lock, so that nothing is
- * printed once -C is reached. */
-static void on_message(mqttc_client *client, const mqttc_message *msg, void *userdata) {
-    struct sub_state *s = userdata;
-    (void)client;
-    pthread_mutex_lock(&s->lock);
-    if (!s->done && !(msg->retain && s->cfg->no_retain)) {
-        print_message(s->cfg, msg);
-        s->printed++;
-        if (s->cfg->msg_count > 0 && s->printed >= s->cfg->msg_count) {
-            s->done = true;
-            pthread_cond_signal(&s->cond);
-        }
+/* With the lock held: nothing more is printed, and main disconnects. */
+static void finish(struct sub_state *s) {
+    s->done = true;
+    pthread_cond_signal(&s->cond);
+}
+
+/* mosquitto_sub's message callback, in its order: --retained-only ends at the first message that
+ * is not retained; -R and -T skip (uncounted); --remove-retained clears the retained message (an
+ * empty retained QoS 1 message; disconnecting waits for its PUBACK); print; -C counts. */
+static void handle_message(mqttc_client *client, struct sub_state *s, const mqttc_message *msg) {
+    const struct cli_config *cfg = s->cfg;
+    if (cfg->retained_only && !msg->retain) {
+        finish(s);
+        return;
     }
+    if ((msg->retain && cfg->no_retain) || filtered_out(cfg, msg->topic))
+        return;
+    if (cfg->remove_retained && msg->retain)
+        cli_check(mqttc_publish(client, msg->topic, NULL, 0, 1, true, NULL), "--remove-retained");
+    cli_print_message(stdout, &cfg->output, msg);
+    if (ferror(stdout) || (cfg->msg_count > 0 && ++s->printed >= cfg->msg_count))
+        finish(s);
+}
+
+/* The library calls the callback of every subscription whose filter matches a message; the
+ * broker sends the message once (MQTT 3.1.1) or once per matching filter (MQTT 5). To print what
+ * mosquitto_sub prints, one line per message the broker sends, only the callback of the first -t
+ * still subscribed that matches handles it: a later -t with the same filter replaced an earlier
+ * one, and -U removed those it names. */
+static bool first_match(const struct sub_state *s, size_t index, const char *topic) {
+    for (size_t k = 0; k < index; k++) {
+        bool match = false;
+        if (s->active[k] && mqttc_topic_matches(s->cfg->topics.items[k], topic, &match) == MQTTC_OK && match)
+            return false;
+    }
+    return true;
+}
+
+/* Runs on the library's callback thread, under the lock, so that nothing is printed once done. */
+static void on_message(mqttc_client *client, const mqttc_message *msg, void *userdata) {
+    const struct sub_entry *e = userdata;
+    struct sub_state *s = e->state;
+    pthread_mutex_lock(&s->lock);
+    if (!s->done && first_match(s, e->index, msg->topic))
+        handle_message(client, s, msg);
     pthread_mutex_unlock(&s->lock);
+}
+
+static bool in_list(const struct cli_list *list, const char *word) {
+    for (size_t i = 0; i < list->count; i++) {
+        if (strcmp(list->items[i], word) == 0)
+            return true;
+    }
+    return false;
 }
 
 static bool install_signal_handlers(void) {
@@ -119,6 +181,19 @@ static bool install_signal_handlers(void) {
 static bool state_init(struct sub_state *s, const struct cli_config *cfg) {
     memset(s, 0, sizeof *s);
     s->cfg = cfg;
+    size_t n = cfg->topics.count;
+    s->entries = calloc(n, sizeof *s->entries);
+    s->active = calloc(n, sizeof *s->active);
+    if (!s->entries || !s->active) {
+        free(s->entries);
+        free(s->active);
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct cli_list later = {cfg->topics.items + i + 1, n - i - 1};
+        s->entries[i] = (struct sub_entry){s, i};
+        s->active[i] = !in_list(&later, cfg->topics.items[i]) && !in_list(&cfg->unsubscribes, cfg->topics.items[i]);
+    }
     pthread_condattr_t attr;
     if (pthread_condattr_init(&attr) != 0)
         return false;
@@ -128,29 +203,37 @@ static bool state_init(struct sub_state *s, const struct cli_config *cfg) {
         pthread_cond_destroy(&s->cond);
         ok = false;
     }
+    if (!ok) {
+        free(s->entries);
+        free(s->active);
+    }
     return ok;
 }
 
 static void state_destroy(struct sub_state *s) {
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->cond);
+    free(s->entries);
+    free(s->active);
 }
 
-/* One entry per -t, all with the same callback: mqttc_subscribe_many sends them in one SUBSCRIBE,
+/* One entry per -t, all with the same callback: mqttc_subscribe_v5 sends them in one SUBSCRIBE,
  * as mosquitto_sub does. NULL (reported) when out of memory; the caller frees it. */
 static mqttc_subscription *make_subscriptions(const struct cli_config *cfg, struct sub_state *s) {
-    mqttc_subscription *subs = calloc(cfg->topic_count, sizeof *subs);
+    mqttc_subscription *subs = calloc(cfg->topics.count, sizeof *subs);
     if (!subs) {
         fprintf(stderr, "Error: Out of memory.\n");
         return NULL;
     }
-    for (size_t i = 0; i < cfg->topic_count; i++) {
+    for (size_t i = 0; i < cfg->topics.count; i++) {
         subs[i].struct_size = sizeof subs[i];
-        subs[i].filter = cfg->topics[i];
+        subs[i].filter = cfg->topics.items[i];
         subs[i].qos = cfg->qos;
         subs[i].on_message = on_message;
-        subs[i].userdata = s;
+        subs[i].userdata = &s->entries[i];
         subs[i].drop_userdata = NULL;
+        /* MQTT 3.1.1 has no subscription options: -R then only filters. */
+        subs[i].options = cfg->protocol_version == 5 ? cfg->sub_options : 0;
     }
     return subs;
 }
@@ -158,7 +241,7 @@ static mqttc_subscription *make_subscriptions(const struct cli_config *cfg, stru
 /* Waits for the SUBACK. A filter the broker refuses is only reported (with -d, as "128"); if it
  * refuses all of them, that is an error. */
 static bool subscribe_finish(mqttc_client *client, const struct cli_config *cfg, mqttc_token token) {
-    size_t n = cfg->topic_count;
+    size_t n = cfg->topics.count;
     mqttc_status st = mqttc_token_wait(client, token, CLI_OP_TIMEOUT_MS);
     if (st != MQTTC_OK && st != MQTTC_ERR_SUBSCRIBE_REFUSED)
         return cli_check(st, "subscribe");
@@ -180,7 +263,7 @@ static bool subscribe_finish(mqttc_client *client, const struct cli_config *cfg,
         fflush(stdout);
     }
     if (ok && refused == n) {
-        fprintf(stderr, "All subscription requests were denied.\n");
+        cli_err("All subscription requests were denied.\n");
         ok = false;
     }
     free(codes);
@@ -205,10 +288,11 @@ static bool passed(const struct timespec *deadline) {
     return now.tv_sec > deadline->tv_sec || (now.tv_sec == deadline->tv_sec && now.tv_nsec >= deadline->tv_nsec);
 }
 
-/* Waits until -C is reached (0), a signal (0), -W runs out (27) or the session ends (7). A lost
+/* Waits until the run is done (0), a signal (0), -W runs out (27) or the session ends (7). A lost
  * connection is re-made by the library (as mosquitto_sub does), so only a session the library gave
- * up on ends the wait early. */
-static int wait_for_end(mqttc_client *client, struct sub_state *s) {
+ * up on ends the wait early. `*with_will` is set when a signal or -W ended it: mosquitto_sub then
+ * disconnects with reason "with will" (MQTT 5), so that the broker publishes the will. */
+static int wait_for_end(mqttc_client *client, struct sub_state *s, bool *with_will) {
     const struct cli_config *cfg = s->cfg;
     struct timespec end = deadline_after_ms(cfg->timeout_s * 1000L);
     for (;;) {
@@ -219,10 +303,11 @@ static int wait_for_end(mqttc_client *client, struct sub_state *s) {
         }
         bool done = s->done;
         pthread_mutex_unlock(&s->lock);
+        *with_will = !done;
         if (done || stop_signal)
             return CLI_EXIT_OK;
         if (cfg->timeout_s > 0 && passed(&end)) {
-            fprintf(stderr, "Timed out\n");
+            cli_err("Timed out\n");
             return CLI_EXIT_TIMEOUT;
         }
         int state = mqttc_client_state(client);
@@ -231,10 +316,24 @@ static int wait_for_end(mqttc_client *client, struct sub_state *s) {
             return CLI_EXIT_ERROR;
         }
         if (state == MQTTC_STATE_DISCONNECTED) {
-            fprintf(stderr, "Error: The connection was lost.\n");
+            cli_err("Error: The connection was lost.\n");
             return CLI_EXIT_CONN_LOST;
         }
     }
+}
+
+/* -U: one UNSUBSCRIBE per filter, after the SUBSCRIBE, as mosquitto_sub sends them; waited for, so
+ * that -E leaves only once the broker has them. */
+static bool unsubscribe(mqttc_client *client, const struct cli_config *cfg) {
+    mqttc_properties *props = NULL;
+    bool ok = cli_check(cli_props_list(&cfg->props, CLI_CMD_UNSUBSCRIBE, &props), "-D unsubscribe");
+    for (size_t i = 0; ok && i < cfg->unsubscribes.count; i++) {
+        mqttc_token tok;
+        ok = cli_check(mqttc_unsubscribe_v5(client, &cfg->unsubscribes.items[i], 1, props, &tok), "unsubscribe") &&
+             cli_check(mqttc_token_wait(client, tok, CLI_OP_TIMEOUT_MS), "unsubscribe");
+    }
+    mqttc_properties_free(props);
+    return ok;
 }
 
 /* Connects, subscribes and waits for the end; returns the exit code. */
@@ -248,33 +347,46 @@ static int connect_and_subscribe(const struct cli_config *cfg, struct sub_state 
      * session (-c) has queued: the broker sends them right after the CONNACK, and the library sends
      * our SUBSCRIBE then. The status is looked at once the connection is up (a failed connect is
      * reported first). */
-    mqttc_status sub_st = mqttc_subscribe_many(client, subs, cfg->topic_count, &sub_tok);
+    mqttc_properties *props = NULL;
+    mqttc_status sub_st = cli_props_list(&cfg->props, CLI_CMD_SUBSCRIBE, &props);
+    if (sub_st == MQTTC_OK)
+        sub_st = mqttc_subscribe_v5(client, subs, cfg->topics.count, props, &sub_tok);
+    mqttc_properties_free(props);
+    if (!install_signal_handlers()) {
+        mqttc_client_free(client);
+        return CLI_EXIT_ERROR;
+    }
     int code = cli_connect_start(client, &conn_tok);
     if (code != CLI_EXIT_OK)
         return code;
     code = cli_connect_finish(cfg, client, conn_tok); /* frees the client on failure */
     if (code != CLI_EXIT_OK)
         return code;
-    /* Like mosquitto_sub, a signal before the connection is up just ends the program. */
-    if (cli_check(sub_st, "subscribe") && install_signal_handlers() && subscribe_finish(client, cfg, sub_tok))
-        code = wait_for_end(client, s);
-    else
+    connected = 1;
+    bool with_will = false;
+    if (!cli_check(sub_st, "subscribe") || !subscribe_finish(client, cfg, sub_tok) || !unsubscribe(client, cfg))
         code = CLI_EXIT_ERROR;
+    else if (!cfg->exit_after_sub)
+        code = wait_for_end(client, s, &with_will);
     if (code == CLI_EXIT_CONN_LOST) {
         mqttc_client_free(client);
         return code;
     }
-    return cli_disconnect(client, code);
+    return cli_disconnect(cfg, client, with_will ? CLI_DISCONNECT_WITH_WILL : CLI_DISCONNECT_NORMAL, code);
 }
 
 static int run(const struct cli_config *cfg) {
-    if (cfg->topic_count == 0) {
+    if (cfg->topics.count == 0) {
         cli_usage_error(cfg, "You must specify a topic to subscribe to.");
+        return CLI_EXIT_ERROR;
+    }
+    if (cfg->no_retain && cfg->retained_only) {
+        fprintf(stderr, "\nError: Combining '-R' and '--retained-only' makes no sense.\n");
         return CLI_EXIT_ERROR;
     }
     struct sub_state s;
     if (!state_init(&s, cfg)) {
-        fprintf(stderr, "Error: could not initialise a mutex or condition variable.\n");
+        fprintf(stderr, "Error: Out of memory, or no mutex or condition variable.\n");
         return CLI_EXIT_ERROR;
     }
     int code = CLI_EXIT_ERROR;

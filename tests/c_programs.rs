@@ -454,6 +454,8 @@ fn enhanced_authentication_through_the_c_api() {
 #[test]
 fn enhanced_authentication_on_a_loop() {
     run_auth("loop");
+}
+
 /// tests/c/reason_str.c: `mqttc_reason_str` names each code of each packet kind as MQTT 5's table
 /// 2-6 and 3.1.1's CONNACK and SUBACK tables do (written out in the program), and every other
 /// code or kind "unknown reason code".

@@ -2,6 +2,12 @@
 //! with mosquitto_pub/mosquitto_sub, their output, their exit codes (compared with the real tools'
 //! where those are installed), and interoperation with the real tools.
 mod common;
+#[path = "cli_tools/format.rs"]
+mod format;
+#[path = "cli_tools/options.rs"]
+mod options;
+#[path = "cli_tools/sub_options.rs"]
+mod sub_options;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -21,8 +27,8 @@ fn our_sub() -> Command {
     Command::new(&cli_tools().1)
 }
 
-/// A mosquitto that logs every SUBSCRIBE to a file, so a test can wait until a subscriber is really
-/// subscribed before publishing. `dir` (world-writable, see `common::temp_dir`) holds that log and
+/// A mosquitto that logs every SUBSCRIBE and UNSUBSCRIBE to a file, so a test can wait until a
+/// subscriber is really subscribed (or unsubscribed) before publishing. `dir` (world-writable, see `common::temp_dir`) holds that log and
 /// whatever else a test needs; fields drop in order, so the broker stops before it is removed.
 struct TestBroker {
     broker: Broker,
@@ -39,7 +45,11 @@ impl TestBroker {
     fn start_with(extra: impl Fn(&Path) -> String) -> TestBroker {
         let dir = common::temp_dir("cli");
         let log = dir.join("subscriptions.log");
-        let conf = format!("log_dest file {}\nlog_type subscribe\n{}", log.display(), extra(&dir));
+        let conf = format!(
+            "log_dest file {}\nlog_type subscribe\nlog_type unsubscribe\n{}",
+            log.display(),
+            extra(&dir)
+        );
         let broker = Broker::start_with(&conf);
         TestBroker { broker, dir, log }
     }
@@ -48,7 +58,7 @@ impl TestBroker {
         self.broker.port.to_string()
     }
 
-    /// Waits until the broker has logged `topics` subscriptions of client `id`.
+    /// Waits until the broker has logged `topics` subscriptions (and unsubscriptions) of client `id`.
     fn wait_subscribed(&self, id: &str, topics: usize) {
         let deadline = Instant::now() + WAIT;
         loop {
@@ -69,8 +79,17 @@ impl TestBroker {
 /// A subscriber running in the background; killed if still running when dropped.
 struct Background {
     child: Child,
-    out: Option<JoinHandle<String>>,
-    err: Option<JoinHandle<String>>,
+    out: Option<JoinHandle<Vec<u8>>>,
+    err: Option<JoinHandle<Vec<u8>>>,
+}
+
+/// Reads all of a child's pipe on a thread, as bytes: -F output need not be text.
+fn drain(mut pipe: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        bytes
+    })
 }
 
 fn spawn(cmd: &mut Command) -> Background {
@@ -80,18 +99,8 @@ fn spawn(cmd: &mut Command) -> Background {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
+    let out = drain(child.stdout.take().unwrap());
+    let err = drain(child.stderr.take().unwrap());
     Background {
         child,
         out: Some(out),
@@ -101,7 +110,14 @@ fn spawn(cmd: &mut Command) -> Background {
 
 impl Background {
     /// Waits (bounded) for the exit; returns (exit code, stdout, stderr); -999 if it had to be killed.
-    fn finish(mut self, timeout: Duration) -> (i32, String, String) {
+    fn finish(self, timeout: Duration) -> (i32, String, String) {
+        let (code, out, err) = self.finish_bytes(timeout);
+        let text = |b: Vec<u8>| String::from_utf8(b).expect("output is UTF-8");
+        (code, text(out), text(err))
+    }
+
+    /// `finish`, with the output as bytes.
+    fn finish_bytes(mut self, timeout: Duration) -> (i32, Vec<u8>, Vec<u8>) {
         let deadline = Instant::now() + timeout;
         let code = loop {
             if let Some(st) = self.child.try_wait().unwrap() {
@@ -159,6 +175,28 @@ fn sub_cmd(b: &TestBroker, args: &[&str]) -> Command {
     let mut c = our_sub();
     c.args(["-h", "127.0.0.1", "-p", &b.port()]).args(args);
     c
+}
+
+/// The real mosquitto tool `name`, which the tests compare against (scripts/deps.sh installs it).
+fn real(name: &str) -> PathBuf {
+    program(name).unwrap_or_else(|| panic!("{name} not installed: run scripts/deps.sh"))
+}
+
+/// Publishes with mosquitto_pub, so that what a test compares does not depend on mqttc_pub.
+fn real_pub(b: &TestBroker, args: &[&str]) {
+    let (code, out, err) = run(Command::new(real("mosquitto_pub")).args(["-p", &b.port()]).args(args));
+    assert_eq!(code, 0, "mosquitto_pub {args:?}: {out} {err}");
+}
+
+/// `args` are a usage error for both tools: ours exits as the real one and prints its message on
+/// stderr, in its own name, and nothing on stdout.
+fn same_usage_error(ours: fn() -> Command, real_tool: &str, args: &[&str]) {
+    let (real_code, _, real_err) = run(Command::new(real(real_tool)).args(args));
+    let (code, out, err) = run(ours().args(args));
+    assert_ne!(real_code, 0, "{real_tool} {args:?} is no error");
+    assert_eq!((code, out.as_str()), (real_code, ""), "{args:?}: {err}");
+    let ours_name = real_tool.replace("mosquitto", "mqttc");
+    assert_eq!(err, real_err.replace(real_tool, &ours_name), "{args:?}");
 }
 
 #[test]

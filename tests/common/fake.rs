@@ -158,6 +158,11 @@ impl FakeConn {
         self.auto_pingresp = on;
     }
 
+    /// The client's address: where its connection came from.
+    pub fn peer(&self) -> std::net::SocketAddr {
+        self.stream.peer_addr().expect("fake broker: peer address")
+    }
+
     /// True once the client closed its side (or reset the connection).
     pub fn is_eof(&self) -> bool {
         self.eof
