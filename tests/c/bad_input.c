@@ -434,6 +434,8 @@ static void set_topic_alias_max_out(mqttc_options *o) {
         failures++;
     }
     o->topic_alias_max_out = 10;
+}
+
 /* Credentials and wills changed on a live client: NULLs, invalid UTF-8, wildcards, QoS, sizes,
  * properties a will cannot carry or a 3.1.1 client cannot send, a made-up and a freed handle. */
 static void login_changes(uint16_t port) {
