@@ -274,9 +274,24 @@ fn d_puts_properties_in_subscribe_unsubscribe_and_disconnect_as_mosquitto_sub_do
         "d",
         "3",
     ];
-    let ours = same_packets(our_sub().args(args), Command::new(real("mosquitto_sub")).args(args));
+    // mosquitto_sub -E may exit before its DISCONNECT leaves (seen on a loaded machine): what it
+    // sent is compared, and our DISCONNECT is checked on its own.
+    let ours = session(our_sub().args(args));
+    let theirs = session(Command::new(real("mosquitto_sub")).args(args));
+    let real: Vec<String> = theirs.packets.iter().map(|p| described(p, None)).collect();
+    let mine: Vec<String> = (ours.packets.iter().enumerate())
+        .take(real.len())
+        .map(|(i, p)| described(p, theirs.packets.get(i)))
+        .collect();
+    assert_eq!(mine, real, "ours, then mosquitto's");
+    assert!(real.len() >= 3, "mosquitto_sub sent {real:?}");
     assert_eq!(ours.end.0, 0, "{:?}", ours.end);
     assert_eq!(ours.packets.len(), 4, "{:?}", ours.packets);
+    let goodbye = described(&ours.packets[3], None);
+    assert!(
+        goodbye.starts_with("DISCONNECT") && goodbye.contains(r#"UserProperty=Pair("d", "3")"#),
+        "{goodbye}"
+    );
 }
 
 /// -x is CONNECT's session expiry; with MQTT 5, -c alone asks for one that never ends; with
