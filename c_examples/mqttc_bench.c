@@ -66,6 +66,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "proc_self.h"
+
 /* Setting up (connect, subscribe) and tearing down may take this long. */
 #define SETUP_TIMEOUT_MS 10000u
 /* A run that makes no progress for this long has lost messages: fail instead of hanging. */
@@ -539,31 +541,6 @@ static double run_latency(struct bench *b, const void *payload, double *lat) {
 #define LAT_STEP_US 100
 #define LAT_BUCKETS 300000
 static atomic_long latency_buckets[LAT_BUCKETS];
-
-/* A field of /proc/self/status in its unit (Threads: a count; VmRSS, VmHWM: KiB); -1 if absent. */
-static long proc_status(const char *field) {
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long value = -1;
-    size_t n = strlen(field);
-    while (f && fgets(line, sizeof line, f))
-        if (!strncmp(line, field, n) && line[n] == ':') {
-            value = atol(line + n + 1);
-            break;
-        }
-    if (f)
-        fclose(f);
-    return value;
-}
-
-/* Each connection needs a descriptor here (and one in the broker, which has its own limit). */
-static void raise_fd_limit(void) {
-    struct rlimit r;
-    if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
-        r.rlim_cur = r.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &r);
-    }
-}
 
 /* A message of the clients mode: its payload is the monotonic time it was published, in us. */
 static void on_fleet_message(mqttc_client *c, const mqttc_message *m, void *userdata) {

@@ -36,6 +36,7 @@
  */
 #include "check.h"
 #include "clock.h"
+#include "../../c_examples/proc_self.h"
 
 #include <dirent.h>
 #include <pthread.h>
@@ -48,22 +49,6 @@
 
 /* Longest any single phase may take before the run counts as hung. */
 #define PHASE_TIMEOUT_MS 60000L
-
-/* A field of /proc/self/status in its unit (threads: a count; VmRSS: KiB); -1 if absent. */
-static long proc_status(const char *field) {
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long value = -1;
-    size_t n = strlen(field);
-    while (f && fgets(line, sizeof line, f))
-        if (strncmp(line, field, n) == 0 && line[n] == ':') {
-            value = strtol(line + n + 1, NULL, 10);
-            break;
-        }
-    if (f)
-        fclose(f);
-    return value;
-}
 
 /* Open descriptors of this process (not counting the one used to list them). */
 static long fd_count(void) {
@@ -96,16 +81,6 @@ static usage await_baseline(usage base, const char *what) {
         FAIL("%s: %ld threads and %ld descriptors, baseline %ld and %ld", what, u.threads, u.fds, base.threads,
              base.fds);
     return u;
-}
-
-/* Each client holds a socket and its runtime's descriptors, and mosquitto one socket per client:
- * both processes (mosquitto inherits the limit from the test) need more than the usual 1024. */
-static void raise_fd_limit(void) {
-    struct rlimit r;
-    if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
-        r.rlim_cur = r.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &r);
-    }
 }
 
 static mqttc_status wait_until(const mqttc_client *c, mqttc_token t, long deadline) {
