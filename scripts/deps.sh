@@ -4,7 +4,8 @@
 # packaging check builds a C++ consumer and one through pkg-config), and gcc's AddressSanitizer
 # runtime (the C tests run again under it), the system CA store (a TLS test checks that it does
 # not trust a private CA), the openssl CLI (a TLS test makes certificates as mosquitto's TLS
-# guide does) and Valgrind (memcheck runs the free race test, seeing inside the library); and from
+# guide does), Valgrind (memcheck runs the free race test, seeing inside the library) and groff
+# (tests/cli_tools.rs checks the man pages with it); and from
 # PyPI: amqtt in target/amqtt-venv, a broker with WebSocket listeners (Debian's mosquitto has none)
 # for tests/websocket.rs, and tree-sitter with its Julia grammar in target/julia-syntax-venv, with
 # which tests/julia_wrapper.rs parses the Julia package (no Julia runtime can be installed here).
@@ -19,6 +20,7 @@ command -v pkg-config >/dev/null || need+=(pkg-config)
 [ -s /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
 command -v openssl >/dev/null || need+=(openssl)
 command -v valgrind >/dev/null || need+=(valgrind)
+command -v groff >/dev/null || need+=(groff-base)
 # -print-file-name answers with a path only when the file exists.
 gcc -print-file-name=libasan.so | grep -q / || need+=(libasan8)
 if [ ${#need[@]} -gt 0 ]; then

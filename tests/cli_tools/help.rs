@@ -130,3 +130,35 @@ fn random_filter_prints_a_share_of_the_messages_as_mosquitto_sub_does() {
     same_usage_error(our_sub, "mosquitto_sub", &["-t", "a", "--random-filter", "0"]);
     same_usage_error(our_sub, "mosquitto_sub", &["-t", "a", "--random-filter", "1001"]);
 }
+
+/// Each man page (man/<tool>.1, which `cmake --install` installs) describes every option its tool
+/// takes, aliases included, and formats without a warning from groff.
+#[test]
+fn man_pages_describe_every_option_each_tool_takes() {
+    let groff = real("groff");
+    for (_, real_tool, bit) in tools() {
+        let tool = real_tool.replace("mosquitto", "mqttc");
+        let page = common::project_dir().join(format!("man/{tool}.1"));
+        let source = std::fs::read_to_string(&page).unwrap_or_else(|e| panic!("{}: {e}", page.display()));
+        let out = Command::new(&groff)
+            .args(["-man", "-Tutf8", "-ww", "-z"])
+            .arg(&page)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "{tool}.1: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The text with troff's escaped hyphens and font changes undone.
+        let text = ["\\fB", "\\fI", "\\fR", "\\fP"]
+            .iter()
+            .fold(source.replace("\\-", "-"), |t, font| t.replace(font, ""));
+        // The options of the OPTIONS section's entries: the line after each ".TP".
+        let entries: Vec<&str> = text.split(".TP\n").skip(1).filter_map(|e| e.lines().next()).collect();
+        for name in options_of(bit) {
+            let listed = entries.iter().any(|e| e.split([',', ' ']).any(|word| word == name));
+            assert!(listed, "{tool}.1 has no entry for {name}");
+        }
+    }
+}
