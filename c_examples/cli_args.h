@@ -46,6 +46,8 @@ enum cli_opt_id {
     OPT_FILTER_OUT,
     OPT_UNSUBSCRIBE,
     OPT_EXIT_AFTER_SUB,
+    OPT_RESPONSE_TOPIC,
+    OPT_RANDOM_FILTER,
     OPT_FORMAT,
     OPT_PRETTY,
     OPT_PROPERTY,
@@ -112,6 +114,8 @@ static const struct cli_opt CLI_OPTS[] = {
     {"-T", "--filter-out", OPT_FILTER_OUT, CLI_SUB, "topic filter"},
     {"-U", "--unsubscribe", OPT_UNSUBSCRIBE, CLI_SUB, "unsubscribe topic"},
     {"-E", NULL, OPT_EXIT_AFTER_SUB, CLI_SUB, NULL},
+    {"-e", NULL, OPT_RESPONSE_TOPIC, CLI_RR, "response topic"},
+    {"--random-filter", NULL, OPT_RANDOM_FILTER, CLI_SUB, "chance"},
     {"-F", NULL, OPT_FORMAT, CLI_SUB | CLI_RR, "format"},
     {"--pretty", NULL, OPT_PRETTY, CLI_SUB | CLI_RR, NULL},
     {"-D", "--property", OPT_PROPERTY, CLI_ALL, NULL}, /* reads its own words */
@@ -124,9 +128,9 @@ static const struct cli_opt CLI_OPTS[] = {
     {"--repeat-delay", NULL, OPT_REPEAT_DELAY, CLI_PUB, "time"},
     {"--version", NULL, OPT_PRINT_VERSION, CLI_ALL, NULL},
     {"-L", "--url", OPT_URL, CLI_ALL, "URL"},
-    {"--cafile", NULL, OPT_CAFILE, CLI_ALL, "certificate"},
-    {"--cert", NULL, OPT_CERT, CLI_ALL, "certificate"},
-    {"--key", NULL, OPT_KEY, CLI_ALL, "key"},
+    {"--cafile", NULL, OPT_CAFILE, CLI_ALL, "file"},
+    {"--cert", NULL, OPT_CERT, CLI_ALL, "file"},
+    {"--key", NULL, OPT_KEY, CLI_ALL, "file"},
     {"--insecure", NULL, OPT_INSECURE, CLI_ALL, NULL},
     {"--tls-alpn", NULL, OPT_ALPN, CLI_ALL, "protocol"},
     {"--tls-use-os-certs", NULL, OPT_OS_CERTS, CLI_ALL, NULL},
@@ -184,8 +188,14 @@ static void cli_config_init(struct cli_config *cfg, enum cli_tool tool) {
     cfg->protocol_version = 4;
     cfg->clean_session = true;
     cfg->output.eol = true;
+    cfg->output.random_filter = 10000;
     cfg->msg_mode = CLI_MSG_NONE;
     cfg->session_expiry = -1;
+    if (tool == CLI_RR) {
+        /* mosquitto_rr's defaults: request/response is MQTT 5's, and one response is awaited. */
+        cfg->protocol_version = 5;
+        cfg->msg_count = 1;
+    }
     cfg->repeat_count = 1;
 }
 
@@ -237,6 +247,16 @@ static bool cli_add_topic(struct cli_config *cfg, const char *val) {
         return false;
     }
     cfg->topics.items[cfg->topics.count++] = val;
+    return true;
+}
+
+/* --will-topic and -e: a topic messages go to, without wildcards; `what` names it in the error. */
+static bool cli_set_topic(const struct cli_config *cfg, const char *what, const char *val, const char **topic) {
+    if (cli_topic_has_wildcard(val)) {
+        cli_usage_error(cfg, "Invalid %s topic '%s', does it contain '+' or '#'?", what, val);
+        return false;
+    }
+    *topic = val;
     return true;
 }
 
@@ -395,12 +415,7 @@ static bool cli_apply(struct cli_config *cfg, const struct cli_opt *o, const cha
         cfg->password = val;
         return true;
     case OPT_WILL_TOPIC:
-        if (cli_topic_has_wildcard(val)) {
-            cli_usage_error(cfg, "Invalid will topic '%s', does it contain '+' or '#'?", val);
-            return false;
-        }
-        cfg->will_topic = val;
-        return true;
+        return cli_set_topic(cfg, "will", val, &cfg->will_topic);
     case OPT_WILL_PAYLOAD:
         cfg->will_payload = val;
         return true;
@@ -502,6 +517,16 @@ static bool cli_apply(struct cli_config *cfg, const struct cli_opt *o, const cha
         return cli_add_filter(cfg, &cfg->filter_outs, "filter", val);
     case OPT_UNSUBSCRIBE:
         return cli_add_filter(cfg, &cfg->unsubscribes, "unsubscribe", val);
+    case OPT_RESPONSE_TOPIC:
+        return cli_set_topic(cfg, "response", val, &cfg->response_topic);
+    case OPT_RANDOM_FILTER:
+        /* mosquitto_sub's reading: tenths of a percent. */
+        cfg->output.random_filter = (int)(10.0 * atof(val));
+        if (cfg->output.random_filter > 10000 || cfg->output.random_filter < 1) {
+            cli_usage_error(cfg, "--random-filter chance must be between 0.1-100.0\n");
+            return false;
+        }
+        return true;
     case OPT_EXIT_AFTER_SUB:
         cfg->exit_after_sub = true;
         return true;

@@ -37,10 +37,9 @@ static void cli_connect_fields(const struct cli_config *cfg, mqttc_options *opts
  * sends one: 20 (its window), or -C's count when smaller, which mosquitto's tools ask for so as
  * not to be sent more than they print. `*out` as cli_props_list gives it. */
 static mqttc_status cli_connect_properties(const struct cli_config *cfg, mqttc_properties **out) {
-    uint32_t v;
     mqttc_status st = cli_props_list(&cfg->props, CLI_CMD_CONNECT, out);
     if (st != MQTTC_OK || cfg->protocol_version != 5 ||
-        cli_props_int(&cfg->props, CLI_CMD_CONNECT, MQTTC_PROP_RECEIVE_MAXIMUM, &v))
+        cli_props_has(&cfg->props, CLI_CMD_CONNECT, MQTTC_PROP_RECEIVE_MAXIMUM))
         return st;
     if (!*out && (st = mqttc_properties_new(out)) != MQTTC_OK)
         return st;

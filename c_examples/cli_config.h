@@ -101,22 +101,57 @@ struct cli_config {
     bool no_retain;             /* -R */
     bool retained_only;         /* --retained-only */
     bool remove_retained;       /* --remove-retained */
-    bool exit_after_sub;        /* -E */
-    int sub_options;            /* MQTT 5 subscription options: -R, --retain-as-published */
+    bool exit_after_sub;          /* -E */
     struct cli_list filter_outs;  /* -T */
     struct cli_list unsubscribes; /* -U */
+    /* mqttc_rr. */
+    const char *response_topic; /* -e */
+    /* mqttc_sub and mqttc_rr. */
+    int sub_options;          /* MQTT 5 subscription options: -R, --retain-as-published */
     bool format_needs_mid;    /* -F prints message ids (%m, %j, %J) */
     struct cli_output output; /* -F, -v, -N, --pretty */
 };
 
 /* ---- messages ---------------------------------------------------------------------------- */
 
-/* "Error: ..." plus mosquitto's pointer to --help, on stderr. */
-/* The long options both tools share, last in their usage text as in mosquitto's. */
-static void cli_usage_long_options(void) {
+/* The options of all three tools, after each tool's own in its --help. */
+static void cli_usage_connection_options(void) {
+    printf(" -A : bind the outgoing socket to this host/ip address. Use to control which interface\n");
+    printf("      the client communicates over.\n");
+    printf(" -c : disable clean session/enable persistent client mode (requires -i).\n");
+    printf("      With MQTT v5 the session never expires, unless -x says otherwise.\n");
+    printf(" -d : enable debug messages (the library's log).\n");
+    printf(" -D : define MQTT v5 properties: -D command name value, command one of connect, publish,\n");
+    printf("      subscribe, unsubscribe, disconnect, will; -D command user-property name value.\n");
+    printf(" -h : mqtt host to connect to. Defaults to localhost.\n");
+    printf(" -i : id to use for this client. Defaults to a random id chosen by the library.\n");
+    printf(" -I : define the client id as id_prefix appended with the process id.\n");
+    printf(" -k : keep alive in seconds for this client. Defaults to 60.\n");
     printf(" -L : specify user, password, hostname, port and topic as a URL in the form:\n");
     printf("      mqtt(s)://[username[:password]@]host[:port]/topic, or ws(s):// for MQTT over\n");
     printf("      WebSockets (see --ws-path).\n");
+    printf(" -M : the maximum number of QoS 1 and 2 messages in flight at once. Defaults to 20.\n");
+    printf(" -p : network port to connect to. Defaults to 1883 for plain MQTT and 8883 for MQTT over TLS.\n");
+    printf(" -P : provide a password\n");
+    printf(" -u : provide a username\n");
+    printf(" -x : set the session-expiry-interval property on the CONNECT packet (MQTT v5 only), in\n");
+    printf("      seconds; -1, 4294967295 or \u221e for a session that does not expire. Defaults to -1\n");
+    printf("      with -c, else 0.\n");
+    printf(" --help : display this message.\n");
+    printf(" --nodelay : disable Nagle's algorithm (the library always does).\n");
+    printf(" --quiet : don't print error messages.\n");
+    printf(" --store : keep QoS 1 and 2 messages in this directory until the broker has them, so\n");
+    printf("           that a crash loses none: they are sent again when the tool next runs with\n");
+    printf("           the same client id (-i). Not in mosquitto's tools.\n");
+    printf(" --unix : connect to a broker through a unix domain socket instead of a TCP socket,\n");
+    printf("          e.g. /tmp/mosquitto.sock\n");
+    printf(" --version : print the version of the tool and of the library.\n");
+    printf(" --will-payload : payload for the client Will, which is sent by the broker in case of\n");
+    printf("                  unexpected disconnection. If not given and will-topic is set, a zero\n");
+    printf("                  length message will be sent.\n");
+    printf(" --will-qos : QoS level for the client Will.\n");
+    printf(" --will-retain : if given, make the client Will retained.\n");
+    printf(" --will-topic : the topic on which to publish the client Will.\n");
     printf(" --cafile : path to a file containing trusted CA certificates to enable encrypted\n");
     printf("            communication.\n");
     printf(" --cert : client certificate for authentication, if required by server.\n");
@@ -129,18 +164,8 @@ static void cli_usage_long_options(void) {
     printf(" --tls-alpn : TLS application layer protocol negotiation, e.g. mqtt.\n");
     printf(" --tls-use-os-certs : use the CA certificates of the operating system.\n");
     printf(" --ws-path : the HTTP path of a ws:// or wss:// URL's WebSocket endpoint. Defaults to /mqtt.\n");
-    printf(" --help : display this message.\n");
-    printf(" --unix : connect to a broker through a unix domain socket instead of a TCP socket,\n");
-    printf("          e.g. /tmp/mosquitto.sock\n");
-    printf(" --store : keep QoS 1 and 2 messages in this directory until the broker has them, so\n");
-    printf("           that a crash loses none: they are sent again when the tool next runs with\n");
-    printf("           the same client id (-i). Not in mosquitto's tools.\n");
-    printf(" --will-payload : payload for the client Will, which is sent by the broker in case of\n");
-    printf("                  unexpected disconnection. If not given and will-topic is set, a zero\n");
-    printf("                  length message will be sent.\n");
-    printf(" --will-qos : QoS level for the client Will.\n");
-    printf(" --will-retain : if given, make the client Will retained.\n");
-    printf(" --will-topic : the topic on which to publish the client Will.\n");
+    printf("\nRefused, as the library cannot honour them: --capath, --ciphers, --tls-version, --proxy,\n");
+    printf("--psk, --psk-identity, --tls-engine, --keyform, --tls-engine-kpass-sha1.\n");
 }
 
 /* A usage error: `text` as it is (mosquitto's messages end in one or two newlines), then

@@ -37,6 +37,7 @@ struct cli_output {
     bool eol;           /* a newline after each message: cleared by -N */
     bool pretty;        /* --pretty: %j and %J as cJSON_Print indents them */
     bool quiet;         /* --quiet: no error messages */
+    int random_filter;  /* --random-filter: how many of 10000 messages are printed, at random */
 };
 
 /* ---- checking -F ------------------------------------------------------------------------- */
@@ -794,9 +795,12 @@ static inline void cli_print_formatted(FILE *out, const struct cli_output *o, co
     fflush(out);
 }
 
-/* mosquitto_sub's print_message: -F, else -v's "topic payload" ("topic (null)" for an empty
- * payload, left out with -N), else the payload (nothing for an empty one). */
+/* mosquitto_sub's print_message: --random-filter's draw, then -F, else -v's "topic payload"
+ * ("topic (null)" for an empty payload, left out with -N), else the payload (nothing for an empty
+ * one). */
 static inline void cli_print_message(FILE *out, const struct cli_output *o, const mqttc_message *msg) {
+    if (o->random_filter < 10000 && rand() % 10000 >= o->random_filter)
+        return;
     if (o->format) {
         cli_print_formatted(out, o, msg);
         return;

@@ -253,6 +253,15 @@ static inline const char *cli_props_check(const struct cli_props *props, enum cl
     return NULL;
 }
 
+/* Whether a -D of `cmd` gives property `id`. */
+static inline bool cli_props_has(const struct cli_props *props, enum cli_cmd cmd, int id) {
+    for (size_t i = 0; i < props->count; i++) {
+        if (props->items[i].cmd == cmd && props->items[i].info->id == id)
+            return true;
+    }
+    return false;
+}
+
 /* The integer value of a -D of `cmd`, if given. */
 static inline bool cli_props_int(const struct cli_props *props, enum cli_cmd cmd, int id, uint32_t *value) {
     for (size_t i = 0; i < props->count; i++) {

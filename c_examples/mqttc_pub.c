@@ -7,7 +7,7 @@
  *                  [--will-topic topic [--will-payload payload] [--will-qos qos] [--will-retain]]
  *        mqttc_pub --help
  */
-#include "cli_common.h"
+#include "cli_payload.h"
 
 #include <time.h>
 
@@ -17,100 +17,30 @@
 static void print_usage(void) {
     printf("mqttc_pub is a simple mqtt client that will publish a message on a single topic and exit.\n");
     printf("mqttc_pub running on libmqttclient %s.\n\n", mqttc_version());
-    printf("Usage: mqttc_pub {[-h host] [--unix path] [-p port] [-u username] [-P password] -t topic}\n");
-    printf("                 | -L URL\n");
+    printf("Usage: mqttc_pub {[-h host] [--unix path] [-p port] [-u username] [-P password] -t topic | -L URL}\n");
     printf("                 {-f file | -l | -n | -s | -m message}\n");
-    printf("                 [-c] [-k keepalive] [-q qos] [-r]\n");
+    printf("                 [-c] [-k keepalive] [-q qos] [-r] [--repeat N] [--repeat-delay time] [-x session-expiry]\n");
+    printf("                 [-A bind_address] [--nodelay]\n");
     printf("                 [-i id] [-I id_prefix]\n");
-    printf("                 [-d] [-V mqttv311|mqttv5]\n");
+    printf("                 [-d] [--quiet] [-V mqttv311|mqttv5]\n");
+    printf("                 [-M max_inflight]\n");
     printf("                 [--will-topic [--will-payload payload] [--will-qos qos] [--will-retain]]\n");
     printf("                 [[--cafile file] [--tls-use-os-certs] [--cert file --key file] [--insecure]\n");
-    printf("                  [--tls-alpn protocol]]\n");
+    printf("                  [--tls-alpn protocol]] [--ws-path path] [--store dir]\n");
+    printf("                 [-D command identifier value]\n");
     printf("       mqttc_pub --help\n\n");
-    printf(" -c : disable clean session/enable persistent client mode (requires -i or -I).\n");
-    printf("      With -V mqttv5 the session never expires, as with mosquitto's tools.\n");
-    printf(" -d : enable debug messages.\n");
     printf(" -f : send the contents of a file as the message.\n");
-    printf(" -h : mqtt host to connect to. Defaults to localhost.\n");
-    printf(" -i : id to use for this client. Defaults to a random id chosen by the library.\n");
-    printf(" -I : define the client id as id_prefix appended with the process id.\n");
-    printf(" -k : keep alive in seconds for this client. Defaults to 60.\n");
     printf(" -l : read messages from stdin, sending a separate message for each line.\n");
     printf(" -m : message payload to send.\n");
     printf(" -n : send a null (zero length) message.\n");
-    printf(" -p : network port to connect to. Defaults to 1883.\n");
-    printf(" -P : provide a password\n");
     printf(" -q : quality of service level to use for all messages. Defaults to 0.\n");
     printf(" -r : message should be retained.\n");
     printf(" -s : read message from stdin, sending the entire input as a message.\n");
     printf(" -t : mqtt topic to publish to.\n");
-    printf(" -u : provide a username\n");
     printf(" -V : specify the version of the MQTT protocol to use: mqttv311 (default) or mqttv5 (also 311, 5).\n");
-    cli_usage_long_options();
-}
-
-/* A whole payload read from a file or stdin. */
-struct buffer {
-    char *data;
-    size_t len;
-};
-
-/* Reads all of `f` into `buf`; false on a read error or out of memory. */
-static bool read_all(FILE *f, struct buffer *buf) {
-    size_t cap = 0;
-    buf->data = NULL;
-    buf->len = 0;
-    for (;;) {
-        if (buf->len == cap) {
-            size_t ncap = cap ? cap * 2 : 4096;
-            char *p = realloc(buf->data, ncap);
-            if (!p) {
-                free(buf->data);
-                buf->data = NULL;
-                return false;
-            }
-            buf->data = p;
-            cap = ncap;
-        }
-        size_t n = fread(buf->data + buf->len, 1, cap - buf->len, f);
-        buf->len += n;
-        if (n == 0) {
-            if (ferror(f)) {
-                free(buf->data);
-                buf->data = NULL;
-                return false;
-            }
-            return true;
-        }
-    }
-}
-
-/* Loads the payload of -f or -s before connecting, as mosquitto_pub does. */
-static bool load_payload(const struct cli_config *cfg, struct buffer *buf) {
-    if (cfg->msg_mode == CLI_MSG_FILE) {
-        FILE *f = fopen(cfg->message, "rb");
-        if (!f) {
-            cli_err("Error: Unable to open file \"%s\".\n", cfg->message);
-            cli_err("Error loading input file \"%s\".\n", cfg->message);
-            return false;
-        }
-        bool ok = read_all(f, buf);
-        fclose(f);
-        if (!ok)
-            cli_err("Error loading input file \"%s\".\n", cfg->message);
-        return ok;
-    }
-    if (!read_all(stdin, buf)) {
-        cli_err("Error loading input from stdin.\n");
-        return false;
-    }
-    if (buf->len == 0) {
-        cli_err("Error: Zero length input.\nError loading input from stdin.\n");
-        free(buf->data);
-        buf->data = NULL;
-        return false;
-    }
-    return true;
+    printf(" --repeat : if publish mode is -f, -m, -n or -s, then repeat the publish N times.\n");
+    printf(" --repeat-delay : if using --repeat, wait time seconds between publishes. Defaults to 0.\n");
+    cli_usage_connection_options();
 }
 
 /* Tokens of publishes not yet waited for, oldest first (a ring). */
@@ -205,8 +135,8 @@ static bool validate(const struct cli_config *cfg) {
 static int run(const struct cli_config *cfg) {
     if (!validate(cfg))
         return CLI_EXIT_ERROR;
-    struct buffer payload = {NULL, 0};
-    if ((cfg->msg_mode == CLI_MSG_FILE || cfg->msg_mode == CLI_MSG_STDIN) && !load_payload(cfg, &payload))
+    struct cli_payload payload;
+    if (!cli_payload_load(cfg, &payload))
         return CLI_EXIT_ERROR;
 
     mqttc_client *client = cli_client_start(cfg);
@@ -215,7 +145,7 @@ static int run(const struct cli_config *cfg) {
     if (code == CLI_EXIT_OK)
         code = cli_connect_finish(cfg, client, conn_tok);
     if (code != CLI_EXIT_OK) {
-        free(payload.data);
+        cli_payload_free(&payload);
         return code;
     }
     mqttc_properties *props = NULL;
@@ -227,19 +157,13 @@ static int run(const struct cli_config *cfg) {
     case CLI_MSG_LINES:
         ok = publish_lines(client, cfg, &pending);
         break;
-    case CLI_MSG_ARG:
-        ok = publish_repeated(client, cfg, &pending, cfg->message, strlen(cfg->message));
-        break;
-    case CLI_MSG_NULL:
-        ok = publish_repeated(client, cfg, &pending, NULL, 0);
-        break;
-    default: /* -f, -s */
+    default: /* -m, -n, -f, -s */
         ok = publish_repeated(client, cfg, &pending, payload.data, payload.len);
         break;
     }
     ok = wait_all(client, &pending) && ok;
     mqttc_properties_free(props);
-    free(payload.data);
+    cli_payload_free(&payload);
     return cli_disconnect(cfg, client, CLI_DISCONNECT_NORMAL, ok ? CLI_EXIT_OK : CLI_EXIT_ERROR);
 }
 

@@ -7,18 +7,10 @@
  *                  [--will-topic topic [--will-payload payload] [--will-qos qos] [--will-retain]]
  *        mqttc_sub --help
  *
- * Messages are printed by the library's callback thread; main waits on a condition variable (with
- * a short timeout, to notice signals, -W and a lost connection) and disconnects cleanly.
+ * Messages are printed by the library's callback thread; main waits (cli_wait.h) and disconnects
+ * cleanly.
  */
-#include "cli_common.h"
-
-#include <inttypes.h>
-#include <pthread.h>
-#include <signal.h>
-#include <time.h>
-
-/* How often main looks at the signal flag and the connection state. */
-#define POLL_MS 100
+#include "cli_wait.h"
 
 /* Set by the SIGINT/SIGTERM handler; main polls it. */
 static volatile sig_atomic_t stop_signal = 0;
@@ -45,10 +37,9 @@ struct sub_entry {
 /* Shared between the message callback (library thread) and main. */
 struct sub_state {
     const struct cli_config *cfg;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    long printed; /* messages printed so far (counted for -C) */
-    bool done;    /* -C reached, --retained-only's end, or stdout failed: print nothing more */
+    /* Done at -C, at --retained-only's end, or when stdout failed: nothing more is printed. */
+    struct cli_waiter wait;
+    long printed;              /* messages printed so far (counted for -C) */
     struct sub_entry *entries; /* one per -t */
     bool *active;              /* per -t: its subscription is the library's (see first_match) */
 };
@@ -56,48 +47,43 @@ struct sub_state {
 static void print_usage(void) {
     printf("mqttc_sub is a simple mqtt client that will subscribe to a set of topics and print all messages it receives.\n");
     printf("mqttc_sub running on libmqttclient %s.\n\n", mqttc_version());
-    printf("Usage: mqttc_sub {[-h host] [--unix path] [-p port] [-u username] [-P password] -t topic ...}\n");
-    printf("                 | -L URL\n");
-    printf("                 [-c] [-k keepalive] [-q qos]\n");
-    printf("                 [-C msg_count] [-E] [-R] [--retained-only] [--remove-retained] [-T filter_out]\n");
-    printf("                 [-U topic ...] [--retain-as-published] [-W timeout_secs]\n");
+    printf("Usage: mqttc_sub {[-h host] [--unix path] [-p port] [-u username] [-P password] -t topic | -L URL [-t topic]}\n");
+    printf("                 [-c] [-k keepalive] [-q qos] [-x session-expiry-interval]\n");
+    printf("                 [-C msg_count] [-E] [-R] [--retained-only] [--remove-retained] [-T filter_out] [-U topic ...]\n");
+    printf("                 [--retain-as-published]\n");
+    printf("                 [-F format] [--pretty] [--random-filter chance]\n");
+    printf("                 [-W timeout_secs]\n");
+    printf("                 [-A bind_address] [--nodelay] [-M max_inflight]\n");
     printf("                 [-i id] [-I id_prefix]\n");
-    printf("                 [-F format] [--pretty]\n");
-    printf("                 [-d] [-N] [-v] [-V mqttv311|mqttv5]\n");
+    printf("                 [-d] [-N] [--quiet] [-v] [-V mqttv311|mqttv5]\n");
     printf("                 [--will-topic [--will-payload payload] [--will-qos qos] [--will-retain]]\n");
     printf("                 [[--cafile file] [--tls-use-os-certs] [--cert file --key file] [--insecure]\n");
-    printf("                  [--tls-alpn protocol]]\n");
+    printf("                  [--tls-alpn protocol]] [--ws-path path] [--store dir]\n");
+    printf("                 [-D command identifier value]\n");
     printf("       mqttc_sub --help\n\n");
-    printf(" -c : disable clean session/enable persistent client mode (requires -i or -I).\n");
-    printf("      With -V mqttv5 the session never expires, as with mosquitto's tools.\n");
     printf(" -C : disconnect and exit after receiving the 'msg_count' messages.\n");
-    printf(" -d : enable debug messages.\n");
     printf(" -E : Exit once all subscriptions have been acknowledged by the broker.\n");
     printf(" -F : output format, as mosquitto_sub's (see man mqttc_sub).\n");
-    printf(" -h : mqtt host to connect to. Defaults to localhost.\n");
-    printf(" -i : id to use for this client. Defaults to a random id chosen by the library.\n");
-    printf(" -I : define the client id as id_prefix appended with the process id.\n");
-    printf(" -k : keep alive in seconds for this client. Defaults to 60.\n");
     printf(" -N : do not add an end of line character when printing the payload.\n");
-    printf(" -p : network port to connect to. Defaults to 1883.\n");
-    printf(" -P : provide a password\n");
     printf(" -q : quality of service level to use for the subscription. Defaults to 0.\n");
     printf(" -R : do not print stale messages (those with retain set).\n");
     printf(" -t : mqtt topic to subscribe to. May be repeated multiple times.\n");
     printf(" -T : topic string to filter out of results. May be repeated.\n");
-    printf(" -u : provide a username\n");
     printf(" -U : unsubscribe from a topic. May be repeated.\n");
     printf(" -v : print published messages verbosely.\n");
     printf(" -V : specify the version of the MQTT protocol to use: mqttv311 (default) or mqttv5 (also 311, 5).\n");
     printf(" -W : Specifies a timeout in seconds how long to process incoming MQTT messages.\n");
     printf(" --pretty : print formatted output rather than minimised output when using the\n");
     printf("            JSON output format option.\n");
+    printf(" --random-filter : only print a share of received messages, chosen at random: as\n");
+    printf("                   mosquitto_sub 2.0 reads it, in tenths of a percent (1000 prints all,\n");
+    printf("                   100 about one in ten).\n");
     printf(" --retained-only : only handle messages with the retained flag set, and exit when the\n");
     printf("                   first non-retained message is received.\n");
     printf(" --remove-retained : send a message to the server to clear any received retained messages\n");
     printf("                     Use -T to filter out messages you do not want to be cleared.\n");
     printf(" --retain-as-published : MQTT 5: keep the retain flag of messages as they were published.\n");
-    cli_usage_long_options();
+    cli_usage_connection_options();
 }
 
 /* Whether -T filters this topic out. */
@@ -110,19 +96,13 @@ static bool filtered_out(const struct cli_config *cfg, const char *topic) {
     return false;
 }
 
-/* With the lock held: nothing more is printed, and main disconnects. */
-static void finish(struct sub_state *s) {
-    s->done = true;
-    pthread_cond_signal(&s->cond);
-}
-
 /* mosquitto_sub's message callback, in its order: --retained-only ends at the first message that
  * is not retained; -R and -T skip (uncounted); --remove-retained clears the retained message (an
  * empty retained QoS 1 message; disconnecting waits for its PUBACK); print; -C counts. */
 static void handle_message(mqttc_client *client, struct sub_state *s, const mqttc_message *msg) {
     const struct cli_config *cfg = s->cfg;
     if (cfg->retained_only && !msg->retain) {
-        finish(s);
+        cli_waiter_finish(&s->wait);
         return;
     }
     if ((msg->retain && cfg->no_retain) || filtered_out(cfg, msg->topic))
@@ -131,7 +111,7 @@ static void handle_message(mqttc_client *client, struct sub_state *s, const mqtt
         cli_check(mqttc_publish(client, msg->topic, NULL, 0, 1, true, NULL), "--remove-retained");
     cli_print_message(stdout, &cfg->output, msg);
     if (ferror(stdout) || (cfg->msg_count > 0 && ++s->printed >= cfg->msg_count))
-        finish(s);
+        cli_waiter_finish(&s->wait);
 }
 
 /* The library calls the callback of every subscription whose filter matches a message; the
@@ -152,10 +132,10 @@ static bool first_match(const struct sub_state *s, size_t index, const char *top
 static void on_message(mqttc_client *client, const mqttc_message *msg, void *userdata) {
     const struct sub_entry *e = userdata;
     struct sub_state *s = e->state;
-    pthread_mutex_lock(&s->lock);
-    if (!s->done && first_match(s, e->index, msg->topic))
+    pthread_mutex_lock(&s->wait.lock);
+    if (!s->wait.done && first_match(s, e->index, msg->topic))
         handle_message(client, s, msg);
-    pthread_mutex_unlock(&s->lock);
+    pthread_mutex_unlock(&s->wait.lock);
 }
 
 static bool in_list(const struct cli_list *list, const char *word) {
@@ -184,7 +164,7 @@ static bool state_init(struct sub_state *s, const struct cli_config *cfg) {
     size_t n = cfg->topics.count;
     s->entries = calloc(n, sizeof *s->entries);
     s->active = calloc(n, sizeof *s->active);
-    if (!s->entries || !s->active) {
+    if (!s->entries || !s->active || !cli_waiter_init(&s->wait)) {
         free(s->entries);
         free(s->active);
         return false;
@@ -194,25 +174,11 @@ static bool state_init(struct sub_state *s, const struct cli_config *cfg) {
         s->entries[i] = (struct sub_entry){s, i};
         s->active[i] = !in_list(&later, cfg->topics.items[i]) && !in_list(&cfg->unsubscribes, cfg->topics.items[i]);
     }
-    pthread_condattr_t attr;
-    if (pthread_condattr_init(&attr) != 0)
-        return false;
-    bool ok = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) == 0 && pthread_cond_init(&s->cond, &attr) == 0;
-    pthread_condattr_destroy(&attr);
-    if (ok && pthread_mutex_init(&s->lock, NULL) != 0) {
-        pthread_cond_destroy(&s->cond);
-        ok = false;
-    }
-    if (!ok) {
-        free(s->entries);
-        free(s->active);
-    }
-    return ok;
+    return true;
 }
 
 static void state_destroy(struct sub_state *s) {
-    pthread_mutex_destroy(&s->lock);
-    pthread_cond_destroy(&s->cond);
+    cli_waiter_destroy(&s->wait);
     free(s->entries);
     free(s->active);
 }
@@ -238,88 +204,22 @@ static mqttc_subscription *make_subscriptions(const struct cli_config *cfg, stru
     return subs;
 }
 
+static void all_denied(uint8_t code) {
+    (void)code;
+    cli_err("All subscription requests were denied.\n");
+}
+
 /* Waits for the SUBACK. A filter the broker refuses is only reported (with -d, as "128"); if it
  * refuses all of them, that is an error. */
 static bool subscribe_finish(mqttc_client *client, const struct cli_config *cfg, mqttc_token token) {
-    size_t n = cfg->topics.count;
-    mqttc_status st = mqttc_token_wait(client, token, CLI_OP_TIMEOUT_MS);
-    if (st != MQTTC_OK && st != MQTTC_ERR_SUBSCRIBE_REFUSED)
-        return cli_check(st, "subscribe");
-    uint8_t *codes = calloc(n, 1);
-    size_t count = 0;
+    uint8_t *codes = calloc(cfg->topics.count, 1);
     if (!codes) {
-        fprintf(stderr, "Error: Out of memory.\n");
+        cli_err("Error: Out of memory.\n");
         return false;
     }
-    bool ok = cli_check(mqttc_token_codes(client, token, codes, n, &count), "subscribe");
-    size_t refused = 0;
-    for (size_t i = 0; ok && i < count; i++)
-        refused += codes[i] == 0x80;
-    if (ok && cfg->debug) {
-        printf("Subscribed (token: %" PRIu64 "):", (uint64_t)token);
-        for (size_t i = 0; i < count; i++)
-            printf("%s %d", i ? "," : "", codes[i]);
-        printf("\n");
-        fflush(stdout);
-    }
-    if (ok && refused == n) {
-        cli_err("All subscription requests were denied.\n");
-        ok = false;
-    }
+    bool ok = cli_subscribe_finish(client, cfg, token, codes, cfg->topics.count, all_denied);
     free(codes);
     return ok;
-}
-
-static struct timespec deadline_after_ms(long ms) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    t.tv_sec += ms / 1000;
-    t.tv_nsec += (ms % 1000) * 1000000L;
-    if (t.tv_nsec >= 1000000000L) {
-        t.tv_sec++;
-        t.tv_nsec -= 1000000000L;
-    }
-    return t;
-}
-
-static bool passed(const struct timespec *deadline) {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return now.tv_sec > deadline->tv_sec || (now.tv_sec == deadline->tv_sec && now.tv_nsec >= deadline->tv_nsec);
-}
-
-/* Waits until the run is done (0), a signal (0), -W runs out (27) or the session ends (7). A lost
- * connection is re-made by the library (as mosquitto_sub does), so only a session the library gave
- * up on ends the wait early. `*with_will` is set when a signal or -W ended it: mosquitto_sub then
- * disconnects with reason "with will" (MQTT 5), so that the broker publishes the will. */
-static int wait_for_end(mqttc_client *client, struct sub_state *s, bool *with_will) {
-    const struct cli_config *cfg = s->cfg;
-    struct timespec end = deadline_after_ms(cfg->timeout_s * 1000L);
-    for (;;) {
-        pthread_mutex_lock(&s->lock);
-        if (!s->done) {
-            struct timespec slice = deadline_after_ms(POLL_MS);
-            pthread_cond_timedwait(&s->cond, &s->lock, &slice);
-        }
-        bool done = s->done;
-        pthread_mutex_unlock(&s->lock);
-        *with_will = !done;
-        if (done || stop_signal)
-            return CLI_EXIT_OK;
-        if (cfg->timeout_s > 0 && passed(&end)) {
-            cli_err("Timed out\n");
-            return CLI_EXIT_TIMEOUT;
-        }
-        int state = mqttc_client_state(client);
-        if (state < 0) {
-            cli_check((mqttc_status)state, "mqttc_client_state");
-            return CLI_EXIT_ERROR;
-        }
-        if (state == MQTTC_STATE_DISCONNECTED) {
-            cli_err("Error: The connection was lost.\n");
-            return CLI_EXIT_CONN_LOST;
-        }
-    }
 }
 
 /* -U: one UNSUBSCRIBE per filter, after the SUBSCRIBE, as mosquitto_sub sends them; waited for, so
@@ -367,12 +267,8 @@ static int connect_and_subscribe(const struct cli_config *cfg, struct sub_state 
     if (!cli_check(sub_st, "subscribe") || !subscribe_finish(client, cfg, sub_tok) || !unsubscribe(client, cfg))
         code = CLI_EXIT_ERROR;
     else if (!cfg->exit_after_sub)
-        code = wait_for_end(client, s, &with_will);
-    if (code == CLI_EXIT_CONN_LOST) {
-        mqttc_client_free(client);
-        return code;
-    }
-    return cli_disconnect(cfg, client, with_will ? CLI_DISCONNECT_WITH_WILL : CLI_DISCONNECT_NORMAL, code);
+        code = cli_wait_for_end(client, &s->wait, cfg->timeout_s, &stop_signal, &with_will);
+    return cli_wait_end(cfg, client, code, with_will);
 }
 
 static int run(const struct cli_config *cfg) {
@@ -384,6 +280,10 @@ static int run(const struct cli_config *cfg) {
         fprintf(stderr, "\nError: Combining '-R' and '--retained-only' makes no sense.\n");
         return CLI_EXIT_ERROR;
     }
+    /* --random-filter's draws, seeded from the clock as mosquitto_sub seeds them. */
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    srand((unsigned)now.tv_nsec);
     struct sub_state s;
     if (!state_init(&s, cfg)) {
         fprintf(stderr, "Error: Out of memory, or no mutex or condition variable.\n");

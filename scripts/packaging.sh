@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Checks the install, then builds tests/packaging/consumer (copied out of the source tree) the three
+# Checks the install (the library, headers, package files, and the command-line tools with their
+# man pages), then builds tests/packaging/consumer (copied out of the source tree) the three
 # ways another project uses mqttclient, and runs every program built:
 #   1. find_package(mqttclient) against `cmake --install` into a temporary prefix;
 #   2. add_subdirectory of this source tree;
@@ -103,6 +104,19 @@ docdir=$prefix/share/doc/mqttclient/html
 if [ -f "$build/docs/docs.stamp" ]; then
   [ -f "$docdir/index.html" ] || fail "the API reference was built but $docdir/index.html was not installed"
 fi
+# The command-line tools, which load the installed library, and their man pages.
+for tool in mqttc_pub mqttc_sub mqttc_rr; do
+  exe=$prefix/bin/$tool
+  [ -x "$exe" ] || fail "no bin/$tool"
+  check_shared "$exe" "$libdir"
+  # --version exits 1, as mosquitto's tools do.
+  out=$("$exe" --version || true)
+  [ "$out" = "$tool version $version running on libmqttclient $version." ] || fail "$tool --version printed: $out"
+  page=$prefix/share/man/man1/$tool.1
+  cmp -s "man/$tool.1" "$page" || fail "$page differs from man/$tool.1 (or is missing)"
+  help=$("$exe" --help || true)
+  grep -q -- " -t : " <<<"$help" || fail "$tool --help describes no -t"
+done
 echo "  installed: $(cd "$prefix" && find . ! -type d ! -path './share/doc/*' | sort | tr '\n' ' ')"
 [ ! -d "$docdir" ] || echo "  and the API reference: $(find "$docdir" -type f | wc -l) files in share/doc/mqttclient/html"
 

@@ -1,11 +1,15 @@
-//! c_examples/mqttc_pub.c and c_examples/mqttc_sub.c against a real mosquitto: the options they share
-//! with mosquitto_pub/mosquitto_sub, their output, their exit codes (compared with the real tools'
-//! where those are installed), and interoperation with the real tools.
+//! c_examples/mqttc_pub.c, mqttc_sub.c and mqttc_rr.c against a real mosquitto: the options they
+//! share with mosquitto_pub, mosquitto_sub and mosquitto_rr, their output, their exit codes
+//! (compared with the real tools', which scripts/deps.sh installs), and interoperation with them.
 mod common;
 #[path = "cli_tools/format.rs"]
 mod format;
+#[path = "cli_tools/help.rs"]
+mod help;
 #[path = "cli_tools/options.rs"]
 mod options;
+#[path = "cli_tools/rr.rs"]
+mod rr;
 #[path = "cli_tools/sub_options.rs"]
 mod sub_options;
 

@@ -41,14 +41,13 @@ pub fn mosquitto_path() -> PathBuf {
     program("mosquitto").expect("mosquitto not found: install it (apt-get install mosquitto) or run .ci/run")
 }
 
-/// c_examples/mqttc_pub.c and c_examples/mqttc_sub.c, compiled once per test binary (tests run in
-/// parallel and would race on the files): (mqttc_pub, mqttc_sub).
-pub fn cli_tools() -> &'static (PathBuf, PathBuf) {
-    static TOOLS: std::sync::OnceLock<(PathBuf, PathBuf)> = std::sync::OnceLock::new();
+/// c_examples/mqttc_pub.c, mqttc_sub.c and mqttc_rr.c, compiled once per test binary (tests run in
+/// parallel and would race on the files): (mqttc_pub, mqttc_sub, mqttc_rr).
+pub fn cli_tools() -> &'static (PathBuf, PathBuf, PathBuf) {
+    static TOOLS: std::sync::OnceLock<(PathBuf, PathBuf, PathBuf)> = std::sync::OnceLock::new();
     TOOLS.get_or_init(|| {
-        let pub_exe = compile_c("mqttc_pub", &[project_dir().join("c_examples/mqttc_pub.c")]);
-        let sub_exe = compile_c("mqttc_sub", &[project_dir().join("c_examples/mqttc_sub.c")]);
-        (pub_exe, sub_exe)
+        let tool = |name: &str| compile_c(name, &[project_dir().join(format!("c_examples/{name}.c"))]);
+        (tool("mqttc_pub"), tool("mqttc_sub"), tool("mqttc_rr"))
     })
 }
 
