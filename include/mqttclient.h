@@ -2202,6 +2202,40 @@ enum mqttc_status mqttc_loop_run(const struct mqttc_loop *run_loop, uint32_t tim
 void mqttc_loop_free(struct mqttc_loop *run_loop);
 
 /**
+ * A descriptor for the application's own event loop (poll, epoll, libuv's `uv_poll`), as
+ * libmosquitto's `mosquitto_socket`: it is readable while the loop has something to handle (a
+ * socket of one of its clients is ready, or a call on another thread gave it work). Wait on it
+ * for reading, for at most `mqttc_loop_timeout_ms`, then call `mqttc_loop_run(run_loop, 0)`,
+ * which handles everything ready and returns without waiting; in between the library blocks
+ * nowhere. Only wait for readability; never read it, write it or close it.
+ *
+ * `*fd` is owned by the loop and stays the same for every call; it is valid as long as the loop
+ * handle, or a client made with it, is alive. Once this has been called, calls on other threads
+ * that give the loop work (a publish, a subscribe) signal the descriptor, as tokio does for its
+ * own threads.
+ *
+ * Errors: MQTTC_ERR_NULL (`run_loop` or `fd` is NULL), MQTTC_ERR_INVALID_HANDLE (`run_loop`
+ * was freed or is not a loop), MQTTC_ERR_RESOURCE (the descriptor could not be found or copied:
+ * /proc not mounted, or no descriptors left), MQTTC_ERR_PANIC (an internal error).
+ */
+enum mqttc_status mqttc_loop_fd(const struct mqttc_loop *run_loop, int *fd);
+
+/**
+ * How long, in milliseconds, the application may wait on `mqttc_loop_fd` before it must call
+ * `mqttc_loop_run(run_loop, 0)` even if the descriptor stays quiet, for the loop's timers: a
+ * keep-alive ping, a reconnect after its backoff, a connect or disconnect timeout (as
+ * libmosquitto's `mosquitto_loop_misc`, but saying when). 0 when the loop has work now; -1
+ * when no timer runs, so the wait may be endless, as poll() takes it. Ask again after each run:
+ * every call may change it.
+ *
+ * `*timeout_ms` is written on success; nothing is retained.
+ *
+ * Errors: MQTTC_ERR_NULL (`run_loop` or `timeout_ms` is NULL), MQTTC_ERR_INVALID_HANDLE
+ * (`run_loop` was freed or is not a loop), MQTTC_ERR_PANIC (an internal error).
+ */
+enum mqttc_status mqttc_loop_timeout_ms(const struct mqttc_loop *run_loop, int *timeout_ms);
+
+/**
  * Makes a pool of `threads` network threads and `threads` callback threads; 0 means one of each
  * per core. On success `*out` receives it, which the caller releases with `mqttc_pool_free`; on
  * failure `*out` is not written.

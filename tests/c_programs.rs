@@ -79,6 +79,15 @@ fn clients_on_a_loop_run_on_the_application_thread() {
     run_c_steps("run_loop", "run_loop: ok", 8);
 }
 
+/// tests/c/loop_fd.c: loops driven from the program's own poll() on `mqttc_loop_fd`, for at most
+/// `mqttc_loop_timeout_ms`, with `mqttc_loop_run(loop, 0)`: round trips, keep-alive pings and a
+/// reconnect after its backoff on the loop's timers alone, a publish from another thread waking
+/// an endless poll, and no run that waits. (scripts/test.sh runs it again under AddressSanitizer.)
+#[test]
+fn a_loop_runs_from_the_applications_own_poll_loop() {
+    run_c_steps("loop_fd", "loop_fd: ok", 6);
+}
+
 #[test]
 fn event_mode_through_the_c_api() {
     run_c_steps("events", "events: ok", 5);

@@ -26,6 +26,7 @@ pub mod session;
 mod signal;
 pub mod store;
 mod subscription;
+mod timer;
 pub mod tls;
 pub mod tokens;
 pub mod transport;

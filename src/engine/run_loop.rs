@@ -12,15 +12,33 @@
 //! is woken for real only when the next run starts: tokio would otherwise signal its eventfd,
 //! and the run would spend a system call on each side of it (a `write`, and an `epoll_wait` that
 //! finds only that) for a task it would have polled anyway.
+//!
+//! An application may instead drive the loop from its own poll loop (libmosquitto's
+//! `mosquitto_socket` and `mosquitto_loop_misc`): it waits on the reactor's epoll descriptor
+//! ([`Loop::fd`]) for as long as [`Loop::timeout`] allows, then runs what is ready
+//! ([`Loop::run_ready`]). Wakes then go to tokio at once, so that its signal makes the
+//! descriptor readable, and the timers of the connection tasks tell the loop their deadlines
+//! (see [`timer`](super::timer)), which tokio keeps to itself.
 use std::cell::Cell;
 use std::future::Future;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
+
+use super::timer::{self, Deadlines};
+
+/// How many times a run that waits for nothing goes round the tasks and the reactor while they
+/// still have work: a task that keeps waking itself must not hold the caller for ever (the loop
+/// then has work at once, which `Loop::timeout` says).
+const READY_PASSES: usize = 64;
+
+/// Tokio fires a timer at the first tick of its millisecond clock at or after the deadline.
+const TICK: Duration = Duration::from_millis(1);
 
 #[derive(Debug)]
 pub struct Loop {
@@ -34,6 +52,10 @@ pub struct Loop {
     /// deadline, where a new timer is added to its wheel and taken out again, each under the
     /// driver's lock, on every run (a latency test runs once per round trip).
     spare_timer: Mutex<Option<Pin<Box<tokio::time::Sleep>>>>,
+    /// The deadlines of the timers its tasks wait on.
+    deadlines: Arc<Deadlines>,
+    /// A copy of the reactor's epoll descriptor, once the application asked for it.
+    fd: OnceLock<OwnedFd>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -47,13 +69,18 @@ struct Gate {
     /// under `held`'s lock, so a wake that finds it 0 there is taken by the next run.
     runners: AtomicUsize,
     held: Mutex<Vec<Waker>>,
+    /// Tasks woken and not polled since, held here or queued in tokio: the loop has work.
+    woken: AtomicUsize,
+    /// The application waits on the reactor's descriptor, which only tokio's own wake signals:
+    /// nothing is held back any more.
+    open: AtomicBool,
 }
 
 impl Gate {
     fn wake(&self, task: &Waker) {
         // While the loop runs (every wake from its own sockets and timers), no lock: a wake let
         // through just as the run ends only costs the eventfd signal it would have cost anyway.
-        if self.runners.load(Ordering::SeqCst) == 0 {
+        if self.runners.load(Ordering::SeqCst) == 0 && !self.open.load(Ordering::SeqCst) {
             let mut held = lock(&self.held);
             if self.runners.load(Ordering::SeqCst) == 0 {
                 if !held.iter().any(|w| w.will_wake(task)) {
@@ -82,6 +109,32 @@ impl Gate {
 struct GatedWaker {
     gate: Arc<Gate>,
     task: Mutex<Option<Waker>>,
+    /// IDLE, SCHEDULED (woken and not polled since: counted in `Gate::woken`) or ENDED.
+    state: AtomicU8,
+}
+
+const IDLE: u8 = 0;
+const SCHEDULED: u8 = 1;
+/// The task ended: a waker it left behind (in a signal its client keeps) is not work.
+const ENDED: u8 = 2;
+
+impl GatedWaker {
+    /// The task is about to be polled: what woke it is being handled.
+    fn polling(&self) {
+        if self
+            .state
+            .compare_exchange(SCHEDULED, IDLE, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            self.gate.woken.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    fn ended(&self) {
+        if self.state.swap(ENDED, Ordering::SeqCst) == SCHEDULED {
+            self.gate.woken.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
 }
 
 impl Wake for GatedWaker {
@@ -90,6 +143,14 @@ impl Wake for GatedWaker {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
+        match self
+            .state
+            .compare_exchange(IDLE, SCHEDULED, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            Ok(_) => self.gate.woken.fetch_add(1, Ordering::SeqCst),
+            Err(ENDED) => return,
+            Err(_) => 0,
+        };
         if let Some(task) = lock(&self.task).as_ref() {
             self.gate.wake(task);
         }
@@ -143,16 +204,21 @@ impl Slot {
     }
 }
 
-struct Running;
+/// This thread runs a loop; the timers its tasks poll count in the loop's deadlines.
+struct Running {
+    _timers: timer::Running,
+}
 
 impl Running {
     /// Refused inside this loop's callbacks, and inside any other runtime (a callback on a
     /// network thread of a client without a loop), which tokio would not nest.
-    fn enter() -> Result<Running, Nested> {
+    fn enter(deadlines: &Arc<Deadlines>) -> Result<Running, Nested> {
         if tokio::runtime::Handle::try_current().is_ok() || RUNNING.replace(true) {
             return Err(Nested);
         }
-        Ok(Running)
+        Ok(Running {
+            _timers: timer::Running::new(deadlines),
+        })
     }
 }
 
@@ -169,6 +235,8 @@ impl Loop {
             activity: Arc::new(Notify::new()),
             gate: Arc::default(),
             spare_timer: Mutex::new(None),
+            deadlines: Arc::default(),
+            fd: OnceLock::new(),
         }))
     }
 
@@ -193,7 +261,10 @@ impl Loop {
         let gated = Arc::new(GatedWaker {
             gate: self.gate.clone(),
             task: Mutex::new(None),
+            // Tokio polls a new task once: until then the loop has work.
+            state: AtomicU8::new(SCHEDULED),
         });
+        self.gate.woken.fetch_add(1, Ordering::SeqCst);
         let waker = Waker::from(gated.clone());
         self.runtime().spawn(std::future::poll_fn(move |cx| {
             {
@@ -202,15 +273,23 @@ impl Loop {
                     *own = Some(cx.waker().clone());
                 }
             }
-            polled.poll(&mut std::task::Context::from_waker(&waker))
+            gated.polling();
+            let done = polled.poll(&mut std::task::Context::from_waker(&waker));
+            if done.is_ready() {
+                gated.ended();
+            }
+            done
         }));
         slot
     }
 
     /// Runs the loop until something reaches the application (a callback ran, a token completed,
-    /// an event was queued) or `timeout` passes. With a timeout of 0 it handles what is ready
-    /// without waiting.
+    /// an event was queued) or `timeout` passes. With a timeout of 0 it handles everything that
+    /// is ready without waiting ([`Loop::run_ready`]).
     pub fn run(&self, timeout: Duration) -> Result<(), Nested> {
+        if timeout.is_zero() {
+            return self.run_ready();
+        }
         // Done at the second look, which comes only after some activity (or the deadline).
         let looked = Cell::new(false);
         self.run_until(Instant::now() + timeout, || looked.replace(true))
@@ -220,7 +299,7 @@ impl Loop {
     /// Runs the loop until `done()` holds or `deadline` passes; returns `done()`. A deadline
     /// already past still gets one pass over what is ready.
     pub fn run_until(&self, deadline: Instant, done: impl Fn() -> bool) -> Result<bool, Nested> {
-        let _running = Running::enter()?;
+        let _running = Running::enter(&self.deadlines)?;
         let (_open, held) = Open::new(&self.gate);
         Ok(self.runtime().block_on(async {
             // On the loop's own thread now, so these wakes only queue their tasks.
@@ -250,6 +329,62 @@ impl Loop {
                 }
             }
         }))
+    }
+
+    /// Runs what is ready and returns without waiting: the tasks woken since the last run, what
+    /// the sockets have, the timers due, and whatever that wakes in turn, until a pass over the
+    /// tasks and the reactor finds nothing more (at most [`READY_PASSES`] passes).
+    pub fn run_ready(&self) -> Result<(), Nested> {
+        let _running = Running::enter(&self.deadlines)?;
+        let (_open, held) = Open::new(&self.gate);
+        self.runtime().block_on(async {
+            for task in held {
+                task.wake();
+            }
+            for _ in 0..READY_PASSES {
+                // Tokio polls a yielded future again once it has run the tasks queued and polled
+                // the reactor (sockets and timers) without waiting: what that woke is queued, and
+                // counted, by then.
+                tokio::task::yield_now().await;
+                if self.gate.woken.load(Ordering::SeqCst) == 0 {
+                    break;
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// The reactor's epoll descriptor, readable while the loop has I/O to handle or a task was
+    /// woken from another thread (through tokio's own wake-up eventfd, watched there too): for
+    /// the application to wait on, with [`Loop::timeout`], before [`Loop::run_ready`]. Owned by
+    /// the loop. From the first call on, wakes are no longer held back between runs.
+    pub fn fd(&self) -> std::io::Result<RawFd> {
+        if let Some(fd) = self.fd.get() {
+            return Ok(fd.as_raw_fd());
+        }
+        let found = {
+            let _inside = self.runtime().enter();
+            // A socket registered with the reactor, which no other epoll instance watches.
+            let (probe, _) = std::os::unix::net::UnixDatagram::pair()?;
+            probe.set_nonblocking(true)?;
+            let probe = tokio::net::UnixDatagram::from_std(probe)?;
+            crate::sys::epoll_watching(probe.as_fd())?
+        };
+        self.gate.open.store(true, Ordering::SeqCst);
+        // Of two racing first calls, one copy stays; the other is closed here.
+        let _ = self.fd.set(found);
+        Ok(self.fd.get().expect("set above").as_raw_fd())
+    }
+
+    /// How long the application may wait on [`Loop::fd`] before it must run the loop for a timer
+    /// (a keep-alive, a reconnect's backoff, a timeout): zero when it has work already, None when
+    /// no timer is running.
+    pub fn timeout(&self) -> Option<Duration> {
+        if self.gate.woken.load(Ordering::SeqCst) > 0 {
+            return Some(Duration::ZERO);
+        }
+        let first = self.deadlines.first()?;
+        Some((first + TICK).saturating_duration_since(tokio::time::Instant::now()))
     }
 }
 
@@ -438,6 +573,113 @@ mod tests {
             "the run slept through the wake"
         );
         drop(sender.join().unwrap());
+    }
+
+    #[test]
+    fn a_run_without_waiting_follows_a_chain_of_wakes_and_never_waits_for_a_timer() {
+        let lp = Loop::new().unwrap();
+        let (tx, last, _slot) = receiver(&lp);
+        // A relay: what it takes, it passes on to the receiver; meanwhile it waits on a timer due
+        // in 30 s, which a run that waits for nothing must not wait for.
+        let (relay_tx, mut relay_rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
+        let _relay = lp.spawn(async move {
+            let mut later = timer::Sleep::after(Duration::from_secs(30));
+            loop {
+                tokio::select! {
+                    n = relay_rx.recv() => match n {
+                        Some(n) => tx.send(n).unwrap(),
+                        None => return,
+                    },
+                    () = &mut later => unreachable!("the run waited for a timer"),
+                }
+            }
+        });
+        lp.run_ready().unwrap();
+        relay_tx.send(5).unwrap();
+        let start = Instant::now();
+        lp.run_ready().unwrap();
+        assert_eq!(
+            last.load(Ordering::SeqCst),
+            5,
+            "the relay's wake of the receiver ran too"
+        );
+        assert!(start.elapsed() < Duration::from_millis(500), "{:?}", start.elapsed());
+        assert_eq!(lp.gate.woken.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_waker_an_ended_task_left_behind_is_no_work() {
+        let lp = Loop::new().unwrap();
+        let left = Arc::new(Mutex::new(None::<Waker>));
+        let l = left.clone();
+        let _slot = lp.spawn(std::future::poll_fn(move |cx| {
+            *l.lock().unwrap() = Some(cx.waker().clone());
+            Poll::Ready(())
+        }));
+        lp.run_ready().unwrap();
+        assert_eq!(lp.timeout(), None);
+        left.lock().unwrap().take().unwrap().wake();
+        assert_eq!(lp.timeout(), None, "a wake after the end counts for nothing");
+    }
+
+    #[test]
+    fn the_timeout_is_zero_with_work_then_the_earliest_timer_then_none() {
+        let lp = Loop::new().unwrap();
+        let activity = lp.activity();
+        let _slot = lp.spawn(async move {
+            timer::Sleep::after(Duration::from_millis(200)).await;
+            activity.notify_waiters();
+        });
+        assert_eq!(lp.timeout(), Some(Duration::ZERO), "a new task is yet to run");
+        lp.run_ready().unwrap();
+        let t = lp.timeout().unwrap();
+        assert!(
+            t > Duration::from_millis(150) && t <= Duration::from_millis(201),
+            "{t:?}"
+        );
+        std::thread::sleep(t);
+        assert_eq!(lp.timeout(), Some(Duration::ZERO), "the timer is due");
+        lp.run_ready().unwrap();
+        assert_eq!(lp.timeout(), None, "the task ended: no timer, no work");
+    }
+
+    #[test]
+    fn the_descriptor_is_readable_when_a_socket_is_and_when_another_thread_gives_work() {
+        let lp = Loop::new().unwrap();
+        let fd = lp.fd().unwrap();
+        assert_eq!(lp.fd().unwrap(), fd, "the same descriptor every time");
+        let (mine, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        theirs.set_nonblocking(true).unwrap();
+        let got = Arc::new(AtomicUsize::new(0));
+        let g = got.clone();
+        let _reader = lp.spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let mut s = tokio::net::UnixStream::from_std(theirs).unwrap();
+            let mut buf = [0u8; 16];
+            while let Ok(n @ 1..) = s.read(&mut buf).await {
+                g.fetch_add(n, Ordering::SeqCst);
+            }
+        });
+        let (tx, last, _slot) = receiver(&lp);
+        lp.run_ready().unwrap();
+        let wait_readable = || {
+            let until = Instant::now() + Duration::from_secs(5);
+            while !crate::sys::readable_now(fd) {
+                assert!(Instant::now() < until, "the descriptor stayed quiet");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        };
+        assert!(!crate::sys::readable_now(fd), "nothing to do yet");
+        std::io::Write::write_all(&mut &mine, b"abc").unwrap();
+        wait_readable();
+        lp.run_ready().unwrap();
+        assert_eq!(got.load(Ordering::SeqCst), 3);
+        assert!(!crate::sys::readable_now(fd), "handled");
+        std::thread::spawn(move || tx.send(11).unwrap()).join().unwrap();
+        wait_readable();
+        lp.run_ready().unwrap();
+        assert_eq!(last.load(Ordering::SeqCst), 11);
+        assert!(!crate::sys::readable_now(fd), "handled");
     }
 
     #[test]

@@ -1,4 +1,5 @@
 //! The application-run loop: clients with no threads of their own (libmosquitto's `mosquitto_loop`).
+use std::ffi::c_int;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -94,4 +95,80 @@ pub unsafe extern "C" fn mqttc_loop_free(run_loop: *mut mqttc_loop) {
         }
         Ok(())
     });
+}
+
+/// A descriptor for the application's own event loop (poll, epoll, libuv's `uv_poll`), as
+/// libmosquitto's `mosquitto_socket`: it is readable while the loop has something to handle (a
+/// socket of one of its clients is ready, or a call on another thread gave it work). Wait on it
+/// for reading, for at most `mqttc_loop_timeout_ms`, then call `mqttc_loop_run(run_loop, 0)`,
+/// which handles everything ready and returns without waiting; in between the library blocks
+/// nowhere. Only wait for readability; never read it, write it or close it.
+///
+/// `*fd` is owned by the loop and stays the same for every call; it is valid as long as the loop
+/// handle, or a client made with it, is alive. Once this has been called, calls on other threads
+/// that give the loop work (a publish, a subscribe) signal the descriptor, as tokio does for its
+/// own threads.
+///
+/// Errors: MQTTC_ERR_NULL (`run_loop` or `fd` is NULL), MQTTC_ERR_INVALID_HANDLE (`run_loop`
+/// was freed or is not a loop), MQTTC_ERR_RESOURCE (the descriptor could not be found or copied:
+/// /proc not mounted, or no descriptors left), MQTTC_ERR_PANIC (an internal error).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mqttc_loop_fd(run_loop: *const mqttc_loop, fd: *mut c_int) -> mqttc_status {
+    // SAFETY: per this function's contract.
+    unsafe {
+        loop_query(run_loop, fd, "fd", |lp| {
+            lp.fd().map_err(|e| {
+                Failure::new(
+                    mqttc_status::MQTTC_ERR_RESOURCE,
+                    format!("cannot find the loop's epoll descriptor: {e}"),
+                )
+            })
+        })
+    }
+}
+
+/// Writes what `answer` says of the loop a handle from C names into `out` (`name` in errors).
+///
+/// # Safety
+/// `out` is NULL or writable.
+unsafe fn loop_query<T>(
+    run_loop: *const mqttc_loop,
+    out: *mut T,
+    name: &str,
+    answer: impl FnOnce(&Loop) -> Result<T, Failure>,
+) -> mqttc_status {
+    guard(|| {
+        let lp = loop_arg(run_loop, "run_loop")?;
+        if out.is_null() {
+            return Err(Failure::new(mqttc_status::MQTTC_ERR_NULL, format!("{name} is NULL")));
+        }
+        let value = answer(&lp)?;
+        // SAFETY: checked non-NULL above; writable per the contract.
+        unsafe { out.write(value) };
+        Ok(())
+    })
+}
+
+/// How long, in milliseconds, the application may wait on `mqttc_loop_fd` before it must call
+/// `mqttc_loop_run(run_loop, 0)` even if the descriptor stays quiet, for the loop's timers: a
+/// keep-alive ping, a reconnect after its backoff, a connect or disconnect timeout (as
+/// libmosquitto's `mosquitto_loop_misc`, but saying when). 0 when the loop has work now; -1
+/// when no timer runs, so the wait may be endless, as poll() takes it. Ask again after each run:
+/// every call may change it.
+///
+/// `*timeout_ms` is written on success; nothing is retained.
+///
+/// Errors: MQTTC_ERR_NULL (`run_loop` or `timeout_ms` is NULL), MQTTC_ERR_INVALID_HANDLE
+/// (`run_loop` was freed or is not a loop), MQTTC_ERR_PANIC (an internal error).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mqttc_loop_timeout_ms(run_loop: *const mqttc_loop, timeout_ms: *mut c_int) -> mqttc_status {
+    // SAFETY: per this function's contract.
+    unsafe {
+        loop_query(run_loop, timeout_ms, "timeout_ms", |lp| {
+            Ok(lp.timeout().map_or(-1, |t| {
+                // Rounded up: woken earlier, the application would find the timer not yet due.
+                c_int::try_from(t.as_nanos().div_ceil(1_000_000)).unwrap_or(c_int::MAX)
+            }))
+        })
+    }
 }

@@ -436,6 +436,30 @@ static void set_topic_alias_max_out(mqttc_options *o) {
     o->topic_alias_max_out = 10;
 }
 
+/* A loop's descriptor and timeout: NULLs, a handle that is no loop, a freed loop. */
+static void loop_descriptor(void) {
+    mqttc_loop *lp = NULL;
+    int fd = -1, ms = 0;
+    expect("loop_new for loop_fd", mqttc_loop_new(&lp), MQTTC_OK);
+    expect("loop_fd NULL loop", mqttc_loop_fd(NULL, &fd), MQTTC_ERR_NULL);
+    expect("loop_fd NULL fd", mqttc_loop_fd(lp, NULL), MQTTC_ERR_NULL);
+    expect("loop_fd made-up loop", mqttc_loop_fd((const mqttc_loop *)(uintptr_t)0x1234, &fd),
+           MQTTC_ERR_INVALID_HANDLE);
+    expect("loop_timeout_ms NULL loop", mqttc_loop_timeout_ms(NULL, &ms), MQTTC_ERR_NULL);
+    expect("loop_timeout_ms NULL out", mqttc_loop_timeout_ms(lp, NULL), MQTTC_ERR_NULL);
+    expect("loop_timeout_ms made-up loop", mqttc_loop_timeout_ms((const mqttc_loop *)(uintptr_t)0x1234, &ms),
+           MQTTC_ERR_INVALID_HANDLE);
+    expect("loop_fd", mqttc_loop_fd(lp, &fd), MQTTC_OK);
+    expect("loop_timeout_ms", mqttc_loop_timeout_ms(lp, &ms), MQTTC_OK);
+    if (fd < 0 || ms != -1) {
+        printf("FAIL: a new loop gave descriptor %d and timeout %d\n", fd, ms);
+        failures++;
+    }
+    mqttc_loop_free(lp);
+    expect("loop_fd freed loop", mqttc_loop_fd(lp, &fd), MQTTC_ERR_INVALID_HANDLE);
+    expect("loop_timeout_ms freed loop", mqttc_loop_timeout_ms(lp, &ms), MQTTC_ERR_INVALID_HANDLE);
+}
+
 /* Credentials and wills changed on a live client: NULLs, invalid UTF-8, wildcards, QoS, sizes,
  * properties a will cannot carry or a 3.1.1 client cannot send, a made-up and a freed handle. */
 static void login_changes(uint16_t port) {
@@ -557,6 +581,7 @@ int main(int argc, char **argv) {
     auth_arguments(port);
     needs_mqtt5(port, "topic_alias_max_out", set_topic_alias_max_out);
     login_changes(port);
+    loop_descriptor();
     mqttc_options_init(&opts);
     opts.outgoing_max_messages = 0;
     expect("outgoing_max_messages 0", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_ARGUMENT);

@@ -4,12 +4,12 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::time::timeout;
 
 use super::Ctx;
 use super::auth::Authenticator;
 use super::peer::ALIAS_ABOVE_MAXIMUM;
 use crate::codec::{self, CodecError, Disconnect, Packet, Properties, PropertyId, ReasonCode, Version};
+use crate::engine::timer::timeout;
 use crate::engine::transport::{self, Reader, Writer};
 use crate::engine::write_queue::WriteQueue;
 use crate::engine::{Address, Error, Options};
@@ -228,7 +228,7 @@ pub(super) async fn goodbye(writer: &mut Writer, wbuf: &mut WriteQueue, reason: 
         writer.flush().await?;
         writer.shutdown().await
     };
-    matches!(timeout(GOODBYE_WRITE, write).await, Ok(Ok(())))
+    matches!(timeout(GOODBYE_WRITE, write).await, Some(Ok(())))
 }
 
 /// An MQTT 5 CONNECT's properties: what the options ask of the session, and the limits this

@@ -22,7 +22,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio::time::timeout;
 
 use super::backoff::Backoff;
 use super::direct::Commands;
@@ -32,6 +31,7 @@ use super::held_acks::HeldAcks;
 use super::offline::OfflineQueue;
 use super::session::{Request, Session};
 use super::store::Restoration;
+use super::timer::{Sleep, timeout};
 use super::tokens::{Limits, Outcome, Token};
 use super::{Address, Command, Error, Options, Shared, State};
 use auth::Authenticator;
@@ -241,7 +241,7 @@ impl<'a> Net<'a> {
                 self.set_state(State::Reconnecting);
                 self.out
                     .log(LogLevel::Info, || format!("reconnecting in {} ms", d.as_millis()));
-                let mut pause = std::pin::pin!(tokio::time::sleep(d));
+                let mut pause = Sleep::after(d);
                 match self.offline_wait(&mut pause).await {
                     Waited::Done(()) => {}
                     // Skip the rest of the wait.

@@ -4,7 +4,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc::error::TryRecvError;
-use tokio::time::{Instant, sleep_until};
+use tokio::time::Instant;
 
 use super::aliases::OutboundAliases;
 use super::handshake::{Link, ReadRoom, disconnect_reason};
@@ -16,6 +16,7 @@ use crate::codec::{Packet, PropertyId};
 use crate::engine::dispatch::LogLevel;
 use crate::engine::held_acks::HeldAcks;
 use crate::engine::session::Request;
+use crate::engine::timer::{self, Sleep};
 use crate::engine::tokens::Outcome;
 use crate::engine::{Command, Error, State, Token};
 
@@ -67,14 +68,14 @@ impl Net<'_> {
         let interval = (keep_alive > 0).then(|| Duration::from_secs(keep_alive.into()));
         let mut ka = KeepAlive::new(interval, ctx.options.ping_timeout, now);
         let mut disconnecting: Option<(Token, Instant)> = None;
-        let far = now + Duration::from_secs(86400 * 365);
-        let timer = sleep_until(ka.deadline().unwrap_or(far));
+        let far = now + timer::NEVER;
+        let timer = Sleep::until(ka.deadline().unwrap_or(far));
         tokio::pin!(timer);
         // The store's batched sync, due a while after the first record it has not covered.
-        let store_sync = sleep_until(far);
+        let store_sync = Sleep::until(far);
         tokio::pin!(store_sync);
         let mut sync_armed = false;
-        let store_retry = sleep_until(far);
+        let store_retry = Sleep::until(far);
         tokio::pin!(store_retry);
         let mut retry_armed = false;
         let mut room = ReadRoom::new();

@@ -10,13 +10,14 @@ use std::io::ErrorKind;
 use std::os::fd::RawFd;
 
 use tokio::io::AsyncWriteExt;
-use tokio::time::{Instant, timeout_at};
+use tokio::time::Instant;
 
 use super::aliases::OutboundAliases;
 use super::handshake::{self, StreamKind};
 use super::input::Received;
 use crate::codec::{Disconnect, Packet, Publish, ReasonCode, Version};
 use crate::engine::direct::{Commands, Direct};
+use crate::engine::timer::timeout_at;
 use crate::engine::transport::{ACK_DELAY, DelayedAck, STREAM_ACK_DELAY, Writer};
 use crate::engine::write_queue::WriteQueue;
 use crate::engine::{Error, Token};
