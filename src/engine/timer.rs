@@ -141,7 +141,11 @@ impl Future for Sleep {
 }
 
 /// `fut`'s output, or None once `at` passed first (`tokio::time::timeout_at`).
-pub(crate) async fn timeout_at<F: Future>(at: Instant, fut: F) -> Option<F::Output> {
+///
+/// `fut` is taken pinned where the caller holds it (`Unpin`, as `Pin<&mut _>` is): an async
+/// fn's argument sits in its state, and `select!` moves it again, so a large future given by
+/// value (the handshake's) was held three times.
+pub(crate) async fn timeout_at<F: Future + Unpin>(at: Instant, fut: F) -> Option<F::Output> {
     let mut timer = Sleep::until(at);
     tokio::select! {
         biased;
@@ -151,7 +155,7 @@ pub(crate) async fn timeout_at<F: Future>(at: Instant, fut: F) -> Option<F::Outp
 }
 
 /// `fut`'s output, or None once `delay` passed first (`tokio::time::timeout`).
-pub(crate) async fn timeout<F: Future>(delay: Duration, fut: F) -> Option<F::Output> {
+pub(crate) async fn timeout<F: Future + Unpin>(delay: Duration, fut: F) -> Option<F::Output> {
     timeout_at(Instant::now() + delay, fut).await
 }
 
@@ -223,7 +227,10 @@ mod tests {
         rt.block_on(async {
             let never = std::future::pending::<()>();
             assert_eq!(timeout(Duration::from_millis(10), never).await, None);
-            assert_eq!(timeout(Duration::from_secs(10), async { 7 }).await, Some(7));
+            assert_eq!(
+                timeout(Duration::from_secs(10), std::pin::pin!(async { 7 })).await,
+                Some(7)
+            );
         });
     }
 }

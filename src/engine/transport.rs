@@ -385,9 +385,11 @@ pub async fn connect(
             if tcp.peer_addr().is_ok_and(|a| a.ip().is_loopback()) {
                 unpaced(fd);
             }
+            // The TLS and WebSocket handshakes are boxed: their state is KiBs, which every plain
+            // TCP connect (the future is as large as its largest branch) would carry otherwise.
             let mut stream = if !*secure {
                 match websocket {
-                    Some(_) => websocket::connect(addr, tcp, max_packet_size).await?,
+                    Some(_) => Box::pin(websocket::connect(addr, tcp, max_packet_size)).await?,
                     None => {
                         let (r, w) = tcp.into_split();
                         Stream {
@@ -406,9 +408,9 @@ pub async fn connect(
                         "a TLS address but no TLS configuration",
                     )
                 })?;
-                let tls_stream = connector.connect(host, tcp).await?;
+                let tls_stream = Box::pin(connector.connect(host, tcp)).await?;
                 match websocket {
-                    Some(_) => websocket::connect(addr, tls_stream, max_packet_size).await?,
+                    Some(_) => Box::pin(websocket::connect(addr, tls_stream, max_packet_size)).await?,
                     None => split(tls_stream),
                 }
             };

@@ -228,7 +228,7 @@ pub(super) async fn goodbye(writer: &mut Writer, wbuf: &mut WriteQueue, reason: 
         writer.flush().await?;
         writer.shutdown().await
     };
-    matches!(timeout(GOODBYE_WRITE, write).await, Some(Ok(())))
+    matches!(timeout(GOODBYE_WRITE, std::pin::pin!(write)).await, Some(Ok(())))
 }
 
 /// An MQTT 5 CONNECT's properties: what the options ask of the session, and the limits this

@@ -133,37 +133,48 @@ struct Net<'a> {
     auth: Authenticator,
 }
 
-pub(super) async fn run(ctx: Ctx, commands: mpsc::UnboundedReceiver<Command>) {
-    let o = &ctx.options;
-    let mut net = Net {
-        ctx: &ctx,
-        out: Outbox::new(&ctx),
-        commands: Commands::new(commands),
-        session: Session::new(o.max_inflight),
-        deferred: Vec::new(),
-        offline: OfflineQueue::new(o.offline_max_messages, o.offline_max_bytes, o.offline_overflow),
-        written: Vec::new(),
-        known_subs: HashSet::new(),
-        next_server: 0,
-        backoff: Backoff::new(o.reconnect_min, o.reconnect_max),
-        peer: Peer::default(),
-        held: o.ack_after_callback.then(Arc::default),
-        auth: Authenticator::new(o),
-    };
-    while let Some(command) = net.commands.recv().await {
-        match net.offline_command(command, false) {
-            None => {}
-            Some(Control::Connect(t) | Control::Reconnect(t)) => {
-                if !net.session_alive() {
-                    net.restore();
+/// The network task: takes commands while offline, and makes and serves connections.
+///
+/// Not an `async fn`: one keeps its arguments, and `ctx` is large, twice in its state (the
+/// argument, and the local the body borrows), for as long as the client lives.
+#[allow(clippy::manual_async_fn)]
+pub(super) fn run(ctx: Ctx, commands: mpsc::UnboundedReceiver<Command>) -> impl Future<Output = ()> {
+    async move {
+        let o = &ctx.options;
+        let mut net = Net {
+            ctx: &ctx,
+            out: Outbox::new(&ctx),
+            commands: Commands::new(commands),
+            session: Session::new(o.max_inflight),
+            deferred: Vec::new(),
+            offline: OfflineQueue::new(o.offline_max_messages, o.offline_max_bytes, o.offline_overflow),
+            written: Vec::new(),
+            known_subs: HashSet::new(),
+            next_server: 0,
+            backoff: Backoff::new(o.reconnect_min, o.reconnect_max),
+            peer: Peer::default(),
+            held: o.ack_after_callback.then(Arc::default),
+            auth: Authenticator::new(o),
+        };
+        // Not `while let`, whose command would stay in the state across the connection's life.
+        loop {
+            let Some(command) = net.commands.recv().await else {
+                return;
+            };
+            match net.offline_command(command, false) {
+                None => {}
+                Some(Control::Connect(t) | Control::Reconnect(t)) => {
+                    if !net.session_alive() {
+                        net.restore();
+                    }
+                    if !net.connection(t).await {
+                        return;
+                    }
                 }
-                if !net.connection(t).await {
-                    return;
-                }
+                Some(Control::Disconnect(t)) => net.end_session(t),
             }
-            Some(Control::Disconnect(t)) => net.end_session(t),
+            net.out.drain().await;
         }
-        net.out.drain().await;
     }
 }
 
@@ -417,7 +428,8 @@ impl<'a> Net<'a> {
             {
                 self.out.log(LogLevel::Warning, || format!("{server}: {warning}"));
             }
-            let mut handshake = std::pin::pin!(timeout(ctx.options.connect_timeout, handshake(ctx, server)));
+            let handshake = std::pin::pin!(handshake(ctx, server));
+            let mut handshake = std::pin::pin!(timeout(ctx.options.connect_timeout, handshake));
             let result = loop {
                 match self.offline_wait(&mut handshake).await {
                     Waited::Done(r) => break r,

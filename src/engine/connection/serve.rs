@@ -284,7 +284,9 @@ impl Net<'_> {
         // The QoS 0 publishes among packets dropped did not go; those before them are not told
         // apart, and are reported not sent either.
         let dropped = w.drop_held();
-        let sent = w.finish(goodbye, deadline.max(Instant::now() + LAST_WRITE)).await;
+        // Boxed, as the goodbye in `close_on`: a connection ends once, and inline these writes'
+        // state would enlarge every connection's task for all of its life.
+        let sent = Box::pin(w.finish(goodbye, deadline.max(Instant::now() + LAST_WRITE))).await;
         let result = if sent.is_ok() && !dropped {
             Ok(Outcome::default())
         } else {
@@ -314,7 +316,7 @@ impl Net<'_> {
             let dropped = w.drop_held();
             self.out
                 .log(LogLevel::Debug, || format!("sending DISCONNECT ({reason}) on: {error}"));
-            if w.goodbye(reason).await && !dropped {
+            if Box::pin(w.goodbye(reason)).await && !dropped {
                 for t in self.written.drain(..) {
                     self.out.complete(t, Ok(Outcome::default()));
                 }

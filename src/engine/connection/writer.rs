@@ -293,7 +293,7 @@ impl<'a> SocketWriter<'a> {
             self.writer.shutdown().await?;
             Ok::<(), Error>(())
         };
-        timeout_at(deadline, write)
+        timeout_at(deadline, std::pin::pin!(write))
             .await
             .unwrap_or(Err(Error::Io("the broker stopped reading".into())))
     }
