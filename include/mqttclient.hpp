@@ -19,7 +19,8 @@
  *    the library: valid only until the callback returns. Message::copy() gives an OwnedMessage,
  *    PropertiesView::copy() an owning Properties, to keep after it.
  *  - Errors: mqttc::error (a std::system_error, so a std::runtime_error) carries the mqttc_status
- *    and the library's text for it (mqttc_last_error). Every throwing call also has a noexcept
+ *    and the library's text for it (mqttc_last_error), and from Token::wait the broker's reason
+ *    code when it refused with one (mqttc::Reason, named by mqttc_reason_str). Every throwing call also has a noexcept
  *    overload whose last parameter is a std::error_code& (as std::filesystem's), set on failure
  *    and cleared on success; mqttc::last_error() then gives the text. A std::error_code compares
  *    equal to an mqttc_status (`ec == MQTTC_ERR_TIMEOUT`). Built without exceptions (no
@@ -118,18 +119,47 @@ template <> struct is_error_code_enum<mqttc_status> : true_type {};
 
 namespace mqttc {
 
+/// The specification's name of reason code `code` in a packet of kind `kind` (mqttc_reason_str):
+/// "Not authorized", "Granted QoS 1", ...; "unknown reason code" for a code that packet cannot
+/// carry. The text is the library's, valid for the life of the process.
+inline std::string_view reason_str(std::uint8_t code, mqttc_packet_kind kind) noexcept {
+    return mqttc_reason_str(code, kind);
+}
+
+/// What the broker said when it refused an operation: a reason code and the kind of packet it
+/// came in (a refused MQTT 3.1.1 CONNACK's return code as its MQTT 5 equivalent, as the library
+/// reports it). Token::reason() gives it; mqttc::error carries it.
+struct Reason {
+    std::uint8_t code;
+    mqttc_packet_kind kind;
+    /// The specification's name for it (reason_str).
+    std::string_view name() const noexcept { return reason_str(code, kind); }
+};
+
 #if MQTTC_CPP_EXCEPTIONS
-/// What the throwing calls throw: the status (code(), status()) and the library's text for it.
+/// What the throwing calls throw: the status (code(), status()), the library's text for it and,
+/// when the broker refused with a reason code (Token::wait), that reason, which what() names.
 class error : public std::system_error {
 public:
-    error(mqttc_status status, const std::string &detail)
-        : std::system_error(make_error_code(status), detail), detail_(detail) {}
+    error(mqttc_status status, const std::string &detail, std::optional<Reason> reason = std::nullopt)
+        : std::system_error(make_error_code(status), with_reason(detail, reason)), detail_(detail),
+          reason_(reason) {}
     mqttc_status status() const noexcept { return static_cast<mqttc_status>(code().value()); }
     /// mqttc_last_error() as it was when the call failed.
     const char *detail() const noexcept { return detail_.what(); }
+    /// The broker's reason code and its name (reason().name()), when it gave one.
+    std::optional<Reason> reason() const noexcept { return reason_; }
 
 private:
+    static std::string with_reason(const std::string &detail, std::optional<Reason> reason) {
+        if (!reason || detail.find(reason->name()) != std::string::npos)
+            return detail; // the library's text names it already
+        char code[8];
+        std::snprintf(code, sizeof code, "0x%02x", reason->code);
+        return detail + " (reason " + code + ": " + std::string(reason->name()) + ")";
+    }
     std::runtime_error detail_; // copies without throwing (a shared string), as exceptions must
+    std::optional<Reason> reason_;
 };
 #endif
 
@@ -348,11 +378,57 @@ protected:
     const mqttc_properties *p_ = nullptr;
 };
 
+namespace detail {
+/// The setters of a property list the caller may write: Properties (which it owns) and AuthReply
+/// (which the library lends). `Self::writable(ec)` gives the list, or null with `ec` set.
+template <class Self> class property_writer {
+public:
+    Self &set_int(mqttc_property_id id, std::uint32_t value, std::error_code &ec) noexcept {
+        if (mqttc_properties *list = self().writable(ec))
+            check(mqttc_properties_set_int(list, id, value), ec);
+        return self();
+    }
+    Self &set_string(mqttc_property_id id, zstring value, std::error_code &ec) noexcept {
+        if (mqttc_properties *list = self().writable(ec))
+            check(mqttc_properties_set_string(list, id, value.c_str()), ec);
+        return self();
+    }
+    Self &set_binary(mqttc_property_id id, bytes_view value, std::error_code &ec) noexcept {
+        if (mqttc_properties *list = self().writable(ec))
+            check(mqttc_properties_set_binary(list, id, value.data(), value.size()), ec);
+        return self();
+    }
+    Self &add_user(zstring name, zstring value, std::error_code &ec) noexcept {
+        if (mqttc_properties *list = self().writable(ec))
+            check(mqttc_properties_add_user(list, name.c_str(), value.c_str()), ec);
+        return self();
+    }
+#if MQTTC_CPP_EXCEPTIONS
+    Self &set_int(mqttc_property_id id, std::uint32_t value) {
+        return or_throw([&](std::error_code &ec) -> Self & { return set_int(id, value, ec); });
+    }
+    Self &set_string(mqttc_property_id id, zstring value) {
+        return or_throw([&](std::error_code &ec) -> Self & { return set_string(id, value, ec); });
+    }
+    Self &set_binary(mqttc_property_id id, bytes_view value) {
+        return or_throw([&](std::error_code &ec) -> Self & { return set_binary(id, value, ec); });
+    }
+    Self &add_user(zstring name, zstring value) {
+        return or_throw([&](std::error_code &ec) -> Self & { return add_user(name, value, ec); });
+    }
+#endif
+
+private:
+    Self &self() noexcept { return static_cast<Self &>(*this); }
+};
+} // namespace detail
+
 /// A property list the caller owns (mqttc_properties_new / _copy, freed by the destructor), to
 /// send with publish, subscribe, unsubscribe, disconnect, or as the connect or will properties.
 /// Move-only; copy() makes another. The list is allocated by the first setter, so a default
-/// Properties costs nothing and sends nothing. Setters return *this, to chain.
-class Properties : public PropertiesView {
+/// Properties costs nothing and sends nothing. Setters (set_int, set_string, set_binary,
+/// add_user) return *this, to chain.
+class Properties : public PropertiesView, public detail::property_writer<Properties> {
 public:
     Properties() noexcept = default;
     /// Takes ownership of a list made by the library (mqttc_properties_new / _copy,
@@ -370,60 +446,30 @@ public:
     Properties &operator=(const Properties &) = delete;
     ~Properties() { mqttc_properties_free(list()); }
 
-    Properties &set_int(mqttc_property_id id, std::uint32_t value, std::error_code &ec) noexcept {
-        if (make(ec))
-            detail::check(mqttc_properties_set_int(list(), id, value), ec);
-        return *this;
-    }
-    Properties &set_string(mqttc_property_id id, zstring value, std::error_code &ec) noexcept {
-        if (make(ec))
-            detail::check(mqttc_properties_set_string(list(), id, value.c_str()), ec);
-        return *this;
-    }
-    Properties &set_binary(mqttc_property_id id, bytes_view value, std::error_code &ec) noexcept {
-        if (make(ec))
-            detail::check(mqttc_properties_set_binary(list(), id, value.data(), value.size()), ec);
-        return *this;
-    }
-    Properties &add_user(zstring name, zstring value, std::error_code &ec) noexcept {
-        if (make(ec))
-            detail::check(mqttc_properties_add_user(list(), name.c_str(), value.c_str()), ec);
-        return *this;
-    }
     /// Removes every property with this id (all user properties for MQTTC_PROP_USER_PROPERTY).
     Properties &remove(mqttc_property_id id, std::error_code &ec) noexcept {
         detail::check(p_ ? mqttc_properties_remove(list(), id) : MQTTC_OK, ec);
         return *this;
     }
 #if MQTTC_CPP_EXCEPTIONS
-    Properties &set_int(mqttc_property_id id, std::uint32_t value) {
-        return detail::or_throw([&](std::error_code &ec) -> Properties & { return set_int(id, value, ec); });
-    }
-    Properties &set_string(mqttc_property_id id, zstring value) {
-        return detail::or_throw([&](std::error_code &ec) -> Properties & { return set_string(id, value, ec); });
-    }
-    Properties &set_binary(mqttc_property_id id, bytes_view value) {
-        return detail::or_throw([&](std::error_code &ec) -> Properties & { return set_binary(id, value, ec); });
-    }
-    Properties &add_user(zstring name, zstring value) {
-        return detail::or_throw([&](std::error_code &ec) -> Properties & { return add_user(name, value, ec); });
-    }
     Properties &remove(mqttc_property_id id) {
         return detail::or_throw([&](std::error_code &ec) -> Properties & { return remove(id, ec); });
     }
 #endif
 
 private:
+    friend class detail::property_writer<Properties>;
     // The list is this object's own, so writing through the view's pointer is sound.
     mqttc_properties *list() const noexcept { return const_cast<mqttc_properties *>(p_); }
-    bool make(std::error_code &ec) noexcept {
+    /// The list, made by the first setter.
+    mqttc_properties *writable(std::error_code &ec) noexcept {
         mqttc_properties *made = nullptr;
         if (p_)
-            return true;
+            return list();
         if (!detail::check(mqttc_properties_new(&made), ec))
-            return false;
+            return nullptr;
         p_ = made;
-        return true;
+        return made;
     }
 };
 
@@ -516,6 +562,42 @@ struct ConnectionEvent {
     }
 };
 
+/// One challenge of the broker in MQTT 5 enhanced authentication, as the authentication callback
+/// (ClientRef::on_auth) sees it: borrowed for the callback.
+struct AuthChallenge {
+    std::string_view method;   ///< the Authentication Method
+    bytes_view data;           ///< the broker's Authentication Data; empty when it sent none
+    bool connecting;           ///< during the connect (before CONNACK); false for a re-authentication
+    PropertiesView properties; ///< every property of the broker's AUTH
+
+    static AuthChallenge from(const mqttc_auth_challenge &c) noexcept {
+        return {c.method ? c.method : "", bytes_view(c.data, c.data_len), c.connecting,
+                PropertiesView(c.properties)};
+    }
+};
+
+/// The answer to an AuthChallenge: the properties of the AUTH the library sends when the
+/// callback returns true, chiefly the next Authentication Data (data()); also a reason string
+/// and user properties (the setters of Properties). The list is the library's, lent for the
+/// callback: keep no AuthReply past it.
+class AuthReply : public detail::property_writer<AuthReply> {
+public:
+    explicit AuthReply(mqttc_properties *lent) noexcept : p_(lent) {}
+    /// Sets the Authentication Data to send (copied).
+    AuthReply &data(bytes_view bytes, std::error_code &ec) noexcept {
+        return set_binary(MQTTC_PROP_AUTHENTICATION_DATA, bytes, ec);
+    }
+#if MQTTC_CPP_EXCEPTIONS
+    AuthReply &data(bytes_view bytes) { return set_binary(MQTTC_PROP_AUTHENTICATION_DATA, bytes); }
+#endif
+    mqttc_properties *get() const noexcept { return p_; }
+
+private:
+    friend class detail::property_writer<AuthReply>;
+    mqttc_properties *writable(std::error_code &) const noexcept { return p_; }
+    mqttc_properties *p_;
+};
+
 // ---------------------------------------------------------------------------------------------
 // What a client shares with its callbacks
 
@@ -575,12 +657,14 @@ public:
         std::unordered_map<mqttc_token, callback<void(mqttc_status)>> waiting;
         std::shared_ptr<callback<void(const ConnectionEvent &)>> connection;
         std::shared_ptr<callback<void(int, std::string_view)>> log;
+        std::shared_ptr<callback<bool(const AuthChallenge &, AuthReply &)>> auth;
         {
             std::lock_guard<std::mutex> lock(mu_);
             alive_ = false;
             waiting.swap(waiting_);
             connection.swap(on_connection);
             log.swap(on_log);
+            auth.swap(on_auth);
 #if MQTTC_CPP_EXCEPTIONS
             if (first_error_)
                 print(std::exchange(first_error_, nullptr), "was never taken");
@@ -622,8 +706,23 @@ public:
             self->guarded([&] { (*h)(level, std::string_view(line)); });
     }
 
+    /// A handler that throws ends the exchange, as one returning false does.
+    static bool auth_cb(mqttc_client *, const mqttc_auth_challenge *challenge, mqttc_properties *reply,
+                        void *userdata) noexcept {
+        auto self = static_cast<State *>(userdata)->weak_from_this().lock();
+        auto h = self ? self->get(&State::on_auth) : nullptr;
+        bool go_on = false;
+        if (h)
+            self->guarded([&] {
+                AuthReply r(reply);
+                go_on = (*h)(AuthChallenge::from(*challenge), r);
+            });
+        return go_on;
+    }
+
     std::shared_ptr<callback<void(const ConnectionEvent &)>> on_connection;
     std::shared_ptr<callback<void(int, std::string_view)>> on_log;
+    std::shared_ptr<callback<bool(const AuthChallenge &, AuthReply &)>> on_auth;
 
 private:
     template <class Handler> std::shared_ptr<Handler> get(std::shared_ptr<Handler> State::*slot) {
@@ -677,6 +776,13 @@ template <class F> struct subscription final {
 /// A loop that runs clients on the application's own thread (mqttc_loop; docs/threading.md):
 /// give it to Options::run_loop, then call run() again and again. Move-only; the destructor
 /// releases the caller's handle (clients made with it keep the loop alive).
+///
+/// From the application's own poll loop (poll, epoll, libuv): wait until fd() is readable, for
+/// at most timeout_ms(), then run(0ms), which handles what is ready without waiting:
+///
+///     pollfd p{loop.fd(), POLLIN, 0};
+///     poll(&p, 1, loop.timeout_ms());
+///     loop.run(0ms);
 class Loop {
 public:
 #if MQTTC_CPP_EXCEPTIONS
@@ -685,7 +791,28 @@ public:
     void run(std::chrono::milliseconds timeout) const {
         detail::or_throw([&](std::error_code &ec) { run(timeout, ec); });
     }
+    int fd() const {
+        return detail::or_throw([&](std::error_code &ec) { return fd(ec); });
+    }
+    int timeout_ms() const {
+        return detail::or_throw([&](std::error_code &ec) { return timeout_ms(ec); });
+    }
 #endif
+    /// The descriptor that is readable while the loop has something to handle (mqttc_loop_fd):
+    /// the loop's, the same at every call; only wait on it, never read, write or close it.
+    int fd(std::error_code &ec) const noexcept {
+        int out = -1;
+        detail::check(mqttc_loop_fd(h_, &out), ec);
+        return out;
+    }
+    /// How long the application may wait on fd() before it must run the loop for its timers
+    /// (mqttc_loop_timeout_ms), as poll() takes it: 0 when there is work now, -1 for no limit.
+    /// Ask again after each run.
+    int timeout_ms(std::error_code &ec) const noexcept {
+        int ms = -1;
+        detail::check(mqttc_loop_timeout_ms(h_, &ms), ec);
+        return ms;
+    }
     static Loop create(std::error_code &ec) noexcept {
         mqttc_loop *l = nullptr;
         detail::check(mqttc_loop_new(&l), ec);
@@ -927,6 +1054,26 @@ public:
     inline Token subscribe_events(zstring filter, int qos, std::uintptr_t tag, int options,
                                   PropertiesView properties, std::error_code &ec) const noexcept;
     inline Token unsubscribe(zstring filter, PropertiesView properties, std::error_code &ec) const noexcept;
+    /// MQTT 5: re-authenticates the live connection (AUTH 0x19 with `data` as its Authentication
+    /// Data); the broker's challenges go to on_auth. The Token completes at the broker's success.
+    inline Token reauthenticate(bytes_view data, std::error_code &ec) const noexcept;
+
+    /// The user name (nullptr: none) and password (empty: none; bytes, need not be text) of the
+    /// connections made from now on: the next reconnect(), or automatic reconnect; the live
+    /// connection keeps its own. Callable from inside callbacks (on a LOST connection event, to
+    /// renew an expiring token).
+    void set_credentials(zstring username, bytes_view password, std::error_code &ec) const noexcept {
+        detail::check(mqttc_client_set_credentials(h_, username.c_str(), password.data(), password.size()), ec);
+    }
+    /// The will of the connections made from now on, as set_credentials does for credentials
+    /// (`properties`: MQTT 5's will properties); clear_will() removes it.
+    void set_will(zstring topic, bytes_view payload, int qos, bool retain, PropertiesView properties,
+                  std::error_code &ec) const noexcept {
+        detail::check(mqttc_client_set_will(h_, topic.c_str(), payload.data(), payload.size(), qos, retain,
+                                            properties.get()),
+                      ec);
+    }
+    void clear_will(std::error_code &ec) const noexcept { detail::check(mqttc_client_clear_will(h_), ec); }
 
     /// Calls `handler(const ConnectionEvent &)` when a connection comes up, is lost, or ends;
     /// nullptr removes it.
@@ -940,6 +1087,18 @@ public:
     template <class F> void on_log(int level, F &&handler, std::error_code &ec) const noexcept {
         set_handler(&detail::State::on_log, std::forward<F>(handler), ec, [&](void *state) {
             return mqttc_client_set_log(h_, level, state ? detail::State::log_cb : nullptr, state);
+        });
+    }
+
+    /// MQTT 5 enhanced authentication (an Authentication Method in Options::connect_properties):
+    /// calls `handler(const AuthChallenge &, AuthReply &)` for each AUTH challenge of the broker,
+    /// where the client's other callbacks run. It sets the next Authentication Data with
+    /// AuthReply::data and returns true to go on, false to end the exchange (the connect or
+    /// re-authentication then fails with MQTTC_ERR_AUTH_FAILED), as it does by throwing. Set it
+    /// before connect(); nullptr removes it. Not in event mode (MQTTC_ERR_INVALID_ARGUMENT).
+    template <class F> void on_auth(F &&handler, std::error_code &ec) const noexcept {
+        set_handler(&detail::State::on_auth, std::forward<F>(handler), ec, [&](void *state) {
+            return mqttc_client_set_on_auth(h_, state ? detail::State::auth_cb : nullptr, state);
         });
     }
 
@@ -975,6 +1134,20 @@ public:
     inline Token subscribe_events(zstring filter, int qos, std::uintptr_t tag, int options = 0,
                                   PropertiesView properties = PropertiesView()) const;
     inline Token unsubscribe(zstring filter, PropertiesView properties = PropertiesView()) const;
+    inline Token reauthenticate(bytes_view data = bytes_view()) const;
+    void set_credentials(zstring username, bytes_view password = bytes_view()) const {
+        detail::or_throw([&](std::error_code &ec) { set_credentials(username, password, ec); });
+    }
+    void set_will(zstring topic, bytes_view payload, int qos = 0, bool retain = false,
+                  PropertiesView properties = PropertiesView()) const {
+        detail::or_throw([&](std::error_code &ec) { set_will(topic, payload, qos, retain, properties, ec); });
+    }
+    void clear_will() const {
+        detail::or_throw([&](std::error_code &ec) { clear_will(ec); });
+    }
+    template <class F> void on_auth(F &&handler) const {
+        detail::or_throw([&](std::error_code &ec) { on_auth(std::forward<F>(handler), ec); });
+    }
     template <class F> void on_connection(F &&handler) const {
         detail::or_throw([&](std::error_code &ec) { on_connection(std::forward<F>(handler), ec); });
     }
@@ -1001,8 +1174,9 @@ protected:
 private:
     friend class Token;
 
-    /// A Token for an operation: `call(&id)` is the C call that issues it.
-    template <class Call> Token issue(std::error_code &ec, Call &&call) const noexcept;
+    /// A Token for an operation whose refusals come in packets of `kind`: `call(&id)` is the C
+    /// call that issues it.
+    template <class Call> Token issue(mqttc_packet_kind kind, std::error_code &ec, Call &&call) const noexcept;
 
     template <class Handler, class F, class Install>
     void set_handler(std::shared_ptr<Handler> detail::State::*slot, F &&fn, std::error_code &ec,
@@ -1028,7 +1202,9 @@ private:
 class Token {
 public:
     Token() noexcept = default;
-    Token(ClientRef client, mqttc_token id) noexcept : client_(std::move(client)), id_(id) {}
+    /// `kind`: the packet that acknowledges the operation, whose reason code reason() names.
+    Token(ClientRef client, mqttc_token id, mqttc_packet_kind kind) noexcept
+        : client_(std::move(client)), id_(id), kind_(kind) {}
     mqttc_token id() const noexcept { return id_; }
     const ClientRef &client() const noexcept { return client_; }
 
@@ -1056,6 +1232,19 @@ public:
             out.resize(n);
         return out;
     }
+    /// Why the broker refused the operation, when it said so with a reason code: the CONNACK's
+    /// (a refused connect), the PUBACK's or PUBREC's, the SUBACK's (the first filter's), the
+    /// UNSUBACK's, or the DISCONNECT's that ended it (MQTTC_ERR_SERVER_DISCONNECTED). nullopt for
+    /// a token pending, successful, or failed without one (a timeout, a lost link).
+    std::optional<Reason> reason() const noexcept {
+        mqttc_status st = status();
+        std::uint8_t code = 0;
+        std::size_t n = 0;
+        if (st == MQTTC_OK || st == MQTTC_PENDING ||
+            mqttc_token_codes(client_.get(), id_, &code, 1, &n) != MQTTC_OK || n == 0)
+            return std::nullopt;
+        return Reason{code, st == MQTTC_ERR_SERVER_DISCONNECTED ? MQTTC_PACKET_DISCONNECT : kind_};
+    }
     /// MQTT 5: the properties of the acknowledgement that completed it (CONNACK, PUBACK, ...).
     Properties properties(std::error_code &ec) const noexcept {
         mqttc_properties *p = nullptr;
@@ -1072,8 +1261,15 @@ public:
     }
 
 #if MQTTC_CPP_EXCEPTIONS
+    /// Throws an mqttc::error that carries the broker's reason() when it gave one.
     bool wait(std::chrono::milliseconds timeout) const {
-        return detail::or_throw([&](std::error_code &ec) { return wait(timeout, ec); });
+        std::error_code ec;
+        bool done = wait(timeout, ec);
+        if (ec) {
+            std::string detail = last_error(); // before reason(), whose call sets its own
+            throw error(static_cast<mqttc_status>(ec.value()), detail, reason());
+        }
+        return done;
     }
     std::vector<std::uint8_t> codes() const {
         return detail::or_throw([&](std::error_code &ec) { return codes(ec); });
@@ -1086,35 +1282,45 @@ public:
 private:
     ClientRef client_;
     mqttc_token id_ = 0;
+    mqttc_packet_kind kind_ = MQTTC_PACKET_CONNACK;
 };
 
-template <class Call> Token ClientRef::issue(std::error_code &ec, Call &&call) const noexcept {
+template <class Call>
+Token ClientRef::issue(mqttc_packet_kind kind, std::error_code &ec, Call &&call) const noexcept {
     mqttc_token id = 0;
-    return detail::check(call(&id), ec) ? Token(*this, id) : Token();
+    return detail::check(call(&id), ec) ? Token(*this, id, kind) : Token();
 }
 
+namespace detail {
+/// The packet that acknowledges a publish of QoS `qos`, with its reason code.
+inline mqttc_packet_kind publish_ack(int qos) noexcept {
+    return qos == 2 ? MQTTC_PACKET_PUBREC : MQTTC_PACKET_PUBACK;
+}
+} // namespace detail
+
 inline Token ClientRef::connect(std::error_code &ec) const noexcept {
-    return issue(ec, [&](mqttc_token *t) { return mqttc_connect(h_, t); });
+    return issue(MQTTC_PACKET_CONNACK, ec, [&](mqttc_token *t) { return mqttc_connect(h_, t); });
 }
 inline Token ClientRef::reconnect(std::error_code &ec) const noexcept {
-    return issue(ec, [&](mqttc_token *t) { return mqttc_reconnect(h_, t); });
+    return issue(MQTTC_PACKET_CONNACK, ec, [&](mqttc_token *t) { return mqttc_reconnect(h_, t); });
 }
 inline Token ClientRef::disconnect(std::error_code &ec) const noexcept {
-    return issue(ec, [&](mqttc_token *t) { return mqttc_disconnect(h_, t); });
+    return issue(MQTTC_PACKET_DISCONNECT, ec, [&](mqttc_token *t) { return mqttc_disconnect(h_, t); });
 }
 inline Token ClientRef::disconnect(std::uint8_t reason_code, PropertiesView properties,
                                    std::error_code &ec) const noexcept {
-    return issue(ec, [&](mqttc_token *t) { return mqttc_disconnect_v5(h_, reason_code, properties.get(), t); });
+    return issue(MQTTC_PACKET_DISCONNECT, ec,
+                 [&](mqttc_token *t) { return mqttc_disconnect_v5(h_, reason_code, properties.get(), t); });
 }
 inline Token ClientRef::publish(zstring topic, bytes_view payload, int qos, bool retain, PropertiesView properties,
                                 std::error_code &ec) const noexcept {
-    return issue(ec, [&](mqttc_token *t) {
+    return issue(detail::publish_ack(qos), ec, [&](mqttc_token *t) {
         return mqttc_publish_v5(h_, topic.c_str(), payload.data(), payload.size(), qos, retain, properties.get(), t);
     });
 }
 inline Token ClientRef::respond(const Message &request, bytes_view payload, int qos, PropertiesView properties,
                                 std::error_code &ec) const noexcept {
-    return issue(ec, [&](mqttc_token *t) {
+    return issue(detail::publish_ack(qos), ec, [&](mqttc_token *t) {
         return mqttc_respond(h_, request.get(), payload.data(), payload.size(), qos, properties.get(), t);
     });
 }
@@ -1136,8 +1342,8 @@ Token ClientRef::subscribe(zstring filter, int qos, F &&on_message, int options,
     using sub = detail::subscription<std::decay_t<F>>;
     auto *s = new (std::nothrow) sub{st_, std::forward<F>(on_message)};
     if (!s)
-        return issue(ec, [](mqttc_token *) { return MQTTC_ERR_RESOURCE; });
-    Token t = issue(ec, [&](mqttc_token *id) {
+        return issue(MQTTC_PACKET_SUBACK, ec, [](mqttc_token *) { return MQTTC_ERR_RESOURCE; });
+    Token t = issue(MQTTC_PACKET_SUBACK, ec, [&](mqttc_token *id) {
         return detail::subscribe_one(h_, filter.c_str(), qos, sub::on_message, s, sub::drop, options, properties, id);
     });
     if (ec)
@@ -1146,14 +1352,19 @@ Token ClientRef::subscribe(zstring filter, int qos, F &&on_message, int options,
 }
 inline Token ClientRef::subscribe_events(zstring filter, int qos, std::uintptr_t tag, int options,
                                          PropertiesView properties, std::error_code &ec) const noexcept {
-    return issue(ec, [&](mqttc_token *t) {
+    return issue(MQTTC_PACKET_SUBACK, ec, [&](mqttc_token *t) {
         return detail::subscribe_one(h_, filter.c_str(), qos, nullptr, reinterpret_cast<void *>(tag), nullptr,
                                      options, properties, t);
     });
 }
 inline Token ClientRef::unsubscribe(zstring filter, PropertiesView properties, std::error_code &ec) const noexcept {
     const char *filters[] = {filter.c_str()};
-    return issue(ec, [&](mqttc_token *t) { return mqttc_unsubscribe_v5(h_, filters, 1, properties.get(), t); });
+    return issue(MQTTC_PACKET_UNSUBACK, ec,
+                 [&](mqttc_token *t) { return mqttc_unsubscribe_v5(h_, filters, 1, properties.get(), t); });
+}
+inline Token ClientRef::reauthenticate(bytes_view data, std::error_code &ec) const noexcept {
+    return issue(MQTTC_PACKET_AUTH, ec,
+                 [&](mqttc_token *t) { return mqttc_reauthenticate(h_, data.data(), data.size(), t); });
 }
 
 #if MQTTC_CPP_EXCEPTIONS
@@ -1189,6 +1400,9 @@ inline Token ClientRef::subscribe_events(zstring filter, int qos, std::uintptr_t
 }
 inline Token ClientRef::unsubscribe(zstring filter, PropertiesView properties) const {
     return detail::or_throw([&](std::error_code &ec) { return unsubscribe(filter, properties, ec); });
+}
+inline Token ClientRef::reauthenticate(bytes_view data) const {
+    return detail::or_throw([&](std::error_code &ec) { return reauthenticate(data, ec); });
 }
 #endif
 

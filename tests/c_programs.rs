@@ -347,102 +347,12 @@ fn topic_matching_and_checks_follow_mqtt_through_the_c_api() {
     assert_eq!(out.lines().filter(|l| l.starts_with("ok ")).count(), 31, "{out}");
 }
 
-/// Runs tests/c/auth.c (with `mode`: "threads" or "loop") against a scripted broker that plays
-/// the other side of its MQTT 5 enhanced authentication steps, in the program's order.
+/// Runs tests/c/auth.c (with `mode`: "threads" or "loop") against the scripted broker of
+/// `common::auth`, which plays the other side of its MQTT 5 enhanced authentication steps.
 fn run_auth(mode: &str) {
-    use common::fake::{FakeBroker, TIMEOUT, publish};
-    use mqttclient::codec::{Auth, ConnAck, Disconnect, Packet, Properties, PropertyId, QoS, ReasonCode};
-    const METHOD: &str = "SCRAM-TEST";
-    let properties = |method: &str, data: &[u8]| {
-        let mut p = Properties::new();
-        p.push_str(PropertyId::AuthenticationMethod, method).unwrap();
-        if !data.is_empty() {
-            p.push_binary(PropertyId::AuthenticationData, data.to_vec().into())
-                .unwrap();
-        }
-        p
-    };
-    let auth = |reason: ReasonCode, method: &str, data: &[u8]| {
-        Packet::Auth(Auth {
-            reason,
-            properties: properties(method, data),
-        })
-    };
-    let challenge = |data: &str| auth(ReasonCode::CONTINUE_AUTHENTICATION, METHOD, data.as_bytes());
-    let answer = |data: &str| challenge(&format!("re:{data}"));
-    let goodbye = |reason| {
-        Packet::Disconnect(Disconnect {
-            reason,
-            properties: Properties::new(),
-        })
-    };
-    let broker = FakeBroker::new();
+    let broker = common::fake::FakeBroker::new();
     let program = spawn_against("auth", &broker, &[mode]);
-
-    // A connect in three steps, the CONNECT carrying the method and the first data.
-    let mut conn = broker.accept();
-    let connect = conn.expect_connect();
-    assert_eq!(
-        connect
-            .properties
-            .str(PropertyId::AuthenticationMethod)
-            .as_ref()
-            .map(|m| m.as_str()),
-        Some(METHOD)
-    );
-    assert_eq!(
-        connect.properties.binary(PropertyId::AuthenticationData).as_deref(),
-        Some(&b"client-first"[..])
-    );
-    for step in ["step-1", "step-2"] {
-        conn.send(challenge(step));
-        conn.expect_packet(&answer(step));
-    }
-    conn.send(Packet::ConnAck(ConnAck {
-        properties: properties(METHOD, b"welcome"),
-        ..ConnAck::accepted(false)
-    }));
-    // The broker re-authenticates; the message behind its success tells the program it ended.
-    conn.grant_subscribe();
-    conn.send(challenge("again"));
-    conn.expect_packet(&answer("again"));
-    conn.send(auth(ReasonCode::SUCCESS, METHOD, b""));
-    conn.send(Packet::Publish(publish(
-        "sync/reauthenticated",
-        QoS::AtMostOnce,
-        0,
-        b"",
-    )));
-    // The client re-authenticates.
-    conn.expect_packet(&auth(ReasonCode::REAUTHENTICATE, METHOD, b"token-2"));
-    conn.send(challenge("prove"));
-    conn.expect_packet(&answer("prove"));
-    conn.send(auth(ReasonCode::SUCCESS, METHOD, b"renewed"));
-    // Another method: the client says Protocol Error and closes.
-    conn.send(auth(ReasonCode::CONTINUE_AUTHENTICATION, "OTHER", b"x"));
-    conn.expect_packet(&goodbye(ReasonCode::PROTOCOL_ERROR));
-    conn.expect_eof(TIMEOUT);
-    // Refusals: after a challenge, and at once.
-    for (code, challenged) in [
-        (ReasonCode::NOT_AUTHORIZED, true),
-        (ReasonCode::BAD_AUTHENTICATION_METHOD, false),
-    ] {
-        let mut conn = broker.accept();
-        conn.expect_connect();
-        if challenged {
-            conn.send(challenge("step-1"));
-            conn.expect_packet(&answer("step-1"));
-        }
-        conn.connack(code);
-        conn.expect_eof(TIMEOUT);
-    }
-    // The program's callback ends the exchange: DISCONNECT 0x80, then the connection closes.
-    let mut conn = broker.accept();
-    conn.expect_connect();
-    conn.send(challenge("fail-me"));
-    conn.expect_packet(&goodbye(ReasonCode::UNSPECIFIED_ERROR));
-    conn.expect_eof(TIMEOUT);
-
+    common::auth::play_broker(&broker);
     let (code, out, err) = program.join().unwrap();
     assert_eq!(code, 0, "auth {mode} failed\nstdout:\n{out}\nstderr:\n{err}");
     assert!(out.contains("auth: ok"), "{out}");
@@ -484,17 +394,7 @@ fn reason_codes_are_named_per_packet_kind_as_the_specifications_do() {
 fn credentials_and_will_changed_on_a_live_client_are_what_the_broker_sees() {
     let auth = common::temp_dir("passwd");
     let file = auth.join("passwd");
-    assert!(
-        common::password_file(&file, &[("alice", "pw-a"), ("bob", "pw-b")]),
-        "mosquitto_passwd not found (scripts/deps.sh installs mosquitto)"
-    );
-    let broker = Broker::start_with_files(
-        &format!(
-            "allow_anonymous false\npassword_file {}\nacl_file {{dir}}/acl\n",
-            file.display()
-        ),
-        &[("acl", "pattern readwrite users/%u/#\npattern readwrite will/#\n")],
-    );
+    let broker = Broker::start_with_users(&file, &[("alice", "pw-a"), ("bob", "pw-b")]);
     let exe = compile_c("credentials", &[project_dir().join("tests/c/credentials.c")]);
     let (code, out, err) = run_program(
         Command::new(&exe)

@@ -68,6 +68,44 @@ fn cpp_without_exceptions_reports_through_error_codes() {
     assert_steps(&out, "noexcept: ok", 3);
 }
 
+/// tests/cpp/login.cpp against a mosquitto with a password file and a per-user ACL: credentials
+/// and wills set on a live client are what the broker sees at the next reconnect and when the
+/// connection dies (a cleared will is not published); refusals carry the broker's reason code
+/// and its name (a wrong password's CONNACK, an ACL's SUBACK 0x87), and `reason_str` names codes
+/// per packet kind.
+#[test]
+fn cpp_credentials_wills_and_reason_codes() {
+    let auth = common::temp_dir("cpp-passwd");
+    let broker = Broker::start_with_users(&auth.join("passwd"), &[("alice", "pw-a"), ("bob", "pw-b")]);
+    let (out, _) = run_cpp("cpp_login", "tests/cpp/login.cpp", &[], &[broker.port.to_string()]);
+    assert_steps(&out, "login: ok", 5);
+}
+
+/// tests/cpp/auth.cpp against the scripted broker of `common::auth` (as tests/c/auth.c): MQTT 5
+/// enhanced authentication through `on_auth` and `reauthenticate`, the broker's refusals named
+/// in `mqttc::error`, and a handler that throws ending the exchange.
+#[test]
+fn cpp_enhanced_authentication() {
+    let broker = common::fake::FakeBroker::new();
+    let exe = compile_cxx("cpp_auth", &[project_dir().join("tests/cpp/auth.cpp")], &STRICT);
+    let mut cmd = Command::new(&exe);
+    cmd.arg(broker.port().to_string());
+    let program = std::thread::spawn(move || run_program(&mut cmd, Duration::from_secs(60)));
+    common::auth::play_broker(&broker);
+    let (code, out, err) = program.join().unwrap();
+    assert_eq!(code, 0, "cpp_auth failed\nstdout:\n{out}\nstderr:\n{err}");
+    assert_steps(&out, "auth: ok", 6);
+}
+
+/// tests/cpp/loop_fd.cpp: a `Loop` driven from the program's own poll() on `Loop::fd`, for at
+/// most `Loop::timeout_ms`, with `run(0ms)`.
+#[test]
+fn cpp_loop_driven_from_the_applications_poll() {
+    let broker = Broker::start();
+    let (out, _) = run_cpp("cpp_loop_fd", "tests/cpp/loop_fd.cpp", &[], &[broker.port.to_string()]);
+    assert_steps(&out, "loop_fd: ok", 3);
+}
+
 #[test]
 fn cpp_basic_example_receives_its_retained_message() {
     let broker = Broker::start();

@@ -819,7 +819,7 @@ fn julia_and_python_call_the_same_c_functions() {
 
 /// Lines the scenarios print, one per check (f may be skipped when mosquitto makes no Unix-socket
 /// listener).
-const SCENARIO_CHECKS: [&str; 19] = [
+const SCENARIO_CHECKS: [&str; 20] = [
     "PASS a: seed example",
     "PASS b: overlapping filters",
     "PASS c: QoS 1 and QoS 2 round trips",
@@ -838,11 +838,13 @@ const SCENARIO_CHECKS: [&str; 19] = [
     "PASS p: finalizers",
     "PASS q: library_path",
     "PASS r: the message store",
+    "PASS s: set_credentials and set_will / clear_will change the next connection",
     "PASS z: no library thread entered Python",
 ];
 
 /// The mirror's scenarios against real brokers: mosquitto over TCP and a Unix socket, mosquitto
-/// with TLS (certificates made for the test), and amqtt with a WebSocket listener.
+/// with TLS (certificates made for the test), a mosquitto with a password file and a per-user
+/// ACL, and amqtt with a WebSocket listener.
 #[test]
 fn python_mirror_of_the_julia_wrapper_runs_against_mosquitto() {
     let library = lib_dir().join("libmqttclient.so");
@@ -857,6 +859,7 @@ fn python_mirror_of_the_julia_wrapper_runs_against_mosquitto() {
     let pki = common::pki::Pki::new();
     let tls_broker = Broker::start_with(&pki.mosquitto_tls(false));
     let ws_broker = common::amqtt::Amqtt::start_ws(None);
+    let users_broker = Broker::start_with_users(&dir.join("passwd"), &[("alice", "pw-a"), ("bob", "pw-b")]);
     // The broker answers on TCP first; the Unix listener may still be on its way.
     let deadline = Instant::now() + Duration::from_secs(5);
     while !socket.exists() && Instant::now() < deadline {
@@ -874,7 +877,8 @@ fn python_mirror_of_the_julia_wrapper_runs_against_mosquitto() {
         .args(["--tls-port", &tls_broker.port.to_string()])
         .arg("--tls-ca")
         .arg(&pki.ca)
-        .args(["--ws-port", &ws_broker.port.to_string()]);
+        .args(["--ws-port", &ws_broker.port.to_string()])
+        .args(["--users-port", &users_broker.port.to_string()]);
     if socket.exists() {
         mirror.arg("--unix").arg(&socket);
     } else {

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod amqtt;
+pub mod auth;
 pub mod engine;
 pub mod fake;
 pub mod pki;
@@ -157,6 +158,24 @@ impl Broker {
     /// `extra` stands for that directory.
     pub fn start_with_files(extra: &str, files: &[(&str, &str)]) -> Broker {
         Broker::launch(|_| "persistence false\n".to_string(), extra, files)
+    }
+
+    /// A mosquitto that knows `users` (name, password) from the password file it writes at
+    /// `file`, refuses anonymous clients, and lets each user talk only on users/<its name>/# and
+    /// will/#: a message on users/<name>/... comes back only to a client the broker knows as
+    /// <name>.
+    pub fn start_with_users(file: &Path, users: &[(&str, &str)]) -> Broker {
+        assert!(
+            password_file(file, users),
+            "mosquitto_passwd not found (scripts/deps.sh installs mosquitto)"
+        );
+        Broker::start_with_files(
+            &format!(
+                "allow_anonymous false\npassword_file {}\nacl_file {{dir}}/acl\n",
+                file.display()
+            ),
+            &[("acl", "pattern readwrite users/%u/#\npattern readwrite will/#\n")],
+        )
     }
 
     /// Like `start_with`, but with persistence in the broker's temp dir, saved after every change

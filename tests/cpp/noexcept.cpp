@@ -102,16 +102,31 @@ int main(int argc, char **argv) {
     OK(ec);
     loop.run(0ms, ec);
     OK(ec);
+    EXPECT(loop.fd(ec) >= 0 && loop.timeout_ms(ec) == -1);
+    OK(ec);
+    // Login and will changes, and the auth handler event mode refuses.
+    c.set_credentials("nobody", "pw", ec);
+    OK(ec);
+    c.set_will("nx/will", "gone", 1, false, mqttc::PropertiesView(), ec);
+    OK(ec);
+    c.set_will("nx/+", "gone", 1, false, mqttc::PropertiesView(), ec);
+    EXPECT(ec == MQTTC_ERR_INVALID_TOPIC);
+    c.clear_will(ec);
+    OK(ec);
     mqttc::Client events = mqttc::Client::create("127.0.0.1", port, mqttc::Options().event_mode(true), ec);
     OK(ec);
     EXPECT(events.event_fd(ec) >= 0 && !events.next_event(ec) && events.pending_events(ec) == 0);
     OK(ec);
     EXPECT(c.next_event(ec) == std::nullopt && ec == MQTTC_ERR_EVENT_MODE_OFF);
+    events.on_auth([](const mqttc::AuthChallenge &, mqttc::AuthReply &) { return false; }, ec);
+    EXPECT(ec == MQTTC_ERR_NOT_SUPPORTED); // an MQTT 3.1.1 client
+    // MQTT 5, but connected without an Authentication Method.
+    EXPECT(!c.reauthenticate(mqttc::bytes_view(), ec).id() && ec == MQTTC_ERR_INVALID_ARGUMENT);
     EXPECT(c.unsubscribe("nx/#", mqttc::PropertiesView(), ec).wait(10s, ec));
     OK(ec);
     EXPECT(c.disconnect(ec).wait(10s, ec));
     OK(ec);
-    step("handlers, a Loop, event mode, unsubscribe and disconnect");
+    step("handlers, a Loop, login and will changes, event mode, unsubscribe and disconnect");
     std::printf("noexcept: ok\n");
     return 0;
 }

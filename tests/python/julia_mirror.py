@@ -16,7 +16,8 @@ Where Python has to differ it says so: futures wait at most RESOLVE_TIMEOUT (so 
 scenario fails instead of hanging), and `start` calls BEFORE_REGISTER, a test seam that is a
 no-op except in the scenario that makes a completion arrive before its registration.
 
-Usage: julia_mirror.py --lib LIB --port N [--unix PATH] [--tls-port N --tls-ca FILE] [--ws-port N]
+Usage: julia_mirror.py --lib LIB --port N --users-port N [--unix PATH] [--tls-port N --tls-ca FILE]
+                       [--ws-port N]
 """
 import argparse
 import ctypes
@@ -181,6 +182,11 @@ PROTOTYPES = {
     "mqttc_unsubscribe_v5": (c_int, [c_void_p, POINTER(c_char_p), c_size_t, c_void_p, POINTER(c_uint64)]),
     "mqttc_topic_check": (c_int, [c_char_p]),
     "mqttc_filter_check": (c_int, [c_char_p]),
+    "mqttc_topic_matches": (c_int, [c_char_p, c_char_p, POINTER(c_bool)]),
+    "mqttc_reason_str": (c_char_p, [c_uint8, c_int]),
+    "mqttc_client_set_credentials": (c_int, [c_void_p, c_char_p, c_char_p, c_size_t]),
+    "mqttc_client_set_will": (c_int, [c_void_p, c_char_p, c_char_p, c_size_t, c_int, c_bool, c_void_p]),
+    "mqttc_client_clear_will": (c_int, [c_void_p]),
     "mqttc_properties_new": (c_int, [POINTER(c_void_p)]),
     "mqttc_properties_free": (None, [c_void_p]),
     "mqttc_properties_set_int": (c_int, [c_void_p, c_int, c_uint32]),
@@ -1247,6 +1253,56 @@ def filter_wildcard_len_check(topic_filter):
     check(_lib.mqttc_filter_check(c_text(topic_filter, "filter").encode()), "filter")
 
 
+def topic_matches(topic_filter, topic):
+    result = c_bool(False)
+    status = _lib.mqttc_topic_matches(c_text(topic_filter, "filter").encode(),
+                                      c_text(topic, "topic").encode(), ctypes.byref(result))
+    check(status, "topic_matches")
+    return result.value
+
+
+PACKET_KINDS = {"connack": 2, "puback": 4, "pubrec": 5, "pubrel": 6, "pubcomp": 7, "suback": 9,
+                "unsuback": 11, "disconnect": 14, "auth": 15, "connack_v311": 0x402,
+                "suback_v311": 0x409}
+
+
+def reason_string(code, kind):
+    if not 0 <= code <= 255:
+        raise invalid(f"reason code {code} is not in 0..255")
+    if kind not in PACKET_KINDS:
+        raise invalid(f"unknown packet kind {kind}; the kinds are: " + ", ".join(sorted(PACKET_KINDS)))
+    return _lib.mqttc_reason_str(code, PACKET_KINDS[kind]).decode()
+
+
+def change_library_client(call, client, what):
+    with client.lock:
+        s = client.state
+        if s is None:
+            raise MQTTException(f"{what}: the client never connected; give the connection its user "
+                                "and will instead", MQTTC_ERR_NOT_CONNECTED)
+        check(call(s.handle), what)
+
+
+def set_credentials(client, user):
+    name = c_text(user.name, "user name").encode()
+    password = user.password.encode()
+    change_library_client(lambda handle: _lib.mqttc_client_set_credentials(
+        handle, name if name else None, password, len(password)), client, "set_credentials")
+
+
+def set_will(client, will, properties=None):
+    topic = c_text(will.topic, "will topic").encode()
+    payload = will.payload
+    change_library_client(lambda handle: with_c_properties(
+        lambda lst: _lib.mqttc_client_set_will(handle, topic, payload, len(payload), will.qos,
+                                               will.retain, lst), properties),
+        client, "set_will")
+
+
+def clear_will(client):
+    change_library_client(lambda handle: _lib.mqttc_client_clear_will(handle), client, "clear_will")
+
+
 def qos_value(qos):
     if isinstance(qos, bool) or not isinstance(qos, int) or not 0 <= qos <= 2:
         raise MQTTException(f"qos is {qos!r}, not 0, 1 or 2", MQTTC_ERR_INVALID_QOS)
@@ -1896,6 +1952,77 @@ def scenario_store(args, prefix):
            "next (on_restored gets each with a future, which completes) and reach a subscriber")
 
 
+def scenario_live_changes(args, prefix):
+    """The users broker knows alice and bob; each may talk only on users/<its name>/# and will/#."""
+
+    def is_known_as(client, user):
+        topic = f"users/{user}/echo"
+        received = []
+        subscribe(client, topic, lambda t, p: received.append(p), qos=QOS_1)
+        publish(client, topic, f"hello {user}", qos=QOS_1)
+        wait_until(lambda: received, f"the broker to know the client as {user}")
+        assert received == [f"hello {user}".encode()], received
+        unsubscribe(client, topic)
+
+    client, connection = MakeConnection("127.0.0.1", args.users_port, user=User("alice", "pw-a"),
+                                        protocol_version=5, auto_reconnect=False)
+    expect_exception("set_credentials before connect",
+                     lambda: set_credentials(client, User("bob", "pw-b")), MQTTC_ERR_NOT_CONNECTED,
+                     "never connected")
+    connect(client, connection)
+    is_known_as(client, "alice")
+    set_credentials(client, User("bob", "pw-b"))
+    assert reconnect(client) == 0
+    is_known_as(client, "bob")
+    set_credentials(client, User("bob", "wrong"))
+    refusal = expect_exception("a wrong password", lambda: reconnect(client), -65, "reconnect: ")
+    set_credentials(client, User("bob", "pw-b"))
+    assert reconnect(client) == 0 and isconnected(client)
+    is_known_as(client, "bob")
+
+    will_topic = "will/jlmirror"
+    wills = []
+    watcher, watcher_connection = MakeConnection("127.0.0.1", args.users_port,
+                                                 user=User("alice", "pw-a"))
+    connect(watcher, watcher_connection)
+    subscribe(watcher, will_topic, lambda t, p: wills.append(p), qos=QOS_1)
+    set_will(client, Message(QOS_1, will_topic, "set later"),
+             properties=Properties(content_type="text/plain"))
+    assert reconnect(client) == 0  # the connection dropped had no will
+    clear_will(client)
+    assert reconnect(client) == 0  # the one dropped now had the will set later
+    wait_until(lambda: wills, "the will set later")
+    expect_exception("a will topic with a wildcard",
+                     lambda: set_will(client, Message(QOS_1, "will/+", "x")), -4, "set_will: ")
+    s = client.state
+    del client
+    gc.collect()  # no DISCONNECT: a will would be published now
+    wait_until(lambda: s.task_state.get() == TASK_FREED, "the client to be freed", 5)
+    publish(watcher, will_topic + "/sync", "s", qos=QOS_1)  # a round trip after the free
+    time.sleep(0.3)
+    assert wills == [b"set later"], wills
+    disconnect(watcher)
+
+    assert topic_matches("a/+/c", "a/b/c") and topic_matches("a/#", "a")
+    assert not topic_matches("a/+", "a/b/c") and not topic_matches("#", "$SYS/x")
+    expect_exception("an invalid filter", lambda: topic_matches("a/#/b", "a"), -5, "topic_matches: ")
+    assert reason_string(0x87, "suback") == "Not authorized"
+    assert reason_string(0x00, "disconnect") == "Normal disconnection"
+    assert reason_string(0x8C, "puback") == "unknown reason code"
+    assert "Not authorized" in refusal, refusal
+    expect_exception("an unknown packet kind", lambda: reason_string(0, "publish"), MQTT_ERR_INVAL,
+                     "unknown packet kind publish")
+    # Enhanced authentication needs a callback on a library thread: refused in event mode.
+    scram, scram_connection = MakeConnection(
+        "127.0.0.1", args.users_port, protocol_version=5,
+        connect_properties=Properties(authentication_method="SCRAM-SHA-1"))
+    expect_exception("an Authentication Method", lambda: connect(scram, scram_connection),
+                     MQTT_ERR_INVAL, "connect: ")
+    passed("s: set_credentials and set_will / clear_will change the next connection (bob after "
+           "alice, a wrong password refused, the will set later published once, none after "
+           "clear_will); topic_matches; reason_string; enhanced authentication refused in event mode")
+
+
 def scenario_library_path(args, prefix):
     assert library_path({"MQTTCLIENT_LIB": args.lib}) == args.lib
     try:
@@ -1930,6 +2057,7 @@ def main():
     parser.add_argument("--tls-port", type=int)
     parser.add_argument("--tls-ca")
     parser.add_argument("--ws-port", type=int)
+    parser.add_argument("--users-port", type=int, required=True)
     args = parser.parse_args()
     __init__({"MQTTCLIENT_LIB": args.lib})
     prefix = "jlmirror/" + random_client_id()
@@ -1938,7 +2066,7 @@ def main():
                      scenario_two_step, scenario_mqtt5, scenario_ack_after_callback, scenario_budget,
                      scenario_tls, scenario_websocket, scenario_task_handshake,
                      scenario_early_completion, scenario_finalizers, scenario_library_path,
-                     scenario_store):
+                     scenario_store, scenario_live_changes):
         scenario(args, prefix)
     gc.collect()  # runs the remaining clients' finalizers
     allowed = {threading.main_thread(), *EVENT_THREADS}

@@ -178,6 +178,110 @@ function filter_wildcard_len_check(filter::AbstractString)
     return nothing
 end
 
+"""
+    MQTTClient.topic_matches(filter, topic) -> Bool
+
+Whether `topic` matches the topic filter `filter` (`+` one level, `#` the rest), as a broker
+matches them; throws an `MQTTException` when either is invalid (see the two checks above).
+"""
+function topic_matches(filter::AbstractString, topic::AbstractString)
+    result = Ref{Bool}(false)
+    status = ccall(sym(:mqttc_topic_matches), Cint, (Cstring, Cstring, Ref{Bool}),
+                   c_text(filter, "filter"), c_text(topic, "topic"), result)
+    check(status, "topic_matches")
+    return result[]
+end
+
+# `mqttc_packet_kind`, by the name `reason_string` takes.
+const PACKET_KINDS = Dict(:connack => Cint(2), :puback => Cint(4), :pubrec => Cint(5),
+                          :pubrel => Cint(6), :pubcomp => Cint(7), :suback => Cint(9),
+                          :unsuback => Cint(11), :disconnect => Cint(14), :auth => Cint(15),
+                          :connack_v311 => Cint(0x402), :suback_v311 => Cint(0x409))
+
+"""
+    MQTTClient.reason_string(code, kind::Symbol) -> String
+
+The MQTT specification's name for the reason code `code` (0..255) in a packet of kind `kind`:
+`:connack`, `:puback`, `:pubrec`, `:pubrel`, `:pubcomp`, `:suback`, `:unsuback`, `:disconnect`,
+`:auth` (MQTT 5), `:connack_v311` or `:suback_v311` (MQTT 3.1.1's return codes). For example
+`reason_string(0x87, :suback)` is "Not authorized", `reason_string(0x00, :disconnect)` "Normal
+disconnection"; a code the packet cannot carry gives "unknown reason code".
+"""
+function reason_string(code::Integer, kind::Symbol)
+    0 <= code <= 255 || throw(invalid("reason code $code is not in 0..255"))
+    haskey(PACKET_KINDS, kind) ||
+        throw(invalid("unknown packet kind $kind; the kinds are: " *
+                      join(sort!(collect(keys(PACKET_KINDS))), ", ")))
+    text = ccall(sym(:mqttc_reason_str), Ptr{UInt8}, (UInt8, Cint), code, PACKET_KINDS[kind])
+    return unsafe_string(text)
+end
+
+# Runs `call(handle)`, a C call that changes the library client of `client`, and checks its
+# status. Before the first `connect` there is no library client: the connection's `user` and
+# `will` are what it will be made with.
+function change_library_client(call, client::Client, what::AbstractString)
+    GC.@preserve client begin
+        lock(client.lock) do
+            s = client.state
+            s === nothing &&
+                throw(MQTTException("$what: the client never connected; give the connection " *
+                                    "its user and will instead", MQTTC_ERR_NOT_CONNECTED))
+            check(call(s.handle), what)
+        end
+    end
+    return nothing
+end
+
+"""
+    MQTTClient.set_credentials(client, user::User)
+
+The user name and password of the client's connections from now on: the next `reconnect`, or
+the next automatic reconnect, sends them; the live connection keeps its own. An empty name sends
+none, an empty password no password. Replaces the connection's `user` until `connect` is given
+another connection. Needs a client that connected once.
+"""
+function set_credentials(client::Client, user::User)
+    name = c_text(user.name, "user name")
+    password = Vector{UInt8}(user.password)
+    change_library_client(client, "set_credentials") do handle
+        GC.@preserve name password begin
+            name_pointer = isempty(name) ? Ptr{UInt8}(C_NULL) : pointer(name)
+            ccall(sym(:mqttc_client_set_credentials), Cint,
+                  (Ptr{Cvoid}, Ptr{UInt8}, Ptr{UInt8}, Csize_t),
+                  handle, name_pointer, password, length(password))
+        end
+    end
+end
+
+"""
+    MQTTClient.set_will(client, will::Message; properties=nothing)
+
+The will of the client's connections from now on, as `set_credentials` does for the user: the
+broker publishes it when a connection made from then on ends without a DISCONNECT. `properties`
+are MQTT 5's will properties (`will_delay_interval`, `content_type`, ...). Replaces the
+connection's `will` until `connect` is given another connection; `clear_will` removes it.
+"""
+function set_will(client::Client, will::Message; properties::Union{Nothing,Properties} = nothing)
+    topic = c_text(will.topic, "will topic")
+    payload = will.payload
+    change_library_client(client, "set_will") do handle
+        with_c_properties(properties) do list
+            ccall(sym(:mqttc_client_set_will), Cint,
+                  (Ptr{Cvoid}, Cstring, Ptr{UInt8}, Csize_t, Cint, Bool, Ptr{Cvoid}),
+                  handle, topic, payload, length(payload), will.qos, will.retain, list)
+        end
+    end
+end
+
+"""
+    MQTTClient.clear_will(client)
+
+No will for the client's connections from now on (the live connection keeps its own).
+"""
+clear_will(client::Client) =
+    change_library_client(handle -> ccall(sym(:mqttc_client_clear_will), Cint, (Ptr{Cvoid},),
+                                          handle), client, "clear_will")
+
 function qos_value(qos)
     q = qos isa QOS ? Int(qos) : qos
     q isa Integer && 0 <= q <= 2 ||

@@ -302,6 +302,26 @@ function round_trips(broker::Mosquitto)
         disconnect(watcher)
     end
 
+    @testset "set_will, clear_will and set_credentials on a live client" begin
+        will_topic = "$PREFIX/later-will"
+        watcher, _ = connected_client(broker)
+        wills = collect_messages(watcher, will_topic)
+        client, _ = connected_client(broker; protocol_version = 5,
+                                     will = Message(QOS_1, will_topic, "from the connection"))
+        MQTTClient.set_will(client, Message(QOS_1, will_topic, "set later");
+                            properties = Properties(content_type = "text/plain"))
+        MQTTClient.set_credentials(client, User("someone", "secret"))
+        # The connection the reconnect drops dies with the will it was made with.
+        @test reconnect(client) == 0x00
+        @test take_within(wills, "the first connection's will") == "from the connection"
+        MQTTClient.clear_will(client)
+        @test reconnect(client) == 0x00
+        @test take_within(wills, "the second connection's will") == "set later"
+        @test_throws MQTTException MQTTClient.set_will(client, Message(QOS_1, "a/+", "x"))
+        disconnect(client)
+        disconnect(watcher)
+    end
+
     @testset "finalizer: a collected client is freed, the broker publishes its will" begin
         will_topic = "$PREFIX/gone"
         watcher, _ = connected_client(broker)

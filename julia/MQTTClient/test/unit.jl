@@ -178,6 +178,25 @@ end
           MQTTConnection(tcp; client_id = "a", protocol_version = 5, tls = true)
 end
 
+@testset "topic_matches, reason_string, live changes before connect" begin
+    @test MQTTClient.topic_matches("a/+/c", "a/b/c")
+    @test MQTTClient.topic_matches("a/#", "a")
+    @test !MQTTClient.topic_matches("a/+", "a/b/c")
+    @test !MQTTClient.topic_matches("#", "\$SYS/x")
+    @test code_of(() -> MQTTClient.topic_matches("a/#/b", "a")) == -5
+    @test MQTTClient.reason_string(0x87, :suback) == "Not authorized"
+    @test MQTTClient.reason_string(0x00, :disconnect) == "Normal disconnection"
+    @test MQTTClient.reason_string(0x00, :suback) == "Granted QoS 0"
+    @test MQTTClient.reason_string(0x8C, :puback) == "unknown reason code"
+    @test code_of(() -> MQTTClient.reason_string(0x00, :publish)) == MQTT_ERR_INVAL
+    @test code_of(() -> MQTTClient.reason_string(256, :connack)) == MQTT_ERR_INVAL
+    # No library client before the first connect: the connection says what it will be made with.
+    c = Client()
+    @test code_of(() -> MQTTClient.set_credentials(c, User("u", "p"))) ==
+          MQTTClient.MQTTC_ERR_NOT_CONNECTED
+    @test code_of(() -> MQTTClient.clear_will(c)) == MQTTClient.MQTTC_ERR_NOT_CONNECTED
+end
+
 @testset "Properties" begin
     p = Properties(:content_type => "text/plain"; correlation_data = UInt8[0, 1],
                    user_property = ["a" => "1", "a" => "2"], message_expiry_interval = 60)
