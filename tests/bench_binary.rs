@@ -417,6 +417,44 @@ fn clients_mode_runs_a_fleet_on_a_pool_and_reports_it() {
     assert!(r.num("threads_peak") <= 6.0, "{}", r.line);
 }
 
+/// benches/fleet_mosquitto.c and benches/fleet_paho.c, the peers of the clients mode in
+/// scripts/bench.py's fleet section: each runs a small fleet and reports it as ours does, with
+/// the threads its library runs them on (libmosquitto: one a client beside main; Paho C: main and
+/// its two shared threads). Their command line is ours but --threads; Paho C has no source
+/// address to bind.
+#[test]
+fn the_fleet_peers_run_a_fleet_and_report_it_as_ours_does() {
+    let mosquitto = compile_c_with(
+        "fleet_mosquitto",
+        &[project_dir().join("benches/fleet_mosquitto.c")],
+        &["-lmosquitto"],
+    );
+    let paho = compile_c_with(
+        "fleet_paho",
+        &[project_dir().join("benches/fleet_paho.c")],
+        &["-lpaho-mqtt3a"],
+    );
+    let broker = fleet_broker();
+    let clients = 20;
+    let r = run_fleet(&mosquitto, "libmosquitto", broker.port, clients, &["--sources", "2"]);
+    assert_eq!(r.num("threads_peak"), f64::from(clients + 1), "{}", r.line);
+    let r = run_fleet(&paho, "paho-c", broker.port, clients, &[]);
+    assert!(r.num("threads_peak") <= 3.0, "{}", r.line);
+
+    for (exe, name, args) in [
+        (&mosquitto, "fleet_mosquitto", &["--threads", "2"][..]),
+        (&paho, "fleet_paho", &["--sources", "2"][..]),
+        (&paho, "fleet_paho", &["--mode", "pub"][..]),
+    ] {
+        let (code, out, err) = run_program(Command::new(exe).args(args), TIMEOUT);
+        assert_eq!(code, 2, "{name} {args:?}: stdout:\n{out}\nstderr:\n{err}");
+        assert!(
+            out.is_empty() && err.contains(&format!("usage: {name}")),
+            "{name} {args:?}: {err}"
+        );
+    }
+}
+
 /// A run against a port nobody listens on fails with exit status 1 and says why.
 #[test]
 fn no_broker_is_a_failure_not_a_hang() {
