@@ -1109,7 +1109,9 @@ def report(machine, settings, results, targets):
             elif "error" in r:
                 rows.append(head + ["failed"] + [""] * 5 + [r["error"]])
             else:
-                rows.append(head + [num(r["connected"]), f"{r['connect_s']:.2f} s", num(r["threads_peak"]),
+                # Short of all, connect_s is when the wait gave up (fleet.h's 30 s without progress).
+                connect = f"{r['connect_s']:.2f} s" + ("" if r["connected"] == r["clients"] else " (gave up)")
+                rows.append(head + [num(r["connected"]), connect, num(r["threads_peak"]),
                                     f"{r['rss_kb_per_client']:.1f} KiB",
                                     f"{num(r['delivered'])} of {num(r['expected'])}",
                                     f"{r['p99_ms']:.0f} ms" if r["delivered"] else "-",
