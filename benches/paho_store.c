@@ -37,16 +37,16 @@
 
 #include <MQTTAsync.h>
 
-#include <errno.h>
 #include <limits.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "bench_args.h"
 
 /* Connecting and disconnecting may take this long. */
 #define SETUP_TIMEOUT_S 10.0
@@ -81,29 +81,10 @@ static double now_s(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static void usage(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("paho_store: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputs("\nusage: paho_store [--host H] [--port P] [--mode pub] [--qos 1|2] [--count N] "
-          "[--size BYTES] [--inflight W] [--store DIR]\n",
-          stderr);
-    exit(2);
-}
-
-/* `text` as a whole number in [min, max], or a usage error naming `opt`. */
-static long parse_long(const char *opt, const char *text, long min, long max) {
-    char *end;
-    errno = 0;
-    long v = strtol(text, &end, 10);
-    if (errno || end == text || *end || v < min || v > max)
-        usage("%s %s: expected a number from %ld to %ld", opt, text, min, max);
-    return v;
-}
-
 static struct opts parse_opts(int argc, char **argv) {
+    bench_name = "paho_store";
+    bench_usage = "[--host H] [--port P] [--mode pub] [--qos 1|2] [--count N] [--size BYTES] "
+                  "[--inflight W] [--store DIR]";
     struct opts o = {"127.0.0.1", 1883, 1, 100000, 64, 100, NULL};
     /* Each numeric option: where its value goes and its range. */
     const struct {

@@ -41,9 +41,10 @@
  *            seconds, then disconnected and freed. --sources K spreads their connections over the
  *            source addresses 127.0.0.1 .. 127.0.0.K (mqttc_options.bind_address), beyond the
  *            ephemeral ports of one address. The descriptor limit is raised to its maximum. The
- *            JSON line reports "clients", "connected", "connect_s" (all of them), "threads_peak",
- *            "rss_kb" (peak), "rss_kb_per_client" (the peak over the process before the first
- *            client), "expected", "delivered" and "p99_ms" (publish to callback).
+ *            measurement and its JSON line ("clients", "connected", "connect_s", "threads_peak",
+ *            "rss_kb", "rss_kb_per_client", "expected", "delivered", "p99_ms") are fleet.h's, the
+ *            same for the peers benches/fleet_mosquitto.c and benches/fleet_paho.c; it exits
+ *            with 1 after the line when a client did not connect or a message did not arrive.
  *
  * Exit status: 0 done, 1 the library or the broker failed (on stderr), 2 bad command line.
  */
@@ -66,7 +67,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include "proc_self.h"
+#include "fleet.h"
 
 /* Setting up (connect, subscribe) and tearing down may take this long. */
 #define SETUP_TIMEOUT_MS 10000u
@@ -97,11 +98,8 @@ struct args {
     bool nocopy;           /* lend payloads of LEND_FROM bytes and more */
     const char *store_dir; /* --store, or NULL */
     int store_sync;        /* --store-sync: an mqttc_store_sync value */
-    long clients;          /* clients mode: --clients, --threads, --interval-ms, --hold-s, --sources */
-    long threads;
-    long interval_ms;
-    long hold_s;
-    long sources;
+    long threads;          /* clients mode: the pool's threads, and the rest of its command line */
+    struct fleet_args fleet;
 };
 
 /* A count kept by a callback thread. The main thread waits for it to reach a value by publishing
@@ -157,13 +155,15 @@ static long number(const char *opt, const char *text, long min, long max) {
 
 static void parse_args(int argc, char **argv, struct args *a) {
     *a = (struct args){"127.0.0.1", 1883, MODE_PUB, "pub", 0, 100000, 64, 100, NULL, true, NULL,
-                       MQTTC_STORE_SYNC_BATCH, 1000, 0, 1000, 10, 1};
+                       MQTTC_STORE_SYNC_BATCH, 0, FLEET_ARGS_DEFAULT};
     for (int i = 1; i < argc; i += 2) {
         const char *opt = argv[i];
         if (i + 1 >= argc)
             usage_error("%s needs a value", opt);
         const char *val = argv[i + 1];
-        if (!strcmp(opt, "--host")) {
+        if (fleet_option(&a->fleet, opt, val, number)) {
+            continue;
+        } else if (!strcmp(opt, "--host")) {
             a->host = val;
         } else if (!strcmp(opt, "--port")) {
             a->port = (int)number(opt, val, 1, 65535);
@@ -195,16 +195,8 @@ static void parse_args(int argc, char **argv, struct args *a) {
             if (strcmp(val, "on") && strcmp(val, "off"))
                 usage_error("--nocopy %s: expected on or off", val);
             a->nocopy = !strcmp(val, "on");
-        } else if (!strcmp(opt, "--clients")) {
-            a->clients = number(opt, val, 1, 1000000);
         } else if (!strcmp(opt, "--threads")) {
             a->threads = number(opt, val, 0, 1024);
-        } else if (!strcmp(opt, "--interval-ms")) {
-            a->interval_ms = number(opt, val, 1, 3600000);
-        } else if (!strcmp(opt, "--hold-s")) {
-            a->hold_s = number(opt, val, 0, 86400);
-        } else if (!strcmp(opt, "--sources")) {
-            a->sources = number(opt, val, 1, 254);
         } else if (!strcmp(opt, "--store")) {
             a->store_dir = val;
         } else if (!strcmp(opt, "--store-sync")) {
@@ -349,14 +341,18 @@ static void on_message(mqttc_client *client, const mqttc_message *msg, void *use
     count_one(b, &b->received);
 }
 
+/* Says on standard error that a connection was lost, and returns why as a failure status. */
+static mqttc_status report_lost(const mqttc_connection_event *ev) {
+    fprintf(stderr, "mqttc_bench: connection to %s lost: %s\n", ev->server ? ev->server : "?",
+            ev->detail ? ev->detail : mqttc_status_str(ev->reason));
+    return ev->reason == MQTTC_OK ? MQTTC_ERR_CONNECTION_CLOSED : ev->reason;
+}
+
 /* Automatic reconnect is off, so a lost connection ends the run rather than stalling it. */
 static void on_connection(mqttc_client *client, const mqttc_connection_event *ev, void *userdata) {
     (void)client;
-    if (ev->change == MQTTC_CONNECTION_LOST) {
-        fprintf(stderr, "mqttc_bench: connection to %s lost: %s\n", ev->server ? ev->server : "?",
-                ev->detail ? ev->detail : mqttc_status_str(ev->reason));
-        fail(userdata, ev->reason == MQTTC_OK ? MQTTC_ERR_CONNECTION_CLOSED : ev->reason);
-    }
+    if (ev->change == MQTTC_CONNECTION_LOST)
+        fail(userdata, report_lost(ev));
 }
 
 /* ---- clients ----------------------------------------------------------------------------------- */
@@ -535,120 +531,100 @@ static double run_latency(struct bench *b, const void *payload, double *lat) {
     return secs;
 }
 
-/* ---- clients mode ------------------------------------------------------------------------------ */
+/* ---- clients mode (the measurement itself is fleet.h's, shared with the peers) ---------------- */
 
-/* Publish-to-callback latencies in LAT_STEP_US steps, the last bucket holding everything longer. */
-#define LAT_STEP_US 100
-#define LAT_BUCKETS 300000
-static atomic_long latency_buckets[LAT_BUCKETS];
+/* What the clients mode's calls into the library share. */
+struct fleet_ours {
+    const struct args *a;
+    mqttc_pool *pool;
+    mqttc_client **clients;
+};
 
-/* A message of the clients mode: its payload is the monotonic time it was published, in us. */
 static void on_fleet_message(mqttc_client *c, const mqttc_message *m, void *userdata) {
-    struct bench *b = userdata;
     (void)c;
-    char text[32];
-    size_t n = m->payload_len < sizeof text - 1 ? m->payload_len : sizeof text - 1;
-    memcpy(text, m->payload, n);
-    text[n] = 0;
-    long us = (long)(now_s() * 1e6) - atol(text);
-    long bucket = us < 0 ? 0 : us / LAT_STEP_US;
-    atomic_fetch_add(&latency_buckets[bucket < LAT_BUCKETS ? bucket : LAT_BUCKETS - 1], 1);
-    count_one(b, &b->received);
+    fleet_received(userdata, m->payload, m->payload_len);
 }
 
-static double latency_percentile_ms(long total, double fraction) {
-    long want = (long)((double)total * fraction), seen = 0;
-    for (long i = 0; i < LAT_BUCKETS; i++) {
-        seen += atomic_load(&latency_buckets[i]);
-        if (seen > want)
-            return (double)((i + 1) * LAT_STEP_US) / 1000.0;
-    }
-    return 0;
+/* A connection that comes up is a completed connect; a lost one is reported (the wait for the
+ * messages then stalls and says so). */
+static void on_fleet_connection(mqttc_client *c, const mqttc_connection_event *ev, void *userdata) {
+    (void)c;
+    if (ev->change == MQTTC_CONNECTION_UP)
+        fleet_done(userdata, true);
+    else if (ev->change == MQTTC_CONNECTION_LOST)
+        report_lost(ev);
 }
 
-static void run_clients(struct bench *b) {
-    const struct args *a = &b->a;
-    long n = a->clients;
-    raise_fd_limit();
-    long rss_before = proc_status("VmRSS");
-    mqttc_client **clients = calloc((size_t)n, sizeof *clients);
-    mqttc_token *tokens = calloc((size_t)n, sizeof *tokens);
-    char(*topics)[48] = calloc((size_t)n, sizeof *topics);
-    if (!clients || !tokens || !topics) {
+/* The subscribe token, the only one in flight when this is set: counted, then the callback is
+ * removed, so that the publishes' completions do not reach the callback thread. */
+static void on_fleet_subscribed(mqttc_client *c, mqttc_token t, mqttc_status st, void *userdata) {
+    (void)t;
+    mqttc_client_set_on_complete(c, NULL, NULL);
+    fleet_done(userdata, st == MQTTC_OK);
+}
+
+static void fleet_open(struct fleet *f) {
+    struct fleet_ours *o = f->lib;
+    o->clients = calloc((size_t)f->a.clients, sizeof *o->clients);
+    if (!o->clients) {
         fprintf(stderr, "mqttc_bench: out of memory\n");
         exit(1);
     }
-    mqttc_pool *pool;
-    check(mqttc_pool_new((uint32_t)a->threads, &pool), "mqttc_pool_new");
-    double t0 = now_s();
-    for (long i = 0; i < n; i++) {
-        char id[64], source[32];
-        snprintf(id, sizeof id, "mqttc-fleet-%ld-%ld", (long)getpid(), i);
-        snprintf(source, sizeof source, "127.0.0.%d", (int)(1 + i % a->sources));
-        snprintf(topics[i], sizeof topics[i], "fleet/%ld/%ld", (long)getpid(), i);
-        mqttc_options o;
-        mqttc_options_init(&o);
-        o.client_id = id;
-        o.pool = pool;
-        o.bind_address = a->sources > 1 ? source : NULL;
-        o.auto_reconnect = false;
-        o.connect_timeout_ms = 60000;
-        o.token_history = 4;
-        check(mqttc_client_new(a->host, (uint16_t)a->port, &o, &clients[i]), "mqttc_client_new");
-        check(mqttc_client_set_on_connection(clients[i], on_connection, b), "mqttc_client_set_on_connection");
-        check(mqttc_connect(clients[i], &tokens[i]), "mqttc_connect");
-    }
-    long connected = 0;
+    check(mqttc_pool_new((uint32_t)o->a->threads, &o->pool), "mqttc_pool_new");
+}
+
+static void fleet_connect(struct fleet *f, long i, const char *id, const char *source) {
+    struct fleet_ours *o = f->lib;
+    mqttc_options opt;
+    mqttc_options_init(&opt);
+    opt.client_id = id;
+    opt.pool = o->pool;
+    opt.bind_address = source;
+    opt.auto_reconnect = false;
+    opt.connect_timeout_ms = 60000;
+    opt.token_history = 4;
+    check(mqttc_client_new(f->host, (uint16_t)f->port, &opt, &o->clients[i]), "mqttc_client_new");
+    check(mqttc_client_set_on_connection(o->clients[i], on_fleet_connection, f), "mqttc_client_set_on_connection");
+    check(mqttc_connect(o->clients[i], NULL), "mqttc_connect");
+}
+
+static void fleet_subscribe(struct fleet *f, long i, const char *topic) {
+    struct fleet_ours *o = f->lib;
+    check(mqttc_client_set_on_complete(o->clients[i], on_fleet_subscribed, f), "mqttc_client_set_on_complete");
+    check(mqttc_subscribe(o->clients[i], topic, f->qos, on_fleet_message, f, NULL), "mqttc_subscribe");
+}
+
+static bool fleet_publish(struct fleet *f, long i, const char *topic, const char *payload, size_t len) {
+    struct fleet_ours *o = f->lib;
+    check(mqttc_publish(o->clients[i], topic, payload, len, f->qos, false, NULL), "mqttc_publish");
+    return true;
+}
+
+static void fleet_close(struct fleet *f) {
+    struct fleet_ours *o = f->lib;
+    long n = f->a.clients;
+    mqttc_token *tokens = calloc((size_t)n, sizeof *tokens);
     for (long i = 0; i < n; i++)
-        connected += mqttc_token_wait(clients[i], tokens[i], 120000) == MQTTC_OK;
-    double connect_s = now_s() - t0;
-    long threads_peak = proc_status("Threads");
-    long expected = 0;
-    if (connected == n) {
-        for (long i = 0; i < n; i++)
-            check(mqttc_subscribe(clients[i], topics[i], a->qos, on_fleet_message, b, &tokens[i]), "mqttc_subscribe");
-        for (long i = 0; i < n; i++)
-            wait_token(b, clients[i], tokens[i], 120, "subscribe");
-        long rounds = a->hold_s * 1000 / a->interval_ms;
-        double start = now_s();
-        for (long r = 0; r < (rounds > 0 ? rounds : 1); r++) {
-            double due = start + (double)r * (double)a->interval_ms / 1000.0;
-            double wait = due - now_s();
-            if (wait > 0) {
-                struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
-                nanosleep(&ts, NULL);
-            }
-            for (long i = 0; i < n; i++) {
-                char payload[32];
-                int len = snprintf(payload, sizeof payload, "%ld", (long)(now_s() * 1e6));
-                check(mqttc_publish(clients[i], topics[(i + 1) % n], payload, (size_t)len, a->qos, false, NULL),
-                      "mqttc_publish");
-            }
-            expected += n;
-            long threads = proc_status("Threads");
-            if (threads > threads_peak)
-                threads_peak = threads;
-        }
-        wait_count(b, &b->received, expected, "messages of the fleet");
-    }
-    long rss_peak = proc_status("VmHWM");
-    long delivered = atomic_load(&b->received.n);
+        if (tokens && mqttc_disconnect(o->clients[i], &tokens[i]) == MQTTC_OK)
+            mqttc_token_wait(o->clients[i], tokens[i], SETUP_TIMEOUT_MS);
     for (long i = 0; i < n; i++)
-        if (mqttc_disconnect(clients[i], &tokens[i]) == MQTTC_OK)
-            mqttc_token_wait(clients[i], tokens[i], SETUP_TIMEOUT_MS);
-    for (long i = 0; i < n; i++)
-        mqttc_client_free(clients[i]);
-    mqttc_pool_free(pool);
-    printf("{\"lib\":\"mqttclient\",\"mode\":\"clients\",\"qos\":%d,\"clients\":%ld,\"connected\":%ld,"
-           "\"connect_s\":%.3f,\"threads_peak\":%ld,\"rss_kb\":%ld,\"rss_kb_per_client\":%.2f,"
-           "\"expected\":%ld,\"delivered\":%ld,\"p99_ms\":%.1f}\n",
-           a->qos, n, connected, connect_s, threads_peak, rss_peak, (double)(rss_peak - rss_before) / (double)n,
-           expected, delivered, latency_percentile_ms(delivered, 0.99));
-    free(topics);
+        mqttc_client_free(o->clients[i]);
+    mqttc_pool_free(o->pool);
     free(tokens);
-    free(clients);
-    if (connected != n || delivered != expected)
-        exit(1);
+    free(o->clients);
+}
+
+static int run_clients(const struct args *a) {
+    static struct fleet f; /* static: zero-initialised (its latency buckets are large) */
+    static const struct fleet_ops ops = {"mqttclient", fleet_open, fleet_connect, NULL,
+                                         fleet_subscribe, fleet_publish, fleet_close};
+    struct fleet_ours o = {a, NULL, NULL};
+    f.host = a->host;
+    f.port = a->port;
+    f.qos = a->qos;
+    f.a = a->fleet;
+    f.lib = &o;
+    return fleet_run(&f, &ops);
 }
 
 static int cmp_double(const void *x, const void *y) {
@@ -660,6 +636,8 @@ int main(int argc, char **argv) {
     static struct bench b; /* static: zero-initialised, and alive while any library thread runs */
     parse_args(argc, argv, &b.a);
     const struct args *a = &b.a;
+    if (a->mode == MODE_CLIENTS)
+        return run_clients(a);
     pthread_mutex_init(&b.lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -679,9 +657,7 @@ int main(int argc, char **argv) {
     if (!strcmp(a->callbacks, "loop"))
         check(mqttc_loop_new(&b.loop), "mqttc_loop_new");
 
-    if (a->mode == MODE_CLIENTS) {
-        run_clients(&b);
-    } else if (a->mode == MODE_LATENCY) {
+    if (a->mode == MODE_LATENCY) {
         double secs = run_latency(&b, payload, lat);
         long n = a->count;
         qsort(lat, (size_t)n, sizeof(double), cmp_double);

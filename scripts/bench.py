@@ -27,6 +27,14 @@ Sections (each run --rounds times, interleaved; the report shows medians):
            persistence (benches/paho_store.c), same window; a fresh directory per run, in the
            system's temporary directory (targets: batch >= 0.8x in memory, and ahead of Paho's
            file persistence)
+  fleet    many clients in one process (`mqttc_bench --mode clients` on a pool of 2 threads) beside
+           libmosquitto, one mosquitto_loop_start thread a client (benches/fleet_mosquitto.c), and
+           Paho C's MQTTAsync, which shares its threads (benches/fleet_paho.c), at 1,000, 5,000 and
+           10,000 clients (--fleet-sizes), each subscribed at QoS 1 to its own topic and
+           publishing to its neighbour's every second for 5 s; one mosquitto with max_connections
+           -1 and the descriptor limit raised to its hard maximum; one run each (only when --only
+           asks for it: it takes minutes). A library that does not connect every client at a size
+           is not run at the larger ones; the report says what it reached and why
   compare  shared/bench/compare.py side by side with libmosquitto, Paho C and a raw-socket client
            (only when --compare PATH is given, or ../shared/bench/compare.py exists beside the
            repository and --quick is not given), with the targets: pub >= 0.95x raw (payloads:
@@ -47,6 +55,7 @@ Examples:
   scripts/bench.py --rounds 5 --json bench.json  the full suite
   scripts/bench.py --only modes,idle
   scripts/bench.py --only store --rounds 3       the message store beside Paho C's (5-7 min)
+  scripts/bench.py --only fleet                  the fleet beside libmosquitto and Paho C (~5 min)
   scripts/bench.py --compare ../shared/bench/compare.py --only compare
 """
 
@@ -55,6 +64,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import socket
@@ -71,6 +81,8 @@ IDLE_OURS = os.path.join(RELEASE, "idle_mqttclient")
 IDLE_MOSQ = os.path.join(RELEASE, "idle_libmosquitto")
 FLOOR_EXE = os.path.join(RELEASE, "latency_floor")
 PAHO_STORE = os.path.join(RELEASE, "paho_store")
+FLEET_MOSQ = os.path.join(RELEASE, "fleet_mosquitto")
+FLEET_PAHO = os.path.join(RELEASE, "fleet_paho")
 MOSQ_LATENCY = os.path.join(RELEASE, "mosq_bench")  # compare.py's libmosquitto client, built here
 DEFAULT_COMPARE = os.path.join(os.path.dirname(ROOT), "shared", "bench", "compare.py")
 MOSQUITTO_H = "/usr/include/mosquitto.h"
@@ -79,7 +91,8 @@ GNU_TIME = "/usr/bin/time"
 HAVE_GNU_TIME = os.access(GNU_TIME, os.X_OK)  # set again after installing
 CFLAGS = ["-std=c11", "-O2", "-D_POSIX_C_SOURCE=200809L", "-Wall", "-Wextra", "-Werror"]
 
-SECTIONS = ["modes", "scale", "payload", "idle", "trie", "floor", "store", "compare"]
+SECTIONS = ["modes", "scale", "payload", "idle", "trie", "floor", "store", "fleet", "compare"]
+OPT_IN = ["fleet", "compare"]  # run only when asked for (compare also when compare.py is found)
 INFLIGHT = 100
 SIZE = 64
 
@@ -87,9 +100,11 @@ SIZE = 64
 # Latency runs 20,000 round trips, not compare.py's default 5,000: /usr/bin/time gives compare.py
 # CPU times in 10 ms steps, too coarse at 5,000 (about 125 ms of ours) to decide the CPU target.
 FULL = {"count": 100_000, "lat_count": 20_000, "scale": (100_000, 1_000_000),
-        "payload": ((65_536, 20_000), (1_048_576, 1_000)), "trie_rounds": None, "store_count": 50_000}
+        "payload": ((65_536, 20_000), (1_048_576, 1_000)), "trie_rounds": None, "store_count": 50_000,
+        "fleet_sizes": (1_000, 5_000, 10_000), "fleet_hold_s": 5}
 QUICK = {"count": 2_000, "lat_count": 200, "scale": (2_000, 20_000),
-         "payload": ((65_536, 200), (1_048_576, 20)), "trie_rounds": 3, "store_count": 500}
+         "payload": ((65_536, 200), (1_048_576, 20)), "trie_rounds": 3, "store_count": 500,
+         "fleet_sizes": (20, 100), "fleet_hold_s": 1}
 
 # Targets (mqttclient relative to a peer, or absolute).
 T_PUB_VS_RAW = 0.95
@@ -194,9 +209,9 @@ def ensure_packages(sections):
     compare = "compare" in sections
     want = [("mosquitto", mosquitto_exe() is not None, True),
             ("time", os.access(GNU_TIME, os.X_OK), compare)]
-    if {"idle", "floor"} & set(sections) or compare:
+    if {"idle", "floor", "fleet"} & set(sections) or compare:
         want.append(("libmosquitto-dev", os.path.exists(MOSQUITTO_H), compare))
-    if "store" in sections or compare:
+    if {"store", "fleet"} & set(sections) or compare:
         want.append(("libpaho-mqtt-dev", os.path.exists(PAHO_H), compare))
     need = [name for name, present, _ in want if not present]
     missing_tools = [t for t in ("gcc", "cargo") if not shutil.which(t)]
@@ -227,7 +242,7 @@ def link_ours():
 
 def build(sections, have_mosq_h, compare_path):
     run_tool(["cargo", "build", "--release", "--lib"], BUILD_TIMEOUT, "building the library")
-    if {"modes", "scale", "payload", "floor", "store", "compare"} & set(sections):
+    if {"modes", "scale", "payload", "floor", "store", "fleet", "compare"} & set(sections):
         run_tool(["gcc", *CFLAGS, "-Iinclude", "c_examples/mqttc_bench.c", *link_ours(),
                   "-o", BENCH_EXE], GCC_TIMEOUT, "building mqttc_bench")
     if "idle" in sections:
@@ -253,6 +268,14 @@ def build(sections, have_mosq_h, compare_path):
                       "-o", PAHO_STORE], GCC_TIMEOUT, "building paho_store")
         elif os.path.exists(PAHO_STORE):
             os.remove(PAHO_STORE)  # not one built against a Paho C no longer installed
+    if "fleet" in sections:
+        for exe, header, lib in ((FLEET_MOSQ, MOSQUITTO_H, "-lmosquitto"), (FLEET_PAHO, PAHO_H, "-lpaho-mqtt3a")):
+            name = os.path.basename(exe)
+            if os.path.exists(header):
+                run_tool(["gcc", *CFLAGS, f"benches/{name}.c", lib, "-lpthread", "-o", exe],
+                         GCC_TIMEOUT, f"building {name}")
+            elif os.path.exists(exe):
+                os.remove(exe)  # not one built against a library no longer installed
 
 
 # ---- the broker --------------------------------------------------------------------------------
@@ -263,10 +286,23 @@ def free_port():
         return s.getsockname()[1]
 
 
-class Broker:
-    """mosquitto on a free loopback port, configured exactly as compare.py configures its own."""
+def _raise_nofile():
+    """The descriptor limit up to its hard maximum: a connection takes one."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
-    def __init__(self):
+
+def _fleet_child_setup():
+    _child_setup()
+    _raise_nofile()
+
+
+class Broker:
+    """mosquitto on a free loopback port, configured exactly as compare.py configures its own
+    (`fleet`: also without a connection limit and with the descriptor limit raised)."""
+
+    def __init__(self, fleet=False):
+        self.fleet = fleet
         self.exe = mosquitto_exe()
         self.dir = tempfile.mkdtemp(prefix="mqttc-bench-")
         self.proc = None
@@ -279,13 +315,15 @@ class Broker:
             self.port = free_port()
             self.conf_text = (f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
                               "max_inflight_messages 0\nmax_queued_messages 0\n"
-                              "persistence false\nlog_type error\n")
+                              "persistence false\nlog_type error\n"
+                              + ("max_connections -1\n" if self.fleet else ""))
             conf = os.path.join(self.dir, "mosquitto.conf")
             with open(conf, "w") as f:
                 f.write(self.conf_text)
             with open(self.errlog, "w") as err:
                 self.proc = subprocess.Popen([self.exe, "-c", conf], stdout=err, stderr=err,
-                                             stdin=subprocess.DEVNULL, preexec_fn=_child_setup)
+                                             stdin=subprocess.DEVNULL,
+                                             preexec_fn=_fleet_child_setup if self.fleet else _child_setup)
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and self.proc.poll() is None:
                 try:
@@ -582,6 +620,97 @@ def section_floor(run, cfg, rounds):
             row["met"] = row["ratios"]["mqttclient"] <= T_CPU_VS_MOSQ
         rows.append(row)
     return {"rows": rows}
+
+
+# The fleet section's programs: (name in the report and the JSON line, program, further arguments).
+# Ours on a pool of 2 threads, as the fleet table in BENCHMARKS.md was measured.
+FLEET_PROGS = [("mqttclient", BENCH_EXE, ("--threads", "2")), ("libmosquitto", FLEET_MOSQ, ()),
+               ("paho-c", FLEET_PAHO, ())]
+FLEET_KEYS = ["clients", "connected", "connect_s", "threads_peak", "rss_kb", "rss_kb_per_client",
+              "expected", "delivered", "p99_ms"]
+FLEET_INTERVAL_MS = 1000
+FLEET_QOS = 1
+
+
+def machine_limits():
+    """What bounds a fleet here: descriptors, threads, memory."""
+    def read(path, prefix=""):
+        """The first word of `path` after `prefix`, on the first line that starts with it."""
+        try:
+            with open(path) as f:
+                return next(line[len(prefix):].split()[0] for line in f if line.startswith(prefix))
+        except (OSError, StopIteration, IndexError):
+            return "?"
+    return {"nofile_hard": resource.getrlimit(resource.RLIMIT_NOFILE)[1],
+            "nproc": resource.getrlimit(resource.RLIMIT_NPROC)[0],
+            "threads_max": read("/proc/sys/kernel/threads-max"),
+            "mem_available_kb": read("/proc/meminfo", "MemAvailable:")}
+
+
+def fleet_run(broker, name, exe, extra, clients, hold_s):
+    """One run of a fleet program: its JSON line, plus "status" and the last lines of its
+    standard error ("why": it says there why clients did not connect or messages did not arrive).
+    A run that prints no JSON line is {"error": ...}."""
+    broker.check_alive()
+    cmd = [str(c) for c in [exe, "--port", broker.port, "--mode", "clients", "--qos", FLEET_QOS,
+                            "--clients", clients, "--interval-ms", FLEET_INTERVAL_MS, "--hold-s", hold_s,
+                            *extra]]
+    # Connecting, the hold, the deliveries and teardown, with room for the 30 s a stalled wait
+    # takes to give up (fleet.h) at each of its steps.
+    timeout = 180 + hold_s + clients * 0.02
+    log(f"fleet: {fmt_cmd(cmd)}")
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                           preexec_fn=_child_setup)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s"}
+    why = [line for line in p.stderr.strip().splitlines() if line][-3:]
+    lines = [line for line in p.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        return {"error": f"exit status {p.returncode}, no JSON line; stderr: {' / '.join(why) or '(empty)'}"}
+    try:
+        res = json.loads(lines[-1])
+    except json.JSONDecodeError as e:
+        return {"error": f"bad JSON line {lines[-1]!r}: {e}"}
+    missing = [k for k in FLEET_KEYS if not isinstance(res.get(k), (int, float))]
+    if res.get("lib") != name or missing or res["clients"] != clients:
+        return {"error": f"unexpected output {res}"}
+    res.update(status=p.returncode, why=why)
+    return res
+
+
+def section_fleet(cfg, sizes):
+    progs = [(name, exe, extra) for name, exe, extra in FLEET_PROGS if os.path.exists(exe)]
+    hold_s = cfg["fleet_hold_s"]
+    broker = Broker(fleet=True)
+    broker.start()
+    rows, stopped = [], {}
+    try:
+        for clients in sizes:
+            for name, exe, extra in progs:
+                if name in stopped:
+                    rows.append({"clients": clients, "lib": name, "skipped": stopped[name]})
+                    continue
+                res = fleet_run(broker, name, exe, extra, clients, hold_s)
+                res.update(clients=clients, lib=name)
+                rows.append(res)
+                if "error" in res:
+                    log(f"fleet {clients} {name}: failed: {res['error']}")
+                    stopped[name] = f"failed at {clients:,}"
+                    continue
+                log(f"fleet {clients} {name}: {res['connected']} connected in {res['connect_s']:.1f} s, "
+                    f"{res['threads_peak']} threads, {res['rss_kb_per_client']:.1f} KiB/client, "
+                    f"{res['delivered']}/{res['expected']} delivered, p99 {res['p99_ms']} ms")
+                if res["connected"] < clients:
+                    stopped[name] = f"connected {res['connected']:,} of {clients:,}"
+    finally:
+        broker.stop()
+    ours_failed = [f"{r['clients']:,} clients: {r.get('error') or ' / '.join(r['why']) or 'exit status 1'}"
+                   for r in rows if r["lib"] == "mqttclient" and ("error" in r or r.get("status"))]
+    return {"rows": rows, "ours_failed": ours_failed, "hold_s": hold_s, "interval_ms": FLEET_INTERVAL_MS,
+            "qos": FLEET_QOS,
+            "limits": machine_limits(), "broker_config": broker.conf_text,
+            "not_built": [name for name, exe, _ in FLEET_PROGS if not os.path.exists(exe)]}
 
 
 # The store section's runs: (name, what the report calls it, program, whether it gets a fresh
@@ -959,6 +1088,39 @@ def report(machine, settings, results, targets):
             out += ["Failed runs of the peer (the ratios against it are n/a):", ""]
             out += [f"- {e}" for e in failed] + [""]
 
+    if "fleet" in results:
+        fl = results["fleet"]
+        lim = fl["limits"]
+        out += ["## fleet", "", f"N clients in one process, each subscribed at QoS {fl['qos']} to its own "
+                f"topic and publishing to its neighbour's every {fl['interval_ms']} ms for {fl['hold_s']} s "
+                "(c_examples/fleet.h, the same measurement for the three programs); one run each, "
+                "against one mosquitto with max_connections -1 and its descriptor limit raised to "
+                "the hard maximum. "
+                "mqttclient on one mqttc_pool of 2 threads; libmosquitto one mosquitto_loop_start "
+                "thread a client; Paho C's MQTTAsync shares its threads. RSS per client: peak VmRSS "
+                "over that before the first client, divided by the clients. Limits here: "
+                f"descriptors {lim['nofile_hard']:,} (hard), threads-max {lim['threads_max']}, "
+                f"RLIMIT_NPROC {lim['nproc']}, MemAvailable {lim['mem_available_kb']} kB.", ""]
+        rows = []
+        for r in fl["rows"]:
+            head = [num(r["clients"]), r["lib"]]
+            if "skipped" in r:
+                rows.append(head + [f"not run ({r['skipped']})"] + [""] * 5 + [""])
+            elif "error" in r:
+                rows.append(head + ["failed"] + [""] * 5 + [r["error"]])
+            else:
+                # Short of all, connect_s is when the wait gave up (fleet.h's 30 s without progress).
+                connect = f"{r['connect_s']:.2f} s" + ("" if r["connected"] == r["clients"] else " (gave up)")
+                rows.append(head + [num(r["connected"]), connect, num(r["threads_peak"]),
+                                    f"{r['rss_kb_per_client']:.1f} KiB",
+                                    f"{num(r['delivered'])} of {num(r['expected'])}",
+                                    f"{r['p99_ms']:.0f} ms" if r["delivered"] else "-",
+                                    " / ".join(r["why"]) if r["status"] else ""])
+        out += [table(["clients", "library", "connected", "connect all", "threads (peak)", "RSS per client",
+                       "delivered", "p99 publish to callback", "note"], rows), ""]
+        if fl["not_built"]:
+            out += [f"Not built (header missing): {', '.join(fl['not_built'])}.", ""]
+
     if "compare" in results:
         c = results["compare"]
         out += ["## compare", "", f"`{c['path']}` (its own broker and rounds): medians per library; "
@@ -1053,7 +1215,15 @@ def parse_args(argv):
     ap.add_argument("--compare", metavar="PATH", help="shared/bench/compare.py (default: "
                     "../shared/bench/compare.py beside the repository, when it exists)")
     ap.add_argument("--only", metavar="SECTIONS", help="comma-separated subset of: " + ",".join(SECTIONS))
+    ap.add_argument("--fleet-sizes", metavar="N,N,...", help="the fleet section's numbers of clients "
+                    "(default 1000,5000,10000; 20,100 with --quick)")
     a = ap.parse_args(argv)
+    try:
+        a.fleet_sizes = [int(n) for n in a.fleet_sizes.split(",")] if a.fleet_sizes else None
+    except ValueError:
+        ap.error(f"--fleet-sizes {a.fleet_sizes}: expected numbers separated by commas")
+    if a.fleet_sizes is not None and not all(n >= 1 for n in a.fleet_sizes):
+        ap.error("--fleet-sizes: each at least 1")
     if a.rounds is None:
         a.rounds = 1 if a.quick else 3
     if a.rounds < 1:
@@ -1068,7 +1238,7 @@ def parse_args(argv):
         if "compare" in sections and not compare_path:
             ap.error(f"--only compare: compare.py not found at {DEFAULT_COMPARE}; pass --compare PATH")
     else:
-        sections = SECTIONS[:-1]
+        sections = [s for s in SECTIONS if s not in OPT_IN]
         if compare_path and (a.compare or not a.quick):
             sections.append("compare")
     if "compare" in sections and not os.path.isfile(compare_path):
@@ -1119,6 +1289,11 @@ def main(argv=None):
                 results[name] = section_floor(run, cfg, a.rounds)
             elif name == "store":
                 results[name] = section_store(run, cfg, a.rounds)
+            elif name == "fleet":
+                results[name] = section_fleet(cfg, a.fleet_sizes or cfg["fleet_sizes"])
+                if results[name]["ours_failed"]:
+                    raise BenchError("fleet: mqttc_bench did not connect every client or lost messages:\n  "
+                                     + "\n  ".join(results[name]["ours_failed"]))
             elif name == "compare":
                 results[name] = section_compare(a.compare_path, cfg, a.rounds, a.quick)
         errors = results.get("compare", {}).get("errors")

@@ -5,7 +5,8 @@
 # runtime (the C tests run again under it), the system CA store (a TLS test checks that it does
 # not trust a private CA), the openssl CLI (a TLS test makes certificates as mosquitto's TLS
 # guide does), Valgrind (memcheck runs the free race test, seeing inside the library), Paho C's
-# headers (tests/bench_binary.rs builds and runs benches/paho_store.c, the benchmark's peer),
+# headers (tests/bench_binary.rs builds and runs benches/paho_store.c and benches/fleet_paho.c,
+# peers of the benchmark), libmosquitto's headers (it builds benches/fleet_mosquitto.c too),
 # Doxygen (the API reference, CMake's docs target) and groff (tests/cli_tools.rs checks the man
 # pages with it); and from
 # PyPI: amqtt in target/amqtt-venv, a broker with WebSocket listeners (Debian's mosquitto has none)
@@ -23,6 +24,7 @@ command -v pkg-config >/dev/null || need+=(pkg-config)
 command -v openssl >/dev/null || need+=(openssl)
 command -v valgrind >/dev/null || need+=(valgrind)
 [ -f /usr/include/MQTTAsync.h ] || need+=(libpaho-mqtt-dev)
+[ -f /usr/include/mosquitto.h ] || need+=(libmosquitto-dev)
 command -v doxygen >/dev/null || need+=(doxygen)
 command -v groff >/dev/null || need+=(groff-base)
 # -print-file-name answers with a path only when the file exists.

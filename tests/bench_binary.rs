@@ -340,60 +340,122 @@ fn the_paho_store_peer_publishes_with_and_without_file_persistence() {
     }
 }
 
-/// A run against a port nobody listens on fails with exit status 1 and says why.
-#[test]
-fn clients_mode_runs_a_fleet_on_a_pool_and_reports_it() {
-    let broker = Broker::start_with("max_connections -1\nmax_inflight_messages 0\nmax_queued_messages 0\n");
-    let (clients, interval_ms, hold_s) = (200, 250, 1);
-    let args = [
-        "--port".to_string(),
-        broker.port.to_string(),
-        "--mode".into(),
-        "clients".into(),
-        "--qos".into(),
-        "1".into(),
-        "--clients".into(),
-        clients.to_string(),
-        "--threads".into(),
-        "2".into(),
-        "--interval-ms".into(),
-        interval_ms.to_string(),
-        "--hold-s".into(),
-        hold_s.to_string(),
-        "--sources".into(),
-        "3".into(),
-    ];
-    let (code, out, err) = run_program(Command::new(bench()).args(&args), TIMEOUT);
-    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+/// Fields of the clients mode's JSON line (c_examples/fleet.h), after "lib", "mode" and "qos".
+const FLEET_FIELDS: [&str; 9] = [
+    "clients",
+    "connected",
+    "connect_s",
+    "threads_peak",
+    "rss_kb",
+    "rss_kb_per_client",
+    "expected",
+    "delivered",
+    "p99_ms",
+];
+
+/// A broker for fleets: no connection limit, nothing in flight or queued dropped.
+fn fleet_broker() -> Broker {
+    Broker::start_with("max_connections -1\nmax_inflight_messages 0\nmax_queued_messages 0\n")
+}
+
+/// Runs `exe` in clients mode at QoS 1 with `clients` clients publishing every 250 ms for 1 s, plus
+/// `extra`, and checks its JSON line: every field, reported as `lib`, every client connected and
+/// every message delivered. Returns the line.
+fn run_fleet(exe: &Path, lib: &str, port: u16, clients: u32, extra: &[&str]) -> Report {
+    let (interval_ms, hold_s) = (250, 1);
+    let mut args: Vec<String> = [
+        "--port",
+        &port.to_string(),
+        "--mode",
+        "clients",
+        "--qos",
+        "1",
+        "--clients",
+        &clients.to_string(),
+        "--interval-ms",
+        &interval_ms.to_string(),
+        "--hold-s",
+        &hold_s.to_string(),
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let (code, out, err) = run_program(Command::new(exe).args(&args), TIMEOUT);
+    assert_eq!(code, 0, "{lib}: stdout:\n{out}\nstderr:\n{err}");
     let line = out.lines().last().expect("a JSON line");
     let r = Report {
         fields: parse_flat_json(line),
         line: line.to_string(),
     };
     let keys: Vec<&str> = r.fields.iter().map(|(k, _)| k.as_str()).collect();
-    for key in [
-        "clients",
-        "connected",
-        "connect_s",
-        "threads_peak",
-        "rss_kb",
-        "rss_kb_per_client",
-        "expected",
-        "delivered",
-        "p99_ms",
-    ] {
-        assert!(keys.contains(&key), "{key} missing from {line}");
-    }
-    assert_eq!(r.str("mode"), "clients");
+    assert_eq!(keys[..3], ["lib", "mode", "qos"], "{line}");
+    assert_eq!(keys[3..], FLEET_FIELDS, "{line}");
+    assert_eq!(r.str("lib"), lib, "{line}");
+    assert_eq!(r.str("mode"), "clients", "{line}");
+    assert_eq!(r.num("clients"), f64::from(clients), "{line}");
     assert_eq!(r.num("connected"), f64::from(clients), "{line}");
     let rounds = hold_s * 1000 / interval_ms;
     assert_eq!(r.num("expected"), f64::from(clients * rounds), "{line}");
     assert_eq!(r.num("delivered"), r.num("expected"), "{line}");
-    // The pool's 2 network and 2 callback threads, its watchdog and main: not 2 per client.
-    assert!(r.num("threads_peak") <= 6.0, "{line}");
     assert!(r.num("p99_ms") > 0.0 && r.num("connect_s") > 0.0, "{line}");
+    assert!(r.num("rss_kb") > 0.0 && r.num("rss_kb_per_client") > 0.0, "{line}");
+    r
 }
 
+#[test]
+fn clients_mode_runs_a_fleet_on_a_pool_and_reports_it() {
+    let broker = fleet_broker();
+    let r = run_fleet(
+        bench(),
+        "mqttclient",
+        broker.port,
+        200,
+        &["--threads", "2", "--sources", "3"],
+    );
+    // The pool's 2 network and 2 callback threads, its watchdog and main: not 2 per client.
+    assert!(r.num("threads_peak") <= 6.0, "{}", r.line);
+}
+
+/// benches/fleet_mosquitto.c and benches/fleet_paho.c, the peers of the clients mode in
+/// scripts/bench.py's fleet section: each runs a small fleet and reports it as ours does, with
+/// the threads its library runs them on (libmosquitto: one a client beside main; Paho C: main and
+/// its two shared threads). Their command line is ours but --threads; Paho C has no source
+/// address to bind.
+#[test]
+fn the_fleet_peers_run_a_fleet_and_report_it_as_ours_does() {
+    let mosquitto = compile_c_with(
+        "fleet_mosquitto",
+        &[project_dir().join("benches/fleet_mosquitto.c")],
+        &["-lmosquitto"],
+    );
+    let paho = compile_c_with(
+        "fleet_paho",
+        &[project_dir().join("benches/fleet_paho.c")],
+        &["-lpaho-mqtt3a"],
+    );
+    let broker = fleet_broker();
+    let clients = 20;
+    let r = run_fleet(&mosquitto, "libmosquitto", broker.port, clients, &["--sources", "2"]);
+    assert_eq!(r.num("threads_peak"), f64::from(clients + 1), "{}", r.line);
+    let r = run_fleet(&paho, "paho-c", broker.port, clients, &[]);
+    assert!(r.num("threads_peak") <= 3.0, "{}", r.line);
+
+    for (exe, name, args) in [
+        (&mosquitto, "fleet_mosquitto", &["--threads", "2"][..]),
+        (&paho, "fleet_paho", &["--sources", "2"][..]),
+        (&paho, "fleet_paho", &["--mode", "pub"][..]),
+    ] {
+        let (code, out, err) = run_program(Command::new(exe).args(args), TIMEOUT);
+        assert_eq!(code, 2, "{name} {args:?}: stdout:\n{out}\nstderr:\n{err}");
+        assert!(
+            out.is_empty() && err.contains(&format!("usage: {name}")),
+            "{name} {args:?}: {err}"
+        );
+    }
+}
+
+/// A run against a port nobody listens on fails with exit status 1 and says why.
 #[test]
 fn no_broker_is_a_failure_not_a_hang() {
     let port = free_port();

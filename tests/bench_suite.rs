@@ -35,10 +35,12 @@ fn bench_script_compiles_and_describes_its_options() {
     let path = path.to_str().unwrap();
     python(&["-m", "py_compile", path]);
     let help = python(&[path, "--help"]);
-    for option in ["--rounds", "--quick", "--json", "--compare", "--only"] {
+    for option in ["--rounds", "--quick", "--json", "--compare", "--only", "--fleet-sizes"] {
         assert!(help.contains(option), "--help lacks {option}:\n{help}");
     }
-    for section in ["modes", "scale", "payload", "idle", "trie", "floor", "store", "compare"] {
+    for section in [
+        "modes", "scale", "payload", "idle", "trie", "floor", "store", "fleet", "compare",
+    ] {
         assert!(help.contains(section), "--help lacks section {section}:\n{help}");
     }
 }
