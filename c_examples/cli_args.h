@@ -490,7 +490,7 @@ static bool cli_apply(struct cli_config *cfg, const struct cli_opt *o, const cha
         return true;
     case OPT_FORMAT: {
         char msg[64];
-        if (!cli_format_check(val, msg, sizeof msg, &cfg->format_needs_mid)) {
+        if (!cli_format_check(val, msg, sizeof msg)) {
             cli_usage_error(cfg, "%s", msg);
             return false;
         }
@@ -664,11 +664,6 @@ static bool cli_check_combination(struct cli_config *cfg) {
     }
     if (cfg->store_dir && !cfg->id) {
         cli_usage_error(cfg, "You must provide a client id if you are using --store.");
-        return false;
-    }
-    if (cfg->format_needs_mid && cfg->qos > 0) {
-        cli_usage_error(cfg, "-F with %%m, %%j or %%J needs -q 0: the library does not give the message id of "
-                             "QoS 1 and 2 messages.");
         return false;
     }
     return true;

@@ -108,7 +108,6 @@ struct cli_config {
     const char *response_topic; /* -e */
     /* mqttc_sub and mqttc_rr. */
     int sub_options;          /* MQTT 5 subscription options: -R, --retain-as-published */
-    bool format_needs_mid;    /* -F prints message ids (%m, %j, %J) */
     struct cli_output output; /* -F, -v, -N, --pretty */
 };
 

@@ -1070,6 +1070,13 @@ typedef struct mqttc_message {
    * list in MQTT 3.1.1).
    */
   const struct mqttc_properties *properties;
+  /**
+   * The packet identifier of the PUBLISH that brought the message (what mosquitto calls its
+   * "mid"): 1 to 65535 at QoS 1 and 2, 0 at QoS 0, which has none. The broker chooses it per
+   * connection, so it tells apart the messages in flight on one connection and nothing more.
+   * 0 in a RESTORED event, whose message is one of ours that the store gave back.
+   */
+  uint16_t packet_id;
 } mqttc_message;
 
 /**

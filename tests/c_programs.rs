@@ -90,7 +90,7 @@ fn a_loop_runs_from_the_applications_own_poll_loop() {
 
 #[test]
 fn event_mode_through_the_c_api() {
-    run_c_steps("events", "events: ok", 5);
+    run_c_steps("events", "events: ok", 6);
 }
 
 /// tests/c/event_userdata.c: a subscription's `drop_userdata` waits for the last MESSAGE event

@@ -111,6 +111,7 @@ class mqttc_message(ctypes.Structure):
         ("retain", c_bool),
         ("dup", c_bool),
         ("properties", c_void_p),
+        ("packet_id", c_uint16),
     ]
 
 

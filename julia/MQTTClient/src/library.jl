@@ -166,6 +166,7 @@ struct mqttc_message
     retain::Bool
     dup::Bool
     properties::Ptr{Cvoid}
+    packet_id::UInt16
 end
 
 struct mqttc_connection_event
