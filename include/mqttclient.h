@@ -956,6 +956,37 @@ typedef struct mqttc_options {
    * topic whole; not 0 with MQTT 3.1.1 (MQTTC_ERR_INVALID_ARGUMENT).
    */
   uint16_t topic_alias_max_out;
+  /**
+   * A directory of CA certificates that may sign the broker's certificate, as OpenSSL's
+   * `c_rehash` directories and `/etc/ssl/certs` are (mosquitto's `--capath`): every PEM
+   * certificate of every file in it is trusted, symbolic links followed; files with none (CRLs,
+   * a README) are skipped. With `tls_ca_file`, both are trusted. A directory that cannot be read
+   * or holds no certificate fails the constructor with MQTTC_ERR_TLS. Default NULL: the
+   * system's CA store, unless `tls_ca_file` is set.
+   */
+  const char *tls_ca_path;
+  /**
+   * The TLS versions offered, comma-separated: "tlsv1.2", "tlsv1.3", or "tlsv1.2,tlsv1.3" (the
+   * default, NULL). A version the broker does not speak fails the handshake (MQTTC_ERR_TLS);
+   * so "tlsv1.3" refuses a broker limited to TLS 1.2. Note that mosquitto's `tls_version`
+   * names the lowest version allowed, so its "tlsv1.2" is "tlsv1.2,tlsv1.3" here. Any other
+   * name ("tlsv1.1": rustls speaks TLS 1.2 and 1.3 only) fails the constructor with
+   * MQTTC_ERR_TLS, saying so.
+   */
+  const char *tls_version;
+  /**
+   * The cipher suites offered, most preferred first, separated by ':' or ',': OpenSSL's names
+   * (ECDHE-ECDSA-AES256-GCM-SHA384, ECDHE-ECDSA-AES128-GCM-SHA256,
+   * ECDHE-ECDSA-CHACHA20-POLY1305, ECDHE-RSA-AES256-GCM-SHA384, ECDHE-RSA-AES128-GCM-SHA256,
+   * ECDHE-RSA-CHACHA20-POLY1305 for TLS 1.2; TLS_AES_256_GCM_SHA384, TLS_AES_128_GCM_SHA256,
+   * TLS_CHACHA20_POLY1305_SHA256 for TLS 1.3) or IANA's (TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256),
+   * in any case. As with OpenSSL's cipher list, the TLS 1.2 suites named replace the TLS 1.2
+   * defaults and leave TLS 1.3's alone; TLS 1.3 suites named likewise replace TLS 1.3's only.
+   * A broker sharing none of them fails the handshake (MQTTC_ERR_TLS). A name rustls lacks,
+   * and OpenSSL's keywords and operators ("HIGH", "!aNULL"), fail the constructor with
+   * MQTTC_ERR_TLS and the list of names. Default NULL: every suite, rustls's order.
+   */
+  const char *tls_ciphers;
 } mqttc_options;
 
 /**

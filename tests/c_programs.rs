@@ -131,7 +131,7 @@ fn tls_options_through_the_c_api() {
     );
     assert_eq!(code, 0, "tls failed\nstdout:\n{out}\nstderr:\n{err}");
     assert!(out.contains("tls: ok"), "{out}");
-    assert_eq!(out.lines().filter(|l| l.starts_with("ok ")).count(), 7, "{out}");
+    assert_eq!(out.lines().filter(|l| l.starts_with("ok ")).count(), 9, "{out}");
 }
 
 /// The packaging consumer (tests/packaging/consumer/main.c), which scripts/packaging.sh builds

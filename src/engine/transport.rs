@@ -29,6 +29,8 @@ pub struct Stream {
     /// TCP, Unix): bytes written to it with [`send_now`] then go out as the writer would send
     /// them. Valid while `reader` and `writer` are.
     pub raw: Option<RawFd>,
+    /// What the TLS handshake settled on (version, cipher suite), for the log; None without TLS.
+    pub tls_session: Option<String>,
 }
 
 /// One non-blocking write of `slices` to the socket `fd`, from any thread: what it took, or
@@ -396,6 +398,7 @@ pub async fn connect(
                             buffered: false,
                             tcp: None,
                             raw: Some(fd),
+                            tls_session: None,
                         }
                     }
                 }
@@ -406,11 +409,13 @@ pub async fn connect(
                         "a TLS address but no TLS configuration",
                     )
                 })?;
-                let tls_stream = connector.connect(host, tcp).await?;
-                match websocket {
+                let (tls_stream, session) = connector.connect(host, tcp).await?;
+                let mut stream = match websocket {
                     Some(_) => websocket::connect(addr, tls_stream, max_packet_size).await?,
                     None => split(tls_stream),
-                }
+                };
+                stream.tls_session = Some(session);
+                stream
             };
             stream.tcp = Some(fd);
             Ok(stream)
@@ -425,6 +430,7 @@ pub async fn connect(
                 buffered: false,
                 tcp: None,
                 raw: Some(fd),
+                tls_session: None,
             })
         }
     }
@@ -439,6 +445,7 @@ fn split<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S) -> Stream {
         buffered: true,
         tcp: None,
         raw: None,
+        tls_session: None,
     }
 }
 

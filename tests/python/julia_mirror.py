@@ -98,6 +98,9 @@ class mqttc_options(ctypes.Structure):
         ("bind_address", c_char_p),
         ("store", c_void_p),
         ("topic_alias_max_out", c_uint16),
+        ("tls_ca_path", c_char_p),
+        ("tls_version", c_char_p),
+        ("tls_ciphers", c_char_p),
     ]
 
 
@@ -402,6 +405,9 @@ LIBRARY_OPTIONS = {
     "tls_server_name": "text",
     "tls_alpn": "text",
     "tls_insecure": "bool",
+    "tls_ca_path": "text",
+    "tls_version": "text",
+    "tls_ciphers": "text",
     "protocol_version": "integer",
     "session_expiry": "integer",
     "topic_alias_maximum": "integer",

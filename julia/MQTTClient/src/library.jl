@@ -155,6 +155,9 @@ struct mqttc_options
     bind_address::Ptr{UInt8}
     store::Ptr{Cvoid}
     topic_alias_max_out::UInt16
+    tls_ca_path::Ptr{UInt8}
+    tls_version::Ptr{UInt8}
+    tls_ciphers::Ptr{UInt8}
 end
 
 struct mqttc_message
