@@ -61,6 +61,9 @@ enum cli_opt_id {
     OPT_PRINT_VERSION,
     OPT_URL,
     OPT_CAFILE,
+    OPT_CAPATH,
+    OPT_TLS_VERSION,
+    OPT_CIPHERS,
     OPT_CERT,
     OPT_KEY,
     OPT_INSECURE,
@@ -129,6 +132,9 @@ static const struct cli_opt CLI_OPTS[] = {
     {"--version", NULL, OPT_PRINT_VERSION, CLI_ALL, NULL},
     {"-L", "--url", OPT_URL, CLI_ALL, "URL"},
     {"--cafile", NULL, OPT_CAFILE, CLI_ALL, "file"},
+    {"--capath", NULL, OPT_CAPATH, CLI_ALL, "directory"},
+    {"--tls-version", NULL, OPT_TLS_VERSION, CLI_ALL, "version"},
+    {"--ciphers", NULL, OPT_CIPHERS, CLI_ALL, "ciphers"},
     {"--cert", NULL, OPT_CERT, CLI_ALL, "file"},
     {"--key", NULL, OPT_KEY, CLI_ALL, "file"},
     {"--insecure", NULL, OPT_INSECURE, CLI_ALL, NULL},
@@ -145,9 +151,6 @@ static const struct {
     bool arg;
     const char *reason;
 } CLI_REFUSED[] = {
-    {"--capath", true, "the library reads CA certificates from one file (--cafile) or the system's store"},
-    {"--ciphers", true, "the library uses rustls' cipher suites, which cannot be chosen"},
-    {"--tls-version", true, "the library negotiates TLS 1.2 or 1.3, and cannot be held to one version"},
     {"--proxy", true, "the library has no SOCKS proxy"},
     {"--psk", true, "the library has no TLS-PSK"},
     {"--psk-identity", true, "the library has no TLS-PSK"},
@@ -533,6 +536,18 @@ static bool cli_apply(struct cli_config *cfg, const struct cli_opt *o, const cha
     case OPT_CAFILE:
         cfg->cafile = val;
         cfg->tls = true;
+        return true;
+    case OPT_CAPATH:
+        cfg->capath = val;
+        cfg->tls = true;
+        return true;
+    case OPT_TLS_VERSION:
+        /* mosquitto's version is the lowest allowed; the library's list is every one offered.
+         * Others go to the library as they are, which says what it speaks. */
+        cfg->tls_version = strcmp(val, "tlsv1.2") == 0 ? "tlsv1.2,tlsv1.3" : val;
+        return true;
+    case OPT_CIPHERS:
+        cfg->ciphers = val;
         return true;
     case OPT_CERT:
         cfg->certfile = val;

@@ -94,6 +94,9 @@ static mqttc_status cli_client_new(const struct cli_config *cfg, mqttc_client **
     }
     opts.tls = cfg->tls;
     opts.tls_ca_file = cfg->cafile;
+    opts.tls_ca_path = cfg->capath;
+    opts.tls_version = cfg->tls_version;
+    opts.tls_ciphers = cfg->ciphers;
     opts.tls_cert_file = cfg->certfile;
     opts.tls_key_file = cfg->keyfile;
     opts.tls_alpn = cfg->alpn;

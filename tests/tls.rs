@@ -18,7 +18,7 @@ use mqttclient::engine::{Address, Client, Error, LogLevel, Options, TlsConnector
 
 use common::Broker;
 use common::engine::{T, connect};
-use common::pki::Pki;
+use common::pki::{Pki, openssl};
 
 fn tls_client(uri: &str, tls: TlsOptions) -> Client {
     common::engine::client_for(uri, Some(tls))
@@ -125,20 +125,6 @@ fn a_broker_requiring_a_client_certificate_refuses_none_and_accepts_ours() {
     let c = tls_client(&uri, with_cert);
     assert_eq!(connect(&c).map(|_| ()), Ok(()));
     round_trip(&c, "tls/client/cert");
-}
-
-/// Runs the `openssl` CLI in `dir` with the words of `command`.
-fn openssl(dir: &Path, command: &str) {
-    let out = Command::new("openssl")
-        .args(command.split_whitespace())
-        .current_dir(dir)
-        .output()
-        .expect("the openssl CLI (scripts/deps.sh installs it)");
-    assert!(
-        out.status.success(),
-        "openssl {command}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A CA, a broker certificate and a client certificate made with the commands of mosquitto-tls(7)
@@ -357,21 +343,12 @@ fn alpn_offers_our_protocols_and_a_broker_accepting_none_is_explained() {
     assert_eq!(server.join().unwrap(), None);
 }
 
-/// A directory holding a copy of `ca` under its OpenSSL subject hash name (what `c_rehash` makes,
-/// as a file rather than a link) and a file that is no certificate.
-fn ca_directory(tag: &str, ca: &Path) -> common::TempDir {
-    let dir = common::temp_dir(tag);
-    std::fs::copy(ca, dir.join("5d1f4a3b.0")).unwrap();
-    std::fs::write(dir.join("README"), "CA certificates, one per file\n").unwrap();
-    dir
-}
-
 #[test]
 fn a_ca_directory_is_trusted_and_one_without_the_broker_ca_is_not() {
     let pki = Pki::new();
     let broker = Broker::start_with(&pki.mosquitto_tls(false));
     let uri = format!("mqtts://localhost:{}", broker.port);
-    let good = ca_directory("capath-good", &pki.ca);
+    let good = common::pki::hashed_ca_dir("capath-good", &pki.ca);
     let c = tls_client(
         &uri,
         TlsOptions {
@@ -382,7 +359,7 @@ fn a_ca_directory_is_trusted_and_one_without_the_broker_ca_is_not() {
     assert_eq!(connect(&c).map(|_| ()), Ok(()));
     round_trip(&c, "tls/capath");
 
-    let wrong = ca_directory("capath-wrong", &pki.other_ca);
+    let wrong = common::pki::hashed_ca_dir("capath-wrong", &pki.other_ca);
     let why = tls_failure(&tls_client(
         &uri,
         TlsOptions {
