@@ -81,6 +81,7 @@ struct cli_config {
     uint8_t protocol_version; /* 4 (MQTT 3.1.1) or 5 */
     const char *store_dir;    /* --store: the library's message store */
     const char *bind_address; /* -A */
+    const char *proxy;        /* --proxy socks5h://... */
     long max_inflight;        /* -M, 0: the library's default */
     long long session_expiry; /* -x, -1: not given */
     struct cli_props props;   /* -D */
@@ -141,6 +142,9 @@ static void cli_usage_connection_options(void) {
     printf("      with -c, else 0.\n");
     printf(" --help : display this message.\n");
     printf(" --nodelay : disable Nagle's algorithm (the library always does).\n");
+    printf(" --proxy : SOCKS5 proxy URL of the form:\n");
+    printf("           socks5h://[username[:password]@]hostname[:port]\n");
+    printf("           Only \"none\" and \"username\" authentication is supported.\n");
     printf(" --quiet : don't print error messages.\n");
     printf(" --store : keep QoS 1 and 2 messages in this directory until the broker has them, so\n");
     printf("           that a crash loses none: they are sent again when the tool next runs with\n");
@@ -171,8 +175,8 @@ static void cli_usage_connection_options(void) {
     printf(" --tls-alpn : TLS application layer protocol negotiation, e.g. mqtt.\n");
     printf(" --tls-use-os-certs : use the CA certificates of the operating system.\n");
     printf(" --ws-path : the HTTP path of a ws:// or wss:// URL's WebSocket endpoint. Defaults to /mqtt.\n");
-    printf("\nRefused, as the library cannot honour them: --proxy, --psk, --psk-identity, --tls-engine,\n");
-    printf("--keyform, --tls-engine-kpass-sha1.\n");
+    printf("\nRefused, as the library cannot honour them: --psk, --psk-identity, --tls-engine, --keyform,\n");
+    printf("--tls-engine-kpass-sha1.\n");
 }
 
 /* A usage error: `text` as it is (mosquitto's messages end in one or two newlines), then

@@ -987,6 +987,18 @@ typedef struct mqttc_options {
    * MQTTC_ERR_TLS and the list of names. Default NULL: every suite, rustls's order.
    */
   const char *tls_ciphers;
+  /**
+   * A SOCKS5 proxy (RFC 1928) that every TCP connection goes through, TLS and WebSockets over
+   * it: "socks5h://[username[:password]@]host[:port]" (port 1080 by default; an IPv6 host in
+   * brackets), as `mosquitto_pub --proxy` takes it. The broker's host name is sent to the proxy,
+   * which resolves it; with a username (1 to 255 bytes) and password (at most 255; it may hold
+   * '@' and ':', nothing is percent-decoded) the client offers RFC 1929's authentication as well
+   * as none. A bad URL, or a proxy with a `unix:` server, is MQTTC_ERR_INVALID_ARGUMENT; a proxy
+   * that refuses the login or the connection to the broker fails the connect token with
+   * MQTTC_ERR_IO, saying so. `bind_address` is then the local address of the connection to the
+   * proxy. Borrowed: copied when the client is made. Default NULL: connect directly.
+   */
+  const char *proxy;
 } mqttc_options;
 
 /**

@@ -878,6 +878,40 @@ fn ciphers_are_the_suites_offered() {
     );
 }
 
+/// --proxy: mqttc_pub and mosquitto_pub publish through the same SOCKS5 proxy, logging in to it;
+/// the broker sees both come from the proxy's address. A wrong password fails with the proxy's
+/// refusal.
+#[test]
+fn proxy_carries_the_connection_as_with_mosquitto_pub() {
+    let b = TestBroker::start_with(|_| "log_type notice\n".into());
+    let login = Some(("bob", "pw"));
+    let socks = common::socks::Socks::start(login);
+    let sub = start_sub(&b, &mut sub_cmd(&b, &["-t", "cli/proxy", "-C", "2"]), "proxy-sub", 1);
+    let url = socks.url(login);
+    let port = b.port();
+    let args =
+        |message: &'static str| ["-h", "localhost", "-p", &port, "-t", "cli/proxy", "-m", message].map(str::to_owned);
+    for (tool, message) in [
+        (our_pub as fn() -> Command, "ours"),
+        (|| Command::new(real("mosquitto_pub")), "theirs"),
+    ] {
+        let (code, out, err) = run(tool().args(args(message)).args(["--proxy", &url]));
+        assert_eq!(code, 0, "{message}: stdout {out:?} stderr {err:?}");
+    }
+    let (code, out, err) = sub.finish(WAIT);
+    assert_eq!(code, 0, "stderr: {err}");
+    assert_eq!(out, "ours\ntheirs\n");
+    let log = std::fs::read_to_string(&b.log).unwrap();
+    let source = format!("New connection from {}:", common::socks::PROXY_SOURCE);
+    assert_eq!(log.matches(&source).count(), 2, "{log}");
+
+    let (code, _, err) = run(our_pub()
+        .args(args("x"))
+        .args(["--proxy", &socks.url(Some(("bob", "nope")))]));
+    assert_eq!(code, 1);
+    assert!(err.contains("refused the username \"bob\""), "{err}");
+}
+
 #[test]
 fn bad_l_urls_are_usage_errors() {
     for url in [

@@ -33,11 +33,8 @@ fn trusting(ca: &std::path::Path) -> TlsOptions {
 
 /// The TLS failure text of a connect that must fail for a TLS reason.
 fn tls_failure(c: &Client) -> String {
-    match connect(c) {
-        Err(Error::Tls(why)) => {
-            println!("{why}");
-            why
-        }
+    match common::engine::connect_error(c) {
+        Error::Tls(why) => why,
         other => panic!("expected a TLS failure, got {other:?}"),
     }
 }

@@ -288,6 +288,16 @@ pub struct mqttc_options {
     /// and OpenSSL's keywords and operators ("HIGH", "!aNULL"), fail the constructor with
     /// MQTTC_ERR_TLS and the list of names. Default NULL: every suite, rustls's order.
     pub tls_ciphers: *const c_char,
+    /// A SOCKS5 proxy (RFC 1928) that every TCP connection goes through, TLS and WebSockets over
+    /// it: "socks5h://[username[:password]@]host[:port]" (port 1080 by default; an IPv6 host in
+    /// brackets), as `mosquitto_pub --proxy` takes it. The broker's host name is sent to the proxy,
+    /// which resolves it; with a username (1 to 255 bytes) and password (at most 255; it may hold
+    /// '@' and ':', nothing is percent-decoded) the client offers RFC 1929's authentication as well
+    /// as none. A bad URL, or a proxy with a `unix:` server, is MQTTC_ERR_INVALID_ARGUMENT; a proxy
+    /// that refuses the login or the connection to the broker fails the connect token with
+    /// MQTTC_ERR_IO, saying so. `bind_address` is then the local address of the connection to the
+    /// proxy. Borrowed: copied when the client is made. Default NULL: connect directly.
+    pub proxy: *const c_char,
 }
 
 /// When the message store syncs (`store_sync`).
@@ -392,6 +402,7 @@ fn defaults() -> mqttc_options {
         tls_ca_path: std::ptr::null(),
         tls_version: std::ptr::null(),
         tls_ciphers: std::ptr::null(),
+        proxy: std::ptr::null(),
     }
 }
 
@@ -547,6 +558,13 @@ pub(crate) unsafe fn read_options(opts: *const mqttc_options) -> Result<(engine:
                 )
             })?),
         },
+        // SAFETY: NULL or a NUL-terminated string per the contract.
+        proxy: unsafe { opt_str(o.proxy, "proxy") }?
+            .map(|url| {
+                url.parse()
+                    .map_err(|e| Failure::new(mqttc_status::MQTTC_ERR_INVALID_ARGUMENT, e))
+            })
+            .transpose()?,
         ..engine::Options::default()
     };
     if e.version == Version::V311 && e.session_expiry != 0 {

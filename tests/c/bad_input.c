@@ -270,6 +270,35 @@ static void tls_options(uint16_t port) {
     }
 }
 
+/* A proxy URL that is not socks5h://[username[:password]@]host[:port], and a proxy for a Unix
+ * socket, are refused with a detail naming the proxy. */
+static void proxy_options(uint16_t port) {
+    static const struct {
+        const char *what, *url;
+        mqttc_status want;
+    } cases[] = {
+        {"proxy socks5://", "socks5://127.0.0.1:1080", MQTTC_ERR_INVALID_ARGUMENT},
+        {"proxy no host", "socks5h://", MQTTC_ERR_INVALID_ARGUMENT},
+        {"proxy port 0", "socks5h://127.0.0.1:0", MQTTC_ERR_INVALID_ARGUMENT},
+        {"proxy port 65536", "socks5h://127.0.0.1:65536", MQTTC_ERR_INVALID_ARGUMENT},
+        {"proxy empty username", "socks5h://:pw@127.0.0.1", MQTTC_ERR_INVALID_ARGUMENT},
+        {"proxy not UTF-8", "socks5h://\xff", MQTTC_ERR_INVALID_UTF8},
+    };
+    mqttc_options opts;
+    mqttc_client *c = NULL;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        mqttc_options_init(&opts);
+        opts.proxy = cases[i].url;
+        expect_naming(cases[i].what, mqttc_client_new("127.0.0.1", port, &opts, &c), cases[i].want, "proxy");
+    }
+    mqttc_options_init(&opts);
+    opts.proxy = "socks5h://127.0.0.1";
+    expect_naming("proxy with a unix: server", mqttc_client_new_unix("/tmp/mqtt.sock", &opts, &c),
+                  MQTTC_ERR_INVALID_ARGUMENT, "unix:");
+    expect("proxy with a TCP server", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_OK);
+    mqttc_client_free(c);
+}
+
 /* A pool's arguments, a pool in the options, and a bind address. */
 static void pool_options(uint16_t port) {
     mqttc_options opts;
@@ -633,6 +662,7 @@ int main(int argc, char **argv) {
     store_options(port);
     pool_options(port);
     tls_options(port);
+    proxy_options(port);
     store_callbacks_options(port);
     auth_arguments(port);
     needs_mqtt5(port, "topic_alias_max_out", set_topic_alias_max_out);

@@ -101,6 +101,7 @@ class mqttc_options(ctypes.Structure):
         ("tls_ca_path", c_char_p),
         ("tls_version", c_char_p),
         ("tls_ciphers", c_char_p),
+        ("proxy", c_char_p),
     ]
 
 
@@ -408,6 +409,7 @@ LIBRARY_OPTIONS = {
     "tls_ca_path": "text",
     "tls_version": "text",
     "tls_ciphers": "text",
+    "proxy": "text",
     "protocol_version": "integer",
     "session_expiry": "integer",
     "topic_alias_maximum": "integer",

@@ -158,6 +158,7 @@ struct mqttc_options
     tls_ca_path::Ptr{UInt8}
     tls_version::Ptr{UInt8}
     tls_ciphers::Ptr{UInt8}
+    proxy::Ptr{UInt8}
 end
 
 struct mqttc_message

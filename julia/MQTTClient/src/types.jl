@@ -181,6 +181,7 @@ const LIBRARY_OPTIONS = Dict{Symbol,Symbol}(
     :tls_ca_path => :text,
     :tls_version => :text,
     :tls_ciphers => :text,
+    :proxy => :text,
     :protocol_version => :integer,
     :session_expiry => :integer,
     :topic_alias_maximum => :integer,

@@ -55,7 +55,10 @@ pub(super) async fn handshake(ctx: &Ctx, server: &Address) -> Result<Link, Error
         server,
         ctx.options.tls.as_ref(),
         ctx.options.max_packet_size,
-        ctx.options.bind_address,
+        transport::Route {
+            bind: ctx.options.bind_address,
+            proxy: ctx.options.proxy.as_ref(),
+        },
     )
     .await?;
     let mut link = Link {
