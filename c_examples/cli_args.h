@@ -61,6 +61,10 @@ enum cli_opt_id {
     OPT_PRINT_VERSION,
     OPT_URL,
     OPT_CAFILE,
+    OPT_CAPATH,
+    OPT_TLS_VERSION,
+    OPT_CIPHERS,
+    OPT_PROXY,
     OPT_CERT,
     OPT_KEY,
     OPT_INSECURE,
@@ -129,6 +133,10 @@ static const struct cli_opt CLI_OPTS[] = {
     {"--version", NULL, OPT_PRINT_VERSION, CLI_ALL, NULL},
     {"-L", "--url", OPT_URL, CLI_ALL, "URL"},
     {"--cafile", NULL, OPT_CAFILE, CLI_ALL, "file"},
+    {"--capath", NULL, OPT_CAPATH, CLI_ALL, "directory"},
+    {"--tls-version", NULL, OPT_TLS_VERSION, CLI_ALL, "version"},
+    {"--ciphers", NULL, OPT_CIPHERS, CLI_ALL, "ciphers"},
+    {"--proxy", NULL, OPT_PROXY, CLI_ALL, "proxy url"},
     {"--cert", NULL, OPT_CERT, CLI_ALL, "file"},
     {"--key", NULL, OPT_KEY, CLI_ALL, "file"},
     {"--insecure", NULL, OPT_INSECURE, CLI_ALL, NULL},
@@ -145,10 +153,6 @@ static const struct {
     bool arg;
     const char *reason;
 } CLI_REFUSED[] = {
-    {"--capath", true, "the library reads CA certificates from one file (--cafile) or the system's store"},
-    {"--ciphers", true, "the library uses rustls' cipher suites, which cannot be chosen"},
-    {"--tls-version", true, "the library negotiates TLS 1.2 or 1.3, and cannot be held to one version"},
-    {"--proxy", true, "the library has no SOCKS proxy"},
     {"--psk", true, "the library has no TLS-PSK"},
     {"--psk-identity", true, "the library has no TLS-PSK"},
     {"--tls-engine", true, "the library has no OpenSSL engines"},
@@ -490,7 +494,7 @@ static bool cli_apply(struct cli_config *cfg, const struct cli_opt *o, const cha
         return true;
     case OPT_FORMAT: {
         char msg[64];
-        if (!cli_format_check(val, msg, sizeof msg, &cfg->format_needs_mid)) {
+        if (!cli_format_check(val, msg, sizeof msg)) {
             cli_usage_error(cfg, "%s", msg);
             return false;
         }
@@ -533,6 +537,27 @@ static bool cli_apply(struct cli_config *cfg, const struct cli_opt *o, const cha
     case OPT_CAFILE:
         cfg->cafile = val;
         cfg->tls = true;
+        return true;
+    case OPT_CAPATH:
+        cfg->capath = val;
+        cfg->tls = true;
+        return true;
+    case OPT_TLS_VERSION:
+        /* mosquitto's version is the lowest allowed; the library's list is every one offered.
+         * Others go to the library as they are, which says what it speaks. */
+        cfg->tls_version = strcmp(val, "tlsv1.2") == 0 ? "tlsv1.2,tlsv1.3" : val;
+        return true;
+    case OPT_CIPHERS:
+        cfg->ciphers = val;
+        return true;
+    case OPT_PROXY:
+        /* mosquitto's tools take SOCKS5 with the name resolved by the proxy only; the library
+         * checks the rest of the URL. */
+        if (strncmp(val, "socks5h://", 10) != 0) {
+            cli_usage_error(cfg, "Unsupported proxy protocol: %s", val);
+            return false;
+        }
+        cfg->proxy = val;
         return true;
     case OPT_CERT:
         cfg->certfile = val;
@@ -664,11 +689,6 @@ static bool cli_check_combination(struct cli_config *cfg) {
     }
     if (cfg->store_dir && !cfg->id) {
         cli_usage_error(cfg, "You must provide a client id if you are using --store.");
-        return false;
-    }
-    if (cfg->format_needs_mid && cfg->qos > 0) {
-        cli_usage_error(cfg, "-F with %%m, %%j or %%J needs -q 0: the library does not give the message id of "
-                             "QoS 1 and 2 messages.");
         return false;
     }
     return true;

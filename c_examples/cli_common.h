@@ -77,6 +77,7 @@ static mqttc_status cli_client_new(const struct cli_config *cfg, mqttc_client **
     opts.clean_session = cfg->clean_session;
     cli_connect_fields(cfg, &opts);
     opts.bind_address = cfg->bind_address;
+    opts.proxy = cfg->proxy;
     if (cfg->max_inflight > 0)
         opts.max_inflight = (uint32_t)(cfg->max_inflight < UINT32_MAX ? cfg->max_inflight : UINT32_MAX);
     opts.client_id = cfg->id;
@@ -94,6 +95,9 @@ static mqttc_status cli_client_new(const struct cli_config *cfg, mqttc_client **
     }
     opts.tls = cfg->tls;
     opts.tls_ca_file = cfg->cafile;
+    opts.tls_ca_path = cfg->capath;
+    opts.tls_version = cfg->tls_version;
+    opts.tls_ciphers = cfg->ciphers;
     opts.tls_cert_file = cfg->certfile;
     opts.tls_key_file = cfg->keyfile;
     opts.tls_alpn = cfg->alpn;

@@ -66,11 +66,14 @@ struct cli_config {
     bool will_retain;
     bool debug;
     bool port_set; /* -p given: TLS does not switch the default port to 8883 */
-    /* TLS: on with an mqtts:// or wss:// URL, --cafile, --cert or --tls-use-os-certs. */
+    /* TLS: on with an mqtts:// or wss:// URL, --cafile, --capath, --cert or --tls-use-os-certs. */
     bool tls;
     bool websocket;      /* -L ws:// or wss:// */
     const char *ws_path; /* --ws-path, default "/mqtt" */
     const char *cafile;
+    const char *capath;
+    const char *tls_version; /* the library's list of versions (see --tls-version) */
+    const char *ciphers;
     const char *certfile;
     const char *keyfile;
     const char *alpn;
@@ -78,6 +81,7 @@ struct cli_config {
     uint8_t protocol_version; /* 4 (MQTT 3.1.1) or 5 */
     const char *store_dir;    /* --store: the library's message store */
     const char *bind_address; /* -A */
+    const char *proxy;        /* --proxy socks5h://... */
     long max_inflight;        /* -M, 0: the library's default */
     long long session_expiry; /* -x, -1: not given */
     struct cli_props props;   /* -D */
@@ -108,7 +112,6 @@ struct cli_config {
     const char *response_topic; /* -e */
     /* mqttc_sub and mqttc_rr. */
     int sub_options;          /* MQTT 5 subscription options: -R, --retain-as-published */
-    bool format_needs_mid;    /* -F prints message ids (%m, %j, %J) */
     struct cli_output output; /* -F, -v, -N, --pretty */
 };
 
@@ -139,6 +142,9 @@ static void cli_usage_connection_options(void) {
     printf("      with -c, else 0.\n");
     printf(" --help : display this message.\n");
     printf(" --nodelay : disable Nagle's algorithm (the library always does).\n");
+    printf(" --proxy : SOCKS5 proxy URL of the form:\n");
+    printf("           socks5h://[username[:password]@]hostname[:port]\n");
+    printf("           Only \"none\" and \"username\" authentication is supported.\n");
     printf(" --quiet : don't print error messages.\n");
     printf(" --store : keep QoS 1 and 2 messages in this directory until the broker has them, so\n");
     printf("           that a crash loses none: they are sent again when the tool next runs with\n");
@@ -154,6 +160,8 @@ static void cli_usage_connection_options(void) {
     printf(" --will-topic : the topic on which to publish the client Will.\n");
     printf(" --cafile : path to a file containing trusted CA certificates to enable encrypted\n");
     printf("            communication.\n");
+    printf(" --capath : path to a directory containing trusted CA certificates to enable encrypted\n");
+    printf("            communication (every PEM certificate of its files).\n");
     printf(" --cert : client certificate for authentication, if required by server.\n");
     printf(" --key : client private key for authentication, if required by server.\n");
     printf(" --insecure : do not check that the server certificate hostname matches the remote\n");
@@ -161,11 +169,14 @@ static void cli_usage_connection_options(void) {
     printf("              that you cannot be sure that the remote host is the server you wish to\n");
     printf("              connect to and so is insecure. Do not use this option in a production\n");
     printf("              environment.\n");
+    printf(" --ciphers : the TLS cipher suites to offer, ':'-separated, by OpenSSL's names, e.g.\n");
+    printf("             ECDHE-RSA-AES128-GCM-SHA256, or TLS 1.3's (TLS_AES_128_GCM_SHA256).\n");
+    printf(" --tls-version : the lowest TLS version allowed: tlsv1.3 or tlsv1.2 (the default).\n");
     printf(" --tls-alpn : TLS application layer protocol negotiation, e.g. mqtt.\n");
     printf(" --tls-use-os-certs : use the CA certificates of the operating system.\n");
     printf(" --ws-path : the HTTP path of a ws:// or wss:// URL's WebSocket endpoint. Defaults to /mqtt.\n");
-    printf("\nRefused, as the library cannot honour them: --capath, --ciphers, --tls-version, --proxy,\n");
-    printf("--psk, --psk-identity, --tls-engine, --keyform, --tls-engine-kpass-sha1.\n");
+    printf("\nRefused, as the library cannot honour them: --psk, --psk-identity, --tls-engine, --keyform,\n");
+    printf("--tls-engine-kpass-sha1.\n");
 }
 
 /* A usage error: `text` as it is (mosquitto's messages end in one or two newlines), then

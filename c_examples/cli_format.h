@@ -6,10 +6,8 @@
  * are kept on purpose (a width truncates %p and halves %x; "%-p" pads with as many blanks as the
  * payload has bytes), so that scripts see exactly what they saw.
  *
- * Two things the library does not give differ by design: the message id of QoS 1 and 2 messages
- * (%m, and "mid" in %j / %J: cli_common.h refuses those with -q 1 or 2, so every message has
- * QoS 0 and id 0, as with mosquitto_sub), and subscription identifiers, which the library sets
- * on every MQTT 5 SUBSCRIBE for its own routing: %S and %j leave them out, as mosquitto_sub
+ * One thing differs by design: subscription identifiers, which the library sets on every MQTT 5
+ * SUBSCRIBE for its own routing: %S and %j leave them out, as mosquitto_sub
  * prints a message of a subscription without one. The library resolves topic aliases and drops
  * the property, so %A is always blank (mosquitto brokers send clients none).
  *
@@ -43,12 +41,10 @@ struct cli_output {
 /* ---- checking -F ------------------------------------------------------------------------- */
 
 /* mosquitto_sub's check of a format string (client_shared.c, check_format): false with the
- * error's text in `msg` (without "Error: "), in the same order and words. `*needs_mid` says
- * whether a directive prints message ids (%m, %j, %J). */
-static inline bool cli_format_check(const char *str, char *msg, size_t cap, bool *needs_mid) {
+ * error's text in `msg` (without "Error: "), in the same order and words. */
+static inline bool cli_format_check(const char *str, char *msg, size_t cap) {
     static const char directives[] = "%ACDEFIlmPpqRSrtjJUxX";
     size_t len = strlen(str);
-    *needs_mid = false;
     for (size_t i = 0; i < len; i++) {
         if (str[i] == '%') {
             /* Flags, width, '.' and precision; the directive must follow. */
@@ -68,7 +64,6 @@ static inline bool cli_format_check(const char *str, char *msg, size_t cap, bool
                 snprintf(msg, cap, "Invalid format specifier '%c'.", str[i + 1]);
                 return false;
             }
-            *needs_mid = *needs_mid || strchr("mjJ", str[i + 1]) != NULL;
             i++;
         } else if (str[i] == '@') {
             if (i == len - 1)
@@ -556,6 +551,10 @@ static inline void cli_print_json(FILE *out, const struct cli_output *o, const m
     cli_json_number(&j, msg->retain);
     cli_json_member(&j, n++, "payloadlen");
     cli_json_number(&j, (double)msg->payload_len);
+    if (msg->qos > 0) {
+        cli_json_member(&j, n++, "mid");
+        cli_json_number(&j, msg->packet_id);
+    }
     cli_json_properties(&j, msg, &n);
     cli_json_member(&j, n++, "payload");
     bool nomem = false, ok = true;
@@ -694,7 +693,7 @@ static inline void cli_print_directive(FILE *out, const struct cli_output *o, co
         cli_print_int(out, s, (int)msg->payload_len);
         break;
     case 'm':
-        cli_print_int(out, s, 0); /* QoS 0 only (see the top): no message id */
+        cli_print_int(out, s, msg->packet_id);
         break;
     case 'P': {
         mqttc_property p;

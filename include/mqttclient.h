@@ -956,6 +956,49 @@ typedef struct mqttc_options {
    * topic whole; not 0 with MQTT 3.1.1 (MQTTC_ERR_INVALID_ARGUMENT).
    */
   uint16_t topic_alias_max_out;
+  /**
+   * A directory of CA certificates that may sign the broker's certificate, as OpenSSL's
+   * `c_rehash` directories and `/etc/ssl/certs` are (mosquitto's `--capath`): every PEM
+   * certificate of every file in it is trusted, symbolic links followed; files with none (CRLs,
+   * a README) are skipped. With `tls_ca_file`, both are trusted. A directory that cannot be read
+   * or holds no certificate fails the constructor with MQTTC_ERR_TLS. Default NULL: the
+   * system's CA store, unless `tls_ca_file` is set.
+   */
+  const char *tls_ca_path;
+  /**
+   * The TLS versions offered, comma-separated: "tlsv1.2", "tlsv1.3", or "tlsv1.2,tlsv1.3" (the
+   * default, NULL). A version the broker does not speak fails the handshake (MQTTC_ERR_TLS);
+   * so "tlsv1.3" refuses a broker limited to TLS 1.2. Note that mosquitto's `tls_version`
+   * names the lowest version allowed, so its "tlsv1.2" is "tlsv1.2,tlsv1.3" here. Any other
+   * name ("tlsv1.1": rustls speaks TLS 1.2 and 1.3 only) fails the constructor with
+   * MQTTC_ERR_TLS, saying so.
+   */
+  const char *tls_version;
+  /**
+   * The cipher suites offered, most preferred first, separated by ':' or ',': OpenSSL's names
+   * (ECDHE-ECDSA-AES256-GCM-SHA384, ECDHE-ECDSA-AES128-GCM-SHA256,
+   * ECDHE-ECDSA-CHACHA20-POLY1305, ECDHE-RSA-AES256-GCM-SHA384, ECDHE-RSA-AES128-GCM-SHA256,
+   * ECDHE-RSA-CHACHA20-POLY1305 for TLS 1.2; TLS_AES_256_GCM_SHA384, TLS_AES_128_GCM_SHA256,
+   * TLS_CHACHA20_POLY1305_SHA256 for TLS 1.3) or IANA's (TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256),
+   * in any case. As with OpenSSL's cipher list, the TLS 1.2 suites named replace the TLS 1.2
+   * defaults and leave TLS 1.3's alone; TLS 1.3 suites named likewise replace TLS 1.3's only.
+   * A broker sharing none of them fails the handshake (MQTTC_ERR_TLS). A name rustls lacks,
+   * and OpenSSL's keywords and operators ("HIGH", "!aNULL"), fail the constructor with
+   * MQTTC_ERR_TLS and the list of names. Default NULL: every suite, rustls's order.
+   */
+  const char *tls_ciphers;
+  /**
+   * A SOCKS5 proxy (RFC 1928) that every TCP connection goes through, TLS and WebSockets over
+   * it: "socks5h://[username[:password]@]host[:port]" (port 1080 by default; an IPv6 host in
+   * brackets), as `mosquitto_pub --proxy` takes it. The broker's host name is sent to the proxy,
+   * which resolves it; with a username (1 to 255 bytes) and password (at most 255; it may hold
+   * '@' and ':', nothing is percent-decoded) the client offers RFC 1929's authentication as well
+   * as none. A bad URL, or a proxy with a `unix:` server, is MQTTC_ERR_INVALID_ARGUMENT; a proxy
+   * that refuses the login or the connection to the broker fails the connect token with
+   * MQTTC_ERR_IO, saying so. `bind_address` is then the local address of the connection to the
+   * proxy. Borrowed: copied when the client is made. Default NULL: connect directly.
+   */
+  const char *proxy;
 } mqttc_options;
 
 /**
@@ -1070,6 +1113,13 @@ typedef struct mqttc_message {
    * list in MQTT 3.1.1).
    */
   const struct mqttc_properties *properties;
+  /**
+   * The packet identifier of the PUBLISH that brought the message (what mosquitto calls its
+   * "mid"): 1 to 65535 at QoS 1 and 2, 0 at QoS 0, which has none. The broker chooses it per
+   * connection, so it tells apart the messages in flight on one connection and nothing more.
+   * 0 in a RESTORED event, whose message is one of ours that the store gave back.
+   */
+  uint16_t packet_id;
 } mqttc_message;
 
 /**

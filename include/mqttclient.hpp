@@ -503,6 +503,8 @@ public:
     int qos() const noexcept { return m_->qos; }
     bool retain() const noexcept { return m_->retain; }
     bool dup() const noexcept { return m_->dup; }
+    /// The packet identifier the broker gave the message: 0 at QoS 0 (see mqttc_message).
+    std::uint16_t packet_id() const noexcept { return m_->packet_id; }
     /// MQTT 5 properties (response topic, correlation data, user properties, ...); empty in
     /// MQTT 3.1.1.
     PropertiesView properties() const noexcept { return PropertiesView(m_->properties); }
@@ -883,9 +885,10 @@ public:
         return *this;
     }
 
-    /// TLS for a host-and-port client; the CA file (default: the system's store), a client
-    /// certificate and key, the name to verify (and send as SNI), ALPN protocols ("a,b"), and,
-    /// for throwaway test certificates only, no verification at all.
+    /// TLS for a host-and-port client; the CA file or directory (default: the system's store), a
+    /// client certificate and key, the name to verify (and send as SNI), ALPN protocols ("a,b"),
+    /// the versions and cipher suites offered (docs/tls.md), and, for throwaway test certificates
+    /// only, no verification at all.
     Options &tls(bool on = true) noexcept { return field(o_.tls, on); }
     Options &tls_ca_file(std::string path) { return text(tls_ca_file_, std::move(path)); }
     Options &tls_client_cert(std::string cert_file, std::string key_file) {
@@ -895,6 +898,11 @@ public:
     Options &tls_server_name(std::string name) { return text(tls_server_name_, std::move(name)); }
     Options &tls_alpn(std::string protocols) { return text(tls_alpn_, std::move(protocols)); }
     Options &tls_insecure(bool on) noexcept { return field(o_.tls_insecure, on); }
+    Options &tls_ca_path(std::string dir) { return text(tls_ca_path_, std::move(dir)); }
+    Options &tls_version(std::string versions) { return text(tls_version_, std::move(versions)); }
+    Options &tls_ciphers(std::string suites) { return text(tls_ciphers_, std::move(suites)); }
+    /// A SOCKS5 proxy for every connection: "socks5h://[user[:password]@]host[:port]".
+    Options &proxy(std::string url) { return text(proxy_, std::move(url)); }
 
     /// Automatic reconnect after a lost connection, with backoff between `min` and `max`.
     Options &auto_reconnect(bool on, std::chrono::milliseconds min = std::chrono::seconds(1),
@@ -954,6 +962,10 @@ public:
         o.tls_key_file = c_str(tls_key_file_);
         o.tls_server_name = c_str(tls_server_name_);
         o.tls_alpn = c_str(tls_alpn_);
+        o.tls_ca_path = c_str(tls_ca_path_);
+        o.tls_version = c_str(tls_version_);
+        o.tls_ciphers = c_str(tls_ciphers_);
+        o.proxy = c_str(proxy_);
         o.connect_properties = connect_properties_ ? connect_properties_->get() : nullptr;
         o.will_properties = will_properties_ ? will_properties_->get() : nullptr;
         return o;
@@ -973,7 +985,7 @@ private:
 
     mqttc_options o_;
     std::optional<std::string> client_id_, username_, password_, will_topic_, tls_ca_file_, tls_cert_file_,
-        tls_key_file_, tls_server_name_, tls_alpn_;
+        tls_key_file_, tls_server_name_, tls_alpn_, tls_ca_path_, tls_version_, tls_ciphers_, proxy_;
     std::string will_payload_;
     // Shared, so that Options stays copyable; never changed once set.
     std::shared_ptr<const Properties> connect_properties_, will_properties_;

@@ -7,8 +7,8 @@
 # guide does), Valgrind (memcheck runs the free race test, seeing inside the library), Paho C's
 # headers (tests/bench_binary.rs builds and runs benches/paho_store.c and benches/fleet_paho.c,
 # peers of the benchmark), libmosquitto's headers (it builds benches/fleet_mosquitto.c too),
-# Doxygen (the API reference, CMake's docs target) and groff (tests/cli_tools.rs checks the man
-# pages with it); and from
+# Doxygen (the API reference, CMake's docs target), groff (tests/cli_tools.rs checks the man
+# pages with it) and microsocks (a SOCKS5 proxy the proxy tests connect through); and from
 # PyPI: amqtt in target/amqtt-venv, a broker with WebSocket listeners (Debian's mosquitto has none)
 # for tests/websocket.rs, and tree-sitter with its Julia grammar in target/julia-syntax-venv, with
 # which tests/julia_wrapper.rs parses the Julia package (no Julia runtime can be installed here).
@@ -26,6 +26,7 @@ command -v valgrind >/dev/null || need+=(valgrind)
 [ -f /usr/include/MQTTAsync.h ] || need+=(libpaho-mqtt-dev)
 [ -f /usr/include/mosquitto.h ] || need+=(libmosquitto-dev)
 command -v doxygen >/dev/null || need+=(doxygen)
+command -v microsocks >/dev/null || need+=(microsocks)
 command -v groff >/dev/null || need+=(groff-base)
 # -print-file-name answers with a path only when the file exists.
 gcc -print-file-name=libasan.so | grep -q / || need+=(libasan8)

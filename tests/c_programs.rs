@@ -90,7 +90,7 @@ fn a_loop_runs_from_the_applications_own_poll_loop() {
 
 #[test]
 fn event_mode_through_the_c_api() {
-    run_c_steps("events", "events: ok", 5);
+    run_c_steps("events", "events: ok", 6);
 }
 
 /// tests/c/event_userdata.c: a subscription's `drop_userdata` waits for the last MESSAGE event
@@ -131,7 +131,7 @@ fn tls_options_through_the_c_api() {
     );
     assert_eq!(code, 0, "tls failed\nstdout:\n{out}\nstderr:\n{err}");
     assert!(out.contains("tls: ok"), "{out}");
-    assert_eq!(out.lines().filter(|l| l.starts_with("ok ")).count(), 7, "{out}");
+    assert_eq!(out.lines().filter(|l| l.starts_with("ok ")).count(), 9, "{out}");
 }
 
 /// The packaging consumer (tests/packaging/consumer/main.c), which scripts/packaging.sh builds

@@ -784,6 +784,134 @@ fn cert_and_key_satisfy_a_broker_that_requires_client_certificates() {
     assert_eq!(out, "with cert\n");
 }
 
+/// --capath: a CA directory as OpenSSL's c_rehash makes it is read by mqttc_pub as by
+/// mosquitto_pub; one without the broker's CA fails for both.
+#[test]
+fn capath_trusts_a_hashed_ca_directory_as_mosquitto_pub_does() {
+    let pki = common::pki::Pki::new();
+    let b = tls_broker(&pki, false);
+    let good = common::pki::hashed_ca_dir("cli-capath", &pki.ca);
+    let wrong = common::pki::hashed_ca_dir("cli-capath-wrong", &pki.other_ca);
+    let (good, wrong) = (good.to_str().unwrap(), wrong.to_str().unwrap());
+    let url = format!("mqtts://localhost:{}/cli/tls/capath", b.port());
+    let sub = start_sub(
+        &b,
+        our_sub().args(["-L", &url, "--capath", good, "-C", "2"]),
+        "capath-sub",
+        1,
+    );
+    for (tool, message) in [
+        (our_pub as fn() -> Command, "ours"),
+        (|| Command::new(real("mosquitto_pub")), "theirs"),
+    ] {
+        let (code, _, err) = run(tool().args(["-L", &url, "--capath", wrong, "-m", "untrusted"]));
+        assert_ne!(code, 0, "{message}: the wrong directory is trusted");
+        println!("{message}, wrong --capath: {err}");
+        let (code, out, err) = run(tool().args(["-L", &url, "--capath", good, "-m", message]));
+        assert_eq!(code, 0, "{message}: stdout {out:?} stderr {err:?}");
+    }
+    let (code, out, err) = sub.finish(WAIT);
+    assert_eq!(code, 0, "stderr: {err}");
+    assert_eq!(out, "ours\ntheirs\n");
+    let (_, _, err) = run(our_pub().args(["-L", &url, "--capath", wrong, "-m", "x"]));
+    assert!(err.contains("UnknownIssuer"), "{err}");
+}
+
+/// --tls-version is the lowest version allowed, as with mosquitto_pub: against a listener held to
+/// TLS 1.3 both tools connect with tlsv1.2 and tlsv1.3 (over TLS 1.3, as -d shows); tlsv1.1,
+/// which rustls lacks, is refused with the reason.
+#[test]
+fn tls_version_is_the_lowest_version_allowed_as_with_mosquitto_pub() {
+    let pki = common::pki::Pki::new();
+    let b = TestBroker::start_with(|_| format!("{}tls_version tlsv1.3\n", pki.mosquitto_tls(false)));
+    let url = format!("mqtts://localhost:{}/cli/tls/version", b.port());
+    let ca = pki.ca.to_str().unwrap();
+    for version in ["tlsv1.2", "tlsv1.3"] {
+        let args = ["-L", &url, "--cafile", ca, "--tls-version", version, "-m", "x"];
+        let (code, out, err) = run(our_pub().args(args).arg("-d"));
+        assert_eq!(code, 0, "{version}: stderr {err:?}");
+        assert!(
+            out.contains("TLS session: tlsv1.3, cipher suite TLS_"),
+            "{version}: {out}"
+        );
+        let (code, _, err) = run(Command::new(real("mosquitto_pub")).args(args));
+        assert_eq!(code, 0, "mosquitto_pub {version}: stderr {err:?}");
+    }
+    let (code, _, err) = run(our_pub().args(["-L", &url, "--cafile", ca, "--tls-version", "tlsv1.1", "-m", "x"]));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("tls_version \"tlsv1.1\" is not supported") && err.contains("TLS 1.2 and 1.3 only"),
+        "{err}"
+    );
+}
+
+/// --ciphers are the suites offered: a listener with one TLS 1.3 suite takes a list that has it
+/// and refuses one that does not; TLS 1.2 names leave TLS 1.3's suites alone, for mqttc_pub as for
+/// mosquitto_pub; a name rustls lacks is refused with the list.
+#[test]
+fn ciphers_are_the_suites_offered() {
+    let pki = common::pki::Pki::new();
+    let b = TestBroker::start_with(|_| format!("{}ciphers_tls1.3 TLS_AES_128_GCM_SHA256\n", pki.mosquitto_tls(false)));
+    let url = format!("mqtts://localhost:{}/cli/tls/ciphers", b.port());
+    let ca = pki.ca.to_str().unwrap();
+    let with = |ciphers: &str| ["-L", &url, "--cafile", ca, "--ciphers", ciphers, "-m", "x", "-d"].map(str::to_owned);
+    let (code, out, err) = run(our_pub().args(with("TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256")));
+    assert_eq!(code, 0, "stderr {err:?}");
+    assert!(
+        out.contains("TLS session: tlsv1.3, cipher suite TLS_AES_128_GCM_SHA256"),
+        "{out}"
+    );
+    let (code, _, err) = run(our_pub().args(with("TLS_AES_256_GCM_SHA384")));
+    assert_eq!(code, 1);
+    assert!(err.contains("HandshakeFailure") && err.contains("tls_ciphers"), "{err}");
+    let tls12 = with("ECDHE-ECDSA-AES256-GCM-SHA384");
+    let (code, out, err) = run(our_pub().args(&tls12));
+    assert_eq!(code, 0, "stderr {err:?}");
+    assert!(out.contains("cipher suite TLS_AES_128_GCM_SHA256"), "{out}");
+    let (code, _, err) = run(Command::new(real("mosquitto_pub")).args(&tls12[..8]));
+    assert_eq!(code, 0, "mosquitto_pub: stderr {err:?}");
+    let (code, _, err) = run(our_pub().args(with("HIGH:!aNULL")));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("\"HIGH\"") && err.contains("ECDHE-RSA-AES128-GCM-SHA256"),
+        "{err}"
+    );
+}
+
+/// --proxy: mqttc_pub and mosquitto_pub publish through the same SOCKS5 proxy, logging in to it;
+/// the broker sees both come from the proxy's address. A wrong password fails with the proxy's
+/// refusal.
+#[test]
+fn proxy_carries_the_connection_as_with_mosquitto_pub() {
+    let b = TestBroker::start_with(|_| "log_type notice\n".into());
+    let login = Some(("bob", "pw"));
+    let socks = common::socks::Socks::start(login);
+    let sub = start_sub(&b, &mut sub_cmd(&b, &["-t", "cli/proxy", "-C", "2"]), "proxy-sub", 1);
+    let url = socks.url(login);
+    let port = b.port();
+    let args =
+        |message: &'static str| ["-h", "localhost", "-p", &port, "-t", "cli/proxy", "-m", message].map(str::to_owned);
+    for (tool, message) in [
+        (our_pub as fn() -> Command, "ours"),
+        (|| Command::new(real("mosquitto_pub")), "theirs"),
+    ] {
+        let (code, out, err) = run(tool().args(args(message)).args(["--proxy", &url]));
+        assert_eq!(code, 0, "{message}: stdout {out:?} stderr {err:?}");
+    }
+    let (code, out, err) = sub.finish(WAIT);
+    assert_eq!(code, 0, "stderr: {err}");
+    assert_eq!(out, "ours\ntheirs\n");
+    let log = std::fs::read_to_string(&b.log).unwrap();
+    let source = format!("New connection from {}:", common::socks::PROXY_SOURCE);
+    assert_eq!(log.matches(&source).count(), 2, "{log}");
+
+    let (code, _, err) = run(our_pub()
+        .args(args("x"))
+        .args(["--proxy", &socks.url(Some(("bob", "nope")))]));
+    assert_eq!(code, 1);
+    assert!(err.contains("refused the username \"bob\""), "{err}");
+}
+
 #[test]
 fn bad_l_urls_are_usage_errors() {
     for url in [

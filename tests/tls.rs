@@ -18,7 +18,7 @@ use mqttclient::engine::{Address, Client, Error, LogLevel, Options, TlsConnector
 
 use common::Broker;
 use common::engine::{T, connect};
-use common::pki::Pki;
+use common::pki::{Pki, openssl};
 
 fn tls_client(uri: &str, tls: TlsOptions) -> Client {
     common::engine::client_for(uri, Some(tls))
@@ -33,11 +33,8 @@ fn trusting(ca: &std::path::Path) -> TlsOptions {
 
 /// The TLS failure text of a connect that must fail for a TLS reason.
 fn tls_failure(c: &Client) -> String {
-    match connect(c) {
-        Err(Error::Tls(why)) => {
-            println!("{why}");
-            why
-        }
+    match common::engine::connect_error(c) {
+        Error::Tls(why) => why,
         other => panic!("expected a TLS failure, got {other:?}"),
     }
 }
@@ -125,20 +122,6 @@ fn a_broker_requiring_a_client_certificate_refuses_none_and_accepts_ours() {
     let c = tls_client(&uri, with_cert);
     assert_eq!(connect(&c).map(|_| ()), Ok(()));
     round_trip(&c, "tls/client/cert");
-}
-
-/// Runs the `openssl` CLI in `dir` with the words of `command`.
-fn openssl(dir: &Path, command: &str) {
-    let out = Command::new("openssl")
-        .args(command.split_whitespace())
-        .current_dir(dir)
-        .output()
-        .expect("the openssl CLI (scripts/deps.sh installs it)");
-    assert!(
-        out.status.success(),
-        "openssl {command}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A CA, a broker certificate and a client certificate made with the commands of mosquitto-tls(7)
@@ -355,4 +338,117 @@ fn alpn_offers_our_protocols_and_a_broker_accepting_none_is_explained() {
     let why = tls_failure(&c);
     assert!(why.contains("ALPN"), "{why}");
     assert_eq!(server.join().unwrap(), None);
+}
+
+#[test]
+fn a_ca_directory_is_trusted_and_one_without_the_broker_ca_is_not() {
+    let pki = Pki::new();
+    let broker = Broker::start_with(&pki.mosquitto_tls(false));
+    let uri = format!("mqtts://localhost:{}", broker.port);
+    let good = common::pki::hashed_ca_dir("capath-good", &pki.ca);
+    let c = tls_client(
+        &uri,
+        TlsOptions {
+            ca_path: Some(good.to_path_buf()),
+            ..TlsOptions::default()
+        },
+    );
+    assert_eq!(connect(&c).map(|_| ()), Ok(()));
+    round_trip(&c, "tls/capath");
+
+    let wrong = common::pki::hashed_ca_dir("capath-wrong", &pki.other_ca);
+    let why = tls_failure(&tls_client(
+        &uri,
+        TlsOptions {
+            ca_path: Some(wrong.to_path_buf()),
+            ..TlsOptions::default()
+        },
+    ));
+    assert!(why.contains("UnknownIssuer"), "{why}");
+}
+
+/// The line the client logs once a TLS handshake is done: its version and cipher suite.
+fn session_line(uri: &str, tls: TlsOptions) -> String {
+    let c = tls_client(uri, tls);
+    let lines = common::engine::log_lines(&c, LogLevel::Info);
+    assert_eq!(connect(&c).map(|_| ()), Ok(()));
+    round_trip(&c, "tls/session");
+    let lines = lines.lock().unwrap();
+    let session = lines.iter().find(|l| l.contains("TLS session: "));
+    session
+        .unwrap_or_else(|| panic!("no TLS session line in {lines:?}"))
+        .clone()
+}
+
+fn offering(ca: &Path, versions: Option<&str>, ciphers: Option<&str>) -> TlsOptions {
+    TlsOptions {
+        versions: versions.map(str::to_owned),
+        ciphers: ciphers.map(str::to_owned),
+        ..trusting(ca)
+    }
+}
+
+#[test]
+fn the_tls_versions_offered_are_the_ones_a_handshake_may_settle_on() {
+    let pki = Pki::new();
+    let both = Broker::start_with(&pki.mosquitto_tls(false));
+    let uri = format!("mqtts://localhost:{}", both.port);
+    let line = session_line(&uri, offering(&pki.ca, None, None));
+    assert!(line.contains("TLS session: tlsv1.3"), "{line}");
+    let line = session_line(&uri, offering(&pki.ca, Some("tlsv1.2"), None));
+    assert!(line.contains("TLS session: tlsv1.2"), "{line}");
+
+    // mosquitto's tls_version is the lowest it allows: tlsv1.3 allows TLS 1.3 alone.
+    let only13 = Broker::start_with(&format!("{}tls_version tlsv1.3\n", pki.mosquitto_tls(false)));
+    let uri = format!("mqtts://localhost:{}", only13.port);
+    let why = tls_failure(&tls_client(&uri, offering(&pki.ca, Some("tlsv1.2"), None)));
+    assert!(why.contains("tls_version"), "{why}");
+    let line = session_line(&uri, offering(&pki.ca, Some("tlsv1.3"), None));
+    assert!(line.contains("TLS session: tlsv1.3"), "{line}");
+}
+
+#[test]
+fn the_cipher_suites_offered_are_the_ones_a_handshake_may_settle_on() {
+    let pki = Pki::new();
+    let conf = format!(
+        "{}ciphers ECDHE-ECDSA-AES256-GCM-SHA384\nciphers_tls1.3 TLS_AES_128_GCM_SHA256\n",
+        pki.mosquitto_tls(false)
+    );
+    let broker = Broker::start_with(&conf);
+    let uri = format!("mqtts://localhost:{}", broker.port);
+
+    // TLS 1.2: the broker's one suite, among others offered, is the one used; without it, none.
+    let line = session_line(
+        &uri,
+        offering(
+            &pki.ca,
+            Some("tlsv1.2"),
+            Some("ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES256-GCM-SHA384"),
+        ),
+    );
+    assert!(
+        line.contains("tlsv1.2, cipher suite ECDHE-ECDSA-AES256-GCM-SHA384"),
+        "{line}"
+    );
+    let why = tls_failure(&tls_client(
+        &uri,
+        offering(&pki.ca, Some("tlsv1.2"), Some("ECDHE-ECDSA-AES128-GCM-SHA256")),
+    ));
+    assert!(why.contains("tls_ciphers"), "{why}");
+
+    // TLS 1.3 likewise, by its own suites' names.
+    let line = session_line(
+        &uri,
+        offering(
+            &pki.ca,
+            None,
+            Some("TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256"),
+        ),
+    );
+    assert!(line.contains("tlsv1.3, cipher suite TLS_AES_128_GCM_SHA256"), "{line}");
+    let why = tls_failure(&tls_client(
+        &uri,
+        offering(&pki.ca, None, Some("TLS_AES_256_GCM_SHA384")),
+    ));
+    assert!(why.contains("tls_ciphers"), "{why}");
 }

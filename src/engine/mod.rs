@@ -58,7 +58,7 @@ pub use run_loop::{Loop, Nested};
 pub use subscription::{FilterRequest, Handler, Rejected, Subscription};
 pub use tls::{Connector as TlsConnector, TlsOptions};
 pub use tokens::{Full, Limits, Outcome, Token, TokenResult, TokenState};
-pub use transport::Address;
+pub use transport::{Address, Proxy};
 
 /// The largest Subscription Identifier (a variable byte integer of at most four bytes).
 const MAX_SUBSCRIPTION_ID: u32 = 268_435_455;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{Limits, Loop, Overflow, Pool, store, tls};
+use super::{Limits, Loop, Overflow, Pool, store, tls, transport};
 use crate::codec::{MAX_REMAINING_LENGTH, MqttStr, Properties, PropertyId, Version, Will};
 
 /// MQTT's own maximum packet size: a remaining length of 268,435,455 bytes after a 5-byte fixed
@@ -80,6 +80,10 @@ pub struct Options {
     /// The local address of TCP connections (`mosquitto_pub -A`), its port chosen by the system;
     /// `None`: the system picks.
     pub bind_address: Option<IpAddr>,
+    /// A SOCKS5 proxy every TCP connection goes through (TLS and WebSockets over it), which
+    /// resolves the broker's host name itself; `bind_address` is then the local address of the
+    /// connection to the proxy.
+    pub proxy: Option<transport::Proxy>,
     /// Reconnect by itself after a connection is lost (not after a failed first connect).
     pub auto_reconnect: bool,
     /// Bounds of the exponential backoff between reconnect attempts.
@@ -150,6 +154,7 @@ impl Default for Options {
             run_loop: None,
             pool: None,
             bind_address: None,
+            proxy: None,
             auto_reconnect: true,
             reconnect_min: Duration::from_secs(1),
             reconnect_max: Duration::from_secs(30),

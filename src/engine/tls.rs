@@ -9,7 +9,11 @@ use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::version;
+use rustls::{
+    CipherSuite, ClientConfig, DigitallySignedStruct, ProtocolVersion, RootCertStore, SignatureScheme,
+    SupportedCipherSuite, SupportedProtocolVersion,
+};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
@@ -19,6 +23,10 @@ use tokio_rustls::client::TlsStream;
 pub struct TlsOptions {
     /// PEM file of the CAs to trust instead of the system's store.
     pub ca_file: Option<PathBuf>,
+    /// A directory of CA certificates to trust instead of the system's store (with `ca_file`, as
+    /// well as its): every PEM certificate of every file in it, as OpenSSL's hashed directories
+    /// (`c_rehash`) and `/etc/ssl/certs` hold them. Files without a certificate are skipped.
+    pub ca_path: Option<PathBuf>,
     /// PEM certificate chain and private key presented to brokers that ask for a client
     /// certificate; both or neither.
     pub cert_file: Option<PathBuf>,
@@ -33,6 +41,133 @@ pub struct TlsOptions {
     /// ALPN protocols offered, most preferred first (e.g. "mqtt", or "x-amzn-mqtt-ca" for AWS IoT
     /// on port 443).
     pub alpn: Vec<String>,
+    /// The TLS versions offered, comma-separated: "tlsv1.2", "tlsv1.3" or both. None: both.
+    pub versions: Option<String>,
+    /// The cipher suites offered, OpenSSL's names or IANA's separated by ':' or ',' (see
+    /// [`CIPHER_SUITES`]). The TLS 1.2 suites it names replace the TLS 1.2 defaults, as OpenSSL's
+    /// cipher list does, and the TLS 1.3 suites it names replace the TLS 1.3 defaults: a list
+    /// naming suites of one version leaves the other's as they are. None: every suite.
+    pub ciphers: Option<String>,
+}
+
+/// The cipher suites rustls (with ring) has, by OpenSSL's name and IANA's (the same for TLS 1.3),
+/// strongest first within each version, as rustls orders them.
+pub const CIPHER_SUITES: [(&str, &str, CipherSuite); 9] = [
+    (
+        "TLS_AES_256_GCM_SHA384",
+        "TLS_AES_256_GCM_SHA384",
+        CipherSuite::TLS13_AES_256_GCM_SHA384,
+    ),
+    (
+        "TLS_AES_128_GCM_SHA256",
+        "TLS_AES_128_GCM_SHA256",
+        CipherSuite::TLS13_AES_128_GCM_SHA256,
+    ),
+    (
+        "TLS_CHACHA20_POLY1305_SHA256",
+        "TLS_CHACHA20_POLY1305_SHA256",
+        CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
+    ),
+    (
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+        CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+    ),
+    (
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+        CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    ),
+    (
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+        CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    ),
+    (
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+        CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+    ),
+    (
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+        CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    ),
+    (
+        "ECDHE-RSA-CHACHA20-POLY1305",
+        "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+        CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+    ),
+];
+
+/// The TLS versions rustls speaks, by the names mosquitto's `tls_version` gives them.
+const VERSIONS: [(&str, &SupportedProtocolVersion); 2] = [("tlsv1.2", &version::TLS12), ("tlsv1.3", &version::TLS13)];
+
+/// The versions `list` names (see [`TlsOptions::versions`]).
+fn versions(list: &str) -> Result<Vec<&'static SupportedProtocolVersion>, String> {
+    let mut chosen = Vec::new();
+    for name in list.split(',').map(str::trim) {
+        let Some(&(_, v)) = VERSIONS.iter().find(|(n, _)| *n == name) else {
+            let why = match name {
+                "tlsv1.1" | "tlsv1" | "tlsv1.0" | "sslv3" => "the library (rustls) speaks TLS 1.2 and 1.3 only",
+                _ => "the versions are tlsv1.2 and tlsv1.3",
+            };
+            return Err(format!("tls_version \"{name}\" is not supported: {why}"));
+        };
+        if !chosen.contains(&v) {
+            chosen.push(v);
+        }
+    }
+    Ok(chosen)
+}
+
+/// The suites of `all` that `list` leaves offered (see [`TlsOptions::ciphers`]).
+fn cipher_suites(list: &str, all: &[SupportedCipherSuite]) -> Result<Vec<SupportedCipherSuite>, String> {
+    let mut named: Vec<SupportedCipherSuite> = Vec::new();
+    for name in list.split([':', ',']).map(str::trim).filter(|n| !n.is_empty()) {
+        let suite = CIPHER_SUITES
+            .iter()
+            .find(|(openssl, iana, _)| name.eq_ignore_ascii_case(openssl) || name.eq_ignore_ascii_case(iana))
+            .and_then(|&(_, _, id)| all.iter().find(|s| s.suite() == id));
+        let Some(&suite) = suite else {
+            let known: Vec<&str> = CIPHER_SUITES.iter().map(|(openssl, _, _)| *openssl).collect();
+            return Err(format!(
+                "tls_ciphers: \"{name}\" is not a cipher suite the library (rustls) has; name suites (OpenSSL's \
+                 keywords and operators such as HIGH or !aNULL are not read) among: {}",
+                known.join(":")
+            ));
+        };
+        if !named.iter().any(|s| s.suite() == suite.suite()) {
+            named.push(suite);
+        }
+    }
+    if named.is_empty() {
+        return Err("tls_ciphers names no cipher suite".into());
+    }
+    let is_tls13 = |s: &SupportedCipherSuite| s.tls13().is_some();
+    let names_tls13 = named.iter().any(is_tls13);
+    let names_tls12 = named.iter().any(|s| !is_tls13(s));
+    // The named ones in the application's order of preference, then the defaults of the version
+    // the list leaves alone.
+    let defaults = all
+        .iter()
+        .filter(|s| if is_tls13(s) { !names_tls13 } else { !names_tls12 });
+    named.extend(defaults);
+    Ok(named)
+}
+
+/// What a handshake settled on, by the names `tls_version` and `tls_ciphers` take.
+fn session_summary(version: Option<ProtocolVersion>, suite: Option<SupportedCipherSuite>) -> String {
+    let version = VERSIONS
+        .iter()
+        .find(|(_, v)| Some(v.version) == version)
+        .map_or_else(|| format!("{version:?}"), |(n, _)| n.to_string());
+    let suite = suite.map(|s| s.suite());
+    let suite = CIPHER_SUITES
+        .iter()
+        .find(|(_, _, c)| Some(*c) == suite)
+        .map_or_else(|| format!("{suite:?}"), |(n, _, _)| n.to_string());
+    format!("TLS session: {version}, cipher suite {suite}")
 }
 
 /// A ready client configuration, shared by every connection of one client.
@@ -46,16 +181,26 @@ pub struct Connector {
 
 impl Connector {
     pub fn new(o: &TlsOptions) -> Result<Connector, String> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut provider = rustls::crypto::ring::default_provider();
+        if let Some(list) = &o.ciphers {
+            provider.cipher_suites = cipher_suites(list, &provider.cipher_suites)?;
+        }
+        let versions = match &o.versions {
+            Some(list) => versions(list)?,
+            None => rustls::DEFAULT_VERSIONS.to_vec(),
+        };
+        let provider = Arc::new(provider);
         let builder = ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS setup: {e}"))?;
+            .with_protocol_versions(&versions)
+            .map_err(|e| {
+                format!("tls_version and tls_ciphers: {e} (each TLS version offered needs one of its cipher suites)")
+            })?;
         let builder = if o.insecure {
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(NoVerification(provider.signature_verification_algorithms)))
         } else {
-            builder.with_root_certificates(roots(o.ca_file.as_deref())?)
+            builder.with_root_certificates(roots(o.ca_file.as_deref(), o.ca_path.as_deref())?)
         };
         let mut config = match (&o.cert_file, &o.key_file) {
             (Some(cert), Some(key)) => builder
@@ -72,17 +217,19 @@ impl Connector {
             .as_deref()
             .map(|n| server_name(n).map_err(|e| format!("tls_server_name: {e}")))
             .transpose()?;
-        // A CA file is accepted with insecure mode, as mosquitto_pub takes `--cafile` with
-        // `--insecure`, but named in the warning: it does not protect this connection.
+        // CAs are accepted with insecure mode, as mosquitto_pub takes `--cafile` with
+        // `--insecure`, but named in the warning: they do not protect this connection.
         let warning = o.insecure.then(|| {
-            let unused = o
-                .ca_file
-                .as_ref()
-                .map(|ca| format!("; tls_ca_file \"{}\" is not used", ca.display()));
+            let unused: String = [("tls_ca_file", &o.ca_file), ("tls_ca_path", &o.ca_path)]
+                .iter()
+                .filter_map(|(name, path)| {
+                    path.as_ref()
+                        .map(|p| format!("; {name} \"{}\" is not used", p.display()))
+                })
+                .collect();
             format!(
                 "TLS certificate verification is off (tls_insecure): anyone in the middle can read and change \
-                 the traffic{}",
-                unused.unwrap_or_default()
+                 the traffic{unused}"
             )
         });
         Ok(Connector {
@@ -97,15 +244,19 @@ impl Connector {
         self.warning.as_deref()
     }
 
-    /// Runs the TLS handshake over an open TCP stream to `host`.
-    pub async fn connect(&self, host: &str, tcp: TcpStream) -> std::io::Result<TlsStream<TcpStream>> {
+    /// Runs the TLS handshake over an open TCP stream to `host`; with the stream, says what the
+    /// handshake settled on (version and cipher suite), for the log.
+    pub async fn connect(&self, host: &str, tcp: TcpStream) -> std::io::Result<(TlsStream<TcpStream>, String)> {
         let name = match &self.server_name {
             Some(n) => n.clone(),
             None => server_name(host).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
         };
-        tokio_rustls::TlsConnector::from(self.config.clone())
+        let stream = tokio_rustls::TlsConnector::from(self.config.clone())
             .connect(name, tcp)
-            .await
+            .await?;
+        let session = stream.get_ref().1;
+        let summary = session_summary(session.protocol_version(), session.negotiated_cipher_suite());
+        Ok((stream, summary))
     }
 }
 
@@ -113,15 +264,22 @@ fn server_name(host: &str) -> Result<ServerName<'static>, String> {
     ServerName::try_from(host.to_owned()).map_err(|e| format!("\"{host}\" is not a DNS name or IP address: {e}"))
 }
 
-fn roots(ca_file: Option<&Path>) -> Result<RootCertStore, String> {
+fn roots(ca_file: Option<&Path>, ca_path: Option<&Path>) -> Result<RootCertStore, String> {
     let mut store = RootCertStore::empty();
-    match ca_file {
-        Some(path) => {
-            let (added, _) = store.add_parsable_certificates(certificates(path, "tls_ca_file")?);
-            if added == 0 {
-                return Err(format!("tls_ca_file \"{}\": no usable CA certificate", path.display()));
-            }
+    if let Some(path) = ca_file {
+        let (added, _) = store.add_parsable_certificates(certificates(path, "tls_ca_file")?);
+        if added == 0 {
+            return Err(format!("tls_ca_file \"{}\": no usable CA certificate", path.display()));
         }
+    }
+    if let Some(dir) = ca_path {
+        let (added, _) = store.add_parsable_certificates(directory_certificates(dir)?);
+        if added == 0 {
+            return Err(format!("tls_ca_path \"{}\": no usable CA certificate", dir.display()));
+        }
+    }
+    match ca_file.or(ca_path) {
+        Some(_) => {}
         None => {
             // Unreadable entries of the system store are skipped: one bad file must not take TLS
             // down, and an empty result is reported below.
@@ -143,6 +301,36 @@ fn certificates(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>,
         .map_err(|e| format!("{what} \"{}\": {e}", path.display()))?;
     if certs.is_empty() {
         return Err(format!("{what} \"{}\": no PEM certificate in it", path.display()));
+    }
+    Ok(certs)
+}
+
+/// Every PEM certificate of the files of the directory `dir` (symbolic links followed, as the
+/// hash links of a `c_rehash` directory are), in the order of their names. A file with no PEM
+/// certificate (a CRL, a README) or that cannot be read is skipped, as OpenSSL's lookup skips what
+/// it cannot use; finding none at all is an error that counts what was skipped.
+fn directory_certificates(dir: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let what = |e: std::io::Error| format!("tls_ca_path \"{}\": {e}", dir.display());
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(what)?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    let mut certs = Vec::new();
+    let mut skipped = 0;
+    for file in &files {
+        match CertificateDer::pem_file_iter(file).and_then(|it| it.collect::<Result<Vec<_>, _>>()) {
+            Ok(found) if !found.is_empty() => certs.extend(found),
+            _ => skipped += 1,
+        }
+    }
+    if certs.is_empty() {
+        return Err(format!(
+            "tls_ca_path \"{}\": no PEM certificate in it ({} files, {skipped} without a readable certificate)",
+            dir.display(),
+            files.len()
+        ));
     }
     Ok(certs)
 }
@@ -233,7 +421,7 @@ pub fn explain(e: &rustls::Error) -> String {
     use rustls::{AlertDescription, CertificateError, Error};
     let hint = match e {
         Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
-            " (the broker's certificate is not signed by a trusted CA: set tls_ca_file to the CA that signed it)"
+            " (the broker's certificate is not signed by a trusted CA: set tls_ca_file or tls_ca_path to the CA that signed it)"
         }
         Error::InvalidCertificate(CertificateError::NotValidForName)
         | Error::InvalidCertificate(CertificateError::NotValidForNameContext { .. }) => {
@@ -242,8 +430,16 @@ pub fn explain(e: &rustls::Error) -> String {
         Error::InvalidCertificate(CertificateError::Expired | CertificateError::ExpiredContext { .. }) => {
             " (the broker's certificate has expired)"
         }
-        Error::AlertReceived(AlertDescription::CertificateRequired | AlertDescription::HandshakeFailure) => {
-            " (the broker may require a client certificate: set tls_cert_file and tls_key_file)"
+        Error::AlertReceived(AlertDescription::CertificateRequired) => {
+            " (the broker requires a client certificate: set tls_cert_file and tls_key_file)"
+        }
+        Error::AlertReceived(AlertDescription::HandshakeFailure) => {
+            " (the broker may require a client certificate: set tls_cert_file and tls_key_file; or it shares \
+             no cipher suite with those offered: see tls_ciphers)"
+        }
+        Error::AlertReceived(AlertDescription::ProtocolVersion) | Error::PeerIncompatible(_) => {
+            " (the broker speaks none of the TLS versions offered, or shares no cipher suite with those offered: \
+             see tls_version and tls_ciphers)"
         }
         Error::AlertReceived(AlertDescription::UnknownCA | AlertDescription::BadCertificate) => {
             " (the broker does not trust the client certificate)"
@@ -347,6 +543,81 @@ mod tests {
             ..TlsOptions::default()
         });
         assert!(e.contains("tls_server_name"), "{e}");
+    }
+
+    #[test]
+    fn versions_and_cipher_suites_are_read_by_name_and_others_refused() {
+        let insecure = |versions: Option<&str>, ciphers: Option<&str>| TlsOptions {
+            insecure: true,
+            versions: versions.map(str::to_owned),
+            ciphers: ciphers.map(str::to_owned),
+            ..TlsOptions::default()
+        };
+        let e = refused(insecure(Some("tlsv1.1"), None));
+        assert!(e.contains("\"tlsv1.1\"") && e.contains("TLS 1.2 and 1.3 only"), "{e}");
+        let e = refused(insecure(Some("tlsv1.2,tls13"), None));
+        assert!(e.contains("\"tls13\"") && e.contains("tlsv1.2 and tlsv1.3"), "{e}");
+        for bad in [
+            "HIGH",
+            "ECDHE-ECDSA-AES256-GCM-SHA384:!aNULL",
+            "AES256-SHA",
+            "DHE-RSA-AES256-GCM-SHA384",
+        ] {
+            let e = refused(insecure(None, Some(bad)));
+            assert!(
+                e.contains("tls_ciphers") && e.contains("ECDHE-RSA-AES128-GCM-SHA256"),
+                "{bad}: {e}"
+            );
+        }
+        assert!(refused(insecure(None, Some(" : , "))).contains("names no cipher suite"));
+
+        let all = rustls::crypto::ring::default_provider().cipher_suites;
+        let names =
+            |list: &str| -> Vec<CipherSuite> { cipher_suites(list, &all).unwrap().iter().map(|s| s.suite()).collect() };
+        let tls13: Vec<CipherSuite> = all.iter().filter(|s| s.tls13().is_some()).map(|s| s.suite()).collect();
+        // TLS 1.2 suites named (by OpenSSL's name or IANA's, in any case) replace TLS 1.2's in the
+        // order given and leave TLS 1.3's; and the other way round.
+        let mut want = vec![
+            CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+            CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        ];
+        want.extend(&tls13);
+        assert_eq!(
+            names(
+                "ECDHE-RSA-AES128-GCM-SHA256:tls_ecdhe_ecdsa_with_chacha20_poly1305_sha256,ECDHE-RSA-AES128-GCM-SHA256"
+            ),
+            want
+        );
+        let only13 = names("TLS_AES_128_GCM_SHA256");
+        assert_eq!(only13[0], CipherSuite::TLS13_AES_128_GCM_SHA256);
+        assert_eq!(only13.len(), 1 + all.len() - tls13.len(), "{only13:?}");
+        assert!(Connector::new(&insecure(Some("tlsv1.3"), Some("TLS_AES_128_GCM_SHA256"))).is_ok());
+    }
+
+    #[test]
+    fn a_ca_directory_gives_the_certificates_of_its_files_and_must_hold_one() {
+        let dir = std::env::temp_dir().join(format!("mqttc-tls-unit-capath-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let e = refused(TlsOptions {
+            ca_path: Some(dir.clone()),
+            ..TlsOptions::default()
+        });
+        assert!(e.contains("tls_ca_path") && e.contains("no PEM certificate"), "{e}");
+        std::fs::write(dir.join("README"), "not a certificate\n").unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let ca = rcgen::CertificateParams::new(Vec::<String>::new())
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        let certs = directory_certificates(&dir).unwrap();
+        assert_eq!(certs, vec![ca.der().clone()]);
+        let e = refused(TlsOptions {
+            ca_path: Some(dir.join("missing")),
+            ..TlsOptions::default()
+        });
+        assert!(e.contains("tls_ca_path") && e.contains("missing"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

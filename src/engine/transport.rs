@@ -11,7 +11,10 @@ use tokio::net::{TcpSocket, TcpStream};
 use super::tls::Connector;
 use crate::sys::{self, TcpOption, TimerFd};
 
+mod socks;
 mod websocket;
+
+pub use socks::Proxy;
 
 pub type Reader = Box<dyn AsyncRead + Send + Unpin>;
 pub type Writer = Box<dyn AsyncWrite + Send + Unpin>;
@@ -29,6 +32,8 @@ pub struct Stream {
     /// TCP, Unix): bytes written to it with [`send_now`] then go out as the writer would send
     /// them. Valid while `reader` and `writer` are.
     pub raw: Option<RawFd>,
+    /// What the TLS handshake settled on (version, cipher suite), for the log; None without TLS.
+    pub tls_session: Option<String>,
 }
 
 /// One non-blocking write of `slices` to the socket `fd`, from any thread: what it took, or
@@ -361,14 +366,23 @@ async fn tcp_connect(host: &str, port: u16, bind: Option<IpAddr>) -> std::io::Re
     }))
 }
 
+/// How TCP connections reach the broker: from which local address, through which proxy.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Route<'a> {
+    /// The local address of the TCP connection (to the broker, or to the proxy).
+    pub bind: Option<IpAddr>,
+    /// A SOCKS5 proxy that connects to the broker (TCP, TLS and WebSocket addresses alike).
+    pub proxy: Option<&'a Proxy>,
+}
+
 /// Opens the stream to `addr`; `tls` is the client's TLS configuration, needed by TLS addresses.
-/// `max_packet_size` bounds what one WebSocket message may hold. `bind` is the local address of a
-/// TCP connection (not used for a Unix socket).
+/// `max_packet_size` bounds what one WebSocket message may hold. `route` says how a TCP
+/// connection is made (not used for a Unix socket).
 pub async fn connect(
     addr: &Address,
     tls: Option<&Connector>,
     max_packet_size: usize,
-    bind: Option<IpAddr>,
+    route: Route<'_>,
 ) -> std::io::Result<Stream> {
     match addr {
         Address::Tcp {
@@ -377,7 +391,17 @@ pub async fn connect(
             tls: secure,
             websocket,
         } => {
-            let tcp = tcp_connect(host, *port, bind).await?;
+            let tcp = match route.proxy {
+                None => tcp_connect(host, *port, route.bind).await?,
+                Some(proxy) => {
+                    let mut tcp = tcp_connect(&proxy.host, proxy.port, route.bind)
+                        .await
+                        .map_err(|e| std::io::Error::new(e.kind(), format!("{proxy}: {e}")))?;
+                    // Boxed, as the TLS and WebSocket handshakes below.
+                    Box::pin(socks::connect(proxy, &mut tcp, host, *port)).await?;
+                    tcp
+                }
+            };
             // MQTT packets are small and latency-sensitive; we batch writes ourselves.
             tcp.set_nodelay(true)?;
             let fd = AsRawFd::as_raw_fd(&tcp);
@@ -398,6 +422,7 @@ pub async fn connect(
                             buffered: false,
                             tcp: None,
                             raw: Some(fd),
+                            tls_session: None,
                         }
                     }
                 }
@@ -408,11 +433,13 @@ pub async fn connect(
                         "a TLS address but no TLS configuration",
                     )
                 })?;
-                let tls_stream = Box::pin(connector.connect(host, tcp)).await?;
-                match websocket {
+                let (tls_stream, session) = Box::pin(connector.connect(host, tcp)).await?;
+                let mut stream = match websocket {
                     Some(_) => Box::pin(websocket::connect(addr, tls_stream, max_packet_size)).await?,
                     None => split(tls_stream),
-                }
+                };
+                stream.tls_session = Some(session);
+                stream
             };
             stream.tcp = Some(fd);
             Ok(stream)
@@ -427,6 +454,7 @@ pub async fn connect(
                 buffered: false,
                 tcp: None,
                 raw: Some(fd),
+                tls_session: None,
             })
         }
     }
@@ -441,6 +469,7 @@ fn split<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S) -> Stream {
         buffered: true,
         tcp: None,
         raw: None,
+        tls_session: None,
     }
 }
 
@@ -546,7 +575,7 @@ mod tests {
         let plain = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         eprintln!("the system's default: {}", congestion_control(plain.as_raw_fd()));
         on_a_runtime(async {
-            let stream = connect(&Address::tcp("127.0.0.1", port), None, 1 << 20, None)
+            let stream = connect(&Address::tcp("127.0.0.1", port), None, 1 << 20, Route::default())
                 .await
                 .unwrap();
             assert_eq!(congestion_control(stream.raw.unwrap()), "reno");
@@ -559,21 +588,23 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         on_a_runtime(async {
             let from: IpAddr = "127.0.0.2".parse().unwrap();
-            let _stream = connect(&Address::tcp("127.0.0.1", port), None, 1 << 20, Some(from))
+            let from_there = Route {
+                bind: Some(from),
+                proxy: None,
+            };
+            let _stream = connect(&Address::tcp("127.0.0.1", port), None, 1 << 20, from_there)
                 .await
                 .unwrap();
             assert_eq!(listener.accept().unwrap().1.ip(), from);
             // An address of another family has no broker address to go to; one not on this host
             // cannot be bound: both say so.
-            let v6 = connect(&Address::tcp("127.0.0.1", port), None, 1 << 20, "::1".parse().ok()).await;
+            let bind = |a: &str| Route {
+                bind: a.parse().ok(),
+                proxy: None,
+            };
+            let v6 = connect(&Address::tcp("127.0.0.1", port), None, 1 << 20, bind("::1")).await;
             assert!(v6.is_err_and(|e| e.to_string().contains("no address of the family")));
-            let foreign = connect(
-                &Address::tcp("127.0.0.1", port),
-                None,
-                1 << 20,
-                "192.0.2.1".parse().ok(),
-            )
-            .await;
+            let foreign = connect(&Address::tcp("127.0.0.1", port), None, 1 << 20, bind("192.0.2.1")).await;
             assert!(foreign.is_err_and(|e| e.to_string().contains("cannot bind to 192.0.2.1")));
         });
     }

@@ -3,7 +3,7 @@ use std::ffi::{CString, c_char, c_int, c_void};
 use std::sync::Arc;
 
 use super::client::{client_arg, mqttc_client, mqttc_token};
-use super::message::{message_view, mqttc_message};
+use super::message::{mqttc_message, restored_view};
 use super::properties::mqttc_properties;
 use super::{Failure, guard, mqttc_status};
 use crate::codec::Publish;
@@ -153,7 +153,7 @@ pub unsafe extern "C" fn mqttc_client_set_on_restored(
                 // Topics are valid UTF-8 without NUL (the codec refuses others).
                 let topic = CString::new(p.topic.as_str()).unwrap_or_default();
                 let props = mqttc_properties::new(p.properties.clone());
-                let msg = message_view(p, topic.as_ptr(), &props);
+                let msg = restored_view(p, topic.as_ptr(), &props);
                 // SAFETY: the caller's function with its own userdata; `msg` lives for the call.
                 unsafe { (cb.f)(cb.client, token, &msg, cb.userdata) }
             }) as engine::RestoredHandler

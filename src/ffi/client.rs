@@ -47,6 +47,14 @@ fn make_client(servers: Vec<Address>, opts: *const mqttc_options, out: *mut *mut
             "TLS options are set but no server uses TLS: use an mqtts:// address or set tls",
         ));
     }
+    if let Some(proxy) = &options.proxy
+        && servers.iter().any(|s| matches!(s, Address::Unix(_)))
+    {
+        return Err(Failure::new(
+            mqttc_status::MQTTC_ERR_INVALID_ARGUMENT,
+            format!("proxy: a {proxy} carries TCP connections; a unix: address cannot go through it"),
+        ));
+    }
     let inner = Client::new(servers, options).map_err(|e| match e.kind() {
         // Options the engine refuses as a combination (it is the one place that checks them).
         std::io::ErrorKind::InvalidInput => Failure::new(mqttc_status::MQTTC_ERR_INVALID_ARGUMENT, e.to_string()),

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::callbacks::{Callback, OwnedConnectionEvent, mqttc_connection_event};
 use super::client::{client_arg, mqttc_client, mqttc_token};
-use super::message::message_view;
+use super::message::{message_view, restored_view};
 use super::properties::mqttc_properties;
 use super::{Failure, guard, mqttc_message, mqttc_status, write_out};
 use crate::codec::{Properties, Publish};
@@ -93,6 +93,7 @@ fn empty_view(kind: mqttc_event_kind) -> mqttc_event {
             retain: false,
             dup: false,
             properties: std::ptr::null(),
+            packet_id: 0,
         },
         subscriptions: std::ptr::null(),
         subscription_count: 0,
@@ -171,9 +172,13 @@ fn message_event(
         0 | 1 => Box::new([]),
         _ => subscribers.iter().map(userdata).collect(),
     };
-    let mut view = empty_view(kind);
     let properties = mqttc_properties::new(publish.properties.clone());
-    view.message = message_view(&publish, topic.as_ptr(), &properties);
+    let message = match kind {
+        mqttc_event_kind::MQTTC_EVENT_RESTORED => restored_view,
+        _ => message_view,
+    };
+    let mut view = empty_view(kind);
+    view.message = message(&publish, topic.as_ptr(), &properties);
     view.subscriptions = many.as_ptr();
     view.subscription_count = subscribers.len();
     // The pointers above stay valid when the CString, the boxed slice and the Bytes inside

@@ -22,6 +22,11 @@ pub struct mqttc_message {
     /// properties, subscription identifiers, ...), borrowed like the rest; never NULL (an empty
     /// list in MQTT 3.1.1).
     pub properties: *const mqttc_properties,
+    /// The packet identifier of the PUBLISH that brought the message (what mosquitto calls its
+    /// "mid"): 1 to 65535 at QoS 1 and 2, 0 at QoS 0, which has none. The broker chooses it per
+    /// connection, so it tells apart the messages in flight on one connection and nothing more.
+    /// 0 in a RESTORED event, whose message is one of ours that the store gave back.
+    pub packet_id: u16,
 }
 
 /// Where an empty payload points: `mqttc_message` promises a non-NULL payload pointer.
@@ -32,6 +37,15 @@ fn payload_ptr(payload: &[u8]) -> *const u8 {
         NO_PAYLOAD.as_ptr()
     } else {
         payload.as_ptr()
+    }
+}
+
+/// The C view of a message of ours that the store gave back: its packet id, if it had one, was
+/// the one of an earlier connection, so it has none (see `packet_id`).
+pub(crate) fn restored_view(p: &Publish, topic: *const c_char, props: &mqttc_properties) -> mqttc_message {
+    mqttc_message {
+        packet_id: 0,
+        ..message_view(p, topic, props)
     }
 }
 
@@ -47,6 +61,7 @@ pub(crate) fn message_view(p: &Publish, topic: *const c_char, props: &mqttc_prop
         retain: p.retain,
         dup: p.dup,
         properties: props,
+        packet_id: p.pkid,
     }
 }
 
@@ -97,6 +112,7 @@ pub unsafe extern "C" fn mqttc_message_copy(
                 retain: m.retain,
                 dup: m.dup,
                 properties: std::ptr::null(),
+                packet_id: m.packet_id,
             },
             topic,
             payload,

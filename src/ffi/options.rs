@@ -263,6 +263,41 @@ pub struct mqttc_options {
     /// `mqttc_publish`). Subscribers always receive whole topics. 0 (the default) sends every
     /// topic whole; not 0 with MQTT 3.1.1 (MQTTC_ERR_INVALID_ARGUMENT).
     pub topic_alias_max_out: u16,
+    /// A directory of CA certificates that may sign the broker's certificate, as OpenSSL's
+    /// `c_rehash` directories and `/etc/ssl/certs` are (mosquitto's `--capath`): every PEM
+    /// certificate of every file in it is trusted, symbolic links followed; files with none (CRLs,
+    /// a README) are skipped. With `tls_ca_file`, both are trusted. A directory that cannot be read
+    /// or holds no certificate fails the constructor with MQTTC_ERR_TLS. Default NULL: the
+    /// system's CA store, unless `tls_ca_file` is set.
+    pub tls_ca_path: *const c_char,
+    /// The TLS versions offered, comma-separated: "tlsv1.2", "tlsv1.3", or "tlsv1.2,tlsv1.3" (the
+    /// default, NULL). A version the broker does not speak fails the handshake (MQTTC_ERR_TLS);
+    /// so "tlsv1.3" refuses a broker limited to TLS 1.2. Note that mosquitto's `tls_version`
+    /// names the lowest version allowed, so its "tlsv1.2" is "tlsv1.2,tlsv1.3" here. Any other
+    /// name ("tlsv1.1": rustls speaks TLS 1.2 and 1.3 only) fails the constructor with
+    /// MQTTC_ERR_TLS, saying so.
+    pub tls_version: *const c_char,
+    /// The cipher suites offered, most preferred first, separated by ':' or ',': OpenSSL's names
+    /// (ECDHE-ECDSA-AES256-GCM-SHA384, ECDHE-ECDSA-AES128-GCM-SHA256,
+    /// ECDHE-ECDSA-CHACHA20-POLY1305, ECDHE-RSA-AES256-GCM-SHA384, ECDHE-RSA-AES128-GCM-SHA256,
+    /// ECDHE-RSA-CHACHA20-POLY1305 for TLS 1.2; TLS_AES_256_GCM_SHA384, TLS_AES_128_GCM_SHA256,
+    /// TLS_CHACHA20_POLY1305_SHA256 for TLS 1.3) or IANA's (TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256),
+    /// in any case. As with OpenSSL's cipher list, the TLS 1.2 suites named replace the TLS 1.2
+    /// defaults and leave TLS 1.3's alone; TLS 1.3 suites named likewise replace TLS 1.3's only.
+    /// A broker sharing none of them fails the handshake (MQTTC_ERR_TLS). A name rustls lacks,
+    /// and OpenSSL's keywords and operators ("HIGH", "!aNULL"), fail the constructor with
+    /// MQTTC_ERR_TLS and the list of names. Default NULL: every suite, rustls's order.
+    pub tls_ciphers: *const c_char,
+    /// A SOCKS5 proxy (RFC 1928) that every TCP connection goes through, TLS and WebSockets over
+    /// it: "socks5h://[username[:password]@]host[:port]" (port 1080 by default; an IPv6 host in
+    /// brackets), as `mosquitto_pub --proxy` takes it. The broker's host name is sent to the proxy,
+    /// which resolves it; with a username (1 to 255 bytes) and password (at most 255; it may hold
+    /// '@' and ':', nothing is percent-decoded) the client offers RFC 1929's authentication as well
+    /// as none. A bad URL, or a proxy with a `unix:` server, is MQTTC_ERR_INVALID_ARGUMENT; a proxy
+    /// that refuses the login or the connection to the broker fails the connect token with
+    /// MQTTC_ERR_IO, saying so. `bind_address` is then the local address of the connection to the
+    /// proxy. Borrowed: copied when the client is made. Default NULL: connect directly.
+    pub proxy: *const c_char,
 }
 
 /// When the message store syncs (`store_sync`).
@@ -364,6 +399,10 @@ fn defaults() -> mqttc_options {
         bind_address: std::ptr::null(),
         store: std::ptr::null(),
         topic_alias_max_out: d.topic_alias_max_out,
+        tls_ca_path: std::ptr::null(),
+        tls_version: std::ptr::null(),
+        tls_ciphers: std::ptr::null(),
+        proxy: std::ptr::null(),
     }
 }
 
@@ -401,6 +440,7 @@ unsafe fn read_tls(o: &mqttc_options) -> Result<TlsRequest, Failure> {
     let path = |p, name| unsafe { opt_str(p, name) }.map(|s| s.map(PathBuf::from));
     let options = TlsOptions {
         ca_file: path(o.tls_ca_file, "tls_ca_file")?,
+        ca_path: path(o.tls_ca_path, "tls_ca_path")?,
         cert_file: path(o.tls_cert_file, "tls_cert_file")?,
         key_file: path(o.tls_key_file, "tls_key_file")?,
         server_name: unsafe { opt_str(o.tls_server_name, "tls_server_name") }?.map(str::to_owned),
@@ -408,8 +448,13 @@ unsafe fn read_tls(o: &mqttc_options) -> Result<TlsRequest, Failure> {
         alpn: unsafe { opt_str(o.tls_alpn, "tls_alpn") }?
             .map(|list| list.split(',').map(|p| p.trim().to_owned()).collect())
             .unwrap_or_default(),
+        versions: unsafe { opt_str(o.tls_version, "tls_version") }?.map(str::to_owned),
+        ciphers: unsafe { opt_str(o.tls_ciphers, "tls_ciphers") }?.map(str::to_owned),
     };
     let any_set = options.ca_file.is_some()
+        || options.ca_path.is_some()
+        || options.versions.is_some()
+        || options.ciphers.is_some()
         || options.cert_file.is_some()
         || options.key_file.is_some()
         || options.server_name.is_some()
@@ -513,6 +558,13 @@ pub(crate) unsafe fn read_options(opts: *const mqttc_options) -> Result<(engine:
                 )
             })?),
         },
+        // SAFETY: NULL or a NUL-terminated string per the contract.
+        proxy: unsafe { opt_str(o.proxy, "proxy") }?
+            .map(|url| {
+                url.parse()
+                    .map_err(|e| Failure::new(mqttc_status::MQTTC_ERR_INVALID_ARGUMENT, e))
+            })
+            .transpose()?,
         ..engine::Options::default()
     };
     if e.version == Version::V311 && e.session_expiry != 0 {

@@ -215,6 +215,90 @@ static void store_options(uint16_t port) {
     }
 }
 
+/* expect(), and the detail names `word`: the field at fault. */
+static void expect_naming(const char *name, mqttc_status got, mqttc_status want, const char *word) {
+    expect(name, got, want);
+    const char *detail = mqttc_last_error();
+    if (!detail || !strstr(detail, word)) {
+        printf("%-44s FAIL: the detail does not name %s\n", name, word);
+        failures++;
+    }
+}
+
+/* The TLS CA directory, versions and cipher suites: bad values are refused when the client is
+ * made, each with a detail naming its field; and like every TLS field, they need a TLS server. */
+static void tls_options(uint16_t port) {
+    static const char *const no_tls = "no server uses TLS";
+    static const struct {
+        const char *what;
+        bool tls;
+        const char *ca_path, *version, *ciphers;
+        mqttc_status want;
+        const char *named;
+    } cases[] = {
+        {"tls_ca_path missing", true, "/nonexistent/certs", NULL, NULL, MQTTC_ERR_TLS, "tls_ca_path"},
+        {"tls_ca_path a file", true, "/etc/hostname", NULL, NULL, MQTTC_ERR_TLS, "tls_ca_path"},
+        {"tls_ca_path not UTF-8", true, "\xff", NULL, NULL, MQTTC_ERR_INVALID_UTF8, "tls_ca_path"},
+        {"tls_version tlsv1.1", true, NULL, "tlsv1.1", NULL, MQTTC_ERR_TLS, "tls_version"},
+        {"tls_version empty", true, NULL, "", NULL, MQTTC_ERR_TLS, "tls_version"},
+        {"tls_version unknown", true, NULL, "tlsv1.2,ssl", NULL, MQTTC_ERR_TLS, "tls_version"},
+        {"tls_version not UTF-8", true, NULL, "\xfe", NULL, MQTTC_ERR_INVALID_UTF8, "tls_version"},
+        {"tls_ciphers keyword", true, NULL, NULL, "HIGH:!aNULL", MQTTC_ERR_TLS, "tls_ciphers"},
+        {"tls_ciphers unknown suite", true, NULL, NULL, "AES128-SHA", MQTTC_ERR_TLS, "tls_ciphers"},
+        {"tls_ciphers empty", true, NULL, NULL, "::", MQTTC_ERR_TLS, "tls_ciphers"},
+        {"tls_ciphers not UTF-8", true, NULL, NULL, "\xff", MQTTC_ERR_INVALID_UTF8, "tls_ciphers"},
+        {"tls_ca_path without TLS", false, "/etc/ssl/certs", NULL, NULL, MQTTC_ERR_INVALID_ARGUMENT, no_tls},
+        {"tls_version without TLS", false, NULL, "tlsv1.3", NULL, MQTTC_ERR_INVALID_ARGUMENT, no_tls},
+        {"tls_ciphers without TLS", false, NULL, NULL, "ECDHE-RSA-AES128-GCM-SHA256", MQTTC_ERR_INVALID_ARGUMENT,
+         no_tls},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        mqttc_options opts;
+        mqttc_options_init(&opts);
+        opts.tls = cases[i].tls;
+        /* No CA store needed where the CAs are not what is tested. */
+        opts.tls_insecure = cases[i].tls && cases[i].ca_path == NULL;
+        opts.tls_ca_path = cases[i].ca_path;
+        opts.tls_version = cases[i].version;
+        opts.tls_ciphers = cases[i].ciphers;
+        mqttc_client *c = NULL;
+        expect_naming(cases[i].what, mqttc_client_new("127.0.0.1", port, &opts, &c), cases[i].want, cases[i].named);
+        if (c) {
+            failures++;
+            mqttc_client_free(c);
+        }
+    }
+}
+
+/* A proxy URL that is not socks5h://[username[:password]@]host[:port], and a proxy for a Unix
+ * socket, are refused with a detail naming the proxy. */
+static void proxy_options(uint16_t port) {
+    static const struct {
+        const char *what, *url;
+        mqttc_status want;
+    } cases[] = {
+        {"proxy socks5://", "socks5://127.0.0.1:1080", MQTTC_ERR_INVALID_ARGUMENT},
+        {"proxy no host", "socks5h://", MQTTC_ERR_INVALID_ARGUMENT},
+        {"proxy port 0", "socks5h://127.0.0.1:0", MQTTC_ERR_INVALID_ARGUMENT},
+        {"proxy port 65536", "socks5h://127.0.0.1:65536", MQTTC_ERR_INVALID_ARGUMENT},
+        {"proxy empty username", "socks5h://:pw@127.0.0.1", MQTTC_ERR_INVALID_ARGUMENT},
+        {"proxy not UTF-8", "socks5h://\xff", MQTTC_ERR_INVALID_UTF8},
+    };
+    mqttc_options opts;
+    mqttc_client *c = NULL;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        mqttc_options_init(&opts);
+        opts.proxy = cases[i].url;
+        expect_naming(cases[i].what, mqttc_client_new("127.0.0.1", port, &opts, &c), cases[i].want, "proxy");
+    }
+    mqttc_options_init(&opts);
+    opts.proxy = "socks5h://127.0.0.1";
+    expect_naming("proxy with a unix: server", mqttc_client_new_unix("/tmp/mqtt.sock", &opts, &c),
+                  MQTTC_ERR_INVALID_ARGUMENT, "unix:");
+    expect("proxy with a TCP server", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_OK);
+    mqttc_client_free(c);
+}
+
 /* A pool's arguments, a pool in the options, and a bind address. */
 static void pool_options(uint16_t port) {
     mqttc_options opts;
@@ -577,6 +661,8 @@ int main(int argc, char **argv) {
     expect("offline_overflow 7", mqttc_client_new("127.0.0.1", port, &opts, &c), MQTTC_ERR_INVALID_ARGUMENT);
     store_options(port);
     pool_options(port);
+    tls_options(port);
+    proxy_options(port);
     store_callbacks_options(port);
     auth_arguments(port);
     needs_mqtt5(port, "topic_alias_max_out", set_topic_alias_max_out);

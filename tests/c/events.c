@@ -1,7 +1,8 @@
 /*
  * Event mode through the C API: the descriptor is readable exactly while events wait; the wakeup
  * hook runs on a library thread; one event names every matching subscription's userdata; an event
- * stays valid after its client is freed; event calls on a callback-mode client fail clearly.
+ * stays valid after its client is freed; event calls on a callback-mode client fail clearly; a
+ * message carries the packet id the broker gave it (0 at QoS 0), and so does its copy.
  * Usage: events <port of a running broker>
  */
 #include "check.h"
@@ -101,6 +102,44 @@ static void failure_carries_its_detail(void) {
     mqttc_client_free(c);
 }
 
+/* Messages at QoS 0, 1 and 2 to an event-mode subscriber: packet_id is 0 at QoS 0 and the
+ * broker's id (1 to 65535, one per message in flight) at QoS 1 and 2; a copy keeps it. */
+static void packet_ids(int port) {
+    mqttc_options o;
+    mqttc_options_init(&o);
+    o.event_mode = true;
+    mqttc_client *c = NULL;
+    CHECK(mqttc_client_new("127.0.0.1", (uint16_t)port, &o, &c));
+    int fd = -1;
+    CHECK(mqttc_event_fd(c, &fd));
+    mqttc_token t = 0;
+    CHECK(mqttc_connect(c, &t));
+    CHECK(mqttc_subscribe(c, "ev/ids", 2, NULL, NULL, &t));
+    for (int qos = 0; qos <= 2; qos++)
+        CHECK(mqttc_publish(c, "ev/ids", "m", 1, qos, false, &t));
+    uint16_t ids[3] = {0};
+    int got = 0;
+    while (got < 3) {
+        mqttc_event *e = next_event(c, fd);
+        if (e->kind == MQTTC_EVENT_MESSAGE) {
+            EXPECT(e->message.qos == got, "message %d arrived at QoS %d", got, e->message.qos);
+            ids[got++] = e->message.packet_id;
+            mqttc_message *copy = NULL;
+            CHECK(mqttc_message_copy(&e->message, &copy));
+            EXPECT(copy->packet_id == e->message.packet_id, "the copy keeps the packet id");
+            mqttc_message_free(copy);
+        } else {
+            EXPECT(e->kind != MQTTC_EVENT_COMPLETE || e->status == MQTTC_OK, "%s", mqttc_status_str(e->status));
+        }
+        mqttc_event_free(e);
+    }
+    EXPECT(ids[0] == 0, "QoS 0 has no packet id, got %u", ids[0]);
+    EXPECT(ids[1] != 0 && ids[2] != 0 && ids[1] != ids[2], "QoS 1 and 2 have their own ids, got %u and %u", ids[1],
+           ids[2]);
+    mqttc_client_free(c);
+    printf("ok packet ids: QoS 0 has 0, QoS 1 has %u, QoS 2 has %u\n", ids[1], ids[2]);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2)
         FAIL("usage: events <port>");
@@ -108,6 +147,7 @@ int main(int argc, char **argv) {
     main_thread = pthread_self();
     callback_mode_refuses_event_calls(port);
     failure_carries_its_detail();
+    packet_ids(port);
 
     mqttc_options o;
     mqttc_options_init(&o);

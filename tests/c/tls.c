@@ -2,7 +2,8 @@
  * TLS options through the C API, against a mosquitto TLS listener whose certificate `ca` signed
  * (names localhost, not 127.0.0.1): a host-and-port client with `tls`, an mqtts:// URI, and the
  * errors a C user meets — a bad CA file when the client is made, TLS fields without a TLS server,
- * an untrusted CA at connect time, a name override that fixes a name mismatch.
+ * an untrusted CA at connect time, a name override that fixes a name mismatch; a CA directory,
+ * and a TLS version and cipher suite the broker shares.
  * Usage: tls <port> <ca.pem> <other-ca.pem>
  */
 #include "check.h"
@@ -44,6 +45,13 @@ static mqttc_status new_uri(const char *u, const mqttc_options *o, mqttc_client 
     return mqttc_client_new_uris(uris, 1, o, c);
 }
 
+/* A client of the server `u` with the options `o`, through a round trip. */
+static void uri_round_trip(const char *u, const mqttc_options *o, const char *what) {
+    mqttc_client *c = NULL;
+    CHECK(new_uri(u, o, &c));
+    round_trip(c, what);
+}
+
 int main(int argc, char **argv) {
     if (argc != 4) {
         fprintf(stderr, "usage: tls <port> <ca.pem> <other-ca.pem>\n");
@@ -65,8 +73,7 @@ int main(int argc, char **argv) {
 
     mqttc_options_init(&o);
     o.tls_ca_file = ca;
-    CHECK(new_uri(uri, &o, &c));
-    round_trip(c, "mqtts:// URI");
+    uri_round_trip(uri, &o, "mqtts:// URI");
 
     mqttc_options_init(&o);
     o.tls_ca_file = other_ca;
@@ -81,8 +88,21 @@ int main(int argc, char **argv) {
     printf("ok untrusted CA fails the connect token with MQTTC_ERR_TLS\n");
 
     o.tls_ca_file = ca;
-    CHECK(new_uri(uri_by_ip, &o, &c));
-    round_trip(c, "tls_server_name verifies a broker reached by IP address");
+    uri_round_trip(uri_by_ip, &o, "tls_server_name verifies a broker reached by IP address");
+
+    /* The directory the CA file is in: its certificates, the CA's among them, are trusted. */
+    char ca_dir[512];
+    snprintf(ca_dir, sizeof ca_dir, "%s", ca);
+    *strrchr(ca_dir, '/') = '\0';
+    mqttc_options_init(&o);
+    o.tls_ca_path = ca_dir;
+    uri_round_trip(uri, &o, "tls_ca_path trusts the CAs of a directory");
+
+    mqttc_options_init(&o);
+    o.tls_ca_file = ca;
+    o.tls_version = "tlsv1.3";
+    o.tls_ciphers = "TLS_CHACHA20_POLY1305_SHA256:ECDHE-ECDSA-AES128-GCM-SHA256";
+    uri_round_trip(uri, &o, "tls_version and tls_ciphers the broker shares");
 
     mqttc_options_init(&o);
     o.tls_ca_file = "/nonexistent/ca.pem";

@@ -134,6 +134,8 @@ fn f_message_fields_and_escapes_match_mosquitto_sub() {
             &["-F", "\\t\\\\\\e\\a\\v\\r\\0|\\n@@%%"],
             &["-F", "%t:%p", "-N"],
             &["-F", "%t", "-v"],
+            &["-F", "%m|%5m|%-5m|%05m|%q %t", "-q", "1"],
+            &["-F", "%q %m", "-q", "2"],
         ],
         Clock::Exact,
     );
@@ -166,6 +168,8 @@ fn f_json_matches_mosquitto_sub() {
             &["-V", "5", "-F", "%J|%t"],
             &["-F", "%j", "--pretty"],
             &["-V", "5", "-F", "%J", "--pretty", "-N"],
+            &["-F", "%j", "-q", "1"],
+            &["-V", "5", "-F", "%J|%m", "-q", "2", "--pretty"],
         ],
         Clock::TstMasked,
     );
@@ -203,17 +207,4 @@ fn f_format_errors_match_mosquitto_sub() {
         same_usage_error(our_sub, "mosquitto_sub", &["-p", &port, "-t", "t", "-F", format]);
     }
     same_usage_error(our_sub, "mosquitto_sub", &["-t", "t", "-F"]);
-}
-
-/// The library does not give the message id of QoS 1 and 2 messages: formats that print it are
-/// refused with -q 1 and 2 rather than printing a wrong one.
-#[test]
-fn f_message_ids_are_refused_above_qos_0() {
-    for format in ["%m", "%j", "%J"] {
-        for qos in ["1", "2"] {
-            let (code, _, err) = run(our_sub().args(["-t", "t", "-q", qos, "-F", format]));
-            assert_eq!(code, 1, "{format} -q {qos}: {err}");
-            assert!(err.starts_with("Error: -F with %m, %j or %J needs -q 0"), "{err}");
-        }
-    }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use mqttclient::codec::{MqttStr, Publish, QoS};
 use mqttclient::engine::{
-    Address, Client, Handler, LogLevel, Options, TlsConnector, TlsOptions, Token, TokenResult, TokenState,
+    Address, Client, Error, Handler, LogLevel, Options, TlsConnector, TlsOptions, Token, TokenResult, TokenState,
 };
 
 pub const T: Duration = Duration::from_secs(10);
@@ -34,6 +34,13 @@ pub fn log_lines(c: &Client, level: LogLevel) -> Arc<Mutex<Vec<String>>> {
 /// Connects and returns the connect token's result.
 pub fn connect(c: &Client) -> TokenResult {
     wait(c, c.connect().unwrap())
+}
+
+/// The error of a connect that must fail (printed, for the test's output).
+pub fn connect_error(c: &Client) -> Error {
+    let e = connect(c).map(|_| ()).expect_err("the connect must fail");
+    println!("{e}");
+    e
 }
 
 /// Subscribes to `topic` at `qos`; the returned receiver gets every message of the subscription.

@@ -10,6 +10,7 @@ pub mod pki;
 pub mod proxy;
 pub mod record;
 pub mod scripted;
+pub mod socks;
 
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};

@@ -1,7 +1,7 @@
 //! Certificates made at test time with rcgen: a CA, a broker certificate it signs, a client
 //! certificate it signs, and a second CA nobody trusts. Written as PEM files into a temp dir that
 //! both our client and mosquitto (which drops to its own user when started as root) can read.
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
@@ -89,4 +89,30 @@ impl Pki {
             self.server_key.display()
         )
     }
+}
+
+/// Runs the `openssl` CLI in `dir` with the words of `command`; returns what it printed.
+pub fn openssl(dir: &Path, command: &str) -> String {
+    let out = std::process::Command::new("openssl")
+        .args(command.split_whitespace())
+        .current_dir(dir)
+        .output()
+        .expect("the openssl CLI (scripts/deps.sh installs it)");
+    assert!(
+        out.status.success(),
+        "openssl {command}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A CA directory as OpenSSL reads one (`--capath`, `c_rehash`): `ca` under its subject hash name
+/// (`<hash>.0`) and a file that is no certificate.
+pub fn hashed_ca_dir(tag: &str, ca: &Path) -> TempDir {
+    let dir = temp_dir(tag);
+    std::fs::copy(ca, dir.join("ca.pem")).unwrap();
+    let hash = openssl(&dir, "x509 -hash -noout -in ca.pem");
+    std::fs::rename(dir.join("ca.pem"), dir.join(format!("{}.0", hash.trim()))).unwrap();
+    std::fs::write(dir.join("README"), "CA certificates, one per file\n").unwrap();
+    dir
 }

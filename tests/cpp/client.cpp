@@ -302,7 +302,7 @@ static void views_copied_out_of_a_callback() {
     mqttc::OwnedMessage m = std::move(kept[0]);
     EXPECT(m && !kept[0]);
     EXPECT(m.topic() == "view/one" && m.payload_str() == payload && m.payload().size() == 7 && m.payload()[3] == 0);
-    EXPECT(m.qos() == 2 && !m.retain() && !m.dup());
+    EXPECT(m.qos() == 2 && !m.retain() && !m.dup() && m.packet_id() != 0);
     for (mqttc::PropertiesView p : {m.properties(), mqttc::PropertiesView(kept_properties)}) {
         EXPECT(p.get_string(MQTTC_PROP_CONTENT_TYPE) == std::optional<std::string_view>("application/x-test"));
         auto data = p.get_binary(MQTTC_PROP_CORRELATION_DATA);

@@ -353,13 +353,24 @@ static void tls(int argc, char **argv) {
     EXPECT(connects(mqttc::Options(base).tls_ca_file(ca))); // the broker requires a certificate
     EXPECT(connects(mqttc::Options(base).tls_ca_file(other_ca).tls_client_cert(cert, key)) == MQTTC_ERR_TLS);
     EXPECT(!connects(mqttc::Options(base).tls_ca_file(other_ca).tls_insecure(true).tls_client_cert(cert, key)));
+    const std::string ca_dir = ca.substr(0, ca.rfind('/'));
+    EXPECT(!connects(mqttc::Options(base).tls_ca_path(ca_dir).tls_version("tlsv1.3").tls_client_cert(cert, key)));
+    EXPECT(connects(mqttc::Options(base).tls_ca_file(ca).tls_version("tlsv1.2").tls_ciphers("ECDHE-RSA-AES128-GCM-SHA256")
+                        .tls_client_cert(cert, key)) == MQTTC_ERR_TLS); // an ECDSA certificate: no RSA suite fits
+    try {
+        mqttc::Client bad("127.0.0.1", tls_port, mqttc::Options(base).tls_ca_file(ca).proxy("http://proxy"));
+        FAIL("an HTTP proxy was accepted");
+    } catch (const mqttc::error &e) {
+        EXPECT(e.status() == MQTTC_ERR_INVALID_ARGUMENT && std::string(e.detail()).find("socks5h://") != std::string::npos);
+    }
     try {
         mqttc::Client bad("127.0.0.1", tls_port, mqttc::Options(base).tls_ca_file("/nonexistent/ca.pem"));
         FAIL("a missing CA file was accepted");
     } catch (const mqttc::error &e) {
         EXPECT(e.status() == MQTTC_ERR_TLS && std::string(e.detail()).find("/nonexistent/ca.pem") != std::string::npos);
     }
-    step("TLS: CA file, client certificate, server name, ALPN, insecure mode, a bad CA file");
+    step("TLS: CA file and directory, client certificate, server name, ALPN, versions, cipher suites, "
+         "insecure mode, a bad CA file, a bad proxy");
 }
 
 int main(int argc, char **argv) {

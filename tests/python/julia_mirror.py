@@ -99,6 +99,10 @@ class mqttc_options(ctypes.Structure):
         ("bind_address", c_char_p),
         ("store", c_void_p),
         ("topic_alias_max_out", c_uint16),
+        ("tls_ca_path", c_char_p),
+        ("tls_version", c_char_p),
+        ("tls_ciphers", c_char_p),
+        ("proxy", c_char_p),
     ]
 
 
@@ -112,6 +116,7 @@ class mqttc_message(ctypes.Structure):
         ("retain", c_bool),
         ("dup", c_bool),
         ("properties", c_void_p),
+        ("packet_id", c_uint16),
     ]
 
 
@@ -407,6 +412,10 @@ LIBRARY_OPTIONS = {
     "tls_server_name": "text",
     "tls_alpn": "text",
     "tls_insecure": "bool",
+    "tls_ca_path": "text",
+    "tls_version": "text",
+    "tls_ciphers": "text",
+    "proxy": "text",
     "protocol_version": "integer",
     "session_expiry": "integer",
     "topic_alias_maximum": "integer",

@@ -160,6 +160,10 @@ struct mqttc_options
     bind_address::Ptr{UInt8}
     store::Ptr{Cvoid}
     topic_alias_max_out::UInt16
+    tls_ca_path::Ptr{UInt8}
+    tls_version::Ptr{UInt8}
+    tls_ciphers::Ptr{UInt8}
+    proxy::Ptr{UInt8}
 end
 
 struct mqttc_message
@@ -171,6 +175,7 @@ struct mqttc_message
     retain::Bool
     dup::Bool
     properties::Ptr{Cvoid}
+    packet_id::UInt16
 end
 
 struct mqttc_connection_event

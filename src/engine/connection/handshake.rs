@@ -45,6 +45,8 @@ pub(super) struct Link {
     pub(super) session_present: bool,
     /// The CONNACK's properties (MQTT 5): the broker's limits for this connection.
     pub(super) properties: Properties,
+    /// See [`transport::Stream::tls_session`].
+    pub(super) tls_session: Option<String>,
 }
 
 /// Opens the stream, sends CONNECT and waits for CONNACK. Bytes after the CONNACK stay in `rbuf`.
@@ -53,7 +55,10 @@ pub(super) async fn handshake(ctx: &Ctx, server: &Address) -> Result<Link, Error
         server,
         ctx.options.tls.as_ref(),
         ctx.options.max_packet_size,
-        ctx.options.bind_address,
+        transport::Route {
+            bind: ctx.options.bind_address,
+            proxy: ctx.options.proxy.as_ref(),
+        },
     )
     .await?;
     let mut link = Link {
@@ -68,6 +73,7 @@ pub(super) async fn handshake(ctx: &Ctx, server: &Address) -> Result<Link, Error
         wbuf: WriteQueue::new(ctx.options.version),
         session_present: false,
         properties: Properties::new(),
+        tls_session: stream.tls_session,
     };
     let o = &ctx.options;
     // The login as it is now: the application may change it for the next attempt meanwhile.

@@ -441,6 +441,9 @@ impl<'a> Net<'a> {
             };
             match result.unwrap_or(Err(Error::ConnectTimeout)) {
                 Ok(link) => {
+                    if let Some(session) = &link.tls_session {
+                        self.out.log(LogLevel::Info, || format!("{server}: {session}"));
+                    }
                     self.next_server = (index + 1) % n;
                     return Attempt::Up(link, index);
                 }

@@ -55,6 +55,7 @@ impl Net<'_> {
             wbuf,
             session_present,
             properties,
+            tls_session: _,
         } = link;
         self.peer = Peer::new(&properties, ctx.options.topic_alias_maximum);
         // Receive Maximum absent means 65,535 (MQTT 5 section 3.2.2.3.3).
