@@ -19,9 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc::error::{SendError, TryRecvError};
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
-
+use super::queue::{Receiver, Sender, TryRecvError, TrySendError};
 use super::signal::Signal;
 use super::write_queue::WriteQueue;
 use super::{Command, Outcome, Token, tokens::Tokens};
@@ -95,13 +93,13 @@ impl Direct {
     /// then `offered` read, and [`Direct::offer`] sets `offered` and then reads `sent`, all
     /// sequentially consistent. So either this sees the offer and withdraws it, or the offer sees
     /// this command and is not made.
-    pub(crate) fn send(&self, commands: &UnboundedSender<Command>, command: Command) -> Result<(), SendError<Command>> {
+    pub(crate) fn send(&self, commands: &Sender<Command>, command: Command) -> Result<(), Command> {
         self.sent.fetch_add(1, Ordering::SeqCst);
         if self.offered.load(Ordering::SeqCst) {
             self.lock().fd = None;
             self.offered.store(false, Ordering::SeqCst);
         }
-        commands.send(command)?;
+        commands.try_send(command).map_err(TrySendError::into_inner)?;
         self.queued.raise();
         Ok(())
     }
@@ -183,7 +181,7 @@ impl Direct {
 
 /// The network task's end of the command channel, counting what it takes (see [`Direct::offer`]).
 pub(crate) struct Commands {
-    rx: UnboundedReceiver<Command>,
+    rx: Receiver<Command>,
     taken: u64,
     /// The last take found a command, so more may wait without a raise of [`Direct::queued`] to
     /// say so (it was taken by the wait before).
@@ -191,7 +189,7 @@ pub(crate) struct Commands {
 }
 
 impl Commands {
-    pub(crate) fn new(rx: UnboundedReceiver<Command>) -> Commands {
+    pub(crate) fn new(rx: Receiver<Command>) -> Commands {
         Commands {
             rx,
             taken: 0,
@@ -262,8 +260,8 @@ mod tests {
     }
 
     /// A command channel with nothing sent yet.
-    fn commands() -> (UnboundedSender<Command>, Commands) {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    fn commands() -> (Sender<Command>, Commands) {
+        let (tx, rx) = super::super::queue::unbounded();
         (tx, Commands::new(rx))
     }
 

@@ -9,13 +9,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 
 use crate::codec::{MqttStr, Properties, PropertyId, Publish};
 
 // Events flow from here into the event queue, so the types both know live there.
 use super::events::{ClientEvent, ConnectionEvent, Subscriber};
 use super::held_acks::PendingAck;
+use super::queue::Receiver;
 use super::tokens::{Token, TokenResult};
 use super::{Handler, Shared, Subscription, panics};
 
@@ -80,7 +81,7 @@ pub(crate) enum Event {
 /// here raises (see [`run`]).
 pub(crate) fn spawn(
     shared: Arc<Shared>,
-    events: mpsc::Receiver<Event>,
+    events: Receiver<Event>,
     network: Arc<Notify>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
@@ -92,7 +93,7 @@ pub(crate) fn spawn(
 /// code (user callbacks are guarded one by one) stops the client: it is recorded, the network task
 /// is told to end, and the thread carries on, to deliver the loss the network task then reports,
 /// so that task never waits on a queue nobody reads.
-fn run(shared: Arc<Shared>, mut events: mpsc::Receiver<Event>, network: Arc<Notify>) {
+fn run(shared: Arc<Shared>, mut events: Receiver<Event>, network: Arc<Notify>) {
     let _ = shared.callback_thread.set(std::thread::current().id());
     loop {
         let mut dispatcher = Dispatcher::new(shared.clone());
@@ -111,7 +112,7 @@ const POOLED_BATCH: usize = 64;
 
 /// The dispatch loop of a client on a [`Pool`](super::Pool): as [`run`], as a future the pool's
 /// callback threads poll.
-pub(crate) async fn serve_pooled(shared: Arc<Shared>, mut events: mpsc::Receiver<Event>, network: Arc<Notify>) {
+pub(crate) async fn serve_pooled(shared: Arc<Shared>, mut events: Receiver<Event>, network: Arc<Notify>) {
     let mut dispatcher = Dispatcher::new(shared.clone());
     let mut handled = 0;
     while let Some(event) = events.recv().await {
@@ -143,7 +144,7 @@ async fn yield_once() {
     .await
 }
 
-fn serve(dispatcher: &mut Dispatcher, events: &mut mpsc::Receiver<Event>) {
+fn serve(dispatcher: &mut Dispatcher, events: &mut Receiver<Event>) {
     // `blocking_recv` sets up a parker every call; a non-blocking look first makes a burst cost
     // one of those, not one per event.
     while let Some(event) = events.try_recv().ok().or_else(|| events.blocking_recv()) {

@@ -20,6 +20,7 @@ mod options;
 mod panics;
 mod payload_pool;
 mod pool;
+mod queue;
 mod registry;
 mod run_loop;
 pub mod session;
@@ -38,7 +39,7 @@ use std::thread::{JoinHandle, ThreadId};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 use crate::codec::{Disconnect, MqttStr, Properties, PropertyId, Publish, QoS, SubscribeOptions, Version, Will};
 
@@ -220,7 +221,7 @@ pub struct Client {
     session_expiry: u32,
     /// The CONNECT carries an Authentication Method: the client may re-authenticate (MQTT 5).
     enhanced_auth: bool,
-    commands: mpsc::UnboundedSender<Command>,
+    commands: queue::Sender<Command>,
     shutdown: Arc<Notify>,
     network: Network,
     /// The outgoing budget (see `Options::outgoing`) and how long a call may wait for room in it.
@@ -319,7 +320,7 @@ impl Client {
         let (version, session_expiry) = (options.version, options.session_expiry);
         let enhanced_auth = options.authentication_method().is_some();
         let (outgoing, outgoing_wait) = (options.outgoing, options.outgoing_wait);
-        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (cmd_tx, cmd_rx) = queue::unbounded();
         let shutdown = Arc::new(Notify::new());
         // Out of the options the task keeps: the loop holds the task, which must not hold the loop.
         let run_loop = options.run_loop.take();
@@ -327,7 +328,7 @@ impl Client {
         let (ev_tx, callbacks, job) = if options.inline_callbacks {
             (None, None, None)
         } else {
-            let (ev_tx, ev_rx) = mpsc::channel(options.callback_queue.max(1));
+            let (ev_tx, ev_rx) = queue::bounded(options.callback_queue);
             match &pool {
                 Some(p) => {
                     let serve = dispatch::serve_pooled(shared.clone(), ev_rx, shutdown.clone());

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 use super::dispatch::{Dispatcher, Event, LogLevel};
 use super::events::ConnectionEvent;
+use super::queue::Sender;
 use super::{Address, Error, Shared, State};
 
 /// Where [`super::Client::inject_panic`] makes a client panic.
@@ -41,7 +42,7 @@ pub(super) fn caught(site: &str, payload: &(dyn Any + Send)) -> Error {
 /// would end the network thread, or be swallowed by a loop's runtime, leaving every token pending.
 pub(super) async fn supervise(
     shared: Arc<Shared>,
-    events: Option<mpsc::Sender<Event>>,
+    events: Option<Sender<Event>>,
     server: Address,
     shutdown: Arc<Notify>,
     run: impl Future<Output = ()>,
@@ -65,12 +66,7 @@ pub(super) async fn supervise(
 }
 
 /// The connection task, ended early by `shutdown`, which also carries [`PanicSite`] injections.
-async fn serve(
-    shared: &Shared,
-    events: &Option<mpsc::Sender<Event>>,
-    shutdown: &Notify,
-    run: impl Future<Output = ()>,
-) {
+async fn serve(shared: &Shared, events: &Option<Sender<Event>>, shutdown: &Notify, run: impl Future<Output = ()>) {
     let mut run = pin!(run);
     loop {
         tokio::select! {
@@ -92,7 +88,7 @@ async fn serve(
 /// `reason`, and the loss is reported like a lost connection (to `server`, the first one: which
 /// one was in use went with the task). Nothing to do when the client is being closed, which
 /// cancels the tokens itself.
-async fn contain(shared: &Arc<Shared>, events: Option<mpsc::Sender<Event>>, server: Address, reason: Error) {
+async fn contain(shared: &Arc<Shared>, events: Option<Sender<Event>>, server: Address, reason: Error) {
     if shared.closed.load(Ordering::Acquire) {
         return;
     }

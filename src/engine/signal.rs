@@ -42,14 +42,15 @@ impl Signal {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::sync::Arc;
     use std::sync::atomic::AtomicUsize;
     use std::task::{Wake, Waker};
 
+    /// Counts the wakes it gets.
     #[derive(Default)]
-    struct Count(AtomicUsize);
+    pub(crate) struct Count(pub(crate) AtomicUsize);
 
     impl Wake for Count {
         fn wake(self: Arc<Self>) {
@@ -57,7 +58,7 @@ mod tests {
         }
     }
 
-    fn waker() -> (Arc<Count>, Waker) {
+    pub(crate) fn waker() -> (Arc<Count>, Waker) {
         let count = Arc::new(Count::default());
         (count.clone(), Waker::from(count))
     }

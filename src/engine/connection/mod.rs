@@ -21,14 +21,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-
 use super::backoff::Backoff;
 use super::direct::Commands;
 use super::dispatch::{Dispatcher, Event, LogLevel};
 use super::events::ConnectionEvent;
 use super::held_acks::HeldAcks;
 use super::offline::OfflineQueue;
+use super::queue::{Closed, Permit, Receiver, Sender};
 use super::session::{Request, Session};
 use super::store::Restoration;
 use super::timer::{Sleep, timeout};
@@ -43,7 +42,7 @@ pub(super) struct Ctx {
     pub shared: Arc<Shared>,
     /// The callback thread's queue; `None` with `Options::inline_callbacks`, where the network
     /// task runs the callbacks itself.
-    pub events: Option<mpsc::Sender<Event>>,
+    pub events: Option<Sender<Event>>,
     pub options: Options,
     pub servers: Vec<Address>,
 }
@@ -51,7 +50,7 @@ pub(super) struct Ctx {
 impl Ctx {
     /// Room for one event in the callback thread's queue. Never ready with inline callbacks, which
     /// hold nothing back.
-    async fn room(&self) -> Result<mpsc::Permit<'_, Event>, mpsc::error::SendError<()>> {
+    async fn room(&self) -> Result<Permit<'_, Event>, Closed> {
         match &self.events {
             Some(events) => events.reserve().await,
             None => std::future::pending().await,
@@ -138,7 +137,7 @@ struct Net<'a> {
 /// Not an `async fn`: one keeps its arguments, and `ctx` is large, twice in its state (the
 /// argument, and the local the body borrows), for as long as the client lives.
 #[allow(clippy::manual_async_fn)]
-pub(super) fn run(ctx: Ctx, commands: mpsc::UnboundedReceiver<Command>) -> impl Future<Output = ()> {
+pub(super) fn run(ctx: Ctx, commands: Receiver<Command>) -> impl Future<Output = ()> {
     async move {
         let o = &ctx.options;
         let mut net = Net {

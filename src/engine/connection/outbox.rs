@@ -1,10 +1,9 @@
 //! Everything leaving the network task for the user: events in order, token completions in batches.
 use std::collections::VecDeque;
 
-use tokio::sync::mpsc::{self, error::TrySendError};
-
 use super::Ctx;
 use crate::engine::dispatch::{Dispatcher, Event, LogLevel};
+use crate::engine::queue::{Closed, Permit, TrySendError};
 use crate::engine::tokens::{Token, TokenResult};
 
 /// Everything leaving the network task for the user: events for the callback thread (kept in order,
@@ -125,7 +124,7 @@ impl<'a> Outbox<'a> {
     }
 
     /// Hands the oldest held-back event to the callback thread once the queue has room.
-    pub(super) fn deliver(&mut self, permit: Result<mpsc::Permit<'_, Event>, mpsc::error::SendError<()>>) {
+    pub(super) fn deliver(&mut self, permit: Result<Permit<'_, Event>, Closed>) {
         match (permit, self.backlog.pop_front()) {
             (Ok(permit), Some(event)) => permit.send(event),
             // The callback thread is gone only when the client is closing.

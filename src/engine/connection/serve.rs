@@ -1,9 +1,9 @@
 //! The loop that serves one live connection: reads, writes, commands, keep-alive, disconnect.
 use std::time::Duration;
 
+use crate::engine::queue::TryRecvError;
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
-use tokio::sync::mpsc::error::TryRecvError;
 use tokio::time::Instant;
 
 use super::aliases::OutboundAliases;
