@@ -274,6 +274,7 @@ MQTTC_ERR_INVALID_ARGUMENT = -7
 MQTTC_ERR_NOT_CONNECTED = -20
 MQTTC_ERR_ALREADY_CONNECTED = -21
 MQTTC_ERR_CANCELLED = -26
+MQTTC_ERR_IO = -40
 
 SUB_NO_LOCAL = 4
 SUB_RETAIN_AS_PUBLISHED = 8
@@ -855,8 +856,7 @@ def finish(s, p, e):
             forget_key(s, p.key)
         if p.result == "session_present":
             with s.lock:
-                if s.connection != "connected":
-                    s.connection = "error"
+                s.connection = "error"
     complete(p.future, value, e.properties)
 
 
@@ -1460,6 +1460,36 @@ def silent_listener():
     return listener
 
 
+def one_shot_relay(port):
+    """A TCP port relaying its first connection to the broker at `port`, then refusing any other
+    (its listener is closed): a reconnect through it fails while the first connection was up."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def pipe(source, sink):
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for end in (source, sink):
+            try:
+                end.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def relay():
+        client, _ = listener.accept()
+        listener.close()
+        broker = socket.create_connection(("127.0.0.1", port))
+        threading.Thread(target=pipe, args=(broker, client), daemon=True).start()
+        pipe(client, broker)
+
+    threading.Thread(target=relay, daemon=True).start()
+    return listener.getsockname()[1]
+
+
 def passed(line):
     print(f"PASS {line}", flush=True)
 
@@ -1602,7 +1632,15 @@ def scenario_reconnect(args, prefix):
     wait_until(lambda: len(received) == 2, "the message after reconnect")
     assert received == [b"kept across disconnect", b"after reconnect"], received
     disconnect(client)
-    passed("e: connect again after disconnect (same library client, subscriptions kept), reconnect")
+    # A reconnect that drops a live connection and then fails leaves the client in error.
+    relayed, relayed_connection = MakeConnection("127.0.0.1", one_shot_relay(args.port),
+                                                 auto_reconnect=False)
+    connect(relayed, relayed_connection)
+    assert isconnected(relayed)
+    expect_exception("a reconnect the relay refuses", lambda: reconnect(relayed), MQTTC_ERR_IO)
+    assert iserror(relayed) and not isconnected(relayed), connection_state(relayed)
+    passed("e: connect again after disconnect (same library client, subscriptions kept), reconnect, "
+           "a failed reconnect")
 
 
 def scenario_unix_socket(args, prefix):

@@ -180,8 +180,9 @@ function finish(s::ClientState, p::Pending, e::CompleteEvent)
     if value isa MQTTException
         p.key != 0 && forget_key(s, p.key)
         if p.result === :session_present
-            # A connection attempt failed (failed attempts are no connection events).
-            lock(() -> s.connection === :connected || (s.connection = :error), s.lock)
+            # A connection attempt failed (failed attempts are no connection events). Whatever
+            # connection there was is gone too: a reconnect drops it first, reporting no loss.
+            lock(() -> (s.connection = :error), s.lock)
         end
     end
     complete!(p.future, value, e.properties)
