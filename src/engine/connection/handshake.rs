@@ -50,7 +50,10 @@ pub(super) struct Link {
 }
 
 /// Opens the stream, sends CONNECT and waits for CONNACK. Bytes after the CONNACK stay in `rbuf`.
-pub(super) async fn handshake(ctx: &Ctx, server: &Address) -> Result<Link, Error> {
+///
+/// Boxed: the link passes through the connection task's state on its way to the serve loop,
+/// which unpacks it, and would otherwise stay there as a dead copy for the connection's life.
+pub(super) async fn handshake(ctx: &Ctx, server: &Address) -> Result<Box<Link>, Error> {
     let stream = transport::connect(
         server,
         ctx.options.tls.as_ref(),
@@ -61,7 +64,7 @@ pub(super) async fn handshake(ctx: &Ctx, server: &Address) -> Result<Link, Error
         },
     )
     .await?;
-    let mut link = Link {
+    let mut link = Box::new(Link {
         reader: stream.reader,
         writer: stream.writer,
         kind: StreamKind {
@@ -74,7 +77,7 @@ pub(super) async fn handshake(ctx: &Ctx, server: &Address) -> Result<Link, Error
         session_present: false,
         properties: Properties::new(),
         tls_session: stream.tls_session,
-    };
+    });
     let o = &ctx.options;
     // The login as it is now: the application may change it for the next attempt meanwhile.
     let login = ctx.shared.login().clone();
