@@ -2,12 +2,11 @@
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::time::Instant;
 
 use super::aliases::OutboundAliases;
-use super::handshake::{Link, ReadRoom, disconnect_reason};
+use super::handshake::{Link, QUIET, ReadRoom, disconnect_reason, read};
 use super::keep_alive::{Due, KeepAlive};
 use super::peer::Peer;
 use super::writer::SocketWriter;
@@ -62,6 +61,10 @@ impl<'a> Net<'a> {
         tokio::pin!(store_retry);
         let mut retry_armed = false;
         let mut room = ReadRoom::new();
+        // Runs out once nothing was read for a while, to let go of the read buffer.
+        let quiet = Sleep::until(far);
+        tokio::pin!(quiet);
+        let mut quiet_armed = false;
         // Its own reference, for a wait in the select below, which borrows `self` elsewhere.
         let held = self.held.clone();
 
@@ -72,6 +75,8 @@ impl<'a> Net<'a> {
         if let Err(e) = self.process_input(&mut rbuf, &mut w, &mut ka) {
             return self.close_on(&mut w, e).await;
         }
+        // Nothing says whether the broker has more to send soon.
+        ReadRoom::release(&mut rbuf);
         // What the broker sent ends the connection: not closed inside the select below, whose
         // output would then be kept across that wait, in every connection's state.
         let fault = loop {
@@ -116,7 +121,7 @@ impl<'a> Net<'a> {
             let ack_armed = w.ack_armed();
             let (write, ack_due) = w.waits();
             tokio::select! {
-                r = reader.read_buf(&mut rbuf), if reading => {
+                r = read(&mut reader, &mut rbuf), if reading => {
                     w.withdraw(&mut self.written);
                     match r {
                         Ok(0) => return Ended::Lost(Error::ConnectionClosed),
@@ -125,6 +130,10 @@ impl<'a> Net<'a> {
                             let pinging = ka.ping_sent.is_some();
                             if let Err(e) = self.on_read(&mut rbuf, &mut w, &mut ka) {
                                 break e;
+                            }
+                            if !quiet_armed {
+                                quiet.as_mut().reset(ka.last_received + QUIET);
+                                quiet_armed = true;
                             }
                             if pinging && ka.ping_sent.is_none() {
                                 // PINGRESP: the timer still points at the ping deadline; the next PINGREQ is due earlier.
@@ -165,6 +174,15 @@ impl<'a> Net<'a> {
                     }
                 }
                 () = ack_due, if ack_armed => {}
+                () = &mut quiet, if quiet_armed => {
+                    // Reads since it was armed put the release off.
+                    let at = ka.last_received + QUIET;
+                    quiet_armed = at > Instant::now();
+                    match quiet_armed {
+                        true => quiet.as_mut().reset(at),
+                        false => ReadRoom::release(&mut rbuf),
+                    }
+                }
                 () = &mut store_retry, if retry_armed => retry_armed = false,
                 () = &mut store_sync, if sync_armed => {
                     sync_armed = false;
