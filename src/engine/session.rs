@@ -420,10 +420,9 @@ impl Session {
                 "SUBACK whose number of return codes differs from the SUBSCRIBE's filters",
             ));
         }
-        let Some((_, Request::Subscribe(token, filters, _))) = self.requests.remove(&id) else {
+        let Some(Request::Subscribe(token, filters, _)) = self.answered(id) else {
             unreachable!("checked just above");
         };
-        self.ids.release(id);
         let raw: Vec<u8> = codes.iter().map(|c| c.0).collect();
         let refused: Vec<(String, u64)> = filters
             .into_iter()
@@ -456,10 +455,9 @@ impl Session {
                 "UNSUBACK whose number of reason codes differs from the UNSUBSCRIBE's filters",
             ));
         }
-        let Some((_, Request::Unsubscribe(token, ..))) = self.requests.remove(&id) else {
+        let Some(Request::Unsubscribe(token, ..)) = self.answered(id) else {
             unreachable!("checked just above");
         };
-        self.ids.release(id);
         let codes: Vec<u8> = codes.iter().map(|c| c.0).collect();
         let result = if codes.iter().any(|&c| ReasonCode(c).is_error()) {
             Err(Error::UnsubscribeRefused { codes, properties })
@@ -467,6 +465,18 @@ impl Session {
             Ok(Outcome { codes, properties })
         };
         Ok(Some((token, result)))
+    }
+
+    /// Takes the request `id` the broker answered, and frees its packet id. The table goes with
+    /// its last request: requests are few and far between, and an idle client of a fleet need not
+    /// keep their room.
+    fn answered(&mut self, id: u16) -> Option<Request> {
+        let (_, request) = self.requests.remove(&id)?;
+        self.ids.release(id);
+        if self.requests.is_empty() {
+            self.requests = FxHashMap::default();
+        }
+        Some(request)
     }
 
     /// The connection is gone: SUBSCRIBE/UNSUBSCRIBE requests still unanswered are handed back, in

@@ -99,14 +99,40 @@ impl Drop for Due {
 
 /// `tokio::time::Sleep`, known to the loop that runs it.
 pub(crate) struct Sleep {
-    sleep: Pin<Box<tokio::time::Sleep>>,
+    sleep: Timer,
     due: Option<Due>,
+}
+
+/// Tokio's timer, made at the first poll: one a connection never waits on (the store's, without
+/// a store) costs every client of a fleet no allocation.
+enum Timer {
+    Unpolled(Instant),
+    Made(Pin<Box<tokio::time::Sleep>>),
+}
+
+impl Timer {
+    fn deadline(&self) -> Instant {
+        match self {
+            Timer::Unpolled(at) => *at,
+            Timer::Made(sleep) => sleep.deadline(),
+        }
+    }
+
+    fn made(&mut self) -> Pin<&mut tokio::time::Sleep> {
+        if let Timer::Unpolled(at) = *self {
+            *self = Timer::Made(Box::pin(tokio::time::sleep_until(at)));
+        }
+        match self {
+            Timer::Made(sleep) => sleep.as_mut(),
+            Timer::Unpolled(_) => unreachable!("made above"),
+        }
+    }
 }
 
 impl Sleep {
     pub(crate) fn until(at: Instant) -> Sleep {
         Sleep {
-            sleep: Box::pin(tokio::time::sleep_until(at)),
+            sleep: Timer::Unpolled(at),
             due: None,
         }
     }
@@ -116,7 +142,10 @@ impl Sleep {
     }
 
     pub(crate) fn reset(&mut self, at: Instant) {
-        self.sleep.as_mut().reset(at);
+        match &mut self.sleep {
+            Timer::Unpolled(deadline) => *deadline = at,
+            Timer::Made(sleep) => sleep.as_mut().reset(at),
+        }
         match &mut self.due {
             Some(due) if at <= Instant::now() + HORIZON => due.move_to(at),
             // Counted again, if it counts, at its next poll.
@@ -130,7 +159,7 @@ impl Future for Sleep {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
-        let done = this.sleep.as_mut().poll(cx);
+        let done = this.sleep.made().poll(cx);
         match done {
             Poll::Ready(()) => this.due = None,
             Poll::Pending if this.due.is_none() => this.due = Due::register(this.sleep.deadline()),

@@ -7,9 +7,11 @@
 //! one copy the library makes when the application hands it over.
 use std::collections::VecDeque;
 use std::io::IoSlice;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWrite;
 
 use crate::codec::{CodecError, Packet, Publish, Version};
 
@@ -71,22 +73,26 @@ impl WriteQueue {
         self.frames.push_back(frame);
     }
 
-    /// One write of as much as the socket takes of the first `limit` bytes; returns what it took
-    /// (0: the peer is gone).
-    pub(super) async fn write_to<W: AsyncWrite + Unpin + ?Sized>(
+    /// One write of as much as the socket takes of the first `limit` bytes; ready with what it
+    /// took (0: the peer is gone). A poll, not an `async fn`: the I/O vector is made again on
+    /// each poll rather than kept across the wait, where every idle connection's state would
+    /// hold its room.
+    fn poll_write_to<W: AsyncWrite + Unpin + ?Sized>(
         &self,
+        cx: &mut Context<'_>,
         writer: &mut W,
         limit: usize,
-    ) -> std::io::Result<usize> {
+    ) -> Poll<std::io::Result<usize>> {
+        let writer = Pin::new(writer);
         if self.frames.is_empty() {
-            return writer.write(&self.tail[..self.tail.len().min(limit)]).await;
+            return writer.poll_write(cx, &self.tail[..self.tail.len().min(limit)]);
         }
         let mut slices = [IoSlice::new(&[]); MAX_SLICES];
         let n = self.slices(&mut slices, limit);
-        writer.write_vectored(&slices[..n]).await
+        writer.poll_write_vectored(cx, &slices[..n])
     }
 
-    /// [`WriteQueue::write_to`] on a caller's thread: one non-blocking write to the socket `fd`.
+    /// [`WriteQueue::poll_write_to`] on a caller's thread: one non-blocking write to the socket `fd`.
     pub(super) fn send_now(&self, fd: std::os::fd::RawFd, limit: usize) -> std::io::Result<usize> {
         let mut slices = [IoSlice::new(&[]); MAX_SLICES];
         let n = self.slices(&mut slices, limit);
@@ -112,15 +118,15 @@ impl WriteQueue {
 
     /// One write of the first `limit` bytes when any are queued (`Some(bytes taken)`), else a
     /// flush of the writer (`None`).
-    pub(super) async fn write_or_flush<W: AsyncWrite + Unpin + ?Sized>(
-        &self,
-        writer: &mut W,
+    pub(super) fn write_or_flush<'a, W: AsyncWrite + Unpin + ?Sized>(
+        &'a self,
+        writer: &'a mut W,
         limit: usize,
-    ) -> std::io::Result<Option<usize>> {
-        match self.is_empty() || limit == 0 {
-            true => writer.flush().await.map(|()| None),
-            false => self.write_to(writer, limit).await.map(Some),
-        }
+    ) -> impl Future<Output = std::io::Result<Option<usize>>> + 'a {
+        std::future::poll_fn(move |cx| match self.is_empty() || limit == 0 {
+            true => Pin::new(&mut *writer).poll_flush(cx).map_ok(|()| None),
+            false => self.poll_write_to(cx, writer, limit).map_ok(Some),
+        })
     }
 
     /// Drops what is queued past the first `len` bytes, which must end a packet.
@@ -162,7 +168,7 @@ impl WriteQueue {
     /// Writes everything (the DISCONNECT path, and the CONNECT).
     pub(super) async fn write_all<W: AsyncWrite + Unpin + ?Sized>(&mut self, writer: &mut W) -> std::io::Result<()> {
         while !self.is_empty() {
-            match self.write_to(writer, usize::MAX).await? {
+            match std::future::poll_fn(|cx| self.poll_write_to(cx, writer, usize::MAX)).await? {
                 0 => return Err(std::io::ErrorKind::WriteZero.into()),
                 n => self.advance(n),
             }

@@ -1,6 +1,7 @@
 //! [`TimerFd`]: a timer finer than tokio's, which counts whole milliseconds.
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::io::Interest;
@@ -47,19 +48,22 @@ impl TimerFd {
     }
 
     /// Waits for the timer to run out (forever if it is not running). An error: the reactor is
-    /// gone with the runtime.
-    pub async fn expired(&self) -> io::Result<()> {
-        loop {
-            let mut ready = self.fd.readable().await?;
-            let read = ready.try_io(|fd| fd::read_u64(fd.get_ref().as_fd()));
-            // Ok: read, the timerfd stays unreadable until it is armed and runs out again, which
-            // the reactor reports anew, so no second read is needed to learn that. A failure other
-            // than "not yet" (none is known for a timerfd) counts as the timer having run out too,
-            // rather than spinning on a readiness that would never clear.
-            if read.is_ok() {
-                ready.clear_ready();
-                return Ok(());
+    /// gone with the runtime. Polled rather than an `async fn` on `readable()`, whose waiter would
+    /// sit in the state of every connection's serve loop, idle or not.
+    pub fn expired(&self) -> impl Future<Output = io::Result<()>> + '_ {
+        std::future::poll_fn(move |cx| {
+            loop {
+                let mut ready = std::task::ready!(self.fd.poll_read_ready(cx))?;
+                let read = ready.try_io(|fd| fd::read_u64(fd.get_ref().as_fd()));
+                // Ok: read, the timerfd stays unreadable until it is armed and runs out again,
+                // which the reactor reports anew, so no second read is needed to learn that. A
+                // failure other than "not yet" (none is known for a timerfd) counts as the timer
+                // having run out too, rather than spinning on a readiness that would never clear.
+                if read.is_ok() {
+                    ready.clear_ready();
+                    return Poll::Ready(Ok(()));
+                }
             }
-        }
+        })
     }
 }

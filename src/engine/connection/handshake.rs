@@ -1,9 +1,11 @@
 //! Opening a connection (CONNECT, CONNACK) and closing one on the broker's fault (DISCONNECT).
 use std::os::fd::RawFd;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 
 use super::Ctx;
 use super::auth::Authenticator;
@@ -20,6 +22,10 @@ const READ_CHUNK: usize = 64 * 1024;
 /// The room a connection's reads start with: an idle client of a fleet of thousands holds this,
 /// not a chunk (see [`ReadRoom`]).
 const READ_FIRST: usize = 1024;
+/// How long a connection reads nothing before it lets go of its read buffer (see
+/// [`ReadRoom::release`]): long against the gaps within a burst, so that a busy connection makes
+/// its buffer at most once per this, short against those of occasional messages.
+pub(super) const QUIET: Duration = Duration::from_millis(10);
 /// How long the DISCONNECT that tells an MQTT 5 broker why the client closes on its protocol error
 /// may take to go out (with what was queued before it). A courtesy: the connection closes anyway.
 const GOODBYE_WRITE: Duration = Duration::from_millis(200);
@@ -50,7 +56,10 @@ pub(super) struct Link {
 }
 
 /// Opens the stream, sends CONNECT and waits for CONNACK. Bytes after the CONNACK stay in `rbuf`.
-pub(super) async fn handshake(ctx: &Ctx, server: &Address) -> Result<Link, Error> {
+///
+/// Boxed: the link passes through the connection task's state on its way to the serve loop,
+/// which unpacks it, and would otherwise stay there as a dead copy for the connection's life.
+pub(super) async fn handshake(ctx: &Ctx, server: &Address) -> Result<Box<Link>, Error> {
     let stream = transport::connect(
         server,
         ctx.options.tls.as_ref(),
@@ -61,7 +70,7 @@ pub(super) async fn handshake(ctx: &Ctx, server: &Address) -> Result<Link, Error
         },
     )
     .await?;
-    let mut link = Link {
+    let mut link = Box::new(Link {
         reader: stream.reader,
         writer: stream.writer,
         kind: StreamKind {
@@ -74,7 +83,7 @@ pub(super) async fn handshake(ctx: &Ctx, server: &Address) -> Result<Link, Error
         session_present: false,
         properties: Properties::new(),
         tls_session: stream.tls_session,
-    };
+    });
     let o = &ctx.options;
     // The login as it is now: the application may change it for the next attempt meanwhile.
     let login = ctx.shared.login().clone();
@@ -167,8 +176,13 @@ impl ReadRoom {
         }
     }
 
-    /// Makes room in `rbuf` for the next read (see [`reserve_read`]).
+    /// Makes room in `rbuf` for the next read (see [`reserve_read`]); none in a buffer that was
+    /// let go of (see [`release`](Self::release)), whose next read goes through the stack.
     pub(super) fn reserve(&mut self, rbuf: &mut BytesMut, version: Version) {
+        if rbuf.capacity() == 0 {
+            self.offered = READ_FIRST;
+            return;
+        }
         reserve_read(rbuf, version, self.chunk);
         self.offered = rbuf.capacity() - rbuf.len();
     }
@@ -179,6 +193,32 @@ impl ReadRoom {
             self.chunk = (self.chunk * 2).min(READ_CHUNK);
         }
     }
+
+    /// Lets go of `rbuf` when nothing is left in it, so that a connection that is not reading
+    /// holds no buffer while it waits (see [`read`]): an idle client of a fleet of thousands.
+    pub(super) fn release(rbuf: &mut BytesMut) {
+        if rbuf.is_empty() {
+            *rbuf = BytesMut::new();
+        }
+    }
+}
+
+/// Reads into `rbuf`'s room or, when it has none (see [`ReadRoom::release`]), into the stack,
+/// keeping what arrived: a connection waiting for its next read then holds no buffer.
+pub(super) async fn read(reader: &mut Reader, rbuf: &mut BytesMut) -> std::io::Result<usize> {
+    if rbuf.capacity() > rbuf.len() {
+        return reader.read_buf(rbuf).await;
+    }
+    std::future::poll_fn(|cx| {
+        let mut first = [0; READ_FIRST];
+        let mut buf = ReadBuf::new(&mut first);
+        std::task::ready!(Pin::new(&mut *reader).poll_read(cx, &mut buf))?;
+        // The room of a first read, as the next reads of a burst will want it: allocated once.
+        rbuf.reserve(READ_FIRST);
+        rbuf.extend_from_slice(buf.filled());
+        Poll::Ready(Ok(buf.filled().len()))
+    })
+    .await
 }
 
 /// Makes room in `rbuf` for the next read, whose first bytes are those of the packet being read:

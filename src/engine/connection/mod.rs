@@ -98,7 +98,7 @@ enum Waited<T> {
 
 /// How an attempt to connect (every server once) ended.
 enum Attempt {
-    Up(Link, usize),
+    Up(Box<Link>, usize),
     Failed(Error),
     Disconnect(Token),
     Closed,

@@ -7,8 +7,11 @@ use crate::engine::Error;
 pub(super) struct Peer {
     /// The broker's Maximum Packet Size: larger packets must not be sent (MQTT-3.2.2-15).
     pub(super) max_packet_size: Option<usize>,
-    /// Inbound topic aliases the broker has set: index alias - 1, up to our Topic Alias Maximum.
+    /// Inbound topic aliases the broker has set: index alias - 1. Grown as the broker sets them,
+    /// up to our Topic Alias Maximum: a client whose broker uses none holds no table.
     aliases: Vec<Option<MqttStr>>,
+    /// Our Topic Alias Maximum.
+    alias_maximum: u16,
     /// The broker takes Subscription Identifiers (its CONNACK says so unless it says 0).
     pub(super) subscription_ids: bool,
 }
@@ -21,7 +24,8 @@ impl Peer {
     pub(super) fn new(connack: &Properties, topic_alias_maximum: u16) -> Peer {
         Peer {
             max_packet_size: connack.int(PropertyId::MaximumPacketSize).map(|n| n as usize),
-            aliases: vec![None; topic_alias_maximum.into()],
+            aliases: Vec::new(),
+            alias_maximum: topic_alias_maximum,
             subscription_ids: connack.int(PropertyId::SubscriptionIdentifierAvailable) != Some(0),
         }
     }
@@ -45,16 +49,22 @@ impl Peer {
         let Some(alias) = publish.properties.int(PropertyId::TopicAlias) else {
             return Ok(());
         };
-        let slot = (alias as usize)
+        let index = (alias as usize)
             .checked_sub(1)
-            .and_then(|i| self.aliases.get_mut(i))
+            .filter(|&i| i < self.alias_maximum.into())
             .ok_or(Error::UnexpectedPacket(ALIAS_ABOVE_MAXIMUM))?;
         if publish.topic.is_empty() {
-            publish.topic = slot
-                .clone()
+            publish.topic = self
+                .aliases
+                .get(index)
+                .cloned()
+                .flatten()
                 .ok_or(Error::UnexpectedPacket("PUBLISH with a topic alias that was never set"))?;
         } else {
-            *slot = Some(publish.topic.clone());
+            if index >= self.aliases.len() {
+                self.aliases.resize(index + 1, None);
+            }
+            self.aliases[index] = Some(publish.topic.clone());
         }
         Ok(())
     }

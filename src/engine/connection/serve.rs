@@ -3,11 +3,10 @@ use std::time::Duration;
 
 use crate::engine::queue::TryRecvError;
 use bytes::BytesMut;
-use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 
 use super::aliases::OutboundAliases;
-use super::handshake::{Link, ReadRoom, disconnect_reason};
+use super::handshake::{Link, QUIET, ReadRoom, disconnect_reason, read};
 use super::keep_alive::{Due, KeepAlive};
 use super::peer::Peer;
 use super::writer::SocketWriter;
@@ -18,6 +17,7 @@ use crate::engine::held_acks::HeldAcks;
 use crate::engine::session::Request;
 use crate::engine::timer::{self, Sleep};
 use crate::engine::tokens::Outcome;
+use crate::engine::transport::Reader;
 use crate::engine::{Command, Error, State, Token};
 
 /// The least time a disconnect gives its last write (DISCONNECT included) when its deadline passed.
@@ -44,30 +44,11 @@ async fn acks_ready(held: Option<&HeldAcks>) {
     }
 }
 
-impl Net<'_> {
-    pub(super) async fn serve(&mut self, link: Link) -> Ended {
+impl<'a> Net<'a> {
+    pub(super) async fn serve(&mut self, link: Box<Link>) -> Ended {
         let ctx = self.ctx;
-        let Link {
-            mut reader,
-            writer,
-            kind,
-            mut rbuf,
-            wbuf,
-            session_present,
-            properties,
-            tls_session: _,
-        } = link;
-        self.peer = Peer::new(&properties, ctx.options.topic_alias_maximum);
-        // Receive Maximum absent means 65,535 (MQTT 5 section 3.2.2.3.3).
-        let receive_maximum = properties.int(PropertyId::ReceiveMaximum).unwrap_or(65_535);
-        self.session.set_window(receive_maximum as usize);
-        // A Server Keep Alive replaces the client's (MQTT-3.2.2-21).
-        let keep_alive = properties
-            .int(PropertyId::ServerKeepAlive)
-            .map_or(ctx.options.keep_alive, |k| k as u16);
+        let (mut reader, mut rbuf, mut w, mut ka, session_present) = self.open(link);
         let now = Instant::now();
-        let interval = (keep_alive > 0).then(|| Duration::from_secs(keep_alive.into()));
-        let mut ka = KeepAlive::new(interval, ctx.options.ping_timeout, now);
         let mut disconnecting: Option<(Token, Instant)> = None;
         let far = now + timer::NEVER;
         let timer = Sleep::until(ka.deadline().unwrap_or(far));
@@ -80,9 +61,10 @@ impl Net<'_> {
         tokio::pin!(store_retry);
         let mut retry_armed = false;
         let mut room = ReadRoom::new();
-        // Declared after the reading half, so that it is dropped (its offer withdrawn) first.
-        let aliases = OutboundAliases::new(ctx.options.topic_alias_max_out, &properties, self.peer.max_packet_size);
-        let mut w = SocketWriter::new(writer, wbuf, kind, &ctx.shared.direct, aliases);
+        // Runs out once nothing was read for a while, to let go of the read buffer.
+        let quiet = Sleep::until(far);
+        tokio::pin!(quiet);
+        let mut quiet_armed = false;
         // Its own reference, for a wait in the select below, which borrows `self` elsewhere.
         let held = self.held.clone();
 
@@ -93,7 +75,11 @@ impl Net<'_> {
         if let Err(e) = self.process_input(&mut rbuf, &mut w, &mut ka) {
             return self.close_on(&mut w, e).await;
         }
-        loop {
+        // Nothing says whether the broker has more to send soon.
+        ReadRoom::release(&mut rbuf);
+        // What the broker sent ends the connection: not closed inside the select below, whose
+        // output would then be kept across that wait, in every connection's state.
+        let fault = loop {
             // Packet ids and PUBRECs noted in the store are written before the packets they
             // describe can leave.
             let stored = self.out.commit_store();
@@ -115,7 +101,9 @@ impl Net<'_> {
                 // Acknowledgements held for messages being handled count as in flight too.
                 let idle = self.session.is_idle() && held.as_deref().is_none_or(HeldAcks::is_empty);
                 if idle || Instant::now() >= deadline {
-                    return self.finish_disconnect(w, token, deadline).await;
+                    // Boxed: a connection ends once, and inline this wait would enlarge every
+                    // connection's state for all of its life.
+                    return Box::pin(self.finish_disconnect(w, token, deadline)).await;
                 }
             }
             if ka.set_reading(self.out.backlog.is_empty(), Instant::now) {
@@ -133,7 +121,7 @@ impl Net<'_> {
             let ack_armed = w.ack_armed();
             let (write, ack_due) = w.waits();
             tokio::select! {
-                r = reader.read_buf(&mut rbuf), if reading => {
+                r = read(&mut reader, &mut rbuf), if reading => {
                     w.withdraw(&mut self.written);
                     match r {
                         Ok(0) => return Ended::Lost(Error::ConnectionClosed),
@@ -141,7 +129,11 @@ impl Net<'_> {
                             room.read(n);
                             let pinging = ka.ping_sent.is_some();
                             if let Err(e) = self.on_read(&mut rbuf, &mut w, &mut ka) {
-                                return self.close_on(&mut w, e).await;
+                                break e;
+                            }
+                            if !quiet_armed {
+                                quiet.as_mut().reset(ka.last_received + QUIET);
+                                quiet_armed = true;
                             }
                             if pinging && ka.ping_sent.is_none() {
                                 // PINGRESP: the timer still points at the ping deadline; the next PINGREQ is due earlier.
@@ -178,10 +170,19 @@ impl Net<'_> {
                 reply = self.auth.answered() => {
                     w.withdraw(&mut self.written);
                     if let Err(e) = reply.and_then(|auth| w.encode(&auth)) {
-                        return self.close_on(&mut w, e).await;
+                        break e;
                     }
                 }
                 () = ack_due, if ack_armed => {}
+                () = &mut quiet, if quiet_armed => {
+                    // Reads since it was armed put the release off.
+                    let at = ka.last_received + QUIET;
+                    quiet_armed = at > Instant::now();
+                    match quiet_armed {
+                        true => quiet.as_mut().reset(at),
+                        false => ReadRoom::release(&mut rbuf),
+                    }
+                }
                 () = &mut store_retry, if retry_armed => retry_armed = false,
                 () = &mut store_sync, if sync_armed => {
                     sync_armed = false;
@@ -197,7 +198,39 @@ impl Net<'_> {
                     timer.as_mut().reset(ka.next_wakeup(disconnecting, far));
                 },
             }
-        }
+        };
+        self.close_on(&mut w, fault).await
+    }
+
+    /// Takes the connection the handshake made: the broker's limits and keep-alive for it, and
+    /// the parts the serve loop keeps. Apart from [`serve`](Self::serve), so that neither the
+    /// link nor its CONNACK properties stay in that loop's state.
+    fn open(&mut self, link: Box<Link>) -> (Reader, BytesMut, SocketWriter<'a>, KeepAlive, bool) {
+        let ctx = self.ctx;
+        let Link {
+            reader,
+            writer,
+            kind,
+            rbuf,
+            wbuf,
+            session_present,
+            properties,
+            tls_session: _,
+        } = *link;
+        self.peer = Peer::new(&properties, ctx.options.topic_alias_maximum);
+        // Receive Maximum absent means 65,535 (MQTT 5 section 3.2.2.3.3).
+        let receive_maximum = properties.int(PropertyId::ReceiveMaximum).unwrap_or(65_535);
+        self.session.set_window(receive_maximum as usize);
+        // A Server Keep Alive replaces the client's (MQTT-3.2.2-21).
+        let keep_alive = properties
+            .int(PropertyId::ServerKeepAlive)
+            .map_or(ctx.options.keep_alive, |k| k as u16);
+        let interval = (keep_alive > 0).then(|| Duration::from_secs(keep_alive.into()));
+        let ka = KeepAlive::new(interval, ctx.options.ping_timeout, Instant::now());
+        // Returned after the reading half, so that it is dropped (its offer withdrawn) first.
+        let aliases = OutboundAliases::new(ctx.options.topic_alias_max_out, &properties, self.peer.max_packet_size);
+        let w = SocketWriter::new(writer, wbuf, kind, &ctx.shared.direct, aliases);
+        (reader, rbuf, w, ka, session_present)
     }
 
     /// The socket took `taken` bytes of what was queued (0: none): they count as sent for the
