@@ -62,7 +62,9 @@ pub(super) async fn supervise(
         let _ = shared.panic.set(reason.clone());
         reason
     };
-    contain(&shared, events, server, reason).await;
+    // Boxed: it runs only after a panic, and inline its state would be room every client's task
+    // keeps for its whole life.
+    Box::pin(contain(&shared, events, server, reason)).await;
 }
 
 /// The connection task, ended early by `shutdown`, which also carries [`PanicSite`] injections.
@@ -75,7 +77,8 @@ async fn serve(shared: &Shared, events: &Option<Sender<Event>>, shutdown: &Notif
                 1 => panic!("injected on the network task"),
                 2 if !shared.closed.load(Ordering::Acquire) => {
                     if let Some(events) = events {
-                        let _ = events.send(Event::InjectedPanic).await;
+                        // Boxed, as `contain`: test-only, and inline it would be room in every task.
+                        let _ = Box::pin(events.send(Event::InjectedPanic)).await;
                     }
                 }
                 _ => return,

@@ -130,10 +130,11 @@ impl PacketIds {
         }
     }
 
-    /// Frees `page` when no id in it is in use and ids are not handed out from it (which would
-    /// only allocate it again with the next).
+    /// Frees `page` when no id in it is in use and either none is in use at all (an idle client
+    /// keeps no page) or ids are not handed out from it (which would only allocate it again with
+    /// the next).
     fn drop_if_unused(&mut self, page: usize) {
-        if self.in_page[page] == 0 && page != Self::place(self.last).0 {
+        if self.in_page[page] == 0 && (self.count == 0 || page != Self::place(self.last).0) {
             self.pages[page] = None;
         }
     }
@@ -337,11 +338,10 @@ impl Session {
     /// Drops an in-flight publish that will not be sent (it is larger than the broker takes):
     /// returns its token, to be failed; its packet id is free again.
     pub fn abandon(&mut self, id: u16) -> Option<Token> {
-        let f = self.inflight.remove(&id)?;
+        let f = self.land(id)?;
         if f.awaiting == Awaiting::PubRec {
             self.awaiting_pubrec -= 1;
         }
-        self.ids.release(id);
         self.resend.retain(|&r| r != id);
         Some(f.token)
     }
@@ -382,8 +382,7 @@ impl Session {
                 return AckAction::PubRelOwed;
             }
         }
-        let f = self.inflight.remove(&id).expect("present: looked up above");
-        self.ids.release(id);
+        let f = self.land(id).expect("present: looked up above");
         let result = if reason.is_error() {
             Err(Error::PublishRefused {
                 code: reason.0,
@@ -467,6 +466,18 @@ impl Session {
         Ok(Some((token, result)))
     }
 
+    /// Takes the in-flight publish `id` out of the window, and frees its packet id. The table goes
+    /// with its last publish, as the request table does: an idle client of a fleet need not keep
+    /// its room, and a busy one seldom empties it.
+    fn land(&mut self, id: u16) -> Option<InFlight> {
+        let f = self.inflight.remove(&id)?;
+        self.ids.release(id);
+        if self.inflight.is_empty() {
+            self.inflight = FxHashMap::default();
+        }
+        Some(f)
+    }
+
     /// Takes the request `id` the broker answered, and frees its packet id. The table goes with
     /// its last request: requests are few and far between, and an idle client of a fleet need not
     /// keep their room.
@@ -530,8 +541,7 @@ impl Session {
         self.inbound_qos2.clear();
         self.awaiting_pubrec = 0;
         for (id, _) in flights.into_iter().rev() {
-            let f = self.inflight.remove(&id).expect("listed just above");
-            self.ids.release(id);
+            let f = self.land(id).expect("listed just above");
             self.queued.push_front((
                 f.token,
                 Publish {
@@ -627,8 +637,8 @@ mod tests {
         assert_eq!(ids.count, 0);
         assert_eq!(
             ids.pages.iter().flatten().count(),
-            1,
-            "the page ids are handed out from"
+            0,
+            "none in use: not even the page ids are handed out from"
         );
         assert_eq!(ids.allocate(), Some(ended_at.wrapping_add(1).max(1)));
     }
@@ -648,6 +658,21 @@ mod tests {
         let next = s.next_in_window().unwrap().pkid;
         assert!(s.next_in_window().is_none(), "one slot was freed");
         assert_eq!(s.inflight[&next].token, 3, "queued publishes leave in submission order");
+    }
+
+    #[test]
+    fn a_session_with_nothing_in_flight_holds_no_table_nor_id_page() {
+        let mut s = Session::new(4);
+        for token in 1..=2 {
+            s.submit(token, publish(QoS::AtLeastOnce)).unwrap();
+        }
+        let ids: Vec<u16> = s.inflight.keys().copied().collect();
+        s.on_ack(Awaiting::PubAck, ack(ids[0], ReasonCode::SUCCESS));
+        assert!(s.inflight.capacity() > 0, "kept while a publish is in flight");
+        s.on_ack(Awaiting::PubAck, ack(ids[1], ReasonCode::SUCCESS));
+        assert_eq!(s.inflight.capacity(), 0);
+        assert_eq!(s.ids.pages.iter().flatten().count(), 0);
+        assert!(s.submit(3, publish(QoS::AtLeastOnce)).is_some(), "and makes them again");
     }
 
     #[test]

@@ -79,7 +79,8 @@ impl<'a> Outbox<'a> {
             let done = std::mem::take(&mut self.done);
             self.push(Event::Completed(done));
         } else {
-            self.ctx.shared.tokens.complete_all(self.done.drain(..));
+            // Taken, not drained: the batch's room goes with it, as a client idles between them.
+            self.ctx.shared.tokens.complete_all(std::mem::take(&mut self.done));
         }
         self.ctx.shared.announce();
     }
