@@ -120,7 +120,8 @@ async fn await_connack(link: &mut Link, ctx: &Ctx) -> Result<(), Error> {
         if let Some(what) = link.rbuf.first().and_then(|&b| before_connack(b)) {
             return Err(Error::UnexpectedPacket(what));
         }
-        match codec::decode(&mut link.rbuf, o.max_packet_size, o.version)? {
+        // Decided before any wait, so that the packet is not kept across it.
+        let challenge = match codec::decode(&mut link.rbuf, o.max_packet_size, o.version)? {
             Some(Packet::ConnAck(ack)) if !ack.code.is_error() => {
                 auth.connected(&ack.properties)?;
                 link.session_present = ack.session_present;
@@ -135,12 +136,16 @@ async fn await_connack(link: &mut Link, ctx: &Ctx) -> Result<(), Error> {
                     server_reference: text(PropertyId::ServerReference),
                 });
             }
-            Some(Packet::Auth(challenge)) => {
-                ctx.hand(auth.challenge(challenge, true)?).await;
-                continue;
-            }
+            Some(Packet::Auth(challenge)) => Some(challenge),
             Some(_) => return Err(Error::UnexpectedPacket("packet before CONNACK")),
-            None => {}
+            None => None,
+        };
+        if let Some(challenge) = challenge {
+            let event = auth.challenge(challenge, true)?;
+            // Boxed: enhanced authentication is rare, and inline its wait would be room that every
+            // connection attempt of a fleet holds.
+            Box::pin(ctx.hand(event)).await;
+            continue;
         }
         reserve_read(&mut link.rbuf, o.version, READ_FIRST);
         // The broker may refuse (or close) while the handler is still at work.
