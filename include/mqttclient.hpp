@@ -14,6 +14,9 @@
  *    callable travels through the C `userdata` and is destroyed in `drop_userdata`, which the
  *    library calls exactly once, after its last call (unsubscribe, a replacing subscribe, refusal
  *    by the broker, or the client's destruction).
+ *  - A message store the application supplies (mqttc::Store, given to Options::store) is held
+ *    through std::shared_ptr by the Options, each client made with them and the library, which
+ *    lets go in the store's `drop`, once no client uses it: it lives while anything may call it.
  *  - Messages, properties, connection events and log lines reach callbacks as views
  *    (mqttc::Message, mqttc::PropertiesView, std::string_view, mqttc::bytes_view) BORROWED from
  *    the library: valid only until the callback returns. Message::copy() gives an OwnedMessage,
