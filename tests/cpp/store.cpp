@@ -50,9 +50,9 @@ public:
     }
 
 private:
-    mqttc::Client client_;
     std::mutex mu_;
     std::multiset<std::string> got_;
+    mqttc::Client client_; // destroyed first: its subscription uses the above
 };
 
 /// A client whose broker is down: its connect fails, then it publishes `messages` QoS 1 messages
@@ -72,17 +72,20 @@ void publish_while_the_broker_is_down(std::uint16_t dead_port, mqttc::Options op
 /// A new client with `options` connects to the broker: each message restored from the store is
 /// reported once, with a token that completes. Returns the restored payloads.
 std::multiset<std::string> restore(std::uint16_t port, const mqttc::Options &options) {
-    mqttc::Client c("127.0.0.1", port, options);
     std::mutex mu;
     std::multiset<std::string> restored;
     std::vector<mqttc::Token> tokens;
+    std::atomic<bool> up{false};
+    mqttc::Client c("127.0.0.1", port, options); // destroyed first: its callbacks use the above
     c.on_restored([&](mqttc::Token t, const mqttc::Message &m) {
         std::lock_guard<std::mutex> lock(mu);
         restored.emplace(m.payload_str());
         tokens.push_back(t);
     });
-    EXPECT(c.connect().wait(10s));
-    // Restored messages are reported before the CONNECT goes out, so before connect completes.
+    // Restored messages are reported before the CONNECT goes out, on the thread that reports the
+    // connection: once it is up, all were.
+    c.on_connection([&](const mqttc::ConnectionEvent &e) { up = up || e.change == MQTTC_CONNECTION_UP; });
+    EXPECT(c.connect().wait(10s) && eventually([&] { return up.load(); }));
     std::vector<mqttc::Token> waiting;
     {
         std::lock_guard<std::mutex> lock(mu);
