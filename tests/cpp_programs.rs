@@ -73,7 +73,8 @@ fn cpp_without_exceptions_reports_through_error_codes() {
 /// store (`Options::store_dir`) or in the program's own `mqttc::Store` (a std::map that sees the
 /// puts and removes), and a new client with the same store restores them (`on_restored`) and
 /// delivers them, each once; one client at a time uses a Store, which the library releases with
-/// its last client; a Store that throws fails the publish (or the client) with MQTTC_ERR_STORE.
+/// its last client; a clean session with `store_drop_on_clean` clears it; a Store that throws
+/// fails the publish (or the client) with MQTTC_ERR_STORE.
 #[test]
 fn cpp_message_stores_keep_messages_for_the_next_client() {
     let broker = Broker::start();
@@ -84,7 +85,7 @@ fn cpp_message_stores_keep_messages_for_the_next_client() {
         dir.display().to_string(),
     ];
     let (out, _) = run_cpp("cpp_store", "tests/cpp/store.cpp", &[], &args);
-    assert_steps(&out, "store: ok", 6);
+    assert_steps(&out, "store: ok", 7);
 }
 
 /// tests/cpp/login.cpp against a mosquitto with a password file and a per-user ACL: credentials

@@ -127,6 +127,7 @@ public:
     void clear() override {
         std::lock_guard<std::mutex> lock(mu_);
         table_.clear();
+        ++clears_;
     }
     void sync() override {
         std::lock_guard<std::mutex> lock(mu_);
@@ -153,11 +154,15 @@ public:
         std::lock_guard<std::mutex> lock(mu_);
         return syncs_;
     }
+    int clears() {
+        std::lock_guard<std::mutex> lock(mu_);
+        return clears_;
+    }
 
 private:
     std::mutex mu_;
     std::map<std::string, std::vector<std::uint8_t>, std::less<>> table_;
-    int puts_ = 0, removes_ = 0, syncs_ = 0;
+    int puts_ = 0, removes_ = 0, syncs_ = 0, clears_ = 0;
 };
 
 /// A MapStore whose puts throw, or whose list does.
@@ -236,6 +241,13 @@ int main(int argc, char **argv) {
     EXPECT(table->count("") == 0 && table->removes() >= messages);
     EXPECT(table.use_count() == 2);
     step("a Store: the next client restores and delivers the messages, which it then removes");
+    mqttc::Options dropping = in_table;
+    dropping.clean_session(true).store_drop_on_clean(true);
+    publish_while_the_broker_is_down(dead, dropping, "cppstore/table", "dropped");
+    EXPECT(table->count("m.") == messages && table->clears() == 0);
+    EXPECT(restore(port, dropping).empty() && table->count("") == 0 && table->clears() == 1);
+    EXPECT(table_inbox.got() == payloads("table"));
+    step("a Store: a clean session with store_drop_on_clean clears what an earlier one stored");
 
     // (c) Stores that throw.
     auto full = std::make_shared<ThrowingStore>(false);
