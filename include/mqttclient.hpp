@@ -922,7 +922,7 @@ public:
 #if MQTTC_CPP_EXCEPTIONS
     /// The first exception a virtual threw and nobody took yet, or null.
     std::exception_ptr take_error() noexcept {
-        std::lock_guard<std::mutex> lock(mu_);
+        std::lock_guard<std::mutex> lock(error_mu_);
         return std::exchange(error_, nullptr);
     }
 #endif
@@ -944,7 +944,7 @@ private:
             int code = call();
             return code ? code : failure_;
         } catch (...) {
-            std::lock_guard<std::mutex> lock(mu_);
+            std::lock_guard<std::mutex> lock(error_mu_);
             if (!error_)
                 error_ = std::current_exception();
             return -1;
@@ -955,10 +955,13 @@ private:
 #endif
     }
 
-    std::mutex mu_;                          // guards handle_ and error_
+    // Two locks: handle_mu_ is held across mqttc_store_new, error_mu_ inside the library's calls
+    // of the virtuals, and one lock for both could make each wait for the other.
+    std::mutex handle_mu_;
     std::weak_ptr<detail::store_handle> handle_; // the library's store while a client holds it
     int failure_ = 0;
 #if MQTTC_CPP_EXCEPTIONS
+    std::mutex error_mu_;
     std::exception_ptr error_;
 #endif
 };
@@ -973,7 +976,7 @@ class store_handle {
 public:
     /// The store of `s`: the one its clients share now, or a new one.
     static std::shared_ptr<store_handle> of(const std::shared_ptr<Store> &s, std::error_code &ec) noexcept {
-        std::lock_guard<std::mutex> lock(s->mu_);
+        std::lock_guard<std::mutex> lock(s->handle_mu_);
         if (std::shared_ptr<store_handle> h = s->handle_.lock()) {
             ec.clear();
             return h;
@@ -999,7 +1002,6 @@ public:
     const mqttc_store *get() const noexcept { return h_; }
 
 private:
-
     template <class Call> static int with(void *userdata, Call &&call) noexcept {
         Store &s = **static_cast<std::shared_ptr<Store> *>(userdata);
         return s.run([&] { return call(s); });
