@@ -14,6 +14,9 @@
  *    callable travels through the C `userdata` and is destroyed in `drop_userdata`, which the
  *    library calls exactly once, after its last call (unsubscribe, a replacing subscribe, refusal
  *    by the broker, or the client's destruction).
+ *  - A message store the application supplies (mqttc::Store, given to Options::store) is held
+ *    through std::shared_ptr by the Options, each client made with them and the library, which
+ *    lets go in the store's `drop`, once no client uses it: it lives while anything may call it.
  *  - Messages, properties, connection events and log lines reach callbacks as views
  *    (mqttc::Message, mqttc::PropertiesView, std::string_view, mqttc::bytes_view) BORROWED from
  *    the library: valid only until the callback returns. Message::copy() gives an OwnedMessage,
@@ -199,6 +202,19 @@ template <class T> T clamp_to(long long v) noexcept {
 }
 inline std::uint32_t to_ms(std::chrono::milliseconds d) noexcept {
     return clamp_to<std::uint32_t>(static_cast<long long>(d.count()));
+}
+
+/// std::make_shared<T>(), or null when memory runs out.
+template <class T> std::shared_ptr<T> make_shared_or_null() noexcept {
+#if MQTTC_CPP_EXCEPTIONS
+    try {
+        return std::make_shared<T>();
+    } catch (const std::bad_alloc &) {
+        return nullptr;
+    }
+#else
+    return std::make_shared<T>();
+#endif
 }
 
 /// A move-only type-erased callable (std::function requires copyable ones).
@@ -605,6 +621,8 @@ private:
 
 namespace detail {
 
+class store_handle;
+
 /// The part of a client its C callbacks reach through their userdata: the C++ handlers, the
 /// callbacks waiting for tokens, and the first exception a callback threw. Shared (not owned by
 /// the Client alone) so that a callback running while its Client is destroyed, from inside that
@@ -613,6 +631,10 @@ namespace detail {
 class State : public std::enable_shared_from_this<State> {
 public:
     mqttc_client *handle = nullptr;
+    /// The caller's reference to the library's store of an mqttc::Store the client was made
+    /// with: held while the client lives, so that every client made with that Store meanwhile
+    /// gets the same store, which the library lets one client at a time use. close() drops it.
+    std::shared_ptr<store_handle> store;
 
     /// Runs a user callable, catching what it throws (see the file comment).
     template <class Fn> void guarded(Fn &&fn) noexcept {
@@ -660,6 +682,8 @@ public:
         std::shared_ptr<callback<void(const ConnectionEvent &)>> connection;
         std::shared_ptr<callback<void(int, std::string_view)>> log;
         std::shared_ptr<callback<bool(const AuthChallenge &, AuthReply &)>> auth;
+        std::shared_ptr<callback<void(mqttc_token, const Message &)>> restored;
+        std::shared_ptr<store_handle> kept_store = std::move(store); // freed after the client's free
         {
             std::lock_guard<std::mutex> lock(mu_);
             alive_ = false;
@@ -667,6 +691,7 @@ public:
             connection.swap(on_connection);
             log.swap(on_log);
             auth.swap(on_auth);
+            restored.swap(on_restored);
 #if MQTTC_CPP_EXCEPTIONS
             if (first_error_)
                 print(std::exchange(first_error_, nullptr), "was never taken");
@@ -702,6 +727,11 @@ public:
         if (auto h = self ? self->get(&State::on_connection) : nullptr)
             self->guarded([&] { (*h)(ConnectionEvent::from(*event)); });
     }
+    static void restored_cb(mqttc_client *, mqttc_token token, const mqttc_message *m, void *userdata) noexcept {
+        auto self = static_cast<State *>(userdata)->weak_from_this().lock();
+        if (auto h = self ? self->get(&State::on_restored) : nullptr)
+            self->guarded([&] { (*h)(token, Message(m)); });
+    }
     static void log_cb(mqttc_client *, int level, const char *line, void *userdata) noexcept {
         auto self = static_cast<State *>(userdata)->weak_from_this().lock();
         if (auto h = self ? self->get(&State::on_log) : nullptr)
@@ -725,6 +755,7 @@ public:
     std::shared_ptr<callback<void(const ConnectionEvent &)>> on_connection;
     std::shared_ptr<callback<void(int, std::string_view)>> on_log;
     std::shared_ptr<callback<bool(const AuthChallenge &, AuthReply &)>> on_auth;
+    std::shared_ptr<callback<void(mqttc_token, const Message &)>> on_restored;
 
 private:
     template <class Handler> std::shared_ptr<Handler> get(std::shared_ptr<Handler> State::*slot) {
@@ -843,6 +874,183 @@ private:
     mqttc_loop *h_;
 };
 
+// ---------------------------------------------------------------------------------------------
+// Persistence
+
+/// A message store the application supplies (mqttc_store_new; docs/persistence.md): a table of
+/// keys and values kept wherever the application keeps data (flash, a database). Subclass it,
+/// make it with std::make_shared, and give it to Options::store. Options and each client made
+/// with it hold a std::shared_ptr to it, and so does the library from the making of the first
+/// such client until `drop`: the object lives as long as anything may call it.
+///
+/// The library calls the virtuals one at a time, never two at once, but from several threads
+/// (the thread making a client, publishing, the network thread or loop, the one destroying a
+/// client); see mqttc_store_callbacks. They must not call the library: a Store hands values
+/// back by returning them. Keys are short printable ASCII strings the library makes ("m.17");
+/// treat them as opaque. Values are bytes, possibly empty.
+///
+/// A virtual fails by throwing (anything: the exception never reaches the library) or by
+/// calling fail(code); either way the library reports it as MQTTC_ERR_STORE (a publish whose
+/// put failed fails, and is not sent) and names the call, the key and the code, -1 for an
+/// exception. The first exception caught is kept until take_error() takes it; the library
+/// reports each failure itself (a status, a log line), so later ones are not kept.
+///
+/// Every client made with Options given the same Store, while one made earlier lives, shares
+/// one library store with it, which one client at a time may use: the others fail with
+/// MQTTC_ERR_STORE. A client made later, after those are destroyed, restores what they left.
+class Store {
+public:
+    Store() = default;
+    Store(const Store &) = delete;
+    Store &operator=(const Store &) = delete;
+    virtual ~Store() = default;
+
+    /// Stores `value` under `key`, replacing what the key held. Both are borrowed for the call.
+    virtual void put(std::string_view key, bytes_view value) = 0;
+    /// The value under `key`, or nullopt when the key has none.
+    virtual std::optional<std::vector<std::uint8_t>> get(std::string_view key) = 0;
+    /// Removes `key`; removing a key that is not there succeeds.
+    virtual void remove(std::string_view key) = 0;
+    /// Every key held, in any order (the application's own keys too: the library leaves them).
+    virtual std::vector<std::string> list() = 0;
+    /// Removes every key (a clean session with Options::store_drop_on_clean).
+    virtual void clear() = 0;
+    /// Makes what was stored durable against a power loss, when Options::store_sync says. The
+    /// default does nothing: what put and remove did is durable once they return.
+    virtual void sync() {}
+
+#if MQTTC_CPP_EXCEPTIONS
+    /// The first exception a virtual threw and nobody took yet, or null.
+    std::exception_ptr take_error() noexcept {
+        std::lock_guard<std::mutex> lock(error_mu_);
+        return std::exchange(error_, nullptr);
+    }
+#endif
+
+protected:
+    /// Inside a virtual: makes the call fail with `code` (nonzero; 0 counts as -1) once it
+    /// returns, without an exception (the way to fail in a build without exceptions).
+    void fail(int code = -1) noexcept { failure_ = code ? code : -1; }
+
+private:
+    friend class detail::store_handle;
+
+    /// Runs `call()` (which returns a failure code, 0 for none) for the library: what it throws
+    /// ends here.
+    template <class Call> int run(Call &&call) noexcept {
+        failure_ = 0; // the library's calls are one at a time, each after the last returned
+#if MQTTC_CPP_EXCEPTIONS
+        try {
+            int code = call();
+            return code ? code : failure_;
+        } catch (...) {
+            std::lock_guard<std::mutex> lock(error_mu_);
+            if (!error_)
+                error_ = std::current_exception();
+            return -1;
+        }
+#else
+        int code = call();
+        return code ? code : failure_;
+#endif
+    }
+
+    // Two locks: handle_mu_ is held across mqttc_store_new, error_mu_ inside the library's calls
+    // of the virtuals, and one lock for both could make each wait for the other.
+    std::mutex handle_mu_;
+    std::weak_ptr<detail::store_handle> handle_; // the library's store while a client holds it
+    int failure_ = 0;
+#if MQTTC_CPP_EXCEPTIONS
+    std::mutex error_mu_;
+    std::exception_ptr error_;
+#endif
+};
+
+namespace detail {
+
+/// The caller's reference to the library's store over a Store (mqttc_store_new, freed by the
+/// destructor): made for the first client given the Store, shared by the clients made while one
+/// of them lives (State::store). The library's `userdata` is a std::shared_ptr to the Store,
+/// deleted by `drop` once the library no longer uses it.
+class store_handle {
+public:
+    /// The store of `s`: the one its clients share now, or a new one.
+    static std::shared_ptr<store_handle> of(const std::shared_ptr<Store> &s, std::error_code &ec) noexcept {
+        std::lock_guard<std::mutex> lock(s->handle_mu_);
+        if (std::shared_ptr<store_handle> h = s->handle_.lock()) {
+            ec.clear();
+            return h;
+        }
+        std::unique_ptr<std::shared_ptr<Store>> userdata(new (std::nothrow) std::shared_ptr<Store>(s));
+        std::shared_ptr<store_handle> h = userdata ? make_shared_or_null<store_handle>() : nullptr;
+        if (!h) {
+            check(MQTTC_ERR_RESOURCE, ec);
+            return nullptr;
+        }
+        mqttc_store_callbacks cb = MQTTC_STORE_CALLBACKS_INIT(userdata.get(), put_cb, get_cb, remove_cb, list_cb,
+                                                              clear_cb, sync_cb, drop_cb);
+        if (!check(mqttc_store_new(&cb, &h->h_), ec))
+            return nullptr; // `drop` is not called: `userdata` is still ours
+        userdata.release();
+        s->handle_ = h;
+        return h;
+    }
+    store_handle() noexcept = default;
+    store_handle(const store_handle &) = delete;
+    store_handle &operator=(const store_handle &) = delete;
+    ~store_handle() { mqttc_store_free(h_); }
+    const mqttc_store *get() const noexcept { return h_; }
+
+private:
+    template <class Call> static int with(void *userdata, Call &&call) noexcept {
+        Store &s = **static_cast<std::shared_ptr<Store> *>(userdata);
+        return s.run([&] { return call(s); });
+    }
+    static int put_cb(void *u, const char *key, const std::uint8_t *value, std::size_t len) noexcept {
+        return with(u, [&](Store &s) {
+            s.put(key, bytes_view(value, len));
+            return 0;
+        });
+    }
+    static int get_cb(void *u, const char *key, mqttc_store_value *out) noexcept {
+        return with(u, [&](Store &s) {
+            std::optional<std::vector<std::uint8_t>> v = s.get(key);
+            return v && mqttc_store_value_set(out, v->data(), v->size()) != MQTTC_OK ? -1 : 0;
+        });
+    }
+    static int remove_cb(void *u, const char *key) noexcept {
+        return with(u, [&](Store &s) {
+            s.remove(key);
+            return 0;
+        });
+    }
+    static int list_cb(void *u, mqttc_store_keys *out) noexcept {
+        return with(u, [&](Store &s) {
+            for (const std::string &key : s.list())
+                if (mqttc_store_keys_add(out, key.c_str()) != MQTTC_OK)
+                    return -1;
+            return 0;
+        });
+    }
+    static int clear_cb(void *u) noexcept {
+        return with(u, [](Store &s) {
+            s.clear();
+            return 0;
+        });
+    }
+    static int sync_cb(void *u) noexcept {
+        return with(u, [](Store &s) {
+            s.sync();
+            return 0;
+        });
+    }
+    static void drop_cb(void *u) noexcept { delete static_cast<std::shared_ptr<Store> *>(u); }
+
+    mqttc_store *h_ = nullptr;
+};
+
+} // namespace detail
+
 /// The options of a new client (mqttc_options), with fluent setters; the defaults are the
 /// library's (mqttc_options_init). It keeps copies of its strings and property lists, so it may
 /// be made once and used for several clients; the library copies what it keeps when the client
@@ -945,6 +1153,30 @@ public:
     Options &inline_callbacks(bool on) noexcept { return field(o_.inline_callbacks, on); }
     Options &run_loop(const Loop &loop) noexcept { return field(o_.run_loop, loop.get()); }
 
+    /// Persistence (docs/persistence.md): keep each QoS 1 and 2 publish from the return of its
+    /// publish call until the broker acknowledges it, so that a client made later with the same
+    /// store (a new process, after a crash) sends again what this one left; restored messages
+    /// complete new tokens, or come as RESTORED events in event mode. In a directory, one
+    /// subdirectory per client_id (required; copied when the client is made), or in a Store the
+    /// application supplies. Not both: the client is then refused (MQTTC_ERR_INVALID_ARGUMENT).
+    Options &store_dir(std::string dir) { return text(store_dir_, std::move(dir)); }
+    /// Shared: these Options, their copies and every client made with them hold it (see Store).
+    /// The library's store over it is made when a client is (a failure is that client's
+    /// MQTTC_ERR_RESOURCE), so to_c() leaves the C field `store` null.
+    Options &store(std::shared_ptr<Store> store) noexcept {
+        store_ = std::move(store);
+        return *this;
+    }
+    /// When the store makes its writes durable against a power loss (fdatasync, Store::sync);
+    /// with MQTTC_STORE_SYNC_BATCH, after `records` records or `after` the first one not synced.
+    Options &store_sync(mqttc_store_sync policy) noexcept { return field(o_.store_sync, static_cast<int>(policy)); }
+    Options &store_sync_batch(std::uint32_t records, std::chrono::milliseconds after) noexcept {
+        o_.store_sync_count = records;
+        return ms(o_.store_sync_ms, after);
+    }
+    /// With clean_session: delete what an earlier session stored instead of sending it as new.
+    Options &store_drop_on_clean(bool on) noexcept { return field(o_.store_drop_on_clean, on); }
+
     /// The plain fields, for those without a setter; pointer fields are set by to_c().
     mqttc_options &raw() noexcept { return o_; }
     /// The C options, pointing into this object: valid while it lives unchanged.
@@ -966,12 +1198,15 @@ public:
         o.tls_version = c_str(tls_version_);
         o.tls_ciphers = c_str(tls_ciphers_);
         o.proxy = c_str(proxy_);
+        o.store_dir = c_str(store_dir_);
         o.connect_properties = connect_properties_ ? connect_properties_->get() : nullptr;
         o.will_properties = will_properties_ ? will_properties_->get() : nullptr;
         return o;
     }
 
 private:
+    friend class Client; // makes the library's store of store_
+
     template <class T, class V> Options &field(T &f, V v) noexcept {
         f = v;
         return *this;
@@ -985,8 +1220,9 @@ private:
 
     mqttc_options o_;
     std::optional<std::string> client_id_, username_, password_, will_topic_, tls_ca_file_, tls_cert_file_,
-        tls_key_file_, tls_server_name_, tls_alpn_, tls_ca_path_, tls_version_, tls_ciphers_, proxy_;
+        tls_key_file_, tls_server_name_, tls_alpn_, tls_ca_path_, tls_version_, tls_ciphers_, proxy_, store_dir_;
     std::string will_payload_;
+    std::shared_ptr<Store> store_;
     // Shared, so that Options stays copyable; never changed once set.
     std::shared_ptr<const Properties> connect_properties_, will_properties_;
 };
@@ -1114,6 +1350,14 @@ public:
         });
     }
 
+    /// Persistence (Options::store_dir, Options::store): calls `handler(Token, const Message &)`
+    /// for each message restored from the store when connect() starts a session, oldest first,
+    /// before the CONNECT goes out, where the client's other callbacks run. The Token stands for
+    /// the message from now on and completes when the broker acknowledges it; the Message is
+    /// borrowed for the call. Set it before connect(); nullptr removes it. In event mode the
+    /// messages are RESTORED events.
+    template <class F> void on_restored(F &&handler, std::error_code &ec) const noexcept;
+
     /// Event mode: the oldest waiting event, or nullopt when none waits; the descriptor that is
     /// readable while events wait (the library's: never close it); how many wait.
     std::optional<Event> next_event(std::error_code &ec) const noexcept {
@@ -1159,6 +1403,9 @@ public:
     }
     template <class F> void on_auth(F &&handler) const {
         detail::or_throw([&](std::error_code &ec) { on_auth(std::forward<F>(handler), ec); });
+    }
+    template <class F> void on_restored(F &&handler) const {
+        detail::or_throw([&](std::error_code &ec) { on_restored(std::forward<F>(handler), ec); });
     }
     template <class F> void on_connection(F &&handler) const {
         detail::or_throw([&](std::error_code &ec) { on_connection(std::forward<F>(handler), ec); });
@@ -1309,6 +1556,22 @@ inline mqttc_packet_kind publish_ack(int qos) noexcept {
     return qos == 2 ? MQTTC_PACKET_PUBREC : MQTTC_PACKET_PUBACK;
 }
 } // namespace detail
+
+template <class F> void ClientRef::on_restored(F &&handler, std::error_code &ec) const noexcept {
+    auto install = [&](void *state) {
+        return mqttc_client_set_on_restored(h_, state ? detail::State::restored_cb : nullptr, state);
+    };
+    if constexpr (std::is_same_v<std::decay_t<F>, std::nullptr_t>) {
+        set_handler(&detail::State::on_restored, nullptr, ec, install);
+    } else {
+        // The handler holds a ClientRef, as one capturing ref() would: close() lets it go.
+        set_handler(&detail::State::on_restored,
+                    [client = *this, fn = std::forward<F>(handler)](mqttc_token id, const Message &m) mutable {
+                        fn(Token(client, id, detail::publish_ack(m.qos())), m);
+                    },
+                    ec, install);
+    }
+}
 
 inline Token ClientRef::connect(std::error_code &ec) const noexcept {
     return issue(MQTTC_PACKET_CONNACK, ec, [&](mqttc_token *t) { return mqttc_connect(h_, t); });
@@ -1492,31 +1755,26 @@ public:
 
 private:
     template <class New> static Client make(const Options &options, std::error_code &ec, New &&make_new) noexcept {
-        std::shared_ptr<detail::State> state = make_state();
+        std::shared_ptr<detail::State> state = detail::make_shared_or_null<detail::State>();
         if (!state) {
             detail::check(MQTTC_ERR_RESOURCE, ec);
             return Client();
         }
-        const mqttc_options o = options.to_c();
+        std::shared_ptr<detail::store_handle> store;
+        if (options.store_ && !(store = detail::store_handle::of(options.store_, ec)))
+            return Client();
+        mqttc_options o = options.to_c();
+        if (store)
+            o.store = store->get();
         mqttc_client *h = nullptr;
         if (!detail::check(make_new(&o, &h), ec))
             return Client();
         state->handle = h;
+        state->store = std::move(store);
         Client c(h, std::move(state));
         // Routes completions to Token::on_complete; set before any token exists, so none is missed.
         detail::check(mqttc_client_set_on_complete(h, detail::State::complete_cb, c.st_.get()), ec);
         return ec ? Client() : std::move(c);
-    }
-    static std::shared_ptr<detail::State> make_state() noexcept {
-#if MQTTC_CPP_EXCEPTIONS
-        try {
-            return std::make_shared<detail::State>();
-        } catch (const std::bad_alloc &) {
-            return nullptr;
-        }
-#else
-        return std::make_shared<detail::State>();
-#endif
     }
     Client(mqttc_client *h, std::shared_ptr<detail::State> state) noexcept : ClientRef(h, std::move(state)) {}
 };

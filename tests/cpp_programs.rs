@@ -59,13 +59,33 @@ fn cpp_options_mqtt5_loop_events_logs_servers_and_tls() {
     assert_steps(&out, "features: ok", 8);
 }
 
-/// tests/cpp/noexcept.cpp, built with `-fno-exceptions`: the error_code overloads alone.
+/// tests/cpp/noexcept.cpp, built with `-fno-exceptions`: the error_code overloads alone, and a
+/// `Store` that fails through `fail(code)`.
 #[test]
 fn cpp_without_exceptions_reports_through_error_codes() {
     let broker = Broker::start();
     let args = [broker.port.to_string()];
     let (out, _) = run_cpp("cpp_noexcept", "tests/cpp/noexcept.cpp", &["-fno-exceptions"], &args);
-    assert_steps(&out, "noexcept: ok", 3);
+    assert_steps(&out, "noexcept: ok", 4);
+}
+
+/// tests/cpp/store.cpp: QoS 1 messages published while the broker was down stay in a directory
+/// store (`Options::store_dir`) or in the program's own `mqttc::Store` (a std::map that sees the
+/// puts and removes), and a new client with the same store restores them (`on_restored`) and
+/// delivers them, each once; one client at a time uses a Store, which the library releases with
+/// its last client; a clean session with `store_drop_on_clean` clears it; a Store that throws
+/// fails the publish (or the client) with MQTTC_ERR_STORE.
+#[test]
+fn cpp_message_stores_keep_messages_for_the_next_client() {
+    let broker = Broker::start();
+    let dir = common::temp_dir("cpp-store");
+    let args = [
+        broker.port.to_string(),
+        free_port().to_string(),
+        dir.display().to_string(),
+    ];
+    let (out, _) = run_cpp("cpp_store", "tests/cpp/store.cpp", &[], &args);
+    assert_steps(&out, "store: ok", 7);
 }
 
 /// tests/cpp/login.cpp against a mosquitto with a password file and a per-user ACL: credentials

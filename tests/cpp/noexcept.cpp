@@ -4,7 +4,9 @@
 // Usage: noexcept <broker port>
 #include "check.hpp"
 
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -127,6 +129,21 @@ int main(int argc, char **argv) {
     EXPECT(c.disconnect(ec).wait(10s, ec));
     OK(ec);
     step("handlers, a Loop, login and will changes, event mode, unsubscribe and disconnect");
+
+    // A Store fails without exceptions through fail(code), which the publish's error names.
+    struct Refusing final : mqttc::Store {
+        void put(std::string_view, mqttc::bytes_view) override { fail(-5); }
+        std::optional<std::vector<std::uint8_t>> get(std::string_view) override { return std::nullopt; }
+        void remove(std::string_view) override {}
+        std::vector<std::string> list() override { return {}; }
+        void clear() override {}
+    };
+    mqttc::Client stored = mqttc::Client::create(
+        "127.0.0.1", port, mqttc::Options().store(std::make_shared<Refusing>()).queue_before_connect(true), ec);
+    OK(ec);
+    EXPECT(!stored.publish("nx/s", "x", 1, false, mqttc::PropertiesView(), ec).id() && ec == MQTTC_ERR_STORE);
+    EXPECT(mqttc::last_error().find("returned -5") != std::string::npos);
+    step("a Store that calls fail() fails the publish with MQTTC_ERR_STORE");
     std::printf("noexcept: ok\n");
     return 0;
 }
