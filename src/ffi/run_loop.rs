@@ -151,10 +151,11 @@ unsafe fn loop_query<T>(
 
 /// How long, in milliseconds, the application may wait on `mqttc_loop_fd` before it must call
 /// `mqttc_loop_run(run_loop, 0)` even if the descriptor stays quiet, for the loop's timers: a
-/// keep-alive ping, a reconnect after its backoff, a connect or disconnect timeout (as
-/// libmosquitto's `mosquitto_loop_misc`, but saying when). 0 when the loop has work now; -1
-/// when no timer runs, so the wait may be endless, as poll() takes it. Ask again after each run:
-/// every call may change it.
+/// keep-alive ping, a reconnect after its backoff, a connect or disconnect timeout, the release
+/// of a connection's read buffer 10 ms after its last read (as libmosquitto's
+/// `mosquitto_loop_misc`, but saying when). 0 when the loop has work now; -1 when no timer runs,
+/// so the wait may be endless, as poll() takes it. Ask again after each run: every call may
+/// change it.
 ///
 /// `*timeout_ms` is written on success; nothing is retained.
 ///
