@@ -1144,8 +1144,8 @@ typedef struct mqttc_connection_event {
    */
   int change;
   /**
-   * LOST: why (MQTTC_ERR_IO, MQTTC_ERR_KEEPALIVE_TIMEOUT, MQTTC_ERR_CONNECTION_CLOSED, ...);
-   * MQTTC_OK otherwise.
+   * LOST: why (MQTTC_ERR_IO, MQTTC_ERR_KEEPALIVE_TIMEOUT, MQTTC_ERR_CONNECTION_CLOSED, ...;
+   * MQTTC_ERR_CANCELLED when `mqttc_reconnect` dropped it); MQTTC_OK otherwise.
    */
   enum mqttc_status reason;
   /**
@@ -1532,8 +1532,9 @@ enum mqttc_status mqttc_connect(struct mqttc_client *client, mqttc_token *token)
 /**
  * Starts a new connection now (libmosquitto's `mosquitto_reconnect`, MQTTClient.jl's
  * `reconnect_async`): a live connection is dropped as if it were lost (the session carries on:
- * unacknowledged messages are resent), a wait before an automatic reconnect is cut short, and
- * without a session this is `mqttc_connect`. `*token` completes like `mqttc_connect`'s.
+ * unacknowledged messages are resent; the connection callback or event reports LOST with
+ * MQTTC_ERR_CANCELLED), a wait before an automatic reconnect is cut short, and without a
+ * session this is `mqttc_connect`. `*token` completes like `mqttc_connect`'s.
  *
  * Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_HANDLE, MQTTC_ERR_NOT_CONNECTED (while disconnecting),
  * MQTTC_ERR_ALREADY_CONNECTED (a racing connect came first), MQTTC_ERR_CANCELLED, MQTTC_ERR_PANIC.

@@ -76,17 +76,25 @@ fn c_client_fails_over_from_a_dead_uri_and_survives_a_broker_kill() {
         e.starts_with(&format!("{prefix}connection closed by the broker"))
             || e.starts_with(&format!("{prefix}network error"))
     };
-    assert_eq!(events.len(), 6, "up, lost, up, up, lost, closed:\n{out}");
+    assert_eq!(events.len(), 7, "up, lost, up, lost, up, lost, closed:\n{out}");
     // The dead first URI is skipped.
     assert_eq!(events[0], up(0), "{out}");
     assert!(lost(events[1]), "{out}");
     // The restarted broker (no persistence) lost the session: the library subscribed again (the
     // summary below shows the messages came back).
     assert_eq!(events[2], up(0), "{out}");
-    // mqttc_reconnect: the broker kept the session.
-    assert_eq!(events[3], up(1), "{out}");
-    assert!(lost(events[4]), "{out}");
-    assert_eq!(events[5], "event closed server=null", "{out}");
+    // mqttc_reconnect: the connection it dropped is lost, cancelled; the broker kept the session.
+    assert_eq!(
+        events[3],
+        format!(
+            "event lost server=mqtt://127.0.0.1:{live} reason=cancelled \
+             detail=the operation was cancelled"
+        ),
+        "{out}"
+    );
+    assert_eq!(events[4], up(1), "{out}");
+    assert!(lost(events[5]), "{out}");
+    assert_eq!(events[6], "event closed server=null", "{out}");
     assert!(!out.contains(&format!(":{dead} ")), "never connected to the dead port");
     assert!(lines.iter().any(|l| l == "online received=10"), "{out}");
     assert!(lines.iter().any(|l| l.starts_with("queued 10 state=")), "{out}");

@@ -181,8 +181,8 @@ pub enum mqttc_connection_change {
 pub struct mqttc_connection_event {
     /// An `mqttc_connection_change` value.
     pub change: c_int,
-    /// LOST: why (MQTTC_ERR_IO, MQTTC_ERR_KEEPALIVE_TIMEOUT, MQTTC_ERR_CONNECTION_CLOSED, ...);
-    /// MQTTC_OK otherwise.
+    /// LOST: why (MQTTC_ERR_IO, MQTTC_ERR_KEEPALIVE_TIMEOUT, MQTTC_ERR_CONNECTION_CLOSED, ...;
+    /// MQTTC_ERR_CANCELLED when `mqttc_reconnect` dropped it); MQTTC_OK otherwise.
     pub reason: mqttc_status,
     /// UP: the broker kept this client's session (CONNACK "session present"). When false, the
     /// library has already subscribed every registered filter again.

@@ -299,8 +299,9 @@ pub unsafe extern "C" fn mqttc_connect(client: *mut mqttc_client, token: *mut mq
 
 /// Starts a new connection now (libmosquitto's `mosquitto_reconnect`, MQTTClient.jl's
 /// `reconnect_async`): a live connection is dropped as if it were lost (the session carries on:
-/// unacknowledged messages are resent), a wait before an automatic reconnect is cut short, and
-/// without a session this is `mqttc_connect`. `*token` completes like `mqttc_connect`'s.
+/// unacknowledged messages are resent; the connection callback or event reports LOST with
+/// MQTTC_ERR_CANCELLED), a wait before an automatic reconnect is cut short, and without a
+/// session this is `mqttc_connect`. `*token` completes like `mqttc_connect`'s.
 ///
 /// Errors: MQTTC_ERR_NULL, MQTTC_ERR_INVALID_HANDLE, MQTTC_ERR_NOT_CONNECTED (while disconnecting),
 /// MQTTC_ERR_ALREADY_CONNECTED (a racing connect came first), MQTTC_ERR_CANCELLED, MQTTC_ERR_PANIC.

@@ -36,6 +36,7 @@ static int counts[N];
 static int received;
 static int strays;
 static int ups, losts, closeds;
+static mqttc_status last_lost_reason = MQTTC_OK;
 
 /* One line on stdout, flushed at once: the test reacts to lines as they come. */
 static void say(const char *fmt, ...) {
@@ -67,6 +68,7 @@ static void on_connection(mqttc_client *client, const mqttc_connection_event *ev
         break;
     case MQTTC_CONNECTION_LOST:
         losts++;
+        last_lost_reason = ev->reason;
         break;
     case MQTTC_CONNECTION_CLOSED:
         closeds++;
@@ -226,11 +228,20 @@ int main(int argc, char **argv) {
     pthread_mutex_unlock(&lock);
     say("received total=%d missing=%d duplicates=%d strays=%d", total, missing, duplicates, stray);
 
-    /* An application-requested reconnect: the broker kept the session this time. */
+    /* An application-requested reconnect: the broker kept the session this time. The connection
+     * it drops is reported LOST (cancelled) before the new one is UP. */
+    int losts_before_reconnect = get(&losts);
     CHECK(mqttc_reconnect(c, &t) == MQTTC_OK, "reconnect");
     st = mqttc_token_wait(c, t, 10000);
     CHECK(st == MQTTC_OK, "reconnect token: %s", mqttc_status_str(st));
     CHECK(wait_count(&ups, 3, 5000), "no UP event after mqttc_reconnect");
+    pthread_mutex_lock(&lock);
+    int reconnect_losts = losts - losts_before_reconnect;
+    mqttc_status reconnect_reason = last_lost_reason;
+    pthread_mutex_unlock(&lock);
+    CHECK(reconnect_losts == 1 && reconnect_reason == MQTTC_ERR_CANCELLED,
+          "mqttc_reconnect's dropped connection: %d LOST events, reason %s", reconnect_losts,
+          mqttc_status_str(reconnect_reason));
     st = mqttc_token_wait(c, publish(c, 0), 10000);
     CHECK(st == MQTTC_OK, "publish after reconnect: %s", mqttc_status_str(st));
     CHECK(wait_count(&received, N + 1, 10000), "no message after mqttc_reconnect");

@@ -766,8 +766,9 @@ class MessageEvent:
 
 
 class ConnectionEvent:
-    def __init__(self, change, detail):
+    def __init__(self, change, reason, detail):
         self.change = change
+        self.reason = reason
         self.detail = detail
 
 
@@ -961,7 +962,7 @@ def take_event(ptr):
         return CompleteEvent(e.token, e.status, detail, codes, read_properties(e.properties))
     if e.kind == EVENT_CONNECTION:
         c = e.connection
-        return ConnectionEvent(c.change, (c.detail or b"").decode())
+        return ConnectionEvent(c.change, c.reason, (c.detail or b"").decode())
     if e.kind == EVENT_RESTORED:
         m = e.message
         return RestoredEvent(e.token, ctypes.string_at(m.topic, m.topic_len).decode(),
@@ -988,15 +989,19 @@ def dispatch(s, e):
         if p is not None:
             finish(s, p, e)
     elif isinstance(e, ConnectionEvent):
+        # A connection dropped by `reconnect` (reason MQTTC_ERR_CANCELLED) is one being made again.
+        asked = e.change == CONNECTION_LOST and e.reason == MQTTC_ERR_CANCELLED
         if e.change == CONNECTION_UP:
             state = "connected"
+        elif asked:
+            state = "ready"
         elif e.change == CONNECTION_LOST:
             state = "reconnecting" if s.auto_reconnect else "error"
         else:
             state = "closed"
         with s.lock:
             s.connection = state
-        if e.change == CONNECTION_LOST:
+        if e.change == CONNECTION_LOST and not asked:
             print(f"MQTTClient: connection lost ({e.detail})", file=sys.stderr)
     elif isinstance(e, RestoredEvent):
         future = register(s, e.token, Pending(MQTTFuture(), "publish (restored)", "nothing", 0))

@@ -87,6 +87,7 @@ end
 
 struct ConnectionEvent
     change::Cint
+    reason::Cint
     detail::String
 end
 
@@ -299,7 +300,7 @@ function take_event(ptr::Ptr{mqttc_event})
         return CompleteEvent(e.token, e.status, detail, codes, read_properties(e.properties))
     elseif e.kind == EVENT_CONNECTION
         c = e.connection
-        return ConnectionEvent(c.change, c.detail == C_NULL ? "" : unsafe_string(c.detail))
+        return ConnectionEvent(c.change, c.reason, c.detail == C_NULL ? "" : unsafe_string(c.detail))
     elseif e.kind == EVENT_RESTORED
         m = e.message
         return RestoredEvent(e.token, unsafe_string(m.topic, m.topic_len),
@@ -352,15 +353,19 @@ function dispatch(s::ClientState, e::RestoredEvent)
 end
 
 function dispatch(s::ClientState, e::ConnectionEvent)
+    # A connection dropped by `reconnect` (reason MQTTC_ERR_CANCELLED) is one being made again.
+    asked = e.change == CONNECTION_LOST && e.reason == MQTTC_ERR_CANCELLED
     state = if e.change == CONNECTION_UP
         :connected
+    elseif asked
+        :ready
     elseif e.change == CONNECTION_LOST
         s.auto_reconnect ? :reconnecting : :error
     else
         :closed
     end
     lock(() -> (s.connection = state), s.lock)
-    if e.change == CONNECTION_LOST
+    if e.change == CONNECTION_LOST && !asked
         next = s.auto_reconnect ? "reconnecting" : "call reconnect to connect again"
         @warn "MQTTClient: connection lost ($(e.detail)); $next"
     end

@@ -316,7 +316,10 @@ impl<'a> Net<'a> {
                 server: server.clone(),
             }));
             self.out.flush();
-            let reason = match self.serve(link).await {
+            // A connection the application drops with `reconnect` is lost too, as the application
+            // sees it: each CONNECTED event is followed by a LOST or a DISCONNECTED one, whatever
+            // the next attempt gives.
+            let (reason, asked) = match self.serve(link).await {
                 Ended::Disconnected(t) => {
                     self.out.log(LogLevel::Info, || "disconnected".into());
                     self.end_session(t);
@@ -325,23 +328,32 @@ impl<'a> Net<'a> {
                 Ended::Closed => return false,
                 Ended::Reconnect(t) => {
                     waiters.push(t);
-                    self.out
-                        .log(LogLevel::Info, || "reconnecting at the application's request".into());
-                    self.connection_lost(Error::Cancelled);
-                    continue;
+                    (Error::Cancelled, true)
                 }
-                Ended::Lost(e) => e,
+                Ended::Lost(e) => (e, false),
             };
             // The state first: whoever the event wakes must see it.
             let auto = self.ctx.options.auto_reconnect;
-            self.set_state(if auto { State::Reconnecting } else { State::Disconnected });
-            self.out
-                .log(LogLevel::Warning, || format!("connection to {server} lost: {reason}"));
+            self.set_state(match (asked, auto) {
+                (true, _) => State::Connecting,
+                (false, true) => State::Reconnecting,
+                (false, false) => State::Disconnected,
+            });
+            if asked {
+                self.out
+                    .log(LogLevel::Info, || "reconnecting at the application's request".into());
+            } else {
+                self.out
+                    .log(LogLevel::Warning, || format!("connection to {server} lost: {reason}"));
+            }
             self.out.push(Event::Connection(ConnectionEvent::Lost {
                 reason: reason.clone(),
                 server: server.clone(),
             }));
             self.connection_lost(reason);
+            if asked {
+                continue;
+            }
             if !auto {
                 // The session waits for the application's `reconnect` (or `disconnect`).
                 return true;
