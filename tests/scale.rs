@@ -24,6 +24,16 @@ fn churn_rss_limit_kib() -> i64 {
     if common::sanitizer().is_some() { 0 } else { 4096 }
 }
 
+/// Pool: the most resident memory a client on the pool may add, connected, subscribed and after
+/// its traffic. About 12.5 KiB in a debug build and 9.5 KiB in a release one (BENCHMARKS.md's
+/// fleet table); the limit catches a return of per-client room held while idle, such as the
+/// queues' first blocks (about 8 KiB a client: with them, a debug build measured 25 KiB) or a
+/// kept read buffer. Not checked under AddressSanitizer, whose redzones and quarantine multiply
+/// every allocation.
+fn pool_rss_limit_kib() -> Option<i64> {
+    if common::sanitizer().is_some() { None } else { Some(20) }
+}
+
 /// Many clients need many descriptors, here and in mosquitto (which inherits this process's
 /// limit): raise the soft limit to the hard one before the broker starts.
 fn raise_fd_limit() {
@@ -92,6 +102,14 @@ fn two_thousand_clients_on_a_pool_of_two_share_its_threads() {
         "{peak} threads at the peak, {base} before\n{out}"
     );
     assert!(figure(&out, "clients: fds", "peak") >= figure(&out, "clients: fds", "baseline") + clients);
+    if let Some(limit) = pool_rss_limit_kib() {
+        let grown = figure(&out, "clients: rss_kib", "peak") - figure(&out, "clients: rss_kib", "baseline");
+        assert!(
+            grown <= limit * clients,
+            "{:.1} KiB per client (limit {limit})\n{out}",
+            grown as f64 / clients as f64
+        );
+    }
 }
 
 #[test]
