@@ -342,6 +342,14 @@ class Broker:
         except OSError:
             return "(none)"
 
+    def cpu_s(self):
+        """The CPU time (user and system) mosquitto has used so far, from /proc/PID/stat."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            # The fields after the command name, which is in parentheses and may hold spaces:
+            # utime and stime are the 12th and 13th of them.
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def check_alive(self):
         if self.proc is None or self.proc.poll() is not None:
             raise BenchError(f"mosquitto exited (status {self.proc.returncode if self.proc else '?'});"
@@ -659,11 +667,13 @@ def fleet_run(broker, name, exe, extra, clients, hold_s):
     # takes to give up (fleet.h) at each of its steps.
     timeout = 180 + hold_s + clients * 0.02
     log(f"fleet: {fmt_cmd(cmd)}")
+    broker_cpu = broker.cpu_s()
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
                            preexec_fn=_child_setup)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:.0f} s"}
+    broker_cpu = broker.cpu_s() - broker_cpu
     why = [line for line in p.stderr.strip().splitlines() if line][-3:]
     lines = [line for line in p.stdout.splitlines() if line.startswith("{")]
     if not lines:
@@ -675,7 +685,7 @@ def fleet_run(broker, name, exe, extra, clients, hold_s):
     missing = [k for k in FLEET_KEYS if not isinstance(res.get(k), (int, float))]
     if res.get("lib") != name or missing or res["clients"] != clients:
         return {"error": f"unexpected output {res}"}
-    res.update(status=p.returncode, why=why)
+    res.update(status=p.returncode, why=why, broker_cpu_s=broker_cpu)
     return res
 
 
@@ -700,7 +710,8 @@ def section_fleet(cfg, sizes):
                     continue
                 log(f"fleet {clients} {name}: {res['connected']} connected in {res['connect_s']:.1f} s, "
                     f"{res['threads_peak']} threads, {res['rss_kb_per_client']:.1f} KiB/client, "
-                    f"{res['delivered']}/{res['expected']} delivered, p99 {res['p99_ms']} ms")
+                    f"{res['delivered']}/{res['expected']} delivered, p99 {res['p99_ms']} ms, "
+                    f"broker CPU {res['broker_cpu_s']:.1f} s")
                 if res["connected"] < clients:
                     stopped[name] = f"connected {res['connected']:,} of {clients:,}"
     finally:
@@ -1098,16 +1109,17 @@ def report(machine, settings, results, targets):
                 "the hard maximum. "
                 "mqttclient on one mqttc_pool of 2 threads; libmosquitto one mosquitto_loop_start "
                 "thread a client; Paho C's MQTTAsync shares its threads. RSS per client: peak VmRSS "
-                "over that before the first client, divided by the clients. Limits here: "
+                "over that before the first client, divided by the clients. Broker CPU: what mosquitto "
+                "used over the whole run (connect, hold, disconnect). Limits here: "
                 f"descriptors {lim['nofile_hard']:,} (hard), threads-max {lim['threads_max']}, "
                 f"RLIMIT_NPROC {lim['nproc']}, MemAvailable {lim['mem_available_kb']} kB.", ""]
         rows = []
         for r in fl["rows"]:
             head = [num(r["clients"]), r["lib"]]
             if "skipped" in r:
-                rows.append(head + [f"not run ({r['skipped']})"] + [""] * 5 + [""])
+                rows.append(head + [f"not run ({r['skipped']})"] + [""] * 6 + [""])
             elif "error" in r:
-                rows.append(head + ["failed"] + [""] * 5 + [r["error"]])
+                rows.append(head + ["failed"] + [""] * 6 + [r["error"]])
             else:
                 # Short of all, connect_s is when the wait gave up (fleet.h's 30 s without progress).
                 connect = f"{r['connect_s']:.2f} s" + ("" if r["connected"] == r["clients"] else " (gave up)")
@@ -1115,9 +1127,10 @@ def report(machine, settings, results, targets):
                                     f"{r['rss_kb_per_client']:.1f} KiB",
                                     f"{num(r['delivered'])} of {num(r['expected'])}",
                                     f"{r['p99_ms']:.0f} ms" if r["delivered"] else "-",
+                                    f"{r['broker_cpu_s']:.1f} s",
                                     " / ".join(r["why"]) if r["status"] else ""])
         out += [table(["clients", "library", "connected", "connect all", "threads (peak)", "RSS per client",
-                       "delivered", "p99 publish to callback", "note"], rows), ""]
+                       "delivered", "p99 publish to callback", "broker CPU", "note"], rows), ""]
         if fl["not_built"]:
             out += [f"Not built (header missing): {', '.join(fl['not_built'])}.", ""]
 
