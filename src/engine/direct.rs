@@ -261,7 +261,7 @@ mod tests {
 
     /// A command channel with nothing sent yet.
     fn commands() -> (Sender<Command>, Commands) {
-        let (tx, rx) = super::super::queue::unbounded();
+        let (tx, rx) = crate::engine::queue::unbounded();
         (tx, Commands::new(rx))
     }
 

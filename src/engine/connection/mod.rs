@@ -317,8 +317,8 @@ impl<'a> Net<'a> {
             }));
             self.out.flush();
             // A connection the application drops with `reconnect` is lost too, as the application
-            // sees it: each CONNECTED event is followed by a LOST or a DISCONNECTED one, whatever
-            // the next attempt gives.
+            // sees it: while the client lives, each CONNECTED event is followed by a LOST or a
+            // DISCONNECTED one, whatever the next attempt gives.
             let (reason, asked) = match self.serve(link).await {
                 Ended::Disconnected(t) => {
                     self.out.log(LogLevel::Info, || "disconnected".into());

@@ -1,7 +1,6 @@
 //! The loop that serves one live connection: reads, writes, commands, keep-alive, disconnect.
 use std::time::Duration;
 
-use crate::engine::queue::TryRecvError;
 use bytes::BytesMut;
 use tokio::time::Instant;
 
@@ -14,6 +13,7 @@ use super::{Ended, Net};
 use crate::codec::{Packet, PropertyId};
 use crate::engine::dispatch::LogLevel;
 use crate::engine::held_acks::HeldAcks;
+use crate::engine::queue::TryRecvError;
 use crate::engine::session::Request;
 use crate::engine::timer::{self, Sleep};
 use crate::engine::tokens::Outcome;
